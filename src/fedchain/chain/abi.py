@@ -1,0 +1,125 @@
+"""ABI encoding and decoding shared by both backends.
+
+Both backends hand this module raw bytes (calldata, return data, log topics and
+data) so that a call or an event decodes identically whether it ran in the
+embedded EVM or on a JSON-RPC node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import eth_abi
+from eth_utils import function_abi_to_4byte_selector, event_abi_to_log_topic, to_checksum_address
+
+ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
+
+
+def _type(param: dict) -> str:
+    t = param["type"]
+    if t.startswith("tuple"):
+        inner = ",".join(_type(c) for c in param["components"])
+        return f"({inner}){t[5:]}"
+    return t
+
+
+def _normalise(value: Any, param: dict) -> Any:
+    """Checksum addresses, turn tuples into dicts keyed by component name."""
+    t = param["type"]
+    if t == "address":
+        return to_checksum_address(value)
+    if t == "tuple":
+        return {c["name"]: _normalise(v, c) for v, c in zip(value, param["components"])}
+    if t.endswith("[]") and t.startswith("tuple"):
+        inner = dict(param, type=t[:-2])
+        return [_normalise(v, inner) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Event:
+    """One decoded log: ``args`` is keyed by the event's field names."""
+
+    name: str
+    args: dict
+    block: int
+    address: str
+    log_index: int = 0
+
+
+class Codec:
+    """Encode calls and decode results and logs for one contract ABI."""
+
+    def __init__(self, abi: list[dict]):
+        self.abi = abi
+        self.functions = {f["name"]: f for f in abi if f["type"] == "function"}
+        self.events = {
+            event_abi_to_log_topic(e): e for e in abi if e["type"] == "event"
+        }
+        self.constructor = next((f for f in abi if f["type"] == "constructor"), None)
+
+    def encode_call(self, fn: str, args: tuple) -> bytes:
+        f = self.functions.get(fn)
+        if f is None:
+            raise AttributeError(f"contract has no function {fn!r}")
+        types = [_type(i) for i in f["inputs"]]
+        if len(args) != len(types):
+            raise TypeError(f"{fn} takes {len(types)} arguments, got {len(args)}")
+        return function_abi_to_4byte_selector(f) + eth_abi.encode(types, [_to_abi(a, i) for a, i in zip(args, f["inputs"])])
+
+    def encode_constructor(self, args: tuple) -> bytes:
+        if self.constructor is None:
+            return b""
+        types = [_type(i) for i in self.constructor["inputs"]]
+        return eth_abi.encode(types, [_to_abi(a, i) for a, i in zip(args, self.constructor["inputs"])])
+
+    def decode_output(self, fn: str, data: bytes) -> Any:
+        outputs = self.functions[fn]["outputs"]
+        values = eth_abi.decode([_type(o) for o in outputs], data)
+        values = [_normalise(v, o) for v, o in zip(values, outputs)]
+        return values[0] if len(values) == 1 else tuple(values)
+
+    def decode_log(self, topics: list[bytes], data: bytes, block: int, address: str, log_index: int = 0) -> Event | None:
+        if not topics or topics[0] not in self.events:
+            return None
+        e = self.events[topics[0]]
+        indexed = [i for i in e["inputs"] if i["indexed"]]
+        plain = [i for i in e["inputs"] if not i["indexed"]]
+        args = {}
+        for param, topic in zip(indexed, topics[1:]):
+            args[param["name"]] = _normalise(eth_abi.decode([_type(param)], topic)[0], param)
+        for param, value in zip(plain, eth_abi.decode([_type(p) for p in plain], data)):
+            args[param["name"]] = _normalise(value, param)
+        return Event(e["name"], args, block, to_checksum_address(address), log_index)
+
+
+def _to_abi(value: Any, param: dict) -> Any:
+    """A struct may be passed as a dict keyed by field name; it becomes a tuple."""
+    if param["type"] == "tuple" and isinstance(value, dict):
+        missing = [c["name"] for c in param["components"] if c["name"] not in value]
+        if missing:
+            raise TypeError(f"struct {param['name']} lacks fields {missing}")
+        return tuple(_to_abi(value[c["name"]], c) for c in param["components"])
+    return value
+
+
+def revert_reason(data: bytes | None) -> str:
+    """The string of an ``Error(string)`` revert, or a description of the raw data."""
+    if not data:
+        return "no reason given"
+    if data[:4] == ERROR_SELECTOR:
+        try:
+            return eth_abi.decode(["string"], data[4:])[0]
+        except Exception:  # malformed revert data: report it raw
+            pass
+    return "0x" + data.hex()
+
+
+def intrinsic_gas(data: bytes, create: bool = False) -> int:
+    """Gas a transaction pays before execution (Shanghai rules, no access list)."""
+    zeros = data.count(0)
+    gas = 21_000 + 4 * zeros + 16 * (len(data) - zeros)
+    if create:
+        gas += 32_000 + 2 * ((len(data) + 31) // 32)
+    return gas

@@ -1,0 +1,39 @@
+"""Python twins of the contracts' hashes and of sortition.
+
+Nodes use these to decide locally whether they are selected and what to
+commit; tests check them against the contract's own functions bit for bit.
+"""
+
+from __future__ import annotations
+
+import eth_abi
+from eth_utils import keccak
+
+COMMIT_DOMAIN = keccak(text="fedchain.commit.v1")
+MAX_UINT = 2**256 - 1
+
+
+def commitment(chain_id: int, contract: str, task_id: int, round_id: int, node: str,
+               update_root: bytes, salt: bytes) -> bytes:
+    """keccak(domain, chain id, contract, task, round, sender, update root, salt)."""
+    return keccak(eth_abi.encode(
+        ["bytes32", "uint256", "address", "uint256", "uint256", "address", "bytes32", "bytes32"],
+        [COMMIT_DOMAIN, chain_id, contract, task_id, round_id, node, update_root, salt],
+    ))
+
+
+def vote_hash(model_root: bytes, model_cid: bytes, scores_root: bytes, total_score: int, rejected: int) -> bytes:
+    return keccak(eth_abi.encode(
+        ["bytes32", "bytes32", "bytes32", "uint256", "uint256"],
+        [model_root, model_cid, scores_root, total_score, rejected],
+    ))
+
+
+def is_selected(seed: bytes, node: str, weight: int, total: int, k: int) -> bool:
+    """Stake-weighted sortition: selected with probability min(1, k*weight/total)."""
+    if weight == 0 or total == 0 or k == 0:
+        return False
+    if weight * k >= total:
+        return True
+    draw = int.from_bytes(keccak(eth_abi.encode(["bytes32", "address"], [seed, node])), "big")
+    return draw < (MAX_UINT // total) * (weight * k)

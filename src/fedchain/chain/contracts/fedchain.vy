@@ -1,0 +1,767 @@
+# pragma version 0.4.3
+# pragma nonreentrancy off
+"""
+@title fedchain
+@notice Tasks and their rounds: selection, commit, reveal, validator vote,
+        challenge window, finalize; pull-based rewards; slashing of provable
+        faults. Stake lives in the `staking` module this contract initializes.
+@dev One round: commit (block <= commit_end) -> reveal (<= reveal_end) ->
+     vote (<= validate_end) -> challenge window (validate_end, validate_end +
+     challenge_blocks] -> `finalize`, or `advance` fails the round (too few
+     reveals, no quorum) and opens the next one from the last finalized model.
+     Deadlines are block numbers; anyone may call `advance` and `finalize`.
+     No function loops over participants: every call is O(1).
+     Money: token balance == stakes + unbonding + pools + unclaimed + payouts,
+     to the wei, after every call (tested with a stateful hypothesis test).
+     Reentrancy: every function that transfers tokens is @nonreentrant and
+     changes its state before the transfer.
+"""
+
+from ethereum.ercs import IERC20
+import staking
+import sortition
+import merkle
+import commitments
+
+initializes: staking
+
+exports: (
+    staking.stake,
+    staking.unbond,
+    staking.withdraw,
+    staking.token,
+    staking.min_stake,
+    staking.unbonding_delay,
+    staking.stakes,
+    staking.total_active,
+    staking.total_unbonding,
+)
+
+BPS: constant(uint256) = 10_000
+MAX_REVEALS: constant(uint256) = 256
+MAX_REPORTER_BPS: constant(uint256) = 5_000
+
+OPEN: constant(uint8) = 0
+FINALIZED: constant(uint8) = 1
+FAILED: constant(uint8) = 2
+
+FAIL_TOO_FEW_REVEALS: constant(uint8) = 1
+FAIL_NO_QUORUM: constant(uint8) = 2
+
+SLASH_MISSING_REVEAL: constant(uint8) = 1
+SLASH_EQUIVOCATION: constant(uint8) = 2
+SLASH_REJECTED: constant(uint8) = 3
+
+# A trainer's record in a round packs: reveal index + 1 (bits 0-31), sample
+# count (bits 32-159), and two flags. Zero means "not revealed".
+INDEX_MASK: constant(uint256) = 2**32 - 1
+SAMPLES_MASK: constant(uint256) = 2**128 - 1
+CLAIMED: constant(uint256) = 2**254
+SLASHED: constant(uint256) = 2**253
+
+# A round's schedule packs four block numbers, 64 bits each.
+U64: constant(uint256) = 2**64 - 1
+
+
+struct TaskConfig:
+    recipe_hash: bytes32
+    model_root: bytes32
+    model_cid: bytes32
+    num_rounds: uint256
+    trainers_per_round: uint256
+    validators_per_round: uint256
+    min_reveals: uint256
+    commit_blocks: uint256
+    reveal_blocks: uint256
+    validate_blocks: uint256
+    challenge_blocks: uint256
+    validator_fee_bps: uint256
+    pool: uint256
+
+struct Task:
+    sponsor: address
+    recipe_hash: bytes32
+    model_root: bytes32
+    model_cid: bytes32
+    num_rounds: uint256
+    round: uint256
+    trainers_per_round: uint256
+    validators_per_round: uint256
+    min_reveals: uint256
+    commit_blocks: uint256
+    reveal_blocks: uint256
+    validate_blocks: uint256
+    challenge_blocks: uint256
+    validator_fee_bps: uint256
+    pool: uint256
+    finished: bool
+
+struct Round:
+    seed: bytes32
+    schedule: uint256
+    trainer_total: uint256
+    validator_total: uint256
+    reveals: uint256
+    committee_stake: uint256
+    leader: bytes32
+    status: uint8
+    model_root: bytes32
+    scores_root: bytes32
+    total_score: uint256
+    rejected: uint256
+    trainer_budget: uint256
+    validator_budget: uint256
+    majority_stake: uint256
+
+
+reporter_bps: public(uint256)
+liveness_penalty: public(uint256)
+safety_penalty_bps: public(uint256)
+
+next_task_id: public(uint256)
+tasks: public(HashMap[uint256, Task])
+rounds: public(HashMap[uint256, HashMap[uint256, Round]])
+
+# task -> round -> trainer -> commitment / packed record
+commitment: public(HashMap[uint256, HashMap[uint256, HashMap[address, bytes32]]])
+record: public(HashMap[uint256, HashMap[uint256, HashMap[address, uint256]]])
+# task -> round -> validator -> committee weight / vote / flags
+committee_weight: public(HashMap[uint256, HashMap[uint256, HashMap[address, uint256]]])
+vote_of: public(HashMap[uint256, HashMap[uint256, HashMap[address, bytes32]]])
+equivocated: public(HashMap[uint256, HashMap[uint256, HashMap[address, bool]]])
+validator_claimed: public(HashMap[uint256, HashMap[uint256, HashMap[address, bool]]])
+# task -> round -> vote hash -> committee weight behind it
+tally: public(HashMap[uint256, HashMap[uint256, HashMap[bytes32, uint256]]])
+
+payouts: public(HashMap[address, uint256])
+total_pools: public(uint256)
+total_unclaimed: public(uint256)
+total_payouts: public(uint256)
+
+
+event TaskCreated:
+    task_id: indexed(uint256)
+    sponsor: indexed(address)
+    recipe_hash: bytes32
+    model_root: bytes32
+    model_cid: bytes32
+    num_rounds: uint256
+    pool: uint256
+
+event RoundOpened:
+    task_id: indexed(uint256)
+    round_id: indexed(uint256)
+    seed: bytes32
+    commit_end: uint256
+    reveal_end: uint256
+    validate_end: uint256
+
+event Committed:
+    task_id: indexed(uint256)
+    round_id: indexed(uint256)
+    node: indexed(address)
+    commitment: bytes32
+
+event Revealed:
+    task_id: indexed(uint256)
+    round_id: indexed(uint256)
+    node: indexed(address)
+    index: uint256
+    update_root: bytes32
+    update_cid: bytes32
+    samples: uint256
+    salt: bytes32
+
+event Joined:
+    task_id: indexed(uint256)
+    round_id: indexed(uint256)
+    validator: indexed(address)
+    weight: uint256
+
+event Voted:
+    task_id: indexed(uint256)
+    round_id: indexed(uint256)
+    validator: indexed(address)
+    vote_hash: bytes32
+    model_root: bytes32
+    model_cid: bytes32
+    scores_root: bytes32
+    total_score: uint256
+    rejected: uint256
+
+event Equivocated:
+    task_id: indexed(uint256)
+    round_id: indexed(uint256)
+    validator: indexed(address)
+    first_vote: bytes32
+    second_vote: bytes32
+
+event QuorumReached:
+    task_id: indexed(uint256)
+    round_id: indexed(uint256)
+    vote_hash: bytes32
+
+event RoundFailed:
+    task_id: indexed(uint256)
+    round_id: indexed(uint256)
+    reason: uint8
+
+event RoundFinalized:
+    task_id: indexed(uint256)
+    round_id: indexed(uint256)
+    model_root: bytes32
+    model_cid: bytes32
+    scores_root: bytes32
+    total_score: uint256
+    rejected: uint256
+    trainer_budget: uint256
+    validator_budget: uint256
+
+event TaskFinished:
+    task_id: indexed(uint256)
+
+event RewardClaimed:
+    task_id: indexed(uint256)
+    round_id: indexed(uint256)
+    node: indexed(address)
+    amount: uint256
+
+event PayoutWithdrawn:
+    node: indexed(address)
+    amount: uint256
+
+event PoolReclaimed:
+    task_id: indexed(uint256)
+    sponsor: indexed(address)
+    amount: uint256
+
+
+@deploy
+def __init__(
+    token_: IERC20,
+    min_stake_: uint256,
+    unbonding_delay_: uint256,
+    liveness_penalty_: uint256,
+    safety_penalty_bps_: uint256,
+    reporter_bps_: uint256,
+):
+    """
+    @param token_ ERC-20 for stake, pools and rewards.
+    @param min_stake_ Least stake a node needs to be selected.
+    @param unbonding_delay_ Blocks from unbond to withdraw; must exceed every
+           task's challenge window (checked at task creation).
+    @param liveness_penalty_ Tokens taken for a missing reveal or a rejected
+           update: small, repeatable.
+    @param safety_penalty_bps_ Share of a validator's stake taken for
+           equivocation: large, once per incident.
+    @param reporter_bps_ Share of a slash paid to whoever reported it
+           (bounded by MAX_REPORTER_BPS); the rest returns to the task's pool.
+    """
+    assert safety_penalty_bps_ <= BPS, "fedchain: penalty above 100%"
+    assert reporter_bps_ <= MAX_REPORTER_BPS, "fedchain: reporter share too large"
+    staking.__init__(token_, min_stake_, unbonding_delay_)
+    self.liveness_penalty = liveness_penalty_
+    self.safety_penalty_bps = safety_penalty_bps_
+    self.reporter_bps = reporter_bps_
+    self.next_task_id = 1
+
+
+# ---------------------------------------------------------------- tasks
+
+
+@external
+@nonreentrant
+def create_task(cfg: TaskConfig) -> uint256:
+    """
+    @notice Create a task, escrow its reward pool and open round 0.
+    @dev Effects: the pool moves from the sponsor to this contract; round 0
+         opens at this block. Requirements: positive rounds, committee sizes,
+         phase lengths and pool; 1 <= min_reveals <= 256; challenge window
+         shorter than the unbonding delay; fee <= 100%; token allowance.
+    @return The new task's id.
+    """
+    assert cfg.num_rounds > 0, "tasks: zero rounds"
+    assert cfg.trainers_per_round > 0 and cfg.validators_per_round > 0, "tasks: empty committee"
+    assert cfg.min_reveals > 0 and cfg.min_reveals <= MAX_REVEALS, "tasks: bad min_reveals"
+    assert cfg.commit_blocks > 0 and cfg.reveal_blocks > 0, "tasks: zero phase length"
+    assert cfg.validate_blocks > 0 and cfg.challenge_blocks > 0, "tasks: zero phase length"
+    assert cfg.challenge_blocks < staking.unbonding_delay, "tasks: challenge window not below unbonding delay"
+    assert cfg.validator_fee_bps <= BPS, "tasks: fee above 100%"
+    assert cfg.pool > 0, "tasks: empty pool"
+    task_id: uint256 = self.next_task_id
+    self.next_task_id = task_id + 1
+    self.tasks[task_id] = Task(
+        sponsor=msg.sender,
+        recipe_hash=cfg.recipe_hash,
+        model_root=cfg.model_root,
+        model_cid=cfg.model_cid,
+        num_rounds=cfg.num_rounds,
+        round=0,
+        trainers_per_round=cfg.trainers_per_round,
+        validators_per_round=cfg.validators_per_round,
+        min_reveals=cfg.min_reveals,
+        commit_blocks=cfg.commit_blocks,
+        reveal_blocks=cfg.reveal_blocks,
+        validate_blocks=cfg.validate_blocks,
+        challenge_blocks=cfg.challenge_blocks,
+        validator_fee_bps=cfg.validator_fee_bps,
+        pool=cfg.pool,
+        finished=False,
+    )
+    self.total_pools += cfg.pool
+    log TaskCreated(
+        task_id=task_id,
+        sponsor=msg.sender,
+        recipe_hash=cfg.recipe_hash,
+        model_root=cfg.model_root,
+        model_cid=cfg.model_cid,
+        num_rounds=cfg.num_rounds,
+        pool=cfg.pool,
+    )
+    self._open_round(task_id, 0)
+    assert extcall staking.token.transferFrom(msg.sender, self, cfg.pool), "tasks: transfer failed"
+    return task_id
+
+
+@external
+@nonreentrant
+def reclaim(task_id: uint256):
+    """
+    @notice Return what is left of a finished task's pool to its sponsor.
+    @dev Requirements: caller is the sponsor, the task is finished, pool > 0.
+         Late slashes of old rounds refill the pool; reclaim again for them.
+    """
+    assert self.tasks[task_id].sponsor == msg.sender, "tasks: not the sponsor"
+    assert self.tasks[task_id].finished, "tasks: not finished"
+    amount: uint256 = self.tasks[task_id].pool
+    assert amount > 0, "tasks: empty pool"
+    self.tasks[task_id].pool = 0
+    self.total_pools -= amount
+    log PoolReclaimed(task_id=task_id, sponsor=msg.sender, amount=amount)
+    assert extcall staking.token.transfer(msg.sender, amount), "tasks: transfer failed"
+
+
+# ---------------------------------------------------------------- rounds
+
+
+@external
+def commit(task_id: uint256, round_id: uint256, commitment_: bytes32):
+    """
+    @notice Commit to an update as a selected trainer.
+    @dev Requirements: the round's commit phase (block <= commit_end), the
+         sender selected by trainer sortition, no earlier commitment, a
+         non-zero commitment. Only the current round can be in its commit
+         phase, so `round_id` needs no further check.
+    """
+    sched: uint256 = self.rounds[task_id][round_id].schedule
+    assert sched != 0, "rounds: no such round"
+    assert block.number <= (sched >> 64) & U64, "rounds: commit phase over"
+    assert commitment_ != empty(bytes32), "rounds: empty commitment"
+    assert self.commitment[task_id][round_id][msg.sender] == empty(bytes32), "rounds: already committed"
+    assert self._selected(task_id, round_id, msg.sender, staking.ROLE_TRAINER, sched), "rounds: not selected"
+    self.commitment[task_id][round_id][msg.sender] = commitment_
+    log Committed(task_id=task_id, round_id=round_id, node=msg.sender, commitment=commitment_)
+
+
+@external
+def reveal(task_id: uint256, round_id: uint256, update_root: bytes32, update_cid: bytes32, samples: uint256, salt: bytes32):
+    """
+    @notice Reveal a committed update: its Merkle root, the sha2-256 digest
+            of its blob (CIDv1 raw), its sample count and the salt.
+    @dev Requirements: the reveal phase (commit_end < block <= reveal_end),
+         a commitment equal to keccak(domain, chain id, this, task, round,
+         sender, update_root, salt), no earlier reveal, 0 < samples < 2**128,
+         fewer than 256 reveals so far. A reveal that does not match reverts;
+         the commitment then stays unrevealed and is slashable.
+    """
+    sched: uint256 = self.rounds[task_id][round_id].schedule
+    assert block.number > (sched >> 64) & U64, "rounds: reveal phase not started"
+    assert block.number <= (sched >> 128) & U64, "rounds: reveal phase over"
+    c: bytes32 = self.commitment[task_id][round_id][msg.sender]
+    assert c != empty(bytes32), "rounds: no commitment"
+    assert self.record[task_id][round_id][msg.sender] == 0, "rounds: already revealed"
+    assert c == commitments._commitment(task_id, round_id, msg.sender, update_root, salt), "rounds: reveal does not match commitment"
+    assert samples > 0 and samples <= SAMPLES_MASK, "rounds: bad sample count"
+    index: uint256 = self.rounds[task_id][round_id].reveals
+    assert index < MAX_REVEALS, "rounds: too many reveals"
+    self.rounds[task_id][round_id].reveals = index + 1
+    self.record[task_id][round_id][msg.sender] = (index + 1) | (samples << 32)
+    log Revealed(
+        task_id=task_id,
+        round_id=round_id,
+        node=msg.sender,
+        index=index,
+        update_root=update_root,
+        update_cid=update_cid,
+        samples=samples,
+        salt=salt,
+    )
+
+
+@external
+def join(task_id: uint256, round_id: uint256):
+    """
+    @notice Join a round's validator committee as a selected validator.
+    @dev Effects: the sender's active stake counts towards the committee
+         stake that a quorum needs 2/3 of. Requirements: block <= reveal_end,
+         selected by validator sortition, not joined yet.
+    """
+    sched: uint256 = self.rounds[task_id][round_id].schedule
+    assert sched != 0, "rounds: no such round"
+    assert block.number <= (sched >> 128) & U64, "rounds: joining closed"
+    assert self.committee_weight[task_id][round_id][msg.sender] == 0, "rounds: already joined"
+    assert self._selected(task_id, round_id, msg.sender, staking.ROLE_VALIDATOR, sched), "rounds: not selected"
+    weight: uint256 = staking.stakes[msg.sender].active
+    self.committee_weight[task_id][round_id][msg.sender] = weight
+    self.rounds[task_id][round_id].committee_stake += weight
+    log Joined(task_id=task_id, round_id=round_id, validator=msg.sender, weight=weight)
+
+
+@external
+def vote(task_id: uint256, round_id: uint256, model_root: bytes32, model_cid: bytes32, scores_root: bytes32, total_score: uint256, rejected: uint256):
+    """
+    @notice Vote for a round's result: the new model's root and blob digest,
+            the scores root and total, and the rejected set (bit i = the
+            update revealed i-th was rejected).
+    @dev Effects: the sender's committee weight backs the vote; when a vote
+         has 2/3 of the committee stake it leads. A second, different vote by
+         the same validator is equivocation: it is not counted, the first one
+         is withdrawn and the validator is slashed (safety penalty).
+         Requirements: the vote phase (reveal_end < block <= validate_end),
+         an open round, a committee member, not the same vote twice.
+    """
+    sched: uint256 = self.rounds[task_id][round_id].schedule
+    assert block.number > (sched >> 128) & U64, "rounds: vote phase not started"
+    assert block.number <= (sched >> 192) & U64, "rounds: vote phase over"
+    assert self.rounds[task_id][round_id].status == OPEN, "rounds: round closed"
+    weight: uint256 = self.committee_weight[task_id][round_id][msg.sender]
+    assert weight > 0, "rounds: not in committee"
+    assert not self.equivocated[task_id][round_id][msg.sender], "rounds: equivocated"
+    h: bytes32 = commitments._vote_hash(model_root, model_cid, scores_root, total_score, rejected)
+    first: bytes32 = self.vote_of[task_id][round_id][msg.sender]
+    if first == h:
+        raise "rounds: already voted"
+    if first != empty(bytes32):
+        self._equivocate(task_id, round_id, msg.sender, weight, first, h)
+        return
+    self.vote_of[task_id][round_id][msg.sender] = h
+    t: uint256 = self.tally[task_id][round_id][h] + weight
+    self.tally[task_id][round_id][h] = t
+    log Voted(
+        task_id=task_id,
+        round_id=round_id,
+        validator=msg.sender,
+        vote_hash=h,
+        model_root=model_root,
+        model_cid=model_cid,
+        scores_root=scores_root,
+        total_score=total_score,
+        rejected=rejected,
+    )
+    if self.rounds[task_id][round_id].leader == empty(bytes32):
+        if 3 * t >= 2 * self.rounds[task_id][round_id].committee_stake:
+            self.rounds[task_id][round_id].leader = h
+            log QuorumReached(task_id=task_id, round_id=round_id, vote_hash=h)
+
+
+@external
+def finalize(task_id: uint256, model_root: bytes32, model_cid: bytes32, scores_root: bytes32, total_score: uint256, rejected: uint256):
+    """
+    @notice Finalize the current round with the result its quorum voted for,
+            once its challenge window has passed, and open the next round.
+    @dev Anyone may call it with the preimage of the leading vote (from the
+         Voted events). Effects: the task's model becomes the voted model; the
+         round's budget (pool / rounds left) is split into a validator fee and
+         a trainer budget paid by score (none if the total score is zero).
+         Requirements: a quorum, block > validate_end + challenge_blocks, the
+         fields hash to the leading vote.
+    """
+    assert not self.tasks[task_id].finished, "rounds: task finished"
+    round_id: uint256 = self.tasks[task_id].round
+    sched: uint256 = self.rounds[task_id][round_id].schedule
+    leader: bytes32 = self.rounds[task_id][round_id].leader
+    assert leader != empty(bytes32), "rounds: no quorum"
+    assert block.number > ((sched >> 192) & U64) + self.tasks[task_id].challenge_blocks, "rounds: challenge window open"
+    assert commitments._vote_hash(model_root, model_cid, scores_root, total_score, rejected) == leader, "rounds: result does not match quorum"
+
+    rounds_left: uint256 = self.tasks[task_id].num_rounds - round_id
+    budget: uint256 = self.tasks[task_id].pool // rounds_left
+    validator_budget: uint256 = budget * self.tasks[task_id].validator_fee_bps // BPS
+    trainer_budget: uint256 = budget - validator_budget
+    if total_score == 0:
+        trainer_budget = 0
+    spent: uint256 = validator_budget + trainer_budget
+    self.tasks[task_id].pool -= spent
+    self.total_pools -= spent
+    self.total_unclaimed += spent
+    self.tasks[task_id].model_root = model_root
+    self.tasks[task_id].model_cid = model_cid
+    self.rounds[task_id][round_id].status = FINALIZED
+    self.rounds[task_id][round_id].model_root = model_root
+    self.rounds[task_id][round_id].scores_root = scores_root
+    self.rounds[task_id][round_id].total_score = total_score
+    self.rounds[task_id][round_id].rejected = rejected
+    self.rounds[task_id][round_id].trainer_budget = trainer_budget
+    self.rounds[task_id][round_id].validator_budget = validator_budget
+    self.rounds[task_id][round_id].majority_stake = self.tally[task_id][round_id][leader]
+    log RoundFinalized(
+        task_id=task_id,
+        round_id=round_id,
+        model_root=model_root,
+        model_cid=model_cid,
+        scores_root=scores_root,
+        total_score=total_score,
+        rejected=rejected,
+        trainer_budget=trainer_budget,
+        validator_budget=validator_budget,
+    )
+    self._next_round(task_id, round_id)
+
+
+@external
+def advance(task_id: uint256):
+    """
+    @notice Fail the current round if it can no longer finalize (fewer than
+            min_reveals reveals after the reveal phase, or no quorum after the
+            vote phase) and open the next round from the last finalized model.
+    @dev Requirements: an unfinished task whose current round has failed by
+         one of those two rules. Finalizing is `finalize`'s job.
+    """
+    assert not self.tasks[task_id].finished, "rounds: task finished"
+    round_id: uint256 = self.tasks[task_id].round
+    sched: uint256 = self.rounds[task_id][round_id].schedule
+    reason: uint8 = 0
+    if block.number > (sched >> 128) & U64 and self.rounds[task_id][round_id].reveals < self.tasks[task_id].min_reveals:
+        reason = FAIL_TOO_FEW_REVEALS
+    elif block.number > (sched >> 192) & U64 and self.rounds[task_id][round_id].leader == empty(bytes32):
+        reason = FAIL_NO_QUORUM
+    assert reason != 0, "rounds: nothing to advance"
+    self.rounds[task_id][round_id].status = FAILED
+    log RoundFailed(task_id=task_id, round_id=round_id, reason=reason)
+    self._next_round(task_id, round_id)
+
+
+# ---------------------------------------------------------------- rewards
+
+
+@external
+@nonreentrant
+def claim(task_id: uint256, round_id: uint256, score: uint256, proof: DynArray[bytes32, merkle.MAX_DEPTH]):
+    """
+    @notice Claim a trainer's reward for a finalized round:
+            trainer_budget * score / total_score.
+    @dev The scores tree's leaf i belongs to the update revealed i-th, so
+         the proof's position comes from the on-chain reveal record.
+         Requirements: finalized round, a reveal by the sender, not claimed,
+         a valid proof of (sender, score), a positive amount.
+    """
+    assert self.rounds[task_id][round_id].status == FINALIZED, "rewards: round not finalized"
+    rec: uint256 = self.record[task_id][round_id][msg.sender]
+    assert rec & INDEX_MASK != 0, "rewards: no reveal"
+    assert rec & CLAIMED == 0, "rewards: already claimed"
+    index: uint256 = (rec & INDEX_MASK) - 1
+    leaf: bytes32 = commitments._score_leaf(msg.sender, score)
+    assert merkle._verify(leaf, index, proof, self.rounds[task_id][round_id].scores_root), "rewards: invalid proof"
+    amount: uint256 = self.rounds[task_id][round_id].trainer_budget * score // self.rounds[task_id][round_id].total_score
+    assert amount > 0, "rewards: nothing to claim"
+    self.record[task_id][round_id][msg.sender] = rec | CLAIMED
+    self.total_unclaimed -= amount
+    log RewardClaimed(task_id=task_id, round_id=round_id, node=msg.sender, amount=amount)
+    assert extcall staking.token.transfer(msg.sender, amount), "rewards: transfer failed"
+
+
+@external
+@nonreentrant
+def claim_validator(task_id: uint256, round_id: uint256):
+    """
+    @notice Claim a validator's share of a finalized round's fee:
+            validator_budget * weight / weight of the winning vote.
+    @dev Requirements: finalized round, the sender voted for the result,
+         not claimed, a positive amount.
+    """
+    assert self.rounds[task_id][round_id].status == FINALIZED, "rewards: round not finalized"
+    assert self.vote_of[task_id][round_id][msg.sender] == self.rounds[task_id][round_id].leader, "rewards: not in majority"
+    assert not self.validator_claimed[task_id][round_id][msg.sender], "rewards: already claimed"
+    weight: uint256 = self.committee_weight[task_id][round_id][msg.sender]
+    amount: uint256 = self.rounds[task_id][round_id].validator_budget * weight // self.rounds[task_id][round_id].majority_stake
+    assert amount > 0, "rewards: nothing to claim"
+    self.validator_claimed[task_id][round_id][msg.sender] = True
+    self.total_unclaimed -= amount
+    log RewardClaimed(task_id=task_id, round_id=round_id, node=msg.sender, amount=amount)
+    assert extcall staking.token.transfer(msg.sender, amount), "rewards: transfer failed"
+
+
+@external
+@nonreentrant
+def withdraw_payout():
+    """
+    @notice Withdraw the reporter shares earned by reporting slashable faults.
+    @dev Requirements: a positive payout balance.
+    """
+    amount: uint256 = self.payouts[msg.sender]
+    assert amount > 0, "slashing: no payout"
+    self.payouts[msg.sender] = 0
+    self.total_payouts -= amount
+    log PayoutWithdrawn(node=msg.sender, amount=amount)
+    assert extcall staking.token.transfer(msg.sender, amount), "slashing: transfer failed"
+
+
+# ---------------------------------------------------------------- slashing
+
+
+@external
+def slash_missing_reveal(task_id: uint256, round_id: uint256, node: address):
+    """
+    @notice Report a commitment that was never revealed (liveness fault).
+    @dev Effects: `liveness_penalty` (or what is left) is taken from the
+         node; the reporter earns a bounded share, the rest refills the pool.
+         Requirements: reveal phase over, a commitment, no reveal, not slashed
+         for it yet.
+    """
+    sched: uint256 = self.rounds[task_id][round_id].schedule
+    assert sched != 0, "slashing: no such round"
+    assert block.number > (sched >> 128) & U64, "slashing: reveal phase not over"
+    assert self.commitment[task_id][round_id][node] != empty(bytes32), "slashing: no commitment"
+    rec: uint256 = self.record[task_id][round_id][node]
+    assert rec & SLASHED == 0, "slashing: already slashed"
+    assert rec & INDEX_MASK == 0, "slashing: revealed"
+    self.record[task_id][round_id][node] = rec | SLASHED
+    self._slash(task_id, node, self.liveness_penalty, SLASH_MISSING_REVEAL, msg.sender)
+
+
+@external
+def slash_rejected(task_id: uint256, round_id: uint256, node: address):
+    """
+    @notice Report an update that the finalized quorum rejected (blob
+            unavailable or malformed): the same small liveness penalty as a
+            missing reveal, since availability cannot be proven on chain.
+    @dev Requirements: finalized round, the node's reveal index in the
+         rejected set, not slashed for it yet.
+    """
+    assert self.rounds[task_id][round_id].status == FINALIZED, "slashing: round not finalized"
+    rec: uint256 = self.record[task_id][round_id][node]
+    assert rec & INDEX_MASK != 0, "slashing: no reveal"
+    assert rec & SLASHED == 0, "slashing: already slashed"
+    index: uint256 = (rec & INDEX_MASK) - 1
+    assert (self.rounds[task_id][round_id].rejected >> index) & 1 == 1, "slashing: not rejected"
+    self.record[task_id][round_id][node] = rec | SLASHED
+    self._slash(task_id, node, self.liveness_penalty, SLASH_REJECTED, msg.sender)
+
+
+# ---------------------------------------------------------------- views
+
+
+@external
+@view
+def commitment_of(task_id: uint256, round_id: uint256, node: address, update_root: bytes32, salt: bytes32) -> bytes32:
+    """
+    @notice The commitment `node` must send for (`update_root`, `salt`).
+    """
+    return commitments._commitment(task_id, round_id, node, update_root, salt)
+
+
+@external
+@view
+def schedule(task_id: uint256, round_id: uint256) -> (uint256, uint256, uint256, uint256):
+    """
+    @notice A round's opening block and the last blocks of its commit,
+            reveal and vote phases.
+    """
+    s: uint256 = self.rounds[task_id][round_id].schedule
+    return s & U64, (s >> 64) & U64, (s >> 128) & U64, (s >> 192) & U64
+
+
+@external
+@view
+def is_selected(task_id: uint256, round_id: uint256, node: address, role: uint8) -> bool:
+    """
+    @notice Whether `node` is selected for `role` in the round.
+    """
+    return self._selected(task_id, round_id, node, role, self.rounds[task_id][round_id].schedule)
+
+
+# ---------------------------------------------------------------- internal
+
+
+@internal
+@view
+def _selected(task_id: uint256, round_id: uint256, node: address, role: uint8, sched: uint256) -> bool:
+    total: uint256 = 0
+    k: uint256 = 0
+    if role == staking.ROLE_TRAINER:
+        total = self.rounds[task_id][round_id].trainer_total
+        k = self.tasks[task_id].trainers_per_round
+    else:
+        total = self.rounds[task_id][round_id].validator_total
+        k = self.tasks[task_id].validators_per_round
+    weight: uint256 = staking._weight(node, role, sched & U64)
+    return sortition._is_selected(self.rounds[task_id][round_id].seed, node, weight, total, k)
+
+
+@internal
+def _open_round(task_id: uint256, round_id: uint256):
+    """
+    @dev The seed mixes RANDAO and the previous block hash at opening; stake
+         added at or after this block does not count in this round, so the
+         seed is fixed after registration closed. A block producer could
+         still grind one block's worth of seeds: a production deployment
+         would take the seed from a later block's RANDAO or a VRF.
+    """
+    commit_end: uint256 = block.number + self.tasks[task_id].commit_blocks
+    reveal_end: uint256 = commit_end + self.tasks[task_id].reveal_blocks
+    validate_end: uint256 = reveal_end + self.tasks[task_id].validate_blocks
+    seed: bytes32 = keccak256(abi_encode(task_id, round_id, block.prevrandao, blockhash(block.number - 1)))
+    self.rounds[task_id][round_id].seed = seed
+    self.rounds[task_id][round_id].schedule = block.number | (commit_end << 64) | (reveal_end << 128) | (validate_end << 192)
+    self.rounds[task_id][round_id].trainer_total = staking.total_active[staking.ROLE_TRAINER]
+    self.rounds[task_id][round_id].validator_total = staking.total_active[staking.ROLE_VALIDATOR]
+    log RoundOpened(
+        task_id=task_id,
+        round_id=round_id,
+        seed=seed,
+        commit_end=commit_end,
+        reveal_end=reveal_end,
+        validate_end=validate_end,
+    )
+
+
+@internal
+def _next_round(task_id: uint256, round_id: uint256):
+    if round_id + 1 >= self.tasks[task_id].num_rounds:
+        self.tasks[task_id].finished = True
+        log TaskFinished(task_id=task_id)
+        return
+    self.tasks[task_id].round = round_id + 1
+    self._open_round(task_id, round_id + 1)
+
+
+@internal
+def _equivocate(task_id: uint256, round_id: uint256, validator: address, weight: uint256, first: bytes32, second: bytes32):
+    """
+    @dev Withdraws the first vote's weight (and its lead, if it no longer
+         has a quorum) and slashes the safety penalty. The evidence is the
+         validator's own second transaction, so there is no reporter share.
+    """
+    self.equivocated[task_id][round_id][validator] = True
+    self.vote_of[task_id][round_id][validator] = empty(bytes32)
+    t: uint256 = self.tally[task_id][round_id][first] - weight
+    self.tally[task_id][round_id][first] = t
+    if self.rounds[task_id][round_id].leader == first:
+        if 3 * t < 2 * self.rounds[task_id][round_id].committee_stake:
+            self.rounds[task_id][round_id].leader = empty(bytes32)
+    log Equivocated(task_id=task_id, round_id=round_id, validator=validator, first_vote=first, second_vote=second)
+    s: staking.Stake = staking.stakes[validator]
+    penalty: uint256 = (s.active + s.unbonding) * self.safety_penalty_bps // BPS
+    self._slash(task_id, validator, penalty, SLASH_EQUIVOCATION, empty(address))
+
+
+@internal
+def _slash(task_id: uint256, node: address, amount: uint256, reason: uint8, reporter: address):
+    taken: uint256 = staking._slash(node, amount, reason, reporter)
+    share: uint256 = 0
+    if reporter != empty(address):
+        share = taken * self.reporter_bps // BPS
+        self.payouts[reporter] += share
+        self.total_payouts += share
+    self.tasks[task_id].pool += taken - share
+    self.total_pools += taken - share
