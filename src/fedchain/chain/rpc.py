@@ -45,8 +45,9 @@ class RpcChain(Chain):
     # -- transactions
 
     def _send(self, tx: dict, sender: LocalAccount, label: str) -> dict:
-        tx = dict(tx, chainId=self.chain_id, **{"from": sender.address})
-        if "gas" not in tx or tx["gas"] is None:
+        tx = {k: v for k, v in tx.items() if v is not None}
+        tx.update(chainId=self.chain_id, **{"from": sender.address})
+        if "gas" not in tx:
             try:
                 tx["gas"] = int(self.w3.eth.estimate_gas(tx) * GAS_MARGIN)
             except ContractLogicError as e:

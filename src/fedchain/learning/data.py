@@ -134,7 +134,7 @@ def partition_dirichlet(
     min_partition_size: int = 10,
     self_balancing: bool = False,
     shuffle: bool = True,
-    max_tries: int = 10,
+    max_tries: int = 100,
 ) -> list[np.ndarray]:
     """Split each class among partitions in proportions drawn from Dir(alpha).
 
@@ -159,8 +159,8 @@ def partition_dirichlet(
         the classes that follow.
     shuffle : bool, default True
         Shuffle each partition's indices (otherwise they are grouped by class).
-    max_tries : int, default 10
-        Number of Dirichlet draws before giving up.
+    max_tries : int, default 100
+        Number of Dirichlet draws before giving up (Flower stops after 10).
     """
     labels = np.asarray(labels)
     _check_num_partitions(len(labels), num_partitions)

@@ -159,7 +159,9 @@ def unflatten(vec: np.ndarray, template: Params) -> Params:
             f"vector of shape {vec.shape} does not fit the template ({sum(sizes)} values)"
         )
     pieces = np.split(vec, np.cumsum(sizes)[:-1])
-    return {name: piece.reshape(shape).copy() for (name, shape), piece in zip(shapes.items(), pieces)}
+    return {
+        name: piece.reshape(shape).copy() for (name, shape), piece in zip(shapes.items(), pieces)
+    }
 
 
 def _tensor(a: np.ndarray, dtype: type) -> torch.Tensor:

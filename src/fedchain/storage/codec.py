@@ -7,6 +7,8 @@ finiteness are checked before any array is handed back.
 
 from collections.abc import Mapping
 
+import json
+
 import numpy as np
 import safetensors.numpy
 
@@ -15,7 +17,7 @@ from fedchain.errors import CodecError
 MAX_BYTES = 256 * 1024 * 1024
 
 
-def encode_tensors(tensors: Mapping[str, np.ndarray]) -> bytes:
+def encode_tensors(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> bytes:
     """Serialize named float32 tensors to safetensors bytes.
 
     Parameters
@@ -42,7 +44,30 @@ def encode_tensors(tensors: Mapping[str, np.ndarray]) -> bytes:
             raise CodecError(f"tensor {name} has dtype {array.dtype}, expected float32")
         # not np.ascontiguousarray: it turns a 0-d array into shape (1,)
         arrays[name] = np.array(array, order="C", copy=True)
-    return safetensors.numpy.save(arrays)
+    if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise CodecError("metadata keys and values must be strings")
+    return safetensors.numpy.save(arrays, metadata=dict(sorted(metadata.items())) if metadata else None)
+
+
+def decode_metadata(data: bytes, *, max_bytes: int = MAX_BYTES) -> dict[str, str]:
+    """The string metadata in a safetensors header (``__metadata__``), checked.
+
+    Used for the lineage a model blob carries (parent model, round, scores).
+    The header is JSON, never code; its declared length is bounds-checked.
+    """
+    if len(data) > max_bytes or len(data) < 8:
+        raise CodecError(f"malformed tensor file: {len(data)} bytes")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise CodecError("malformed tensor file: header longer than the file")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except ValueError as exc:
+        raise CodecError(f"malformed tensor file header: {exc}") from exc
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CodecError("malformed tensor file: metadata is not a map of strings")
+    return meta
 
 
 def decode_tensors(

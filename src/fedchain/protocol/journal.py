@@ -1,0 +1,42 @@
+"""Write-ahead journal: what a node is about to sign is on disk before it is sent.
+
+One JSON object per line, flushed and fsynced before the transaction goes out.
+A node restarted mid-round reads its journal and re-sends the very same
+commitment, reveal or vote, so a crash can neither lose an update nor make a
+validator equivocate (cf. Ethereum validators' slashing-protection database).
+The journal holds salts: it is private to its node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+class Journal:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._entries: dict[tuple[str, int, int], dict] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                if line.strip():
+                    e = json.loads(line)
+                    self._entries[(e["kind"], e["task"], e["round"])] = e
+
+    def get(self, kind: str, task: int, round_id: int) -> dict | None:
+        return self._entries.get((kind, task, round_id))
+
+    def write(self, kind: str, task: int, round_id: int, **fields) -> dict:
+        """Append an entry durably. A second entry of the same kind, task and round is refused."""
+        key = (kind, task, round_id)
+        if key in self._entries:
+            raise ValueError(f"journal already holds {kind} for task {task} round {round_id}")
+        entry = {"kind": kind, "task": task, "round": round_id, **fields}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self._entries[key] = entry
+        return entry

@@ -1,0 +1,198 @@
+"""The validator role: join the committee, check every revealed update,
+aggregate and score deterministically, store the new model, vote, finalize.
+
+Every invalid update is rejected with a reason (unavailable, CID mismatch,
+malformed file, wrong shape or dtype, NaN/Inf, out of the fixed-point range,
+root mismatch) and scores zero; the round goes on without it. Everything that
+reaches the vote is exact integer arithmetic, so honest validators agree bit
+for bit and any disagreement is evidence.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedchain.chain import commitments
+from fedchain.errors import BlobCorrupt, BlobNotFound, CodecError, LearningError, Reverted
+from fedchain.learning import fixedpoint as fp
+from fedchain.learning.aggregate.fedavg import fedavg
+from fedchain.learning.scoring import scores as score_updates
+from fedchain.learning.train import unflatten
+from fedchain.protocol.node import FINALIZED, Node, RoundView
+from fedchain.storage.cid import cid_from_digest, digest_of
+from fedchain.storage.codec import encode_tensors
+from fedchain.storage.merkle import merkle_root, score_leaf
+
+ROLE_VALIDATOR = 2
+ZERO = b"\0" * 32
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What a validator computed for a round, and the vote it makes of it."""
+
+    model_root: bytes
+    model_cid: str
+    scores_root: bytes
+    total_score: int
+    rejected: int
+    scores: list[tuple[str, int]]
+    reasons: dict[str, str]
+
+    def vote_args(self) -> tuple:
+        return (self.model_root, digest_of(self.model_cid), self.scores_root, self.total_score, self.rejected)
+
+
+class Validator(Node):
+    role = "validator"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._voted: set[tuple[int, int]] = set()
+        self.rewards = 0
+
+    def step(self, task_id: int) -> None:
+        v = self.view(task_id)
+        if v.finished:
+            self.claim_all(task_id)
+            return
+        block = self.chain.block_number()
+        phase = v.phase(block)
+        rnd = self.fc.call("rounds", task_id, v.round_id)
+        if phase in ("commit", "reveal"):
+            self.join(task_id, v.round_id, v.opened)
+        if phase in ("vote", "challenge", "finalize") and rnd["reveals"] < self.fc.call("tasks", task_id)["min_reveals"]:
+            self.try_send("advance", task_id)  # too few reveals: the round fails now
+        elif phase == "vote":
+            self.vote(v)
+        elif phase == "finalize":
+            if rnd["leader"] == ZERO:
+                self.try_send("advance", task_id)  # no quorum
+            else:
+                self.finalize(v, rnd["leader"])
+        self.claim_all(task_id)
+
+    def try_send(self, fn: str, *args) -> bool:
+        """For calls any node may make: another node may have made it first."""
+        try:
+            self.send(fn, *args)
+            return True
+        except Reverted as e:
+            self.log.debug("%s not needed: %s", fn, e.reason)
+            return False
+
+    # -- committee
+
+    def join(self, task_id: int, round_id: int, opened: int) -> None:
+        if self.fc.call("committee_weight", task_id, round_id, self.address):
+            return
+        rnd = self.fc.call("rounds", task_id, round_id)
+        stake = self.fc.call("stakes", self.address)
+        k = self.fc.call("tasks", task_id)["validators_per_round"]
+        if not (stake["role"] == ROLE_VALIDATOR and stake["since_block"] < opened and stake["active"] >= self.fc.call("min_stake")):
+            return
+        if commitments.is_selected(rnd["seed"], self.address, stake["active"], rnd["validator_total"], k):
+            self.send("join", task_id, round_id)
+            self.log.info("round %d: joined the committee", round_id)
+
+    # -- vote
+
+    def vote(self, v: RoundView) -> None:
+        t, r = v.task_id, v.round_id
+        if not self.fc.call("committee_weight", t, r, self.address):
+            return
+        entry = self.journal.get("vote", t, r)
+        if entry is None:
+            result = self.compute(v)
+            entry = self.journal.write("vote", t, r, model_root=result.model_root.hex(), model_cid=result.model_cid,
+                                       scores_root=result.scores_root.hex(), total_score=result.total_score,
+                                       rejected=result.rejected)
+            for node, reason in result.reasons.items():
+                self.log.info("round %d: rejected update of %s: %s", r, node, reason)
+        elif self.fc.call("vote_of", t, r, self.address) != ZERO:
+            return  # the journalled vote is on chain already: never vote again
+        args = _vote_args(entry)
+        self.send("vote", t, r, *args)
+        self._voted.add((t, r))
+        self.log.info("round %d: voted model %s (total score %d)", r, entry["model_cid"], entry["total_score"])
+
+    def reveals(self, v: RoundView) -> list:
+        evs = [e for e in self.fc.events(v.opened) if e.name == "Revealed"
+               and e.args["task_id"] == v.task_id and e.args["round_id"] == v.round_id]
+        return sorted(evs, key=lambda e: e.args["index"])
+
+    def check_update(self, ev) -> np.ndarray:
+        """Fetch and check one revealed update; raise with the reason to reject it."""
+        data = self.store.get(cid_from_digest(ev.args["update_cid"]))
+        q = self.decode_update(data)
+        if fp.vector_root(q, self.recipe.chunk_size) != ev.args["update_root"]:
+            raise LearningError("update root does not match the blob")
+        return q
+
+    def compute(self, v: RoundView) -> RoundResult:
+        model = self.current_model(v.task_id)
+        revealed = self.reveals(v)
+        updates, samples, reasons = {}, {}, {}
+        for ev in revealed:
+            node = ev.args["node"]
+            try:
+                updates[node] = self.check_update(ev)
+                samples[node] = ev.args["samples"]
+            except BlobNotFound:
+                reasons[node] = f"unavailable: {cid_from_digest(ev.args['update_cid'])}"
+            except BlobCorrupt as e:
+                reasons[node] = f"CID mismatch: {e}"
+            except (CodecError, LearningError) as e:
+                reasons[node] = str(e)
+        if updates:
+            new_q = fedavg(model.q, list(updates.values()), list(samples.values()))
+        else:
+            new_q = model.q
+        node_scores = dict(zip(updates, score_updates(list(updates.values()), new_q - model.q)))
+        scores = [(ev.args["node"], node_scores.get(ev.args["node"], 0)) for ev in revealed]
+        rejected = sum(1 << ev.args["index"] for ev in revealed if ev.args["node"] in reasons)
+        lineage = {"task": v.task_id, "round": v.round_id, "parent": model.cid, "rule": self.recipe.rule,
+                   "scores": scores, "rejected": reasons}
+        blob = encode_tensors(unflatten(fp.from_fixed(new_q), self.template),
+                              {"fedchain": json.dumps(lineage, sort_keys=True)})
+        cid = self.store.put(blob)
+        scores_root = merkle_root([score_leaf(a, s) for a, s in scores]) if scores else ZERO
+        return RoundResult(fp.vector_root(new_q, self.recipe.chunk_size), cid, scores_root,
+                           sum(s for _, s in scores), rejected, scores, reasons)
+
+    # -- finalize and rewards
+
+    def finalize(self, v: RoundView, leader: bytes) -> None:
+        entry = self.journal.get("vote", v.task_id, v.round_id)
+        if entry is not None and commitments.vote_hash(*_vote_args(entry)) == leader:
+            args = _vote_args(entry)
+        else:  # not our vote, or we did not vote: take the leader's preimage from the chain
+            ev = next(e for e in self.fc.events(v.opened) if e.name == "Voted" and e.args["vote_hash"] == leader)
+            a = ev.args
+            args = (a["model_root"], a["model_cid"], a["scores_root"], a["total_score"], a["rejected"])
+        if self.try_send("finalize", v.task_id, *args):
+            self.log.info("round %d: finalized", v.round_id)
+
+    def claim_all(self, task_id: int) -> None:
+        for key in sorted(self._voted):
+            t, r = key
+            if t != task_id:
+                continue
+            status = self.fc.call("rounds", t, r)["status"]
+            if status == 0:
+                continue
+            self._voted.discard(key)
+            if status == FINALIZED:
+                try:
+                    rc = self.send("claim_validator", t, r)
+                    self.rewards += rc.event("RewardClaimed").args["amount"]
+                except Reverted as e:
+                    self.log.info("round %d: no validator reward: %s", r, e.reason)
+
+
+def _vote_args(entry: dict) -> tuple:
+    return (bytes.fromhex(entry["model_root"]), digest_of(entry["model_cid"]), bytes.fromhex(entry["scores_root"]),
+            entry["total_score"], entry["rejected"])

@@ -1,0 +1,16 @@
+"""Its blob host serves bytes that do not hash to the CID it revealed.
+
+In one process the blob store is a directory; the attacker overwrites its own
+stored file after `put`, as a lying HTTP peer would serve other bytes.
+"""
+
+from fedchain.protocol.trainer import Trainer
+
+
+class CidMismatch(Trainer):
+    def commit(self, task_id, round_id, opened):
+        super().commit(task_id, round_id, opened)
+        entry = self.journal.get("commit", task_id, round_id)
+        if entry is not None:
+            path = self.store._path(entry["cid"])
+            path.write_bytes(path.read_bytes()[::-1])

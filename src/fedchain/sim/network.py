@@ -1,0 +1,166 @@
+"""A whole fedchain network in one process: chain, blob store, sponsor, nodes.
+
+``build_network`` deploys the contracts on a chain (the embedded EVM by
+default), funds and stakes every node, and creates the task; ``play_round``
+drives every node through one round by stepping them and mining to each phase
+boundary. Nodes only ever see the chain and the blob store.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR, TOKEN, Deployment, ProtocolParams, deploy
+from fedchain.chain.embedded import EmbeddedChain
+from fedchain.chain.interface import Chain, account_from_seed
+from fedchain.learning.data import Dataset, load_dataset, partition
+from fedchain.learning.models import build_model
+from fedchain.learning.train import get_params
+from fedchain.protocol.journal import Journal
+from fedchain.protocol.node import Node
+from fedchain.protocol.recipe import Recipe
+from fedchain.protocol.sponsor import create_task
+from fedchain.protocol.trainer import Trainer
+from fedchain.protocol.validator import Validator
+from fedchain.sim.adversaries import ADVERSARIES
+from fedchain.storage.store import LocalBlobStore
+
+
+@dataclass
+class SimConfig:
+    trainers: int = 20
+    validators: int = 4
+    rounds: int = 20
+    dataset: str = "digits"
+    partition: str = "dirichlet"
+    alpha: float = 0.5
+    classes_per_partition: int = 2
+    model: str = "cnn"
+    epochs: int = 2
+    lr: float = 0.05
+    batch_size: int = 16
+    seed: int = 0
+    out: Path = Path("out")
+    # name of a misbehaving trainer kind -> how many trainers behave that way
+    adversaries: dict[str, int] = field(default_factory=dict)
+    stake: int = 100 * TOKEN
+    pool: int = 1_000 * TOKEN
+    phase_blocks: int = 5
+
+
+@dataclass
+class Network:
+    cfg: SimConfig
+    chain: Chain
+    deployment: Deployment
+    data: Dataset
+    parts: list[np.ndarray]
+    recipe: Recipe
+    task_id: int
+    trainers: list[Trainer]
+    validators: list[Validator]
+    store: LocalBlobStore
+    initial_params: dict
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [*self.trainers, *self.validators]
+
+    def conservation_gap(self) -> int:
+        """Token balance minus what the contract owes: zero, to the wei."""
+        fc, tok = self.deployment.fedchain, self.deployment.token
+        owed = (fc.call("total_active", ROLE_TRAINER) + fc.call("total_active", ROLE_VALIDATOR)
+                + fc.call("total_unbonding") + fc.call("total_pools") + fc.call("total_unclaimed")
+                + fc.call("total_payouts"))
+        return tok.call("balanceOf", fc.address) - owed
+
+
+def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
+    chain = chain or EmbeddedChain()
+    data = load_dataset(cfg.dataset, seed=cfg.seed)
+    parts = partition(cfg.partition, data.y_train, cfg.trainers, seed=cfg.seed, alpha=cfg.alpha,
+                      num_classes_per_partition=cfg.classes_per_partition)
+    recipe = Recipe(model=cfg.model, dataset=cfg.dataset, input_shape=tuple(data.input_shape),
+                    num_classes=data.num_classes, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr)
+    out = Path(cfg.out)
+    store = LocalBlobStore(out / "blobs")
+
+    owner = account_from_seed(f"{cfg.seed}:sponsor")
+    chain.fund(owner.address, 10**22)
+    dep = deploy(chain, owner, ProtocolParams(min_stake=cfg.stake))
+    fc, tok = dep.fedchain, dep.token
+
+    kinds = [kind for kind, n in cfg.adversaries.items() for _ in range(n)]
+    if len(kinds) > cfg.trainers:
+        raise ValueError(f"{len(kinds)} adversaries but only {cfg.trainers} trainers")
+    kinds = ["honest"] * (cfg.trainers - len(kinds)) + kinds
+
+    def account(name: str):
+        acct = account_from_seed(f"{cfg.seed}:{name}")
+        chain.fund(acct.address, 10**20)
+        tok.tx("mint", acct.address, cfg.stake, sender=owner)
+        tok.tx("approve", fc.address, cfg.stake, sender=acct)
+        return acct
+
+    common = dict(fedchain=fc, store=store, recipe=recipe)
+    trainers = []
+    for i, kind in enumerate(kinds):
+        cls = Trainer if kind == "honest" else ADVERSARIES[kind]
+        acct = account(f"trainer-{i}")
+        fc.tx("stake", ROLE_TRAINER, cfg.stake, sender=acct)
+        idx = parts[i]
+        trainers.append(cls(f"trainer-{i}" + ("" if kind == "honest" else f"({kind})"), account=acct,
+                            journal=Journal(out / "journals" / f"trainer-{i}.jsonl"),
+                            x=data.x_train[idx], y=data.y_train[idx], seed=cfg.seed * 1000 + i, **common))
+    validators = []
+    for j in range(cfg.validators):
+        acct = account(f"validator-{j}")
+        fc.tx("stake", ROLE_VALIDATOR, cfg.stake, sender=acct)
+        validators.append(Validator(f"validator-{j}", account=acct,
+                                    journal=Journal(out / "journals" / f"validator-{j}.jsonl"), **common))
+    chain.mine(1)  # stake counts only in rounds opened after the block it was added in
+
+    initial = get_params(build_model(cfg.model, tuple(data.input_shape), data.num_classes, seed=cfg.seed))
+    tok.tx("mint", owner.address, cfg.pool, sender=owner)
+    b = cfg.phase_blocks
+    task_id = create_task(fc, tok, owner, store, recipe, initial, rounds=cfg.rounds, pool=cfg.pool,
+                          trainers_per_round=cfg.trainers, validators_per_round=cfg.validators,
+                          commit_blocks=b, reveal_blocks=b, validate_blocks=b, challenge_blocks=b)
+    return Network(cfg, chain, dep, data, parts, recipe, task_id, trainers, validators, store, initial)
+
+
+@dataclass
+class RoundOutcome:
+    round_id: int
+    finalized: bool
+    gas_used: int
+    seconds: float
+
+
+def play_round(net: Network) -> RoundOutcome:
+    """Step every node through one round, mining to each phase boundary."""
+    fc, t = net.deployment.fedchain, net.task_id
+    start = time.perf_counter()
+    gas0 = sum(n.gas_used for n in net.nodes)
+    v = net.validators[0].view(t)
+    for boundary in (v.commit_end + 1, v.reveal_end + 1, v.challenge_end + 1, None):
+        for node in net.nodes:
+            node.step(t)
+        now = net.validators[0].view(t)
+        if now.round_id != v.round_id or now.finished:
+            break
+        if boundary is not None:
+            net.chain.mine_to(boundary)
+    status = fc.call("rounds", t, v.round_id)["status"]
+    return RoundOutcome(v.round_id, status == 1, sum(n.gas_used for n in net.nodes) - gas0,
+                        time.perf_counter() - start)
+
+
+def settle(net: Network) -> None:
+    """One last step for every node after the task finished: collect the last rewards."""
+    for node in net.nodes:
+        node.step(net.task_id)
