@@ -10,6 +10,7 @@ chain.
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 import boa
@@ -28,9 +29,11 @@ class EmbeddedChain(Chain):
 
     def __init__(self) -> None:
         self.env = boa.Env()
+        self.env.enable_fast_mode()  # skips boa's per-call tracing hooks; same EVM semantics
         self.env.evm.patch.chain_id = self.chain_id
         self.env.evm.patch.block_number = 1
         self._logs: list[Event] = []
+        self._log_blocks: list[int] = []  # parallel to _logs, nondecreasing: bisect on it
 
     def deploy(self, art: Artifact, *args: Any, sender: LocalAccount) -> Contract:
         code = art.bytecode + art.codec.encode_constructor(args)
@@ -69,12 +72,14 @@ class EmbeddedChain(Chain):
             if ev is None:  # e.g. the token's Transfer: another contract's ABI
                 continue
             self._logs.append(ev)
+            self._log_blocks.append(block)
             events.append(ev)
         return events
 
     def events(self, contract: Contract, from_block: int = 0, to_block: int | None = None) -> list[Event]:
-        hi = self.block_number() if to_block is None else to_block
-        return [e for e in self._logs if e.address == contract.address and from_block <= e.block <= hi]
+        lo = bisect.bisect_left(self._log_blocks, from_block)
+        hi = len(self._logs) if to_block is None else bisect.bisect_right(self._log_blocks, to_block)
+        return [e for e in self._logs[lo:hi] if e.address == contract.address]
 
     def block_number(self) -> int:
         return self.env.evm.patch.block_number

@@ -1,0 +1,16 @@
+"""The ``fedchain`` command: one module per subcommand."""
+
+import typer
+
+from fedchain.cli import simulate
+
+app = typer.Typer(
+    help="fedchain: federated learning without a trusted coordinator.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("simulate")(simulate.simulate)
+
+
+def main() -> None:
+    app()

@@ -13,9 +13,10 @@ updates with weights <= MAX_WEIGHT = 2**20 stays below 2**23 * 2**20 * 2**8 =
 not overflow.
 
 Commitments: the vector is cut into chunks of CHUNK_SIZE values, the last one
-zero-padded; a chunk's leaf is keccak256 of its values as 32-byte big-endian
-two's-complement words (what Vyper's abi_encode of int256[64] produces), and
-the vector's root is the Merkle root of its chunk leaves.
+zero-padded; a chunk's leaf is keccak256 of its values packed as 4-byte
+big-endian two's-complement integers (|q| <= 2**23 fits int32; a contract
+recomputes it with keccak256 over the same 256 calldata bytes), and the
+vector's root is the Merkle root of its chunk leaves.
 """
 
 from __future__ import annotations
@@ -62,17 +63,18 @@ def chunks(q: np.ndarray, chunk_size: int = CHUNK_SIZE) -> np.ndarray:
     return padded.reshape(n, chunk_size)
 
 
-def chunk_words(chunk: np.ndarray) -> bytes:
-    """A chunk as ABI int256 words: 32-byte big-endian two's complement."""
-    c = np.asarray(chunk, dtype=np.int64)
-    words = np.zeros((c.size, 32), dtype=np.uint8)
-    words[:, 24:] = c.astype(">i8").view(np.uint8).reshape(-1, 8)
-    words[c < 0, :24] = 0xFF
-    return words.tobytes()
+def chunk_bytes(values: np.ndarray) -> bytes:
+    """Values as packed 4-byte big-endian two's complement (the leaf preimage)."""
+    v = np.asarray(values, dtype=np.int64)
+    if v.size and np.max(np.abs(v)) > QMAX:
+        raise LearningError("fixed-point value outside the committed range")
+    return v.astype(">i4").tobytes()
 
 
 def chunk_leaves(q: np.ndarray, chunk_size: int = CHUNK_SIZE) -> list[bytes]:
-    return [keccak(chunk_words(c)) for c in chunks(q, chunk_size)]
+    packed = chunk_bytes(chunks(q, chunk_size).ravel())
+    step = 4 * chunk_size
+    return [keccak(packed[i : i + step]) for i in range(0, len(packed), step)]
 
 
 def vector_root(q: np.ndarray, chunk_size: int = CHUNK_SIZE) -> bytes:

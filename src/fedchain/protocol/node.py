@@ -32,6 +32,8 @@ OPEN, FINALIZED, FAILED = 0, 1, 2
 
 @dataclass(frozen=True)
 class RoundView:
+    """A round as its RoundOpened event describes it (immutable once opened)."""
+
     task_id: int
     round_id: int
     opened: int
@@ -39,11 +41,11 @@ class RoundView:
     reveal_end: int
     validate_end: int
     challenge_end: int
-    finished: bool
+    seed: bytes
+    trainer_total: int
+    validator_total: int
 
     def phase(self, block: int) -> str:
-        if self.finished:
-            return "finished"
         if block <= self.commit_end:
             return "commit"
         if block <= self.reveal_end:
@@ -53,6 +55,60 @@ class RoundView:
         if block <= self.challenge_end:
             return "challenge"
         return "finalize"
+
+
+class TaskLog:
+    """Everything a node learned about one task from the chain's events.
+
+    Nodes follow the event log instead of polling storage: the log is what an
+    observer replays, and reading it is cheap on both backends. ``poll`` asks
+    only for blocks from the last one seen (inclusive: several transactions
+    can share a block) and drops events it already holds.
+    """
+
+    def __init__(self, fedchain: Contract, task_id: int, from_block: int = 0):
+        self.fc = fedchain
+        self.task_id = task_id
+        self.cursor = from_block
+        self._seen: set[tuple[int, int]] = set()
+        self.config = fedchain.call("tasks", task_id)  # static fields only are used
+        self.rounds: dict[int, RoundView] = {}
+        self.reveals: dict[int, list] = {}
+        self.votes: dict[int, list] = {}
+        self.outcome: dict[int, object] = {}  # round -> RoundFinalized or RoundFailed event
+        self.finished = False
+
+    def poll(self) -> "TaskLog":
+        head = self.fc.chain.block_number()
+        for e in self.fc.events(self.cursor, head):
+            key = (e.block, e.log_index)
+            if key in self._seen or e.args.get("task_id") != self.task_id:
+                continue
+            self._seen.add(key)
+            self._apply(e)
+        self.cursor = head
+        self._seen = {k for k in self._seen if k[0] >= head}
+        return self
+
+    def _apply(self, e) -> None:
+        a = e.args
+        if e.name == "RoundOpened":
+            self.rounds[a["round_id"]] = RoundView(
+                self.task_id, a["round_id"], e.block, a["commit_end"], a["reveal_end"], a["validate_end"],
+                a["validate_end"] + self.config["challenge_blocks"], a["seed"], a["trainer_total"],
+                a["validator_total"])
+        elif e.name == "Revealed":
+            self.reveals.setdefault(a["round_id"], []).append(e)
+        elif e.name == "Voted":
+            self.votes.setdefault(a["round_id"], []).append(e)
+        elif e.name in ("RoundFinalized", "RoundFailed"):
+            self.outcome[a["round_id"]] = e
+        elif e.name == "TaskFinished":
+            self.finished = True
+
+    @property
+    def current(self) -> RoundView:
+        return self.rounds[max(self.rounds)]
 
 
 @dataclass(frozen=True)
@@ -81,6 +137,8 @@ class Node:
         self.log = logging.getLogger(f"fedchain.{name}")
         self.gas_used = 0
         self._models: dict[bytes, Model] = {}
+        self._tasks: dict[int, TaskLog] = {}
+        self._min_stake: int | None = None
 
     # -- chain
 
@@ -89,11 +147,27 @@ class Node:
         self.gas_used += r.gas_used
         return r
 
-    def view(self, task_id: int) -> RoundView:
-        task = self.fc.call("tasks", task_id)
-        r = task["round"]
-        opened, c, rv, v = self.fc.call("schedule", task_id, r)
-        return RoundView(task_id, r, opened, c, rv, v, v + task["challenge_blocks"], task["finished"])
+    def withdraw(self) -> int:
+        """Withdraw claimed rewards (credited on chain by each claim) in one transfer."""
+        owed = self.fc.call("payouts", self.address)
+        if owed:
+            self.send("withdraw_payout")
+            self.log.info("withdrew %.4f tokens of rewards", owed / 1e18)
+        return owed
+
+    def task(self, task_id: int) -> TaskLog:
+        """The node's event log of a task, brought up to the chain's head."""
+        if task_id not in self._tasks:
+            self._tasks[task_id] = TaskLog(self.fc, task_id)
+        return self._tasks[task_id].poll()
+
+    def weight(self, role: int, view: RoundView) -> int:
+        """This node's selection weight in a round: its stake if eligible, else 0."""
+        s = self.fc.call("stakes", self.address)
+        if self._min_stake is None:
+            self._min_stake = self.fc.call("min_stake")
+        ok = s["role"] == role and s["since_block"] < view.opened and s["active"] >= self._min_stake
+        return s["active"] if ok else 0
 
     # -- model
 
@@ -120,8 +194,13 @@ class Node:
         return model
 
     def current_model(self, task_id: int) -> Model:
-        task = self.fc.call("tasks", task_id)
-        return self.load_model(task["model_root"], task["model_cid"])
+        """The last finalized model (the task's initial model before any)."""
+        log = self.task(task_id)
+        done = [e for e in log.outcome.values() if e.name == "RoundFinalized"]
+        if done:
+            last = max(done, key=lambda e: e.args["round_id"]).args
+            return self.load_model(last["model_root"], last["model_cid"])
+        return self.load_model(log.config["model_root"], log.config["model_cid"])
 
     def decode_update(self, data: bytes) -> np.ndarray:
         """An update blob to its fixed-point vector; CodecError/LearningError say why not."""

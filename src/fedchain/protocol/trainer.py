@@ -12,15 +12,14 @@ import json
 import os
 
 import numpy as np
-from eth_utils import keccak
 
 from fedchain.chain import commitments
 from fedchain.errors import Reverted
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.models import build_model
 from fedchain.learning.train import TrainConfig, flatten, train_local
-from fedchain.protocol.node import FINALIZED, Model, Node
-from fedchain.storage.cid import cid_of, digest_of, cid_from_digest
+from fedchain.protocol.node import Model, Node, RoundView, TaskLog
+from fedchain.storage.cid import cid_from_digest, digest_of
 from fedchain.storage.codec import decode_metadata, encode_tensors
 from fedchain.storage.merkle import merkle_proof, score_leaf
 
@@ -33,27 +32,29 @@ class Trainer(Node):
     def __init__(self, *args, x: np.ndarray, y: np.ndarray, seed: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
         self.x, self.y, self.seed = x, y, seed
-        self._revealed: set[tuple[int, int]] = set()  # rounds to claim for
+        self._committed: set[tuple[int, int]] = set()  # rounds whose commit step is done
+        self._revealed: set[tuple[int, int]] = set()
+        self._claimed: set[tuple[int, int]] = set()
         self.rewards = 0
 
     def step(self, task_id: int) -> None:
-        v = self.view(task_id)
+        log = self.task(task_id)
+        self.claim_all(log)
+        if log.finished:
+            return
+        v = log.current
         phase = v.phase(self.chain.block_number())
         if phase == "commit":
-            self.commit(task_id, v.round_id, v.opened)
+            self.commit(task_id, v)
         elif phase == "reveal":
             self.reveal(task_id, v.round_id)
-        self.claim_all(task_id)
 
     # -- selection
 
-    def selected(self, task_id: int, round_id: int, opened: int) -> bool:
+    def selected(self, log: TaskLog, v: RoundView) -> bool:
         """Local sortition check (the contract repeats it in O(1) at commit)."""
-        rnd = self.fc.call("rounds", task_id, round_id)
-        stake = self.fc.call("stakes", self.address)
-        k = self.fc.call("tasks", task_id)["trainers_per_round"]
-        ok = stake["role"] == ROLE_TRAINER and stake["since_block"] < opened and stake["active"] >= self.fc.call("min_stake")
-        return ok and commitments.is_selected(rnd["seed"], self.address, stake["active"], rnd["trainer_total"], k)
+        return commitments.is_selected(v.seed, self.address, self.weight(ROLE_TRAINER, v), v.trainer_total,
+                                       log.config["trainers_per_round"])
 
     # -- commit
 
@@ -70,10 +71,14 @@ class Trainer(Node):
         q = fp.to_fixed(flatten(delta))
         return encode_tensors(delta), fp.vector_root(q, self.recipe.chunk_size)
 
-    def commit(self, task_id: int, round_id: int, opened: int) -> None:
+    def commit(self, task_id: int, v: RoundView) -> None:
+        round_id = v.round_id
+        if (task_id, round_id) in self._committed:
+            return
         entry = self.journal.get("commit", task_id, round_id)
         if entry is None:
-            if not self.selected(task_id, round_id, opened):
+            if not self.selected(self.task(task_id), v):
+                self._committed.add((task_id, round_id))  # nothing to do this round
                 return
             blob, root = self.make_update(self.current_model(task_id), round_id)
             cid = self.store.put(blob)
@@ -83,42 +88,46 @@ class Trainer(Node):
             entry = self.journal.write("commit", task_id, round_id, update_root=root.hex(), cid=cid,
                                        samples=len(self.y), salt=salt.hex(), commitment=c.hex())
         elif self.fc.call("commitment", task_id, round_id, self.address) != b"\0" * 32:
+            self._committed.add((task_id, round_id))
             return  # sent before a restart
         self.send("commit", task_id, round_id, bytes.fromhex(entry["commitment"]))
+        self._committed.add((task_id, round_id))
         self.log.info("round %d: committed update %s (%d samples)", round_id, entry["cid"], entry["samples"])
 
     # -- reveal
 
     def reveal(self, task_id: int, round_id: int) -> None:
         entry = self.journal.get("commit", task_id, round_id)
-        if entry is None or self.fc.call("record", task_id, round_id, self.address) != 0:
+        if entry is None or (task_id, round_id) in self._revealed:
             return
-        if self.fc.call("commitment", task_id, round_id, self.address) == b"\0" * 32:
-            return  # crashed before the commit landed: nothing to reveal
-        self.send("reveal", task_id, round_id, bytes.fromhex(entry["update_root"]), digest_of(entry["cid"]),
-                  entry["samples"], bytes.fromhex(entry["salt"]))
+        self._revealed.add((task_id, round_id))
+        try:
+            self.send("reveal", task_id, round_id, bytes.fromhex(entry["update_root"]), digest_of(entry["cid"]),
+                      entry["samples"], bytes.fromhex(entry["salt"]))
+        except Reverted as e:
+            if e.reason == "rounds: already revealed":  # before a restart
+                return
+            self._revealed.discard((task_id, round_id))
+            if e.reason == "rounds: no commitment":  # crashed before the commit landed
+                return
+            raise
         self._revealed.add((task_id, round_id))
         self.log.info("round %d: revealed", round_id)
 
     # -- rewards
 
-    def claim_all(self, task_id: int) -> None:
-        for key in sorted(self._revealed):
-            t, r = key
-            if t != task_id:
+    def claim_all(self, log: TaskLog) -> None:
+        """Claim the reward of every finalized round this trainer revealed in."""
+        for t, r in sorted(self._revealed - self._claimed):
+            if t != log.task_id or r not in log.outcome:
                 continue
-            rnd = self.fc.call("rounds", t, r)
-            if rnd["status"] == FINALIZED:
-                self._claim(t, r, rnd)
-                self._revealed.discard(key)
-            elif rnd["status"] != 0:
-                self._revealed.discard(key)  # failed round: nothing to claim
+            self._claimed.add((t, r))
+            if log.outcome[r].name == "RoundFinalized":
+                self._claim(t, r, log.outcome[r].args)
 
-    def _claim(self, task_id: int, round_id: int, rnd: dict) -> None:
-        ev = next(e for e in self.fc.events(rnd_block_hint(self, task_id, round_id))
-                  if e.name == "RoundFinalized" and e.args["task_id"] == task_id and e.args["round_id"] == round_id)
-        lineage = json.loads(decode_metadata(self.store.get(cid_from_digest(ev.args["model_cid"])))["fedchain"])
-        contributors = [(a, s) for a, s in lineage["scores"]]
+    def _claim(self, task_id: int, round_id: int, result: dict) -> None:
+        meta = decode_metadata(self.store.get(cid_from_digest(result["model_cid"])))
+        contributors = [(a, s) for a, s in json.loads(meta["fedchain"])["scores"]]
         me = next((i for i, (a, _) in enumerate(contributors) if a == self.address), None)
         if me is None or contributors[me][1] == 0:
             return
@@ -128,11 +137,6 @@ class Trainer(Node):
         except Reverted as e:
             self.log.warning("round %d: claim refused: %s", round_id, e.reason)
             return
-        amount = r.event("RewardClaimed").args["amount"]
+        amount = r.event("RewardClaimed").args["amount"]  # credited: see Node.withdraw
         self.rewards += amount
         self.log.info("round %d: claimed %.4f tokens for score %d", round_id, amount / 1e18, contributors[me][1])
-
-
-def rnd_block_hint(node: Node, task_id: int, round_id: int) -> int:
-    """First block worth scanning for a round's events: its opening block."""
-    return node.fc.call("schedule", task_id, round_id)[0]

@@ -21,7 +21,7 @@ from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate.fedavg import fedavg
 from fedchain.learning.scoring import scores as score_updates
 from fedchain.learning.train import unflatten
-from fedchain.protocol.node import FINALIZED, Node, RoundView
+from fedchain.protocol.node import Node, RoundView, TaskLog
 from fedchain.storage.cid import cid_from_digest, digest_of
 from fedchain.storage.codec import encode_tensors
 from fedchain.storage.merkle import merkle_root, score_leaf
@@ -51,29 +51,32 @@ class Validator(Node):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self._joined: set[tuple[int, int]] = set()   # rounds whose join step is done
+        self._members: set[tuple[int, int]] = set()  # rounds whose committee we are in
         self._voted: set[tuple[int, int]] = set()
+        self._claimed: set[tuple[int, int]] = set()
         self.rewards = 0
 
     def step(self, task_id: int) -> None:
-        v = self.view(task_id)
-        if v.finished:
-            self.claim_all(task_id)
+        log = self.task(task_id)
+        self.claim_all(log)
+        if log.finished:
             return
-        block = self.chain.block_number()
-        phase = v.phase(block)
-        rnd = self.fc.call("rounds", task_id, v.round_id)
+        v = log.current
+        phase = v.phase(self.chain.block_number())
+        reveals = len(log.reveals.get(v.round_id, []))
         if phase in ("commit", "reveal"):
-            self.join(task_id, v.round_id, v.opened)
-        if phase in ("vote", "challenge", "finalize") and rnd["reveals"] < self.fc.call("tasks", task_id)["min_reveals"]:
+            self.join(log, v)
+        elif reveals < log.config["min_reveals"]:
             self.try_send("advance", task_id)  # too few reveals: the round fails now
         elif phase == "vote":
-            self.vote(v)
+            self.vote(log, v)
         elif phase == "finalize":
-            if rnd["leader"] == ZERO:
+            leader = self.fc.call("rounds", task_id, v.round_id)["leader"]
+            if leader == ZERO:
                 self.try_send("advance", task_id)  # no quorum
             else:
-                self.finalize(v, rnd["leader"])
-        self.claim_all(task_id)
+                self.finalize(log, v, leader)
 
     def try_send(self, fn: str, *args) -> bool:
         """For calls any node may make: another node may have made it first."""
@@ -86,43 +89,46 @@ class Validator(Node):
 
     # -- committee
 
-    def join(self, task_id: int, round_id: int, opened: int) -> None:
-        if self.fc.call("committee_weight", task_id, round_id, self.address):
+    def join(self, log: TaskLog, v: RoundView) -> None:
+        key = (v.task_id, v.round_id)
+        if key in self._joined:
             return
-        rnd = self.fc.call("rounds", task_id, round_id)
-        stake = self.fc.call("stakes", self.address)
-        k = self.fc.call("tasks", task_id)["validators_per_round"]
-        if not (stake["role"] == ROLE_VALIDATOR and stake["since_block"] < opened and stake["active"] >= self.fc.call("min_stake")):
-            return
-        if commitments.is_selected(rnd["seed"], self.address, stake["active"], rnd["validator_total"], k):
-            self.send("join", task_id, round_id)
-            self.log.info("round %d: joined the committee", round_id)
+        self._joined.add(key)
+        if self.fc.call("committee_weight", *key, self.address):
+            return  # joined before a restart
+        k = log.config["validators_per_round"]
+        if commitments.is_selected(v.seed, self.address, self.weight(ROLE_VALIDATOR, v), v.validator_total, k):
+            self.send("join", *key)
+            self._members.add(key)
+            self.log.info("round %d: joined the committee", v.round_id)
 
     # -- vote
 
-    def vote(self, v: RoundView) -> None:
+    def vote(self, log: TaskLog, v: RoundView) -> None:
         t, r = v.task_id, v.round_id
-        if not self.fc.call("committee_weight", t, r, self.address):
+        if (t, r) in self._voted or (t, r) not in self._members | self._restored_members(t, r):
             return
         entry = self.journal.get("vote", t, r)
         if entry is None:
-            result = self.compute(v)
+            result = self.compute(log, v)
             entry = self.journal.write("vote", t, r, model_root=result.model_root.hex(), model_cid=result.model_cid,
                                        scores_root=result.scores_root.hex(), total_score=result.total_score,
                                        rejected=result.rejected)
             for node, reason in result.reasons.items():
                 self.log.info("round %d: rejected update of %s: %s", r, node, reason)
         elif self.fc.call("vote_of", t, r, self.address) != ZERO:
+            self._voted.add((t, r))
             return  # the journalled vote is on chain already: never vote again
-        args = _vote_args(entry)
-        self.send("vote", t, r, *args)
+        self.send("vote", t, r, *_vote_args(entry))
         self._voted.add((t, r))
         self.log.info("round %d: voted model %s (total score %d)", r, entry["model_cid"], entry["total_score"])
 
-    def reveals(self, v: RoundView) -> list:
-        evs = [e for e in self.fc.events(v.opened) if e.name == "Revealed"
-               and e.args["task_id"] == v.task_id and e.args["round_id"] == v.round_id]
-        return sorted(evs, key=lambda e: e.args["index"])
+    def _restored_members(self, t: int, r: int) -> set:
+        """After a restart the in-memory committee set is empty: ask the chain once."""
+        if (t, r) not in self._joined and self.fc.call("committee_weight", t, r, self.address):
+            self._joined.add((t, r))
+            self._members.add((t, r))
+        return self._members
 
     def check_update(self, ev) -> np.ndarray:
         """Fetch and check one revealed update; raise with the reason to reject it."""
@@ -132,9 +138,9 @@ class Validator(Node):
             raise LearningError("update root does not match the blob")
         return q
 
-    def compute(self, v: RoundView) -> RoundResult:
+    def compute(self, log: TaskLog, v: RoundView) -> RoundResult:
         model = self.current_model(v.task_id)
-        revealed = self.reveals(v)
+        revealed = sorted(log.reveals.get(v.round_id, []), key=lambda e: e.args["index"])
         updates, samples, reasons = {}, {}, {}
         for ev in revealed:
             node = ev.args["node"]
@@ -165,32 +171,29 @@ class Validator(Node):
 
     # -- finalize and rewards
 
-    def finalize(self, v: RoundView, leader: bytes) -> None:
+    def finalize(self, log: TaskLog, v: RoundView, leader: bytes) -> None:
         entry = self.journal.get("vote", v.task_id, v.round_id)
         if entry is not None and commitments.vote_hash(*_vote_args(entry)) == leader:
             args = _vote_args(entry)
         else:  # not our vote, or we did not vote: take the leader's preimage from the chain
-            ev = next(e for e in self.fc.events(v.opened) if e.name == "Voted" and e.args["vote_hash"] == leader)
-            a = ev.args
+            a = next(e for e in log.votes[v.round_id] if e.args["vote_hash"] == leader).args
             args = (a["model_root"], a["model_cid"], a["scores_root"], a["total_score"], a["rejected"])
         if self.try_send("finalize", v.task_id, *args):
             self.log.info("round %d: finalized", v.round_id)
 
-    def claim_all(self, task_id: int) -> None:
-        for key in sorted(self._voted):
-            t, r = key
-            if t != task_id:
+    def claim_all(self, log: TaskLog) -> None:
+        """Claim the fee share of every finalized round this validator voted in."""
+        for t, r in sorted(self._voted - self._claimed):
+            if t != log.task_id or r not in log.outcome:
                 continue
-            status = self.fc.call("rounds", t, r)["status"]
-            if status == 0:
+            self._claimed.add((t, r))
+            if log.outcome[r].name != "RoundFinalized":
                 continue
-            self._voted.discard(key)
-            if status == FINALIZED:
-                try:
-                    rc = self.send("claim_validator", t, r)
-                    self.rewards += rc.event("RewardClaimed").args["amount"]
-                except Reverted as e:
-                    self.log.info("round %d: no validator reward: %s", r, e.reason)
+            try:
+                rc = self.send("claim_validator", t, r)
+                self.rewards += rc.event("RewardClaimed").args["amount"]
+            except Reverted as e:
+                self.log.info("round %d: no validator reward: %s", r, e.reason)
 
 
 def _vote_args(entry: dict) -> tuple:

@@ -146,12 +146,13 @@ def play_round(net: Network) -> RoundOutcome:
     fc, t = net.deployment.fedchain, net.task_id
     start = time.perf_counter()
     gas0 = sum(n.gas_used for n in net.nodes)
-    v = net.validators[0].view(t)
+    observer = net.validators[0]
+    v = observer.task(t).current
     for boundary in (v.commit_end + 1, v.reveal_end + 1, v.challenge_end + 1, None):
         for node in net.nodes:
             node.step(t)
-        now = net.validators[0].view(t)
-        if now.round_id != v.round_id or now.finished:
+        log = observer.task(t)
+        if log.finished or log.current.round_id != v.round_id:
             break
         if boundary is not None:
             net.chain.mine_to(boundary)
@@ -161,6 +162,7 @@ def play_round(net: Network) -> RoundOutcome:
 
 
 def settle(net: Network) -> None:
-    """One last step for every node after the task finished: collect the last rewards."""
+    """After the task finished: one last step to claim, then withdraw the rewards."""
     for node in net.nodes:
         node.step(net.task_id)
+        node.withdraw()

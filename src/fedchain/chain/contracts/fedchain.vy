@@ -13,6 +13,8 @@
      No function loops over participants: every call is O(1).
      Money: token balance == stakes + unbonding + pools + unclaimed + payouts,
      to the wei, after every call (tested with a stateful hypothesis test).
+     Rewards are credited to a payout balance and leave the contract only
+     through `withdraw_payout`, so claims make no external call.
      Reentrancy: every function that transfers tokens is @nonreentrant and
      changes its state before the transfer.
 """
@@ -155,6 +157,8 @@ event RoundOpened:
     commit_end: uint256
     reveal_end: uint256
     validate_end: uint256
+    trainer_total: uint256
+    validator_total: uint256
 
 event Committed:
     task_id: indexed(uint256)
@@ -545,11 +549,12 @@ def advance(task_id: uint256):
 
 
 @external
-@nonreentrant
 def claim(task_id: uint256, round_id: uint256, score: uint256, proof: DynArray[bytes32, merkle.MAX_DEPTH]):
     """
     @notice Claim a trainer's reward for a finalized round:
-            trainer_budget * score / total_score.
+            trainer_budget * score / total_score, credited to the sender's
+            payout balance (withdraw it with `withdraw_payout`: one token
+            transfer for any number of claims).
     @dev The scores tree's leaf i belongs to the update revealed i-th, so
          the proof's position comes from the on-chain reveal record.
          Requirements: finalized round, a reveal by the sender, not claimed,
@@ -565,17 +570,16 @@ def claim(task_id: uint256, round_id: uint256, score: uint256, proof: DynArray[b
     amount: uint256 = self.rounds[task_id][round_id].trainer_budget * score // self.rounds[task_id][round_id].total_score
     assert amount > 0, "rewards: nothing to claim"
     self.record[task_id][round_id][msg.sender] = rec | CLAIMED
-    self.total_unclaimed -= amount
+    self._credit(msg.sender, amount)
     log RewardClaimed(task_id=task_id, round_id=round_id, node=msg.sender, amount=amount)
-    assert extcall staking.token.transfer(msg.sender, amount), "rewards: transfer failed"
 
 
 @external
-@nonreentrant
 def claim_validator(task_id: uint256, round_id: uint256):
     """
     @notice Claim a validator's share of a finalized round's fee:
-            validator_budget * weight / weight of the winning vote.
+            validator_budget * weight / weight of the winning vote, credited
+            to the sender's payout balance.
     @dev Requirements: finalized round, the sender voted for the result,
          not claimed, a positive amount.
     """
@@ -586,24 +590,24 @@ def claim_validator(task_id: uint256, round_id: uint256):
     amount: uint256 = self.rounds[task_id][round_id].validator_budget * weight // self.rounds[task_id][round_id].majority_stake
     assert amount > 0, "rewards: nothing to claim"
     self.validator_claimed[task_id][round_id][msg.sender] = True
-    self.total_unclaimed -= amount
+    self._credit(msg.sender, amount)
     log RewardClaimed(task_id=task_id, round_id=round_id, node=msg.sender, amount=amount)
-    assert extcall staking.token.transfer(msg.sender, amount), "rewards: transfer failed"
 
 
 @external
 @nonreentrant
 def withdraw_payout():
     """
-    @notice Withdraw the reporter shares earned by reporting slashable faults.
+    @notice Withdraw the sender's payout balance: claimed rewards and the
+            reporter shares earned by reporting slashable faults.
     @dev Requirements: a positive payout balance.
     """
     amount: uint256 = self.payouts[msg.sender]
-    assert amount > 0, "slashing: no payout"
+    assert amount > 0, "rewards: no payout"
     self.payouts[msg.sender] = 0
     self.total_payouts -= amount
     log PayoutWithdrawn(node=msg.sender, amount=amount)
-    assert extcall staking.token.transfer(msg.sender, amount), "slashing: transfer failed"
+    assert extcall staking.token.transfer(msg.sender, amount), "rewards: transfer failed"
 
 
 # ---------------------------------------------------------------- slashing
@@ -713,8 +717,10 @@ def _open_round(task_id: uint256, round_id: uint256):
     seed: bytes32 = keccak256(abi_encode(task_id, round_id, block.prevrandao, blockhash(block.number - 1)))
     self.rounds[task_id][round_id].seed = seed
     self.rounds[task_id][round_id].schedule = block.number | (commit_end << 64) | (reveal_end << 128) | (validate_end << 192)
-    self.rounds[task_id][round_id].trainer_total = staking.total_active[staking.ROLE_TRAINER]
-    self.rounds[task_id][round_id].validator_total = staking.total_active[staking.ROLE_VALIDATOR]
+    trainer_total: uint256 = staking.total_active[staking.ROLE_TRAINER]
+    validator_total: uint256 = staking.total_active[staking.ROLE_VALIDATOR]
+    self.rounds[task_id][round_id].trainer_total = trainer_total
+    self.rounds[task_id][round_id].validator_total = validator_total
     log RoundOpened(
         task_id=task_id,
         round_id=round_id,
@@ -722,6 +728,8 @@ def _open_round(task_id: uint256, round_id: uint256):
         commit_end=commit_end,
         reveal_end=reveal_end,
         validate_end=validate_end,
+        trainer_total=trainer_total,
+        validator_total=validator_total,
     )
 
 
@@ -753,6 +761,16 @@ def _equivocate(task_id: uint256, round_id: uint256, validator: address, weight:
     s: staking.Stake = staking.stakes[validator]
     penalty: uint256 = (s.active + s.unbonding) * self.safety_penalty_bps // BPS
     self._slash(task_id, validator, penalty, SLASH_EQUIVOCATION, empty(address))
+
+
+@internal
+def _credit(node: address, amount: uint256):
+    """
+    @dev Move a claimed reward from the unclaimed budgets to `node`'s payouts.
+    """
+    self.total_unclaimed -= amount
+    self.payouts[node] += amount
+    self.total_payouts += amount
 
 
 @internal

@@ -8,9 +8,9 @@ from fedchain.protocol.trainer import Trainer
 
 
 class CidMismatch(Trainer):
-    def commit(self, task_id, round_id, opened):
-        super().commit(task_id, round_id, opened)
-        entry = self.journal.get("commit", task_id, round_id)
+    def commit(self, task_id, v):
+        super().commit(task_id, v)
+        entry = self.journal.get("commit", task_id, v.round_id)
         if entry is not None:
             path = self.store._path(entry["cid"])
             path.write_bytes(path.read_bytes()[::-1])

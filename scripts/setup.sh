@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install everything fedchain needs into ./.venv and ./node_modules. Idempotent:
+# a second run with unchanged pins does nothing (a stamp records what was installed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+stamp=.venv/.fedchain-installed
+want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    .venv/bin/pip install --quiet --upgrade pip
+    .venv/bin/pip install --quiet -r requirements.txt
+    .venv/bin/pip install --quiet --no-deps -e .
+    echo "$want" > "$stamp"
+fi
+
+if [ ! -x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ]; then
+    command -v npm >/dev/null || { echo "npm is needed for anvil (the local EVM node): install Node.js 20" >&2; exit 1; }
+    npm install --no-audit --no-fund --silent
+fi
