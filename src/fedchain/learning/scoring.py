@@ -33,8 +33,9 @@ def cosine_score(update: np.ndarray, aggregate: np.ndarray) -> int:
     dot = chunked_dot(update, aggregate)
     if dot <= 0:
         return 0
-    denom = isqrt(chunked_dot(update, update) * chunked_dot(aggregate, aggregate))
-    return min(PPM, PPM * dot // denom) if denom else 0
+    norms = chunked_dot(update, update) * chunked_dot(aggregate, aggregate)
+    # floor(PPM * dot / sqrt(norms)) exactly: isqrt(floor(y)) == floor(sqrt(y))
+    return min(PPM, isqrt(PPM * PPM * dot * dot // norms))
 
 
 def scores(updates: Sequence[np.ndarray], aggregate: np.ndarray) -> list[int]:

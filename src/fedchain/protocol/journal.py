@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 
@@ -20,10 +21,28 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._entries: dict[tuple[str, int, int], dict] = {}
         if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                if line.strip():
-                    e = json.loads(line)
-                    self._entries[(e["kind"], e["task"], e["round"])] = e
+            self._load()
+
+    def _load(self) -> None:
+        data = self.path.read_bytes()
+        torn = not data.endswith(b"\n") and data.strip()
+        lines = data.split(b"\n")
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                e = json.loads(line)
+            except json.JSONDecodeError:
+                if torn and i == len(lines) - 1:
+                    # a write that crashed mid-line was never acknowledged: drop it
+                    warnings.warn(f"{self.path}: ignoring a torn last entry ({len(line)} bytes)", stacklevel=3)
+                    with open(self.path, "r+b") as f:
+                        f.truncate(len(data) - len(line))
+                        f.flush()
+                        os.fsync(f.fileno())
+                    return
+                raise ValueError(f"{self.path}: line {i + 1} is not JSON; the journal is corrupt") from None
+            self._entries[(e["kind"], e["task"], e["round"])] = e
 
     def get(self, kind: str, task: int, round_id: int) -> dict | None:
         return self._entries.get((kind, task, round_id))

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from eth_utils import keccak
 
 from fedchain.learning.fixedpoint import CHUNK_SIZE, FRAC_BITS
+from fedchain.learning.train import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,21 @@ class Recipe:
     epochs: int = 1
     batch_size: int = 32
     lr: float = 0.05
+    momentum: float = 0.0
     proximal_mu: float = 0.0
     frac_bits: int = FRAC_BITS
     chunk_size: int = CHUNK_SIZE
+
+    def __post_init__(self) -> None:
+        # 1 and 1.0 are equal recipes: give them one canonical encoding (and hash).
+        for name in ("lr", "momentum", "proximal_mu"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "input_shape", tuple(self.input_shape))
+
+    def train_config(self, epochs: int | None = None) -> TrainConfig:
+        """The local training this recipe prescribes (``epochs`` overrides, for baselines)."""
+        return TrainConfig(epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
+                           lr=self.lr, momentum=self.momentum, proximal_mu=self.proximal_mu)
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()

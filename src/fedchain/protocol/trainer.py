@@ -17,7 +17,7 @@ from fedchain.chain import commitments
 from fedchain.errors import Reverted
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.models import build_model
-from fedchain.learning.train import TrainConfig, flatten, train_local
+from fedchain.learning.train import flatten, train_local
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.storage.cid import cid_from_digest, digest_of
 from fedchain.storage.codec import decode_metadata, encode_tensors
@@ -61,9 +61,11 @@ class Trainer(Node):
     def train(self, model: Model, round_id: int) -> dict[str, np.ndarray]:
         r = self.recipe
         net = build_model(r.model, r.input_shape, r.num_classes, seed=0)
-        cfg = TrainConfig(epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, proximal_mu=r.proximal_mu)
-        params = train_local(net, model.params, self.x, self.y, cfg, seed=self.seed * 100_003 + round_id)
+        params = train_local(net, model.params, self.x, self.y, r.train_config(), seed=self.train_seed(round_id))
         return {k: (params[k] - model.params[k]).astype(np.float32) for k in model.params}
+
+    def train_seed(self, round_id: int) -> int:
+        return self.seed * 100_003 + round_id
 
     def make_update(self, model: Model, round_id: int) -> tuple[bytes, bytes]:
         """The update blob and its root. Honest: train, then commit to exactly what is sent."""

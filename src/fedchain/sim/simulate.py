@@ -21,7 +21,7 @@ import numpy as np
 
 from fedchain.learning.aggregate.fedavg import fedavg_float
 from fedchain.learning.models import build_model
-from fedchain.learning.train import TrainConfig, evaluate, flatten, train_centralized, train_local, unflatten
+from fedchain.learning.train import evaluate, flatten, train_centralized, train_local, unflatten
 from fedchain.sim.network import Network, SimConfig, build_network, play_round, settle
 
 
@@ -32,27 +32,31 @@ def model_accuracy(net: Network) -> float:
     return evaluate(build_model(r.model, r.input_shape, r.num_classes), model.params, net.data.x_test, net.data.y_test)
 
 
-def plain_fedavg(net: Network) -> tuple[float, float]:
-    """FedAvg with no chain on the same partitions and seeds: (accuracy, seconds per round)."""
-    cfg, r, d = net.cfg, net.recipe, net.data
+def plain_fedavg(net: Network, rounds: int | None = None) -> tuple[float, list[float]]:
+    """FedAvg with no chain on the same partitions and seeds: (accuracy, seconds of each round).
+
+    Only honest trainers take part: the baseline is what the network would
+    learn if nobody misbehaved.
+    """
+    r, d = net.recipe, net.data
     net_model = build_model(r.model, r.input_shape, r.num_classes)
-    tc = TrainConfig(epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, proximal_mu=r.proximal_mu)
-    params = net.initial_params
-    start = time.perf_counter()
+    tc = r.train_config()
+    params, seconds = net.initial_params, []
     honest = [t for t in net.trainers if type(t).__name__ == "Trainer"]
-    for rnd in range(cfg.rounds):
+    for rnd in range(net.cfg.rounds if rounds is None else rounds):
+        start = time.perf_counter()
         flat = flatten(params)
-        updates = [flatten(train_local(net_model, params, t.x, t.y, tc, seed=t.seed * 100_003 + rnd)) - flat
+        updates = [flatten(train_local(net_model, params, t.x, t.y, tc, seed=t.train_seed(rnd))) - flat
                    for t in honest]
         params = unflatten(fedavg_float(flat, updates, [len(t.y) for t in honest]).astype(np.float32), params)
-    seconds = (time.perf_counter() - start) / cfg.rounds
+        seconds.append(time.perf_counter() - start)
     return evaluate(net_model, params, d.x_test, d.y_test), seconds
 
 
 def centralized(net: Network) -> float:
     cfg, r, d = net.cfg, net.recipe, net.data
     model = build_model(r.model, r.input_shape, r.num_classes)
-    tc = TrainConfig(epochs=cfg.rounds * r.epochs, batch_size=r.batch_size, lr=r.lr)
+    tc = r.train_config(epochs=cfg.rounds * r.epochs)
     params = train_centralized(model, net.initial_params, d.x_train, d.y_train, tc, seed=cfg.seed)
     return evaluate(model, params, d.x_test, d.y_test)
 
@@ -88,7 +92,8 @@ def run(cfg: SimConfig, on_round: Callable[[dict], None] | None = None, baseline
         "conservation_gap_wei": net.conservation_gap(),
     }
     if baselines:
-        report["plain_fedavg_accuracy"], report["plain_fedavg_seconds_per_round"] = plain_fedavg(net)
+        report["plain_fedavg_accuracy"], seconds = plain_fedavg(net)
+        report["plain_fedavg_seconds_per_round"] = float(np.mean(seconds))
         report["centralized_accuracy"] = centralized(net)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     plot(report, out / "accuracy.png")

@@ -33,6 +33,10 @@ def aggregate_update(updates: Sequence[np.ndarray], samples: Sequence[int]) -> n
         raise LearningError("no updates to aggregate")
     if len(updates) > MAX_UPDATES:
         raise LearningError(f"{len(updates)} updates exceed the limit of {MAX_UPDATES}")
+    if len(samples) != len(updates):
+        raise LearningError(f"{len(updates)} updates but {len(samples)} sample counts")
+    if any(np.shape(u) != np.shape(updates[0]) for u in updates):
+        raise LearningError("updates differ in shape")
     w = weights_of(samples)
     if min(w) <= 0:
         raise LearningError("sample counts must be positive")

@@ -1,0 +1,62 @@
+"""Time per round of the decentralized simulation divided by plain FedAvg.
+
+Both run in this process on the same partitions, model, local training and
+seeds: "plain" is in-memory float FedAvg with no chain, blobs or validators;
+"fedchain" is the full protocol on the embedded chain (selection, commit,
+reveal, validator checks, fixed-point aggregation and scoring by every
+validator, votes, finalize, claims). The first round of each is a warm-up and
+is not counted.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/rounds/run.py [--trainers 20 100] [--rounds 6]
+
+Prints a table and writes benchmarks/rounds/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fedchain.sim.network import SimConfig, build_network, play_round
+from fedchain.sim.simulate import plain_fedavg
+
+
+def plain_round_seconds(net, rounds: int) -> float:
+    _, seconds = plain_fedavg(net, rounds)
+    return float(np.mean(seconds[1:]))
+
+
+def chain_round_seconds(net, rounds: int) -> float:
+    times = [play_round(net).seconds for _ in range(rounds)]
+    return float(np.mean(times[1:]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trainers", type=int, nargs="+", default=[20, 100])
+    ap.add_argument("--rounds", type=int, default=6)
+    args = ap.parse_args()
+    rows = []
+    for n in args.trainers:
+        with tempfile.TemporaryDirectory() as tmp:
+            net = build_network(SimConfig(trainers=n, rounds=args.rounds, out=Path(tmp)))
+            plain = plain_round_seconds(net, args.rounds)
+            chain = chain_round_seconds(net, args.rounds)
+        rows.append({"trainers": n, "validators": net.cfg.validators, "model": net.cfg.model,
+                     "local_epochs": net.cfg.epochs, "plain_seconds_per_round": plain,
+                     "fedchain_seconds_per_round": chain, "ratio": chain / plain})
+        print(f"{n:>4} trainers: plain FedAvg {plain:.3f} s/round, fedchain {chain:.3f} s/round, "
+              f"ratio {chain / plain:.3f}", flush=True)
+    out = Path(__file__).with_name("results.json")
+    out.write_text(json.dumps({"command": "PYTHONPATH=src .venv/bin/python benchmarks/rounds/run.py", "rows": rows},
+                              indent=2))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()

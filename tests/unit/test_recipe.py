@@ -1,0 +1,83 @@
+"""Unit tests for fedchain.protocol.recipe: the canonical, hashed description of a task."""
+
+import dataclasses
+import json
+
+import pytest
+from eth_utils import keccak
+
+from fedchain.protocol.recipe import Recipe
+
+RECIPES = [
+    Recipe(),
+    Recipe(model="cnn", dataset="mnist", input_shape=(1, 28, 28), lr=0.01, momentum=0.9, epochs=3),
+    Recipe(model="logreg", dataset="mnist1d", input_shape=(40,), proximal_mu=0.1, batch_size=7),
+]
+
+
+def different(value):
+    """A value of the same type that differs from ``value``."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value + 0.125
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, tuple):
+        return value + (1,)
+    raise TypeError(f"no rule for {type(value).__name__}")
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_bytes_round_trip(recipe):
+    data = recipe.to_bytes()
+    back = Recipe.from_bytes(data)
+    assert back == recipe
+    assert isinstance(back.input_shape, tuple)
+    assert back.to_bytes() == data
+    assert back.hash == recipe.hash
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_bytes_are_canonical_json(recipe):
+    data = recipe.to_bytes()
+    d = json.loads(data)
+    assert list(d) == sorted(d)
+    assert b" " not in data and b"\n" not in data
+    assert set(d) == {f.name for f in dataclasses.fields(Recipe)}
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_hash_is_keccak_of_the_bytes(recipe):
+    assert recipe.hash == keccak(recipe.to_bytes())
+    assert len(recipe.hash) == 32
+    assert Recipe(**dataclasses.asdict(recipe) | {"input_shape": recipe.input_shape}).hash == recipe.hash
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(Recipe)])
+def test_changing_any_field_changes_the_hash(field):
+    base = Recipe()
+    changed = dataclasses.replace(base, **{field: different(getattr(base, field))})
+    assert changed != base
+    assert changed.hash != base.hash
+    assert Recipe.from_bytes(changed.to_bytes()) == changed
+
+
+def test_from_bytes_rejects_unknown_fields():
+    d = json.loads(Recipe().to_bytes()) | {"surprise": 1}
+    with pytest.raises(TypeError):
+        Recipe.from_bytes(json.dumps(d).encode())
+
+
+def test_train_config_follows_the_recipe():
+    r = Recipe(epochs=4, batch_size=16, lr=0.2, momentum=0.5, proximal_mu=0.01)
+    cfg = r.train_config()
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.proximal_mu) == (4, 16, 0.2, 0.5, 0.01)
+    assert r.train_config(epochs=9).epochs == 9
+
+
+def test_equal_recipes_have_equal_hashes():
+    assert Recipe(lr=1) == Recipe(lr=1.0)
+    assert Recipe(lr=1).hash == Recipe(lr=1.0).hash
