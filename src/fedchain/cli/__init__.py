@@ -12,5 +12,14 @@ app = typer.Typer(
 app.command("simulate")(simulate.simulate)
 
 
+@app.callback()
+def _root() -> None:
+    """fedchain: federated learning without a trusted coordinator.
+
+    Trainers keep their data; smart contracts and staked validators replace the
+    central server. Start with `fedchain simulate`.
+    """
+
+
 def main() -> None:
     app()

@@ -78,7 +78,8 @@ def simulate(
 
 def print_report(console: Console, report: dict) -> None:
     nodes = Table(title="Nodes: rewards are claimed from the finalized scores; slashes only for provable faults")
-    for col in ("node", "role", "address", "rewards (FED)", "slashed (FED)", "gas used"):
+    nodes.add_column("node", no_wrap=True)
+    for col in ("role", "address", "rewards (FED)", "slashed (FED)", "gas used"):
         nodes.add_column(col, justify="right" if "(" in col or col == "gas used" else "left")
     for n in report["nodes"]:
         nodes.add_row(n["name"], n["role"], n["address"][:10] + "…", f"{n['rewards'] / TOKEN:.3f}",

@@ -73,6 +73,7 @@ class TaskLog:
         self._seen: set[tuple[int, int]] = set()
         self.config = fedchain.call("tasks", task_id)  # static fields only are used
         self.rounds: dict[int, RoundView] = {}
+        self.commits: dict[int, list] = {}
         self.reveals: dict[int, list] = {}
         self.votes: dict[int, list] = {}
         self.outcome: dict[int, object] = {}  # round -> RoundFinalized or RoundFailed event
@@ -97,6 +98,8 @@ class TaskLog:
                 self.task_id, a["round_id"], e.block, a["commit_end"], a["reveal_end"], a["validate_end"],
                 a["validate_end"] + self.config["challenge_blocks"], a["seed"], a["trainer_total"],
                 a["validator_total"])
+        elif e.name == "Committed":
+            self.commits.setdefault(a["round_id"], []).append(e)
         elif e.name == "Revealed":
             self.reveals.setdefault(a["round_id"], []).append(e)
         elif e.name == "Voted":

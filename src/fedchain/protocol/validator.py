@@ -28,6 +28,7 @@ from fedchain.storage.merkle import merkle_root, score_leaf
 
 ROLE_VALIDATOR = 2
 ZERO = b"\0" * 32
+SLASHED_BIT = 1 << 253  # in a trainer's packed round record (see fedchain.vy)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Validator(Node):
         self._joined: set[tuple[int, int]] = set()   # rounds whose join step is done
         self._members: set[tuple[int, int]] = set()  # rounds whose committee we are in
         self._voted: set[tuple[int, int]] = set()
+        self._reported: set[tuple[int, int]] = set()
         self._claimed: set[tuple[int, int]] = set()
         self.rewards = 0
 
@@ -70,6 +72,7 @@ class Validator(Node):
         elif reveals < log.config["min_reveals"]:
             self.try_send("advance", task_id)  # too few reveals: the round fails now
         elif phase == "vote":
+            self.report_missing_reveals(log, v)
             self.vote(log, v)
         elif phase == "finalize":
             leader = self.fc.call("rounds", task_id, v.round_id)["leader"]
@@ -122,6 +125,22 @@ class Validator(Node):
         self.send("vote", t, r, *_vote_args(entry))
         self._voted.add((t, r))
         self.log.info("round %d: voted model %s (total score %d)", r, entry["model_cid"], entry["total_score"])
+
+    def report_missing_reveals(self, log: TaskLog, v: RoundView) -> None:
+        """Report every commitment left unrevealed (a provable liveness fault); the
+        reporter earns a bounded share of the slash. Only committee members do it,
+        once per round each, and only while nobody else has."""
+        key = (v.task_id, v.round_id)
+        if key in self._reported or key not in self._members:
+            return
+        self._reported.add(key)
+        revealed = {e.args["node"] for e in log.reveals.get(v.round_id, [])}
+        for e in log.commits.get(v.round_id, []):
+            node = e.args["node"]
+            if node in revealed or self.fc.call("record", *key, node) & SLASHED_BIT:
+                continue
+            if self.try_send("slash_missing_reveal", *key, node):
+                self.log.info("round %d: reported %s for committing without revealing", v.round_id, node)
 
     def _restored_members(self, t: int, r: int) -> set:
         """After a restart the in-memory committee set is empty: ask the chain once."""

@@ -88,7 +88,7 @@ def run(cfg: SimConfig, on_round: Callable[[dict], None] | None = None, baseline
         "rounds_finalized": sum(r["finalized"] for r in rounds),
         "seconds_per_round": float(np.mean([r["seconds"] for r in rounds])) if rounds else 0.0,
         "rounds": rounds,
-        "nodes": [node_row(net, n) for n in net.nodes],
+        "nodes": node_rows(net),
         "conservation_gap_wei": net.conservation_gap(),
     }
     if baselines:
@@ -100,18 +100,14 @@ def run(cfg: SimConfig, on_round: Callable[[dict], None] | None = None, baseline
     return report
 
 
-def node_row(net: Network, node) -> dict:
-    fc = net.deployment.fedchain
-    stake = fc.call("stakes", node.address)
-    staked = net.cfg.stake
-    return {
-        "name": node.name,
-        "address": node.address,
-        "role": node.role,
-        "rewards": node.rewards,
-        "slashed": staked - stake["active"] - stake["unbonding"],
-        "gas_used": node.gas_used,
-    }
+def node_rows(net: Network) -> list[dict]:
+    """Rewards claimed and stake slashed per node, from the chain's events."""
+    slashed: dict[str, int] = {}
+    for e in net.deployment.fedchain.events():
+        if e.name == "Slashed":
+            slashed[e.args["node"]] = slashed.get(e.args["node"], 0) + e.args["amount"]
+    return [{"name": n.name, "address": n.address, "role": n.role, "rewards": n.rewards,
+             "slashed": slashed.get(n.address, 0), "gas_used": n.gas_used} for n in net.nodes]
 
 
 def plot(report: dict, path: Path) -> None:
