@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fedchain.sim.adversaries import ADVERSARIES
+from fedchain.sim.network import SimConfig as D  # the defaults live in one place
 
 TOKEN = 10**18
 
@@ -27,17 +28,19 @@ def _parse_adversaries(spec: list[str]) -> dict[str, int]:
 
 
 def simulate(
-    trainers: Annotated[int, typer.Option(help="Trainers, each with its own data partition.")] = 20,
-    validators: Annotated[int, typer.Option(help="Validators: they check, aggregate and vote.")] = 4,
-    rounds: Annotated[int, typer.Option(help="Training rounds.")] = 20,
-    dataset: Annotated[str, typer.Option(help="digits | mnist | mnist1d (no downloads).")] = "digits",
-    partition: Annotated[str, typer.Option(help="iid | dirichlet | pathological.")] = "dirichlet",
-    alpha: Annotated[float, typer.Option(help="Dirichlet concentration (smaller = less IID).")] = 0.5,
-    model: Annotated[str, typer.Option(help="logreg | mlp | cnn.")] = "cnn",
-    epochs: Annotated[int, typer.Option(help="Local epochs per round.")] = 2,
-    lr: Annotated[float, typer.Option(help="Local SGD learning rate.")] = 0.05,
-    seed: Annotated[int, typer.Option(help="Seed for data split, partitions, model and training.")] = 0,
-    out: Annotated[Path, typer.Option(help="Output folder: report.json, accuracy.png, blobs/, journals/.")] = Path("out"),
+    trainers: Annotated[int, typer.Option(help="Trainers, each with its own data partition.")] = D.trainers,
+    validators: Annotated[int, typer.Option(help="Validators: they check, aggregate and vote.")] = D.validators,
+    rounds: Annotated[int, typer.Option(help="Training rounds.")] = D.rounds,
+    dataset: Annotated[str, typer.Option(help="digits | mnist | mnist1d (no downloads).")] = D.dataset,
+    partition: Annotated[str, typer.Option(help="iid | dirichlet | pathological.")] = D.partition,
+    alpha: Annotated[float, typer.Option(help="Dirichlet concentration (smaller = less IID).")] = D.alpha,
+    model: Annotated[str, typer.Option(help="logreg | mlp | cnn.")] = D.model,
+    epochs: Annotated[int, typer.Option(help="Local epochs per round.")] = D.epochs,
+    lr: Annotated[float, typer.Option(help="Local SGD learning rate.")] = D.lr,
+    momentum: Annotated[float, typer.Option(help="Local SGD momentum.")] = D.momentum,
+    batch_size: Annotated[int, typer.Option(help="Local batch size.")] = D.batch_size,
+    seed: Annotated[int, typer.Option(help="Seed for data split, partitions, model and training.")] = D.seed,
+    out: Annotated[Path, typer.Option(help="Output folder: report.json, accuracy.png, blobs/, journals/.")] = D.out,
     misbehave: Annotated[list[str], typer.Option(
         help=f"Misbehaving trainers as NAME[:COUNT], repeatable; NAME in {', '.join(ADVERSARIES)}.")] = [],
     baselines: Annotated[bool, typer.Option(help="Also train centralized and plain-FedAvg baselines.")] = True,
@@ -50,14 +53,13 @@ def simulate(
     store. Prints accuracy and gas per round, rewards and slashes per node,
     and compares against a centralized model and plain FedAvg (no chain).
     """
-    from fedchain.sim.network import SimConfig
     from fedchain.sim.simulate import run
 
     console = Console()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
-    cfg = SimConfig(trainers=trainers, validators=validators, rounds=rounds, dataset=dataset, partition=partition,
-                    alpha=alpha, model=model, epochs=epochs, lr=lr, seed=seed, out=out,
-                    adversaries=_parse_adversaries(misbehave))
+    cfg = D(trainers=trainers, validators=validators, rounds=rounds, dataset=dataset, partition=partition,
+            alpha=alpha, model=model, epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, seed=seed,
+            out=out, adversaries=_parse_adversaries(misbehave))
     console.print(f"[bold]fedchain simulate[/]: {trainers} trainers, {validators} validators, {rounds} rounds, "
                   f"{dataset} ({partition}, alpha={alpha}), model {model}, {epochs} local epochs, seed {seed}")
     console.print("Each round: selected trainers train locally, commit a hash, reveal it; validators check every "

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+from functools import cached_property
 
 import numpy as np
 
 from fedchain.chain import commitments
-from fedchain.errors import Reverted
+from fedchain.errors import Reverted, StorageError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.models import build_model
 from fedchain.learning.train import flatten, train_local
@@ -24,6 +25,8 @@ from fedchain.storage.codec import decode_metadata, encode_tensors
 from fedchain.storage.merkle import merkle_proof, score_leaf
 
 ROLE_TRAINER = 1
+REVEAL_INDEX = 2**32 - 1  # in a trainer's packed round record (see fedchain.vy)
+CLAIMED_BIT = 1 << 254
 
 
 class Trainer(Node):
@@ -58,10 +61,15 @@ class Trainer(Node):
 
     # -- commit
 
+    @cached_property
+    def net(self):
+        """The local torch module (its weights are overwritten before each training)."""
+        r = self.recipe
+        return build_model(r.model, r.input_shape, r.num_classes, seed=0)
+
     def train(self, model: Model, round_id: int) -> dict[str, np.ndarray]:
         r = self.recipe
-        net = build_model(r.model, r.input_shape, r.num_classes, seed=0)
-        params = train_local(net, model.params, self.x, self.y, r.train_config(), seed=self.train_seed(round_id))
+        params = train_local(self.net, model.params, self.x, self.y, r.train_config(), seed=self.train_seed(round_id))
         return {k: (params[k] - model.params[k]).astype(np.float32) for k in model.params}
 
     def train_seed(self, round_id: int) -> int:
@@ -113,8 +121,31 @@ class Trainer(Node):
             if e.reason == "rounds: no commitment":  # crashed before the commit landed
                 return
             raise
+        except Exception:
+            self._revealed.discard((task_id, round_id))  # chain unreachable: try again next step
+            raise
         self._revealed.add((task_id, round_id))
         self.log.info("round %d: revealed", round_id)
+
+    # -- restart
+
+    def resume(self, task_id: int) -> None:
+        """After a restart: rebuild what this trainer did in the task from its journal
+        and the chain, so it reveals a journalled commitment (never a new one) and
+        claims the rounds it revealed in, once."""
+        for entry in self.journal.entries("commit", task_id):
+            key = (task_id, entry["round"])
+            if self.fc.call("commitment", *key, self.address) != b"\0" * 32:
+                self._committed.add(key)
+            record = self.fc.call("record", *key, self.address)
+            if record & REVEAL_INDEX:
+                self._revealed.add(key)
+            if record & CLAIMED_BIT:
+                self._claimed.add(key)
+
+    def outstanding_claims(self, task_id: int) -> int:
+        """Rounds of the task this trainer revealed in and has not settled the claim of."""
+        return sum(1 for t, _ in self._revealed - self._claimed if t == task_id)
 
     # -- rewards
 
@@ -123,9 +154,13 @@ class Trainer(Node):
         for t, r in sorted(self._revealed - self._claimed):
             if t != log.task_id or r not in log.outcome:
                 continue
-            self._claimed.add((t, r))
             if log.outcome[r].name == "RoundFinalized":
-                self._claim(t, r, log.outcome[r].args)
+                try:
+                    self._claim(t, r, log.outcome[r].args)
+                except StorageError as e:  # the model blob is not reachable yet: next step
+                    self.log.warning("round %d: cannot claim yet: %s", r, e)
+                    continue
+            self._claimed.add((t, r))
 
     def _claim(self, task_id: int, round_id: int, result: dict) -> None:
         meta = decode_metadata(self.store.get(cid_from_digest(result["model_cid"])))
