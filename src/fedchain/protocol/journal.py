@@ -47,6 +47,11 @@ class Journal:
     def get(self, kind: str, task: int, round_id: int) -> dict | None:
         return self._entries.get((kind, task, round_id))
 
+    def entries(self, kind: str, task: int) -> list[dict]:
+        """Every entry of ``kind`` for ``task``, by round (what a restarted node resumes from)."""
+        found = [e for (k, t, _), e in self._entries.items() if k == kind and t == task]
+        return sorted(found, key=lambda e: e["round"])
+
     def write(self, kind: str, task: int, round_id: int, **fields) -> dict:
         """Append an entry durably. A second entry of the same kind, task and round is refused."""
         key = (kind, task, round_id)
