@@ -6,7 +6,8 @@ an owner who sponsors tasks, four staked trainers, three staked validators and
 three funded outsiders with no stake, every account holding ``BALANCE`` test
 tokens and an unlimited allowance for fedchain. Stakes are equal and the
 default task selects ``trainers_per_round = 4`` out of four trainers, so
-everyone is selected and tests stay deterministic; sortition tests change ``k``.
+everyone is selected whatever the round's seed; sortition tests change ``k``.
+Seeds are pinned anyway (``deterministic``) so that a failure reproduces.
 
 The ``Net`` helpers drive one round step by step (``commit``, ``reveal``,
 ``join``, ``vote``, ``finalize``) or all at once (``play_round``); they only use
@@ -17,7 +18,7 @@ Every test that uses ``net`` ends with the token-conservation check.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from eth_account.signers.local import LocalAccount
@@ -130,7 +131,6 @@ class Net:
     validators: list[LocalAccount]
     outsiders: list[LocalAccount]
     params: ProtocolParams
-    updates: dict = field(default_factory=dict)
 
     # -- money
 

@@ -9,6 +9,13 @@ class ChainError(FedchainError):
     """Talking to the chain failed (connection, deployment, missing contract)."""
 
 
+class ChainUnavailable(ChainError):
+    """The chain's RPC endpoint cannot be reached (down, restarting, network cut).
+
+    Transient by nature: a long-running node waits and tries again.
+    """
+
+
 class Reverted(ChainError):
     """A transaction or call reverted; ``reason`` is the contract's revert string.
 

@@ -8,7 +8,7 @@ long enough for all of a phase's transactions.
 """
 
 import pytest
-from conftest import BALANCE, MAX_UINT, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, Net
+from conftest import BALANCE, MAX_UINT, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, Net, reverts
 
 from fedchain.chain.deploy import ProtocolParams, deploy
 from fedchain.chain.embedded import EmbeddedChain
@@ -86,6 +86,8 @@ def test_register_commit_reveal_vote_finalize_claim_unbond_withdraw(chain):
         assert net.claim(task, 0, t, result).event("RewardClaimed").args["amount"] == budget["trainer_budget"] * score // 6
     for v in validators:
         fc.tx("claim_validator", task, 0, sender=v)
+    with reverts("rewards: already claimed"):  # both backends report the contract's reason
+        net.claim(task, 0, trainers[0], result)
     net.assert_conserved()
     for node in [*trainers, *validators]:
         owed = fc.call("payouts", node.address)

@@ -80,6 +80,7 @@ def test_vote_hash_twin_matches_the_voted_event(fields):
         ev = net.fc.tx("vote", task, 0, *f, sender=v).event("Voted").args
         assert ev["vote_hash"] == cm.vote_hash(*f)
         assert net.fc.call("vote_of", task, 0, v.address) == cm.vote_hash(*f)
+    net.assert_conserved()
 
 
 @pytest.mark.parametrize("leaves", [1, 2, 3, 5, 8, 9])

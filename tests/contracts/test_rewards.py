@@ -112,10 +112,6 @@ def test_claim_rejects_a_zero_score(net, task):
     net.claim(task, 0, net.trainers[1], res)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: with total_score == 0 (trainer_budget forced to 0) claim divides by zero and reverts "
-    "without a reason. Fix: in claim, assert trainer_budget > 0, 'rewards: nothing to claim' "
-    "before computing the amount."))
 def test_claim_of_a_zero_total_round_says_nothing_to_claim(net, task):
     res = net.play_round(task, 0, scores=[0, 0, 0])
     with reverts("rewards: nothing to claim"):
@@ -221,12 +217,6 @@ def test_full_fee_goes_to_validators(net):
         net.claim(task, 0, net.trainers[0], res)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: claim trusts that the scores tree sums to total_score. A quorum that finalizes a tree "
-    "whose scores exceed total_score lets its trainers claim more than the round's trainer_budget; "
-    "the excess comes out of total_unclaimed, i.e. out of other rounds' and other tasks' rewards. "
-    "Fix (defense in depth, one SSTORE per claim): count what each round has paid and "
-    "assert paid + amount <= trainer_budget."))
 def test_a_round_never_pays_more_than_its_budget(net):
     honest = net.create_task(num_rounds=1, pool=100 * TOKEN)
     net.play_round(honest, 0)  # 90 unclaimed trainer rewards wait in task 1

@@ -6,6 +6,7 @@ import pytest
 from conftest import ZERO32, h32, reverts
 
 from fedchain.chain import commitments as cm
+from fedchain.chain.interface import account_from_seed
 
 OK = None  # expected outcome: success
 
@@ -143,7 +144,6 @@ def test_reveal_sample_count_limits(net, task, samples, outcome):
 
 
 def test_reveal_caps_at_256(net):
-    from fedchain.chain.interface import account_from_seed
     crowd = [account_from_seed(f"crowd{i}") for i in range(257)]
     net.fund(crowd, stake_role=1)
     net.chain.mine(1)

@@ -47,7 +47,7 @@ PROFILE = os.environ.get("FEDCHAIN_HYPOTHESIS_PROFILE", "default")
 MAX_EXAMPLES = int(os.environ.get("FEDCHAIN_MAX_EXAMPLES", PROFILES[PROFILE][0]))
 STEPS = int(os.environ.get("FEDCHAIN_STEPS", PROFILES[PROFILE][1]))
 
-PARAMS = ProtocolParams(unbonding_delay=12)  # short, so that withdrawals happen; > every challenge window
+PARAMS = ProtocolParams(unbonding_delay=17)  # short, so that withdrawals happen; longer than every round (<= 16 blocks)
 BPS = 10_000
 OPEN, FINALIZED, FAILED = 0, 1, 2
 TASK_FUNCTIONS = {"commit", "reveal", "join", "vote", "finalize", "advance", "claim", "claim_validator",
@@ -132,6 +132,7 @@ class FedchainMachine(RuleBasedStateMachine):
         self.pending: list[tuple[int, int, object]] = []  # honest commitments awaiting their reveal
         self.results: dict[bytes, Result] = {}  # vote hash -> the result it stands for
         self.claimed_rounds: set[tuple[int, int]] = set()  # where the honest network claimed
+        self.reported_rounds: set[tuple[int, int]] = set()  # where the watcher reported
         self.dirty_accounts: set[str] = set()  # touched since the last invariant check
         self.dirty_tasks: set[int] = set()
 
@@ -243,7 +244,7 @@ class FedchainMachine(RuleBasedStateMachine):
 
     def _correct_result(self, tid: int, r: int, tag: str = "") -> Result:
         R = self.tasks[tid].rounds[r]
-        scores = Scores(tuple(R.reveals), tuple(R.samples[a] for a in R.reveals))
+        scores = Scores(tuple(R.reveals), tuple((tid + r + int(a, 16)) % 3 for a in R.reveals))  # 0 happens
         return Result(h32("model", tid, r, tag), h32("model-cid", tid, r, tag), scores)
 
     def _reveal_pending(self) -> None:
@@ -295,7 +296,9 @@ class FedchainMachine(RuleBasedStateMachine):
     @precondition(lambda self: any(s.unbonding for s in self.stakes.values()))
     @rule(i=picks)
     def withdraw(self, i):
-        node = self.nodes[i % len(self.nodes)]
+        """A node withdraws, preferably one with stake unbonding."""
+        unbonding = [n for n in self.nodes if self.stakes[n.address].unbonding] or self.nodes
+        node = unbonding[i % len(unbonding)]
         s = self.stakes[node.address]
         expected = ("staking: nothing unbonding" if s.unbonding == 0
                     else "staking: still unbonding" if self.block < s.release else None)
@@ -325,7 +328,8 @@ class FedchainMachine(RuleBasedStateMachine):
                                    min_reveals=min_reveals, commit_blocks=phases[0], reveal_blocks=phases[1],
                                    validate_blocks=phases[2], challenge_blocks=phases[3],
                                    validator_fee_bps=fee, pool=pool)
-        expected = "erc20: transfer amount exceeds balance" if self.balances[sponsor.address] < pool else None
+        expected = ("tasks: round not shorter than unbonding delay" if sum(phases) >= PARAMS.unbonding_delay
+                    else "erc20: transfer amount exceeds balance" if self.balances[sponsor.address] < pool else None)
         r = self._send(expected, "create_task", cfg, sender=sponsor)
         if r:
             tid = r.event("TaskCreated").args["task_id"]
@@ -338,13 +342,16 @@ class FedchainMachine(RuleBasedStateMachine):
     def mine(self, n):
         self._mine_to(self.block + n)
 
-    @rule(j=picks, deadline=st.integers(0, 3), offset=st.integers(-1, 1))
+    @rule(j=picks, deadline=st.integers(0, 4), offset=st.integers(-1, 1))
     def mine_to_deadline(self, j, deadline, offset):
-        """Jump to one block around a deadline of a task's current round: the end of
-        its commit, reveal or vote phase, or of its challenge window."""
+        """Jump to one block around a deadline: the end of the commit, reveal or
+        vote phase or of the challenge window of a task's current round, or the
+        next block where unbonding stake is released."""
         tid, t = self._task(j)
         R = t.rounds[t.round]
-        ends = [R.commit_end, R.reveal_end, R.validate_end, R.validate_end + t.cfg["challenge_blocks"]]
+        releases = [s.release for s in self.stakes.values() if s.unbonding and s.release >= self.block]
+        ends = [R.commit_end, R.reveal_end, R.validate_end, R.validate_end + t.cfg["challenge_blocks"],
+                min(releases, default=self.block)]
         self._mine_to(ends[deadline] + offset)
 
     def _mine_to(self, target: int) -> None:
@@ -541,46 +548,57 @@ class FedchainMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ the honest network
 
-    @rule(j=picks, mask=masks)
-    def honest_network(self, j, mask):
-        """Honest nodes (those in ``mask``) do what the current phase of a task's
+    @rule(mask=masks)
+    def honest_network(self, mask):
+        """Honest nodes (those in ``mask``) do what the current phase of every task's
         round asks of them (commit and join, join, vote, then finalize or advance),
-        and the chain moves on to the block after that phase ends. They also claim
-        what finalized rounds owe them, once."""
+        and the chain moves on to the block after the first of those phases ends.
+        They also claim
+        what finalized rounds owe them, and a watcher reports unrevealed
+        commitments, once per round."""
         for tid_, t_ in self.tasks.items():
             for k, done in enumerate(t_.rounds):
+                if self.block > done.reveal_end and (tid_, k) not in self.reported_rounds:
+                    self.reported_rounds.add((tid_, k))
+                    for a in sorted(set(done.commits) - set(done.reveals) - done.slashed):
+                        self._slash_missing_reveal(tid_, k, self._node(a), self.reporter)
                 if done.status == FINALIZED and (tid_, k) not in self.claimed_rounds:
                     self.claimed_rounds.add((tid_, k))
                     for a in sorted(done.reveals):
-                        self._claim(tid_, k, self._node(a))
+                        if done.result.scores.score(a):
+                            self._claim(tid_, k, self._node(a))
                     for a in sorted(v for v, h in done.votes.items() if h == done.leader):
                         self._claim_validator(tid_, k, self._node(a))
-        tid, t = self._task(j, lambda t, R: not t.finished)
-        r, R = t.round, t.rounds[t.round]
-        if t.finished:
-            return
-        if self.block <= R.reveal_end:
-            for node in self._masked(mask):
-                role = self.stakes[node.address].role
-                if role == ROLE_TRAINER and self.block <= R.commit_end and node.address not in R.commits \
-                        and self._selected(tid, r, node.address, ROLE_TRAINER):
-                    self._commit(tid, node, honest=True)
-                if role == ROLE_VALIDATOR and node.address not in R.weights \
-                        and self._selected(tid, r, node.address, ROLE_VALIDATOR):
-                    self._join(tid, node)
-            self._mine_to((R.commit_end if self.block <= R.commit_end else R.reveal_end) + 1)
-        elif self.block <= R.validate_end:
-            if R.status == OPEN:
-                result = self._correct_result(tid, r)
-                for a in sorted(set(R.weights) - set(R.votes) - R.equivocated):
-                    self._vote(tid, r, self._node(a), result)
-            self._mine_to(R.validate_end + t.cfg["challenge_blocks"] + 1)
-        elif self._finalizable(t, R):
-            self._finalize(tid, wrong=False)
-        elif self._failed(t, R):
-            self._advance(tid)
-        else:
-            self._mine_to(R.validate_end + t.cfg["challenge_blocks"] + 1)
+        stops = []  # where each task's current phase ends
+        for tid, t in list(self.tasks.items()):
+            if t.finished:
+                continue
+            r, R = t.round, t.rounds[t.round]
+            window_end = R.validate_end + t.cfg["challenge_blocks"]
+            if self.block <= R.reveal_end:
+                for node in self._masked(mask):
+                    role = self.stakes[node.address].role
+                    if role == ROLE_TRAINER and self.block <= R.commit_end and node.address not in R.commits \
+                            and self._selected(tid, r, node.address, ROLE_TRAINER):
+                        self._commit(tid, node, honest=True)
+                    if role == ROLE_VALIDATOR and node.address not in R.weights \
+                            and self._selected(tid, r, node.address, ROLE_VALIDATOR):
+                        self._join(tid, node)
+                stops.append((R.commit_end if self.block <= R.commit_end else R.reveal_end) + 1)
+            elif self.block <= R.validate_end:
+                if R.status == OPEN:
+                    result = self._correct_result(tid, r)
+                    for a in sorted(set(R.weights) - set(R.votes) - R.equivocated):
+                        self._vote(tid, r, self._node(a), result)
+                stops.append(window_end + 1)
+            elif self._finalizable(t, R):
+                self._finalize(tid, wrong=False)
+            elif self._failed(t, R):
+                self._advance(tid)
+            else:
+                stops.append(window_end + 1)
+        if stops:
+            self._mine_to(min(stops))
 
     def _node(self, address: str):
         return next(n for n in self.nodes if n.address == address)
@@ -598,11 +616,11 @@ class FedchainMachine(RuleBasedStateMachine):
         scores = R.result.scores if finalized else None
         score = scores.score(a) if finalized and a in scores.nodes else 1
         proof = scores.proof(a) if finalized and a in scores.nodes else []
-        amount = R.trainer_budget * score // scores.total if finalized and a in scores.nodes else 0
+        amount = R.trainer_budget * score // scores.total if finalized and a in scores.nodes and scores.total else 0
         expected = ("rewards: round not finalized" if not finalized
                     else "rewards: no reveal" if a not in R.reveals
                     else "rewards: already claimed" if a in R.claimed
-                    else "rewards: nothing to claim" if amount == 0
+                    else "rewards: nothing to claim" if scores.total == 0 or amount == 0
                     else None)
         receipt = self._send(expected, "claim", tid, r, score, proof, sender=node)
         if receipt:
@@ -650,11 +668,14 @@ class FedchainMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._any_round(lambda t, R: R.commits, every=True))
     @rule(i=picks, j=picks, r=st.integers(0, 3), self_report=st.booleans())
     def slash_missing_reveal(self, i, j, r, self_report):
-        tid, r, node = self._target(i, j, r, lambda R: sorted(R.commits))
+        tid, r, node = self._target(i, j, r, lambda R: sorted(R.commits) if self.block > R.reveal_end else [])
+        self._slash_missing_reveal(tid, r, node, node if self_report else self.reporter)
+
+    def _slash_missing_reveal(self, tid: int, r: int, node, reporter) -> None:
         R, a = self._round(tid, r), node.address
-        reporter = node if self_report else self.reporter
         expected = ("slashing: no such round" if R is None
                     else "slashing: reveal phase not over" if self.block <= R.reveal_end
+                    else "slashing: cannot report yourself" if reporter.address == a
                     else "slashing: no commitment" if a not in R.commits
                     else "slashing: already slashed" if a in R.slashed
                     else "slashing: revealed" if a in R.reveals

@@ -32,19 +32,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def anvil_command(port: int, state: Path | None = None, block_time: float | None = None, accounts: int = 10,
+                  state_interval: float | None = None, host: str = "127.0.0.1") -> list[str]:
+    """The anvil command line fedchain uses: the dev mnemonic, chain id 31337, and
+    ``--silent`` (anvil would otherwise print its accounts' private keys)."""
+    args = [str(anvil_binary()), "--host", host, "--port", str(port), "--silent",
+            "--mnemonic", DEV_MNEMONIC, "--chain-id", "31337", "--accounts", str(accounts)]
+    if state is not None:
+        args += ["--state", str(state)]  # load if present, dump on exit
+        if state_interval:
+            args += ["--state-interval", str(state_interval)]
+    if block_time:
+        args += ["--block-time", str(block_time)]
+    return args
+
+
 class Anvil:
     """An anvil process: ``url`` while running; ``stop`` kills it by PID."""
 
     def __init__(self, port: int | None = None, state: Path | None = None, block_time: float | None = None,
-                 log: Path | None = None):
+                 log: Path | None = None, accounts: int = 10, state_interval: float | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(self.port), "--silent",
-                "--mnemonic", DEV_MNEMONIC, "--chain-id", "31337"]
-        if state is not None:
-            args += ["--state", str(state)]  # load if present, dump on exit
-        if block_time:
-            args += ["--block-time", str(block_time)]
+        args = anvil_command(self.port, state, block_time, accounts, state_interval)
         out = open(log, "ab") if log else subprocess.DEVNULL
         self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready()

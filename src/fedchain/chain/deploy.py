@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
 from fedchain.chain.interface import Chain, Contract, artifact
+from fedchain.errors import ChainError
 
 ROLE_TRAINER = 1
 ROLE_VALIDATOR = 2
@@ -32,7 +36,47 @@ class Deployment:
 
     def to_json(self) -> dict:
         return {"token": self.token.address, "fedchain": self.fedchain.address,
-                "chain_id": self.fedchain.chain.chain_id, "block": self.block}
+                "chain_id": self.fedchain.chain.chain_id, "block": self.block,
+                "contracts": self.fedchain.artifact.version}
+
+    def save(self, path: Path, **extra) -> None:
+        """Write the deployment file other commands read (``extra``: e.g. the RPC URL)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps({**self.to_json(), **extra}, indent=2) + "\n")
+        os.replace(tmp, path)
+
+
+def read_deployment_file(path: Path) -> dict:
+    """The deployment file's fields; a clear error if it is missing or malformed."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ChainError(f"no deployment file at {path}: run `fedchain deploy` or pass --deployment") from None
+    except ValueError as e:
+        raise ChainError(f"deployment file {path} is not JSON: {e}") from None
+    missing = {"token", "fedchain", "chain_id", "block"} - set(d)
+    if missing:
+        raise ChainError(f"deployment file {path} lacks {sorted(missing)}")
+    return d
+
+
+def load_deployment(chain: Chain, info: dict) -> Deployment:
+    """The contracts named in a deployment file, checked to exist on ``chain``."""
+    if chain.chain_id != info["chain_id"]:
+        raise ChainError(f"the chain has id {chain.chain_id} but the deployment is for chain {info['chain_id']}")
+    code_at = getattr(chain, "code_at", None)
+    if code_at is not None and not code_at(info["fedchain"]):
+        raise ChainError(f"no contract at {info['fedchain']} on this chain: was it restarted without its state? "
+                         "Deploy again or restore the chain's state")
+    fc = artifact("fedchain")
+    if info.get("contracts") and info["contracts"] != fc.version:
+        raise ChainError(f"the deployment is of contract sources {info['contracts']}, this fedchain has "
+                         f"{fc.version}: their interfaces may differ. Use the fedchain version that deployed it, "
+                         "or deploy again")
+    return Deployment(chain.at(artifact("test_token"), info["token"]), chain.at(fc, info["fedchain"]), info["block"])
 
 
 def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolParams()) -> Deployment:

@@ -2,8 +2,16 @@
 
 Calls are ABI-encoded by ``fedchain.chain.abi`` and executed as raw messages,
 so results and logs decode exactly as on the JSON-RPC backend. Each
-transaction starts with cold storage (access counters are reset), and its gas
-includes the intrinsic cost, so figures match a real chain. Blocks advance only
+transaction starts with cold storage (access counters are reset) and with its
+storage "original values" reset (so EIP-2200 SSTORE pricing sees earlier
+transactions as committed), its refunds are applied (capped at 1/5 of the gas
+used, EIP-3529), and its gas includes the intrinsic cost: figures equal
+anvil's receipts (benchmarks/gas compares them).
+
+The genesis timestamp is fixed, so round seeds (which mix in block hashes)
+and therefore whole simulations are reproducible. The embedded chain has no
+randomness beacon: its seeds are predictable, which is fine for a simulation
+and never for a real deployment. Blocks advance only
 when ``mine`` is called: several transactions may share a block, as on a real
 chain.
 """
@@ -22,6 +30,9 @@ from fedchain.chain.interface import Artifact, Chain, Contract, Receipt
 from fedchain.errors import ChainError, Reverted
 
 
+GENESIS_TIMESTAMP = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+
 class EmbeddedChain(Chain):
     """A private in-process chain; each instance has its own state."""
 
@@ -32,12 +43,13 @@ class EmbeddedChain(Chain):
         self.env.enable_fast_mode()  # skips boa's per-call tracing hooks; same EVM semantics
         self.env.evm.patch.chain_id = self.chain_id
         self.env.evm.patch.block_number = 1
+        self.env.evm.patch.timestamp = GENESIS_TIMESTAMP
         self._logs: list[Event] = []
         self._log_blocks: list[int] = []  # parallel to _logs, nondecreasing: bisect on it
 
     def deploy(self, art: Artifact, *args: Any, sender: LocalAccount) -> Contract:
         code = art.bytecode + art.codec.encode_constructor(args)
-        self.env._reset_access_counters()
+        self._new_transaction()
         address, computation = self.env.deploy(sender=sender.address, bytecode=code)
         if computation.is_error:
             raise Reverted(revert_reason(computation.output), f"deploy {art.name}")
@@ -47,12 +59,18 @@ class EmbeddedChain(Chain):
 
     def transact(self, contract: Contract, fn: str, args: tuple, *, sender: LocalAccount, gas: int | None = None) -> Receipt:
         data = contract.artifact.codec.encode_call(fn, args)
-        self.env._reset_access_counters()
+        self._new_transaction()
         c = self.env.execute_code(to_address=contract.address, sender=sender.address, data=data, gas=gas)
         if c.is_error:
             raise Reverted(revert_reason(c.output), fn)
         events = self._record(contract, c)
-        return Receipt(c.get_gas_used() + intrinsic_gas(data), self.block_number(), events)
+        used = c.get_gas_used() + intrinsic_gas(data)
+        return Receipt(used - min(c.get_gas_refund(), used // 5), self.block_number(), events)
+
+    def _new_transaction(self) -> None:
+        """What a real chain does between transactions: cold access lists, committed storage."""
+        self.env._reset_access_counters()
+        self.env.evm.vm.state.lock_changes()
 
     def call(self, contract: Contract, fn: str, args: tuple) -> Any:
         data = contract.artifact.codec.encode_call(fn, args)

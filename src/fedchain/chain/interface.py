@@ -33,6 +33,7 @@ class Artifact:
     name: str
     abi: list
     bytecode: bytes
+    version: str = ""  # hash of the contract sources it was compiled from
 
     @functools.cached_property
     def codec(self) -> Codec:
@@ -70,12 +71,12 @@ def artifact(name: str) -> Artifact:
     cached = _cache_dir() / "artifacts" / f"{name}-{key}.json"
     if cached.exists():
         d = json.loads(cached.read_text())
-        return Artifact(name, d["abi"], bytes.fromhex(d["bytecode"]))
+        return Artifact(name, d["abi"], bytes.fromhex(d["bytecode"]), key)
     import boa
     from vyper.compiler.output import build_abi_output
 
     data = boa.load_partial(str(CONTRACTS_DIR / f"{name}.vy")).compiler_data
-    art = Artifact(name, build_abi_output(data), bytes(data.bytecode))
+    art = Artifact(name, build_abi_output(data), bytes(data.bytecode), key)
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(".tmp")
     tmp.write_text(json.dumps({"abi": art.abi, "bytecode": art.bytecode.hex()}))

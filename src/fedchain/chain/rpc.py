@@ -1,24 +1,32 @@
 """The JSON-RPC backend: web3.py against anvil locally or any EVM chain remotely.
 
 Transactions are signed locally (keys never leave the process), nonces are
-tracked per sender, gas is estimated (which also surfaces a revert's reason
-before anything is sent), and receipts are awaited with a timeout.
+tracked per sender and resynchronised from the node after any failure, gas is
+estimated (which also surfaces a revert's reason before anything is sent), and
+receipts are awaited with a timeout; a transaction not mined in time is
+replaced (same nonce, higher fees), so at most one of its versions can land.
+An unreachable endpoint raises ``ChainUnavailable``, a revert ``Reverted``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import requests
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
-from web3.exceptions import ContractLogicError, TimeExhausted
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
 from fedchain.chain.abi import Event, revert_reason
 from fedchain.chain.interface import Artifact, Chain, Contract, Receipt
-from fedchain.errors import ChainError, Reverted
+from fedchain.errors import ChainError, ChainUnavailable, Reverted
 
 GAS_MARGIN = 1.25
+FEE_BUMP = 1.25        # a replacement must pay at least 10% more; 25% clears every client's rule
+SEND_ATTEMPTS = 3      # the first transaction and two replacements
 
 
 def _reason(err: ContractLogicError) -> str:
@@ -29,48 +37,154 @@ def _reason(err: ContractLogicError) -> str:
     return msg.removeprefix("execution reverted: ").removeprefix("execution reverted")  or "no reason given"
 
 
-class RpcChain(Chain):
-    """A chain reached over HTTP JSON-RPC."""
+def _rpc_message(err: Web3RPCError) -> str:
+    rpc = getattr(err, "rpc_response", None) or {}
+    return str((rpc.get("error") or {}).get("message") or err).lower()
 
-    def __init__(self, url: str, timeout: float = 60.0):
+
+class RpcChain(Chain):
+    """A chain reached over HTTP JSON-RPC.
+
+    Parameters
+    ----------
+    url : str
+        The node's HTTP JSON-RPC endpoint.
+    timeout : float, default 60
+        Seconds per HTTP request.
+    receipt_timeout : float, optional
+        Seconds to wait for a transaction to be mined before replacing it
+        (default: ``timeout``).
+    """
+
+    def __init__(self, url: str, timeout: float = 60.0, receipt_timeout: float | None = None):
         self.url = url
         self.w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
         self.timeout = timeout
+        self.receipt_timeout = timeout if receipt_timeout is None else receipt_timeout
         try:
-            self.chain_id = self.w3.eth.chain_id
-        except Exception as e:  # connection refused, bad URL, not an EVM node
-            raise ChainError(f"cannot reach an EVM node at {url}: {e}") from e
+            with self._reachable():
+                self.chain_id = self.w3.eth.chain_id
+        except ChainUnavailable as e:
+            raise ChainUnavailable(f"cannot reach an EVM node at {url}: {e}; is it running?") from None
+        except Exception as e:  # a web server that is not an EVM node, a bad URL
+            raise ChainError(f"{url} is not an EVM JSON-RPC endpoint: {e}") from e
         self._nonces: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Turn connection failures into ``ChainUnavailable`` (transient: try again later)."""
+        try:
+            yield
+        except (requests.exceptions.RequestException, OSError) as e:
+            raise ChainUnavailable(f"EVM node at {self.url} unreachable ({type(e).__name__})") from e
 
     # -- transactions
 
     def _send(self, tx: dict, sender: LocalAccount, label: str) -> dict:
-        tx = {k: v for k, v in tx.items() if v is not None}
-        tx.update(chainId=self.chain_id, **{"from": sender.address})
-        if "gas" not in tx:
+        with self._reachable():
+            tx = {k: v for k, v in tx.items() if v is not None}
+            tx.update(chainId=self.chain_id, **{"from": sender.address})
+            if "gas" not in tx:
+                try:
+                    tx["gas"] = int(self.w3.eth.estimate_gas(tx) * GAS_MARGIN)
+                except ContractLogicError as e:
+                    raise Reverted(_reason(e), label) from None
+            tx.pop("from")
+            base = self.w3.eth.get_block("latest")["baseFeePerGas"]
+            tip, cap = 10**9, 2 * base + 10**9
             try:
-                tx["gas"] = int(self.w3.eth.estimate_gas(tx) * GAS_MARGIN)
-            except ContractLogicError as e:
-                raise Reverted(_reason(e), label) from None
-        base = self.w3.eth.get_block("latest")["baseFeePerGas"]
-        tx["maxPriorityFeePerGas"] = 10**9
-        tx["maxFeePerGas"] = 2 * base + 10**9
-        tx["nonce"] = self._next_nonce(sender.address)
-        tx.pop("from")
-        signed = sender.sign_transaction(tx)
-        try:
-            h = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        except Exception:
-            self._nonces.pop(sender.address, None)  # resync from the node next time
-            raise
-        try:
-            receipt = self.w3.eth.wait_for_transaction_receipt(h, timeout=self.timeout, poll_latency=0.05)
-        except TimeExhausted as e:
-            self._nonces.pop(sender.address, None)
-            raise ChainError(f"{label}: no receipt for {h.to_0x_hex()} after {self.timeout}s") from e
-        if receipt["status"] != 1:
-            raise Reverted(self._replay_reason(tx, sender, receipt["blockNumber"]), label)
+                receipt = self._mine(tx, sender, label, tip, cap)
+            except BaseException:
+                self._nonces.pop(sender.address, None)  # resync from the node next time
+                raise
+            if receipt["status"] != 1:
+                raise Reverted(self._replay_reason(tx, sender, receipt["blockNumber"]), label)
         return receipt
+
+    def _mine(self, tx: dict, sender: LocalAccount, label: str, tip: int, cap: int) -> dict:
+        """Send ``tx`` and wait for it; replace it with higher fees if it is not mined in time."""
+        nonce = self._next_nonce(sender.address)
+        hashes: list[bytes] = []
+        for attempt in range(SEND_ATTEMPTS):
+            signed = sender.sign_transaction({**tx, "nonce": nonce, "maxPriorityFeePerGas": tip, "maxFeePerGas": cap})
+            try:
+                self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            except Web3RPCError as e:
+                msg = _rpc_message(e)
+                if "already" in msg and ("known" in msg or "imported" in msg):
+                    pass  # the node has this very transaction: wait for it
+                elif "nonce too low" in msg:
+                    mined = self._receipt(hashes)
+                    if mined is not None:
+                        return mined  # an earlier version landed meanwhile
+                    if attempt == 0 and not hashes:
+                        nonce = self._resync(sender.address)  # our count was stale: nothing was sent
+                        continue
+                    raise ChainError(f"{label}: nonce {nonce} was used by another transaction "
+                                     "(is this account used by a second process?)") from None
+                else:
+                    raise ChainError(f"{label}: the node refused the transaction: {msg}") from None
+            hashes.append(bytes(signed.hash))
+            receipt = self._wait(hashes, self.receipt_timeout)
+            if receipt is not None:
+                return receipt
+            tip, cap = int(tip * FEE_BUMP) + 1, int(cap * FEE_BUMP) + 1
+        raise ChainError(f"{label}: not mined after {SEND_ATTEMPTS} attempts of {self.receipt_timeout:.0f}s "
+                         f"(last hash 0x{hashes[-1].hex() if hashes else '-'})")
+
+    def transact_batch(self, contract: Contract, calls: list[tuple[str, tuple]], *, sender: LocalAccount) -> list[Receipt]:
+        """Send several calls from one sender back to back (consecutive nonces), then
+        wait for them all: on a chain with a block time they share a block or two
+        instead of taking one each. For setup scripts (minting to many accounts)."""
+        with self._reachable():
+            txs = []
+            for fn, args in calls:
+                tx = {"to": contract.address, "data": "0x" + contract.artifact.codec.encode_call(fn, args).hex(),
+                      "from": sender.address, "chainId": self.chain_id}
+                try:
+                    tx["gas"] = int(self.w3.eth.estimate_gas(tx) * GAS_MARGIN)
+                except ContractLogicError as e:
+                    raise Reverted(_reason(e), fn) from None
+                tx.pop("from")
+                txs.append(tx)
+            base = self.w3.eth.get_block("latest")["baseFeePerGas"]
+            hashes = []
+            try:
+                for tx in txs:
+                    signed = sender.sign_transaction({**tx, "nonce": self._next_nonce(sender.address),
+                                                      "maxPriorityFeePerGas": 10**9, "maxFeePerGas": 2 * base + 10**9})
+                    self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                    hashes.append(bytes(signed.hash))
+                receipts = [self._wait([h], self.receipt_timeout) for h in hashes]
+            except BaseException:
+                self._nonces.pop(sender.address, None)
+                raise
+        out = []
+        for (fn, _), r in zip(calls, receipts):
+            if r is None:
+                self._nonces.pop(sender.address, None)
+                raise ChainError(f"{fn}: not mined within {self.receipt_timeout:.0f}s")
+            if r["status"] != 1:
+                raise Reverted("reverted in a batch", fn)
+            out.append(Receipt(r["gasUsed"], r["blockNumber"],
+                               [e for e in (self._decode(contract, log) for log in r["logs"]) if e is not None]))
+        return out
+
+    def _receipt(self, hashes: list[bytes]) -> dict | None:
+        for h in hashes:
+            try:
+                return self.w3.eth.get_transaction_receipt(h)
+            except TransactionNotFound:
+                continue
+        return None
+
+    def _wait(self, hashes: list[bytes], timeout: float) -> dict | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            receipt = self._receipt(hashes)
+            if receipt is not None or time.monotonic() > deadline:
+                return receipt
+            time.sleep(0.05)
 
     def _replay_reason(self, tx: dict, sender: LocalAccount, block: int) -> str:
         call = {k: tx[k] for k in ("to", "data") if k in tx}
@@ -83,10 +197,38 @@ class RpcChain(Chain):
 
     def _next_nonce(self, address: str) -> int:
         if address not in self._nonces:
-            self._nonces[address] = self.w3.eth.get_transaction_count(address, "pending")
+            self._resync(address)
         n = self._nonces[address]
         self._nonces[address] = n + 1
         return n
+
+    def _resync(self, address: str) -> int:
+        self._nonces[address] = self.w3.eth.get_transaction_count(address, "pending")
+        return self._nonces[address]
+
+    def settle(self, address: str, timeout: float = 30.0) -> bool:
+        """Wait until every transaction ``address`` sent is mined (after a restart: so
+        the chain shows what we did before deciding what to do). False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._reachable():
+            while self.w3.eth.get_transaction_count(address, "pending") > self.w3.eth.get_transaction_count(address):
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.1)
+        self._nonces.pop(address, None)
+        return True
+
+    def transfer(self, to: str, wei: int, sender: LocalAccount) -> dict:
+        """Send native currency (gas money) from ``sender`` to ``to``."""
+        return self._send({"to": to, "value": wei, "gas": 21_000}, sender, "transfer")
+
+    def balance(self, address: str) -> int:
+        with self._reachable():
+            return self.w3.eth.get_balance(address)
+
+    def code_at(self, address: str) -> bytes:
+        with self._reachable():
+            return bytes(self.w3.eth.get_code(address))
 
     def deploy(self, art: Artifact, *args: Any, sender: LocalAccount) -> Contract:
         data = art.bytecode + art.codec.encode_constructor(args)
@@ -103,7 +245,8 @@ class RpcChain(Chain):
     def call(self, contract: Contract, fn: str, args: tuple) -> Any:
         data = contract.artifact.codec.encode_call(fn, args)
         try:
-            out = self.w3.eth.call({"to": contract.address, "data": "0x" + data.hex()})
+            with self._reachable():
+                out = self.w3.eth.call({"to": contract.address, "data": "0x" + data.hex()})
         except ContractLogicError as e:
             raise Reverted(_reason(e), fn) from None
         return contract.artifact.codec.decode_output(fn, bytes(out))
@@ -118,22 +261,26 @@ class RpcChain(Chain):
         )
 
     def events(self, contract: Contract, from_block: int = 0, to_block: int | None = None) -> list[Event]:
-        logs = self.w3.eth.get_logs({
-            "address": contract.address,
-            "fromBlock": from_block,
-            "toBlock": "latest" if to_block is None else to_block,
-        })
+        with self._reachable():
+            logs = self.w3.eth.get_logs({
+                "address": contract.address,
+                "fromBlock": from_block,
+                "toBlock": "latest" if to_block is None else to_block,
+            })
         return [e for e in (self._decode(contract, log) for log in logs) if e is not None]
 
     def block_number(self) -> int:
-        return self.w3.eth.block_number
+        with self._reachable():
+            return self.w3.eth.block_number
 
     def mine(self, blocks: int = 1) -> None:
         if blocks > 0:
-            self.w3.provider.make_request("anvil_mine", [hex(blocks)])
+            with self._reachable():
+                self.w3.provider.make_request("anvil_mine", [hex(blocks)])
 
     def fund(self, address: str, wei: int) -> None:
-        self.w3.provider.make_request("anvil_setBalance", [address, hex(wei)])
+        with self._reachable():
+            self.w3.provider.make_request("anvil_setBalance", [address, hex(wei)])
 
     def wait_for_block(self, block: int, poll: float = 0.2) -> None:
         """Block until the chain reaches ``block`` (for nodes on a live chain)."""

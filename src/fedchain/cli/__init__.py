@@ -1,15 +1,52 @@
-"""The ``fedchain`` command: one module per subcommand."""
+"""The ``fedchain`` command: one module per subcommand, imported only when it runs
+(so ``fedchain status`` does not pay for torch)."""
 
+import importlib
+
+import click
 import typer
+from typer.core import TyperGroup
 
-from fedchain.cli import simulate
+# name -> (module, attribute): a typer.Typer (a command group) or a command function.
+COMMANDS = {
+    "simulate": ("fedchain.cli.simulate", "simulate"),
+    "chain": ("fedchain.cli.chain", "app"),
+    "deploy": ("fedchain.cli.deploy", "deploy"),
+    "fund": ("fedchain.cli.fund", "fund"),
+    "account": ("fedchain.cli.account", "app"),
+    "data": ("fedchain.cli.data", "app"),
+    "task": ("fedchain.cli.task", "app"),
+    "node": ("fedchain.cli.node", "app"),
+    "status": ("fedchain.cli.status", "status"),
+    "audit": ("fedchain.cli.audit", "audit"),
+}
+
+
+class _LazyGroup(TyperGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name]
+        obj = getattr(importlib.import_module(module), attr)
+        if isinstance(obj, typer.Typer):
+            cmd = typer.main.get_group(obj)  # a group even when it has one command (`chain up`)
+        else:
+            single = typer.Typer(add_completion=False)
+            single.command(name)(obj)
+            cmd = typer.main.get_command(single)
+        cmd.name = name
+        return cmd
+
 
 app = typer.Typer(
+    cls=_LazyGroup,
     help="fedchain: federated learning without a trusted coordinator.",
     no_args_is_help=True,
     add_completion=False,
 )
-app.command("simulate")(simulate.simulate)
 
 
 @app.callback()
@@ -17,7 +54,9 @@ def _root() -> None:
     """fedchain: federated learning without a trusted coordinator.
 
     Trainers keep their data; smart contracts and staked validators replace the
-    central server. Start with `fedchain simulate`.
+    central server. Try `fedchain simulate` (one process, embedded chain), or run
+    a real network: `fedchain chain up`, `fedchain deploy`, `fedchain task create`,
+    `fedchain node run`, `fedchain status` (see the README).
     """
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from eth_account.signers.local import LocalAccount
 
 from fedchain.chain.interface import Contract, Receipt
-from fedchain.errors import FedchainError, LearningError
+from fedchain.errors import FedchainError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.models import build_model
 from fedchain.learning.train import flatten, get_params, param_shapes, unflatten
@@ -204,11 +204,3 @@ class Node:
             last = max(done, key=lambda e: e.args["round_id"]).args
             return self.load_model(last["model_root"], last["model_cid"])
         return self.load_model(log.config["model_root"], log.config["model_cid"])
-
-    def decode_update(self, data: bytes) -> np.ndarray:
-        """An update blob to its fixed-point vector; CodecError/LearningError say why not."""
-        tensors = decode_tensors(data, self.shapes)
-        q = fp.to_fixed(flatten(tensors))
-        if q.size == 0:
-            raise LearningError("empty update")
-        return q

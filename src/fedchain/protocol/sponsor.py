@@ -1,4 +1,10 @@
-"""The sponsor role: publish the recipe and the initial model, create and fund a task."""
+"""The sponsor role: publish the recipe and the initial model, create and fund a task.
+
+The initial model blob carries the recipe in its metadata, so a node that knows
+only the chain finds everything: the task's initial model CID is in its
+``TaskCreated`` event, and the recipe it carries is checked against the task's
+on-chain ``recipe_hash`` (``task_recipe``).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,15 @@ import json
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 
 from fedchain.chain.interface import Contract
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.train import flatten, unflatten
 from fedchain.protocol.recipe import Recipe
-from fedchain.storage.cid import digest_of
-from fedchain.storage.codec import encode_tensors
+from fedchain.errors import FedchainError
+from fedchain.storage.cid import cid_from_digest, digest_of
+from fedchain.storage.codec import decode_metadata, encode_tensors
 from fedchain.storage.store import BlobStore
 
 
@@ -30,7 +38,8 @@ def create_task(fedchain: Contract, token: Contract, sponsor: LocalAccount, stor
                 validate_blocks: int = 5, challenge_blocks: int = 5, validator_fee_bps: int = 1_000) -> int:
     """Publish recipe and model blobs, escrow ``pool`` and open round 0; returns the task id."""
     store.put(recipe.to_bytes())
-    root, cid = publish_model(store, initial, recipe, {"round": -1, "parent": None, "scores": [], "rejected": {}})
+    root, cid = publish_model(store, initial, recipe, {"round": -1, "parent": None, "scores": [], "rejected": {},
+                                                       "recipe": recipe.to_bytes().decode()})
     token.tx("approve", fedchain.address, pool, sender=sponsor)
     r = fedchain.tx("create_task", {
         "recipe_hash": recipe.hash, "model_root": root, "model_cid": digest_of(cid), "num_rounds": rounds,
@@ -40,3 +49,19 @@ def create_task(fedchain: Contract, token: Contract, sponsor: LocalAccount, stor
         "validator_fee_bps": validator_fee_bps, "pool": pool,
     }, sender=sponsor)
     return r.event("TaskCreated").args["task_id"]
+
+
+def task_recipe(fedchain: Contract, store: BlobStore, task_id: int) -> Recipe:
+    """The recipe of ``task_id``, read from its initial model blob and checked against the chain."""
+    created = [e for e in fedchain.events() if e.name == "TaskCreated" and e.args["task_id"] == task_id]
+    if not created:
+        raise FedchainError(f"no task {task_id} on this contract")
+    a = created[0].args
+    meta = decode_metadata(store.get(cid_from_digest(a["model_cid"])))
+    try:
+        data = json.loads(meta["fedchain"])["recipe"].encode()
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise FedchainError(f"task {task_id}: its initial model carries no recipe") from None
+    if keccak(data) != a["recipe_hash"]:
+        raise FedchainError(f"task {task_id}: the recipe in its initial model does not match the recipe hash on chain")
+    return Recipe.from_bytes(data)

@@ -5,13 +5,16 @@ Every invalid update is rejected with a reason (unavailable, CID mismatch,
 malformed file, wrong shape or dtype, NaN/Inf, out of the fixed-point range,
 root mismatch) and scores zero; the round goes on without it. Everything that
 reaches the vote is exact integer arithmetic, so honest validators agree bit
-for bit and any disagreement is evidence.
+for bit and any disagreement is evidence. That computation is ``compute_round``,
+a pure function of events and blobs: an auditor (``fedchain.protocol.audit``)
+replays it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,11 +23,13 @@ from fedchain.errors import BlobCorrupt, BlobNotFound, CodecError, LearningError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate.fedavg import fedavg
 from fedchain.learning.scoring import scores as score_updates
-from fedchain.learning.train import unflatten
-from fedchain.protocol.node import Node, RoundView, TaskLog
-from fedchain.storage.cid import cid_from_digest, digest_of
-from fedchain.storage.codec import encode_tensors
+from fedchain.learning.train import flatten, param_shapes, unflatten
+from fedchain.protocol.node import Model, Node, RoundView, TaskLog
+from fedchain.protocol.recipe import Recipe
+from fedchain.storage.cid import cid_from_digest, cid_of, digest_of
+from fedchain.storage.codec import decode_tensors, encode_tensors
 from fedchain.storage.merkle import merkle_root, score_leaf
+from fedchain.storage.store import BlobStore
 
 ROLE_VALIDATOR = 2
 ZERO = b"\0" * 32
@@ -42,6 +47,7 @@ class RoundResult:
     rejected: int
     scores: list[tuple[str, int]]
     reasons: dict[str, str]
+    blob: bytes = field(repr=False)  # the new model's safetensors file, named by model_cid
 
     def vote_args(self) -> tuple:
         return (self.model_root, digest_of(self.model_cid), self.scores_root, self.total_score, self.rejected)
@@ -96,14 +102,16 @@ class Validator(Node):
         key = (v.task_id, v.round_id)
         if key in self._joined:
             return
-        self._joined.add(key)
         if self.fc.call("committee_weight", *key, self.address):
+            self._joined.add(key)
+            self._members.add(key)
             return  # joined before a restart
         k = log.config["validators_per_round"]
         if commitments.is_selected(v.seed, self.address, self.weight(ROLE_VALIDATOR, v), v.validator_total, k):
-            self.send("join", *key)
+            self.send("join", *key)  # if this raises, the next step tries again
             self._members.add(key)
             self.log.info("round %d: joined the committee", v.round_id)
+        self._joined.add(key)
 
     # -- vote
 
@@ -133,7 +141,6 @@ class Validator(Node):
         key = (v.task_id, v.round_id)
         if key in self._reported or key not in self._members:
             return
-        self._reported.add(key)
         revealed = {e.args["node"] for e in log.reveals.get(v.round_id, [])}
         for e in log.commits.get(v.round_id, []):
             node = e.args["node"]
@@ -141,6 +148,7 @@ class Validator(Node):
                 continue
             if self.try_send("slash_missing_reveal", *key, node):
                 self.log.info("round %d: reported %s for committing without revealing", v.round_id, node)
+        self._reported.add(key)
 
     def _restored_members(self, t: int, r: int) -> set:
         """After a restart the in-memory committee set is empty: ask the chain once."""
@@ -149,44 +157,11 @@ class Validator(Node):
             self._members.add((t, r))
         return self._members
 
-    def check_update(self, ev) -> np.ndarray:
-        """Fetch and check one revealed update; raise with the reason to reject it."""
-        data = self.store.get(cid_from_digest(ev.args["update_cid"]))
-        q = self.decode_update(data)
-        if fp.vector_root(q, self.recipe.chunk_size) != ev.args["update_root"]:
-            raise LearningError("update root does not match the blob")
-        return q
-
     def compute(self, log: TaskLog, v: RoundView) -> RoundResult:
-        model = self.current_model(v.task_id)
-        revealed = sorted(log.reveals.get(v.round_id, []), key=lambda e: e.args["index"])
-        updates, samples, reasons = {}, {}, {}
-        for ev in revealed:
-            node = ev.args["node"]
-            try:
-                updates[node] = self.check_update(ev)
-                samples[node] = ev.args["samples"]
-            except BlobNotFound:
-                reasons[node] = f"unavailable: {cid_from_digest(ev.args['update_cid'])}"
-            except BlobCorrupt as e:
-                reasons[node] = f"CID mismatch: {e}"
-            except (CodecError, LearningError) as e:
-                reasons[node] = str(e)
-        if updates:
-            new_q = fedavg(model.q, list(updates.values()), list(samples.values()))
-        else:
-            new_q = model.q
-        node_scores = dict(zip(updates, score_updates(list(updates.values()), new_q - model.q)))
-        scores = [(ev.args["node"], node_scores.get(ev.args["node"], 0)) for ev in revealed]
-        rejected = sum(1 << ev.args["index"] for ev in revealed if ev.args["node"] in reasons)
-        lineage = {"task": v.task_id, "round": v.round_id, "parent": model.cid, "rule": self.recipe.rule,
-                   "scores": scores, "rejected": reasons}
-        blob = encode_tensors(unflatten(fp.from_fixed(new_q), self.template),
-                              {"fedchain": json.dumps(lineage, sort_keys=True)})
-        cid = self.store.put(blob)
-        scores_root = merkle_root([score_leaf(a, s) for a, s in scores]) if scores else ZERO
-        return RoundResult(fp.vector_root(new_q, self.recipe.chunk_size), cid, scores_root,
-                           sum(s for _, s in scores), rejected, scores, reasons)
+        result = compute_round(v.task_id, v.round_id, self.current_model(v.task_id),
+                               log.reveals.get(v.round_id, []), self.store, self.recipe, self.template)
+        self.store.put(result.blob)
+        return result
 
     # -- finalize and rewards
 
@@ -205,16 +180,111 @@ class Validator(Node):
         for t, r in sorted(self._voted - self._claimed):
             if t != log.task_id or r not in log.outcome:
                 continue
+            if log.outcome[r].name == "RoundFinalized":
+                try:
+                    rc = self.send("claim_validator", t, r)  # if the chain is unreachable: next step
+                    self.rewards += rc.event("RewardClaimed").args["amount"]
+                    self.log.info("round %d: claimed a validator fee of %.4f tokens", r,
+                                  rc.event("RewardClaimed").args["amount"] / 1e18)
+                except Reverted as e:
+                    self.log.info("round %d: no validator reward: %s", r, e.reason)
             self._claimed.add((t, r))
-            if log.outcome[r].name != "RoundFinalized":
-                continue
-            try:
-                rc = self.send("claim_validator", t, r)
-                self.rewards += rc.event("RewardClaimed").args["amount"]
-            except Reverted as e:
-                self.log.info("round %d: no validator reward: %s", r, e.reason)
+
+    def outstanding_claims(self, task_id: int) -> int:
+        """Rounds of the task this validator voted in and has not settled the fee claim of."""
+        return sum(1 for t, _ in self._voted - self._claimed if t == task_id)
+
+    def resume(self, task_id: int) -> None:
+        """After a restart: rebuild the rounds this validator voted in from its journal
+        and the chain, so it never votes twice and claims each fee once. (Committee
+        membership is read back from the chain when needed: see ``join``.)"""
+        for entry in self.journal.entries("vote", task_id):
+            key = (task_id, entry["round"])
+            if self.fc.call("vote_of", *key, self.address) != ZERO:
+                self._voted.add(key)
+            if self.fc.call("validator_claimed", *key, self.address):
+                self._claimed.add(key)
 
 
 def _vote_args(entry: dict) -> tuple:
     return (bytes.fromhex(entry["model_root"]), digest_of(entry["model_cid"]), bytes.fromhex(entry["scores_root"]),
             entry["total_score"], entry["rejected"])
+
+
+# -- the deterministic round computation (validators and auditors share it)
+
+
+def decode_update(data: bytes, shapes: Mapping[str, tuple[int, ...]]) -> np.ndarray:
+    """An update blob to its fixed-point vector; CodecError/LearningError say why not."""
+    q = fp.to_fixed(flatten(decode_tensors(data, shapes)))
+    if q.size == 0:
+        raise LearningError("empty update")
+    return q
+
+
+def check_update(ev, store: BlobStore, shapes: Mapping[str, tuple[int, ...]], chunk_size: int) -> np.ndarray:
+    """Fetch and check one revealed update; raise with the reason to reject it."""
+    q = decode_update(store.get(cid_from_digest(ev.args["update_cid"])), shapes)
+    if fp.vector_root(q, chunk_size) != ev.args["update_root"]:
+        raise LearningError("update root does not match the blob")
+    return q
+
+
+# Rejections that judge availability (no copy, or no intact copy, could be fetched):
+# they cannot be proven on chain, and an auditor takes the committee's word for them.
+STORAGE_REASONS = ("unavailable: ", "CID mismatch: ")
+
+
+def check_updates(revealed: Iterable, store: BlobStore, shapes: Mapping[str, tuple[int, ...]],
+                  chunk_size: int) -> tuple[dict[str, np.ndarray], dict[str, int], dict[str, str]]:
+    """(updates, sample counts, rejection reasons), each keyed by node, in reveal order.
+
+    Reasons name no local path or peer: every validator must write the same
+    string, since the model blob that carries them is named by its hash.
+    """
+    updates, samples, reasons = {}, {}, {}
+    for ev in revealed:
+        node = ev.args["node"]
+        cid = cid_from_digest(ev.args["update_cid"])
+        try:
+            updates[node] = check_update(ev, store, shapes, chunk_size)
+            samples[node] = ev.args["samples"]
+        except BlobNotFound:
+            reasons[node] = f"unavailable: {cid}"
+        except BlobCorrupt:
+            reasons[node] = f"CID mismatch: blob {cid} does not hash to its CID"
+        except (CodecError, LearningError) as e:
+            reasons[node] = str(e)
+    return updates, samples, reasons
+
+
+def aggregate_round(task_id: int, round_id: int, model: Model, revealed: list, updates: dict[str, np.ndarray],
+                    samples: dict[str, int], reasons: dict[str, str], recipe: Recipe,
+                    template: dict[str, np.ndarray]) -> RoundResult:
+    """The round's result from the checked updates: the new model (FedAvg from ``model``),
+    its blob with the lineage in its metadata, each reveal's score and the rejected set.
+
+    ``revealed`` is in reveal-index order; ``updates`` and ``samples`` hold the accepted
+    ones and ``reasons`` the rejected ones, as ``check_updates`` returns them.
+    """
+    new_q = fedavg(model.q, list(updates.values()), list(samples.values())) if updates else model.q
+    node_scores = dict(zip(updates, score_updates(list(updates.values()), new_q - model.q)))
+    scores = [(ev.args["node"], node_scores.get(ev.args["node"], 0)) for ev in revealed]
+    rejected = sum(1 << ev.args["index"] for ev in revealed if ev.args["node"] in reasons)
+    lineage = {"task": task_id, "round": round_id, "parent": model.cid, "rule": recipe.rule,
+               "scores": scores, "rejected": reasons}
+    blob = encode_tensors(unflatten(fp.from_fixed(new_q), template), {"fedchain": json.dumps(lineage, sort_keys=True)})
+    scores_root = merkle_root([score_leaf(a, s) for a, s in scores]) if scores else ZERO
+    return RoundResult(fp.vector_root(new_q, recipe.chunk_size), cid_of(blob), scores_root,
+                       sum(s for _, s in scores), rejected, scores, reasons, blob)
+
+
+def compute_round(task_id: int, round_id: int, model: Model, revealed: Iterable, store: BlobStore, recipe: Recipe,
+                  template: dict[str, np.ndarray]) -> RoundResult:
+    """What every honest validator computes for a round: a pure function of the previous
+    finalized ``model``, the round's ``Revealed`` events (any order), the blobs they name
+    and the task's recipe. Nothing is stored: the caller keeps ``result.blob`` if it wants.
+    """
+    revealed = sorted(revealed, key=lambda e: e.args["index"])
+    checked = check_updates(revealed, store, param_shapes(template), recipe.chunk_size)
+    return aggregate_round(task_id, round_id, model, revealed, *checked, recipe, template)

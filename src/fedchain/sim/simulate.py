@@ -6,7 +6,8 @@ next to the two baselines it must be judged against, trained in the same run:
 - plain FedAvg: the same partitions, the same local training and seeds, float
   averaging in memory, no chain, no blobs, no validators.
 
-Writes ``report.json`` and ``accuracy.png`` to the output folder.
+Writes ``report.json``, ``accuracy.png`` and ``chain/`` (the event log ``fedchain audit``
+replays) to the output folder.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from fedchain.learning.aggregate.fedavg import fedavg_float
 from fedchain.learning.models import build_model
 from fedchain.learning.train import evaluate, flatten, train_centralized, train_local, unflatten
+from fedchain.protocol.audit import save_chain
 from fedchain.sim.network import Network, SimConfig, build_network, play_round, settle
 
 
@@ -76,6 +78,7 @@ def run(cfg: SimConfig, on_round: Callable[[dict], None] | None = None, baseline
         if on_round:
             on_round(row)
     settle(net)
+    save_chain(net.deployment, out / "chain", net.task_id)  # the event log an audit replays
     fc, t = net.deployment.fedchain, net.task_id
     task = fc.call("tasks", t)
     report = {

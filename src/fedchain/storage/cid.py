@@ -9,7 +9,7 @@ import base64
 import binascii
 import hashlib
 
-from multiformats import CID, multihash
+from multiformats import CID
 
 from fedchain.errors import BlobCorrupt, StorageError
 

@@ -63,6 +63,8 @@ SLASHED: constant(uint256) = 2**253
 
 # A round's schedule packs four block numbers, 64 bits each.
 U64: constant(uint256) = 2**64 - 1
+MAX_ROUND_BLOCKS: constant(uint256) = 2**32
+MAX_COMMITTEE: constant(uint256) = 2**32
 
 
 struct TaskConfig:
@@ -114,6 +116,8 @@ struct Round:
     trainer_budget: uint256
     validator_budget: uint256
     majority_stake: uint256
+    trainer_left: uint256
+    validator_left: uint256
 
 
 reporter_bps: public(uint256)
@@ -289,7 +293,13 @@ def create_task(cfg: TaskConfig) -> uint256:
     assert cfg.min_reveals > 0 and cfg.min_reveals <= MAX_REVEALS, "tasks: bad min_reveals"
     assert cfg.commit_blocks > 0 and cfg.reveal_blocks > 0, "tasks: zero phase length"
     assert cfg.validate_blocks > 0 and cfg.challenge_blocks > 0, "tasks: zero phase length"
-    assert cfg.challenge_blocks < staking.unbonding_delay, "tasks: challenge window not below unbonding delay"
+    round_blocks: uint256 = cfg.commit_blocks + cfg.reveal_blocks + cfg.validate_blocks + cfg.challenge_blocks
+    # Stake that could be punished for anything in a round must still be
+    # bonded when the round's last fault can be proven; and the packed
+    # schedule holds 64-bit block numbers.
+    assert round_blocks < MAX_ROUND_BLOCKS, "tasks: phases too long"
+    assert round_blocks < staking.unbonding_delay, "tasks: round not shorter than unbonding delay"
+    assert cfg.trainers_per_round <= MAX_COMMITTEE and cfg.validators_per_round <= MAX_COMMITTEE, "tasks: committee too large"
     assert cfg.validator_fee_bps <= BPS, "tasks: fee above 100%"
     assert cfg.pool > 0, "tasks: empty pool"
     task_id: uint256 = self.next_task_id
@@ -507,6 +517,8 @@ def finalize(task_id: uint256, model_root: bytes32, model_cid: bytes32, scores_r
     self.rounds[task_id][round_id].rejected = rejected
     self.rounds[task_id][round_id].trainer_budget = trainer_budget
     self.rounds[task_id][round_id].validator_budget = validator_budget
+    self.rounds[task_id][round_id].trainer_left = trainer_budget
+    self.rounds[task_id][round_id].validator_left = validator_budget
     self.rounds[task_id][round_id].majority_stake = self.tally[task_id][round_id][leader]
     log RoundFinalized(
         task_id=task_id,
@@ -567,8 +579,15 @@ def claim(task_id: uint256, round_id: uint256, score: uint256, proof: DynArray[b
     index: uint256 = (rec & INDEX_MASK) - 1
     leaf: bytes32 = commitments._score_leaf(msg.sender, score)
     assert merkle._verify(leaf, index, proof, self.rounds[task_id][round_id].scores_root), "rewards: invalid proof"
-    amount: uint256 = self.rounds[task_id][round_id].trainer_budget * score // self.rounds[task_id][round_id].total_score
+    budget: uint256 = self.rounds[task_id][round_id].trainer_budget
+    assert budget > 0, "rewards: nothing to claim"
+    amount: uint256 = budget * score // self.rounds[task_id][round_id].total_score
     assert amount > 0, "rewards: nothing to claim"
+    # Defence in depth: even a quorum that finalized scores summing to more
+    # than total_score cannot make a round pay more than its budget.
+    left: uint256 = self.rounds[task_id][round_id].trainer_left
+    assert amount <= left, "rewards: round budget exhausted"
+    self.rounds[task_id][round_id].trainer_left = left - amount
     self.record[task_id][round_id][msg.sender] = rec | CLAIMED
     self._credit(msg.sender, amount)
     log RewardClaimed(task_id=task_id, round_id=round_id, node=msg.sender, amount=amount)
@@ -589,6 +608,9 @@ def claim_validator(task_id: uint256, round_id: uint256):
     weight: uint256 = self.committee_weight[task_id][round_id][msg.sender]
     amount: uint256 = self.rounds[task_id][round_id].validator_budget * weight // self.rounds[task_id][round_id].majority_stake
     assert amount > 0, "rewards: nothing to claim"
+    left: uint256 = self.rounds[task_id][round_id].validator_left
+    assert amount <= left, "rewards: round budget exhausted"
+    self.rounds[task_id][round_id].validator_left = left - amount
     self.validator_claimed[task_id][round_id][msg.sender] = True
     self._credit(msg.sender, amount)
     log RewardClaimed(task_id=task_id, round_id=round_id, node=msg.sender, amount=amount)
@@ -625,6 +647,7 @@ def slash_missing_reveal(task_id: uint256, round_id: uint256, node: address):
     sched: uint256 = self.rounds[task_id][round_id].schedule
     assert sched != 0, "slashing: no such round"
     assert block.number > (sched >> 128) & U64, "slashing: reveal phase not over"
+    assert node != msg.sender, "slashing: cannot report yourself"
     assert self.commitment[task_id][round_id][node] != empty(bytes32), "slashing: no commitment"
     rec: uint256 = self.record[task_id][round_id][node]
     assert rec & SLASHED == 0, "slashing: already slashed"
@@ -643,6 +666,7 @@ def slash_rejected(task_id: uint256, round_id: uint256, node: address):
          rejected set, not slashed for it yet.
     """
     assert self.rounds[task_id][round_id].status == FINALIZED, "slashing: round not finalized"
+    assert node != msg.sender, "slashing: cannot report yourself"
     rec: uint256 = self.record[task_id][round_id][node]
     assert rec & INDEX_MASK != 0, "slashing: no reveal"
     assert rec & SLASHED == 0, "slashing: already slashed"

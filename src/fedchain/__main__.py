@@ -1,0 +1,5 @@
+"""``python -m fedchain``: the same as the ``fedchain`` command."""
+
+from fedchain.cli import main
+
+main()

@@ -1,0 +1,182 @@
+"""What the real-network subcommands share: options, accounts, the deployment, logs, errors.
+
+Secrets: a private key is only ever read from a keystore file (unlocked with
+``FEDCHAIN_PASSWORD`` or a hidden prompt) or derived from anvil's public dev
+mnemonic; neither the key nor the password is printed or logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fedchain.errors import ChainError, ChainUnavailable, FedchainError, Reverted, StorageError
+
+PASSWORD_ENV = "FEDCHAIN_PASSWORD"
+TOKEN = 10**18
+
+# Exit codes in ranges per component (cf. Flower): 2 is click's usage error.
+EXIT = {"error": 1, "chain": 10, "chain_unavailable": 11, "reverted": 12, "storage": 20, "keystore": 30}
+
+DeploymentOpt = Annotated[Path, typer.Option(
+    "--deployment", "-d", envvar="FEDCHAIN_DEPLOYMENT",
+    help="Deployment file written by `fedchain deploy` (contract addresses, chain id, RPC URL).")]
+RpcOpt = Annotated[str | None, typer.Option(
+    "--rpc", envvar="FEDCHAIN_RPC",
+    help="EVM JSON-RPC URL; default: the one saved in the deployment file.")]
+AccountOpt = Annotated[str | None, typer.Option(
+    "--account", "-a", envvar="FEDCHAIN_ACCOUNT",
+    help="Keystore account (name, address or file) that signs; password from $FEDCHAIN_PASSWORD or a prompt.")]
+DevAccountOpt = Annotated[int | None, typer.Option(
+    "--dev-account", envvar="FEDCHAIN_DEV_ACCOUNT",
+    help="Sign with anvil's dev account N instead (local development only: its key is public).")]
+KeystoreOpt = Annotated[Path | None, typer.Option(
+    "--keystore", envvar="FEDCHAIN_KEYSTORE", help="Keystore folder (default: ~/.fedchain/keystore).")]
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def errors() -> Iterator[None]:
+    """Turn fedchain's errors into one red line and an exit code (no traceback)."""
+    from fedchain.chain.keys import KeystoreError
+
+    try:
+        yield
+    except ChainUnavailable as e:
+        fail(str(e), EXIT["chain_unavailable"])
+    except Reverted as e:
+        fail(f"transaction reverted: {e}", EXIT["reverted"])
+    except ChainError as e:
+        fail(str(e), EXIT["chain"])
+    except StorageError as e:
+        fail(str(e), EXIT["storage"])
+    except KeystoreError as e:
+        fail(str(e), EXIT["keystore"])
+    except FedchainError as e:
+        fail(str(e), EXIT["error"])
+
+
+def password(prompt: str = "Keystore password", confirm: bool = False) -> str:
+    """``$FEDCHAIN_PASSWORD``, else a hidden prompt (never echoed, never logged)."""
+    pw = os.environ.get(PASSWORD_ENV)
+    if pw:
+        return pw
+    if not sys.stdin.isatty():
+        fail(f"no password: set {PASSWORD_ENV} or run in a terminal to be prompted", EXIT["keystore"])
+    return typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+
+
+def resolve_account(account: str | None, dev_account: int | None, keystore: Path | None):
+    """The signing account from ``--account`` or ``--dev-account`` (exactly one)."""
+    from fedchain.chain import keys
+
+    if (account is None) == (dev_account is None):
+        fail("choose the signing account with --account NAME (a keystore) or --dev-account N (local anvil only)", 2)
+    if dev_account is not None:
+        return keys.dev_account(dev_account)
+    key = keys.find_key(keystore or keys.default_keystore(), account)
+    return keys.unlock(key, password(f"Password for {key.name} ({key.address})"))
+
+
+def connect(deployment: Path, rpc: str | None, receipt_timeout: float = 30.0):
+    """(chain, deployment, info): the chain at ``rpc`` (or the file's URL) and the contracts."""
+    from fedchain.chain.deploy import load_deployment, read_deployment_file
+    from fedchain.chain.rpc import RpcChain
+
+    info = read_deployment_file(deployment)
+    url = rpc or info.get("rpc")
+    if not url:
+        fail(f"no RPC URL: pass --rpc (the deployment file {deployment} has none)", 2)
+    chain = RpcChain(url, timeout=30.0, receipt_timeout=receipt_timeout)
+    return chain, load_deployment(chain, info), info
+
+
+def peers_file_for(deployment: Path) -> Path:
+    """The default peers file: ``peers.txt`` next to the deployment file."""
+    return Path(deployment).resolve().parent / "peers.txt"
+
+
+def setup_logging(log_file: Path | None = None, verbose: bool = False) -> None:
+    """Readable node logs on stderr (and in ``log_file``): time, level, who, what."""
+    fmt = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    root = logging.getLogger()
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # third-party chatter (connection retries while the chain restarts, HTTP internals)
+    for name in ("urllib3", "web3", "requests", "asyncio", "filelock"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def parse_tokens(value: str) -> int:
+    """``"100"`` or ``"0.5"`` tokens -> wei (18 decimals)."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        wei = Decimal(value) * TOKEN
+    except InvalidOperation:
+        raise typer.BadParameter(f"{value!r} is not an amount of tokens") from None
+    if wei < 0 or wei != wei.to_integral_value():
+        raise typer.BadParameter(f"{value!r}: amounts are non-negative with at most 18 decimals")
+    return int(wei)
+
+
+def fmt_tokens(wei: int) -> str:
+    return f"{wei / TOKEN:,.4f}".rstrip("0").rstrip(".")
+
+
+ListenOpt = Annotated[str, typer.Option(
+    help="HOST:PORT where this process serves its blobs (GET /ipfs/<cid>); port 0 picks a free one; "
+         "'off' serves nothing.")]
+PublicUrlOpt = Annotated[str | None, typer.Option(
+    help="The URL other machines reach this blob server at (announced to the peers file); "
+         "default http://HOST:PORT from --listen.")]
+PeerOpt = Annotated[list[str], typer.Option(
+    "--peer", help="Blob server URL of another participant (repeatable); tried before the peers file.")]
+PeersFileOpt = Annotated[Path | None, typer.Option(
+    help="Peers file, one URL a line, re-read on every lookup (default: peers.txt next to the deployment file).")]
+AnnounceOpt = Annotated[bool, typer.Option(
+    help="Append this process's blob server URL to the peers file.")]
+
+
+def open_store(home: Path, deployment: Path, listen: str, public_url: str | None, peer: list[str],
+               peers_file: Path | None, announce: bool, log: logging.Logger):
+    """(store, server): the local blob folder under ``home`` first, then HTTP peers;
+    and the server that shares the local folder (None with ``--listen off``)."""
+    from fedchain.storage.http import BlobServer, HttpBlobStore, Peers
+    from fedchain.storage.store import LocalBlobStore, MultiStore
+
+    local = LocalBlobStore(home / "blobs")
+    peers = Peers(peer, peers_file or peers_file_for(deployment))
+    server = None
+    if listen != "off":
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit():
+            fail(f"--listen {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:8701", 2)
+        try:
+            server = BlobServer(local, host, int(port)).start()
+        except OSError as e:
+            fail(f"cannot serve blobs on {listen}: {e}", EXIT["storage"])
+        url = public_url or server.url
+        peers.exclude.add(url.rstrip("/"))
+        log.info("serving blobs from %s at %s/ipfs/<cid>", local.root, url)
+        if announce:
+            peers.announce(url)
+            log.info("announced %s in %s", url, peers.file)
+    return MultiStore([local, HttpBlobStore(peers, cache=local)]), server

@@ -1,0 +1,58 @@
+"""``fedchain deploy``: deploy the contracts and write the deployment file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fedchain.cli._common import AccountOpt, DevAccountOpt, KeystoreOpt, errors, fmt_tokens, parse_tokens, resolve_account
+
+
+def deploy(
+    rpc: Annotated[str, typer.Option(envvar="FEDCHAIN_RPC", help="EVM JSON-RPC URL, e.g. http://127.0.0.1:8545.")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Deployment file to write; other commands read it (--deployment).")]
+        = Path("deployment.json"),
+    account: AccountOpt = None,
+    dev_account: DevAccountOpt = None,
+    keystore: KeystoreOpt = None,
+    min_stake: Annotated[str, typer.Option(help="Least stake (tokens) a node needs to be selected.")] = "100",
+    unbonding_delay: Annotated[int, typer.Option(help="Blocks from unbond to withdraw (above every challenge "
+                                                      "window).")] = 100,
+    liveness_penalty: Annotated[str, typer.Option(help="Tokens slashed for a commit never revealed.")] = "5",
+    dev_tokens: Annotated[str, typer.Option(
+        help="With --dev-account: test tokens minted to each dev account, so they can stake and sponsor.")]
+        = "10000",
+    dev_accounts: Annotated[int, typer.Option(help="How many dev accounts get test tokens.")] = 10,
+) -> None:
+    """Deploy a test ERC-20 token and the fedchain contract.
+
+    The signer becomes the token's owner (it can mint test tokens: see
+    `fedchain fund`). Writes the deployment file with the addresses, the chain
+    id, the deployment block and the RPC URL; share it with every participant
+    (each may reach the chain at its own --rpc URL).
+    """
+    from fedchain.chain.deploy import ProtocolParams
+    from fedchain.chain.deploy import deploy as deploy_contracts
+    from fedchain.chain.keys import dev_account as dev
+    from fedchain.chain.rpc import RpcChain
+
+    with errors():
+        owner = resolve_account(account, dev_account, keystore)
+        chain = RpcChain(rpc, receipt_timeout=60.0)
+        params = ProtocolParams(min_stake=parse_tokens(min_stake), unbonding_delay=unbonding_delay,
+                                liveness_penalty=parse_tokens(liveness_penalty))
+        typer.echo(f"deploying from {owner.address} to chain {chain.chain_id} at {rpc} ...")
+        dep = deploy_contracts(chain, owner, params)
+        dep.save(out, rpc=rpc, deployer=owner.address)
+        typer.echo(f"  token    {dep.token.address}")
+        typer.echo(f"  fedchain {dep.fedchain.address}")
+        typer.echo(f"  block    {dep.block}")
+        typer.echo(f"wrote {out}")
+        amount = parse_tokens(dev_tokens)
+        if dev_account is not None and amount:
+            chain.transact_batch(dep.token, [("mint", (dev(i).address, amount)) for i in range(dev_accounts)],
+                                 sender=owner)
+            typer.echo(f"minted {fmt_tokens(amount)} test tokens to each of dev accounts 0-{dev_accounts - 1}")

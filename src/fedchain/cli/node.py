@@ -1,0 +1,162 @@
+"""``fedchain node run``: a trainer or validator as a long-running process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fedchain.cli._common import (AccountOpt, AnnounceOpt, DeploymentOpt, DevAccountOpt, KeystoreOpt, ListenOpt,
+                                  PeerOpt, PeersFileOpt, PublicUrlOpt, RpcOpt, connect, errors, fail, open_store,
+                                  parse_tokens, resolve_account, setup_logging)
+
+app = typer.Typer(help="Run a node: a trainer (your data stays here) or a validator.", no_args_is_help=True)
+
+
+class Role(str, Enum):
+    trainer = "trainer"
+    validator = "validator"
+
+
+@app.command()
+def run(
+    role: Annotated[Role, typer.Option(help="trainer: trains on --data when selected; validator: checks, "
+                                            "aggregates and votes.")],
+    data: Annotated[Path | None, typer.Option(
+        help="Trainer's private data: an .npz with arrays x (float32, one example per row) and y (int labels). "
+             "Never leaves this machine (see `fedchain data split`).")] = None,
+    home: Annotated[Path | None, typer.Option(
+        help="Node folder: blobs/, journal.jsonl (the write-ahead journal: keep it to resume after a crash), "
+             "node.log (default: ~/.fedchain/nodes/<address>).")] = None,
+    stake: Annotated[str, typer.Option(
+        help="Tokens to keep staked; staked on start if the account has less. 0: leave the stake as it is.")]
+        = "200",
+    task: Annotated[int | None, typer.Option(help="Follow this task; default: the newest, then each new one.")]
+        = None,
+    name: Annotated[str | None, typer.Option(help="Name in the logs (default: ROLE-<address prefix>).")] = None,
+    poll: Annotated[float, typer.Option(help="Seconds between looks at the chain.")] = 0.2,
+    exit_when_done: Annotated[bool, typer.Option(
+        help="Exit once the task is finished and rewards are withdrawn (default: keep serving blobs).")] = False,
+    seed: Annotated[int | None, typer.Option(help="Trainer's local training seed (default: from the address).")]
+        = None,
+    threads: Annotated[int, typer.Option(help="CPU threads for training.")] = 1,
+    listen: ListenOpt = "127.0.0.1:0",
+    public_url: PublicUrlOpt = None,
+    peer: PeerOpt = [],
+    peers_file: PeersFileOpt = None,
+    announce: AnnounceOpt = True,
+    deployment: DeploymentOpt = Path("deployment.json"),
+    rpc: RpcOpt = None,
+    account: AccountOpt = None,
+    dev_account: DevAccountOpt = None,
+    keystore: KeystoreOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs too.")] = False,
+) -> None:
+    """Run a node until stopped (Ctrl-C or SIGTERM).
+
+    On start it waits for transactions it sent before a crash, stakes if
+    needed, finds the task and its recipe on chain, and resumes from its
+    journal (a commitment it made is revealed, never replaced; a vote is never
+    changed). Then it follows the chain and logs what it sees and what it does.
+    It serves the blobs it holds (its updates, models it fetched) to its peers
+    and checks every blob it fetches against its CID.
+    """
+    from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR
+    from fedchain.protocol.journal import Journal
+    from fedchain.protocol.runner import NodeRunner
+    from fedchain.protocol.trainer import Trainer
+    from fedchain.protocol.validator import Validator
+
+    if role is Role.trainer and data is None:
+        fail("a trainer needs --data PATH (.npz with x and y)", 2)
+    with errors():
+        acct = resolve_account(account, dev_account, keystore)
+        name = name or f"{role.value}-{acct.address[2:8].lower()}"
+        home = home or Path.home() / ".fedchain" / "nodes" / acct.address
+        home.mkdir(parents=True, exist_ok=True)
+        setup_logging(home / "node.log", verbose)
+        log = logging.getLogger(f"fedchain.{name}")
+        dep = _connect_patiently(deployment, rpc, log)
+        if role is Role.trainer:
+            x, y = _load_data(data)
+            log.info("data: %d examples of shape %s from %s (kept here)", len(y), tuple(x.shape[1:]), data)
+            # torch's first training call costs ~2 s: pay it now, beside startup, not in the first commit phase
+            threading.Thread(target=_warm_up, args=(x, y, threads), name="warm-up", daemon=True).start()
+        store, server = open_store(home, deployment, listen, public_url, peer, peers_file, announce, log)
+        journal = Journal(home / "journal.jsonl")
+        common = dict(fedchain=dep.fedchain, account=acct, store=store, journal=journal)
+
+        def make_node(recipe):
+            if role is Role.validator:
+                return Validator(name, recipe=recipe, **common)
+            if tuple(x.shape[1:]) != tuple(recipe.input_shape):
+                raise typer.BadParameter(f"--data has examples of shape {tuple(x.shape[1:])}, the task's model "
+                                         f"takes {tuple(recipe.input_shape)}")
+            if len(y) and (y.min() < 0 or y.max() >= recipe.num_classes):
+                raise typer.BadParameter(f"--data has labels outside 0..{recipe.num_classes - 1}")
+            s = seed if seed is not None else int(acct.address[2:10], 16)
+            return Trainer(name, recipe=recipe, x=x, y=y, seed=s, **common)
+
+        runner = NodeRunner(dep, acct, ROLE_TRAINER if role is Role.trainer else ROLE_VALIDATOR, store, make_node,
+                            stake=parse_tokens(stake), task_id=task, poll=poll, exit_when_done=exit_when_done,
+                            log=log)
+        stop = threading.Event()
+
+        def on_signal(signum, _frame):
+            log.info("stopping (%s)", signal.Signals(signum).name)
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
+        try:
+            runner.run(stop)
+        finally:
+            if server is not None:
+                server.stop()
+
+
+def _connect_patiently(deployment: Path, rpc: str | None, log: logging.Logger):
+    """The deployment on a chain that may still be starting (or restarting): wait for it."""
+    import time
+
+    from fedchain.errors import ChainUnavailable
+
+    said = False
+    while True:
+        try:
+            return connect(deployment, rpc)[1]
+        except ChainUnavailable as e:
+            if not said:
+                log.warning("%s; waiting for the chain (Ctrl-C to give up)", e)
+                said = True
+            time.sleep(2.0)
+
+
+def _warm_up(x, y, threads: int) -> None:
+    """Pay torch's first-call cost (~2 s) now, not inside the first commit phase."""
+    import torch
+
+    from fedchain.learning.models import build_model
+    from fedchain.learning.train import TrainConfig, get_params, train_local
+
+    torch.set_num_threads(threads)
+    model = build_model("logreg", tuple(x.shape[1:]), int(y.max()) + 1)
+    train_local(model, get_params(model), x[:8], y[:8], TrainConfig(epochs=1, batch_size=8), seed=0)
+
+
+def _load_data(path: Path):
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            x, y = np.asarray(f["x"], dtype=np.float32), np.asarray(f["y"], dtype=np.int64)
+    except (OSError, KeyError, ValueError) as e:
+        fail(f"--data {path}: expected an .npz with arrays x and y ({e})", 2)
+    if len(x) != len(y) or len(y) == 0:
+        fail(f"--data {path}: x and y must be non-empty and of equal length (got {len(x)} and {len(y)})", 2)
+    return x, y

@@ -1,0 +1,186 @@
+"""``fedchain status``: a task, its rounds, and every node's stake, rewards and slashes, from the chain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fedchain.cli._common import DeploymentOpt, RpcOpt, connect, errors, fmt_tokens
+
+ROLES = {0: "-", 1: "trainer", 2: "validator"}
+SLASH_REASONS = {1: "commit not revealed", 2: "equivocation", 3: "update rejected"}
+FAIL_REASONS = {1: "too few reveals", 2: "no quorum"}
+
+
+def status(
+    task: Annotated[int | None, typer.Option(help="Task to show (default: the newest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    deployment: DeploymentOpt = Path("deployment.json"),
+    rpc: RpcOpt = None,
+) -> None:
+    """Show a task, its rounds, and every node's stake, rewards and slashes.
+
+    The task's round, phase and pool; per round the commits, reveals, committee,
+    votes and outcome; per node its stake, the rewards it claimed, what it
+    withdrew, what is pending, and what was slashed. Read from the chain's events
+    and storage: needs no account.
+    """
+    with errors():
+        chain, dep, info = connect(deployment, rpc)
+        report = collect(dep, task)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        render(report)
+
+
+def collect(dep, task_id: int | None) -> dict:
+    """Everything ``status`` shows, as plain data."""
+    fc = dep.fedchain
+    block = fc.chain.block_number()
+    events = fc.events(dep.block)
+    created = [e.args["task_id"] for e in events if e.name == "TaskCreated"]
+    out: dict = {"chain_id": fc.chain.chain_id, "fedchain": fc.address, "block": block, "tasks": created}
+    nodes: dict[str, dict] = {}
+
+    def node(addr: str) -> dict:
+        return nodes.setdefault(addr, {"address": addr, "role": "-", "stake": 0, "rewards": 0, "payout_pending": 0,
+                                       "withdrawn": 0, "slashed": 0, "slashes": 0})
+
+    for e in events:
+        a = e.args
+        if e.name == "Staked":
+            node(a["node"])
+        elif e.name == "Slashed":
+            n = node(a["node"])
+            n["slashed"] += a["amount"]
+            n["slashes"] += 1
+        elif e.name == "PayoutWithdrawn":
+            node(a["node"])["withdrawn"] += a["amount"]
+    for addr, n in nodes.items():
+        s = fc.call("stakes", addr)
+        n["role"], n["stake"] = ROLES.get(s["role"], str(s["role"])), s["active"]
+        n["payout_pending"] = fc.call("payouts", addr)
+    out["slashes"] = [{"node": e.args["node"], "amount": e.args["amount"], "block": e.block,
+                       "reason": SLASH_REASONS.get(e.args["reason"], str(e.args["reason"])),
+                       "reporter": e.args["reporter"]} for e in events if e.name == "Slashed"]
+    if not created:
+        out["task"], out["rounds"], out["nodes"] = None, [], list(nodes.values())
+        return out
+    task_id = task_id if task_id is not None else max(created)
+    if task_id not in created:
+        from fedchain.errors import FedchainError
+
+        raise FedchainError(f"no task {task_id}; tasks: {created}")
+    t = fc.call("tasks", task_id)
+    mine = [e for e in events if e.args.get("task_id") == task_id]
+    rounds: dict[int, dict] = {}
+    for e in mine:
+        a = e.args
+        if e.name == "RoundOpened":
+            rounds[a["round_id"]] = {"round": a["round_id"], "opened": e.block, "commit_end": a["commit_end"],
+                                     "reveal_end": a["reveal_end"], "validate_end": a["validate_end"],
+                                     "challenge_end": a["validate_end"] + t["challenge_blocks"], "commits": 0,
+                                     "reveals": 0, "committee": 0, "votes": 0, "status": "open"}
+        r = rounds.get(a.get("round_id"))
+        if r is None:
+            continue
+        if e.name == "Committed":
+            r["commits"] += 1
+            node(a["node"]).setdefault("rounds", {})[a["round_id"]] = "committed"
+        elif e.name == "Revealed":
+            r["reveals"] += 1
+            node(a["node"]).setdefault("rounds", {})[a["round_id"]] = "revealed"
+        elif e.name == "Joined":
+            r["committee"] += 1
+            node(a["validator"]).setdefault("rounds", {})[a["round_id"]] = "joined"
+        elif e.name == "Voted":
+            r["votes"] += 1
+            node(a["validator"]).setdefault("rounds", {})[a["round_id"]] = "voted"
+        elif e.name == "RewardClaimed":
+            node(a["node"])["rewards"] += a["amount"]
+        elif e.name == "RoundFinalized":
+            from fedchain.storage.cid import cid_from_digest
+
+            r.update(status="finalized", model_cid=cid_from_digest(a["model_cid"]), total_score=a["total_score"],
+                     rejected=bin(a["rejected"]).count("1"), trainer_budget=a["trainer_budget"],
+                     validator_budget=a["validator_budget"])
+        elif e.name == "RoundFailed":
+            r.update(status="failed", reason=FAIL_REASONS.get(a["reason"], str(a["reason"])))
+    current = rounds.get(t["round"])
+    if current is not None and current["status"] == "open":
+        b = block
+        current["status"] = ("commit" if b <= current["commit_end"] else "reveal" if b <= current["reveal_end"]
+                             else "vote" if b <= current["validate_end"] else "challenge"
+                             if b <= current["challenge_end"] else "finalize")
+    out["task"] = {"id": task_id, "sponsor": t["sponsor"], "rounds": t["num_rounds"], "round": t["round"],
+                   "finished": t["finished"], "pool_left": t["pool"], "trainers_per_round": t["trainers_per_round"],
+                   "validators_per_round": t["validators_per_round"], "min_reveals": t["min_reveals"],
+                   "phase": "finished" if t["finished"] else (current or {}).get("status", "-")}
+    out["rounds"] = [rounds[k] for k in sorted(rounds)]
+    out["nodes"] = sorted(nodes.values(), key=lambda n: (n["role"], n["address"]))
+    for n in out["nodes"]:
+        n["rounds"] = {str(k): v for k, v in sorted(n.get("rounds", {}).items())}
+    return out
+
+
+def render(report: dict) -> None:
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(f"chain {report['chain_id']} at block {report['block']}, fedchain {report['fedchain']}; "
+                  f"tasks: {', '.join(map(str, report['tasks'])) or 'none'}")
+    t = report["task"]
+    if t is None:
+        console.print("no task yet: create one with `fedchain task create`")
+    else:
+        head = Table(title=f"Task {t['id']}", show_header=False)
+        head.add_row("sponsor", short(t["sponsor"]))
+        head.add_row("round", f"{t['round'] + 1 if not t['finished'] else t['rounds']} of {t['rounds']}")
+        head.add_row("phase", t["phase"])
+        head.add_row("committees", f"{t['trainers_per_round']} trainers, {t['validators_per_round']} validators "
+                                   f"expected; at least {t['min_reveals']} reveals")
+        head.add_row("pool left", f"{fmt_tokens(t['pool_left'])} tokens")
+        console.print(head)
+        rounds = Table(title="Rounds")
+        for col in ("round", "blocks", "commits", "reveals", "committee", "votes", "outcome", "model", "rewards"):
+            rounds.add_column(col)
+        for r in report["rounds"]:
+            outcome = r["status"]
+            if outcome == "failed":
+                outcome = f"failed: {r['reason']}"
+            elif outcome == "finalized" and r["rejected"]:
+                outcome = f"finalized ({r['rejected']} rejected)"
+            paid = (f"{fmt_tokens(r['trainer_budget'])} + {fmt_tokens(r['validator_budget'])}"
+                    if r["status"] == "finalized" else "")
+            rounds.add_row(str(r["round"]), f"{r['opened']}-{r['challenge_end']}", str(r["commits"]),
+                           str(r["reveals"]), str(r["committee"]), str(r["votes"]), outcome,
+                           short(r.get("model_cid") or ""), paid)
+        console.print(rounds)
+    nodes = Table(title="Nodes (tokens; rewards claimed in this task, slashes in any)")
+    for col in ("address", "role", "stake", "rewards", "withdrawn", "pending", "slashed", "last rounds"):
+        nodes.add_column(col, justify="left" if col in ("address", "role", "last rounds") else "right")
+    for n in report["nodes"]:
+        last = ", ".join(f"{k}:{v}" for k, v in list(n.get("rounds", {}).items())[-3:])
+        nodes.add_row(short(n["address"]), n["role"], fmt_tokens(n["stake"]), fmt_tokens(n["rewards"]),
+                      fmt_tokens(n["withdrawn"]), fmt_tokens(n["payout_pending"]),
+                      fmt_tokens(n["slashed"]) + (f" ({n['slashes']}x)" if n["slashes"] else ""), last)
+    console.print(nodes)
+    if report["slashes"]:
+        sl = Table(title="Slashes")
+        for col in ("block", "node", "amount", "reason", "reporter"):
+            sl.add_column(col)
+        for s in report["slashes"]:
+            sl.add_row(str(s["block"]), short(s["node"]), fmt_tokens(s["amount"]), s["reason"], short(s["reporter"]))
+        console.print(sl)
+
+
+def short(text: str) -> str:
+    """``0x1234…abcd``: enough to tell nodes apart in a table (--json has the full value)."""
+    return text if len(text) <= 14 else f"{text[:8]}…{text[-4:]}"
