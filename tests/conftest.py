@@ -142,7 +142,7 @@ class Net:
         fc = self.fc
         return (fc.call("total_active", ROLE_TRAINER) + fc.call("total_active", ROLE_VALIDATOR)
                 + fc.call("total_unbonding") + fc.call("total_pools")
-                + fc.call("total_unclaimed") + fc.call("total_payouts"))
+                + fc.call("total_owed"))
 
     def assert_conserved(self) -> None:
         assert self.balance(self.fc.address) == self.liabilities()

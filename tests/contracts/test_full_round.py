@@ -108,5 +108,5 @@ def test_register_commit_reveal_vote_finalize_claim_unbond_withdraw(chain):
 
     # everything paid out: the contract holds only unclaimed rounding dust
     dust = token.call("balanceOf", fc.address)
-    assert dust == fc.call("total_unclaimed") < 10
+    assert dust == fc.call("total_owed") < 10
     assert fc.call("total_active", ROLE_TRAINER) == fc.call("total_active", ROLE_VALIDATOR) == 0

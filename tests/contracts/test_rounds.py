@@ -296,7 +296,7 @@ def test_finalize_pays_the_round_budget_and_opens_the_next_round(net, task):
     assert (rnd["status"], rnd["majority_stake"], rnd["total_score"]) == (1, 300 * 10**18, 6)
     t = net.fc.call("tasks", task)
     assert (t["round"], t["pool"], t["model_root"], t["model_cid"]) == (1, 50 * 10**18, res.model_root, res.model_cid)
-    assert net.fc.call("total_unclaimed") == 50 * 10**18
+    assert net.fc.call("total_owed") == 50 * 10**18
     assert net.fc.call("total_pools") == 50 * 10**18
 
 

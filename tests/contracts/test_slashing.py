@@ -153,7 +153,7 @@ def test_withdraw_payout_pays_the_reporter_share(net, task):
     assert r.event("PayoutWithdrawn").args == {"node": reporter.address, "amount": SHARE}
     assert net.balance(reporter) == BALANCE + SHARE
     assert net.fc.call("payouts", reporter.address) == 0
-    assert net.fc.call("total_payouts") == 0
+    assert net.fc.call("total_owed") == 0
     with reverts("rewards: no payout"):
         net.fc.tx("withdraw_payout", sender=reporter)
 

@@ -701,16 +701,15 @@ class FedchainMachine(RuleBasedStateMachine):
 
     @invariant()
     def tokens_are_conserved(self):
-        """balance == stakes + unbonding + pools + unclaimed + payouts, to the wei,
-        each total as the ghost model has it; then the accounts and tasks the
-        step touched match the model too."""
+        """balance == stakes + unbonding + pools + owed (unclaimed budgets plus
+        payout balances), to the wei, each total as the ghost model has it; then
+        the accounts and tasks the step touched match the model too."""
         fc = self.fc
         contract = [fc.call("total_active", ROLE_TRAINER), fc.call("total_active", ROLE_VALIDATOR),
-                    fc.call("total_unbonding"), fc.call("total_pools"), fc.call("total_unclaimed"),
-                    fc.call("total_payouts")]
+                    fc.call("total_unbonding"), fc.call("total_pools"), fc.call("total_owed")]
         ghost = [self._total_active(ROLE_TRAINER), self._total_active(ROLE_VALIDATOR),
                  sum(s.unbonding for s in self.stakes.values()), sum(t.pool for t in self.tasks.values()),
-                 self.unclaimed, sum(self.payouts.values())]
+                 self.unclaimed + sum(self.payouts.values())]
         assert contract == ghost
         assert self.net.balance(fc.address) == sum(contract)
         assert sum(self.balances.values()) + sum(ghost) == len(self.accounts) * BALANCE

@@ -105,7 +105,8 @@ class RpcChain(Chain):
         """Send ``tx`` and wait for it; replace it with higher fees if it is not mined in time."""
         nonce = self._next_nonce(sender.address)
         hashes: list[bytes] = []
-        for attempt in range(SEND_ATTEMPTS):
+        resynced = False
+        while len(hashes) < SEND_ATTEMPTS:
             signed = sender.sign_transaction({**tx, "nonce": nonce, "maxPriorityFeePerGas": tip, "maxFeePerGas": cap})
             try:
                 self.w3.eth.send_raw_transaction(signed.raw_transaction)
@@ -117,8 +118,9 @@ class RpcChain(Chain):
                     mined = self._receipt(hashes)
                     if mined is not None:
                         return mined  # an earlier version landed meanwhile
-                    if attempt == 0 and not hashes:
-                        nonce = self._resync(sender.address)  # our count was stale: nothing was sent
+                    if not hashes and not resynced:  # our count was stale and nothing was sent: recount
+                        nonce, resynced = self._resync(sender.address), True
+                        self._nonces[sender.address] = nonce + 1
                         continue
                     raise ChainError(f"{label}: nonce {nonce} was used by another transaction "
                                      "(is this account used by a second process?)") from None
@@ -129,7 +131,7 @@ class RpcChain(Chain):
             if receipt is not None:
                 return receipt
             tip, cap = int(tip * FEE_BUMP) + 1, int(cap * FEE_BUMP) + 1
-        raise ChainError(f"{label}: not mined after {SEND_ATTEMPTS} attempts of {self.receipt_timeout:.0f}s "
+        raise ChainError(f"{label}: not mined after {SEND_ATTEMPTS} attempts of {self.receipt_timeout:g}s "
                          f"(last hash 0x{hashes[-1].hex() if hashes else '-'})")
 
     def transact_batch(self, contract: Contract, calls: list[tuple[str, tuple]], *, sender: LocalAccount) -> list[Receipt]:

@@ -79,8 +79,7 @@ class Network:
         """Token balance minus what the contract owes: zero, to the wei."""
         fc, tok = self.deployment.fedchain, self.deployment.token
         owed = (fc.call("total_active", ROLE_TRAINER) + fc.call("total_active", ROLE_VALIDATOR)
-                + fc.call("total_unbonding") + fc.call("total_pools") + fc.call("total_unclaimed")
-                + fc.call("total_payouts"))
+                + fc.call("total_unbonding") + fc.call("total_pools") + fc.call("total_owed"))
         return tok.call("balanceOf", fc.address) - owed
 
 

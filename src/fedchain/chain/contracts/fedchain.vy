@@ -11,8 +11,9 @@
      reveals, no quorum) and opens the next one from the last finalized model.
      Deadlines are block numbers; anyone may call `advance` and `finalize`.
      No function loops over participants: every call is O(1).
-     Money: token balance == stakes + unbonding + pools + unclaimed + payouts,
-     to the wei, after every call (tested with a stateful hypothesis test).
+     Money: token balance == stakes + unbonding + pools + owed (unclaimed
+     budgets and payout balances), to the wei, after every call (tested with a
+     stateful hypothesis test).
      Rewards are credited to a payout balance and leave the contract only
      through `withdraw_payout`, so claims make no external call.
      Reentrancy: every function that transfers tokens is @nonreentrant and
@@ -141,8 +142,10 @@ tally: public(HashMap[uint256, HashMap[uint256, HashMap[bytes32, uint256]]])
 
 payouts: public(HashMap[address, uint256])
 total_pools: public(uint256)
-total_unclaimed: public(uint256)
-total_payouts: public(uint256)
+# Tokens owed to nodes: round budgets not yet claimed, plus payout balances
+# (claimed rewards and reporter shares) not yet withdrawn. A claim moves money
+# between those two without changing their sum, so it touches no global.
+total_owed: public(uint256)
 
 
 event TaskCreated:
@@ -507,7 +510,7 @@ def finalize(task_id: uint256, model_root: bytes32, model_cid: bytes32, scores_r
     spent: uint256 = validator_budget + trainer_budget
     self.tasks[task_id].pool -= spent
     self.total_pools -= spent
-    self.total_unclaimed += spent
+    self.total_owed += spent
     self.tasks[task_id].model_root = model_root
     self.tasks[task_id].model_cid = model_cid
     self.rounds[task_id][round_id].status = FINALIZED
@@ -627,7 +630,7 @@ def withdraw_payout():
     amount: uint256 = self.payouts[msg.sender]
     assert amount > 0, "rewards: no payout"
     self.payouts[msg.sender] = 0
-    self.total_payouts -= amount
+    self.total_owed -= amount
     log PayoutWithdrawn(node=msg.sender, amount=amount)
     assert extcall staking.token.transfer(msg.sender, amount), "rewards: transfer failed"
 
@@ -790,11 +793,10 @@ def _equivocate(task_id: uint256, round_id: uint256, validator: address, weight:
 @internal
 def _credit(node: address, amount: uint256):
     """
-    @dev Move a claimed reward from the unclaimed budgets to `node`'s payouts.
+    @dev Move a claimed reward from its round's budget to `node`'s payouts
+         (both are part of total_owed, which therefore does not change).
     """
-    self.total_unclaimed -= amount
     self.payouts[node] += amount
-    self.total_payouts += amount
 
 
 @internal
@@ -804,6 +806,6 @@ def _slash(task_id: uint256, node: address, amount: uint256, reason: uint8, repo
     if reporter != empty(address):
         share = taken * self.reporter_bps // BPS
         self.payouts[reporter] += share
-        self.total_payouts += share
+        self.total_owed += share
     self.tasks[task_id].pool += taken - share
     self.total_pools += taken - share
