@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import subprocess
@@ -57,6 +58,7 @@ class Anvil:
         args = anvil_command(self.port, state, block_time, accounts, state_interval)
         out = open(log, "ab") if log else subprocess.DEVNULL
         self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        atexit.register(self.stop)  # never leave an anvil behind when this process ends
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 20.0) -> None:

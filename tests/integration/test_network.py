@@ -1,0 +1,253 @@
+"""Networks of separate OS processes on 127.0.0.1: anvil, a sponsor, trainers
+and validators, talking only through the chain (JSON-RPC) and each other's blob
+servers (HTTP). One network trains for three rounds and pays everyone; the others
+meet a fault each: nodes killed with SIGKILL (restarted or not), a peer that
+serves corrupt blobs, the chain stopped and restarted from its saved state.
+
+Every test starts its own processes and kills them by PID (see procnet.py). The
+tests live in one file on purpose: pytest-xdist (--dist loadfile) then runs them
+one after another, so two networks never compete for the CPU while their phase
+deadlines run.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from fedchain.chain.anvil import anvil_binary
+from fedchain.errors import ChainError
+from fedchain.storage.cid import cid_from_digest
+from fedchain.storage.http import BlobServer
+from fedchain.storage.store import LocalBlobStore
+from procnet import PASSWORD, ProcessNetwork, accuracy, status_json
+
+pytestmark = pytest.mark.anvil
+
+
+@pytest.fixture
+def procnet(tmp_path):
+    """A ``ProcessNetwork`` whose processes are all stopped, by PID, when the test
+    ends, and whose files are then checked for leaked private keys and passwords.
+    (Defined here, not in a conftest.py: other test folders import the root
+    conftest by name, and a second conftest module would shadow it.)"""
+    try:
+        anvil_binary()
+    except ChainError as e:
+        pytest.skip(f"anvil not installed: {e}")
+    net = ProcessNetwork(tmp_path)
+    try:
+        yield net
+    finally:
+        net.stop_all()
+        net.assert_no_secrets()
+
+TRAINERS, VALIDATORS, ROUNDS = 5, 3, 3
+
+
+def test_processes_train_for_three_rounds_and_everyone_is_paid(procnet):
+    net = procnet
+    net.chain_up()
+    # setup steps that do not depend on each other run side by side
+    net.start("data", "data", "split", "--trainers", str(TRAINERS), "--out", "data")
+    # the sponsor and one trainer sign with keystore accounts (password from the
+    # environment); the other nodes use anvil's dev accounts
+    net.start("new-sponsor", "account", "new", "sponsor", "--light-kdf", password=True)
+    net.start("new-trainer", "account", "new", "keyed-trainer", "--light-kdf", password=True)
+    net.deploy(cli=True)
+    net.wait_exit("data")
+    for i in range(1, TRAINERS):
+        net.trainer(i, dev=1 + i)
+    for j in range(VALIDATORS):
+        net.validator(j, dev=1 + TRAINERS + j)
+
+    sponsor = re.search(r"0x[0-9a-fA-F]{40}", net.wait_exit("new-sponsor"))[0]
+    keyed = re.search(r"0x[0-9a-fA-F]{40}", net.wait_exit("new-trainer"))[0]
+    assert sponsor in net.run("account", "list")
+    net.run("fund", sponsor, keyed, "--tokens", "2000", "--eth", "10", "--dev-account", "0")
+    net.data["trainer-0"] = keyed
+    net.start("trainer-0", "node", "run", "--role", "trainer", "--account", "keyed-trainer", "--data",
+              "data/trainer-0.npz", "--home", "trainer-0", "--name", "trainer-0", password=True)
+    nodes = [f"trainer-{i}" for i in range(TRAINERS)] + [f"validator-{j}" for j in range(VALIDATORS)]
+
+    # the sponsor starts now and creates the task once every node is staked
+    task = net.create_task("--rounds", str(ROUNDS), "--pool", "300", "--trainers-per-round", str(TRAINERS),
+                           "--validators-per-round", str(VALIDATORS), "--wait-for-trainers", str(TRAINERS),
+                           "--wait-for-validators", str(VALIDATORS), "--commit-blocks", "8", "--reveal-blocks",
+                           "4", "--validate-blocks", "6", "--challenge-blocks", "1", "--epochs", "1", "--lr", "0.1",
+                           "--batch-size", "16", signer=("--account", "sponsor"), password=True, timeout=180)
+    for n in nodes:
+        assert net.alive(n), net.log(n)
+    net.wait_finished(timeout=40 * ROUNDS)
+    fc = net.dep.fedchain
+    for r in range(ROUNDS):
+        assert net.outcome(r).name == "RoundFinalized", f"round {r}: {net.outcome(r)}\n{net.tails()}"
+
+    # everyone claims and withdraws after the task finished
+    addresses = {net.address(n) for n in nodes}
+    net.wait_for(lambda: addresses <= {e.args["node"] for e in net.events("PayoutWithdrawn")}, 60,
+                 "every node to withdraw its rewards")
+    assert not net.events("Slashed") and not net.events("Equivocated")
+
+    # the model improved
+    created = net.events("TaskCreated")[0].args
+    net.wait_for(lambda: "final model" in net.log("sponsor"), 30, "the sponsor to fetch the final model")
+    before = accuracy(net, created["model_cid"])
+    after = accuracy(net, fc.call("tasks", task)["model_cid"])
+    assert after > before + 0.3, (before, after)
+
+    # status shows the finished task, its rounds and everyone's rewards
+    st = status_json(net)
+    assert st["task"]["id"] == task and st["task"]["finished"]
+    assert [r["status"] for r in st["rounds"]] == ["finalized"] * ROUNDS
+    by_address = {n["address"]: n for n in st["nodes"]}
+    for a in addresses:
+        assert by_address[a]["rewards"] > 0 and by_address[a]["withdrawn"] == by_address[a]["rewards"]
+    table = net.run("status")
+    assert "finalized" in table and "Nodes" in table
+
+    # the logs say what each node saw and did
+    assert "committed update" in net.log("trainer-1") and "revealed" in net.log("trainer-1")
+    assert "voted model" in net.log("validator-0") and "finalized at block" in net.log("validator-0")
+    assert "claimed" in net.log("trainer-0")
+
+
+# ---------------------------------------------------------------- faults
+
+
+FAST = ("--validate-blocks", "6", "--challenge-blocks", "1", "--epochs", "1", "--lr", "0.1", "--batch-size", "16")
+
+
+def start_network(net, trainers: int, validators: int, *trainer_extra) -> list[str]:
+    net.chain_up()
+    net.deploy(cli=False)
+    net.write_data(trainers)
+    for i in range(trainers):
+        net.trainer(i, 2 + i, *trainer_extra)
+    for j in range(validators):
+        net.validator(j, 2 + trainers + j)
+    return [f"trainer-{i}" for i in range(trainers)] + [f"validator-{j}" for j in range(validators)]
+
+
+def task_args(trainers: int, validators: int, rounds: int, commit: int, reveal: int) -> tuple[str, ...]:
+    return ("--rounds", str(rounds), "--pool", "100", "--trainers-per-round", str(trainers),
+            "--validators-per-round", str(validators), "--wait-for-trainers", str(trainers),
+            "--wait-for-validators", str(validators), "--commit-blocks", str(commit), "--reveal-blocks", str(reveal),
+            *FAST)
+
+
+def test_trainer_killed_after_commit_reveals_when_restarted_and_is_slashed_when_not(procnet):
+    net = procnet
+    nodes = start_network(net, 4, 2)
+    # a reveal phase of 20 blocks (10 s): time enough for a restarted process to start and reveal
+    net.create_task(*task_args(4, 2, rounds=1, commit=8, reveal=20), timeout=180)
+    back, gone = net.address("trainer-0"), net.address("trainer-1")
+    for who in (back, gone):
+        net.wait_event("Committed", 60, f"{who} to commit", node=who)
+    net.kill("trainer-0")
+    net.kill("trainer-1")
+    reveal_end = net.events("RoundOpened")[0].args["reveal_end"]
+    assert net.chain.block_number() < reveal_end
+    net.trainer(0, 2)  # same home folder: its journal and blobs
+
+    net.wait_finished(90)
+    assert net.outcome(0).name == "RoundFinalized", net.tails()
+    revealed = {e.args["node"] for e in net.events("Revealed")}
+    assert back in revealed and gone not in revealed
+    slashed = [e.args for e in net.events("Slashed")]
+    assert [(s["node"], s["reason"]) for s in slashed] == [(gone, 1)], slashed  # 1: commit not revealed
+    net.wait_event("RewardClaimed", 60, "the restarted trainer's claim", node=back)
+    net.wait_event("PayoutWithdrawn", 30, "the restarted trainer's withdrawal", node=back)
+    # exactly one of each: approve, stake, commit (before the crash); reveal, claim, withdraw (after)
+    assert [e.args["node"] for e in net.events("Committed")].count(back) == 1
+    assert net.chain.w3.eth.get_transaction_count(back) == 6
+    log = net.log("trainer-0")
+    assert "round 0: revealed" in log and "claimed" in log
+    assert all(net.alive(n) for n in nodes if n != "trainer-1")
+
+
+def test_validator_killed_mid_round_leaves_a_quorum_and_the_next_round_proceeds(procnet):
+    net = procnet
+    start_network(net, 2, 3)
+    net.create_task(*task_args(2, 3, rounds=2, commit=8, reveal=4), timeout=180)
+    victim = net.address("validator-2")
+    net.wait_event("Joined", 60, "validator-2 to join round 0", validator=victim, round_id=0)
+    net.kill("validator-2")  # joined, so the committee counts its stake, but it will never vote
+
+    net.wait_for(lambda: net.outcome(0), 60, "round 0 to end")
+    assert net.outcome(0).name == "RoundFinalized", net.tails()
+    votes0 = [e.args["validator"] for e in net.events("Voted") if e.args["round_id"] == 0]
+    assert sorted(votes0) == sorted([net.address("validator-0"), net.address("validator-1")])
+
+    net.wait_finished(60)  # round 1: validator-2 is still gone, its stake is simply not in the committee
+    assert net.outcome(1).name == "RoundFinalized", net.tails()
+    assert len([e for e in net.events("Voted") if e.args["round_id"] == 1]) == 2
+    assert not net.events("Equivocated") and not net.events("Slashed")
+    assert all(net.alive(n) for n in ("validator-0", "validator-1", "trainer-0", "trainer-1", "sponsor"))
+
+
+def test_a_peer_serving_corrupt_blobs_is_caught_and_nothing_crashes(procnet):
+    net = procnet
+    net.chain_up()
+    net.deploy(cli=False)
+    net.write_data(2)
+    # trainer-1 keeps its server out of the peers file; the only copy of its update
+    # that validators can reach is at a peer that flips a byte of everything it serves
+    evil = BlobServer(LocalBlobStore(net.root / "trainer-1" / "blobs"),
+                      transform=lambda cid, data: bytes([data[0] ^ 0xFF]) + data[1:]).start()
+    try:
+        net.trainer(0, 2)
+        net.trainer(1, 3, "--no-announce")
+        net.validator(0, 4, "--peer", evil.url)
+        net.create_task(*task_args(2, 1, rounds=1, commit=8, reveal=4), timeout=180)
+        net.wait_finished(90)
+    finally:
+        evil.stop()
+    done = net.outcome(0)
+    assert done.name == "RoundFinalized", net.tails()
+    bad = next(e.args for e in net.events("Revealed") if e.args["node"] == net.address("trainer-1"))
+    assert done.args["rejected"] == 1 << bad["index"]
+    cid = cid_from_digest(bad["update_cid"])
+    log = net.log("validator-0")
+    assert f"rejected blob {cid} from peer {evil.url}" in log and "do not hash to the CID" in log
+    assert f"rejected update of {net.address('trainer-1')}" in log
+    assert all(net.alive(n) for n in ("trainer-0", "trainer-1", "validator-0", "sponsor", "chain"))
+    net.wait_event("RewardClaimed", 30, "the honest trainer's reward", node=net.address("trainer-0"))
+
+
+def test_nodes_ride_out_a_chain_restart_from_saved_state(procnet):
+    net = procnet
+    start_network(net, 2, 1)
+    net.create_task(*task_args(2, 1, rounds=1, commit=8, reveal=6), timeout=180)
+    for n in ("trainer-0", "trainer-1"):
+        net.wait_event("Committed", 60, f"{n} to commit", node=net.address(n))
+    before = net.chain.block_number()
+    net.kill("chain", sig=15)  # SIGTERM: anvil saves its state and exits
+    time.sleep(3)
+    assert net.state.exists()
+    net.chain_up()  # same port, same state file
+    assert net.chain.block_number() >= before
+
+    net.wait_finished(90)
+    assert net.outcome(0).name == "RoundFinalized", net.tails()
+    net.wait_event("RewardClaimed", 30, "a reward claimed after the restart", node=net.address("trainer-0"))
+    for n in ("trainer-0", "trainer-1", "validator-0"):
+        log = net.log(n)
+        assert "chain unreachable" in log and "chain reachable again" in log, log[-2000:]
+        assert net.alive(n)
+
+
+# ---------------------------------------------------------------- the secret scan itself
+
+
+def test_the_secret_scan_finds_keys_and_passwords(tmp_path):
+    from fedchain.chain.keys import dev_account
+
+    net = ProcessNetwork(tmp_path)
+    net.assert_no_secrets()
+    for leak in (dev_account(3).key.hex().removeprefix("0x").upper(), PASSWORD):
+        (tmp_path / "node.log").write_text(f"12:00:00 INFO something {leak} happened\n")
+        with pytest.raises(AssertionError, match="secrets found"):
+            net.assert_no_secrets()
