@@ -141,7 +141,23 @@ class Node:
         self.gas_used = 0
         self._models: dict[bytes, Model] = {}
         self._tasks: dict[int, TaskLog] = {}
+        self._claimed: set[tuple[int, int]] = set()  # (task, round) whose reward was settled
+        self.rewards = 0  # claimed rewards, in wei
         self._min_stake: int | None = None
+
+    def step(self, task_id: int) -> None:
+        """Catch up with the chain, claim what is due, then do what the phase asks."""
+        log = self.task(task_id)
+        self.claim_all(log)
+        if not log.finished:
+            v = log.current
+            self.act(log, v, v.phase(self.chain.block_number()))
+
+    def act(self, log: TaskLog, v: RoundView, phase: str) -> None:
+        raise NotImplementedError
+
+    def claim_all(self, log: TaskLog) -> None:
+        raise NotImplementedError
 
     # -- chain
 

@@ -37,16 +37,9 @@ class Trainer(Node):
         self.x, self.y, self.seed = x, y, seed
         self._committed: set[tuple[int, int]] = set()  # rounds whose commit step is done
         self._revealed: set[tuple[int, int]] = set()
-        self._claimed: set[tuple[int, int]] = set()
-        self.rewards = 0
 
-    def step(self, task_id: int) -> None:
-        log = self.task(task_id)
-        self.claim_all(log)
-        if log.finished:
-            return
-        v = log.current
-        phase = v.phase(self.chain.block_number())
+    def act(self, log: TaskLog, v: RoundView, phase: str) -> None:
+        task_id = log.task_id
         if phase == "commit":
             self.commit(task_id, v)
         elif phase == "reveal":

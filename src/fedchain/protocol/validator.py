@@ -62,16 +62,9 @@ class Validator(Node):
         self._members: set[tuple[int, int]] = set()  # rounds whose committee we are in
         self._voted: set[tuple[int, int]] = set()
         self._reported: set[tuple[int, int]] = set()
-        self._claimed: set[tuple[int, int]] = set()
-        self.rewards = 0
 
-    def step(self, task_id: int) -> None:
-        log = self.task(task_id)
-        self.claim_all(log)
-        if log.finished:
-            return
-        v = log.current
-        phase = v.phase(self.chain.block_number())
+    def act(self, log: TaskLog, v: RoundView, phase: str) -> None:
+        task_id = log.task_id
         reveals = len(log.reveals.get(v.round_id, []))
         if phase in ("commit", "reveal"):
             self.join(log, v)
