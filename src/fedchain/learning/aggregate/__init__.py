@@ -1,0 +1,154 @@
+"""Aggregation rules: one registry, one entry point, exact integers throughout.
+
+``aggregate_update(rule, params, updates, samples, root_update=..., prev_update=...)``
+returns the round's aggregate UPDATE as int64 fixed point; the new model is
+``clip_fixed(model + update)``. ``rule`` and ``params`` come from the task's
+recipe (``Recipe.rule``, ``Recipe.rule_params``), so every validator runs the
+same rule with the same parameters and gets the same bits.
+
+Rules (Flower's names where Flower has the rule), one module each:
+
+=================  ===========================================  ==========================
+name               parameters (default)                         module
+=================  ===========================================  ==========================
+fedavg             -                                            ``fedavg``
+fedmedian          -                                            ``fedmedian``
+fedtrimmedavg      beta (0.2)                                   ``fedtrimmedavg``
+krum               num_malicious_nodes (0)                      ``krum``
+multikrum          num_malicious_nodes (0), num_nodes_to_select ``krum``
+                   (n - f)
+bulyan             num_malicious_nodes (0)                      ``bulyan``
+centeredclipping   tau (10.0, model units), iterations (1)      ``centeredclipping``
+fltrust            - (needs ``root_update``)                    ``fltrust``
+=================  ===========================================  ==========================
+
+Every rule also accepts ``nnm: true``: nearest-neighbour mixing (``nnm``) first
+replaces each update by the mean of its n - f nearest, with f =
+``num_malicious_nodes`` (required then). Unknown rules, unknown or bad
+parameters, and a missing root update for FLTrust raise ``LearningError``.
+
+Inputs are the accepted updates in reveal-index order; wherever a rule must
+break a tie (equal Krum scores, equally distant neighbours, Bulyan's values
+equally close to the median) the lower reveal index wins, so results depend
+on that documented order and on nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fedchain.errors import LearningError
+from fedchain.learning.aggregate import bulyan, centeredclipping, fedavg, fedmedian, fedtrimmedavg, fltrust, krum, nnm
+from fedchain.learning.aggregate.common import int_param, stack, vector
+from fedchain.learning.fixedpoint import QMAX
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An aggregation rule as the registry knows it.
+
+    ``run(x, samples, params, root_update, prev_update)`` gets the updates as one
+    checked (n, d) int64 array and returns the aggregate update.
+    """
+
+    name: str
+    run: Callable[..., np.ndarray]
+    params: frozenset[str] = frozenset()
+    needs_root_set: bool = False
+    uses_prev_update: bool = False
+
+
+def _f(params: Mapping[str, Any]) -> int:
+    return int_param(params, "num_malicious_nodes", 0)
+
+
+RULES: dict[str, Rule] = {r.name: r for r in [
+    Rule("fedavg", lambda x, s, p, root, prev: fedavg.aggregate_update(list(x), s)),
+    Rule("fedmedian", lambda x, s, p, root, prev: fedmedian.fedmedian(x)),
+    Rule("fedtrimmedavg", lambda x, s, p, root, prev: fedtrimmedavg.fedtrimmedavg(x, fedtrimmedavg.beta_of(p)),
+         frozenset({"beta"})),
+    Rule("krum", lambda x, s, p, root, prev: krum.krum(x, _f(p)), frozenset({"num_malicious_nodes"})),
+    Rule("multikrum", lambda x, s, p, root, prev: krum.multikrum(
+        x, s, _f(p), int_param(p, "num_nodes_to_select", len(x) - _f(p), lo=1)),
+         frozenset({"num_malicious_nodes", "num_nodes_to_select"})),
+    Rule("bulyan", lambda x, s, p, root, prev: bulyan.bulyan(x, _f(p)), frozenset({"num_malicious_nodes"})),
+    Rule("centeredclipping", lambda x, s, p, root, prev: centeredclipping.centered_clipping(
+        x, centeredclipping.tau_of(p), int_param(p, "iterations", 1, lo=1), prev),
+         frozenset({"tau", "iterations"}), uses_prev_update=True),
+    Rule("fltrust", lambda x, s, p, root, prev: fltrust.fltrust(x, root), needs_root_set=True),
+]}
+
+COMMON_PARAMS = frozenset({"nnm", "num_malicious_nodes"})
+
+
+def rule_of(name: str) -> Rule:
+    try:
+        return RULES[name]
+    except KeyError:
+        raise LearningError(f"unknown aggregation rule {name!r}; known rules: {', '.join(sorted(RULES))}") from None
+
+
+def needs_root_set(rule: str) -> bool:
+    """Whether validators must supply their own update on a root data set (FLTrust)."""
+    return rule_of(rule).needs_root_set
+
+
+def uses_prev_update(rule: str) -> bool:
+    """Whether the rule uses the previous round's aggregate update (centered clipping)."""
+    return rule_of(rule).uses_prev_update
+
+
+def check_params(rule: str, params: Mapping[str, Any]) -> None:
+    """Reject parameter names the rule does not know (a typo would otherwise fall back to a default)."""
+    r = rule_of(rule)
+    unknown = set(params) - r.params - COMMON_PARAMS
+    if unknown:
+        allowed = ", ".join(sorted(r.params | COMMON_PARAMS))
+        raise LearningError(f"rule {rule!r} has no parameter {', '.join(sorted(unknown))}; it accepts: {allowed}")
+    if not isinstance(params.get("nnm", False), bool):
+        raise LearningError(f"parameter 'nnm' must be true or false, got {params['nnm']!r}")
+    if params.get("nnm", False) and "num_malicious_nodes" not in params:
+        raise LearningError("nnm needs 'num_malicious_nodes' (f): each update is mixed with its n - f nearest")
+
+
+def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.ndarray], samples: Sequence[int], *,
+                     root_update: np.ndarray | None = None, prev_update: np.ndarray | None = None) -> np.ndarray:
+    """The aggregate update (int64) of ``updates`` under ``rule`` with ``params``.
+
+    Parameters
+    ----------
+    rule : str
+        A name in ``RULES``.
+    params : Mapping[str, Any]
+        The rule's parameters (plain JSON values), plus optional ``nnm``.
+    updates : Sequence[np.ndarray]
+        The accepted updates in reveal-index order, int64 fixed point, |q| <= QMAX.
+    samples : Sequence[int]
+        Their revealed sample counts (only FedAvg and MultiKrum's average weigh by them).
+    root_update : np.ndarray, optional
+        FLTrust's reference: the validators' own update on the root set.
+    prev_update : np.ndarray, optional
+        The previous round's aggregate update, centered clipping's starting centre
+        (None: start from zero).
+    """
+    r = rule_of(rule)
+    params = dict(params)
+    check_params(rule, params)
+    x = stack(updates)
+    if len(samples) != len(x):
+        raise LearningError(f"{len(x)} updates but {len(samples)} sample counts")
+    d = x.shape[1]
+    root_update = vector(root_update, d, "root_update", QMAX)
+    prev_update = vector(prev_update, d, "prev_update", 2 * QMAX)
+    if r.needs_root_set and root_update is None:
+        raise LearningError(f"rule {rule!r} needs root_update: the validators' own update on the root data set")
+    if params.get("nnm", False):
+        x = nnm.nnm(x, _f(params))
+    return r.run(x, list(samples), params, root_update, prev_update)
+
+
+__all__ = ["RULES", "Rule", "aggregate_update", "check_params", "needs_root_set", "rule_of", "uses_prev_update"]

@@ -1,0 +1,131 @@
+"""Exact integer building blocks shared by the robust rules: stacking and
+checking updates, squared norms, dot products and pairwise squared distances.
+
+Bounds. An accepted update is a fixed-point vector with |q| <= QMAX = 2**23
+(``fixedpoint.to_fixed`` guarantees it); a difference of two such values is
+below 2**25 in magnitude (2**24 for two updates, 2**25 once a centre that is
+itself a difference of models is involved). Squares are then below 2**50 and
+a sum over one chunk of CHUNK_SIZE = 64 coordinates below 2**56, in int64.
+Sums over many chunks may exceed int64 (30k coordinates * 2**48 ~ 2**63), so
+each chunk sum s is split as s = hi * 2**32 + lo with 0 <= lo < 2**32 (exact
+for negative s too: arithmetic shift and mask); the his and the los are summed
+separately in int64 (each total < 2**32 * 2**18 for up to MAX_PARAMS = 2**24
+coordinates) and recombined as Python integers, which do not overflow. This is
+``fixedpoint.chunked_dot`` vectorised over many rows at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from fedchain.errors import LearningError
+from fedchain.learning.fixedpoint import CHUNK_SIZE, MAX_UPDATES, QMAX
+
+MAX_PARAMS = 1 << 24  # coordinates per vector: keeps the chunked sums (and clipping products) inside int64
+_LO = np.int64((1 << 32) - 1)
+
+
+def stack(updates: Sequence[np.ndarray], bound: int = QMAX) -> np.ndarray:
+    """The updates as one (n, d) int64 array, after checking count, shape and range."""
+    if len(updates) == 0:
+        raise LearningError("no updates to aggregate")
+    if len(updates) > MAX_UPDATES:
+        raise LearningError(f"{len(updates)} updates exceed the limit of {MAX_UPDATES}")
+    shape = np.shape(updates[0])
+    if len(shape) != 1 or any(np.shape(u) != shape for u in updates):
+        raise LearningError("updates must be 1-d fixed-point vectors of one length")
+    if shape[0] > MAX_PARAMS:
+        raise LearningError(f"vectors of {shape[0]} values exceed the limit of {MAX_PARAMS}")
+    x = np.stack([np.asarray(u) for u in updates])
+    if x.dtype.kind not in "iu":
+        raise LearningError(f"updates must be integer fixed-point vectors, not {x.dtype}")
+    x = x.astype(np.int64)
+    if x.size and int(np.abs(x).max()) > bound:
+        raise LearningError(f"an update leaves the fixed-point range (|q| <= {bound})")
+    return x
+
+
+def vector(q: np.ndarray | None, d: int, what: str, bound: int) -> np.ndarray | None:
+    """An optional side input (root update, previous aggregate) checked like an update."""
+    if q is None:
+        return None
+    q = np.asarray(q)
+    if q.shape != (d,) or q.dtype.kind not in "iu":
+        raise LearningError(f"{what} must be an integer vector of length {d}")
+    q = q.astype(np.int64)
+    if q.size and int(np.abs(q).max()) > bound:
+        raise LearningError(f"{what} leaves the fixed-point range (|q| <= {bound})")
+    return q
+
+
+def row_sums(products: np.ndarray) -> list[int]:
+    """Exact sum of each row of a (k, d) int64 array whose chunk-of-64 sums fit in int64."""
+    k, d = products.shape
+    c = -(-d // CHUNK_SIZE) if d else 1
+    padded = np.zeros((k, c * CHUNK_SIZE), dtype=np.int64)
+    padded[:, :d] = products
+    s = padded.reshape(k, c, CHUNK_SIZE).sum(axis=2)
+    hi, lo = (s >> 32).sum(axis=1), (s & _LO).sum(axis=1)
+    return [(int(h) << 32) + int(l) for h, l in zip(hi, lo)]
+
+
+def sq_norms(x: np.ndarray) -> list[int]:
+    """|x_i|**2 of each row, exactly (entries below 2**25 in magnitude)."""
+    return row_sums(x * x)
+
+
+def dots(x: np.ndarray, g: np.ndarray) -> list[int]:
+    """<x_i, g> of each row, exactly (entries below 2**25 in magnitude)."""
+    return row_sums(x * g)
+
+
+def pairwise_sq_distances(x: np.ndarray) -> list[list[int]]:
+    """The symmetric n x n matrix of exact squared distances |x_i - x_j|**2 (Python ints)."""
+    n = len(x)
+    dist = [[0] * n for _ in range(n)]
+    for i in range(n - 1):
+        row = sq_norms(x[i + 1 :] - x[i])
+        for j, v in enumerate(row, start=i + 1):
+            dist[i][j] = dist[j][i] = v
+    return dist
+
+
+def nearest(dist_row: Sequence[int], candidates: Sequence[int], k: int) -> list[int]:
+    """The k candidates nearest by ``dist_row``, ties broken by index (reveal order)."""
+    return sorted(candidates, key=lambda j: (dist_row[j], j))[:k]
+
+
+def floor_mean(x: np.ndarray) -> np.ndarray:
+    """floor of the unweighted mean of the rows (sums stay below 2**25 * 2**8)."""
+    return x.sum(axis=0) // np.int64(len(x))
+
+
+# -- parameters (plain JSON values from the recipe)
+
+
+def int_param(params: dict[str, Any], name: str, default: int | None, lo: int = 0) -> int:
+    value = params.get(name, default)
+    if value is None:
+        raise LearningError(f"parameter {name!r} is required")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise LearningError(f"parameter {name!r} must be an integer >= {lo}, got {value!r}")
+    return value
+
+
+def fraction_param(params: dict[str, Any], name: str, default: Any) -> Fraction:
+    """A number as the exact decimal it is written as (0.2 is 1/5, not the nearest double).
+
+    ``repr`` of a float is its shortest round-trip decimal, identical on every
+    platform, so the parameter becomes the same exact rational everywhere.
+    """
+    value = params.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
+            float("inf"), float("-inf")):
+        raise LearningError(f"parameter {name!r} must be a finite number, got {value!r}")
+    return Fraction(value) if isinstance(value, int) else Fraction(repr(value))

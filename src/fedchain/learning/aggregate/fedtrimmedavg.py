@@ -1,0 +1,50 @@
+"""FedTrimmedAvg: the coordinate-wise trimmed mean, in exact integers.
+
+Yin, Chen, Ramchandran, Bartlett, "Byzantine-Robust Distributed Learning:
+Towards Optimal Statistical Rates", ICML 2018: per coordinate, drop the
+k = floor(beta * n) largest and the k smallest values and average the rest;
+robust to f Byzantine clients when beta >= f / n.
+
+``beta`` (Flower's name and default, 0.2) is read as the exact decimal it is
+written as (see ``common.fraction_param``), so k = floor(beta * n) is exact
+rational arithmetic: 0.3 * 10 trims 3, where the double 0.3 times 10 might not.
+It must satisfy 0 <= beta < 1/2 (something must remain). The mean of the kept
+n - 2k values is floor-divided (sums below 2**23 * 2**8). Sorting makes the
+result independent of the order of the updates; sample counts are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+from math import floor
+from typing import Any
+
+import numpy as np
+
+from fedchain.errors import LearningError
+from fedchain.learning.aggregate.common import fraction_param
+
+DEFAULT_BETA = 0.2
+
+
+def beta_of(params: Mapping[str, Any]) -> Fraction:
+    beta = fraction_param(dict(params), "beta", DEFAULT_BETA)
+    if not 0 <= beta < Fraction(1, 2):
+        raise LearningError(f"fedtrimmedavg: beta must be in [0, 0.5), got {params.get('beta')!r}")
+    return beta
+
+
+def trim_count(n: int, beta: Fraction) -> int:
+    """Values dropped at each end of every coordinate: floor(beta * n)."""
+    return floor(beta * n)
+
+
+def fedtrimmedavg(x: np.ndarray, beta: Fraction = Fraction(1, 5)) -> np.ndarray:
+    """The aggregate update: per coordinate, the floor mean of the (n, d) updates without the k extremes."""
+    n = len(x)
+    k = trim_count(n, beta)
+    if n - 2 * k < 1:
+        raise LearningError(f"fedtrimmedavg: trimming {k} of {n} values at each end leaves nothing")
+    kept = np.sort(x, axis=0)[k : n - k]
+    return kept.sum(axis=0) // np.int64(n - 2 * k)
