@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from collections.abc import Mapping
 
 import pytest
 from eth_utils import keccak
@@ -27,6 +28,8 @@ def different(value):
         return value + "x"
     if isinstance(value, tuple):
         return value + (1,)
+    if isinstance(value, Mapping):
+        return dict(value) | {"x": 1}
     raise TypeError(f"no rule for {type(value).__name__}")
 
 
@@ -81,3 +84,17 @@ def test_train_config_follows_the_recipe():
 def test_equal_recipes_have_equal_hashes():
     assert Recipe(lr=1) == Recipe(lr=1.0)
     assert Recipe(lr=1).hash == Recipe(lr=1.0).hash
+
+
+def test_rule_params_are_canonical_and_round_trip():
+    r = Recipe(rule="krum", rule_params={"num_malicious_nodes": 2.0, "nnm": True})
+    assert r == Recipe(rule="krum", rule_params={"nnm": True, "num_malicious_nodes": 2})
+    assert r.hash == Recipe(rule="krum", rule_params={"nnm": True, "num_malicious_nodes": 2}).hash
+    assert json.loads(r.to_bytes())["rule_params"] == {"nnm": True, "num_malicious_nodes": 2}
+    assert Recipe.from_bytes(r.to_bytes()) == r
+    assert r != Recipe(rule="krum", rule_params={"nnm": True, "num_malicious_nodes": 3})
+    assert hash(r) == hash(Recipe.from_bytes(r.to_bytes()))
+    with pytest.raises(TypeError):
+        r.rule_params["nnm"] = False  # read-only
+    with pytest.raises(ValueError, match="JSON scalar"):
+        Recipe(rule_params={"beta": [0.1]})

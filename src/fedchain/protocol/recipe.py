@@ -2,17 +2,70 @@
 
 The recipe travels as a canonical JSON blob (sorted keys, no spaces); the task
 stores keccak256 of those bytes, and every node checks the hash before use.
+``rule_params`` holds the aggregation rule's parameters (see
+``fedchain.learning.aggregate``) as a JSON object inside that blob.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from eth_utils import keccak
 
 from fedchain.learning.fixedpoint import CHUNK_SIZE, FRAC_BITS
 from fedchain.learning.train import TrainConfig
+
+
+def _canonical_value(key: str, value: Any) -> Any:
+    """One JSON scalar per value: an integral float is the int it equals (10.0 -> 10)."""
+    if isinstance(value, (bool, str)) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"rule parameter {key!r} must be finite, got {value!r}")
+        return int(value) if value.is_integer() else value
+    raise ValueError(f"rule parameter {key!r} must be a JSON scalar (bool, number, string), got {value!r}")
+
+
+class RuleParams(Mapping):
+    """The aggregation rule's parameters: a read-only mapping of JSON scalars, compared and
+    hashed by its canonical JSON, so equal parameters give one encoding (and one recipe hash)."""
+
+    def __init__(self, params: Mapping[str, Any] | Iterator = ()):
+        d = dict(params)
+        if any(not isinstance(k, str) for k in d):
+            raise ValueError("rule parameter names must be strings")
+        self._d = {k: _canonical_value(k, d[k]) for k in sorted(d)}
+        self._json = json.dumps(self._d, sort_keys=True, separators=(",", ":"))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._d[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        try:
+            return self._json == (other if isinstance(other, RuleParams) else RuleParams(other))._json
+        except ValueError:
+            return False
+
+    def __hash__(self) -> int:
+        return hash(self._json)
+
+    def __repr__(self) -> str:
+        return f"RuleParams({self._d!r})"
 
 
 @dataclass(frozen=True)
@@ -22,6 +75,7 @@ class Recipe:
     input_shape: tuple[int, ...] = (1, 8, 8)
     num_classes: int = 10
     rule: str = "fedavg"
+    rule_params: Mapping[str, Any] = field(default_factory=RuleParams)
     score: str = "cosine"
     epochs: int = 1
     batch_size: int = 32
@@ -36,6 +90,7 @@ class Recipe:
         for name in ("lr", "momentum", "proximal_mu"):
             object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
+        object.__setattr__(self, "rule_params", RuleParams(self.rule_params))
 
     def train_config(self, epochs: int | None = None) -> TrainConfig:
         """The local training this recipe prescribes (``epochs`` overrides, for baselines)."""
@@ -43,7 +98,8 @@ class Recipe:
                            lr=self.lr, momentum=self.momentum, proximal_mu=self.proximal_mu)
 
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        d = asdict(self) | {"rule_params": dict(self.rule_params)}
+        return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
 
     @property
     def hash(self) -> bytes:
