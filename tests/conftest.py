@@ -180,7 +180,8 @@ class Net:
 
     def schedule(self, task: int, rnd: int) -> tuple[int, int, int, int]:
         """(opened, commit_end, reveal_end, validate_end)."""
-        return self.fc.call("schedule", task, rnd)
+        s = self.fc.call("rounds", task, rnd)["schedule"]  # four packed 64-bit block numbers
+        return tuple((s >> (64 * i)) & (2**64 - 1) for i in range(4))
 
     def current_round(self, task: int) -> int:
         return self.fc.call("tasks", task)["round"]

@@ -117,7 +117,8 @@ class Bench:
         return r.event("TaskCreated").args["task_id"]
 
     def schedule(self, task: int, rnd: int):
-        return self.fc.call("schedule", task, rnd)
+        s = self.fc.call("rounds", task, rnd)["schedule"]  # four packed 64-bit block numbers
+        return tuple((s >> (64 * i)) & (2**64 - 1) for i in range(4))
 
     def commit(self, task: int, rnd: int, node, record: bool = True) -> None:
         c = cm.commitment(self.chain.chain_id, self.fc.address, task, rnd, node.address,

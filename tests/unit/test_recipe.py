@@ -53,8 +53,9 @@ def test_bytes_are_canonical_json(recipe):
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
-def test_hash_is_keccak_of_the_bytes(recipe):
-    assert recipe.hash == keccak(recipe.to_bytes())
+def test_hash_binds_the_bytes_and_the_challenge_rule(recipe):
+    # keccak(abi_encode(rule, keccak(json))): what challenges.vy recomputes
+    assert recipe.hash == keccak(recipe.challenge_rule.to_bytes(32, "big") + keccak(recipe.to_bytes()))
     assert len(recipe.hash) == 32
     assert Recipe(**dataclasses.asdict(recipe) | {"input_shape": recipe.input_shape}).hash == recipe.hash
 
@@ -98,3 +99,11 @@ def test_rule_params_are_canonical_and_round_trip():
         r.rule_params["nnm"] = False  # read-only
     with pytest.raises(ValueError, match="JSON scalar"):
         Recipe(rule_params={"beta": [0.1]})
+
+
+def test_only_plain_fedavg_is_challengeable_on_chain():
+    assert Recipe(rule="fedavg").challenge_rule == 1
+    assert Recipe(rule="fedavg", rule_params={"nnm": True, "num_malicious_nodes": 2}).challenge_rule == 0
+    assert Recipe(rule="fedmedian").challenge_rule == 0
+    assert Recipe(rule="fedavg", chunk_size=128).challenge_rule == 0
+    assert Recipe(rule="fedavg").hash != Recipe(rule="fedmedian").hash

@@ -1,4 +1,5 @@
-"""Deploy the stake token and the fedchain contract, and the parameters they take."""
+"""Deploy the stake token, the fedchain contract and its challenge contract, and
+the parameters they take."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class ProtocolParams:
     liveness_penalty: int = 5 * TOKEN   # missing reveal, rejected update
     safety_penalty_bps: int = 5_000     # equivocation: half the stake
     reporter_bps: int = 1_000           # a reporter's share of a slash
+    challenge_bond: int = 10 * TOKEN    # posted by a challenger, lost if the challenge fails
 
 
 @dataclass
@@ -33,9 +35,11 @@ class Deployment:
     token: Contract
     fedchain: Contract
     block: int
+    challenges: Contract | None = None
 
     def to_json(self) -> dict:
         return {"token": self.token.address, "fedchain": self.fedchain.address,
+                "challenges": self.challenges.address if self.challenges else None,
                 "chain_id": self.fedchain.chain.chain_id, "block": self.block,
                 "contracts": self.fedchain.artifact.version}
 
@@ -76,12 +80,19 @@ def load_deployment(chain: Chain, info: dict) -> Deployment:
         raise ChainError(f"the deployment is of contract sources {info['contracts']}, this fedchain has "
                          f"{fc.version}: their interfaces may differ. Use the fedchain version that deployed it, "
                          "or deploy again")
-    return Deployment(chain.at(artifact("test_token"), info["token"]), chain.at(fc, info["fedchain"]), info["block"])
+    challenges = chain.at(artifact("challenges"), info["challenges"]) if info.get("challenges") else None
+    return Deployment(chain.at(artifact("test_token"), info["token"]), chain.at(fc, info["fedchain"]), info["block"],
+                      challenges)
 
 
 def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolParams()) -> Deployment:
-    """Deploy a fresh test token and fedchain; ``owner`` may mint the token."""
+    """Deploy a fresh test token, fedchain and its challenge contract; ``owner`` may
+    mint the token. fedchain takes the challenge contract's address at deployment
+    and the challenge contract is then bound to fedchain (once, by ``owner``)."""
     block = chain.block_number()
     token = chain.deploy(artifact("test_token"), "fedchain test token", "FED", sender=owner)
-    fc = chain.deploy(artifact("fedchain"), token.address, *asdict(params).values(), sender=owner)
-    return Deployment(token, fc, block)
+    fields = asdict(params)
+    challenges = chain.deploy(artifact("challenges"), fields.pop("challenge_bond"), sender=owner)
+    fc = chain.deploy(artifact("fedchain"), token.address, *fields.values(), challenges.address, sender=owner)
+    challenges.tx("bind", fc.address, sender=owner)
+    return Deployment(token, fc, block, challenges)

@@ -1,7 +1,11 @@
 """A task's recipe: everything a node needs to train and validate, hashed on chain.
 
 The recipe travels as a canonical JSON blob (sorted keys, no spaces); the task
-stores keccak256 of those bytes, and every node checks the hash before use.
+stores ``keccak256(abi_encode(challenge_rule, keccak256(those bytes)))`` and every
+node checks the hash before use. ``challenge_rule`` tells the challenge contract,
+which cannot parse JSON, how the round's aggregate may be recomputed on chain:
+1 for plain FedAvg with the contract's chunk size and scale, 0 (not challengeable
+on chain) for everything else. See ``recipe_hash``.
 ``rule_params`` holds the aggregation rule's parameters (see
 ``fedchain.learning.aggregate``) as a JSON object inside that blob.
 """
@@ -14,10 +18,19 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from eth_abi import encode
 from eth_utils import keccak
 
 from fedchain.learning.fixedpoint import CHUNK_SIZE, FRAC_BITS
 from fedchain.learning.train import TrainConfig
+
+
+CHALLENGE_FEDAVG = 1
+
+
+def recipe_hash(data: bytes, challenge_rule: int) -> bytes:
+    """The recipe commitment on chain: binds the recipe bytes and the challenge rule."""
+    return keccak(encode(["uint256", "bytes32"], [challenge_rule, keccak(data)]))
 
 
 def _canonical_value(key: str, value: Any) -> Any:
@@ -102,8 +115,14 @@ class Recipe:
         return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
 
     @property
+    def challenge_rule(self) -> int:
+        """The on-chain challenge rule (see challenges.vy): 1 = FedAvg, 0 = none."""
+        plain = self.rule == "fedavg" and not self.rule_params.get("nnm")
+        return CHALLENGE_FEDAVG if plain and self.chunk_size == 64 and self.frac_bits == 16 else 0
+
+    @property
     def hash(self) -> bytes:
-        return keccak(self.to_bytes())
+        return recipe_hash(self.to_bytes(), self.challenge_rule)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Recipe":

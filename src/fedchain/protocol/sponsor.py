@@ -12,7 +12,6 @@ import json
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
 
 from fedchain.chain.interface import Contract
 from fedchain.learning import fixedpoint as fp
@@ -62,6 +61,10 @@ def task_recipe(fedchain: Contract, store: BlobStore, task_id: int) -> Recipe:
         data = json.loads(meta["fedchain"])["recipe"].encode()
     except (KeyError, ValueError, TypeError, AttributeError):
         raise FedchainError(f"task {task_id}: its initial model carries no recipe") from None
-    if keccak(data) != a["recipe_hash"]:
+    try:
+        recipe = Recipe.from_bytes(data)
+    except (ValueError, TypeError) as e:
+        raise FedchainError(f"task {task_id}: its initial model carries a malformed recipe: {e}") from None
+    if recipe.to_bytes() != data or recipe.hash != a["recipe_hash"]:
         raise FedchainError(f"task {task_id}: the recipe in its initial model does not match the recipe hash on chain")
-    return Recipe.from_bytes(data)
+    return recipe

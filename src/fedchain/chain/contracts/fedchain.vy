@@ -50,10 +50,12 @@ FAILED: constant(uint8) = 2
 
 FAIL_TOO_FEW_REVEALS: constant(uint8) = 1
 FAIL_NO_QUORUM: constant(uint8) = 2
+FAIL_CHALLENGED: constant(uint8) = 3
 
 SLASH_MISSING_REVEAL: constant(uint8) = 1
 SLASH_EQUIVOCATION: constant(uint8) = 2
 SLASH_REJECTED: constant(uint8) = 3
+SLASH_WRONG_VOTE: constant(uint8) = 4
 
 # A trainer's record in a round packs: reveal index + 1 (bits 0-31), sample
 # count (bits 32-159), and two flags. Zero means "not revealed".
@@ -119,7 +121,12 @@ struct Round:
     majority_stake: uint256
     trainer_left: uint256
     validator_left: uint256
+    challenger: address
 
+
+# The contract that judges challenges (see challenges.vy); only it may
+# revert a round.
+challenges: public(immutable(address))
 
 reporter_bps: public(uint256)
 liveness_penalty: public(uint256)
@@ -241,6 +248,11 @@ event PayoutWithdrawn:
     node: indexed(address)
     amount: uint256
 
+event PoolFunded:
+    task_id: indexed(uint256)
+    funder: indexed(address)
+    amount: uint256
+
 event PoolReclaimed:
     task_id: indexed(uint256)
     sponsor: indexed(address)
@@ -255,6 +267,7 @@ def __init__(
     liveness_penalty_: uint256,
     safety_penalty_bps_: uint256,
     reporter_bps_: uint256,
+    challenges_: address,
 ):
     """
     @param token_ ERC-20 for stake, pools and rewards.
@@ -267,6 +280,8 @@ def __init__(
            equivocation: large, once per incident.
     @param reporter_bps_ Share of a slash paid to whoever reported it
            (bounded by MAX_REPORTER_BPS); the rest returns to the task's pool.
+    @param challenges_ The challenge contract, the only caller of
+           `revert_round`.
     """
     assert safety_penalty_bps_ <= BPS, "fedchain: penalty above 100%"
     assert reporter_bps_ <= MAX_REPORTER_BPS, "fedchain: reporter share too large"
@@ -275,6 +290,7 @@ def __init__(
     self.safety_penalty_bps = safety_penalty_bps_
     self.reporter_bps = reporter_bps_
     self.next_task_id = 1
+    challenges = challenges_
 
 
 # ---------------------------------------------------------------- tasks
@@ -294,8 +310,7 @@ def create_task(cfg: TaskConfig) -> uint256:
     assert cfg.num_rounds > 0, "tasks: zero rounds"
     assert cfg.trainers_per_round > 0 and cfg.validators_per_round > 0, "tasks: empty committee"
     assert cfg.min_reveals > 0 and cfg.min_reveals <= MAX_REVEALS, "tasks: bad min_reveals"
-    assert cfg.commit_blocks > 0 and cfg.reveal_blocks > 0, "tasks: zero phase length"
-    assert cfg.validate_blocks > 0 and cfg.challenge_blocks > 0, "tasks: zero phase length"
+    assert min(min(cfg.commit_blocks, cfg.reveal_blocks), min(cfg.validate_blocks, cfg.challenge_blocks)) > 0, "tasks: zero phase length"
     round_blocks: uint256 = cfg.commit_blocks + cfg.reveal_blocks + cfg.validate_blocks + cfg.challenge_blocks
     # Stake that could be punished for anything in a round must still be
     # bonded when the round's last fault can be proven; and the packed
@@ -356,6 +371,22 @@ def reclaim(task_id: uint256):
     self.total_pools -= amount
     log PoolReclaimed(task_id=task_id, sponsor=msg.sender, amount=amount)
     assert extcall staking.token.transfer(msg.sender, amount), "tasks: transfer failed"
+
+
+@external
+@nonreentrant
+def fund_pool(task_id: uint256, amount: uint256):
+    """
+    @notice Add tokens to a task's reward pool: a sponsor topping it up, or
+            the challenge contract forfeiting a failed challenger's bond.
+    @dev Requirements: an existing task, a positive amount, an allowance.
+    """
+    assert self.tasks[task_id].sponsor != empty(address), "tasks: no such task"
+    assert amount > 0, "tasks: empty amount"
+    self.tasks[task_id].pool += amount
+    self.total_pools += amount
+    log PoolFunded(task_id=task_id, funder=msg.sender, amount=amount)
+    assert extcall staking.token.transferFrom(msg.sender, self, amount), "tasks: transfer failed"
 
 
 # ---------------------------------------------------------------- rounds
@@ -560,6 +591,31 @@ def advance(task_id: uint256):
     self._next_round(task_id, round_id)
 
 
+@external
+def revert_round(task_id: uint256, round_id: uint256, challenger: address):
+    """
+    @notice Revert the current round's leading result, which a challenge
+            proved wrong: the round fails, its voters become slashable
+            (`slash_wrong_vote`, reporter share to `challenger`) and the next
+            round opens from the last finalized model.
+    @dev Only the challenge contract calls it. A result becomes the task's
+         model only at `finalize`, after its challenge window, and only then
+         does the next round open: no later round can have built on a
+         reverted result. Requirements: the task's current round, a quorum,
+         block <= validate_end + challenge_blocks.
+    """
+    assert msg.sender == challenges, "challenges: not allowed"
+    assert not self.tasks[task_id].finished, "rounds: task finished"
+    assert round_id == self.tasks[task_id].round, "challenges: not the current round"
+    assert self.rounds[task_id][round_id].leader != empty(bytes32), "rounds: no quorum"
+    sched: uint256 = self.rounds[task_id][round_id].schedule
+    assert block.number <= ((sched >> 192) & U64) + self.tasks[task_id].challenge_blocks, "challenges: window closed"
+    self.rounds[task_id][round_id].status = FAILED
+    self.rounds[task_id][round_id].challenger = challenger
+    log RoundFailed(task_id=task_id, round_id=round_id, reason=FAIL_CHALLENGED)
+    self._next_round(task_id, round_id)
+
+
 # ---------------------------------------------------------------- rewards
 
 
@@ -679,6 +735,23 @@ def slash_rejected(task_id: uint256, round_id: uint256, node: address):
     self._slash(task_id, node, self.liveness_penalty, SLASH_REJECTED, msg.sender)
 
 
+@external
+def slash_wrong_vote(task_id: uint256, round_id: uint256, validator: address):
+    """
+    @notice Slash a validator that voted for a result a challenge proved
+            wrong: a safety fault (the safety penalty, once per round). The
+            round's challenger earns the reporter share.
+    @dev Anyone may call it. Requirements: the round was reverted by a
+         challenge, the validator voted for its leading result.
+    """
+    challenger: address = self.rounds[task_id][round_id].challenger
+    assert challenger != empty(address), "slashing: round not challenged"
+    h: bytes32 = self.vote_of[task_id][round_id][validator]
+    assert h != empty(bytes32) and h == self.rounds[task_id][round_id].leader, "slashing: no wrong vote"
+    self.vote_of[task_id][round_id][validator] = empty(bytes32)
+    self._safety_slash(task_id, validator, SLASH_WRONG_VOTE, challenger)
+
+
 # ---------------------------------------------------------------- views
 
 
@@ -689,17 +762,6 @@ def commitment_of(task_id: uint256, round_id: uint256, node: address, update_roo
     @notice The commitment `node` must send for (`update_root`, `salt`).
     """
     return commitments._commitment(task_id, round_id, node, update_root, salt)
-
-
-@external
-@view
-def schedule(task_id: uint256, round_id: uint256) -> (uint256, uint256, uint256, uint256):
-    """
-    @notice A round's opening block and the last blocks of its commit,
-            reveal and vote phases.
-    """
-    s: uint256 = self.rounds[task_id][round_id].schedule
-    return s & U64, (s >> 64) & U64, (s >> 128) & U64, (s >> 192) & U64
 
 
 @external
@@ -785,9 +847,14 @@ def _equivocate(task_id: uint256, round_id: uint256, validator: address, weight:
         if 3 * t < 2 * self.rounds[task_id][round_id].committee_stake:
             self.rounds[task_id][round_id].leader = empty(bytes32)
     log Equivocated(task_id=task_id, round_id=round_id, validator=validator, first_vote=first, second_vote=second)
+    self._safety_slash(task_id, validator, SLASH_EQUIVOCATION, empty(address))
+
+
+@internal
+def _safety_slash(task_id: uint256, validator: address, reason: uint8, reporter: address):
     s: staking.Stake = staking.stakes[validator]
     penalty: uint256 = (s.active + s.unbonding) * self.safety_penalty_bps // BPS
-    self._slash(task_id, validator, penalty, SLASH_EQUIVOCATION, empty(address))
+    self._slash(task_id, validator, penalty, reason, reporter)
 
 
 @internal
