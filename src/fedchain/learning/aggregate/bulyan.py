@@ -13,7 +13,10 @@ The guarantee holds only for n >= 4f + 3, which is checked (then beta >= 3).
 
 Exactness: the pairwise squared distances are computed once, exactly, and
 reused by every selection step; ties in Krum scores go to the lower reveal
-index. The median of an even count is the floor of the middle pair's mean
+index. Such ties are structural, not just unlucky: in the last selection
+steps only 2f + 1 candidates are left and Krum counts max(1, f - 1)
+neighbours, so for f <= 2 two mutually nearest updates have equal scores,
+and which of them is chosen (and so the result) follows the reveal order. The median of an even count is the floor of the middle pair's mean
 (``fedmedian``). Values equally close to the median are taken in reveal-index
 order (a stable sort), and the beta kept values are floor-averaged (sums below
 2**23 * 2**8). Sample counts are ignored.

@@ -2,16 +2,19 @@
 checking updates, squared norms, dot products and pairwise squared distances.
 
 Bounds. An accepted update is a fixed-point vector with |q| <= QMAX = 2**23
-(``fixedpoint.to_fixed`` guarantees it); a difference of two such values is
-below 2**25 in magnitude (2**24 for two updates, 2**25 once a centre that is
-itself a difference of models is involved). Squares are then below 2**50 and
-a sum over one chunk of CHUNK_SIZE = 64 coordinates below 2**56, in int64.
-Sums over many chunks may exceed int64 (30k coordinates * 2**48 ~ 2**63), so
-each chunk sum s is split as s = hi * 2**32 + lo with 0 <= lo < 2**32 (exact
-for negative s too: arithmetic shift and mask); the his and the los are summed
-separately in int64 (each total < 2**32 * 2**18 for up to MAX_PARAMS = 2**24
+(``fixedpoint.to_fixed`` guarantees it, ``stack`` checks it); centered
+clipping's differences from its centre stay below 2**25. Products of two such
+entries are below 2**50 and a sum over one chunk of CHUNK_SIZE = 64
+coordinates below 2**56, in int64. Sums over many chunks may exceed int64
+(30k coordinates * 2**46 ~ 2**61, more for longer vectors), so each chunk sum
+s is split as s = hi * 2**32 + lo with 0 <= lo < 2**32 (exact for negative s
+too: arithmetic shift and mask); the his and the los are summed separately in
+int64 (each total below 2**32 * 2**18 for up to MAX_PARAMS = 2**24
 coordinates) and recombined as Python integers, which do not overflow. This is
-``fixedpoint.chunked_dot`` vectorised over many rows at once.
+``fixedpoint.chunked_dot`` vectorised over many rows at once (``np.einsum`` on
+int64 runs numpy's own integer loops: no BLAS, no floats). Pairwise squared
+distances come from the exact Gram matrix, |x_i|**2 + |x_j|**2 - 2 <x_i, x_j>,
+one einsum for all pairs.
 """
 
 from __future__ import annotations
@@ -62,36 +65,46 @@ def vector(q: np.ndarray | None, d: int, what: str, bound: int) -> np.ndarray | 
     return q
 
 
-def row_sums(products: np.ndarray) -> list[int]:
-    """Exact sum of each row of a (k, d) int64 array whose chunk-of-64 sums fit in int64."""
-    k, d = products.shape
+def chunked(x: np.ndarray) -> np.ndarray:
+    """Rows of a (k, d) array as (k, chunks, CHUNK_SIZE), zero-padded."""
+    k, d = x.shape
     c = -(-d // CHUNK_SIZE) if d else 1
+    if d == c * CHUNK_SIZE:
+        return x.reshape(k, c, CHUNK_SIZE)
     padded = np.zeros((k, c * CHUNK_SIZE), dtype=np.int64)
-    padded[:, :d] = products
-    s = padded.reshape(k, c, CHUNK_SIZE).sum(axis=2)
-    hi, lo = (s >> 32).sum(axis=1), (s & _LO).sum(axis=1)
-    return [(int(h) << 32) + int(l) for h, l in zip(hi, lo)]
+    padded[:, :d] = x
+    return padded.reshape(k, c, CHUNK_SIZE)
+
+
+def exact_sums(s: np.ndarray) -> np.ndarray:
+    """Exact sums over the last axis of int64 chunk sums, as an object array of Python ints."""
+    hi, lo = (s >> 32).sum(axis=-1), (s & _LO).sum(axis=-1)
+    out = np.empty(hi.shape, dtype=object)
+    out.flat[:] = [(int(h) << 32) + int(l) for h, l in zip(hi.flat, lo.flat)]
+    return out
 
 
 def sq_norms(x: np.ndarray) -> list[int]:
     """|x_i|**2 of each row, exactly (entries below 2**25 in magnitude)."""
-    return row_sums(x * x)
+    c = chunked(x)
+    return list(exact_sums(np.einsum("icj,icj->ic", c, c)))
 
 
 def dots(x: np.ndarray, g: np.ndarray) -> list[int]:
     """<x_i, g> of each row, exactly (entries below 2**25 in magnitude)."""
-    return row_sums(x * g)
+    return list(exact_sums(np.einsum("icj,cj->ic", chunked(x), chunked(g[None, :])[0])))
 
 
 def pairwise_sq_distances(x: np.ndarray) -> list[list[int]]:
-    """The symmetric n x n matrix of exact squared distances |x_i - x_j|**2 (Python ints)."""
+    """The symmetric n x n matrix of exact squared distances |x_i - x_j|**2 (Python ints).
+
+    From the exact Gram matrix: |x_i|**2 + |x_j|**2 - 2 <x_i, x_j>, every term a
+    Python integer (entries of x below 2**23 keep each chunk's products below 2**52).
+    """
+    c = chunked(x)
+    g = exact_sums(np.einsum("icj,kcj->ikc", c, c)).tolist()
     n = len(x)
-    dist = [[0] * n for _ in range(n)]
-    for i in range(n - 1):
-        row = sq_norms(x[i + 1 :] - x[i])
-        for j, v in enumerate(row, start=i + 1):
-            dist[i][j] = dist[j][i] = v
-    return dist
+    return [[g[i][i] + g[j][j] - 2 * g[i][j] for j in range(n)] for i in range(n)]
 
 
 def nearest(dist_row: Sequence[int], candidates: Sequence[int], k: int) -> list[int]:
