@@ -89,7 +89,9 @@ class Recipe:
     num_classes: int = 10
     rule: str = "fedavg"
     rule_params: Mapping[str, Any] = field(default_factory=RuleParams)
-    score: str = "cosine"
+    score: str = "cosine"          # "cosine" or "validation" (fedchain.protocol.root_set)
+    root_set_size: int = 100       # validators' root set, drawn from the held-out split
+    data_seed: int = 0             # seed of the train/test split and of the root set draw
     epochs: int = 1
     batch_size: int = 32
     lr: float = 0.05
