@@ -22,10 +22,10 @@ from fedchain.chain import commitments
 from fedchain.errors import BlobCorrupt, BlobNotFound, CodecError, LearningError, Reverted
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import aggregate_update
-from fedchain.learning.scoring import scores as score_updates
 from fedchain.learning.train import flatten, param_shapes, unflatten
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.protocol.recipe import Recipe
+from fedchain.protocol.root_set import round_scores
 from fedchain.storage.cid import cid_from_digest, cid_of, digest_of
 from fedchain.storage.codec import decode_tensors, encode_tensors
 from fedchain.storage.merkle import merkle_root, score_leaf
@@ -262,7 +262,7 @@ def aggregate_round(task_id: int, round_id: int, model: Model, revealed: list, u
     """
     new_q = fp.clip_fixed(model.q + aggregate_update(recipe.rule, recipe.rule_params, list(updates.values()),
                                                     list(samples.values()))) if updates else model.q
-    node_scores = dict(zip(updates, score_updates(list(updates.values()), new_q - model.q)))
+    node_scores = dict(zip(updates, round_scores(recipe, model.q, list(updates.values()), new_q - model.q, template)))
     scores = [(ev.args["node"], node_scores.get(ev.args["node"], 0)) for ev in revealed]
     rejected = sum(1 << ev.args["index"] for ev in revealed if ev.args["node"] in reasons)
     lineage = {"task": task_id, "round": round_id, "parent": model.cid, "rule": recipe.rule,
