@@ -23,6 +23,8 @@ from fedchain.learning.aggregate.common import pairwise_sq_distances, sq_norms
 from fedchain.learning.aggregate.fltrust import trust_scores
 from fedchain.learning.aggregate.nnm import nnm
 from fedchain.learning.fixedpoint import QMAX, SCALE
+from fedchain.protocol.recipe import Recipe
+from fedchain.protocol.trainer import client_momentum
 
 
 def vecs(*rows):
@@ -266,6 +268,18 @@ def test_centered_clipping_bounds_one_huge_outlier_by_tau():
         assert sqrt(sq_norms((out - base)[None, :])[0]) <= 2 * tau_q / 10 + sqrt(64)
     # the plain mean moves by |outlier| / n: hundreds of times more
     assert abs(int(agg("fedavg", honest + [np.full(64, QMAX)])[0]) - int(base[0])) > 100 * tau_q / 10
+
+
+def test_client_momentum_averages_a_trainers_updates_over_rounds():
+    u1, u2, u3 = ({"w": np.array([v, -v], dtype=np.float32)} for v in (1.0, 3.0, -2.0))
+    m1 = client_momentum(None, u1, 0.75)
+    assert m1 is u1  # the first update goes out as it is
+    m2 = client_momentum(m1, u2, 0.75)
+    m3 = client_momentum(m2, u3, 0.75)
+    assert np.array_equal(m2["w"], [1.5, -1.5]) and np.array_equal(m3["w"], [0.625, -0.625])
+    assert m3["w"].dtype == np.float32
+    with pytest.raises(ValueError, match="client_momentum"):
+        Recipe(client_momentum=1.0)
 
 
 def test_centered_clipping_with_a_large_tau_is_the_mean():

@@ -96,16 +96,19 @@ class Recipe:
     batch_size: int = 32
     lr: float = 0.05
     momentum: float = 0.0
+    client_momentum: float = 0.0
     proximal_mu: float = 0.0
     frac_bits: int = FRAC_BITS
     chunk_size: int = CHUNK_SIZE
 
     def __post_init__(self) -> None:
         # 1 and 1.0 are equal recipes: give them one canonical encoding (and hash).
-        for name in ("lr", "momentum", "proximal_mu"):
+        for name in ("lr", "momentum", "client_momentum", "proximal_mu"):
             object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
         object.__setattr__(self, "rule_params", RuleParams(self.rule_params))
+        if not 0.0 <= self.client_momentum < 1.0:
+            raise ValueError(f"client_momentum must be in [0, 1), got {self.client_momentum}")
 
     def train_config(self, epochs: int | None = None) -> TrainConfig:
         """The local training this recipe prescribes (``epochs`` overrides, for baselines)."""

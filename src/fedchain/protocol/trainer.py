@@ -29,6 +29,21 @@ REVEAL_INDEX = 2**32 - 1  # in a trainer's packed round record (see fedchain.vy)
 CLAIMED_BIT = 1 << 254
 
 
+def client_momentum(buffer: dict[str, np.ndarray] | None, delta: dict[str, np.ndarray],
+                    beta: float) -> dict[str, np.ndarray]:
+    """Worker momentum (Karimireddy, He, Jaggi, ICML 2021) on updates: the trainer sends
+    m_t = beta * m_{t-1} + (1 - beta) * u_t instead of its raw update u_t; the first is m_1 = u_1
+    (as torch starts its momentum buffer), so early updates are not shrunk by (1 - beta).
+
+    Trainer-side and unverifiable: nobody can check that a trainer applies it. The buffer
+    lives in memory (a restarted trainer starts it again) and moves only in rounds the
+    trainer takes part in; float32, as every update blob.
+    """
+    if buffer is None:
+        return delta
+    return {k: (beta * buffer[k] + (1 - beta) * delta[k]).astype(np.float32) for k in delta}
+
+
 class Trainer(Node):
     role = "trainer"
 
@@ -37,6 +52,7 @@ class Trainer(Node):
         self.x, self.y, self.seed = x, y, seed
         self._committed: set[tuple[int, int]] = set()  # rounds whose commit step is done
         self._revealed: set[tuple[int, int]] = set()
+        self._momentum: dict[str, np.ndarray] | None = None  # client momentum buffer (recipe.client_momentum)
 
     def act(self, log: TaskLog, v: RoundView, phase: str) -> None:
         task_id = log.task_id
@@ -71,6 +87,8 @@ class Trainer(Node):
     def make_update(self, model: Model, round_id: int) -> tuple[bytes, bytes]:
         """The update blob and its root. Honest: train, then commit to exactly what is sent."""
         delta = self.train(model, round_id)
+        if self.recipe.client_momentum:
+            delta = self._momentum = client_momentum(self._momentum, delta, self.recipe.client_momentum)
         q = fp.to_fixed(flatten(delta))
         return encode_tensors(delta), fp.vector_root(q, self.recipe.chunk_size)
 

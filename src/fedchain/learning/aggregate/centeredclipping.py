@@ -16,9 +16,9 @@ zero update, as in the authors' code where the centre starts at zero.
 Client momentum. The paper's robustness to time-coupled attacks (ALIE, IPM)
 relies on worker momentum with beta = 0.9-0.99: each trainer sends
 m_t = beta * m_{t-1} + (1 - beta) * u_t instead of its raw update u_t. That is
-trainer-side state across rounds; validators cannot impose or check it, and
-this rule works on whatever updates arrive. It is not implemented in the
-trainer yet (see docs/decisions.md, "Robust aggregation").
+trainer-side state across rounds, set by the recipe's ``client_momentum`` and
+applied in ``fedchain.protocol.trainer.client_momentum``; validators cannot
+impose or check it, and this rule works on whatever updates arrive.
 
 Exactness. ``tau`` is given in model units and read as the exact decimal it is
 written as; tau_q = floor(tau * 2**16) quanta (> 0). |z|**2 is an exact Python
