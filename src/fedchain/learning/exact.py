@@ -31,7 +31,7 @@ with Python's correctly rounded ``decimal`` exp, so the table is the same everyw
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from decimal import Decimal, getcontext
+from decimal import Decimal, localcontext
 
 import numpy as np
 
@@ -46,10 +46,13 @@ _LOG2E_Q = 94548  # round(log2(e) * 2**16)
 
 
 def _exp2_table() -> np.ndarray:
-    getcontext().prec = 40
-    ln2 = Decimal(2).ln()
-    n = 1 << _TABLE_BITS
-    return np.array([int((-(ln2 * i / n)).exp() * SCALE + Decimal("0.5")) for i in range(n + 1)], dtype=np.int64)
+    # A local context: vyper (imported by the chain layer) forbids changing the global one.
+    with localcontext() as ctx:
+        ctx.prec = 40
+        ln2 = Decimal(2).ln()
+        n = 1 << _TABLE_BITS
+        return np.array([int((-(ln2 * i / n)).exp() * SCALE + Decimal("0.5")) for i in range(n + 1)],
+                        dtype=np.int64)
 
 
 _EXP2 = _exp2_table()  # _EXP2[i] = round(2**16 * 2**(-i / 1024))
