@@ -1,0 +1,131 @@
+"""Build an on-chain fraud proof against a round's leading result.
+
+A watcher that recomputed a round and found the committee's model wrong needs
+one chunk the contract can recompute (see ``challenges.vy``): the first chunk
+where the FedAvg of the updates the committee accepted differs from the model
+it voted for. ``find_fault`` finds it and gathers everything the contract
+checks: that chunk of the parent model, of every accepted update and of the
+claimed model, each with its Merkle proof, and each update's revealed root and
+salt (the contract proves the root through the trainer's commitment).
+
+The contract uses the committee's own rejected set: a fault in *which* updates
+were rejected (availability, validity of a whole blob) cannot be proven one
+chunk at a time and is left to the auditor, as are the scores (see
+docs/decisions.md, "Challenges").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from eth_utils import keccak
+
+from fedchain.errors import FedchainError
+from fedchain.learning import fixedpoint as fp
+from fedchain.learning.aggregate.fedavg import fedavg
+from fedchain.protocol.recipe import CHALLENGE_FEDAVG, Recipe
+from fedchain.storage.cid import cid_from_digest
+from fedchain.storage.codec import decode_tensors
+from fedchain.storage.merkle import merkle_layers, proof_from_layers
+from fedchain.storage.store import BlobStore
+
+
+class Unchallengeable(FedchainError):
+    """The result looks wrong but no on-chain proof of it can be built (the reason says why)."""
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """The arguments of ``challenges.challenge`` for one round."""
+
+    task_id: int
+    round_id: int
+    vote: tuple  # (model_root, model_cid, scores_root, total_score, rejected)
+    recipe_json_hash: bytes
+    chunk: int
+    depth: int
+    nodes: list[str]
+    update_roots: list[bytes]
+    salts: list[bytes]
+    update_chunks: bytes
+    update_proofs: list[bytes]
+    parent_chunk: bytes
+    parent_proof: list[bytes]
+    claimed_chunk: bytes
+    claimed_proof: list[bytes]
+
+    def args(self) -> tuple:
+        return (self.task_id, self.round_id, self.vote, self.recipe_json_hash, self.chunk, self.depth, self.nodes,
+                self.update_roots, self.salts, self.update_chunks, self.update_proofs, self.parent_chunk,
+                self.parent_proof, self.claimed_chunk, self.claimed_proof)
+
+
+def _decode_vector(data: bytes, shapes: Mapping[str, tuple[int, ...]]) -> np.ndarray:
+    from fedchain.learning.train import flatten
+
+    return fp.to_fixed(flatten(decode_tensors(data, shapes)))
+
+
+def _chunk_and_proof(q: np.ndarray, c: int, chunk_size: int) -> tuple[bytes, list[bytes]]:
+    rows = fp.chunks(q, chunk_size)
+    layers = merkle_layers(fp.chunk_leaves(q, chunk_size))
+    return fp.chunk_bytes(rows[c]), proof_from_layers(layers, c)
+
+
+def accepted_reveals(revealed: Iterable, rejected: int) -> list:
+    """The Revealed events the vote accepted, in reveal order."""
+    return [e for e in sorted(revealed, key=lambda e: e.args["index"]) if not (rejected >> e.args["index"]) & 1]
+
+
+def find_fault(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable, vote: Mapping,
+               store: BlobStore, recipe: Recipe, shapes: Mapping[str, tuple[int, ...]]) -> Challenge | None:
+    """The challenge of ``vote`` (a Voted event's args), or None if its model is right.
+
+    Raises ``Unchallengeable`` when the model may be wrong but no proof can be
+    built: the task's rule is not challengeable on chain, the claimed model's blob
+    is unavailable or does not match its root, or an accepted update is unusable.
+    """
+    if recipe.challenge_rule != CHALLENGE_FEDAVG:
+        raise Unchallengeable(f"rule {recipe.rule!r} {dict(recipe.rule_params)} is not challengeable on chain")
+    size = recipe.chunk_size
+    try:
+        claimed = _decode_vector(store.get(cid_from_digest(vote["model_cid"])), shapes)
+    except FedchainError as e:
+        raise Unchallengeable(f"the voted model blob cannot be used: {e}") from None
+    if fp.vector_root(claimed, size) != vote["model_root"]:
+        raise Unchallengeable("the voted model blob does not match the voted model root")
+
+    accepted = accepted_reveals(revealed, vote["rejected"])
+    updates, samples = [], []
+    for e in accepted:
+        try:
+            q = _decode_vector(store.get(cid_from_digest(e.args["update_cid"])), shapes)
+        except FedchainError as err:
+            raise Unchallengeable(f"accepted update of {e.args['node']} is unusable: {err}") from None
+        if q.size != parent_q.size or fp.vector_root(q, size) != e.args["update_root"]:
+            raise Unchallengeable(f"accepted update of {e.args['node']} does not match its revealed root")
+        updates.append(q)
+        samples.append(e.args["samples"])
+    expected = fedavg(parent_q, updates, samples) if updates else parent_q
+    if claimed.size != expected.size:
+        raise Unchallengeable("the voted model has the wrong number of parameters")
+    diff = np.flatnonzero(np.any(fp.chunks(expected, size) != fp.chunks(claimed, size), axis=1))
+    if diff.size == 0:
+        return None
+    c = int(diff[0])
+
+    parent_chunk, parent_proof = _chunk_and_proof(parent_q, c, size)
+    claimed_chunk, claimed_proof = _chunk_and_proof(claimed, c, size)
+    update_chunks, update_proofs = b"", []
+    for q in updates:
+        data, proof = _chunk_and_proof(q, c, size)
+        update_chunks += data
+        update_proofs += proof
+    return Challenge(
+        task_id, round_id,
+        (vote["model_root"], vote["model_cid"], vote["scores_root"], vote["total_score"], vote["rejected"]),
+        keccak(recipe.to_bytes()), c, len(parent_proof), [e.args["node"] for e in accepted],
+        [e.args["update_root"] for e in accepted], [e.args["salt"] for e in accepted], update_chunks,
+        update_proofs, parent_chunk, parent_proof, claimed_chunk, claimed_proof)

@@ -1,0 +1,105 @@
+"""The watcher role: one honest observer is enough.
+
+A watcher holds no data and no stake; it needs only the chain, the blobs and
+a bond's worth of tokens. As soon as a round has a leading vote it recomputes
+the round with the very ``compute_round`` validators run. If the voted model
+is wrong it builds a one-chunk fraud proof (``fedchain.protocol.challenge``)
+and sends it to the challenge contract within the round's challenge window:
+the round is reverted, and the watcher then reports every validator that
+voted for the wrong result (``slash_wrong_vote``), earning the reporter share
+of each slash. Differences that cannot be proven on chain (scores, the
+rejected set, a rule other than FedAvg) are logged loudly and left to
+``fedchain audit``.
+"""
+
+from __future__ import annotations
+
+from fedchain.chain.interface import Contract
+from fedchain.errors import Reverted
+from fedchain.protocol.challenge import Challenge, Unchallengeable, find_fault
+from fedchain.protocol.node import Node, RoundView, TaskLog
+from fedchain.protocol.validator import ZERO, compute_round
+
+VOTE_FIELDS = ("model_root", "model_cid", "scores_root", "total_score", "rejected")
+
+
+class Watcher(Node):
+    role = "watcher"
+
+    def __init__(self, *args, challenges: Contract, token: Contract, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.challenges = challenges
+        self.token = token
+        self._checked: set[tuple[int, int]] = set()
+        self.challenged: list[tuple[int, int, bool]] = []  # (task, round, success)
+        self.unprovable: dict[tuple[int, int], str] = {}   # wrong results it could not prove on chain
+
+    def act(self, log: TaskLog, v: RoundView, phase: str) -> None:
+        key = (v.task_id, v.round_id)
+        if phase not in ("vote", "challenge") or key in self._checked:
+            return
+        leader = self.fc.call("rounds", *key)["leader"]
+        if leader == ZERO:
+            return  # no quorum yet (or ever): nothing to check
+        vote = next(e.args for e in log.votes.get(v.round_id, []) if e.args["vote_hash"] == leader)
+        self._checked.add(key)
+        self.check(log, v, vote, leader)
+
+    def check(self, log: TaskLog, v: RoundView, vote, leader: bytes) -> None:
+        t, r = v.task_id, v.round_id
+        parent = self.current_model(t)
+        revealed = log.reveals.get(r, [])
+        mine = compute_round(t, r, parent, revealed, self.store, self.recipe, self.template)
+        wrong = [f for f, got in zip(VOTE_FIELDS, mine.vote_args()) if vote[f] != got]
+        if not wrong:
+            self.log.info("round %d: the leading result checks out", r)
+            return
+        self.log.warning("round %d: the leading result is wrong in %s", r, ", ".join(wrong))
+        try:
+            challenge = find_fault(t, r, parent.q, revealed, vote, self.store, self.recipe, self.shapes)
+        except Unchallengeable as e:
+            self.unprovable[(t, r)] = str(e)
+            self.log.warning("round %d: cannot prove it on chain: %s", r, e)
+            return
+        if challenge is None:
+            self.unprovable[(t, r)] = f"the model is right; {', '.join(wrong)} cannot be proven on chain"
+            self.log.warning("round %d: %s", r, self.unprovable[(t, r)])
+            return
+        if self.send_challenge(challenge):
+            self.report_voters(log, v, leader)
+
+    def send_challenge(self, ch: Challenge) -> bool:
+        bond = self.challenges.call("bond")
+        if self.token.call("allowance", self.address, self.challenges.address) < bond:
+            self.gas_used += self.token.tx("approve", self.challenges.address, bond, sender=self.account).gas_used
+        try:
+            rc = self.challenges.tx("challenge", *ch.args(), sender=self.account)
+        except Reverted as e:
+            self.log.error("round %d: challenge refused: %s", ch.round_id, e.reason)
+            return False
+        self.gas_used += rc.gas_used
+        success = rc.event("Challenged").args["success"]
+        self.challenged.append((ch.task_id, ch.round_id, success))
+        if success:
+            self.log.warning("round %d: challenge on chunk %d proved the result wrong; round reverted (%d gas)",
+                             ch.round_id, ch.chunk, rc.gas_used)
+        else:
+            self.log.error("round %d: challenge on chunk %d failed; bond lost", ch.round_id, ch.chunk)
+        return success
+
+    def report_voters(self, log: TaskLog, v: RoundView, leader: bytes) -> None:
+        """Report every validator that voted for the reverted result (a safety fault)."""
+        for e in log.votes.get(v.round_id, []):
+            if e.args["vote_hash"] != leader:
+                continue
+            try:
+                self.send("slash_wrong_vote", v.task_id, v.round_id, e.args["validator"])
+                self.log.info("round %d: reported %s for voting for the wrong result", v.round_id, e.args["validator"])
+            except Reverted as err:  # reported already (by anyone), or a later equivocation withdrew the vote
+                self.log.debug("slash_wrong_vote not needed: %s", err.reason)
+
+    def claim_all(self, log: TaskLog) -> None:
+        """Watchers claim nothing per round: reporter shares are credited on chain."""
+
+    def outstanding_claims(self, task_id: int) -> int:
+        return 0
