@@ -73,7 +73,7 @@ RULES: dict[str, Rule] = {r.name: r for r in [
          frozenset({"beta"})),
     Rule("krum", lambda x, s, p, root, prev: krum.krum(x, _f(p)), frozenset({"num_malicious_nodes"})),
     Rule("multikrum", lambda x, s, p, root, prev: krum.multikrum(
-        x, s, _f(p), int_param(p, "num_nodes_to_select", len(x) - _f(p), lo=1)),
+        x, s, _f(p), int_param(p, "num_nodes_to_select", max(1, len(x) - _f(p)), lo=1)),
          frozenset({"num_malicious_nodes", "num_nodes_to_select"})),
     Rule("bulyan", lambda x, s, p, root, prev: bulyan.bulyan(x, _f(p)), frozenset({"num_malicious_nodes"})),
     Rule("centeredclipping", lambda x, s, p, root, prev: centeredclipping.centered_clipping(

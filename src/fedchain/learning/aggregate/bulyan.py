@@ -16,7 +16,8 @@ reused by every selection step; ties in Krum scores go to the lower reveal
 index. Such ties are structural, not just unlucky: in the last selection
 steps only 2f + 1 candidates are left and Krum counts max(1, f - 1)
 neighbours, so for f <= 2 two mutually nearest updates have equal scores,
-and which of them is chosen (and so the result) follows the reveal order. The median of an even count is the floor of the middle pair's mean
+and which of them is chosen (and so the result) follows the reveal order.
+The median of an even count is the floor of the middle pair's mean
 (``fedmedian``). Values equally close to the median are taken in reveal-index
 order (a stable sort), and the beta kept values are floor-averaged (sums below
 2**23 * 2**8). Sample counts are ignored.
@@ -29,7 +30,7 @@ import numpy as np
 from fedchain.errors import LearningError
 from fedchain.learning.aggregate.common import pairwise_sq_distances
 from fedchain.learning.aggregate.fedmedian import coordinate_median
-from fedchain.learning.aggregate.krum import krum_scores
+from fedchain.learning.aggregate.krum import krum_scores, neighbour_order
 
 
 def check_bulyan(n: int, f: int) -> None:
@@ -41,9 +42,10 @@ def check_bulyan(n: int, f: int) -> None:
 def select_bulyan(x: np.ndarray, f: int) -> list[int]:
     """Indices of the theta = n - 2f updates chosen by repeated Krum, in reveal order."""
     dist = pairwise_sq_distances(x)
+    order = neighbour_order(dist)
     left, chosen = list(range(len(x))), []
     for _ in range(len(x) - 2 * f):
-        scores = krum_scores(dist, f, left)
+        scores = krum_scores(order, dist, f, left)
         best = min(left, key=lambda i: (scores[i], i))
         chosen.append(best)
         left.remove(best)

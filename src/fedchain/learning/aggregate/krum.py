@@ -36,20 +36,32 @@ def check_krum(n: int, f: int) -> None:
                             f"for n = {n})")
 
 
-def krum_scores(dist: Sequence[Sequence[int]], f: int, candidates: Sequence[int] | None = None) -> dict[int, int]:
+def neighbour_order(dist: Sequence[Sequence[int]]) -> list[list[int]]:
+    """For each i, the other indices from nearest to farthest (ties: lower index first)."""
+    n = len(dist)
+    return [nearest(dist[i], [j for j in range(n) if j != i], n - 1) for i in range(n)]
+
+
+def krum_scores(order: Sequence[Sequence[int]], dist: Sequence[Sequence[int]], f: int,
+                candidates: Sequence[int] | None = None) -> dict[int, int]:
     """Each candidate's score: its summed squared distance to its n - f - 2 nearest other candidates.
 
-    ``candidates`` (default: all) lets Bulyan rerun Krum on what is left; n is their number,
-    and at least one neighbour always counts (as in Flower).
+    ``order`` is ``neighbour_order(dist)``; ``candidates`` (default: all) lets Bulyan rerun
+    Krum on what is left, n is their number, and at least one neighbour always counts (as in Flower).
     """
     cand = list(range(len(dist))) if candidates is None else list(candidates)
     k = max(1, len(cand) - f - 2)
-    return {i: sum(dist[i][j] for j in nearest(dist[i], [j for j in cand if j != i], k)) for i in cand}
+    allowed = set(cand)
+    scores = {}
+    for i in cand:
+        near = [j for j in order[i] if j in allowed][:k]
+        scores[i] = sum(dist[i][j] for j in near)
+    return scores
 
 
 def select_multikrum(dist: Sequence[Sequence[int]], f: int, m: int) -> list[int]:
     """Indices of the m lowest Krum scores, lowest first (ties: lower index first)."""
-    scores = krum_scores(dist, f)
+    scores = krum_scores(neighbour_order(dist), dist, f)
     return sorted(scores, key=lambda i: (scores[i], i))[:m]
 
 
