@@ -27,7 +27,10 @@ from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.sponsor import create_task
 from fedchain.protocol.trainer import Trainer
 from fedchain.protocol.validator import Validator
+from fedchain.protocol.watcher import Watcher
 from fedchain.sim.adversaries import ADVERSARIES
+from fedchain.sim.adversaries.colluder import Colluder
+from fedchain.sim.attacks.trainer import arm, attack_trainer, byzantine_count
 from fedchain.storage.store import LocalBlobStore
 
 
@@ -52,9 +55,19 @@ class SimConfig:
     out: Path = Path("out")
     # name of a misbehaving trainer kind -> how many trainers behave that way
     adversaries: dict[str, int] = field(default_factory=dict)
+    # an attack of fedchain.sim.attacks, run by this share of the trainers (the last ones)
+    attack: str | None = None
+    byzantine: float = 0.0
+    # the task's aggregation rule and its parameters (fedchain.learning.aggregate)
+    rule: str = "fedavg"
+    rule_params: dict = field(default_factory=dict)
     stake: int = 100 * TOKEN
     pool: int = 1_000 * TOKEN
     phase_blocks: int = 5
+    # the first `colluders` validators vote for a sabotaged model (sim/adversaries/colluder.py);
+    # `watchers` honest observers recompute every round and challenge wrong results on chain
+    colluders: int = 0
+    watchers: int = 0
 
 
 @dataclass
@@ -70,10 +83,11 @@ class Network:
     validators: list[Validator]
     store: LocalBlobStore
     initial_params: dict
+    watchers: list[Watcher] = field(default_factory=list)
 
     @property
     def nodes(self) -> list[Node]:
-        return [*self.trainers, *self.validators]
+        return [*self.trainers, *self.validators, *self.watchers]
 
     def conservation_gap(self) -> int:
         """Token balance minus what the contract owes: zero, to the wei."""
@@ -94,7 +108,7 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
                       num_classes_per_partition=cfg.classes_per_partition)
     recipe = Recipe(model=cfg.model, dataset=cfg.dataset, input_shape=tuple(data.input_shape),
                     num_classes=data.num_classes, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                    momentum=cfg.momentum)
+                    momentum=cfg.momentum, rule=cfg.rule, rule_params=cfg.rule_params)
     out = Path(cfg.out)
     store = LocalBlobStore(out / "blobs")
 
@@ -104,6 +118,7 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
     fc, tok = dep.fedchain, dep.token
 
     kinds = [kind for kind, n in cfg.adversaries.items() for _ in range(n)]
+    kinds += [cfg.attack] * byzantine_count(cfg)
     if len(kinds) > cfg.trainers:
         raise ValueError(f"{len(kinds)} adversaries but only {cfg.trainers} trainers")
     kinds = ["honest"] * (cfg.trainers - len(kinds)) + kinds
@@ -118,19 +133,27 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
     common = dict(fedchain=fc, store=store, recipe=recipe)
     trainers = []
     for i, kind in enumerate(kinds):
-        cls = Trainer if kind == "honest" else ADVERSARIES[kind]
+        cls = Trainer if kind == "honest" else ADVERSARIES.get(kind) or attack_trainer(kind, data.num_classes)
         acct = account(f"trainer-{i}")
         fc.tx("stake", ROLE_TRAINER, cfg.stake, sender=acct)
         idx = parts[i]
         trainers.append(cls(f"trainer-{i}" + ("" if kind == "honest" else f"({kind})"), account=acct,
                             journal=Journal(out / "journals" / f"trainer-{i}.jsonl"),
                             x=data.x_train[idx], y=data.y_train[idx], seed=cfg.seed * 1000 + i, **common))
+    arm(trainers)
     validators = []
     for j in range(cfg.validators):
         acct = account(f"validator-{j}")
         fc.tx("stake", ROLE_VALIDATOR, cfg.stake, sender=acct)
-        validators.append(Validator(f"validator-{j}", account=acct,
-                                    journal=Journal(out / "journals" / f"validator-{j}.jsonl"), **common))
+        cls, label = (Colluder, f"validator-{j}(colluder)") if j < cfg.colluders else (Validator, f"validator-{j}")
+        validators.append(cls(label, account=acct, journal=Journal(out / "journals" / f"validator-{j}.jsonl"),
+                              **common))
+    watchers = []
+    for k in range(cfg.watchers):
+        acct = account(f"watcher-{k}")  # holds tokens for challenge bonds, stakes nothing
+        tok.tx("mint", acct.address, 10 * dep.challenges.call("bond"), sender=owner)
+        watchers.append(Watcher(f"watcher-{k}", account=acct, journal=Journal(out / "journals" / f"watcher-{k}.jsonl"),
+                                challenges=dep.challenges, token=tok, **common))
     chain.mine(1)  # stake counts only in rounds opened after the block it was added in
 
     initial = get_params(build_model(cfg.model, tuple(data.input_shape), data.num_classes, seed=cfg.seed))
@@ -139,7 +162,7 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
     task_id = create_task(fc, tok, owner, store, recipe, initial, rounds=cfg.rounds, pool=cfg.pool,
                           trainers_per_round=cfg.trainers, validators_per_round=cfg.validators,
                           commit_blocks=b, reveal_blocks=b, validate_blocks=b, challenge_blocks=b)
-    return Network(cfg, chain, dep, data, parts, recipe, task_id, trainers, validators, store, initial)
+    return Network(cfg, chain, dep, data, parts, recipe, task_id, trainers, validators, store, initial, watchers)
 
 
 @dataclass
@@ -157,7 +180,9 @@ def play_round(net: Network) -> RoundOutcome:
     gas0 = sum(n.gas_used for n in net.nodes)
     observer = net.validators[0]
     v = observer.task(t).current
-    for boundary in (v.commit_end + 1, v.reveal_end + 1, v.challenge_end + 1, None):
+    # with watchers, everyone is stepped once more inside the challenge window
+    window = (v.validate_end + 1,) if net.watchers else ()
+    for boundary in (v.commit_end + 1, v.reveal_end + 1, *window, v.challenge_end + 1, None):
         for node in net.nodes:
             node.step(t)
         log = observer.task(t)
