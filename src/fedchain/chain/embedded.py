@@ -46,6 +46,7 @@ class EmbeddedChain(Chain):
         self.env.evm.patch.timestamp = GENESIS_TIMESTAMP
         self._logs: list[Event] = []
         self._log_blocks: list[int] = []  # parallel to _logs, nondecreasing: bisect on it
+        self._artifacts: dict[str, Artifact] = {}  # address -> ABI, to decode the logs it emits
 
     def deploy(self, art: Artifact, *args: Any, sender: LocalAccount) -> Contract:
         code = art.bytecode + art.codec.encode_constructor(args)
@@ -53,9 +54,13 @@ class EmbeddedChain(Chain):
         address, computation = self.env.deploy(sender=sender.address, bytecode=code)
         if computation.is_error:
             raise Reverted(revert_reason(computation.output), f"deploy {art.name}")
-        contract = Contract(self, art, to_checksum_address(str(address)))
+        contract = self.at(art, to_checksum_address(str(address)))
         self._record(contract, computation)
         return contract
+
+    def at(self, art: Artifact, address: str) -> Contract:
+        self._artifacts[to_checksum_address(address)] = art
+        return Contract(self, art, address)
 
     def transact(self, contract: Contract, fn: str, args: tuple, *, sender: LocalAccount, gas: int | None = None) -> Receipt:
         data = contract.artifact.codec.encode_call(fn, args)
@@ -80,18 +85,22 @@ class EmbeddedChain(Chain):
         return contract.artifact.codec.decode_output(fn, c.output)
 
     def _record(self, contract: Contract, computation) -> list[Event]:
+        """Keep every log a known contract emitted (a call may reach several contracts);
+        return the called contract's own, as a receipt over JSON-RPC would decode them."""
         block = self.block_number()
         events = []
         for _, address, topics, data in computation.get_raw_log_entries():
-            ev = contract.artifact.codec.decode_log(
-                [t.to_bytes(32, "big") for t in topics], data, block,
-                to_checksum_address(address), len(self._logs),
-            )
-            if ev is None:  # e.g. the token's Transfer: another contract's ABI
+            address = to_checksum_address(address)
+            art = self._artifacts.get(address)
+            if art is None:
+                continue
+            ev = art.codec.decode_log([t.to_bytes(32, "big") for t in topics], data, block, address, len(self._logs))
+            if ev is None:
                 continue
             self._logs.append(ev)
             self._log_blocks.append(block)
-            events.append(ev)
+            if address == contract.address:
+                events.append(ev)
         return events
 
     def events(self, contract: Contract, from_block: int = 0, to_block: int | None = None) -> list[Event]:

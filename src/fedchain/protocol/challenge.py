@@ -79,13 +79,55 @@ def accepted_reveals(revealed: Iterable, rejected: int) -> list:
     return [e for e in sorted(revealed, key=lambda e: e.args["index"]) if not (rejected >> e.args["index"]) & 1]
 
 
-def find_fault(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable, vote: Mapping,
-               store: BlobStore, recipe: Recipe, shapes: Mapping[str, tuple[int, ...]]) -> Challenge | None:
-    """The challenge of ``vote`` (a Voted event's args), or None if its model is right.
+@dataclass(frozen=True)
+class Evidence:
+    """What a challenge of one vote is built from: the parent model, the voted model
+    and the updates the vote accepted, all fetched and checked against their roots."""
 
-    Raises ``Unchallengeable`` when the model may be wrong but no proof can be
-    built: the task's rule is not challengeable on chain, the claimed model's blob
-    is unavailable or does not match its root, or an accepted update is unusable.
+    task_id: int
+    round_id: int
+    vote: Mapping
+    parent: np.ndarray
+    claimed: np.ndarray
+    accepted: list       # Revealed events, in reveal order
+    updates: list[np.ndarray]
+    samples: list[int]
+    recipe: Recipe
+
+    def expected(self) -> np.ndarray:
+        """The model the contract will recompute: FedAvg of the accepted updates."""
+        return fedavg(self.parent, self.updates, self.samples) if self.updates else self.parent
+
+    def first_wrong_chunk(self) -> int | None:
+        size = self.recipe.chunk_size
+        diff = np.flatnonzero(np.any(fp.chunks(self.expected(), size) != fp.chunks(self.claimed, size), axis=1))
+        return int(diff[0]) if diff.size else None
+
+    def challenge(self, c: int) -> Challenge:
+        """The challenge of chunk ``c`` (sent for a right chunk, it fails and costs the bond)."""
+        size, v = self.recipe.chunk_size, self.vote
+        parent_chunk, parent_proof = _chunk_and_proof(self.parent, c, size)
+        claimed_chunk, claimed_proof = _chunk_and_proof(self.claimed, c, size)
+        update_chunks, update_proofs = b"", []
+        for q in self.updates:
+            data, proof = _chunk_and_proof(q, c, size)
+            update_chunks += data
+            update_proofs += proof
+        return Challenge(
+            self.task_id, self.round_id,
+            (v["model_root"], v["model_cid"], v["scores_root"], v["total_score"], v["rejected"]),
+            keccak(self.recipe.to_bytes()), c, len(parent_proof), [e.args["node"] for e in self.accepted],
+            [e.args["update_root"] for e in self.accepted], [e.args["salt"] for e in self.accepted],
+            update_chunks, update_proofs, parent_chunk, parent_proof, claimed_chunk, claimed_proof)
+
+
+def gather(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable, vote: Mapping,
+           store: BlobStore, recipe: Recipe, shapes: Mapping[str, tuple[int, ...]]) -> Evidence:
+    """Fetch and check everything a challenge of ``vote`` (a Voted event's args) needs.
+
+    Raises ``Unchallengeable`` when no proof can be built: the task's rule is not
+    challengeable on chain, the voted model's blob is unavailable or does not match
+    its root, or an update the vote accepted is unusable.
     """
     if recipe.challenge_rule != CHALLENGE_FEDAVG:
         raise Unchallengeable(f"rule {recipe.rule!r} {dict(recipe.rule_params)} is not challengeable on chain")
@@ -94,9 +136,8 @@ def find_fault(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iter
         claimed = _decode_vector(store.get(cid_from_digest(vote["model_cid"])), shapes)
     except FedchainError as e:
         raise Unchallengeable(f"the voted model blob cannot be used: {e}") from None
-    if fp.vector_root(claimed, size) != vote["model_root"]:
+    if claimed.size != parent_q.size or fp.vector_root(claimed, size) != vote["model_root"]:
         raise Unchallengeable("the voted model blob does not match the voted model root")
-
     accepted = accepted_reveals(revealed, vote["rejected"])
     updates, samples = [], []
     for e in accepted:
@@ -108,24 +149,13 @@ def find_fault(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iter
             raise Unchallengeable(f"accepted update of {e.args['node']} does not match its revealed root")
         updates.append(q)
         samples.append(e.args["samples"])
-    expected = fedavg(parent_q, updates, samples) if updates else parent_q
-    if claimed.size != expected.size:
-        raise Unchallengeable("the voted model has the wrong number of parameters")
-    diff = np.flatnonzero(np.any(fp.chunks(expected, size) != fp.chunks(claimed, size), axis=1))
-    if diff.size == 0:
-        return None
-    c = int(diff[0])
+    return Evidence(task_id, round_id, vote, parent_q, claimed, accepted, updates, samples, recipe)
 
-    parent_chunk, parent_proof = _chunk_and_proof(parent_q, c, size)
-    claimed_chunk, claimed_proof = _chunk_and_proof(claimed, c, size)
-    update_chunks, update_proofs = b"", []
-    for q in updates:
-        data, proof = _chunk_and_proof(q, c, size)
-        update_chunks += data
-        update_proofs += proof
-    return Challenge(
-        task_id, round_id,
-        (vote["model_root"], vote["model_cid"], vote["scores_root"], vote["total_score"], vote["rejected"]),
-        keccak(recipe.to_bytes()), c, len(parent_proof), [e.args["node"] for e in accepted],
-        [e.args["update_root"] for e in accepted], [e.args["salt"] for e in accepted], update_chunks,
-        update_proofs, parent_chunk, parent_proof, claimed_chunk, claimed_proof)
+
+def find_fault(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable, vote: Mapping,
+               store: BlobStore, recipe: Recipe, shapes: Mapping[str, tuple[int, ...]]) -> Challenge | None:
+    """The challenge of the first wrong chunk of ``vote``'s model, or None if the model
+    is the FedAvg of the updates it accepted (``Unchallengeable``: see ``gather``)."""
+    evidence = gather(task_id, round_id, parent_q, revealed, vote, store, recipe, shapes)
+    c = evidence.first_wrong_chunk()
+    return None if c is None else evidence.challenge(c)

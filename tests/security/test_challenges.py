@@ -1,0 +1,303 @@
+"""On-chain fraud proofs: a colluding committee, a single honest watcher, and every
+way a challenge can be refused.
+
+Networks are real (trained logistic-regression updates, the blob store, the
+fedchain and challenge contracts); the colluders vote for the parent model moved
+against the aggregate (``sim/adversaries/colluder.py``). The anvil case of the
+collusion test runs the same network against an anvil node over JSON-RPC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from fedchain.chain.deploy import TOKEN
+from fedchain.chain.embedded import EmbeddedChain
+from fedchain.chain.interface import account_from_seed
+from fedchain.errors import Reverted
+from fedchain.learning import fixedpoint as fp
+from fedchain.protocol.challenge import find_fault, gather
+from fedchain.protocol.node import FAILED, FINALIZED, OPEN
+from fedchain.sim.network import SimConfig, build_network, play_round
+from tests.conftest import reverts
+
+FAIL_CHALLENGED = 3
+SLASH_WRONG_VOTE = 4
+
+
+def config(tmp_path, **kw) -> SimConfig:
+    base = dict(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32, seed=3,
+                out=tmp_path)
+    return SimConfig(**base | kw)
+
+
+def to_vote(net):
+    """Step every node to the end of the current round's vote phase (the quorum leads)."""
+    t = net.task_id
+    v = net.validators[0].task(t).current
+    for boundary in (v.commit_end + 1, v.reveal_end + 1, None):
+        for node in net.nodes:
+            node.step(t)
+        if boundary is not None:
+            net.chain.mine_to(boundary)
+    return v
+
+
+def evidence(net, v):
+    """What a challenge of the leading vote is built from."""
+    log, fc = net.validators[0].task(net.task_id), net.deployment.fedchain
+    leader = fc.call("rounds", net.task_id, v.round_id)["leader"]
+    vote = next(e.args for e in log.votes[v.round_id] if e.args["vote_hash"] == leader)
+    parent = net.validators[0].current_model(net.task_id).q
+    shapes = net.validators[0].shapes
+    return gather(net.task_id, v.round_id, parent, log.reveals[v.round_id], vote, net.store, net.recipe, shapes)
+
+
+def challenger(net, name="challenger", tokens=100 * TOKEN):
+    acct = account_from_seed(name)
+    net.chain.fund(acct.address, 10**20)
+    net.deployment.token.tx("mint", acct.address, tokens, sender=owner(net))
+    return acct
+
+
+def owner(net):
+    return account_from_seed(f"{net.cfg.seed}:sponsor")
+
+
+def approve_bond(net, acct):
+    ch = net.deployment.challenges
+    net.deployment.token.tx("approve", ch.address, ch.call("bond"), sender=acct)
+
+
+# ---------------------------------------------------------------- the collusion test
+
+
+@pytest.fixture(params=["embedded", pytest.param("anvil", marks=pytest.mark.anvil)])
+def chain(request):
+    if request.param == "embedded":
+        yield EmbeddedChain()
+        return
+    from fedchain.chain.anvil import Anvil
+    from fedchain.chain.rpc import RpcChain
+
+    anvil = Anvil()
+    try:
+        yield RpcChain(anvil.url)
+    finally:
+        anvil.stop()
+
+
+def test_one_watcher_reverts_a_colluding_committee_and_gets_it_slashed(chain, tmp_path):
+    # anvil mines a block per transaction: longer phases leave room for every node's sends
+    net = build_network(config(tmp_path, colluders=3, watchers=1, phase_blocks=12), chain=chain)
+    fc, tok, t = net.deployment.fedchain, net.deployment.token, net.task_id
+    stakes = {n.address: fc.call("stakes", n.address)["active"] for n in [*net.trainers, *net.validators]}
+    initial_root = fc.call("tasks", t)["model_root"]
+    watcher = net.watchers[0]
+    balance = tok.call("balanceOf", watcher.address)
+
+    outcome = play_round(net)
+
+    assert not outcome.finalized
+    assert watcher.challenged == [(t, 0, True)]
+    failed = [e for e in fc.events() if e.name == "RoundFailed" and e.args["round_id"] == 0]
+    assert [e.args["reason"] for e in failed] == [FAIL_CHALLENGED]
+    assert fc.call("rounds", t, 0)["status"] == FAILED
+    # the wrong model never became the task's model; the next round builds on the last good one
+    assert fc.call("tasks", t)["model_root"] == initial_root
+    assert fc.call("tasks", t)["round"] == 1
+    # every colluder lost the safety penalty (half its stake), once; no trainer lost anything
+    slashes = [e.args for e in fc.events() if e.name == "Slashed"]
+    assert sorted(s["node"] for s in slashes) == sorted(v.address for v in net.validators)
+    assert all(s["reason"] == SLASH_WRONG_VOTE for s in slashes)
+    for v in net.validators:
+        assert fc.call("stakes", v.address)["active"] == stakes[v.address] // 2
+    for tr in net.trainers:
+        assert fc.call("stakes", tr.address)["active"] == stakes[tr.address]
+    # the watcher: bond back, the reporter share of each slash (much less than the penalty)
+    penalty = stakes[net.validators[0].address] // 2
+    assert fc.call("payouts", watcher.address) == 3 * penalty // 10
+    assert tok.call("balanceOf", watcher.address) == balance
+    assert fc.call("rounds", t, 0)["challenger"] == watcher.address
+    assert net.conservation_gap() == 0
+
+
+def test_a_watcher_leaves_an_honest_committee_alone(tmp_path):
+    net = build_network(config(tmp_path, watchers=1))
+    outcomes = [play_round(net) for _ in range(2)]
+    assert all(o.finalized for o in outcomes)
+    assert net.watchers[0].challenged == [] and net.watchers[0].unprovable == {}
+    assert not [e for e in net.deployment.fedchain.events() if e.name == "Slashed"]
+
+
+# ---------------------------------------------------------------- failed and late challenges
+
+
+def test_a_false_challenge_loses_its_bond_and_changes_nothing(tmp_path):
+    net = build_network(config(tmp_path))  # an honest committee
+    fc, tok, ch, t = net.deployment.fedchain, net.deployment.token, net.deployment.challenges, net.task_id
+    v = to_vote(net)
+    ev = evidence(net, v)
+    assert ev.first_wrong_chunk() is None  # the honest result is right everywhere
+    last = fp.chunks(ev.parent).shape[0] - 1
+    bond = ch.call("bond")
+    acct = challenger(net)
+    for c in (0, last):  # the first chunk, and the last (zero-padded) one
+        approve_bond(net, acct)
+        pool, held = fc.call("tasks", t)["pool"], tok.call("balanceOf", acct.address)
+        rc = ch.tx("challenge", *ev.challenge(c).args(), sender=acct)
+        assert rc.event("Challenged").args["success"] is False
+        assert fc.call("tasks", t)["pool"] == pool + bond
+        assert tok.call("balanceOf", acct.address) == held - bond
+        funded = [e for e in fc.events() if e.name == "PoolFunded"][-1].args
+        assert (funded["funder"], funded["amount"]) == (ch.address, bond)
+        assert fc.call("rounds", t, v.round_id)["status"] == OPEN
+    assert net.conservation_gap() == 0
+    net.chain.mine_to(v.challenge_end + 1)
+    for node in net.nodes:
+        node.step(t)
+    assert fc.call("rounds", t, v.round_id)["status"] == FINALIZED
+    assert not [e for e in fc.events() if e.name == "Slashed"]
+
+
+def test_a_challenge_after_the_window_is_refused(tmp_path):
+    net = build_network(config(tmp_path, colluders=3))
+    fc, ch = net.deployment.fedchain, net.deployment.challenges
+    v = to_vote(net)
+    challenge = find_fault(net.task_id, v.round_id, evidence(net, v).parent, net.validators[0].task(net.task_id)
+                           .reveals[v.round_id], evidence(net, v).vote, net.store, net.recipe, net.validators[0].shapes)
+    assert challenge is not None
+    acct = challenger(net)
+    approve_bond(net, acct)
+    net.chain.mine_to(v.challenge_end + 1)
+    with reverts("challenges: window closed"):
+        ch.tx("challenge", *challenge.args(), sender=acct)
+    for node in net.nodes:
+        node.step(net.task_id)  # the (wrong) result finalizes: the window is over
+    assert fc.call("rounds", net.task_id, v.round_id)["status"] == FINALIZED
+    with reverts("challenges: not the current round"):
+        ch.tx("challenge", *challenge.args(), sender=acct)
+
+
+# ---------------------------------------------------------------- every refusal
+
+
+@pytest.fixture
+def colluded(tmp_path):
+    """A colluding committee's leading vote in round 0, a garbage trainer's update
+    rejected (reveal index set by reveal order), and a valid challenge of it."""
+    net = build_network(config(tmp_path, trainers=5, colluders=3, adversaries={"garbage": 1}))
+    v = to_vote(net)
+    ev = evidence(net, v)
+    assert ev.vote["rejected"] != 0 and len(ev.accepted) == 4
+    c = ev.first_wrong_chunk()
+    assert c is not None
+    acct = challenger(net)
+    approve_bond(net, acct)
+    return net, v, ev, ev.challenge(c), acct
+
+
+def test_every_malformed_challenge_is_refused(colluded):
+    net, v, ev, good, acct = colluded
+    ch = net.deployment.challenges
+    other = next(tr for tr in net.trainers if tr.address not in good.nodes)  # the rejected one
+    rep = dataclasses.replace
+    flip = lambda b: bytes([b[0] ^ 1]) + b[1:]  # noqa: E731
+    cases = {
+        "challenges: not a FedAvg task": rep(good, recipe_json_hash=flip(good.recipe_json_hash)),
+        "challenges: not the current round": rep(good, round_id=1),
+        "challenges: not the leading vote": rep(good, vote=(*good.vote[:3], good.vote[3] + 1, good.vote[4])),
+        "challenges: bad chunk index": rep(good, chunk=2**good.depth),
+        "challenges: ragged inputs": rep(good, salts=good.salts[:-1]),
+        "challenges: bad parent proof": rep(good, parent_chunk=flip(good.parent_chunk)),
+        "challenges: bad claimed proof": rep(good, claimed_chunk=flip(good.claimed_chunk)),
+        "challenges: not the accepted updates in reveal order": rep(good, nodes=good.nodes[::-1]),
+        "challenges: not revealed": rep(good, nodes=[acct.address, *good.nodes[1:]]),
+        "challenges: root does not match commitment": rep(good, update_roots=[flip(good.update_roots[0]),
+                                                                             *good.update_roots[1:]]),
+        "challenges: bad update proof": rep(good, update_chunks=flip(good.update_chunks)),
+        "challenges: an accepted update is missing": rep(
+            good, nodes=good.nodes[:-1], update_roots=good.update_roots[:-1], salts=good.salts[:-1],
+            update_chunks=good.update_chunks[:-256], update_proofs=good.update_proofs[:-good.depth]),
+    }
+    for reason, bad in cases.items():
+        with reverts(reason):
+            ch.tx("challenge", *bad.args(), sender=acct)
+    # the rejected update cannot be slipped in
+    log = net.validators[0].task(net.task_id)
+    rejected = next(e for e in log.reveals[v.round_id] if e.args["node"] == other.address)
+    with reverts("challenges: not the accepted updates in reveal order"):
+        ch.tx("challenge", *rep(good, nodes=[*good.nodes, other.address],
+                                update_roots=[*good.update_roots, rejected.args["update_root"]],
+                                salts=[*good.salts, rejected.args["salt"]],
+                                update_chunks=good.update_chunks + good.update_chunks[-256:],
+                                update_proofs=good.update_proofs + good.update_proofs[-good.depth:]).args(),
+              sender=acct)
+    # no bond, no challenge
+    poor = challenger(net, "poor", tokens=0)
+    with pytest.raises(Reverted):
+        ch.tx("challenge", *good.args(), sender=poor)
+    # and the good one still works
+    assert ch.tx("challenge", *good.args(), sender=acct).event("Challenged").args["success"] is True
+
+
+def test_only_the_challenge_contract_reverts_rounds_and_only_wrong_voters_are_slashed(colluded):
+    net, v, ev, good, acct = colluded
+    fc, ch, t = net.deployment.fedchain, net.deployment.challenges, net.task_id
+    with reverts("challenges: not allowed"):
+        fc.tx("revert_round", t, 0, acct.address, sender=acct)
+    with reverts("slashing: round not challenged"):
+        fc.tx("slash_wrong_vote", t, 0, net.validators[0].address, sender=acct)
+    with reverts("challenges: not the deployer"):
+        ch.tx("bind", acct.address, sender=acct)
+    with reverts("challenges: already bound"):
+        ch.tx("bind", acct.address, sender=owner(net))
+    ch.tx("challenge", *good.args(), sender=acct)
+    with reverts("slashing: no wrong vote"):  # a trainer never voted
+        fc.tx("slash_wrong_vote", t, 0, net.trainers[0].address, sender=acct)
+    before = fc.call("stakes", net.validators[0].address)["active"]
+    fc.tx("slash_wrong_vote", t, 0, net.validators[0].address, sender=acct)
+    assert fc.call("stakes", net.validators[0].address)["active"] == before - before // 2
+    with reverts("slashing: no wrong vote"):  # once per round
+        fc.tx("slash_wrong_vote", t, 0, net.validators[0].address, sender=acct)
+    assert fc.call("payouts", acct.address) == (before // 2) // 10
+    assert net.conservation_gap() == 0
+
+
+def test_fund_pool_and_future_rounds(tmp_path):
+    net = build_network(config(tmp_path, colluders=3))
+    fc, tok, t = net.deployment.fedchain, net.deployment.token, net.task_id
+    acct = challenger(net)
+    v = to_vote(net)
+    ev = evidence(net, v)
+    good = ev.challenge(ev.first_wrong_chunk())
+    # a later round has no votes yet
+    with reverts("challenges: not the current round"):
+        net.deployment.challenges.tx("challenge", *dataclasses.replace(good, round_id=v.round_id + 1).args(),
+                                     sender=acct)
+    tok.tx("approve", fc.address, 5 * TOKEN, sender=acct)
+    with reverts("tasks: no such task"):
+        fc.tx("fund_pool", 99, TOKEN, sender=acct)
+    with reverts("tasks: empty amount"):
+        fc.tx("fund_pool", t, 0, sender=acct)
+    pool = fc.call("tasks", t)["pool"]
+    fc.tx("fund_pool", t, 5 * TOKEN, sender=acct)
+    assert fc.call("tasks", t)["pool"] == pool + 5 * TOKEN
+    assert net.conservation_gap() == 0
+
+
+def test_no_quorum_means_nothing_to_challenge(tmp_path):
+    net = build_network(config(tmp_path, colluders=3))
+    fc, ch, t = net.deployment.fedchain, net.deployment.challenges, net.task_id
+    v = to_vote(net)
+    ev = evidence(net, v)
+    good = ev.challenge(ev.first_wrong_chunk())
+    # round 1 opens when round 0 is reverted; before its votes there is no quorum
+    acct = challenger(net)
+    approve_bond(net, acct)
+    ch.tx("challenge", *good.args(), sender=acct)
+    assert fc.call("tasks", t)["round"] == 1
+    with reverts("challenges: no quorum"):
+        ch.tx("challenge", *dataclasses.replace(good, round_id=1).args(), sender=acct)
