@@ -18,6 +18,7 @@ from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import account_from_seed
 from fedchain.errors import Reverted
 from fedchain.learning import fixedpoint as fp
+from fedchain.protocol.audit import Auditor, ContractEvents
 from fedchain.protocol.challenge import find_fault, gather
 from fedchain.protocol.node import FAILED, FINALIZED, OPEN
 from fedchain.sim.network import SimConfig, build_network, play_round
@@ -122,6 +123,9 @@ def test_one_watcher_reverts_a_colluding_committee_and_gets_it_slashed(chain, tm
     assert tok.call("balanceOf", watcher.address) == balance
     assert fc.call("rounds", t, 0)["challenger"] == watcher.address
     assert net.conservation_gap() == 0
+    # the auditor agrees: the reverted result was wrong, the history is consistent
+    report = Auditor(ContractEvents(fc, net.deployment.block), net.store, t).run()
+    assert report.versions[0].status == "failed: challenged: the leading result was proven wrong"
 
 
 def test_a_watcher_leaves_an_honest_committee_alone(tmp_path):

@@ -11,8 +11,8 @@ import typer
 from fedchain.cli._common import DeploymentOpt, RpcOpt, connect, errors, fmt_tokens
 
 ROLES = {0: "-", 1: "trainer", 2: "validator"}
-SLASH_REASONS = {1: "commit not revealed", 2: "equivocation", 3: "update rejected"}
-FAIL_REASONS = {1: "too few reveals", 2: "no quorum"}
+SLASH_REASONS = {1: "commit not revealed", 2: "equivocation", 3: "update rejected", 4: "voted for a wrong result"}
+FAIL_REASONS = {1: "too few reveals", 2: "no quorum", 3: "challenged"}
 
 
 def status(

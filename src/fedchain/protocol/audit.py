@@ -42,13 +42,13 @@ from fedchain.learning.models import build_model
 from fedchain.learning.train import flatten, get_params, param_shapes, unflatten
 from fedchain.protocol.node import Model
 from fedchain.protocol.sponsor import task_recipe
-from fedchain.protocol.validator import STORAGE_REASONS, RoundResult, aggregate_round, check_updates
+from fedchain.protocol.validator import STORAGE_REASONS, RoundResult, aggregate_round, check_updates, compute_round
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_metadata, decode_tensors
 from fedchain.storage.store import BlobStore
 
 BPS = 10_000
-FAIL_REASONS = {1: "too few reveals", 2: "no quorum"}
+FAIL_REASONS = {1: "too few reveals", 2: "no quorum", 3: "challenged: the leading result was proven wrong"}
 EVENTS_FILE = "events.jsonl"
 DEPLOYMENT_FILE = "deployment.json"
 
@@ -380,6 +380,8 @@ class Auditor:
                 pool -= sum(out[a["round_id"]])
             elif e.name == "PoolReclaimed" and a["task_id"] == self.task_id:
                 pool -= a["amount"]
+            elif e.name == "PoolFunded" and a["task_id"] == self.task_id:
+                pool += a["amount"]  # a top-up, or a failed challenger's bond
         return out
 
     # -- one round
@@ -394,7 +396,7 @@ class Auditor:
             return version, model
         if rnd.outcome.name == "RoundFailed":
             version.status = f"failed: {FAIL_REASONS.get(rnd.outcome.args['reason'], rnd.outcome.args['reason'])}"
-            self._check_failure(r, rnd, revealed)
+            self._check_failure(r, rnd, revealed, model)
             self._no_claims(r, rnd, "a failed round")
             return version, model
 
@@ -425,8 +427,15 @@ class Auditor:
             if a["index"] != i:
                 raise AuditError(r, a["node"], "reveal index", i, a["index"])
 
-    def _check_failure(self, r: int, rnd: _Round, revealed: list[Event]) -> None:
+    def _check_failure(self, r: int, rnd: _Round, revealed: list[Event], model: Model) -> None:
         reason = rnd.outcome.args["reason"]
+        if reason == 3:  # reverted by a challenge: the leading model must indeed be wrong
+            h = _quorum(rnd)
+            lead = next((e.args for e in rnd.votes if e.args["vote_hash"] == h), None)
+            mine = compute_round(self.task_id, r, model, revealed, self.store, self.recipe, self.template)
+            if lead is not None and lead["model_root"] == mine.model_root:
+                raise AuditError(r, "challenger", "reverted result", "a wrong model root", _show(mine.model_root))
+            return
         min_reveals = self.source.facts(self.task_id).get("min_reveals")
         if reason == 1 and min_reveals is not None and len(revealed) >= min_reveals:
             raise AuditError(r, "committee", "failure (too few reveals)", f"fewer than {min_reveals} reveals",
