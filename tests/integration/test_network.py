@@ -62,6 +62,9 @@ def test_processes_train_for_three_rounds_and_everyone_is_paid(procnet):
         net.trainer(i, dev=1 + i)
     for j in range(VALIDATORS):
         net.validator(j, dev=1 + TRAINERS + j)
+    # a watcher: no stake, no data; it recomputes every round as it reaches a quorum
+    net.start("watcher", "node", "run", "--role", "watcher", "--dev-account", str(2 + TRAINERS + VALIDATORS),
+              "--home", "watcher", "--name", "watcher")
 
     sponsor = re.search(r"0x[0-9a-fA-F]{40}", net.wait_exit("new-sponsor"))[0]
     keyed = re.search(r"0x[0-9a-fA-F]{40}", net.wait_exit("new-trainer"))[0]
@@ -112,6 +115,9 @@ def test_processes_train_for_three_rounds_and_everyone_is_paid(procnet):
     assert "committed update" in net.log("trainer-1") and "revealed" in net.log("trainer-1")
     assert "voted model" in net.log("validator-0") and "finalized at block" in net.log("validator-0")
     assert "claimed" in net.log("trainer-0")
+    for r in range(ROUNDS):  # an honest committee: every result checks out, nothing is challenged
+        assert f"round {r}: the leading result checks out" in net.log("watcher"), net.log("watcher")
+    assert "wrong" not in net.log("watcher") and "challenge on chunk" not in net.log("watcher")
 
 
 # ---------------------------------------------------------------- faults

@@ -15,18 +15,22 @@ from fedchain.cli._common import (AccountOpt, AnnounceOpt, DeploymentOpt, DevAcc
                                   PeerOpt, PeersFileOpt, PublicUrlOpt, RpcOpt, connect, errors, fail, open_store,
                                   parse_tokens, resolve_account, setup_logging)
 
-app = typer.Typer(help="Run a node: a trainer (your data stays here) or a validator.", no_args_is_help=True)
+app = typer.Typer(help="Run a node: a trainer (your data stays here), a validator or a watcher.",
+                  no_args_is_help=True)
 
 
 class Role(str, Enum):
     trainer = "trainer"
     validator = "validator"
+    watcher = "watcher"
 
 
 @app.command()
 def run(
     role: Annotated[Role, typer.Option(help="trainer: trains on --data when selected; validator: checks, "
-                                            "aggregates and votes.")],
+                                            "aggregates and votes; watcher: recomputes every round and "
+                                            "challenges a wrong result on chain (no stake, no data; holds "
+                                            "tokens for the challenge bond).")],
     data: Annotated[Path | None, typer.Option(
         help="Trainer's private data: an .npz with arrays x (float32, one example per row) and y (int labels). "
              "Never leaves this machine (see `fedchain data split`).")] = None,
@@ -67,10 +71,12 @@ def run(
     and checks every blob it fetches against its CID.
     """
     from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR
+    from fedchain.protocol.runner import ROLE_WATCHER
     from fedchain.protocol.journal import Journal
     from fedchain.protocol.runner import NodeRunner
     from fedchain.protocol.trainer import Trainer
     from fedchain.protocol.validator import Validator
+    from fedchain.protocol.watcher import Watcher
 
     if role is Role.trainer and data is None:
         fail("a trainer needs --data PATH (.npz with x and y)", 2)
@@ -94,6 +100,10 @@ def run(
         def make_node(recipe):
             if role is Role.validator:
                 return Validator(name, recipe=recipe, **common)
+            if role is Role.watcher:
+                if dep.challenges is None:
+                    fail("this deployment has no challenge contract: a watcher cannot challenge", 2)
+                return Watcher(name, recipe=recipe, challenges=dep.challenges, token=dep.token, **common)
             if tuple(x.shape[1:]) != tuple(recipe.input_shape):
                 raise typer.BadParameter(f"--data has examples of shape {tuple(x.shape[1:])}, the task's model "
                                          f"takes {tuple(recipe.input_shape)}")
@@ -102,9 +112,9 @@ def run(
             s = seed if seed is not None else int(acct.address[2:10], 16)
             return Trainer(name, recipe=recipe, x=x, y=y, seed=s, **common)
 
-        runner = NodeRunner(dep, acct, ROLE_TRAINER if role is Role.trainer else ROLE_VALIDATOR, store, make_node,
-                            stake=parse_tokens(stake), task_id=task, poll=poll, exit_when_done=exit_when_done,
-                            log=log)
+        role_id = {Role.trainer: ROLE_TRAINER, Role.validator: ROLE_VALIDATOR, Role.watcher: ROLE_WATCHER}[role]
+        runner = NodeRunner(dep, acct, role_id, store, make_node, stake=0 if role is Role.watcher else parse_tokens(stake),
+                            task_id=task, poll=poll, exit_when_done=exit_when_done, log=log)
         stop = threading.Event()
 
         def on_signal(signum, _frame):

@@ -116,11 +116,11 @@ def follow(dep, sponsor, store, task_id: int, stop: threading.Event, log: loggin
     """Log the task's rounds until it finishes; then keep the final model and reclaim the rest of the pool."""
     from fedchain.errors import ChainUnavailable, StorageError
     from fedchain.protocol.node import TaskLog
-    from fedchain.protocol.runner import Watcher
+    from fedchain.protocol.runner import Narrator
     from fedchain.storage.cid import cid_from_digest
 
     fc = dep.fedchain
-    tl, watcher, down = None, Watcher(log), False
+    tl, watcher, down = None, Narrator(log), False
     while not stop.is_set():
         try:
             tl = (tl or TaskLog(fc, task_id)).poll()

@@ -4,7 +4,7 @@
 own in-flight transactions to be mined, stakes if asked to, picks the task,
 reads the task's recipe from the chain and the blobs, and resumes from its
 write-ahead journal; then it polls, stepping its role (``Trainer`` or
-``Validator``) and logging what it saw on chain (``Watcher``), until the task
+``Validator``) and logging what it saw on chain (``Narrator``), until the task
 is finished and its rewards are withdrawn. A chain that goes away is waited
 for; errors are logged with their reason and the loop goes on.
 """
@@ -27,7 +27,8 @@ from fedchain.protocol.sponsor import task_recipe
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.store import BlobStore
 
-ROLE_NAMES = {ROLE_TRAINER: "trainer", ROLE_VALIDATOR: "validator"}
+ROLE_WATCHER = 0  # no stake: a watcher only observes and challenges
+ROLE_NAMES = {ROLE_TRAINER: "trainer", ROLE_VALIDATOR: "validator", ROLE_WATCHER: "watcher"}
 FAIL_REASONS = {1: "too few reveals", 2: "no quorum"}
 TOKEN = 10**18
 
@@ -51,7 +52,7 @@ class Quiet:
             self.log.log(level, "%s", text)
 
 
-class Watcher:
+class Narrator:
     """Logs what a node sees on chain: rounds opening, phase changes with what
     happened in the last phase, round outcomes, the task finishing."""
 
@@ -207,22 +208,22 @@ class NodeRunner:
         if journalled:
             self.log.info("resumed from the journal: %ss for rounds %s of task %d (re-sent only if the chain "
                           "lacks them, never changed)", kind, journalled, task_id)
-        watcher = Watcher(self.log)
+        narrator = Narrator(self.log)
         announced: set[int] = set()
         while not stop.is_set():
-            done = self._attempt(lambda: self._tick(node, task_id, watcher, announced))
+            done = self._attempt(lambda: self._tick(node, task_id, narrator, announced))
             if done:
                 self.log.info("task %d: done; %s tokens of rewards claimed this run, gas used %d", task_id,
                               tokens(getattr(node, "rewards", 0)), node.gas_used)
                 return
             stop.wait(self.poll)
 
-    def _tick(self, node: Node, task_id: int, watcher: Watcher, announced: set[int]) -> bool:
+    def _tick(self, node: Node, task_id: int, narrator: Narrator, announced: set[int]) -> bool:
         tl = node.task(task_id)  # first say what is on chain, then act on it
-        watcher.report(tl, self.chain.block_number())
+        narrator.report(tl, self.chain.block_number())
         if tl.rounds and not tl.finished:
             v = tl.current
-            if v.round_id not in announced and v.round_id not in tl.outcome:
+            if v.round_id not in announced and v.round_id not in tl.outcome and self.role != ROLE_WATCHER:
                 announced.add(v.round_id)
                 self._selection(node, tl, v)
         node.step(task_id)

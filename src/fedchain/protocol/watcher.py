@@ -98,6 +98,9 @@ class Watcher(Node):
             except Reverted as err:  # reported already (by anyone), or a later equivocation withdrew the vote
                 self.log.debug("slash_wrong_vote not needed: %s", err.reason)
 
+    def resume(self, task_id: int) -> None:
+        """Nothing to restore: after a restart a watcher checks every round still in its window."""
+
     def claim_all(self, log: TaskLog) -> None:
         """Watchers claim nothing per round: reporter shares are credited on chain."""
 
