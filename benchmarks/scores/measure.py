@@ -88,7 +88,7 @@ def main():
                 if rule == "cosine":
                     sc = np.array(cosine_scores(ups, g), dtype=float)
                 else:
-                    sc = np.array(validation_scores(args.model, q, ups, g, template, *root), dtype=float)
+                    sc = np.array(validation_scores(args.model, q, ups, template, *root), dtype=float)
                 hs, bs = sc[: N - f], sc[N - f:]
                 share = hs.sum() / sc.sum() if sc.sum() else float("nan")
                 ratio = min(hs.mean() / bs.mean(), 99.0) if bs.mean() else 99.0

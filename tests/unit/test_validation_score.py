@@ -152,7 +152,7 @@ def test_attacked_updates_score_far_below_honest_ones(attack):
     template, parent, honest, attacked = round_of_updates()
     ups = [*honest, attacked[attack]]
     g = np.sum(ups, axis=0) // len(ups)
-    s = validation_scores("logreg", parent, ups, g, template, *root())
+    s = validation_scores("logreg", parent, ups, template, *root())
     assert min(s[:-1]) > 0  # honest non-IID trainers are not zeroed out here
     assert s[-1] < sorted(s[:-1])[len(honest) // 2]
     assert s[-1] * 5 < sum(s[:-1]) / len(honest)
@@ -162,14 +162,14 @@ def test_an_update_that_helps_scores_more_than_one_that_does_nothing():
     template, parent, honest, _ = round_of_updates()
     zero = np.zeros_like(parent)
     ups = [*honest, zero]
-    s = validation_scores("logreg", parent, ups, np.sum(ups, axis=0) // len(ups), template, *root())
+    s = validation_scores("logreg", parent, ups, template, *root())
     assert s[-1] == 0 and all(x > 0 for x in s[:-1])
 
 
 def test_score_is_the_gain_in_true_class_mass_of_a_one_nth_step():
     template, parent, honest, _ = round_of_updates()
     xq, y = root()
-    s = validation_scores("logreg", parent, honest, np.sum(honest, axis=0), template, xq, y)
+    s = validation_scores("logreg", parent, honest, template, xq, y)
     n = len(honest)
     mass = [true_class_mass("logreg", exact.int_params(parent + u // n, template), xq, y) for u in honest]
     base = true_class_mass("logreg", exact.int_params(parent, template), xq, y)
@@ -180,10 +180,10 @@ def test_scores_are_ints_and_the_same_bits_twice():
     template, parent, honest, attacked = round_of_updates()
     ups = [*honest, *attacked.values()]
     g = np.sum(ups, axis=0) // len(ups)
-    a = validation_scores("logreg", parent, ups, g, template, *root())
-    b = validation_scores("logreg", parent.copy(), [u.copy() for u in ups], g.copy(), template, *root())
+    a = validation_scores("logreg", parent, ups, template, *root())
+    b = validation_scores("logreg", parent.copy(), [u.copy() for u in ups], template, *root())
     assert a == b and all(type(x) is int for x in a)
-    assert validation_scores("logreg", parent, [], g, template, *root()) == []
+    assert validation_scores("logreg", parent, [], template, *root()) == []
 
 
 # -- FLTrust's root update
@@ -234,8 +234,8 @@ def test_round_scores_follow_the_recipe():
     g = np.sum(ups, axis=0) // len(ups)
     assert rs.round_scores(Recipe(model="logreg"), parent, ups, g, template) == cosine_scores(ups, g)
     recipe = Recipe(model="logreg", score="validation", root_set_size=100, data_seed=0)
-    assert rs.round_scores(recipe, parent, ups, g, template) == validation_scores("logreg", parent, ups, g,
-                                                                                   template, *root())
+    assert rs.round_scores(recipe, parent, ups, g, template) == validation_scores("logreg", parent, ups, template,
+                                                                                   *root())
     with pytest.raises(LearningError, match="unknown score"):
         rs.round_scores(Recipe(score="shapley"), parent, ups, g, template)
 
@@ -270,7 +270,7 @@ for model in ("logreg", "mlp", "cnn"):
     rng = np.random.default_rng(0)
     ups = [rng.integers(-3000, 3000, q.size) for _ in range(4)]
     h.update(exact.logits(model, exact.int_params(q, t), xq).tobytes())
-    h.update(json.dumps(validation_scores(model, q, ups, sum(ups) // 4, t, xq, y)).encode())
+    h.update(json.dumps(validation_scores(model, q, ups, t, xq, y)).encode())
     h.update(root_update(model, q, t, xq[:40], y[:40], 1, 20, 0.1).tobytes())
 digest = h.hexdigest()
 """

@@ -8,9 +8,8 @@ set instead (the clean data validators hold, as in FLTrust, Cao et al., NDSS 202
     P(w)   = sum over root examples of softmax(w; x)[y]       (fixed point, exact)
     G_i    = max(0, P(w + floor(u_i / n)) - P(w))
     t2     = upper median of |u_j|**2 over the round's n accepted updates
-    S_i    = G_i                                    if |u_i|**2 <= 25/4 * t2
-           = floor(G_i * (25/4 * t2)**4 / |u_i|**8)  otherwise
-    score_i = S_i if <u_i, g> > 0 else 0            (g: the round's aggregate update)
+    score_i = G_i                                    if |u_i|**2 <= 25/4 * t2
+            = floor(G_i * (25/4 * t2)**4 / |u_i|**8)  otherwise
 
 w is the parent (finalized) model, u_i update i, both fixed point. Why each part:
 
@@ -31,9 +30,6 @@ w is the parent (finalized) model, u_i update i, both fixed point. Why each part
   aggregate. The median is over the round's updates, so attackers, a minority,
   cannot move it far. Slack 2.5: honest trainers with large partitions take more
   local steps, up to 2.7x the median norm in our measurements (seed 1, round 0).
-- The sign gate: where honest updates hurt the root set on average (mnist1d logreg,
-  round 10), the negation of one helps, and sign flip kept 26% of the mass; an update
-  must also point along the aggregate, which a minority of attackers cannot turn.
 
 Measured with ``benchmarks/scores/measure.py`` (digits, 20 trainers Dirichlet(0.5),
 5 attackers, root set 100, epochs 2, lr 0.1; honest share of the score mass, and for
@@ -99,7 +95,7 @@ def true_class_mass(model: str, params: exact.IntParams, xq: np.ndarray, y: np.n
     return int(p[np.arange(len(y)), y].sum())
 
 
-def validation_scores(model: str, parent_q: np.ndarray, updates: Sequence[np.ndarray], aggregate: np.ndarray,
+def validation_scores(model: str, parent_q: np.ndarray, updates: Sequence[np.ndarray],
                       template: Mapping[str, np.ndarray], xq: np.ndarray, y: np.ndarray) -> list[int]:
     """Each update's score (see the module docstring), in the order given.
 
@@ -111,8 +107,6 @@ def validation_scores(model: str, parent_q: np.ndarray, updates: Sequence[np.nda
         The parent model, a flat fixed-point vector.
     updates : sequence of np.ndarray
         The round's accepted fixed-point updates (all of them: n and the median use them).
-    aggregate : np.ndarray
-        The round's aggregate update (new model minus parent), for the sign gate.
     template : mapping
         Parameter names and shapes (the flat vector's layout).
     xq, y : np.ndarray
@@ -127,9 +121,6 @@ def validation_scores(model: str, parent_q: np.ndarray, updates: Sequence[np.nda
     t2 = sorted(sq_norms)[n // 2]
     out = []
     for u, u2 in zip(updates, sq_norms):
-        if chunked_dot(u, aggregate) <= 0:
-            out.append(0)
-            continue
         stepped = np.clip(parent_q + np.asarray(u, dtype=np.int64) // n, -QMAX, QMAX)
         gain = max(0, true_class_mass(model, exact.int_params(stepped, template), xq, y) - base)
         num, den = SLACK_SQ[0] * t2, SLACK_SQ[1] * u2

@@ -64,7 +64,7 @@ def round_scores(recipe: Recipe, parent_q: np.ndarray, updates: Sequence[np.ndar
         return cosine_scores(updates, aggregate)
     if recipe.score == "validation":
         rs = root_set(recipe)
-        return validation_scores(recipe.model, parent_q, updates, aggregate, template, rs.xq, rs.y)
+        return validation_scores(recipe.model, parent_q, updates, template, rs.xq, rs.y)
     raise LearningError(f"unknown score {recipe.score!r}; choose one of {list(SCORES)}")
 
 
