@@ -19,7 +19,7 @@ from fedchain.errors import LearningError
 from fedchain.learning.aggregate import RULES, aggregate_update, needs_root_set, uses_prev_update
 from fedchain.learning.aggregate.bulyan import select_bulyan
 from fedchain.learning.aggregate.centeredclipping import clip_rows
-from fedchain.learning.aggregate.common import pairwise_sq_distances, sq_norms
+from fedchain.learning.aggregate.common import dots, pairwise_sq_distances, sq_norms
 from fedchain.learning.aggregate.fltrust import trust_scores
 from fedchain.learning.aggregate.nnm import nnm
 from fedchain.learning.fixedpoint import QMAX, SCALE
@@ -253,7 +253,7 @@ def test_clipped_norm_never_exceeds_tau():
     rng = np.random.default_rng(5)
     z = rng.integers(-QMAX, QMAX, (50, 333))
     for tau_q in (1, 7, 10_000, 2**20):
-        assert max(sq_norms(clip_rows(z, tau_q))) <= tau_q**2
+        assert max(sq_norms(clip_rows(z.copy(), tau_q))) <= tau_q**2
 
 
 def test_centered_clipping_bounds_one_huge_outlier_by_tau():
@@ -387,6 +387,15 @@ def test_pairwise_distances_are_exact_beyond_int64():
     x = np.stack([np.full(d, QMAX), np.full(d, -QMAX)])
     assert pairwise_sq_distances(x) == [[0, d * (2 * QMAX) ** 2], [d * (2 * QMAX) ** 2, 0]]
     assert d * (2 * QMAX) ** 2 > 2**63
+
+
+@pytest.mark.parametrize("d", [0, 1, 63, 64, 65, 200])
+def test_norms_dots_and_distances_equal_python_integer_arithmetic(d):
+    x = np.random.default_rng(d).integers(-QMAX, QMAX, (5, d), endpoint=True)
+    py = [[int(v) for v in row] for row in x]
+    assert sq_norms(x) == [sum(v * v for v in r) for r in py]
+    assert dots(x, x[0]) == [sum(a * b for a, b in zip(r, py[0])) for r in py]
+    assert pairwise_sq_distances(x) == [[sum((a - b) ** 2 for a, b in zip(r, s)) for s in py] for r in py]
 
 
 PERMUTATION_INVARIANT = [("fedavg", {}), ("fedmedian", {}), ("fedtrimmedavg", {"beta": 0.25}),

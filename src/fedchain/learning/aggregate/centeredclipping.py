@@ -59,13 +59,13 @@ def tau_of(params: Mapping[str, Any]) -> int:
 
 
 def clip_rows(z: np.ndarray, tau_q: int) -> np.ndarray:
-    """Each row of z scaled down to norm <= tau_q (rows already within tau_q unchanged)."""
-    out = z.copy()
+    """Each row of z scaled down to norm <= tau_q (rows already within tau_q unchanged), in place."""
     for i, nsq in enumerate(sq_norms(z)):
         if nsq > tau_q * tau_q:
-            norm_ceil = isqrt(nsq - 1) + 1
-            out[i] = np.sign(z[i]) * ((np.abs(z[i]) * np.int64(tau_q)) // np.int64(norm_ceil))
-    return out
+            norm_ceil = np.int64(isqrt(nsq - 1) + 1)
+            row = z[i]
+            row[:] = np.sign(row) * ((np.abs(row) * np.int64(tau_q)) // norm_ceil)
+    return z
 
 
 def centered_clipping(x: np.ndarray, tau_q: int, iterations: int = 1, centre: np.ndarray | None = None) -> np.ndarray:

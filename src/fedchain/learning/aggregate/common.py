@@ -65,15 +65,20 @@ def vector(q: np.ndarray | None, d: int, what: str, bound: int) -> np.ndarray | 
     return q
 
 
-def chunked(x: np.ndarray) -> np.ndarray:
-    """Rows of a (k, d) array as (k, chunks, CHUNK_SIZE), zero-padded."""
-    k, d = x.shape
-    c = -(-d // CHUNK_SIZE) if d else 1
-    if d == c * CHUNK_SIZE:
-        return x.reshape(k, c, CHUNK_SIZE)
-    padded = np.zeros((k, c * CHUNK_SIZE), dtype=np.int64)
-    padded[:, :d] = x
-    return padded.reshape(k, c, CHUNK_SIZE)
+def chunk_sums(a: np.ndarray, b: np.ndarray, pattern: str) -> np.ndarray:
+    """``np.einsum(pattern)`` over 64-value chunks of the last axis: the int64 chunk sums.
+
+    ``pattern`` names the chunk axis c and the in-chunk axis j (e.g. "icj,icj->ic"). The
+    whole chunks are strided views (no copy); a short tail is one more chunk of its own.
+    """
+    d = a.shape[-1]
+    m = d - d % CHUNK_SIZE
+    whole = np.einsum(pattern, a[..., :m].reshape(*a.shape[:-1], -1, CHUNK_SIZE),
+                      b[..., :m].reshape(*b.shape[:-1], -1, CHUNK_SIZE))
+    if m == d and m:
+        return whole
+    tail = np.einsum(pattern, a[..., m:].reshape(*a.shape[:-1], 1, d - m), b[..., m:].reshape(*b.shape[:-1], 1, d - m))
+    return np.concatenate([whole, tail], axis=-1)
 
 
 def exact_sums(s: np.ndarray) -> np.ndarray:
@@ -86,13 +91,12 @@ def exact_sums(s: np.ndarray) -> np.ndarray:
 
 def sq_norms(x: np.ndarray) -> list[int]:
     """|x_i|**2 of each row, exactly (entries below 2**25 in magnitude)."""
-    c = chunked(x)
-    return list(exact_sums(np.einsum("icj,icj->ic", c, c)))
+    return list(exact_sums(chunk_sums(x, x, "icj,icj->ic")))
 
 
 def dots(x: np.ndarray, g: np.ndarray) -> list[int]:
     """<x_i, g> of each row, exactly (entries below 2**25 in magnitude)."""
-    return list(exact_sums(np.einsum("icj,cj->ic", chunked(x), chunked(g[None, :])[0])))
+    return list(exact_sums(chunk_sums(x, g, "icj,cj->ic")))
 
 
 def pairwise_sq_distances(x: np.ndarray) -> list[list[int]]:
@@ -101,8 +105,7 @@ def pairwise_sq_distances(x: np.ndarray) -> list[list[int]]:
     From the exact Gram matrix: |x_i|**2 + |x_j|**2 - 2 <x_i, x_j>, every term a
     Python integer (entries of x below 2**23 keep each chunk's products below 2**52).
     """
-    c = chunked(x)
-    g = exact_sums(np.einsum("icj,kcj->ikc", c, c)).tolist()
+    g = exact_sums(chunk_sums(x, x, "icj,kcj->ikc")).tolist()
     n = len(x)
     return [[g[i][i] + g[j][j] - 2 * g[i][j] for j in range(n)] for i in range(n)]
 
