@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedchain.errors import LearningError
-from fedchain.learning.aggregate import RULES, aggregate_update, needs_root_set, uses_prev_update
+from fedchain.learning.aggregate import RULES, aggregate_update, min_updates, needs_root_set, uses_prev_update
 from fedchain.learning.aggregate.bulyan import select_bulyan
 from fedchain.learning.aggregate.centeredclipping import clip_rows
 from fedchain.learning.aggregate.common import dots, pairwise_sq_distances, sq_norms
@@ -74,6 +74,22 @@ def test_bad_rules_and_parameters_are_clear_errors(rule, params, kw, message):
     x = vecs(*([i, -i, 2 * i] for i in range(7)))
     with pytest.raises(LearningError, match=message):
         agg(rule, x, params, **kw)
+
+
+@pytest.mark.parametrize("rule, params, need", [
+    ("fedavg", {}, 1), ("fedmedian", {}, 1), ("fedtrimmedavg", {"beta": 0.4}, 1), ("fltrust", {}, 1),
+    ("centeredclipping", {}, 1), ("krum", {}, 3), ("krum", {"num_malicious_nodes": 2}, 7),
+    ("multikrum", {"num_malicious_nodes": 1, "num_nodes_to_select": 9}, 9), ("bulyan", {"num_malicious_nodes": 2}, 11),
+    ("fedmedian", {"nnm": True, "num_malicious_nodes": 3}, 4),
+])
+def test_min_updates_is_exactly_where_a_rule_starts_to_accept(rule, params, need):
+    assert min_updates(rule, params) == need
+    x = vecs(*([i, 3 * i] for i in range(need)))
+    g0 = np.array([1, 1])
+    assert agg(rule, x, params, root_update=g0).shape == (2,)
+    if need > 1:
+        with pytest.raises(LearningError):
+            agg(rule, x[:-1], params, root_update=g0)
 
 
 def test_updates_are_checked():

@@ -21,7 +21,7 @@ import numpy as np
 from fedchain.chain import commitments
 from fedchain.errors import BlobCorrupt, BlobNotFound, CodecError, LearningError, Reverted
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.aggregate import aggregate_update
+from fedchain.learning.aggregate import aggregate_update, min_updates
 from fedchain.learning.train import flatten, param_shapes, unflatten
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.protocol.recipe import Recipe
@@ -260,8 +260,9 @@ def aggregate_round(task_id: int, round_id: int, model: Model, revealed: list, u
     ``revealed`` is in reveal-index order; ``updates`` and ``samples`` hold the accepted
     ones and ``reasons`` the rejected ones, as ``check_updates`` returns them.
     """
-    new_q = fp.clip_fixed(model.q + aggregate_update(recipe.rule, recipe.rule_params, list(updates.values()),
-                                                    list(samples.values()))) if updates else model.q
+    new_q = (fp.clip_fixed(model.q + aggregate_update(recipe.rule, recipe.rule_params, list(updates.values()),
+                                                     list(samples.values())))
+             if len(updates) >= min_updates(recipe.rule, recipe.rule_params) else model.q)
     node_scores = dict(zip(updates, round_scores(recipe, model.q, list(updates.values()), new_q - model.q, template)))
     scores = [(ev.args["node"], node_scores.get(ev.args["node"], 0)) for ev in revealed]
     rejected = sum(1 << ev.args["index"] for ev in revealed if ev.args["node"] in reasons)

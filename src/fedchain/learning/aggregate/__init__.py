@@ -115,6 +115,17 @@ def check_params(rule: str, params: Mapping[str, Any]) -> None:
         raise LearningError("nnm needs 'num_malicious_nodes' (f): each update is mixed with its n - f nearest")
 
 
+def min_updates(rule: str, params: Mapping[str, Any]) -> int:
+    """The fewest updates the rule accepts with these parameters (Krum: 2f + 3, Bulyan: 4f + 3,
+    MultiKrum: also m, NNM: f + 1); ``aggregate_update`` raises below it. Rejected updates shrink a
+    round, so a caller decides what a round with too few valid updates does."""
+    check_params(rule, params)
+    f = _f(params) if rule in ("krum", "multikrum", "bulyan") or params.get("nnm", False) else 0
+    need = {"krum": 2 * f + 3, "multikrum": max(2 * f + 3, int_param(params, "num_nodes_to_select", 1, lo=1)),
+            "bulyan": 4 * f + 3}.get(rule, 1)
+    return max(need, f + 1) if params.get("nnm", False) else need
+
+
 def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.ndarray], samples: Sequence[int], *,
                      root_update: np.ndarray | None = None, prev_update: np.ndarray | None = None) -> np.ndarray:
     """The aggregate update (int64) of ``updates`` under ``rule`` with ``params``.
@@ -151,4 +162,5 @@ def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.
     return r.run(x, list(samples), params, root_update, prev_update)
 
 
-__all__ = ["RULES", "Rule", "aggregate_update", "check_params", "needs_root_set", "rule_of", "uses_prev_update"]
+__all__ = ["RULES", "Rule", "aggregate_update", "check_params", "min_updates", "needs_root_set", "rule_of",
+           "uses_prev_update"]
