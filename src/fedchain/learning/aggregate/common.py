@@ -115,11 +115,6 @@ def nearest(dist_row: Sequence[int], candidates: Sequence[int], k: int) -> list[
     return sorted(candidates, key=lambda j: (dist_row[j], j))[:k]
 
 
-def floor_mean(x: np.ndarray) -> np.ndarray:
-    """floor of the unweighted mean of the rows (sums stay below 2**25 * 2**8)."""
-    return x.sum(axis=0) // np.int64(len(x))
-
-
 # -- parameters (plain JSON values from the recipe)
 
 
