@@ -25,7 +25,9 @@ fltrust            - (needs ``root_update``)                    ``fltrust``
 Every rule also accepts ``nnm: true``: nearest-neighbour mixing (``nnm``) first
 replaces each update by the mean of its n - f nearest, with f =
 ``num_malicious_nodes`` (required then). Unknown rules, unknown or bad
-parameters, and a missing root update for FLTrust raise ``LearningError``.
+parameters, and a missing root update for FLTrust raise ``LearningError``;
+``min_updates(rule, params)`` is the fewest updates a rule accepts (Krum
+2f + 3, Bulyan 4f + 3), so a caller can tell a short round from a bad recipe.
 
 Inputs are the accepted updates in reveal-index order; wherever a rule must
 break a tie (equal Krum scores, equally distant neighbours, Bulyan's values
