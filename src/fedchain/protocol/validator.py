@@ -21,9 +21,10 @@ import numpy as np
 from fedchain.chain import commitments
 from fedchain.errors import BlobCorrupt, BlobNotFound, CodecError, LearningError, Reverted
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.aggregate import aggregate_update, min_updates
+from fedchain.learning.aggregate import aggregate_update, min_updates, needs_root_set
 from fedchain.learning.train import flatten, param_shapes, unflatten
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
+from fedchain.protocol import root_set
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.root_set import round_scores
 from fedchain.storage.cid import cid_from_digest, cid_of, digest_of
@@ -260,8 +261,9 @@ def aggregate_round(task_id: int, round_id: int, model: Model, revealed: list, u
     ``revealed`` is in reveal-index order; ``updates`` and ``samples`` hold the accepted
     ones and ``reasons`` the rejected ones, as ``check_updates`` returns them.
     """
-    new_q = (fp.clip_fixed(model.q + aggregate_update(recipe.rule, recipe.rule_params, list(updates.values()),
-                                                     list(samples.values())))
+    new_q = (fp.clip_fixed(model.q + aggregate_update(
+        recipe.rule, recipe.rule_params, list(updates.values()), list(samples.values()),
+        root_update=root_set.root_update(recipe, model.q, template) if needs_root_set(recipe.rule) else None))
              if len(updates) >= min_updates(recipe.rule, recipe.rule_params) else model.q)
     node_scores = dict(zip(updates, round_scores(recipe, model.q, list(updates.values()), new_q - model.q, template)))
     scores = [(ev.args["node"], node_scores.get(ev.args["node"], 0)) for ev in revealed]

@@ -143,7 +143,7 @@ def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.
     samples : Sequence[int]
         Their revealed sample counts (only FedAvg and MultiKrum's average weigh by them).
     root_update : np.ndarray, optional
-        FLTrust's reference: the validators' own update on the root set.
+        FLTrust's reference: the validators' own update on the root set (|q| <= 2 * QMAX).
     prev_update : np.ndarray, optional
         The previous round's aggregate update, centered clipping's starting centre
         (None: start from zero).
@@ -155,7 +155,7 @@ def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.
     if len(samples) != len(x):
         raise LearningError(f"{len(x)} updates but {len(samples)} sample counts")
     d = x.shape[1]
-    root_update = vector(root_update, d, "root_update", QMAX)
+    root_update = vector(root_update, d, "root_update", 2 * QMAX)
     prev_update = vector(prev_update, d, "prev_update", 2 * QMAX)
     if r.needs_root_set and root_update is None:
         raise LearningError(f"rule {rule!r} needs root_update: the validators' own update on the root data set")

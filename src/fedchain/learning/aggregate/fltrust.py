@@ -14,14 +14,17 @@ data set that every validator holds identically, drawn from roughly the
 clients' distribution (the paper uses ~100 examples), and (b) that every
 validator computes the same g0 bit for bit, i.e. the root training is
 deterministic (same seed, same kernels) or g0 is itself agreed first (e.g.
-committed by one party and checked by the rest). A root set that differs from
+committed by one party and checked by the rest). The validator computes it
+with ``fedchain.protocol.root_set.root_update``: exact integer SGD on the
+recipe's root set, the same bits on every validator. A root set that differs from
 the clients' data makes honest non-IID clients look untrustworthy. If no
 update has positive trust (or g0 is zero) the aggregate is the zero update:
 the model stays where it is.
 
 Exactness. TS_i is in parts per million, floor(10**6 * <u_i, g0> / sqrt(|u_i|**2 |g0|**2))
 and 0 when the dot product is <= 0 (computed with isqrt on exact Python
-integers, as ``scoring``). The rescaling factor |g0| / |u_i| is taken as
+integers, as ``scoring``; g0 is a difference of two models, |g0_j| <= 2**24,
+so a chunk of products stays below 2**53). The rescaling factor |g0| / |u_i| is taken as
 r = floor(2**32 * sqrt(|g0|**2 / |u_i|**2)) (one isqrt), split r = a * 2**32 + b,
 and r_ij = u_ij * a + floor(u_ij * b / 2**32) = floor(u_ij * r / 2**32). A
 rescaled coordinate is at most |g0| and is saturated at +-2 * QMAX (the new
