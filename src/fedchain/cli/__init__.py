@@ -19,6 +19,7 @@ COMMANDS = {
     "node": ("fedchain.cli.node", "app"),
     "status": ("fedchain.cli.status", "status"),
     "audit": ("fedchain.cli.audit", "audit"),
+    "bench": ("fedchain.cli.bench", "app"),
 }
 
 

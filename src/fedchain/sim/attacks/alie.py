@@ -18,7 +18,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from fedchain.sim.attacks.base import Attack, Knowledge
+from fedchain.sim.attacks.base import Attack
 
 
 def z_max(n: int, f: int) -> float:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedchain.sim.attacks.base import Attack, Knowledge
+from fedchain.sim.attacks.base import Attack
 
 TARGET = 0
 POISON_FRACTION = 0.5

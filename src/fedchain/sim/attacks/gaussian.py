@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedchain.sim.attacks.base import Attack, Knowledge
+from fedchain.sim.attacks.base import Attack
 
 SIGMA = 1.0
 

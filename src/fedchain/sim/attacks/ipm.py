@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedchain.sim.attacks.base import Attack, Knowledge
+from fedchain.sim.attacks.base import Attack
 
 
 def craft(honest: np.ndarray, eps: float) -> np.ndarray:

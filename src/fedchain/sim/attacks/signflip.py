@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedchain.sim.attacks.base import Attack, Knowledge
+from fedchain.sim.attacks.base import Attack
 
 
 def craft(own: np.ndarray, scale: float = 1.0) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Benchmarks that ``fedchain bench`` runs (one module each)."""

@@ -1,0 +1,461 @@
+"""The robustness grid: every aggregation rule against every update attack.
+
+One cell is (dataset, rule, attack, Byzantine share, seed). It runs the
+learning path of the simulation without the chain: the same partitions, model,
+initial weights, local training and training seeds as ``fedchain simulate``
+(``fedchain.sim.network``), the same attack code as the on-chain attackers
+(``fedchain.sim.attacks``), and for the round result the very function the
+validators run, ``fedchain.protocol.validator.aggregate_round`` (aggregation
+by the recipe's rule, scores, the model blob). What it leaves out is what does
+not change the numbers: blobs, commitments, votes. Rewards are the contract's
+``claim`` formula applied to those scores (``trainer_budget * score //
+total_score``, with the round budget ``pool // rounds_left`` less the validator
+fee), so the honest reward share is what the trainers would claim on chain;
+``tests/sim/test_bench.py`` checks a cell against a full on-chain run, model
+root and every claim.
+
+The last ``f = round(share * trainers)`` trainers are the attackers, as in the
+simulation. Rules are configured once for every cell, for a tolerance of 30%
+Byzantine trainers (``rule_params``), as a deployment would be.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from fedchain.chain.deploy import TOKEN
+from fedchain.learning import fixedpoint as fp
+from fedchain.learning.aggregate import RULES
+from fedchain.learning.data import load_dataset, partition
+from fedchain.learning.models import build_model
+from fedchain.learning.train import evaluate, flatten, get_params, param_shapes, train_local, unflatten
+from fedchain.protocol.node import Model
+from fedchain.protocol.recipe import Recipe
+from fedchain.protocol.validator import aggregate_round, decode_update
+from fedchain.sim.attacks import ATTACKS, Knowledge, finish
+from fedchain.sim.attacks.backdoor import triggered_test_set
+from fedchain.sim.network import SimConfig
+
+# The model the simulation trains on each dataset (MNIST-1D is a vector: no CNN).
+MODELS = {"digits": "cnn", "mnist": "cnn", "mnist1d": "mlp"}
+TOLERANCE = 0.3  # the Byzantine share every rule is configured for
+VALIDATOR_FEE_BPS = 1_000  # create_task's default
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: str
+    rule: str
+    attack: str | None  # None: no attack
+    byzantine_fraction: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything but the rule and the attack: the simulation's defaults."""
+
+    trainers: int = 20
+    alpha: float = 0.5
+    rounds: int = 20
+    epochs: int = SimConfig.epochs
+    lr: float = SimConfig.lr
+    momentum: float = SimConfig.momentum
+    batch_size: int = SimConfig.batch_size
+    pool: int = SimConfig.pool
+    model: str | None = None  # None: the dataset's model in MODELS
+
+
+def rule_params(rule: str, trainers: int, tolerance: float = TOLERANCE) -> dict:
+    """The rule's parameters for a tolerance of ``tolerance`` Byzantine trainers.
+
+    Krum, MultiKrum, Bulyan: num_malicious_nodes = f = round(tolerance * n),
+    Bulyan capped at its condition n >= 4f + 3; trimmed mean: beta = tolerance
+    (beta >= f / n, Yin et al.); centered clipping: tau = 2.5, about the median
+    norm of an honest round-0 update on digits (the rule's default, 10, clips
+    no honest update and lets each attacker move the aggregate by 10 / n), and
+    3 clipping iterations (one is not enough from a zero centre).
+    """
+    f = int(round(tolerance * trainers))
+    if rule in ("krum", "multikrum"):
+        return {"num_malicious_nodes": f}
+    if rule == "bulyan":
+        return {"num_malicious_nodes": min(f, (trainers - 3) // 4)}
+    if rule == "fedtrimmedavg":
+        return {"beta": tolerance}
+    if rule == "centeredclipping":
+        return {"tau": 2.5, "iterations": 3}
+    return {}
+
+
+def uses_root_set(rule: str, recipe: Recipe | None = None) -> bool:
+    """Whether validators use trusted root data: FLTrust does, and so does a root-set score."""
+    return RULES[rule].needs_root_set or (recipe is not None and recipe.score != "cosine")
+
+
+@lru_cache(maxsize=4)
+def _world(dataset: str, seed: int, setup: Setup):
+    """Data, partitions, recipe template and initial model of (dataset, seed), as build_network makes them."""
+    data = load_dataset(dataset, seed=seed)
+    parts = partition("dirichlet", data.y_train, setup.trainers, seed=seed, alpha=setup.alpha)
+    model = setup.model or MODELS[dataset]
+    template = get_params(build_model(model, tuple(data.input_shape), data.num_classes, seed=0))
+    # the initial model as the task publishes it: in fixed point
+    raw = get_params(build_model(model, tuple(data.input_shape), data.num_classes, seed=seed))
+    initial = unflatten(fp.from_fixed(fp.to_fixed(flatten(raw))), template)
+    net = build_model(model, tuple(data.input_shape), data.num_classes, seed=0)
+    return data, parts, model, initial, template, net
+
+
+@lru_cache(maxsize=64)
+def _first_round_update(dataset: str, seed: int, setup: Setup, i: int) -> np.ndarray:
+    """Round 0 starts from the same model in every cell: its honest updates are computed once."""
+    data, parts, _, initial, _, _ = _world(dataset, seed, setup)
+    return _train(dataset, seed, setup, i, initial, 0, data.x_train[parts[i]], data.y_train[parts[i]])
+
+
+def _train(dataset: str, seed: int, setup: Setup, i: int, params: dict, round_id: int, x: np.ndarray,
+           y: np.ndarray) -> np.ndarray:
+    """Trainer i's update, as ``Trainer.train`` computes it (same seed, same float32 delta)."""
+    data, _, _, _, _, net = _world(dataset, seed, setup)
+    tc = recipe_of(dataset, "fedavg", setup, data).train_config()
+    trained = train_local(net, params, x, y, tc, seed=(seed * 1000 + i) * 100_003 + round_id)
+    return flatten({k: (trained[k] - params[k]).astype(np.float32) for k in params})
+
+
+def recipe_of(dataset: str, rule: str, setup: Setup, data=None) -> Recipe:
+    data = data or load_dataset(dataset)
+    return Recipe(model=setup.model or MODELS[dataset], dataset=dataset, input_shape=tuple(data.input_shape),
+                  num_classes=data.num_classes, epochs=setup.epochs, batch_size=setup.batch_size, lr=setup.lr,
+                  momentum=setup.momentum, rule=rule, rule_params=rule_params(rule, setup.trainers))
+
+
+def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
+    """Play one cell for ``setup.rounds`` rounds; accuracy, attack success, rewards."""
+    start = time.perf_counter()
+    torch.set_num_threads(1)  # as build_network: one thread, so that training is bit-identical to the simulation's
+    data, parts, model, initial, template, net = _world(cell.dataset, cell.seed, setup)
+    recipe = recipe_of(cell.dataset, cell.rule, setup, data)
+    n = setup.trainers
+    attack = ATTACKS[cell.attack] if cell.attack else None
+    if attack is not None and attack.protocol:
+        raise ValueError(f"{cell.attack} is a protocol attack: only the on-chain simulation runs it")
+    f = int(round(cell.byzantine_fraction * n)) if attack else 0
+    honest_ids, attacker_ids = list(range(n - f)), list(range(n - f, n))
+    xs = {i: (data.x_train[parts[i]], data.y_train[parts[i]]) for i in range(n)}
+    if attack is not None and attack.local_data is not None:
+        for i in attacker_ids:
+            xs[i] = attack.local_data(*xs[i], data.num_classes, np.random.default_rng(cell.seed * 1000 + i))
+    samples = [len(xs[i][1]) for i in range(n)]
+    nodes = [f"0x{i + 1:040x}" for i in range(n)]
+    revealed = [SimpleNamespace(args={"node": nodes[i], "index": i}) for i in range(n)]
+    shapes = param_shapes(template)
+
+    q = fp.to_fixed(flatten(initial))
+    pool, rewards, curve = setup.pool, [0] * n, []
+    for r in range(setup.rounds):
+        params = unflatten(fp.from_fixed(q), template)
+
+        def trained(i):
+            if r == 0 and not (attack and attack.local_data and i in attacker_ids):
+                return _first_round_update(cell.dataset, cell.seed, setup, i)
+            return _train(cell.dataset, cell.seed, setup, i, params, r, *xs[i])
+
+        updates = {i: trained(i) for i in honest_ids}
+        if attacker_ids:
+            honest = (np.stack([updates[i] for i in honest_ids]).astype(np.float64) if attack.omniscient
+                      else np.zeros((0, q.size)))
+            g = flatten(params).astype(np.float64)
+            for i in attacker_ids:
+                own = trained(i).astype(np.float64) if attack.trains else None
+                if attack.craft is None:
+                    updates[i] = finish(own)
+                else:
+                    updates[i] = finish(attack.craft(Knowledge(model=g, own=own, honest=honest, n=n, f=f,
+                                                               rng=np.random.default_rng([cell.seed * 1000 + i, r]))))
+        qs = {nodes[i]: fp.to_fixed(updates[i]) for i in range(n)}
+        model_now = Model(params=params, q=q, root=b"", cid="")
+        result = aggregate_round(0, r, model_now, revealed, qs, {nodes[i]: samples[i] for i in range(n)}, {},
+                                 recipe, template)
+        q = decode_update(result.blob, shapes)
+        # the contract's budget and claim arithmetic (fedchain.vy: finalize, claim)
+        budget = pool // (setup.rounds - r)
+        validator_budget = budget * VALIDATOR_FEE_BPS // 10_000
+        trainer_budget = budget - validator_budget if result.total_score else 0
+        pool -= validator_budget + trainer_budget
+        for i, (_, s) in enumerate(result.scores):
+            if trainer_budget and s:
+                rewards[i] += trainer_budget * s // result.total_score
+        curve.append(evaluate(net, unflatten(fp.from_fixed(q), template), data.x_test, data.y_test))
+
+    final = unflatten(fp.from_fixed(q), template)
+    model_root = result.model_root.hex()
+    total = int(sum(rewards))
+    honest_total = int(sum(rewards[i] for i in honest_ids))
+    row = {**asdict(cell), "attack": cell.attack or "none", "rounds": setup.rounds, "model": model,
+           "local_epochs": setup.epochs, "byzantine_trainers": f, "rule_params": dict(recipe.rule_params),
+           "uses_root_set": uses_root_set(cell.rule, recipe), "accuracy": curve[-1], "accuracy_curve": curve,
+           "honest_reward_share": honest_total / total if total else None,
+           "honest_reward_per_head": honest_total / len(honest_ids) / TOKEN,
+           "attacker_reward_per_head": (total - honest_total) / f / TOKEN if f else None,
+           "model_root": "0x" + model_root, "rewards_wei": rewards, "seconds": time.perf_counter() - start}
+    if cell.attack == "backdoor":
+        xt, yt = triggered_test_set(data.x_test, data.y_test)
+        row["attack_success_rate"] = evaluate(net, final, xt, yt)
+    return row
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+def _run(args) -> dict:
+    cell, setup = args
+    return run_cell(cell, setup)
+
+
+def run_cells(cells: list[Cell], setup: Setup, workers: int = 2, on_cell=None) -> list[dict]:
+    """Run the cells in ``workers`` processes (one torch thread each); results in cell order."""
+    import multiprocessing as mp
+
+    # Cells that share a (dataset, seed) go to the same worker in turn; the slowest
+    # datasets first, so that the last cells to finish are short ones.
+    order = sorted(range(len(cells)), key=lambda k: (cells[k].dataset != "digits", cells[k].seed))
+    results: dict[int, dict] = {}
+    if workers <= 1:
+        _worker_init()
+        for k in order:
+            results[k] = run_cell(cells[k], setup)
+            on_cell and on_cell(results[k])
+    else:
+        with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+            it = pool.imap(_run, [(cells[k], setup) for k in order], chunksize=1)
+            for k, row in zip(order, it):
+                results[k] = row
+                on_cell and on_cell(row)
+    return [results[k] for k in range(len(cells))]
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# -- the grid, its summary and its report
+
+
+QUICK = dict(datasets=["digits"], rules=["fedavg", "fedmedian"], attacks=["signflip", "backdoor"],
+             fractions=[0.3], seeds=[0], rounds=2, workers=1, chain_attacks=["withholder"])
+
+
+def grid(datasets, rules, attacks, fractions, seeds) -> list[Cell]:
+    """Every rule under no attack, and under every attack at every Byzantine share."""
+    cells = []
+    for ds in datasets:
+        for seed in seeds:
+            for rule in rules:
+                cells.append(Cell(ds, rule, None, 0.0, seed))
+                cells += [Cell(ds, rule, a, fr, seed) for a in attacks for fr in fractions if fr > 0]
+    return cells
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """One entry per (dataset, rule, attack, share): mean and std over seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["rule"], r["attack"], r["byzantine_fraction"]), []).append(r)
+    cells = []
+    for (ds, rule, attack, fr), rs in groups.items():
+        acc = np.array([r["accuracy"] for r in rs])
+        shares = [r["honest_reward_share"] for r in rs if r["honest_reward_share"] is not None]
+        cell = {"dataset": ds, "rule": rule, "attack": attack, "byzantine_fraction": fr,
+                "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()),
+                "accuracy_min": float(acc.min()), "seeds": [r["seed"] for r in rs],
+                "honest_reward_share": float(np.mean(shares)) if shares else None,
+                "honest_reward_share_min": float(np.min(shares)) if shares else None,
+                "honest_reward_per_head": float(np.mean([r["honest_reward_per_head"] for r in rs])),
+                "attacker_reward_per_head": (float(np.mean([r["attacker_reward_per_head"] for r in rs]))
+                                             if rs[0]["attacker_reward_per_head"] is not None else None),
+                "uses_root_set": rs[0]["uses_root_set"], "rule_params": rs[0]["rule_params"],
+                "rounds": rs[0]["rounds"], "model": rs[0]["model"]}
+        if attack == "backdoor":
+            cell["attack_success_rate"] = float(np.mean([r["attack_success_rate"] for r in rs]))
+        cells.append(cell)
+    return cells
+
+
+def worst_cases(cells: list[dict]) -> list[dict]:
+    """Per dataset, rule and share: the lowest mean accuracy over the attacks, and which."""
+    out = {}
+    for c in cells:
+        if c["byzantine_fraction"] == 0:
+            continue
+        key = (c["dataset"], c["rule"], c["byzantine_fraction"])
+        if key not in out or c["accuracy_mean"] < out[key]["accuracy_mean"]:
+            out[key] = {"dataset": c["dataset"], "rule": c["rule"], "byzantine_fraction": c["byzantine_fraction"],
+                        "accuracy_mean": c["accuracy_mean"], "attack": c["attack"], "uses_root_set": c["uses_root_set"]}
+    return list(out.values())
+
+
+# -- full runs on the chain: rewards and slashes as the contracts pay them
+
+
+def chain_run(dataset: str, rule: str, attack: str, fraction: float, seed: int, setup: Setup, out) -> dict:
+    """One whole simulation on the embedded chain with ``attack`` run by ``fraction`` of the trainers."""
+    from fedchain.sim.network import build_network, play_round, settle
+    from fedchain.sim.simulate import model_accuracy
+
+    start = time.perf_counter()
+    cfg = SimConfig(trainers=setup.trainers, rounds=setup.rounds, dataset=dataset, alpha=setup.alpha,
+                    model=setup.model or MODELS[dataset], epochs=setup.epochs, lr=setup.lr, momentum=setup.momentum,
+                    batch_size=setup.batch_size, seed=seed, out=out, attack=attack, byzantine=fraction, rule=rule,
+                    rule_params=rule_params(rule, setup.trainers), pool=setup.pool)
+    net = build_network(cfg)
+    finalized = sum(play_round(net).finalized for _ in range(cfg.rounds))
+    settle(net)
+    honest = [t for t in net.trainers if type(t).__name__ == "Trainer"]
+    bad = [t for t in net.trainers if t not in honest]
+    slashed = {e.args["node"] for e in net.deployment.fedchain.events() if e.name == "Slashed"}
+    total = sum(t.rewards for t in net.trainers)
+    row = {"dataset": dataset, "rule": rule, "attack": attack, "byzantine_fraction": fraction, "seed": seed,
+           "rounds": cfg.rounds, "rounds_finalized": finalized, "accuracy": model_accuracy(net),
+           "honest_reward_share": sum(t.rewards for t in honest) / total if total else None,
+           "honest_reward_per_head": sum(t.rewards for t in honest) / len(honest) / TOKEN,
+           "attacker_reward_per_head": sum(t.rewards for t in bad) / len(bad) / TOKEN if bad else None,
+           "attackers_slashed": sum(t.address in slashed for t in bad),
+           "honest_slashed": sum(t.address in slashed for t in honest),
+           "conservation_gap_wei": net.conservation_gap(),
+           "model_root": "0x" + net.deployment.fedchain.call("tasks", net.task_id)["model_root"].hex(),
+           "rewards_wei": [t.rewards for t in net.trainers], "seconds": time.perf_counter() - start}
+    refusals = sorted({r for t in bad for r in getattr(t, "refusals", [])})
+    if refusals:
+        row["refusals"] = refusals
+    return row
+
+
+# -- the report
+
+
+def _fmt(x, pct=True, digits=1):
+    if x is None:
+        return "–"
+    return f"{100 * x:.{digits}f}" if pct else f"{x:.{digits}f}"
+
+
+def markdown(result: dict) -> str:
+    cells, lines = result["cells"], []
+    s = result["setup"]
+    lines += ["# Robustness benchmark: aggregation rules against attacks", "",
+              f"Produced by `{result['command']}` in {result['seconds'] / 60:.1f} minutes "
+              f"({result['workers']} worker processes, one torch thread each).", "",
+              f"Setup: {s['trainers']} trainers, Dirichlet alpha {s['alpha']}, {s['rounds']} rounds of "
+              f"{s['epochs']} local epochs (SGD lr {s['lr']}, momentum {s['momentum']}, batch {s['batch_size']}), "
+              f"seeds {result['seeds']}; model per dataset {result['models']}. Accuracies in percent, mean ± std "
+              "over seeds; the attackers are the last trainers; rules configured for 30% Byzantine "
+              "(`rule_params` in results.json). Reward shares: the share of the trainer rewards that honest "
+              "trainers claim, from the validators' scores and the contract's payout formula.", ""]
+    for ds in result["datasets"]:
+        dcells = [c for c in cells if c["dataset"] == ds]
+        rules = list(dict.fromkeys(c["rule"] for c in dcells))
+        cols = [(a, fr) for a, fr in dict.fromkeys((c["attack"], c["byzantine_fraction"]) for c in dcells)]
+        by = {(c["rule"], c["attack"], c["byzantine_fraction"]): c for c in dcells}
+        base = by.get(("fedavg", "none", 0.0))
+        lines += [f"## {ds}", ""]
+        if base:
+            lines += [f"No-attack FedAvg: {_fmt(base['accuracy_mean'])} ± {_fmt(base['accuracy_std'])}.", ""]
+        header = "| rule | " + " | ".join(f"{a} {int(round(fr * 100))}%" if fr else "no attack" for a, fr in cols) + " |"
+        lines += ["### Final accuracy", "", header, "|---" * (len(cols) + 1) + "|"]
+        for rule in rules:
+            vals = [by.get((rule, a, fr)) for a, fr in cols]
+            lines.append(f"| {rule}{' (root set)' if vals[0] and vals[0]['uses_root_set'] else ''} | " + " | ".join(
+                f"{_fmt(c['accuracy_mean'])} ± {_fmt(c['accuracy_std'])}" if c else "–" for c in vals) + " |")
+        worst = [w for w in result["worst_cases"] if w["dataset"] == ds]
+        fracs = sorted({w["byzantine_fraction"] for w in worst})
+        if worst:
+            lines += ["", "### Worst case per rule over the attacks", "",
+                      "| rule | " + " | ".join(f"{int(round(fr * 100))}% Byzantine" for fr in fracs) + " |",
+                      "|---" * (len(fracs) + 1) + "|"]
+            for rule in rules:
+                row = []
+                for fr in fracs:
+                    w = next((w for w in worst if w["rule"] == rule and w["byzantine_fraction"] == fr), None)
+                    gap = f", {100 * (w['accuracy_mean'] - base['accuracy_mean']):+.1f} vs FedAvg" if w and base else ""
+                    row.append(f"{_fmt(w['accuracy_mean'])} ({w['attack']}{gap})" if w else "–")
+                lines.append(f"| {rule} | " + " | ".join(row) + " |")
+        bd = [c for c in dcells if c["attack"] == "backdoor"]
+        if bd:
+            bfr = sorted({c["byzantine_fraction"] for c in bd})
+            lines += ["", "### Backdoor attack success rate (triggered test inputs put in the target class)", "",
+                      "| rule | " + " | ".join(f"{int(round(fr * 100))}%" for fr in bfr) + " |",
+                      "|---" * (len(bfr) + 1) + "|"]
+            for rule in rules:
+                lines.append(f"| {rule} | " + " | ".join(
+                    _fmt(by[(rule, 'backdoor', fr)]["attack_success_rate"]) if (rule, "backdoor", fr) in by else "–"
+                    for fr in bfr) + " |")
+        acols = [col for col in cols if col[1] > 0]
+        lines += ["", "### Honest trainers' share of trainer rewards (%), and per head honest / attacker (tokens)", "",
+                  "| rule | " + " | ".join(f"{a} {int(round(fr * 100))}%" for a, fr in acols) + " |",
+                  "|---" * (len(acols) + 1) + "|"]
+        for rule in rules:
+            lines.append(f"| {rule} | " + " | ".join(
+                (f"{_fmt(c['honest_reward_share'])} ({c['honest_reward_per_head']:.1f}/"
+                 f"{_fmt(c['attacker_reward_per_head'], pct=False)})" if c else "–")
+                for c in (by.get((rule, a, fr)) for a, fr in acols)) + " |")
+        lines.append("")
+    if result.get("chain_runs"):
+        lines += ["## Full runs on the chain", "",
+                  "| dataset | rule | attack | Byzantine | accuracy | honest reward share | per head honest / attacker "
+                  "| attackers slashed | honest slashed | refused | seconds |", "|---" * 11 + "|"]
+        for r in result["chain_runs"]:
+            lines.append(f"| {r['dataset']} | {r['rule']} | {r['attack']} | {int(round(100 * r['byzantine_fraction']))}% "
+                         f"| {_fmt(r['accuracy'])} | {_fmt(r['honest_reward_share'])} | {r['honest_reward_per_head']:.1f} / "
+                         f"{_fmt(r['attacker_reward_per_head'], pct=False)} | {r['attackers_slashed']} "
+                         f"| {r['honest_slashed']} | {', '.join(r.get('refusals', [])) or '–'} | {r['seconds']:.0f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def heatmap(result: dict, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = result["datasets"]
+    fig, axes = plt.subplots(len(datasets), 1, figsize=(14, 3.2 * len(datasets) + 1), squeeze=False)
+    for ax, ds in zip(axes[:, 0], datasets):
+        dcells = [c for c in result["cells"] if c["dataset"] == ds]
+        rules = list(dict.fromkeys(c["rule"] for c in dcells))
+        cols = list(dict.fromkeys((c["attack"], c["byzantine_fraction"]) for c in dcells))
+        by = {(c["rule"], c["attack"], c["byzantine_fraction"]): c["accuracy_mean"] for c in dcells}
+        m = np.array([[by.get((r, a, fr), np.nan) for a, fr in cols] for r in rules]) * 100
+        im = ax.imshow(m, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+        ax.set_xticks(range(len(cols)), [f"{a}\n{int(round(fr * 100))}%" if fr else "none" for a, fr in cols],
+                      fontsize=7)
+        ax.set_yticks(range(len(rules)), rules, fontsize=8)
+        for i in range(len(rules)):
+            for j in range(len(cols)):
+                if not np.isnan(m[i, j]):
+                    ax.text(j, i, f"{m[i, j]:.0f}", ha="center", va="center", fontsize=6)
+        ax.set_title(f"{ds}: final test accuracy (%), mean over seeds {result['seeds']}", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.02)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(result: dict, out) -> None:
+    import json
+    from pathlib import Path
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=1))
+    (out / "README.md").write_text(markdown(result))
+    heatmap(result, out / "heatmap.png")
