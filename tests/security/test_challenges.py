@@ -145,10 +145,12 @@ def test_a_false_challenge_loses_its_bond_and_changes_nothing(tmp_path):
     v = to_vote(net)
     ev = evidence(net, v)
     assert ev.first_wrong_chunk() is None  # the honest result is right everywhere
-    last = fp.chunks(ev.parent).shape[0] - 1
     bond = ch.call("bond")
-    acct = challenger(net)
-    for c in (0, last):  # the first chunk, and the last (zero-padded) one
+    chunks = fp.chunks(ev.parent).shape[0]
+    acct = challenger(net, tokens=chunks * bond)
+    # every chunk (the last one zero-padded): the contract's integer FedAvg (floor
+    # division of signed sums, clipping) agrees with the validators' numpy, bit for bit
+    for c in range(chunks):
         approve_bond(net, acct)
         pool, held = fc.call("tasks", t)["pool"], tok.call("balanceOf", acct.address)
         rc = ch.tx("challenge", *ev.challenge(c).args(), sender=acct)

@@ -159,12 +159,35 @@ def challenge(
             expected += 1
         assert index == expected, "challenges: not the accepted updates in reveal order"
         expected += 1
-        assert staticcall fc.commitment(task_id, round_id, node) == staticcall fc.commitment_of(task_id, round_id, node, update_roots[i], salts[i]), "challenges: root does not match commitment"
+        # commitments._commitment as fedchain computes it (bound to fedchain's address)
+        c: bytes32 = keccak256(abi_encode(commitments.COMMIT_DOMAIN, chain.id, fc.address, task_id, round_id, node, update_roots[i], salts[i]))
+        assert staticcall fc.commitment(task_id, round_id, node) == c, "challenges: root does not match commitment"
         values: Bytes[CHUNK_BYTES] = slice(update_chunks, i * CHUNK_BYTES, CHUNK_BYTES)
-        assert self._verify_flat(keccak256(values), chunk, update_proofs, i * depth, depth, update_roots[i]), "challenges: bad update proof"
+        # merkle._verify over update_proofs[i * depth:(i + 1) * depth], inline: an
+        # internal call would copy the whole proofs array
+        h: bytes32 = keccak256(values)
+        at: uint256 = chunk
+        for k: uint256 in range(depth, bound=MAX_DEPTH):
+            sibling: bytes32 = update_proofs[i * depth + k]
+            if at % 2 == 0:
+                h = keccak256(concat(h, sibling))
+            else:
+                h = keccak256(concat(sibling, h))
+            at //= 2
+        assert h == update_roots[i], "challenges: bad update proof"
         w: uint256 = min((rec >> 32) & SAMPLES_MASK, MAX_WEIGHT)
         total_weight += w
-        acc = self._accumulate(acc, values, convert(w, int256))
+        wi: int256 = convert(w, int256)
+        # Unchecked arithmetic is exact here: |x| < 2**31, w <= 2**20 and at most
+        # 256 updates, so every partial sum stays below 2**59 in magnitude.
+        j: uint256 = 0
+        for k: uint256 in range(8):
+            word: uint256 = convert(extract32(values, k * 32), uint256)
+            for m: uint256 in range(8):
+                v: uint256 = (word >> unsafe_sub(224, unsafe_mul(32, m))) & INDEX_MASK
+                x: int256 = unsafe_sub(convert(v, int256), convert((v >> 31) << 32, int256))
+                acc[j] = unsafe_add(acc[j], unsafe_mul(wi, x))
+                j = unsafe_add(j, 1)
     # every remaining reveal must be rejected
     for _: uint256 in range(MAX_UPDATES):
         if expected >= r.reveals:
@@ -211,21 +234,6 @@ def _value(data: Bytes[CHUNK_BYTES], j: uint256) -> int256:
 
 @internal
 @pure
-def _accumulate(acc: int256[CHUNK], data: Bytes[CHUNK_BYTES], w: int256) -> int256[CHUNK]:
-    out: int256[CHUNK] = acc
-    for k: uint256 in range(8):
-        word: uint256 = convert(extract32(data, k * 32), uint256)
-        for m: uint256 in range(8):
-            v: uint256 = (word >> (224 - 32 * m)) & INDEX_MASK
-            x: int256 = convert(v, int256)
-            if v >= 2**31:
-                x -= 2**32
-            out[8 * k + m] += w * x
-    return out
-
-
-@internal
-@pure
 def _floor_div(a: int256, b: int256) -> int256:
     """
     @dev Floor division for b > 0 (Vyper's signed `//` truncates to zero;
@@ -235,21 +243,3 @@ def _floor_div(a: int256, b: int256) -> int256:
     if a % b != 0 and a < 0:
         q -= 1
     return q
-
-
-@internal
-@pure
-def _verify_flat(leaf: bytes32, index: uint256, proofs: DynArray[bytes32, 5120], start: uint256, depth: uint256, root: bytes32) -> bool:
-    """
-    @dev merkle._verify over proofs[start:start + depth].
-    """
-    node: bytes32 = leaf
-    i: uint256 = index
-    for k: uint256 in range(depth, bound=MAX_DEPTH):
-        sibling: bytes32 = proofs[start + k]
-        if i % 2 == 0:
-            node = keccak256(concat(node, sibling))
-        else:
-            node = keccak256(concat(sibling, node))
-        i //= 2
-    return i == 0 and node == root

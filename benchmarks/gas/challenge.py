@@ -1,0 +1,111 @@
+"""Gas of an on-chain challenge: one chunk check with 10, 20 and 50 updates a round.
+
+Run from the repository root::
+
+    PYTHONPATH=src .venv/bin/python benchmarks/gas/challenge.py
+
+For each N it builds a real network (N trainers with the simulation's CNN on
+digits, one local epoch; three colluding validators), plays round 0 to its
+leading vote, and has a watcher challenge it: the gas of the ``challenge``
+transaction (the whole fraud proof: one step, there is no bisection for FedAvg)
+and of one ``slash_wrong_vote``. It also measures a failed challenge (a right
+chunk of an honest round, which costs the bond) at N = 20. A linear fit
+gas = a + b * N gives the cost per update and the largest N under 5M gas.
+
+Writes ``benchmarks/gas/challenge.json``. It runs on the embedded EVM, whose gas
+equals anvil's receipts (benchmarks/gas/run.py checks that on every function);
+on anvil a 50-trainer round would need phases longer than the simulation's
+unbonding delay allows, since anvil mines one block per transaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from fedchain.chain.embedded import EmbeddedChain
+from fedchain.chain.interface import account_from_seed
+from fedchain.learning import fixedpoint as fp
+from fedchain.protocol.challenge import gather
+from fedchain.sim.network import SimConfig, build_network
+
+LIMIT = 5_000_000
+HERE = Path(__file__).parent
+
+
+def to_vote(net):
+    t = net.task_id
+    v = net.validators[0].task(t).current
+    for boundary in (v.commit_end + 1, v.reveal_end + 1, None):
+        for node in net.nodes:
+            node.step(t)
+        if boundary is not None:
+            net.chain.mine_to(boundary)
+    return v
+
+
+def evidence(net, v):
+    log, fc = net.validators[0].task(net.task_id), net.deployment.fedchain
+    leader = fc.call("rounds", net.task_id, v.round_id)["leader"]
+    vote = next(e.args for e in log.votes[v.round_id] if e.args["vote_hash"] == leader)
+    parent = net.validators[0].current_model(net.task_id).q
+    return gather(net.task_id, v.round_id, parent, log.reveals[v.round_id], vote, net.store, net.recipe,
+                  net.validators[0].shapes)
+
+
+def measure(n: int, colluders: int) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        cfg = SimConfig(trainers=n, validators=3, rounds=2, epochs=1, colluders=colluders, out=Path(out))
+        net = build_network(cfg, chain=EmbeddedChain())
+        v = to_vote(net)
+        ev = evidence(net, v)
+        challenger = account_from_seed("challenger")
+        bond = net.deployment.challenges.call("bond")
+        net.chain.fund(challenger.address, 10**20)
+        net.deployment.token.tx("mint", challenger.address, bond, sender=account_from_seed(f"{cfg.seed}:sponsor"))
+        net.deployment.token.tx("approve", net.deployment.challenges.address, bond, sender=challenger)
+        c = ev.first_wrong_chunk()
+        ch = ev.challenge(0 if c is None else c)
+        rc = net.deployment.challenges.tx("challenge", *ch.args(), sender=challenger)
+        row = {"updates": len(ev.updates), "parameters": int(ev.parent.size),
+               "chunks": int(fp.chunks(ev.parent).shape[0]), "depth": ch.depth,
+               "calldata_bytes": len(net.deployment.challenges.artifact.codec.encode_call("challenge", ch.args())),
+               "success": rc.event("Challenged").args["success"], "challenge_gas": rc.gas_used}
+        if row["success"]:
+            voter = net.validators[0].address
+            row["slash_wrong_vote_gas"] = net.deployment.fedchain.tx("slash_wrong_vote", net.task_id, v.round_id,
+                                                                     voter, sender=challenger).gas_used
+        return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=HERE / "challenge.json")
+    args = p.parse_args()
+    rows = [measure(n, 3) for n in (10, 20, 50)]
+    failed = measure(20, 0)
+    (x0, y0), (x1, y1) = (rows[0]["updates"], rows[0]["challenge_gas"]), (rows[-1]["updates"], rows[-1]["challenge_gas"])
+    per_update = (y1 - y0) / (x1 - x0)
+    base = y0 - per_update * x0
+    result = {"backend": "embedded", "chunk_size": fp.CHUNK_SIZE, "rows": rows,
+              "failed_challenge": failed, "fit": {"base_gas": round(base), "gas_per_update": round(per_update)},
+              "max_updates_under_5M": int((LIMIT - base) // per_update)}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"challenge gas ({result['backend']}, chunk of {fp.CHUNK_SIZE} values, "
+          f"{rows[0]['parameters']} parameters, proof depth {rows[0]['depth']}):")
+    for r in rows:
+        print(f"  {r['updates']:3d} updates: challenge {r['challenge_gas']:>9,} gas "
+              f"({r['challenge_gas'] / LIMIT:.2f} of 5M), calldata {r['calldata_bytes']:,} B, "
+              f"slash_wrong_vote {r.get('slash_wrong_vote_gas', 0):,}")
+    print(f"  failed challenge at {failed['updates']} updates: {failed['challenge_gas']:,} gas "
+          f"(success={failed['success']})")
+    print(f"  fit: {base:,.0f} + {per_update:,.0f} per update -> at most {result['max_updates_under_5M']} updates "
+          f"under 5M gas (the protocol allows 256 reveals a round)")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
