@@ -12,6 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fedchain.sim.adversaries import ADVERSARIES
+from fedchain.sim.attacks import ATTACKS
+from fedchain.sim.attacks.trainer import byzantine_count
 from fedchain.sim.network import SimConfig as D  # the defaults live in one place
 
 TOKEN = 10**18
@@ -43,6 +45,10 @@ def simulate(
     out: Annotated[Path, typer.Option(help="Output folder: report.json, accuracy.png, blobs/, journals/.")] = D.out,
     misbehave: Annotated[list[str], typer.Option(
         help=f"Misbehaving trainers as NAME[:COUNT], repeatable; NAME in {', '.join(ADVERSARIES)}.")] = [],
+    attack: Annotated[str | None, typer.Option(
+        help=f"An attack run by the last --byzantine share of the trainers: {', '.join(ATTACKS)}.")] = D.attack,
+    byzantine: Annotated[float, typer.Option(help="Share of the trainers that run --attack, in [0, 1].")] = 0.2,
+    rule: Annotated[str, typer.Option(help="Aggregation rule of the task (fedchain.learning.aggregate).")] = D.rule,
     baselines: Annotated[bool, typer.Option(help="Also train centralized and plain-FedAvg baselines.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what every node does.")] = False,
 ) -> None:
@@ -59,9 +65,14 @@ def simulate(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
     cfg = D(trainers=trainers, validators=validators, rounds=rounds, dataset=dataset, partition=partition,
             alpha=alpha, model=model, epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, seed=seed,
-            out=out, adversaries=_parse_adversaries(misbehave))
+            out=out, adversaries=_parse_adversaries(misbehave), attack=attack, byzantine=byzantine if attack else 0.0,
+            rule=rule)
+    if attack is not None and attack not in ATTACKS:
+        raise typer.BadParameter(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
     console.print(f"[bold]fedchain simulate[/]: {trainers} trainers, {validators} validators, {rounds} rounds, "
-                  f"{dataset} ({partition}, alpha={alpha}), model {model}, {epochs} local epochs, seed {seed}")
+                  f"{dataset} ({partition}, alpha={alpha}), model {model}, {epochs} local epochs, seed {seed}"
+                  + (f", rule {rule}" if rule != "fedavg" else "")
+                  + (f"; attack {attack} by {byzantine_count(cfg)} trainers (omniscient)" if attack else ""))
     console.print("Each round: selected trainers train locally, commit a hash, reveal it; validators check every "
                   "update, aggregate with exact fixed-point FedAvg, vote; 2/3 of committee stake finalizes.")
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
