@@ -151,7 +151,6 @@ def root():
 def test_attacked_updates_score_far_below_honest_ones(attack):
     template, parent, honest, attacked = round_of_updates()
     ups = [*honest, attacked[attack]]
-    g = np.sum(ups, axis=0) // len(ups)
     s = validation_scores("logreg", parent, ups, template, *root())
     assert min(s[:-1]) > 0  # honest non-IID trainers are not zeroed out here
     assert s[-1] < sorted(s[:-1])[len(honest) // 2]
@@ -176,10 +175,23 @@ def test_score_is_the_gain_in_true_class_mass_of_a_one_nth_step():
     assert s == [max(0, m - base) for m in mass]  # no update here is beyond 2.5x the median norm
 
 
+def test_updates_beyond_two_and_a_half_median_norms_are_cut_by_the_eighth_power():
+    template, parent, honest, attacked = round_of_updates()
+    xq, y = root()
+    ups = [*honest, attacked["boosted"]]
+    n = len(ups)
+    s = validation_scores("logreg", parent, ups, template, xq, y)
+    base = true_class_mass("logreg", exact.int_params(parent, template), xq, y)
+    gain = true_class_mass("logreg", exact.int_params(parent + ups[-1] // n, template), xq, y) - base
+    t2 = sorted(int(u @ u) for u in ups)[n // 2]
+    u2 = int(ups[-1] @ ups[-1])
+    assert 4 * u2 > 25 * t2 and gain > 0
+    assert s[-1] == gain * (25 * t2) ** 4 // (4 * u2) ** 4
+
+
 def test_scores_are_ints_and_the_same_bits_twice():
     template, parent, honest, attacked = round_of_updates()
     ups = [*honest, *attacked.values()]
-    g = np.sum(ups, axis=0) // len(ups)
     a = validation_scores("logreg", parent, ups, template, *root())
     b = validation_scores("logreg", parent.copy(), [u.copy() for u in ups], template, *root())
     assert a == b and all(type(x) is int for x in a)
@@ -291,8 +303,8 @@ def digest_here() -> str:
 def test_same_bits_twice_and_under_restricted_cpu_dispatch():
     here = digest_here()
     assert digest_here() == here
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env={**os.environ, "NPY_DISABLE_CPU_FEATURES": "X86_V4 X86_V3"},
-                         capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": "X86_V4 X86_V3"}
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     restricted = json.loads(out.stdout.strip().splitlines()[-1])
     assert restricted["kernel"].startswith("baseline"), restricted  # the restriction took effect

@@ -82,7 +82,8 @@ def flat_params(params: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 # -- layers: each returns its output and a function from output gradient to input gradient,
-#    accumulating parameter gradients (summed over the batch, scale 2**16) into ``grads``
+#    storing parameter gradients (summed over the batch, scale 2**16, clipped only after
+#    ``gradient`` takes the mean) into ``grads``
 
 
 def _rescale(acc: np.ndarray) -> np.ndarray:
@@ -104,8 +105,8 @@ def _linear(x, p, name, grads):
 
     def back(dy):
         if grads is not None:
-            grads[f"{name}.weight"] = _rescale(_matmul(dy.T, x))
-            grads[f"{name}.bias"] = np.clip(dy.sum(axis=0), -QMAX, QMAX)
+            grads[f"{name}.weight"] = _matmul(dy.T, x) >> FRAC_BITS
+            grads[f"{name}.bias"] = dy.sum(axis=0)
         return _rescale(_matmul(dy, w))
     return out, back
 
@@ -138,8 +139,8 @@ def _conv3x3(x, p, name, grads):
     def back(dy):
         dym = np.ascontiguousarray(dy.transpose(0, 2, 3, 1)).reshape(n * h * wd, -1)
         if grads is not None:
-            grads[f"{name}.weight"] = _rescale(_matmul(dym.T, cols)).reshape(w.shape)
-            grads[f"{name}.bias"] = np.clip(dym.sum(axis=0), -QMAX, QMAX)
+            grads[f"{name}.weight"] = (_matmul(dym.T, cols) >> FRAC_BITS).reshape(w.shape)
+            grads[f"{name}.bias"] = dym.sum(axis=0)
         return np.clip(_col2im(_rescale(_matmul(dym, wm)), x.shape), -QMAX, QMAX)
     return out, back
 
@@ -234,7 +235,7 @@ def gradient(model: str, params: IntParams, xq: np.ndarray, y: np.ndarray) -> In
     dy[np.arange(len(y)), y] -= SCALE
     for back in reversed(backs):
         dy = back(dy)
-    return {name: g // len(y) for name, g in grads.items()}
+    return {name: np.clip(g // len(y), -QMAX, QMAX) for name, g in grads.items()}
 
 
 def lr_fixed(lr: float) -> int:
