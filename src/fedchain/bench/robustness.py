@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from types import SimpleNamespace
 
@@ -38,6 +38,7 @@ from fedchain.learning.models import build_model
 from fedchain.learning.train import evaluate, flatten, get_params, param_shapes, train_local, unflatten
 from fedchain.protocol.node import Model
 from fedchain.protocol.recipe import Recipe
+from fedchain.protocol.root_set import report_indices, round_scores
 from fedchain.protocol.validator import aggregate_round, decode_update
 from fedchain.sim.attacks import ATTACKS, Knowledge, finish
 from fedchain.sim.attacks.backdoor import triggered_test_set
@@ -130,11 +131,36 @@ def _train(dataset: str, seed: int, setup: Setup, i: int, params: dict, round_id
     return flatten({k: (trained[k] - params[k]).astype(np.float32) for k in params})
 
 
-def recipe_of(dataset: str, rule: str, setup: Setup, data=None) -> Recipe:
+def recipe_of(dataset: str, rule: str, setup: Setup, data=None, seed: int = 0, score: str = "cosine") -> Recipe:
+    """The recipe ``build_network`` writes for this setup (root set drawn from seed's held-out split)."""
     data = data or load_dataset(dataset)
     return Recipe(model=setup.model or MODELS[dataset], dataset=dataset, input_shape=tuple(data.input_shape),
                   num_classes=data.num_classes, epochs=setup.epochs, batch_size=setup.batch_size, lr=setup.lr,
-                  momentum=setup.momentum, rule=rule, rule_params=rule_params(rule, setup.trainers))
+                  momentum=setup.momentum, rule=rule, rule_params=rule_params(rule, setup.trainers), score=score,
+                  data_seed=seed)
+
+
+class Payouts:
+    """The contract's budget and claim arithmetic (fedchain.vy: ``finalize``, ``claim``), per trainer."""
+
+    def __init__(self, pool: int, rounds: int, trainers: int):
+        self.pool, self.rounds, self.rewards = pool, rounds, [0] * trainers
+
+    def pay(self, round_id: int, scores: list[int]) -> None:
+        budget = self.pool // (self.rounds - round_id)
+        validator_budget = budget * VALIDATOR_FEE_BPS // 10_000
+        total = sum(scores)
+        trainer_budget = budget - validator_budget if total else 0
+        self.pool -= validator_budget + trainer_budget
+        for i, s in enumerate(scores):
+            if s:
+                self.rewards[i] += trainer_budget * s // total
+
+    def shares(self, honest: list[int], attackers: list[int]) -> dict:
+        total, h = sum(self.rewards), sum(self.rewards[i] for i in honest)
+        return {"honest_reward_share": h / total if total else None,
+                "honest_reward_per_head": h / len(honest) / TOKEN,
+                "attacker_reward_per_head": (total - h) / len(attackers) / TOKEN if attackers else None}
 
 
 def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
@@ -142,7 +168,9 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
     start = time.perf_counter()
     torch.set_num_threads(1)  # as build_network: one thread, so that training is bit-identical to the simulation's
     data, parts, model, initial, template, net = _world(cell.dataset, cell.seed, setup)
-    recipe = recipe_of(cell.dataset, cell.rule, setup, data)
+    recipe = recipe_of(cell.dataset, cell.rule, setup, data, cell.seed)
+    by_root_set = replace(recipe, score="validation")
+    test = report_indices(recipe, data.y_test)  # the test split less the validators' root set
     n = setup.trainers
     attack = ATTACKS[cell.attack] if cell.attack else None
     if attack is not None and attack.protocol:
@@ -159,7 +187,7 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
     shapes = param_shapes(template)
 
     q = fp.to_fixed(flatten(initial))
-    pool, rewards, curve = setup.pool, [0] * n, []
+    cosine, validation, curve = Payouts(setup.pool, setup.rounds, n), Payouts(setup.pool, setup.rounds, n), []
     for r in range(setup.rounds):
         params = unflatten(fp.from_fixed(q), template)
 
@@ -184,30 +212,23 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
         model_now = Model(params=params, q=q, root=b"", cid="")
         result = aggregate_round(0, r, model_now, revealed, qs, {nodes[i]: samples[i] for i in range(n)}, {},
                                  recipe, template)
-        q = decode_update(result.blob, shapes)
-        # the contract's budget and claim arithmetic (fedchain.vy: finalize, claim)
-        budget = pool // (setup.rounds - r)
-        validator_budget = budget * VALIDATOR_FEE_BPS // 10_000
-        trainer_budget = budget - validator_budget if result.total_score else 0
-        pool -= validator_budget + trainer_budget
-        for i, (_, s) in enumerate(result.scores):
-            if trainer_budget and s:
-                rewards[i] += trainer_budget * s // result.total_score
-        curve.append(evaluate(net, unflatten(fp.from_fixed(q), template), data.x_test, data.y_test))
+        new_q = decode_update(result.blob, shapes)
+        cosine.pay(r, [s for _, s in result.scores])
+        # the same round scored on the root set, by the function validators call for score = "validation"
+        validation.pay(r, round_scores(by_root_set, q, list(qs.values()), new_q - q, template))
+        q = new_q
+        curve.append(evaluate(net, unflatten(fp.from_fixed(q), template), data.x_test[test], data.y_test[test]))
 
     final = unflatten(fp.from_fixed(q), template)
     model_root = result.model_root.hex()
-    total = int(sum(rewards))
-    honest_total = int(sum(rewards[i] for i in honest_ids))
     row = {**asdict(cell), "attack": cell.attack or "none", "rounds": setup.rounds, "model": model,
            "local_epochs": setup.epochs, "byzantine_trainers": f, "rule_params": dict(recipe.rule_params),
            "uses_root_set": uses_root_set(cell.rule, recipe), "accuracy": curve[-1], "accuracy_curve": curve,
-           "honest_reward_share": honest_total / total if total else None,
-           "honest_reward_per_head": honest_total / len(honest_ids) / TOKEN,
-           "attacker_reward_per_head": (total - honest_total) / f / TOKEN if f else None,
-           "model_root": "0x" + model_root, "rewards_wei": rewards, "seconds": time.perf_counter() - start}
+           **cosine.shares(honest_ids, attacker_ids),
+           **{k + "_root_set": v for k, v in validation.shares(honest_ids, attacker_ids).items()},
+           "model_root": "0x" + model_root, "rewards_wei": cosine.rewards, "seconds": time.perf_counter() - start}
     if cell.attack == "backdoor":
-        xt, yt = triggered_test_set(data.x_test, data.y_test)
+        xt, yt = triggered_test_set(data.x_test[test], data.y_test[test])
         row["attack_success_rate"] = evaluate(net, final, xt, yt)
     return row
 
@@ -273,17 +294,18 @@ def summarize(rows: list[dict]) -> list[dict]:
     cells = []
     for (ds, rule, attack, fr), rs in groups.items():
         acc = np.array([r["accuracy"] for r in rs])
-        shares = [r["honest_reward_share"] for r in rs if r["honest_reward_share"] is not None]
         cell = {"dataset": ds, "rule": rule, "attack": attack, "byzantine_fraction": fr,
                 "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()),
                 "accuracy_min": float(acc.min()), "seeds": [r["seed"] for r in rs],
-                "honest_reward_share": float(np.mean(shares)) if shares else None,
-                "honest_reward_share_min": float(np.min(shares)) if shares else None,
-                "honest_reward_per_head": float(np.mean([r["honest_reward_per_head"] for r in rs])),
-                "attacker_reward_per_head": (float(np.mean([r["attacker_reward_per_head"] for r in rs]))
-                                             if rs[0]["attacker_reward_per_head"] is not None else None),
                 "uses_root_set": rs[0]["uses_root_set"], "rule_params": rs[0]["rule_params"],
                 "rounds": rs[0]["rounds"], "model": rs[0]["model"]}
+        for score in ("", "_root_set"):
+            shares = [r["honest_reward_share" + score] for r in rs if r["honest_reward_share" + score] is not None]
+            cell["honest_reward_share" + score] = float(np.mean(shares)) if shares else None
+            cell["honest_reward_share_min" + score] = float(np.min(shares)) if shares else None
+            for who in ("honest", "attacker"):
+                heads = [r[f"{who}_reward_per_head{score}"] for r in rs if r[f"{who}_reward_per_head{score}"] is not None]
+                cell[f"{who}_reward_per_head{score}"] = float(np.mean(heads)) if heads else None
         if attack == "backdoor":
             cell["attack_success_rate"] = float(np.mean([r["attack_success_rate"] for r in rs]))
         cells.append(cell)
@@ -399,14 +421,16 @@ def markdown(result: dict) -> str:
                     _fmt(by[(rule, 'backdoor', fr)]["attack_success_rate"]) if (rule, "backdoor", fr) in by else "–"
                     for fr in bfr) + " |")
         acols = [col for col in cols if col[1] > 0]
-        lines += ["", "### Honest trainers' share of trainer rewards (%), and per head honest / attacker (tokens)", "",
-                  "| rule | " + " | ".join(f"{a} {int(round(fr * 100))}%" for a, fr in acols) + " |",
-                  "|---" * (len(acols) + 1) + "|"]
-        for rule in rules:
-            lines.append(f"| {rule} | " + " | ".join(
-                (f"{_fmt(c['honest_reward_share'])} ({c['honest_reward_per_head']:.1f}/"
-                 f"{_fmt(c['attacker_reward_per_head'], pct=False)})" if c else "–")
-                for c in (by.get((rule, a, fr)) for a, fr in acols)) + " |")
+        for score, title in (("", "cosine score (the default recipe)"),
+                             ("_root_set", 'root-set score (recipe score = "validation")')):
+            lines += ["", f"### Honest trainers' share of trainer rewards (%), {title}; per head honest / attacker "
+                      "(tokens)", "", "| rule | " + " | ".join(f"{a} {int(round(fr * 100))}%" for a, fr in acols) + " |",
+                      "|---" * (len(acols) + 1) + "|"]
+            for rule in rules:
+                lines.append(f"| {rule} | " + " | ".join(
+                    (f"{_fmt(c['honest_reward_share' + score])} ({c['honest_reward_per_head' + score]:.1f}/"
+                     f"{_fmt(c['attacker_reward_per_head' + score], pct=False)})" if c else "–")
+                    for c in (by.get((rule, a, fr)) for a, fr in acols)) + " |")
         lines.append("")
     if result.get("chain_runs"):
         lines += ["## Full runs on the chain", "",

@@ -61,6 +61,7 @@ class SimConfig:
     # the task's aggregation rule and its parameters (fedchain.learning.aggregate)
     rule: str = "fedavg"
     rule_params: dict = field(default_factory=dict)
+    score: str = "cosine"  # or "validation": scored on a root set drawn from this run's held-out split
     stake: int = 100 * TOKEN
     pool: int = 1_000 * TOKEN
     phase_blocks: int = 5
@@ -108,7 +109,8 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
                       num_classes_per_partition=cfg.classes_per_partition)
     recipe = Recipe(model=cfg.model, dataset=cfg.dataset, input_shape=tuple(data.input_shape),
                     num_classes=data.num_classes, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                    momentum=cfg.momentum, rule=cfg.rule, rule_params=cfg.rule_params)
+                    momentum=cfg.momentum, rule=cfg.rule, rule_params=cfg.rule_params, score=cfg.score,
+                    data_seed=cfg.seed)
     out = Path(cfg.out)
     store = LocalBlobStore(out / "blobs")
 
