@@ -49,6 +49,11 @@ def simulate(
         help=f"An attack run by the last --byzantine share of the trainers: {', '.join(ATTACKS)}.")] = D.attack,
     byzantine: Annotated[float, typer.Option(help="Share of the trainers that run --attack, in [0, 1].")] = 0.2,
     rule: Annotated[str, typer.Option(help="Aggregation rule of the task (fedchain.learning.aggregate).")] = D.rule,
+    colluders: Annotated[int, typer.Option(
+        help="Validators (the first N) that collude: they vote for a sabotaged model.")] = D.colluders,
+    watchers: Annotated[int, typer.Option(
+        help="Watchers: no stake, no data; they recompute every round and challenge a wrong result on chain.")]
+        = D.watchers,
     baselines: Annotated[bool, typer.Option(help="Also train centralized and plain-FedAvg baselines.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what every node does.")] = False,
 ) -> None:
@@ -66,7 +71,7 @@ def simulate(
     cfg = D(trainers=trainers, validators=validators, rounds=rounds, dataset=dataset, partition=partition,
             alpha=alpha, model=model, epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, seed=seed,
             out=out, adversaries=_parse_adversaries(misbehave), attack=attack, byzantine=byzantine if attack else 0.0,
-            rule=rule)
+            rule=rule, colluders=colluders, watchers=watchers)
     if attack is not None and attack not in ATTACKS:
         raise typer.BadParameter(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
     console.print(f"[bold]fedchain simulate[/]: {trainers} trainers, {validators} validators, {rounds} rounds, "
@@ -80,7 +85,8 @@ def simulate(
         job = bar.add_task("round 1", total=rounds)
 
         def on_round(row: dict) -> None:
-            state = "finalized" if row["finalized"] else "failed"
+            state = ("finalized" if row["finalized"] else
+                     "reverted by a watcher's challenge" if row.get("challenged") else "failed")
             bar.console.print(f"round {row['round'] + 1:>3}: {state}, accuracy {row['accuracy']:.3f}, "
                               f"gas {row['gas_used']:,}, {row['seconds']:.2f} s")
             bar.update(job, advance=1, description=f"round {row['round'] + 2}")

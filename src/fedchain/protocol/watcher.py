@@ -98,6 +98,12 @@ class Watcher(Node):
             except Reverted as err:  # reported already (by anyone), or a later equivocation withdrew the vote
                 self.log.debug("slash_wrong_vote not needed: %s", err.reason)
 
+    def withdraw(self) -> int:
+        """Withdraw the reporter shares earned by challenges (they count as its rewards)."""
+        owed = super().withdraw()
+        self.rewards += owed
+        return owed
+
     def resume(self, task_id: int) -> None:
         """Nothing to restore: after a restart a watcher checks every round still in its window."""
 

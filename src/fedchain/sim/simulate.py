@@ -73,7 +73,8 @@ def run(cfg: SimConfig, on_round: Callable[[dict], None] | None = None, baseline
     for _ in range(cfg.rounds):
         o = play_round(net)
         row = {"round": o.round_id, "finalized": o.finalized, "accuracy": model_accuracy(net),
-               "gas_used": o.gas_used, "seconds": o.seconds}
+               "gas_used": o.gas_used, "seconds": o.seconds,
+               "challenged": any(r == o.round_id and ok for w in net.watchers for _, r, ok in w.challenged)}
         rounds.append(row)
         if on_round:
             on_round(row)
