@@ -183,7 +183,6 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
             xs[i] = attack.local_data(*xs[i], data.num_classes, np.random.default_rng(cell.seed * 1000 + i))
     samples = [len(xs[i][1]) for i in range(n)]
     nodes = [f"0x{i + 1:040x}" for i in range(n)]
-    revealed = [SimpleNamespace(args={"node": nodes[i], "index": i}) for i in range(n)]
     shapes = param_shapes(template)
 
     q = fp.to_fixed(flatten(initial))
@@ -197,25 +196,31 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
             return _train(cell.dataset, cell.seed, setup, i, params, r, *xs[i])
 
         updates = {i: trained(i) for i in honest_ids}
+        # An honest trainer whose training diverged (a wrecked model) cannot send a valid
+        # update: it could not commit one on chain either, so it sits the round out.
+        valid = {i: u for i, u in updates.items() if _in_range(u)}
         if attacker_ids:
-            honest = (np.stack([updates[i] for i in honest_ids]).astype(np.float64) if attack.omniscient
-                      else np.zeros((0, q.size)))
+            honest = (np.stack([valid[i] for i in honest_ids if i in valid]).astype(np.float64)
+                      if attack.omniscient and valid else np.zeros((0, q.size)))
             g = flatten(params).astype(np.float64)
             for i in attacker_ids:
                 own = trained(i).astype(np.float64) if attack.trains else None
                 if attack.craft is None:
-                    updates[i] = finish(own)
+                    valid[i] = finish(own)
                 else:
-                    updates[i] = finish(attack.craft(Knowledge(model=g, own=own, honest=honest, n=n, f=f,
-                                                               rng=np.random.default_rng([cell.seed * 1000 + i, r]))))
-        qs = {nodes[i]: fp.to_fixed(updates[i]) for i in range(n)}
+                    valid[i] = finish(attack.craft(Knowledge(model=g, own=own, honest=honest, n=n, f=f,
+                                                             rng=np.random.default_rng([cell.seed * 1000 + i, r]))))
+        ids = sorted(valid)  # reveal order: trainer order, as the simulation steps them
+        revealed = [SimpleNamespace(args={"node": nodes[i], "index": k}) for k, i in enumerate(ids)]
+        qs = {nodes[i]: fp.to_fixed(valid[i]) for i in ids}
         model_now = Model(params=params, q=q, root=b"", cid="")
-        result = aggregate_round(0, r, model_now, revealed, qs, {nodes[i]: samples[i] for i in range(n)}, {},
+        result = aggregate_round(0, r, model_now, revealed, qs, {nodes[i]: samples[i] for i in ids}, {},
                                  recipe, template)
         new_q = decode_update(result.blob, shapes)
-        cosine.pay(r, [s for _, s in result.scores])
+        cosine.pay(r, _by_trainer(n, ids, [s for _, s in result.scores]))
         # the same round scored on the root set, by the function validators call for score = "validation"
-        validation.pay(r, round_scores(by_root_set, q, list(qs.values()), new_q - q, template))
+        validation.pay(r, _by_trainer(n, ids, round_scores(by_root_set, q, list(qs.values()), new_q - q, template)
+                                      if ids else []))
         q = new_q
         curve.append(evaluate(net, unflatten(fp.from_fixed(q), template), data.x_test[test], data.y_test[test]))
 
@@ -231,6 +236,17 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
         xt, yt = triggered_test_set(data.x_test[test], data.y_test[test])
         row["attack_success_rate"] = evaluate(net, final, xt, yt)
     return row
+
+
+def _in_range(u: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(u))) and float(np.max(np.abs(u), initial=0.0)) <= fp.CLIP
+
+
+def _by_trainer(n: int, ids: list[int], scores: list[int]) -> list[int]:
+    out = [0] * n
+    for i, s in zip(ids, scores):
+        out[i] = s
+    return out
 
 
 def _worker_init() -> None:

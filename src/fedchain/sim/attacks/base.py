@@ -94,6 +94,7 @@ LIMIT = CLIP - 1.0 / SCALE
 
 
 def finish(v: np.ndarray) -> np.ndarray:
-    """A crafted vector as an update a validator accepts: float32, inside the
+    """A crafted vector as an update a validator accepts: float32, finite, inside the
     fixed-point range (an attacker that overshoots is clipped, not rejected)."""
-    return np.clip(np.asarray(v, dtype=np.float64), -LIMIT, LIMIT).astype(np.float32)
+    v = np.nan_to_num(np.asarray(v, dtype=np.float64), nan=0.0, posinf=LIMIT, neginf=-LIMIT)
+    return np.clip(v, -LIMIT, LIMIT).astype(np.float32)

@@ -76,7 +76,10 @@ class Coordinator:
                     rows.append(flatten(decode_tensors(t.store.get(entry["cid"]), shapes)))
                 else:
                     rows.append(flatten(t.train(model, round_id)))
-            self._round, self._updates = (task_id, round_id), np.stack(rows).astype(np.float64)
+            # a diverged honest update could not be committed: it is nobody's knowledge
+            rows = [u for u in rows if np.all(np.isfinite(u)) and np.max(np.abs(u), initial=0.0) <= fp.CLIP]
+            self._round = (task_id, round_id)
+            self._updates = np.stack(rows).astype(np.float64) if rows else np.zeros((0, flatten(model.params).size))
         return self._updates
 
 
