@@ -1,16 +1,20 @@
-"""Gas of an on-chain challenge: one chunk check with 10, 20 and 50 updates a round.
+"""Gas of an on-chain challenge: one step with 10, 20 and 50 updates a round, per rule.
 
 Run from the repository root::
 
     PYTHONPATH=src .venv/bin/python benchmarks/gas/challenge.py
 
-For each N it builds a real network (N trainers with the simulation's CNN on
+For each coordinate-wise rule (FedAvg, FedMedian, FedTrimmedAvg with beta 0.2)
+and each N it builds a real network (N trainers with the simulation's CNN on
 digits, one local epoch; three colluding validators), plays round 0 to its
-leading vote, and has a watcher challenge it: the gas of the ``challenge``
-transaction (the whole fraud proof: one step, there is no bisection for FedAvg)
-and of one ``slash_wrong_vote``. It also measures a failed challenge (a right
-chunk of an honest round, which costs the bond) at N = 20. A linear fit
-gas = a + b * N gives the cost per update and the largest N under 5M gas.
+leading vote, and challenges it: the gas of the ``challenge`` transaction (the
+whole fraud proof: one step, these rules need no bisection) and of one
+``slash_wrong_vote``. It also measures a failed challenge (a right value of an
+honest FedAvg round, which costs the bond) at N = 20. A linear fit
+gas = a + b * N per rule gives the cost per update and the largest N under 5M
+gas. The chunk is 64 values (a recipe constant the contract shares): each
+update adds its chunk (256 bytes) and its proof to the calldata, and the
+contract recomputes one value of the chunk.
 
 Writes ``benchmarks/gas/challenge.json``. It runs on the embedded EVM, whose gas
 equals anvil's receipts (benchmarks/gas/run.py checks that on every function);
@@ -33,6 +37,7 @@ from fedchain.protocol.challenge import gather
 from fedchain.sim.network import SimConfig, build_network
 
 LIMIT = 5_000_000
+RULES = ("fedavg", "fedmedian", "fedtrimmedavg")
 HERE = Path(__file__).parent
 
 
@@ -56,9 +61,9 @@ def evidence(net, v):
                   net.validators[0].shapes)
 
 
-def measure(n: int, colluders: int) -> dict:
+def measure(n: int, colluders: int, rule: str = "fedavg") -> dict:
     with tempfile.TemporaryDirectory() as out:
-        cfg = SimConfig(trainers=n, validators=3, rounds=2, epochs=1, colluders=colluders, out=Path(out))
+        cfg = SimConfig(trainers=n, validators=3, rounds=2, epochs=1, colluders=colluders, out=Path(out), rule=rule)
         net = build_network(cfg, chain=EmbeddedChain())
         v = to_vote(net)
         ev = evidence(net, v)
@@ -67,10 +72,9 @@ def measure(n: int, colluders: int) -> dict:
         net.chain.fund(challenger.address, 10**20)
         net.deployment.token.tx("mint", challenger.address, bond, sender=account_from_seed(f"{cfg.seed}:sponsor"))
         net.deployment.token.tx("approve", net.deployment.challenges.address, bond, sender=challenger)
-        c = ev.first_wrong_chunk()
-        ch = ev.challenge(0 if c is None else c)
+        ch = ev.challenge(*(ev.first_wrong() or (0, 0)))
         rc = net.deployment.challenges.tx("challenge", *ch.args(), sender=challenger)
-        row = {"updates": len(ev.updates), "parameters": int(ev.parent.size),
+        row = {"rule": rule, "updates": len(ev.updates), "parameters": int(ev.parent.size),
                "chunks": int(fp.chunks(ev.parent).shape[0]), "depth": ch.depth,
                "calldata_bytes": len(net.deployment.challenges.artifact.codec.encode_call("challenge", ch.args())),
                "success": rc.event("Challenged").args["success"], "challenge_gas": rc.gas_used}
@@ -85,25 +89,29 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=HERE / "challenge.json")
     args = p.parse_args()
-    rows = [measure(n, 3) for n in (10, 20, 50)]
+    rows = [measure(n, 3, rule) for rule in RULES for n in (10, 20, 50)]
     failed = measure(20, 0)
-    (x0, y0), (x1, y1) = (rows[0]["updates"], rows[0]["challenge_gas"]), (rows[-1]["updates"], rows[-1]["challenge_gas"])
-    per_update = (y1 - y0) / (x1 - x0)
-    base = y0 - per_update * x0
-    result = {"backend": "embedded", "chunk_size": fp.CHUNK_SIZE, "rows": rows,
-              "failed_challenge": failed, "fit": {"base_gas": round(base), "gas_per_update": round(per_update)},
-              "max_updates_under_5M": int((LIMIT - base) // per_update)}
+    fits = {}
+    for rule in RULES:
+        (x0, y0), (x1, y1) = [(r["updates"], r["challenge_gas"]) for r in rows if r["rule"] == rule][::2]
+        per_update = (y1 - y0) / (x1 - x0)
+        base = y0 - per_update * x0
+        fits[rule] = {"base_gas": round(base), "gas_per_update": round(per_update),
+                      "max_updates_under_5M": int((LIMIT - base) // per_update)}
+    result = {"backend": "embedded", "chunk_size": fp.CHUNK_SIZE, "rows": rows, "failed_challenge": failed,
+              "fit": fits}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"challenge gas ({result['backend']}, chunk of {fp.CHUNK_SIZE} values, "
+    print(f"challenge gas (embedded EVM = anvil receipts; chunk of {fp.CHUNK_SIZE} values, "
           f"{rows[0]['parameters']} parameters, proof depth {rows[0]['depth']}):")
     for r in rows:
-        print(f"  {r['updates']:3d} updates: challenge {r['challenge_gas']:>9,} gas "
+        print(f"  {r['rule']:>13} {r['updates']:3d} updates: challenge {r['challenge_gas']:>9,} gas "
               f"({r['challenge_gas'] / LIMIT:.2f} of 5M), calldata {r['calldata_bytes']:,} B, "
               f"slash_wrong_vote {r.get('slash_wrong_vote_gas', 0):,}")
-    print(f"  failed challenge at {failed['updates']} updates: {failed['challenge_gas']:,} gas "
+    print(f"  failed challenge (fedavg, {failed['updates']} updates): {failed['challenge_gas']:,} gas "
           f"(success={failed['success']})")
-    print(f"  fit: {base:,.0f} + {per_update:,.0f} per update -> at most {result['max_updates_under_5M']} updates "
-          f"under 5M gas (the protocol allows 256 reveals a round)")
+    for rule, f in fits.items():
+        print(f"  {rule}: {f['base_gas']:,} + {f['gas_per_update']:,} per update -> at most "
+              f"{f['max_updates_under_5M']} updates in one step under 5M gas (a round allows 256 reveals)")
     sys.stdout.flush()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from eth_utils import keccak
 
 from fedchain.chain.deploy import TOKEN
 from fedchain.chain.embedded import EmbeddedChain
@@ -139,21 +140,27 @@ def test_a_watcher_leaves_an_honest_committee_alone(tmp_path):
 # ---------------------------------------------------------------- failed and late challenges
 
 
-def test_a_false_challenge_loses_its_bond_and_changes_nothing(tmp_path):
-    net = build_network(config(tmp_path))  # an honest committee
+RULES = [("fedavg", {}), ("fedmedian", {}), ("fedtrimmedavg", {"beta": 0.25})]
+
+
+@pytest.mark.parametrize("rule,params", RULES)
+def test_a_false_challenge_loses_its_bond_and_changes_nothing(tmp_path, rule, params):
+    net = build_network(config(tmp_path, rule=rule, rule_params=params))  # an honest committee
     fc, tok, ch, t = net.deployment.fedchain, net.deployment.token, net.deployment.challenges, net.task_id
     v = to_vote(net)
     ev = evidence(net, v)
-    assert ev.first_wrong_chunk() is None  # the honest result is right everywhere
+    assert ev.first_wrong() is None  # the honest result is right everywhere
     bond = ch.call("bond")
     chunks = fp.chunks(ev.parent).shape[0]
-    acct = challenger(net, tokens=chunks * bond)
-    # every chunk (the last one zero-padded): the contract's integer FedAvg (floor
-    # division of signed sums, clipping) agrees with the validators' numpy, bit for bit
-    for c in range(chunks):
+    # every value of chunk 0 and one value of every other chunk (the last one
+    # zero-padded): the contract's integers (floor division of signed sums, sorting,
+    # clipping) agree with the validators' numpy, bit for bit
+    values = [(0, j) for j in range(fp.CHUNK_SIZE)] + [(c, c % fp.CHUNK_SIZE) for c in range(1, chunks)]
+    acct = challenger(net, tokens=len(values) * bond)
+    for c, j in values:
         approve_bond(net, acct)
         pool, held = fc.call("tasks", t)["pool"], tok.call("balanceOf", acct.address)
-        rc = ch.tx("challenge", *ev.challenge(c).args(), sender=acct)
+        rc = ch.tx("challenge", *ev.challenge(c, j).args(), sender=acct)
         assert rc.event("Challenged").args["success"] is False
         assert fc.call("tasks", t)["pool"] == pool + bond
         assert tok.call("balanceOf", acct.address) == held - bond
@@ -198,11 +205,11 @@ def colluded(tmp_path):
     v = to_vote(net)
     ev = evidence(net, v)
     assert ev.vote["rejected"] != 0 and len(ev.accepted) == 4
-    c = ev.first_wrong_chunk()
-    assert c is not None
+    wrong = ev.first_wrong()
+    assert wrong is not None
     acct = challenger(net)
     approve_bond(net, acct)
-    return net, v, ev, ev.challenge(c), acct
+    return net, v, ev, ev.challenge(*wrong), acct
 
 
 def test_every_malformed_challenge_is_refused(colluded):
@@ -212,7 +219,7 @@ def test_every_malformed_challenge_is_refused(colluded):
     rep = dataclasses.replace
     flip = lambda b: bytes([b[0] ^ 1]) + b[1:]  # noqa: E731
     cases = {
-        "challenges: not a FedAvg task": rep(good, recipe_json_hash=flip(good.recipe_json_hash)),
+        "challenges: not the task's rule": rep(good, recipe_json_hash=flip(good.recipe_json_hash)),
         "challenges: not the current round": rep(good, round_id=1),
         "challenges: not the leading vote": rep(good, vote=(*good.vote[:3], good.vote[3] + 1, good.vote[4])),
         "challenges: bad chunk index": rep(good, chunk=2**good.depth),
@@ -228,7 +235,8 @@ def test_every_malformed_challenge_is_refused(colluded):
             good, nodes=good.nodes[:-1], update_roots=good.update_roots[:-1], salts=good.salts[:-1],
             update_chunks=good.update_chunks[:-256], update_proofs=good.update_proofs[:-good.depth]),
     }
-    for reason, bad in cases.items():
+    for reason, bad in [*cases.items(), ("challenges: bad chunk index", rep(good, coordinate=fp.CHUNK_SIZE)),
+                        ("challenges: not the task's rule", rep(good, rule=(2, 0, 1)))]:  # a median proof of a mean
         with reverts(reason):
             ch.tx("challenge", *bad.args(), sender=acct)
     # the rejected update cannot be slipped in
@@ -278,7 +286,7 @@ def test_fund_pool_and_future_rounds(tmp_path):
     acct = challenger(net)
     v = to_vote(net)
     ev = evidence(net, v)
-    good = ev.challenge(ev.first_wrong_chunk())
+    good = ev.challenge(*ev.first_wrong())
     # a later round has no votes yet
     with reverts("challenges: not the current round"):
         net.deployment.challenges.tx("challenge", *dataclasses.replace(good, round_id=v.round_id + 1).args(),
@@ -299,7 +307,7 @@ def test_no_quorum_means_nothing_to_challenge(tmp_path):
     fc, ch, t = net.deployment.fedchain, net.deployment.challenges, net.task_id
     v = to_vote(net)
     ev = evidence(net, v)
-    good = ev.challenge(ev.first_wrong_chunk())
+    good = ev.challenge(*ev.first_wrong())
     # round 1 opens when round 0 is reverted; before its votes there is no quorum
     acct = challenger(net)
     approve_bond(net, acct)
@@ -307,3 +315,36 @@ def test_no_quorum_means_nothing_to_challenge(tmp_path):
     assert fc.call("tasks", t)["round"] == 1
     with reverts("challenges: no quorum"):
         ch.tx("challenge", *dataclasses.replace(good, round_id=1).args(), sender=acct)
+
+
+@pytest.mark.parametrize("rule,params", RULES[1:])
+def test_a_watcher_reverts_colluders_under_median_and_trimmed_mean(tmp_path, rule, params):
+    net = build_network(config(tmp_path, colluders=3, watchers=1, rule=rule, rule_params=params))
+    assert not play_round(net).finalized
+    assert net.watchers[0].challenged == [(net.task_id, 0, True)]
+    assert net.conservation_gap() == 0
+
+
+def test_rules_the_contract_cannot_recompute_are_refused(tmp_path):
+    # NNM mixes updates before the median: not coordinate-wise any more
+    params = {"nnm": True, "num_malicious_nodes": 1}
+    net = build_network(config(tmp_path, colluders=3, watchers=1, rule="fedmedian", rule_params=params))
+    assert net.recipe.challenge_rule == (0, 0, 1)
+    v = to_vote(net)
+    w = net.watchers[0]
+    assert w.challenged == [] and "not challengeable on chain" in w.unprovable[(net.task_id, v.round_id)]
+    # a proof built as if the task were a plain median: refused whatever rule it names
+    plain = dataclasses.replace(net.recipe, rule_params={})
+    log, fc = net.validators[0].task(net.task_id), net.deployment.fedchain
+    vote = next(e.args for e in log.votes[v.round_id]
+                if e.args["vote_hash"] == fc.call("rounds", net.task_id, v.round_id)["leader"])
+    ev = gather(net.task_id, v.round_id, net.validators[0].current_model(net.task_id).q, log.reveals[v.round_id],
+                vote, net.store, plain, net.validators[0].shapes)
+    acct = challenger(net)
+    approve_bond(net, acct)
+    median = ev.challenge(0, 0)
+    with reverts("challenges: not the task's rule"):
+        net.deployment.challenges.tx("challenge", *median.args(), sender=acct)
+    honest_hash = dataclasses.replace(median, rule=(0, 0, 1), recipe_json_hash=keccak(net.recipe.to_bytes()))
+    with reverts("challenges: rule not challengeable"):
+        net.deployment.challenges.tx("challenge", *honest_hash.args(), sender=acct)

@@ -55,7 +55,8 @@ def test_bytes_are_canonical_json(recipe):
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_hash_binds_the_bytes_and_the_challenge_rule(recipe):
     # keccak(abi_encode(rule, keccak(json))): what challenges.vy recomputes
-    assert recipe.hash == keccak(recipe.challenge_rule.to_bytes(32, "big") + keccak(recipe.to_bytes()))
+    words = b"".join(v.to_bytes(32, "big") for v in recipe.challenge_rule)
+    assert recipe.hash == keccak(words + keccak(recipe.to_bytes()))
     assert len(recipe.hash) == 32
     assert Recipe(**dataclasses.asdict(recipe) | {"input_shape": recipe.input_shape}).hash == recipe.hash
 
@@ -101,9 +102,12 @@ def test_rule_params_are_canonical_and_round_trip():
         Recipe(rule_params={"beta": [0.1]})
 
 
-def test_only_plain_fedavg_is_challengeable_on_chain():
-    assert Recipe(rule="fedavg").challenge_rule == 1
-    assert Recipe(rule="fedavg", rule_params={"nnm": True, "num_malicious_nodes": 2}).challenge_rule == 0
-    assert Recipe(rule="fedmedian").challenge_rule == 0
-    assert Recipe(rule="fedavg", chunk_size=128).challenge_rule == 0
+def test_the_challenge_rule_names_what_the_contract_can_recompute():
+    assert Recipe(rule="fedavg").challenge_rule == (1, 0, 1)
+    assert Recipe(rule="fedmedian").challenge_rule == (2, 0, 1)
+    assert Recipe(rule="fedtrimmedavg").challenge_rule == (3, 1, 5)  # Flower's default beta 0.2
+    assert Recipe(rule="fedtrimmedavg", rule_params={"beta": 0.3}).challenge_rule == (3, 3, 10)
+    assert Recipe(rule="fedavg", rule_params={"nnm": True, "num_malicious_nodes": 2}).challenge_rule == (0, 0, 1)
+    assert Recipe(rule="krum").challenge_rule == (0, 0, 1)
+    assert Recipe(rule="fedavg", chunk_size=128).challenge_rule == (0, 0, 1)
     assert Recipe(rule="fedavg").hash != Recipe(rule="fedmedian").hash

@@ -1,10 +1,11 @@
 """Build an on-chain fraud proof against a round's leading result.
 
 A watcher that recomputed a round and found the committee's model wrong needs
-one chunk the contract can recompute (see ``challenges.vy``): the first chunk
-where the FedAvg of the updates the committee accepted differs from the model
-it voted for. ``find_fault`` finds it and gathers everything the contract
-checks: that chunk of the parent model, of every accepted update and of the
+one value the contract can recompute (see ``challenges.vy``): the first
+coordinate where the task's rule (FedAvg, FedMedian or FedTrimmedAvg) over the
+updates the committee accepted differs from the model it voted for.
+``find_fault`` finds it and gathers everything the contract checks: that
+coordinate's chunk of the parent model, of every accepted update and of the
 claimed model, each with its Merkle proof, and each update's revealed root and
 salt (the contract proves the root through the trainer's commitment).
 
@@ -24,8 +25,8 @@ from eth_utils import keccak
 
 from fedchain.errors import FedchainError
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.aggregate.fedavg import fedavg
-from fedchain.protocol.recipe import CHALLENGE_FEDAVG, Recipe
+from fedchain.learning.aggregate import aggregate_update
+from fedchain.protocol.recipe import CHALLENGE_NONE, Recipe
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_tensors
 from fedchain.storage.merkle import merkle_layers, proof_from_layers
@@ -43,8 +44,10 @@ class Challenge:
     task_id: int
     round_id: int
     vote: tuple  # (model_root, model_cid, scores_root, total_score, rejected)
+    rule: tuple[int, int, int]  # the recipe's challenge rule (code, beta numerator, denominator)
     recipe_json_hash: bytes
     chunk: int
+    coordinate: int
     depth: int
     nodes: list[str]
     update_roots: list[bytes]
@@ -57,7 +60,8 @@ class Challenge:
     claimed_proof: list[bytes]
 
     def args(self) -> tuple:
-        return (self.task_id, self.round_id, self.vote, self.recipe_json_hash, self.chunk, self.depth, self.nodes,
+        return (self.task_id, self.round_id, self.vote, *self.rule, self.recipe_json_hash, self.chunk,
+                self.coordinate, self.depth, self.nodes,
                 self.update_roots, self.salts, self.update_chunks, self.update_proofs, self.parent_chunk,
                 self.parent_proof, self.claimed_chunk, self.claimed_proof)
 
@@ -95,16 +99,20 @@ class Evidence:
     recipe: Recipe
 
     def expected(self) -> np.ndarray:
-        """The model the contract will recompute: FedAvg of the accepted updates."""
-        return fedavg(self.parent, self.updates, self.samples) if self.updates else self.parent
+        """The model the contract will recompute: the rule over the accepted updates."""
+        if not self.updates:
+            return self.parent
+        r = self.recipe
+        return fp.clip_fixed(self.parent + aggregate_update(r.rule, r.rule_params, self.updates, self.samples))
 
-    def first_wrong_chunk(self) -> int | None:
-        size = self.recipe.chunk_size
-        diff = np.flatnonzero(np.any(fp.chunks(self.expected(), size) != fp.chunks(self.claimed, size), axis=1))
-        return int(diff[0]) if diff.size else None
+    def first_wrong(self) -> tuple[int, int] | None:
+        """(chunk, coordinate in it) of the first value of the voted model that is wrong."""
+        diff = np.flatnonzero(self.expected() != self.claimed)
+        return None if diff.size == 0 else divmod(int(diff[0]), self.recipe.chunk_size)
 
-    def challenge(self, c: int) -> Challenge:
-        """The challenge of chunk ``c`` (sent for a right chunk, it fails and costs the bond)."""
+    def challenge(self, c: int, j: int = 0) -> Challenge:
+        """The challenge of value ``j`` of chunk ``c`` (sent for a right value, it fails
+        and costs the bond)."""
         size, v = self.recipe.chunk_size, self.vote
         parent_chunk, parent_proof = _chunk_and_proof(self.parent, c, size)
         claimed_chunk, claimed_proof = _chunk_and_proof(self.claimed, c, size)
@@ -116,7 +124,8 @@ class Evidence:
         return Challenge(
             self.task_id, self.round_id,
             (v["model_root"], v["model_cid"], v["scores_root"], v["total_score"], v["rejected"]),
-            keccak(self.recipe.to_bytes()), c, len(parent_proof), [e.args["node"] for e in self.accepted],
+            self.recipe.challenge_rule, keccak(self.recipe.to_bytes()), c, j, len(parent_proof),
+            [e.args["node"] for e in self.accepted],
             [e.args["update_root"] for e in self.accepted], [e.args["salt"] for e in self.accepted],
             update_chunks, update_proofs, parent_chunk, parent_proof, claimed_chunk, claimed_proof)
 
@@ -129,7 +138,7 @@ def gather(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable
     challengeable on chain, the voted model's blob is unavailable or does not match
     its root, or an update the vote accepted is unusable.
     """
-    if recipe.challenge_rule != CHALLENGE_FEDAVG:
+    if recipe.challenge_rule[0] == CHALLENGE_NONE:
         raise Unchallengeable(f"rule {recipe.rule!r} {dict(recipe.rule_params)} is not challengeable on chain")
     size = recipe.chunk_size
     try:
@@ -154,8 +163,8 @@ def gather(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable
 
 def find_fault(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable, vote: Mapping,
                store: BlobStore, recipe: Recipe, shapes: Mapping[str, tuple[int, ...]]) -> Challenge | None:
-    """The challenge of the first wrong chunk of ``vote``'s model, or None if the model
-    is the FedAvg of the updates it accepted (``Unchallengeable``: see ``gather``)."""
+    """The challenge of the first wrong value of ``vote``'s model, or None if the model
+    is the rule's aggregate of the updates it accepted (``Unchallengeable``: see ``gather``)."""
     evidence = gather(task_id, round_id, parent_q, revealed, vote, store, recipe, shapes)
-    c = evidence.first_wrong_chunk()
-    return None if c is None else evidence.challenge(c)
+    wrong = evidence.first_wrong()
+    return None if wrong is None else evidence.challenge(*wrong)

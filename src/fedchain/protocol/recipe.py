@@ -1,11 +1,12 @@
 """A task's recipe: everything a node needs to train and validate, hashed on chain.
 
 The recipe travels as a canonical JSON blob (sorted keys, no spaces); the task
-stores ``keccak256(abi_encode(challenge_rule, keccak256(those bytes)))`` and every
-node checks the hash before use. ``challenge_rule`` tells the challenge contract,
-which cannot parse JSON, how the round's aggregate may be recomputed on chain:
-1 for plain FedAvg with the contract's chunk size and scale, 0 (not challengeable
-on chain) for everything else. See ``recipe_hash``.
+stores ``keccak256(abi_encode(rule, num, den, keccak256(those bytes)))`` and every
+node checks the hash before use. ``challenge_rule`` = (rule, num, den) tells the
+challenge contract, which cannot parse JSON, how the round's aggregate may be
+recomputed on chain (with the contract's chunk size and scale, without NNM):
+(1, 0, 1) FedAvg, (2, 0, 1) FedMedian, (3, num, den) FedTrimmedAvg with
+beta = num / den, and (0, 0, 1) for every rule it cannot check. See ``recipe_hash``.
 ``rule_params`` holds the aggregation rule's parameters (see
 ``fedchain.learning.aggregate``) as a JSON object inside that blob.
 """
@@ -25,12 +26,12 @@ from fedchain.learning.fixedpoint import CHUNK_SIZE, FRAC_BITS
 from fedchain.learning.train import TrainConfig
 
 
-CHALLENGE_FEDAVG = 1
+CHALLENGE_NONE, CHALLENGE_FEDAVG, CHALLENGE_MEDIAN, CHALLENGE_TRIMMED = 0, 1, 2, 3
 
 
-def recipe_hash(data: bytes, challenge_rule: int) -> bytes:
+def recipe_hash(data: bytes, challenge_rule: tuple[int, int, int]) -> bytes:
     """The recipe commitment on chain: binds the recipe bytes and the challenge rule."""
-    return keccak(encode(["uint256", "bytes32"], [challenge_rule, keccak(data)]))
+    return keccak(encode(["uint256", "uint256", "uint256", "bytes32"], [*challenge_rule, keccak(data)]))
 
 
 def _canonical_value(key: str, value: Any) -> Any:
@@ -120,10 +121,20 @@ class Recipe:
         return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
 
     @property
-    def challenge_rule(self) -> int:
-        """The on-chain challenge rule (see challenges.vy): 1 = FedAvg, 0 = none."""
-        plain = self.rule == "fedavg" and not self.rule_params.get("nnm")
-        return CHALLENGE_FEDAVG if plain and self.chunk_size == 64 and self.frac_bits == 16 else 0
+    def challenge_rule(self) -> tuple[int, int, int]:
+        """The on-chain challenge rule (see challenges.vy): (rule, beta numerator, denominator)."""
+        from fedchain.learning.aggregate.fedtrimmedavg import beta_of
+
+        if self.rule_params.get("nnm") or self.chunk_size != 64 or self.frac_bits != 16:
+            return (CHALLENGE_NONE, 0, 1)
+        if self.rule == "fedavg":
+            return (CHALLENGE_FEDAVG, 0, 1)
+        if self.rule == "fedmedian":
+            return (CHALLENGE_MEDIAN, 0, 1)
+        if self.rule == "fedtrimmedavg":
+            beta = beta_of(self.rule_params)
+            return (CHALLENGE_TRIMMED, beta.numerator, beta.denominator)
+        return (CHALLENGE_NONE, 0, 1)
 
     @property
     def hash(self) -> bytes:

@@ -7,24 +7,28 @@
         quorum voted for is wrong by recomputing one chunk of the new model
         on chain; a proven-wrong result is reverted (fedchain.revert_round)
         and every validator who voted for it becomes slashable.
-@dev What is checked, for a FedAvg task (the only rule whose aggregate is
-     challengeable here; see docs/decisions.md "Challenges"): chunk c (64
-     fixed-point values) of the new model must equal
-         clip(parent[c] + floor(sum_i w_i * u_i[c] / sum_i w_i), +-2**23)
-     over the updates the quorum accepted (every reveal not in its rejected
-     set), w_i = min(samples_i, 2**20) from the reveal record on chain. The
-     challenger sends that chunk of the parent model, of every accepted
-     update and of the claimed model, each with a Merkle proof against the
-     root on chain (update roots are proven through their commitments), so
-     the contract trusts nothing it is sent.
+@dev What is checked, for the coordinate-wise rules (see docs/decisions.md
+     "Challenges"): value j of chunk c (64 fixed-point values) of the new
+     model must equal clip(parent[c][j] + agg_j, +-2**23), where agg_j is, over
+     the updates the quorum accepted (every reveal not in its rejected set),
+       FedAvg:        floor(sum_i w_i u_i[c][j] / sum_i w_i),
+                      w_i = min(samples_i, 2**20) from the reveal record;
+       FedMedian:     the median (even count: floor of the middle pair's mean);
+       FedTrimmedAvg: the floor mean without the k = floor(beta n) largest and
+                      k smallest values;
+     and 0 if no update was accepted. The challenger sends chunk c of the
+     parent model, of every accepted update and of the claimed model, each
+     with a Merkle proof against the root on chain (update roots are proven
+     through their commitments), so the contract trusts nothing it is sent;
+     it recomputes the one value the challenger says is wrong.
      Money: a challenge posts `bond` tokens. If the recomputed chunk differs
      from the claimed one the round is reverted and the bond returned; the
      challenger then earns the reporter share of every wrong voter's slash.
      If it matches, the challenge failed and the bond goes to the task's pool.
      The task's recipe hash binds the aggregation rule: recipe_hash ==
-     keccak256(abi_encode(rule, keccak256(recipe JSON))), and only
-     RULE_FEDAVG rounds can be challenged (a median round cannot be "proven
-     wrong" with the mean).
+     keccak256(abi_encode(rule, beta_num, beta_den, keccak256(recipe JSON))),
+     so a median round cannot be "proven wrong" with the mean, and rules the
+     contract cannot recompute (rule 0) cannot be challenged here at all.
 """
 
 from ethereum.ercs import IERC20
@@ -39,6 +43,8 @@ MAX_DEPTH: constant(uint256) = 20      # 2**20 chunks: 67M parameters
 MAX_WEIGHT: constant(uint256) = 2**20  # FedAvg's cap on a sample count
 QMAX: constant(int256) = 2**23         # fixed-point clip: |x| <= 128 at scale 2**16
 RULE_FEDAVG: constant(uint256) = 1
+RULE_MEDIAN: constant(uint256) = 2
+RULE_TRIMMED: constant(uint256) = 3
 
 INDEX_MASK: constant(uint256) = 2**32 - 1
 SAMPLES_MASK: constant(uint256) = 2**128 - 1
@@ -94,8 +100,12 @@ def challenge(
     task_id: uint256,
     round_id: uint256,
     vote: Vote,
+    rule: uint256,
+    beta_num: uint256,
+    beta_den: uint256,
     recipe_json_hash: bytes32,
     chunk: uint256,
+    coordinate: uint256,
     depth: uint256,
     nodes: DynArray[address, MAX_UPDATES],
     update_roots: DynArray[bytes32, MAX_UPDATES],
@@ -109,9 +119,11 @@ def challenge(
 ) -> bool:
     """
     @notice Challenge the leading result of a round in its window by
-            recomputing chunk `chunk` of the new model.
+            recomputing value `coordinate` of chunk `chunk` of the new model.
     @param vote The leading vote's fields (from its Voted event).
-    @param recipe_json_hash keccak256 of the task's recipe JSON.
+    @param rule The task's rule (1 FedAvg, 2 FedMedian, 3 FedTrimmedAvg) and
+           `beta_num / beta_den` its trimmed share, with `recipe_json_hash`
+           (keccak256 of the recipe JSON) the preimage of the recipe hash.
     @param nodes The accepted trainers, in reveal order; `update_roots` and
            `salts` their revealed roots and salts (proven by commitment).
     @param update_chunks Chunk `chunk` of each accepted update, concatenated
@@ -121,20 +133,21 @@ def challenge(
     @param claimed_chunk Chunk `chunk` of the voted model.
     @return True if the result was wrong (round reverted), False if the
             challenge failed (bond forfeited).
-    @dev Requirements: a FedAvg task, the task's current round, a leading
+    @dev Requirements: a challengeable rule, the task's current round, a leading
          vote equal to `vote`, within the challenge window (checked by
          fedchain.revert_round on success, here for failure), valid proofs
          and commitments, exactly the accepted reveals in reveal order.
     """
     fc: fedchain.__interface__ = self.fc
     task: fedchain.Task = staticcall fc.tasks(task_id)
-    assert keccak256(abi_encode(RULE_FEDAVG, recipe_json_hash)) == task.recipe_hash, "challenges: not a FedAvg task"
+    assert keccak256(abi_encode(rule, beta_num, beta_den, recipe_json_hash)) == task.recipe_hash, "challenges: not the task's rule"
+    assert rule >= RULE_FEDAVG and rule <= RULE_TRIMMED, "challenges: rule not challengeable"
     assert round_id == task.round and not task.finished, "challenges: not the current round"
     r: fedchain.Round = staticcall fc.rounds(task_id, round_id)
     assert r.leader != empty(bytes32), "challenges: no quorum"
     assert commitments._vote_hash(vote.model_root, vote.model_cid, vote.scores_root, vote.total_score, vote.rejected) == r.leader, "challenges: not the leading vote"
     assert block.number <= ((r.schedule >> 192) & U64) + task.challenge_blocks, "challenges: window closed"
-    assert depth <= MAX_DEPTH and chunk < 2**depth, "challenges: bad chunk index"
+    assert depth <= MAX_DEPTH and chunk < 2**depth and coordinate < CHUNK, "challenges: bad chunk index"
     n: uint256 = len(nodes)
     assert len(update_roots) == n and len(salts) == n, "challenges: ragged inputs"
     assert len(update_chunks) == n * CHUNK_BYTES and len(update_proofs) == n * depth, "challenges: ragged inputs"
@@ -145,7 +158,8 @@ def challenge(
     assert merkle._verify(keccak256(claimed_chunk), chunk, claimed_proof, vote.model_root), "challenges: bad claimed proof"
 
     # The accepted set: every reveal index not in the rejected set, in order.
-    acc: int256[CHUNK] = empty(int256[CHUNK])
+    col: DynArray[int256, MAX_UPDATES] = []  # the accepted updates' values at the coordinate
+    acc: int256 = 0  # FedAvg's weighted sum
     total_weight: uint256 = 0
     expected: uint256 = 0  # next reveal index that must come
     for i: uint256 in range(n, bound=MAX_UPDATES):
@@ -177,17 +191,10 @@ def challenge(
         assert h == update_roots[i], "challenges: bad update proof"
         w: uint256 = min((rec >> 32) & SAMPLES_MASK, MAX_WEIGHT)
         total_weight += w
-        wi: int256 = convert(w, int256)
-        # Unchecked arithmetic is exact here: |x| < 2**31, w <= 2**20 and at most
-        # 256 updates, so every partial sum stays below 2**59 in magnitude.
-        j: uint256 = 0
-        for k: uint256 in range(8):
-            word: uint256 = convert(extract32(values, k * 32), uint256)
-            for m: uint256 in range(8):
-                v: uint256 = (word >> unsafe_sub(224, unsafe_mul(32, m))) & INDEX_MASK
-                x: int256 = unsafe_sub(convert(v, int256), convert((v >> 31) << 32, int256))
-                acc[j] = unsafe_add(acc[j], unsafe_mul(wi, x))
-                j = unsafe_add(j, 1)
+        x: int256 = self._value(values, coordinate)
+        col.append(x)
+        # |x| < 2**31, w <= 2**20, at most 256 updates: |acc| < 2**59
+        acc += convert(w, int256) * x
     # every remaining reveal must be rejected
     for _: uint256 in range(MAX_UPDATES):
         if expected >= r.reveals:
@@ -195,15 +202,26 @@ def challenge(
         assert (vote.rejected >> expected) & 1 == 1, "challenges: an accepted update is missing"
         expected += 1
 
-    wrong: bool = False
-    for j: uint256 in range(CHUNK):
-        new: int256 = self._value(parent_chunk, j)
-        if total_weight > 0:
-            new += self._floor_div(acc[j], convert(total_weight, int256))
-        new = max(min(new, QMAX), -QMAX)
-        if new != self._value(claimed_chunk, j):
-            wrong = True
-            break
+    agg: int256 = 0
+    if n > 0:
+        if rule == RULE_FEDAVG:
+            agg = self._floor_div(acc, convert(total_weight, int256))
+        else:
+            col = self._sorted(col)
+            if rule == RULE_MEDIAN:
+                if n % 2 == 1:
+                    agg = col[n // 2]
+                else:
+                    agg = self._floor_div(col[n // 2 - 1] + col[n // 2], 2)
+            else:
+                k: uint256 = beta_num * n // beta_den
+                assert 2 * k < n, "challenges: nothing left to average"
+                total: int256 = 0
+                for i: uint256 in range(k, n - k, bound=MAX_UPDATES):
+                    total += col[i]
+                agg = self._floor_div(total, convert(n - 2 * k, int256))
+    new: int256 = max(min(self._value(parent_chunk, coordinate) + agg, QMAX), -QMAX)
+    wrong: bool = new != self._value(claimed_chunk, coordinate)
 
     log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, chunk=chunk, success=wrong)
     token: IERC20 = staticcall fc.token()
@@ -230,6 +248,26 @@ def _value(data: Bytes[CHUNK_BYTES], j: uint256) -> int256:
     if v >= 2**31:
         return convert(v, int256) - 2**32
     return convert(v, int256)
+
+
+@internal
+@pure
+def _sorted(a: DynArray[int256, MAX_UPDATES]) -> DynArray[int256, MAX_UPDATES]:
+    """
+    @dev Insertion sort, ascending: n**2 / 4 moves on average (n <= 256).
+    """
+    out: DynArray[int256, MAX_UPDATES] = a
+    n: uint256 = len(out)
+    for i: uint256 in range(1, n, bound=MAX_UPDATES):
+        x: int256 = out[i]
+        j: uint256 = i
+        for _: uint256 in range(MAX_UPDATES):
+            if j == 0 or out[j - 1] <= x:
+                break
+            out[j] = out[j - 1]
+            j -= 1
+        out[j] = x
+    return out
 
 
 @internal
