@@ -8,7 +8,7 @@ and sends it to the challenge contract within the round's challenge window:
 the round is reverted, and the watcher then reports every validator that
 voted for the wrong result (``slash_wrong_vote``), earning the reporter share
 of each slash. Differences that cannot be proven on chain (scores, the
-rejected set, a rule other than FedAvg) are logged loudly and left to
+rejected set, rules other than FedAvg, FedMedian and FedTrimmedAvg) are logged loudly and left to
 ``fedchain audit``.
 """
 
