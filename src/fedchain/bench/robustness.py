@@ -328,6 +328,20 @@ def summarize(rows: list[dict]) -> list[dict]:
     return cells
 
 
+def merge(old: dict, new: dict) -> dict:
+    """Results of two invocations on different datasets, as one (same setup, seeds and rules)."""
+    for key in ("setup", "seeds", "rules", "fractions"):
+        if old[key] != new[key]:
+            raise ValueError(f"cannot add results with another {key}: {old[key]} != {new[key]}")
+    overlap = set(old["datasets"]) & set(new["datasets"])
+    if overlap:
+        raise ValueError(f"the results hold {sorted(overlap)} already")
+    return new | {"commands": old.get("commands", [old.get("command")]) + new["commands"], "datasets": old["datasets"] + new["datasets"],
+                  "attacks": list(dict.fromkeys(old["attacks"] + new["attacks"])),
+                  "models": old["models"] | new["models"], "seconds": old["seconds"] + new["seconds"],
+                  "chain_runs": old["chain_runs"] + new["chain_runs"], "runs": old["runs"] + new["runs"]}
+
+
 def worst_cases(cells: list[dict]) -> list[dict]:
     """Per dataset, rule and share: the lowest mean accuracy over the attacks, and which."""
     out = {}
@@ -390,8 +404,9 @@ def markdown(result: dict) -> str:
     cells, lines = result["cells"], []
     s = result["setup"]
     lines += ["# Robustness benchmark: aggregation rules against attacks", "",
-              f"Produced by `{result['command']}` in {result['seconds'] / 60:.1f} minutes "
-              f"({result['workers']} worker processes, one torch thread each).", "",
+              "Produced by " + ", then ".join(f"`{c}`" for c in result["commands"])
+              + f" in {result['seconds'] / 60:.1f} minutes ({result['workers']} worker processes, one torch "
+              f"thread each, on a machine with {result['cpu_count']} cores shared with other work).", "",
               f"Setup: {s['trainers']} trainers, Dirichlet alpha {s['alpha']}, {s['rounds']} rounds of "
               f"{s['epochs']} local epochs (SGD lr {s['lr']}, momentum {s['momentum']}, batch {s['batch_size']}), "
               f"seeds {result['seeds']}; model per dataset {result['models']}. Accuracies in percent, mean ± std "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import tempfile
 import time
@@ -39,6 +40,8 @@ def robustness(
     fractions: Annotated[str, typer.Option(help="Comma-separated Byzantine shares (0 is always run).")] = "0.2,0.3",
     rounds: Annotated[int, typer.Option(help="Rounds per run.")] = 8,
     workers: Annotated[int, typer.Option(help="Worker processes (one torch thread each).")] = 2,
+    add: Annotated[bool, typer.Option(help="Add this run's datasets to the results already in --out (same rounds, "
+                                           "seeds and rules), e.g. one dataset per invocation.")] = False,
     chain_attacks: Annotated[str | None, typer.Option(
         help="Attacks run as full simulations on the chain for rewards and slashes (default: copier, withholder, "
              "sybil, free-rider, ALIE); '' for none.")] = None,
@@ -99,14 +102,14 @@ def robustness(
                 console.print(f"on chain: {attack} {f:.0%}: honest reward share {row['honest_reward_share']}, "
                               f"honest slashed {row['honest_slashed']}, attackers slashed {row['attackers_slashed']}, "
                               f"{row['seconds']:.0f} s", highlight=False)
-    cellsum = rb.summarize(rows)
-    result = {"command": command, "setup": asdict(setup), "datasets": ds,
-              "rules": rl, "attacks": at, "fractions": fr, "seeds": sd, "workers": workers,
-              "models": {d: rb.MODELS[d] for d in ds}, "seconds": time.perf_counter() - start,
-              "cpu_count": rb.cpu_count(), "cells": cellsum, "worst_cases": rb.worst_cases(cellsum),
-              "chain_runs": chain_rows,
-              "runs": [{k: v for k, v in r.items() if k != "accuracy_curve"} | {"accuracy_curve": [
-                  round(a, 4) for a in r["accuracy_curve"]]} for r in rows]}
+    result = {"commands": [command], "setup": asdict(setup), "datasets": ds, "rules": rl, "attacks": at,
+              "fractions": fr, "seeds": sd, "workers": workers, "models": {d: rb.MODELS[d] for d in ds},
+              "seconds": time.perf_counter() - start, "cpu_count": rb.cpu_count(), "chain_runs": chain_rows,
+              "runs": [r | {"accuracy_curve": [round(a, 4) for a in r["accuracy_curve"]]} for r in rows]}
+    if add and (out / "results.json").exists():
+        result = rb.merge(json.loads((out / "results.json").read_text()), result)
+    result["cells"] = rb.summarize(result["runs"])
+    result["worst_cases"] = rb.worst_cases(result["cells"])
     rb.write_report(result, out)
     console.print(f"written {out / 'README.md'}, {out / 'heatmap.png'}, {out / 'results.json'} "
                   f"in {result['seconds'] / 60:.1f} min")
