@@ -463,6 +463,7 @@ def markdown(result: dict) -> str:
                      f"{_fmt(c['attacker_reward_per_head' + score], pct=False)})" if c else "–")
                     for c in (by.get((rule, a, fr)) for a, fr in acols)) + " |")
         lines.append("")
+    lines += bars(result)
     if result.get("chain_runs"):
         lines += ["## Full runs on the chain", "",
                   "| dataset | rule | attack | Byzantine | accuracy | honest reward share | per head honest / attacker "
@@ -474,6 +475,55 @@ def markdown(result: dict) -> str:
                          f"| {r['honest_slashed']} | {', '.join(r.get('refusals', [])) or '–'} | {r['seconds']:.0f} |")
         lines.append("")
     return "\n".join(lines)
+
+
+# The issue's bars, measured on digits over these attacks.
+BAR_ATTACKS = ("labelflip", "signflip", "gaussian", "alie", "ipm_0.1", "ipm_100", "freerider", "backdoor")
+
+
+def bars(result: dict, dataset: str = "digits") -> list[str]:
+    """The done-when bars, each with the figures that decide it."""
+    cells = [c for c in result["cells"] if c["dataset"] == dataset]
+    by = {(c["rule"], c["attack"], c["byzantine_fraction"]): c for c in cells}
+    base = by.get(("fedavg", "none", 0.0))
+    if base is None or not set(BAR_ATTACKS) <= set(result["attacks"]):
+        return []
+    b = base["accuracy_mean"]
+    lines = [f"## Done-when bars ({dataset}; no-attack FedAvg {_fmt(b)})", ""]
+
+    def worst(rule, fr):
+        cs = [by[(rule, a, fr)] for a in BAR_ATTACKS if (rule, a, fr) in by]
+        return min(cs, key=lambda c: c["accuracy_mean"]) if len(cs) == len(BAR_ATTACKS) else None
+
+    rules = list(dict.fromkeys(c["rule"] for c in cells))
+    for fr, limit, trusted in ((0.2, 5, False), (0.3, 10, False), (0.3, 3, True)):
+        cands = [(r, worst(r, fr)) for r in rules if by[(r, "none", 0.0)]["uses_root_set"] == trusted and worst(r, fr)]
+        if not cands:
+            lines.append(f"- {'with' if trusted else 'without'} a root set at {fr:.0%}: no rule measured")
+            continue
+        rule, w = max(cands, key=lambda rw: rw[1]["accuracy_mean"])
+        gap = 100 * (b - w["accuracy_mean"])
+        lines.append(f"- {'with' if trusted else 'without'} trusted data, {fr:.0%} Byzantine: best rule {rule}, worst "
+                     f"case {_fmt(w['accuracy_mean'])} ({w['attack']}), {gap:.1f} points below no-attack FedAvg "
+                     f"(bar: {limit}): **{'holds' if gap <= limit else 'does not hold'}**")
+    for score, name in (("", "cosine score"), ("_root_set", "root-set score")):
+        ok = []
+        for rule in rules:
+            shares = [by[(rule, a, fr)]["honest_reward_share" + score] for a in BAR_ATTACKS if a != "alie"
+                      for fr in result["fractions"] if (rule, a, fr) in by]
+            alie = [by[(rule, "alie", fr)] for fr in result["fractions"] if (rule, "alie", fr) in by]
+            low = min((x for x in shares if x is not None), default=None)
+            head = all(c["honest_reward_per_head" + score] > (c["attacker_reward_per_head" + score] or 0) for c in alie)
+            if low is not None and low >= 0.9 and head:
+                ok.append(f"{rule} (lowest share {_fmt(low)})")
+        lines.append(f"- honest trainers >= 90% of trainer rewards under every attack but ALIE and more per head "
+                     f"under ALIE, {name}: **{'holds for ' + ', '.join(ok) if ok else 'holds for no rule'}**")
+    chain = result.get("chain_runs", [])
+    if chain:
+        slashed = sum(r["honest_slashed"] for r in chain)
+        lines.append(f"- no honest trainer slashed: {slashed} in {len(chain)} full runs on the chain: "
+                     f"**{'holds' if slashed == 0 else 'does not hold'}**")
+    return lines + [""]
 
 
 def heatmap(result: dict, path) -> None:
@@ -503,6 +553,20 @@ def heatmap(result: dict, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def rerender(out) -> dict:
+    """Rewrite README.md and heatmap.png (and the summaries in results.json) from the runs in results.json."""
+    import json
+    from pathlib import Path
+
+    result = json.loads((Path(out) / "results.json").read_text())
+    if "command" in result:
+        result["commands"] = [result.pop("command")]
+    result["cells"] = summarize(result["runs"])
+    result["worst_cases"] = worst_cases(result["cells"])
+    write_report(result, out)
+    return result
 
 
 def write_report(result: dict, out) -> None:
