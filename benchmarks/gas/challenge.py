@@ -12,7 +12,10 @@ whole fraud proof: one step, these rules need no bisection) and of one
 ``slash_wrong_vote``. It also measures a failed challenge (a right value of an
 honest FedAvg round, which costs the bond) at N = 20. A linear fit
 gas = a + b * N per rule gives the cost per update and the largest N under 5M
-gas. The chunk is 64 values (a recipe constant the contract shares): each
+gas. Scores: a wrong score (``challenge_score`` reads the trainer's whole update
+and both whole models, so its cost follows the model size, not N) and a wrong
+total (``challenge_total`` rebuilds the scores tree from every leaf). The chunk
+is 64 values (a recipe constant the contract shares): each
 update adds its chunk (256 bytes) and its proof to the calldata, and the
 contract recomputes one value of the chunk.
 
@@ -33,7 +36,7 @@ from pathlib import Path
 from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import account_from_seed
 from fedchain.learning import fixedpoint as fp
-from fedchain.protocol.challenge import gather
+from fedchain.protocol.challenge import find_score_fault, gather
 from fedchain.sim.network import SimConfig, build_network
 
 LIMIT = 5_000_000
@@ -85,12 +88,32 @@ def measure(n: int, colluders: int, rule: str = "fedavg") -> dict:
         return row
 
 
+def measure_scores(n: int, collusion: str) -> dict:
+    """A wrong score (whole-vector recomputation) or a wrong total (every leaf)."""
+    with tempfile.TemporaryDirectory() as out:
+        cfg = SimConfig(trainers=n, validators=3, rounds=2, epochs=1, colluders=3, collusion=collusion,
+                        out=Path(out))
+        net = build_network(cfg, chain=EmbeddedChain())
+        v = to_vote(net)
+        ch = find_score_fault(evidence(net, v))
+        challenger = account_from_seed("challenger")
+        bond = net.deployment.challenges.call("bond")
+        net.chain.fund(challenger.address, 10**20)
+        net.deployment.token.tx("mint", challenger.address, bond, sender=account_from_seed(f"{cfg.seed}:sponsor"))
+        net.deployment.token.tx("approve", net.deployment.challenges.address, bond, sender=challenger)
+        rc = net.deployment.challenges.tx(ch.fn, *ch.args(), sender=challenger)
+        return {"function": ch.fn, "updates": n, "success": rc.event("Challenged").args["success"],
+                "calldata_bytes": len(net.deployment.challenges.artifact.codec.encode_call(ch.fn, ch.args())),
+                "challenge_gas": rc.gas_used}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=HERE / "challenge.json")
     args = p.parse_args()
     rows = [measure(n, 3, rule) for rule in RULES for n in (10, 20, 50)]
     failed = measure(20, 0)
+    scores = [measure_scores(n, c) for c in ("score", "total") for n in (10, 20, 50)]
     fits = {}
     for rule in RULES:
         (x0, y0), (x1, y1) = [(r["updates"], r["challenge_gas"]) for r in rows if r["rule"] == rule][::2]
@@ -99,7 +122,7 @@ def main() -> None:
         fits[rule] = {"base_gas": round(base), "gas_per_update": round(per_update),
                       "max_updates_under_5M": int((LIMIT - base) // per_update)}
     result = {"backend": "embedded", "chunk_size": fp.CHUNK_SIZE, "rows": rows, "failed_challenge": failed,
-              "fit": fits}
+              "fit": fits, "scores": scores}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"challenge gas (embedded EVM = anvil receipts; chunk of {fp.CHUNK_SIZE} values, "
           f"{rows[0]['parameters']} parameters, proof depth {rows[0]['depth']}):")
@@ -109,6 +132,9 @@ def main() -> None:
               f"slash_wrong_vote {r.get('slash_wrong_vote_gas', 0):,}")
     print(f"  failed challenge (fedavg, {failed['updates']} updates): {failed['challenge_gas']:,} gas "
           f"(success={failed['success']})")
+    for r in scores:
+        print(f"  {r['function']:>15} {r['updates']:3d} updates: {r['challenge_gas']:>9,} gas "
+              f"({r['challenge_gas'] / LIMIT:.2f} of 5M), calldata {r['calldata_bytes']:,} B (success={r['success']})")
     for rule, f in fits.items():
         print(f"  {rule}: {f['base_gas']:,} + {f['gas_per_update']:,} per update -> at most "
               f"{f['max_updates_under_5M']} updates in one step under 5M gas (a round allows 256 reveals)")

@@ -117,7 +117,7 @@ def test_processes_train_for_three_rounds_and_everyone_is_paid(procnet):
     assert "claimed" in net.log("trainer-0")
     for r in range(ROUNDS):  # an honest committee: every result checks out, nothing is challenged
         assert f"round {r}: the leading result checks out" in net.log("watcher"), net.log("watcher")
-    assert "wrong" not in net.log("watcher") and "challenge on chunk" not in net.log("watcher")
+    assert "wrong" not in net.log("watcher") and "challenge of" not in net.log("watcher")
 
 
 # ---------------------------------------------------------------- faults

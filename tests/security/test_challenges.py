@@ -20,9 +20,12 @@ from fedchain.chain.interface import account_from_seed
 from fedchain.errors import Reverted
 from fedchain.learning import fixedpoint as fp
 from fedchain.protocol.audit import Auditor, ContractEvents
-from fedchain.protocol.challenge import find_fault, gather
+from fedchain.protocol.challenge import Unchallengeable, find_fault, find_score_fault, gather
+from fedchain.protocol.validator import Validator
+from fedchain.sim.adversaries import colluder
 from fedchain.protocol.node import FAILED, FINALIZED, OPEN
 from fedchain.sim.network import SimConfig, build_network, play_round
+from fedchain.storage.merkle import merkle_root, score_leaf
 from tests.conftest import reverts
 
 FAIL_CHALLENGED = 3
@@ -236,7 +239,7 @@ def test_every_malformed_challenge_is_refused(colluded):
             update_chunks=good.update_chunks[:-256], update_proofs=good.update_proofs[:-good.depth]),
     }
     for reason, bad in [*cases.items(), ("challenges: bad chunk index", rep(good, coordinate=fp.CHUNK_SIZE)),
-                        ("challenges: not the task's rule", rep(good, rule=(2, 0, 1)))]:  # a median proof of a mean
+                        ("challenges: not the task's rule", rep(good, rule=(2, 0, 1, 1)))]:  # a median proof of a mean
         with reverts(reason):
             ch.tx("challenge", *bad.args(), sender=acct)
     # the rejected update cannot be slipped in
@@ -328,11 +331,9 @@ def test_a_watcher_reverts_colluders_under_median_and_trimmed_mean(tmp_path, rul
 def test_rules_the_contract_cannot_recompute_are_refused(tmp_path):
     # NNM mixes updates before the median: not coordinate-wise any more
     params = {"nnm": True, "num_malicious_nodes": 1}
-    net = build_network(config(tmp_path, colluders=3, watchers=1, rule="fedmedian", rule_params=params))
-    assert net.recipe.challenge_rule == (0, 0, 1)
+    net = build_network(config(tmp_path, colluders=3, rule="fedmedian", rule_params=params))
+    assert net.recipe.challenge_rule == (0, 0, 1, 1)
     v = to_vote(net)
-    w = net.watchers[0]
-    assert w.challenged == [] and "not challengeable on chain" in w.unprovable[(net.task_id, v.round_id)]
     # a proof built as if the task were a plain median: refused whatever rule it names
     plain = dataclasses.replace(net.recipe, rule_params={})
     log, fc = net.validators[0].task(net.task_id), net.deployment.fedchain
@@ -345,6 +346,108 @@ def test_rules_the_contract_cannot_recompute_are_refused(tmp_path):
     median = ev.challenge(0, 0)
     with reverts("challenges: not the task's rule"):
         net.deployment.challenges.tx("challenge", *median.args(), sender=acct)
-    honest_hash = dataclasses.replace(median, rule=(0, 0, 1), recipe_json_hash=keccak(net.recipe.to_bytes()))
+    with pytest.raises(Unchallengeable, match="not challengeable on chain"):
+        find_fault(net.task_id, v.round_id, ev.parent, log.reveals[v.round_id], vote, net.store, net.recipe,
+                   net.validators[0].shapes)
+    honest_hash = dataclasses.replace(median, rule=(0, 0, 1, 1), recipe_json_hash=keccak(net.recipe.to_bytes()))
     with reverts("challenges: rule not challengeable"):
         net.deployment.challenges.tx("challenge", *honest_hash.args(), sender=acct)
+
+
+# ---------------------------------------------------------------- scores
+
+
+def challenged_events(net):
+    return [e.args for e in net.chain.events(net.deployment.challenges) if e.name == "Challenged"]
+
+
+@pytest.mark.parametrize("collusion,kind", [("score", 2), ("total", 3)])
+def test_a_watcher_reverts_wrong_scores_and_totals(tmp_path, collusion, kind):
+    net = build_network(config(tmp_path, colluders=3, watchers=1, collusion=collusion))
+    stake = net.deployment.fedchain.call("stakes", net.validators[0].address)["active"]
+    assert not play_round(net).finalized
+    assert net.watchers[0].challenged == [(net.task_id, 0, True)]
+    assert [(e["kind"], e["success"]) for e in challenged_events(net)] == [(kind, True)]
+    for v in net.validators:
+        assert net.deployment.fedchain.call("stakes", v.address)["active"] == stake // 2
+    assert net.conservation_gap() == 0
+
+
+def test_every_honest_score_and_total_survives_a_challenge(tmp_path):
+    net = build_network(config(tmp_path, trainers=5, adversaries={"garbage": 1}))  # one rejected, score 0
+    ch, t = net.deployment.challenges, net.task_id
+    v = to_vote(net)
+    ev = evidence(net, v)
+    assert find_score_fault(ev) is None
+    attempts = [ev.score_challenge(i) for i in range(len(ev.revealed))] + [ev.total_challenge()]
+    acct = challenger(net, tokens=len(attempts) * ch.call("bond"))
+    for c in attempts:
+        approve_bond(net, acct)
+        assert ch.tx(c.fn, *c.args(), sender=acct).event("Challenged").args["success"] is False, c.fn
+    assert net.deployment.fedchain.call("rounds", t, v.round_id)["status"] == OPEN
+    assert net.conservation_gap() == 0
+
+
+def test_every_malformed_score_challenge_is_refused(tmp_path):
+    net = build_network(config(tmp_path, colluders=3, collusion="score"))
+    ch = net.deployment.challenges
+    v = to_vote(net)
+    ev = evidence(net, v)
+    good = find_score_fault(ev)
+    assert good.fn == "challenge_score"
+    acct = challenger(net)
+    approve_bond(net, acct)
+    rep = dataclasses.replace
+    flip = lambda b: bytes([b[0] ^ 1]) + b[1:]  # noqa: E731
+    cases = [
+        ("challenges: no such reveal", rep(good, index=len(ev.revealed))),
+        ("challenges: bad score proof", rep(good, score=good.score + 1)),
+        ("challenges: root does not match commitment", rep(good, salt=flip(good.salt))),
+        ("challenges: bad vector length", rep(good, parent=good.parent[:-256])),
+        ("challenges: bad update", rep(good, update=flip(good.update))),
+        ("challenges: bad parent", rep(good, parent=flip(good.parent))),
+        ("challenges: bad claimed model", rep(good, claimed=flip(good.claimed))),
+        ("challenges: not the leading vote", rep(good, vote=(*good.vote[:3], good.vote[3] + 1, good.vote[4]))),
+    ]
+    total = ev.total_challenge()
+    cases += [
+        ("challenges: not the scores tree", rep(total, scores=[s + 1 for s in total.scores])),
+        ("challenges: ragged inputs", rep(total, scores=total.scores[:-1])),
+        ("challenges: ragged inputs", rep(total, nodes=[], scores=[])),
+    ]
+    for reason, bad in cases:
+        with reverts(reason):
+            ch.tx(bad.fn, *bad.args(), sender=acct)
+    assert ch.tx(good.fn, *good.args(), sender=acct).event("Challenged").args["success"] is True
+
+
+def test_a_score_leaf_naming_the_wrong_trainer_is_wrong(tmp_path, monkeypatch):
+    class Misnamer(Validator):
+        """Swaps the first two leaves' trainers (so each claim proof fails)."""
+
+        def compute(self, log, v):
+            honest = super().compute(log, v)
+            (a, sa), (b, sb), *rest = honest.scores
+            return dataclasses.replace(honest, scores=[(b, sa), (a, sb), *rest],
+                                       scores_root=merkle_root([score_leaf(x, s) for x, s in [(b, sa), (a, sb), *rest]]))
+
+    monkeypatch.setitem(colluder.COLLUDERS, "misname", Misnamer)
+    net = build_network(config(tmp_path, colluders=3, collusion="misname"))
+    v = to_vote(net)
+    ev = evidence(net, v)
+    # the lineage in the blob still has the honest order: rebuild the committee's list
+    (a, sa), (b, sb), *rest = ev.claimed_scores
+    ev = dataclasses.replace(ev, claimed_scores=[(b, sa), (a, sb), *rest])
+    c = find_score_fault(ev)
+    assert (c.fn, c.index) == ("challenge_score", 0)
+    acct = challenger(net)
+    approve_bond(net, acct)
+    assert net.deployment.challenges.tx(c.fn, *c.args(), sender=acct).event("Challenged").args["success"] is True
+
+
+def test_root_set_scores_are_not_challengeable(tmp_path):
+    net = build_network(config(tmp_path, colluders=3, collusion="score", score="validation"))
+    v = to_vote(net)
+    ev = evidence(net, v)
+    with pytest.raises(Unchallengeable, match="not challengeable on chain"):
+        find_score_fault(ev)

@@ -103,11 +103,12 @@ def test_rule_params_are_canonical_and_round_trip():
 
 
 def test_the_challenge_rule_names_what_the_contract_can_recompute():
-    assert Recipe(rule="fedavg").challenge_rule == (1, 0, 1)
-    assert Recipe(rule="fedmedian").challenge_rule == (2, 0, 1)
-    assert Recipe(rule="fedtrimmedavg").challenge_rule == (3, 1, 5)  # Flower's default beta 0.2
-    assert Recipe(rule="fedtrimmedavg", rule_params={"beta": 0.3}).challenge_rule == (3, 3, 10)
-    assert Recipe(rule="fedavg", rule_params={"nnm": True, "num_malicious_nodes": 2}).challenge_rule == (0, 0, 1)
-    assert Recipe(rule="krum").challenge_rule == (0, 0, 1)
-    assert Recipe(rule="fedavg", chunk_size=128).challenge_rule == (0, 0, 1)
+    assert Recipe(rule="fedavg").challenge_rule == (1, 0, 1, 1)
+    assert Recipe(rule="fedmedian").challenge_rule == (2, 0, 1, 1)
+    assert Recipe(rule="fedtrimmedavg").challenge_rule == (3, 1, 5, 1)  # Flower's default beta 0.2
+    assert Recipe(rule="fedtrimmedavg", rule_params={"beta": 0.3}).challenge_rule == (3, 3, 10, 1)
+    assert Recipe(rule="fedavg", rule_params={"nnm": True, "num_malicious_nodes": 2}).challenge_rule == (0, 0, 1, 1)
+    assert Recipe(rule="krum").challenge_rule == (0, 0, 1, 1)
+    assert Recipe(rule="fedavg", score="validation").challenge_rule == (1, 0, 1, 0)
+    assert Recipe(rule="fedavg", chunk_size=128).challenge_rule == (0, 0, 1, 0)
     assert Recipe(rule="fedavg").hash != Recipe(rule="fedmedian").hash

@@ -51,6 +51,9 @@ def simulate(
     rule: Annotated[str, typer.Option(help="Aggregation rule of the task (fedchain.learning.aggregate).")] = D.rule,
     colluders: Annotated[int, typer.Option(
         help="Validators (the first N) that collude: they vote for a sabotaged model.")] = D.colluders,
+    collusion: Annotated[str, typer.Option(
+        help="What the colluders corrupt: model | score (one trainer takes all) | total (inflated).")]
+        = D.collusion,
     watchers: Annotated[int, typer.Option(
         help="Watchers: no stake, no data; they recompute every round and challenge a wrong result on chain.")]
         = D.watchers,
@@ -71,7 +74,11 @@ def simulate(
     cfg = D(trainers=trainers, validators=validators, rounds=rounds, dataset=dataset, partition=partition,
             alpha=alpha, model=model, epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, seed=seed,
             out=out, adversaries=_parse_adversaries(misbehave), attack=attack, byzantine=byzantine if attack else 0.0,
-            rule=rule, colluders=colluders, watchers=watchers)
+            rule=rule, colluders=colluders, collusion=collusion, watchers=watchers)
+    from fedchain.sim.adversaries.colluder import COLLUDERS
+
+    if collusion not in COLLUDERS:
+        raise typer.BadParameter(f"unknown collusion {collusion!r}; choose from {', '.join(COLLUDERS)}")
     if attack is not None and attack not in ATTACKS:
         raise typer.BadParameter(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
     console.print(f"[bold]fedchain simulate[/]: {trainers} trainers, {validators} validators, {rounds} rounds, "

@@ -1,12 +1,13 @@
 """A task's recipe: everything a node needs to train and validate, hashed on chain.
 
 The recipe travels as a canonical JSON blob (sorted keys, no spaces); the task
-stores ``keccak256(abi_encode(rule, num, den, keccak256(those bytes)))`` and every
-node checks the hash before use. ``challenge_rule`` = (rule, num, den) tells the
-challenge contract, which cannot parse JSON, how the round's aggregate may be
+stores ``keccak256(abi_encode(rule, num, den, score, keccak256(those bytes)))`` and
+every node checks the hash before use. ``challenge_rule`` = (rule, num, den, score)
+tells the challenge contract, which cannot parse JSON, how the round may be
 recomputed on chain (with the contract's chunk size and scale, without NNM):
-(1, 0, 1) FedAvg, (2, 0, 1) FedMedian, (3, num, den) FedTrimmedAvg with
-beta = num / den, and (0, 0, 1) for every rule it cannot check. See ``recipe_hash``.
+rule (1, 0, 1) FedAvg, (2, 0, 1) FedMedian, (3, num, den) FedTrimmedAvg with
+beta = num / den, (0, 0, 1) a rule it cannot check; score 1 the cosine score, 0 a
+score it cannot check. See ``recipe_hash``.
 ``rule_params`` holds the aggregation rule's parameters (see
 ``fedchain.learning.aggregate``) as a JSON object inside that blob.
 """
@@ -29,9 +30,12 @@ from fedchain.learning.train import TrainConfig
 CHALLENGE_NONE, CHALLENGE_FEDAVG, CHALLENGE_MEDIAN, CHALLENGE_TRIMMED = 0, 1, 2, 3
 
 
-def recipe_hash(data: bytes, challenge_rule: tuple[int, int, int]) -> bytes:
+SCORE_NONE, SCORE_COSINE = 0, 1
+
+
+def recipe_hash(data: bytes, challenge_rule: tuple[int, int, int, int]) -> bytes:
     """The recipe commitment on chain: binds the recipe bytes and the challenge rule."""
-    return keccak(encode(["uint256", "uint256", "uint256", "bytes32"], [*challenge_rule, keccak(data)]))
+    return keccak(encode(["uint256"] * 4 + ["bytes32"], [*challenge_rule, keccak(data)]))
 
 
 def _canonical_value(key: str, value: Any) -> Any:
@@ -121,20 +125,24 @@ class Recipe:
         return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
 
     @property
-    def challenge_rule(self) -> tuple[int, int, int]:
-        """The on-chain challenge rule (see challenges.vy): (rule, beta numerator, denominator)."""
+    def challenge_rule(self) -> tuple[int, int, int, int]:
+        """The on-chain challenge rule (see challenges.vy): (rule, beta numerator,
+        beta denominator, score)."""
         from fedchain.learning.aggregate.fedtrimmedavg import beta_of
 
-        if self.rule_params.get("nnm") or self.chunk_size != 64 or self.frac_bits != 16:
-            return (CHALLENGE_NONE, 0, 1)
+        if self.chunk_size != 64 or self.frac_bits != 16:
+            return (CHALLENGE_NONE, 0, 1, SCORE_NONE)
+        score = SCORE_COSINE if self.score == "cosine" else SCORE_NONE
+        if self.rule_params.get("nnm"):
+            return (CHALLENGE_NONE, 0, 1, score)
         if self.rule == "fedavg":
-            return (CHALLENGE_FEDAVG, 0, 1)
+            return (CHALLENGE_FEDAVG, 0, 1, score)
         if self.rule == "fedmedian":
-            return (CHALLENGE_MEDIAN, 0, 1)
+            return (CHALLENGE_MEDIAN, 0, 1, score)
         if self.rule == "fedtrimmedavg":
             beta = beta_of(self.rule_params)
-            return (CHALLENGE_TRIMMED, beta.numerator, beta.denominator)
-        return (CHALLENGE_NONE, 0, 1)
+            return (CHALLENGE_TRIMMED, beta.numerator, beta.denominator, score)
+        return (CHALLENGE_NONE, 0, 1, score)
 
     @property
     def hash(self) -> bytes:

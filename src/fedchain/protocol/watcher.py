@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from fedchain.chain.interface import Contract
 from fedchain.errors import Reverted
-from fedchain.protocol.challenge import Challenge, Unchallengeable, find_fault
+from fedchain.protocol.challenge import Unchallengeable, find_score_fault, gather
+from fedchain.protocol.recipe import CHALLENGE_NONE
 from fedchain.protocol.node import Node, RoundView, TaskLog
 from fedchain.protocol.validator import ZERO, compute_round
 
@@ -56,35 +57,47 @@ class Watcher(Node):
             return
         self.log.warning("round %d: the leading result is wrong in %s", r, ", ".join(wrong))
         try:
-            challenge = find_fault(t, r, parent.q, revealed, vote, self.store, self.recipe, self.shapes)
+            challenge = self.build_challenge(t, r, parent.q, revealed, vote)
         except Unchallengeable as e:
             self.unprovable[(t, r)] = str(e)
             self.log.warning("round %d: cannot prove it on chain: %s", r, e)
             return
         if challenge is None:
-            self.unprovable[(t, r)] = f"the model is right; {', '.join(wrong)} cannot be proven on chain"
+            self.unprovable[(t, r)] = (f"the model and the scores are right; {', '.join(wrong)} cannot be proven "
+                                       "on chain")
             self.log.warning("round %d: %s", r, self.unprovable[(t, r)])
             return
         if self.send_challenge(challenge):
             self.report_voters(log, v, leader)
 
-    def send_challenge(self, ch: Challenge) -> bool:
+    def build_challenge(self, t: int, r: int, parent_q, revealed, vote):
+        """A wrong aggregate value first (if the rule is challengeable), else a wrong score
+        or total; None if the contract would find nothing wrong."""
+        evidence = gather(t, r, parent_q, revealed, vote, self.store, self.recipe, self.shapes)
+        if self.recipe.challenge_rule[0] != CHALLENGE_NONE and (wrong := evidence.first_wrong()) is not None:
+            return evidence.challenge(*wrong)
+        return find_score_fault(evidence)
+
+    def send_challenge(self, ch) -> bool:
         bond = self.challenges.call("bond")
         if self.token.call("allowance", self.address, self.challenges.address) < bond:
             self.gas_used += self.token.tx("approve", self.challenges.address, bond, sender=self.account).gas_used
+        what = {"challenge": lambda: f"value {ch.coordinate} of chunk {ch.chunk} of the model",
+                "challenge_score": lambda: f"the score of reveal {ch.index}",
+                "challenge_total": lambda: "the total score"}[ch.fn]()
         try:
-            rc = self.challenges.tx("challenge", *ch.args(), sender=self.account)
+            rc = self.challenges.tx(ch.fn, *ch.args(), sender=self.account)
         except Reverted as e:
-            self.log.error("round %d: challenge refused: %s", ch.round_id, e.reason)
+            self.log.error("round %d: challenge of %s refused: %s", ch.round_id, what, e.reason)
             return False
         self.gas_used += rc.gas_used
         success = rc.event("Challenged").args["success"]
         self.challenged.append((ch.task_id, ch.round_id, success))
         if success:
-            self.log.warning("round %d: challenge on chunk %d proved the result wrong; round reverted (%d gas)",
-                             ch.round_id, ch.chunk, rc.gas_used)
+            self.log.warning("round %d: challenge of %s proved the result wrong; round reverted (%d gas)",
+                             ch.round_id, what, rc.gas_used)
         else:
-            self.log.error("round %d: challenge on chunk %d failed; bond lost", ch.round_id, ch.chunk)
+            self.log.error("round %d: challenge of %s failed; bond lost", ch.round_id, what)
         return success
 
     def report_voters(self, log: TaskLog, v: RoundView, leader: bytes) -> None:

@@ -29,7 +29,7 @@ from fedchain.protocol.trainer import Trainer
 from fedchain.protocol.validator import Validator
 from fedchain.protocol.watcher import Watcher
 from fedchain.sim.adversaries import ADVERSARIES
-from fedchain.sim.adversaries.colluder import Colluder
+from fedchain.sim.adversaries.colluder import COLLUDERS
 from fedchain.sim.attacks.trainer import arm, attack_trainer, byzantine_count
 from fedchain.storage.store import LocalBlobStore
 
@@ -68,6 +68,7 @@ class SimConfig:
     # the first `colluders` validators vote for a sabotaged model (sim/adversaries/colluder.py);
     # `watchers` honest observers recompute every round and challenge wrong results on chain
     colluders: int = 0
+    collusion: str = "model"  # what they corrupt: "model", "score" or "total" (sim/adversaries/colluder.py)
     watchers: int = 0
 
 
@@ -147,7 +148,8 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
     for j in range(cfg.validators):
         acct = account(f"validator-{j}")
         fc.tx("stake", ROLE_VALIDATOR, cfg.stake, sender=acct)
-        cls, label = (Colluder, f"validator-{j}(colluder)") if j < cfg.colluders else (Validator, f"validator-{j}")
+        cls, label = ((COLLUDERS[cfg.collusion], f"validator-{j}(colluder)") if j < cfg.colluders
+                      else (Validator, f"validator-{j}"))
         validators.append(cls(label, account=acct, journal=Journal(out / "journals" / f"validator-{j}.jsonl"),
                               **common))
     watchers = []
