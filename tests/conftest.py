@@ -289,6 +289,22 @@ def deterministic(chain: EmbeddedChain) -> EmbeddedChain:
     return chain
 
 
+@pytest.fixture(params=["embedded", pytest.param("anvil", marks=pytest.mark.anvil)])
+def chain(request):
+    """Each backend in turn: the embedded EVM, then a fresh anvil node (started and stopped here)."""
+    if request.param == "embedded":
+        yield EmbeddedChain()
+        return
+    from fedchain.chain.anvil import Anvil
+    from fedchain.chain.rpc import RpcChain
+
+    anvil = Anvil()
+    try:
+        yield RpcChain(anvil.url)
+    finally:
+        anvil.stop()
+
+
 @pytest.fixture
 def net() -> Net:
     n = make_net(deterministic(EmbeddedChain()))

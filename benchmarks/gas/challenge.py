@@ -36,40 +36,20 @@ from pathlib import Path
 from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import account_from_seed
 from fedchain.learning import fixedpoint as fp
-from fedchain.protocol.challenge import find_score_fault, gather
-from fedchain.sim.network import SimConfig, build_network
+from fedchain.protocol.challenge import find_score_fault
+from fedchain.sim.network import SimConfig, build_network, leading_evidence, play_to_vote
 
 LIMIT = 5_000_000
 RULES = ("fedavg", "fedmedian", "fedtrimmedavg")
 HERE = Path(__file__).parent
 
 
-def to_vote(net):
-    t = net.task_id
-    v = net.validators[0].task(t).current
-    for boundary in (v.commit_end + 1, v.reveal_end + 1, None):
-        for node in net.nodes:
-            node.step(t)
-        if boundary is not None:
-            net.chain.mine_to(boundary)
-    return v
-
-
-def evidence(net, v):
-    log, fc = net.validators[0].task(net.task_id), net.deployment.fedchain
-    leader = fc.call("rounds", net.task_id, v.round_id)["leader"]
-    vote = next(e.args for e in log.votes[v.round_id] if e.args["vote_hash"] == leader)
-    parent = net.validators[0].current_model(net.task_id).q
-    return gather(net.task_id, v.round_id, parent, log.reveals[v.round_id], vote, net.store, net.recipe,
-                  net.validators[0].shapes)
-
-
 def measure(n: int, colluders: int, rule: str = "fedavg") -> dict:
     with tempfile.TemporaryDirectory() as out:
         cfg = SimConfig(trainers=n, validators=3, rounds=2, epochs=1, colluders=colluders, out=Path(out), rule=rule)
         net = build_network(cfg, chain=EmbeddedChain())
-        v = to_vote(net)
-        ev = evidence(net, v)
+        v = play_to_vote(net)
+        ev = leading_evidence(net, v)
         challenger = account_from_seed("challenger")
         bond = net.deployment.challenges.call("bond")
         net.chain.fund(challenger.address, 10**20)
@@ -94,8 +74,8 @@ def measure_scores(n: int, collusion: str) -> dict:
         cfg = SimConfig(trainers=n, validators=3, rounds=2, epochs=1, colluders=3, collusion=collusion,
                         out=Path(out))
         net = build_network(cfg, chain=EmbeddedChain())
-        v = to_vote(net)
-        ch = find_score_fault(evidence(net, v))
+        v = play_to_vote(net)
+        ch = find_score_fault(leading_evidence(net, v))
         challenger = account_from_seed("challenger")
         bond = net.deployment.challenges.call("bond")
         net.chain.fund(challenger.address, 10**20)

@@ -11,23 +11,7 @@ import pytest
 from conftest import BALANCE, MAX_UINT, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, Net, reverts
 
 from fedchain.chain.deploy import ProtocolParams, deploy
-from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import account_from_seed
-
-
-@pytest.fixture(params=["embedded", pytest.param("anvil", marks=pytest.mark.anvil)])
-def chain(request):
-    if request.param == "embedded":
-        yield EmbeddedChain()
-        return
-    from fedchain.chain.anvil import Anvil
-    from fedchain.chain.rpc import RpcChain
-
-    anvil = Anvil()
-    try:
-        yield RpcChain(anvil.url)
-    finally:
-        anvil.stop()
 
 
 def test_register_commit_reveal_vote_finalize_claim_unbond_withdraw(chain):

@@ -12,21 +12,20 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from conftest import reverts
 from eth_utils import keccak
 
 from fedchain.chain.deploy import TOKEN
-from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import account_from_seed
 from fedchain.errors import Reverted
 from fedchain.learning import fixedpoint as fp
 from fedchain.protocol.audit import Auditor, ContractEvents
 from fedchain.protocol.challenge import Unchallengeable, find_fault, find_score_fault, gather
+from fedchain.protocol.node import FAILED, FINALIZED, OPEN
 from fedchain.protocol.validator import Validator
 from fedchain.sim.adversaries import colluder
-from fedchain.protocol.node import FAILED, FINALIZED, OPEN
-from fedchain.sim.network import SimConfig, build_network, play_round
+from fedchain.sim.network import SimConfig, build_network, leading_evidence, play_round, play_to_vote
 from fedchain.storage.merkle import merkle_root, score_leaf
-from tests.conftest import reverts
 
 FAIL_CHALLENGED = 3
 SLASH_WRONG_VOTE = 4
@@ -36,28 +35,6 @@ def config(tmp_path, **kw) -> SimConfig:
     base = dict(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32, seed=3,
                 out=tmp_path)
     return SimConfig(**base | kw)
-
-
-def to_vote(net):
-    """Step every node to the end of the current round's vote phase (the quorum leads)."""
-    t = net.task_id
-    v = net.validators[0].task(t).current
-    for boundary in (v.commit_end + 1, v.reveal_end + 1, None):
-        for node in net.nodes:
-            node.step(t)
-        if boundary is not None:
-            net.chain.mine_to(boundary)
-    return v
-
-
-def evidence(net, v):
-    """What a challenge of the leading vote is built from."""
-    log, fc = net.validators[0].task(net.task_id), net.deployment.fedchain
-    leader = fc.call("rounds", net.task_id, v.round_id)["leader"]
-    vote = next(e.args for e in log.votes[v.round_id] if e.args["vote_hash"] == leader)
-    parent = net.validators[0].current_model(net.task_id).q
-    shapes = net.validators[0].shapes
-    return gather(net.task_id, v.round_id, parent, log.reveals[v.round_id], vote, net.store, net.recipe, shapes)
 
 
 def challenger(net, name="challenger", tokens=100 * TOKEN):
@@ -77,21 +54,6 @@ def approve_bond(net, acct):
 
 
 # ---------------------------------------------------------------- the collusion test
-
-
-@pytest.fixture(params=["embedded", pytest.param("anvil", marks=pytest.mark.anvil)])
-def chain(request):
-    if request.param == "embedded":
-        yield EmbeddedChain()
-        return
-    from fedchain.chain.anvil import Anvil
-    from fedchain.chain.rpc import RpcChain
-
-    anvil = Anvil()
-    try:
-        yield RpcChain(anvil.url)
-    finally:
-        anvil.stop()
 
 
 def test_one_watcher_reverts_a_colluding_committee_and_gets_it_slashed(chain, tmp_path):
@@ -150,8 +112,8 @@ RULES = [("fedavg", {}), ("fedmedian", {}), ("fedtrimmedavg", {"beta": 0.25})]
 def test_a_false_challenge_loses_its_bond_and_changes_nothing(tmp_path, rule, params):
     net = build_network(config(tmp_path, rule=rule, rule_params=params))  # an honest committee
     fc, tok, ch, t = net.deployment.fedchain, net.deployment.token, net.deployment.challenges, net.task_id
-    v = to_vote(net)
-    ev = evidence(net, v)
+    v = play_to_vote(net)
+    ev = leading_evidence(net, v)
     assert ev.first_wrong() is None  # the honest result is right everywhere
     bond = ch.call("bond")
     chunks = fp.chunks(ev.parent).shape[0]
@@ -181,9 +143,9 @@ def test_a_false_challenge_loses_its_bond_and_changes_nothing(tmp_path, rule, pa
 def test_a_challenge_after_the_window_is_refused(tmp_path):
     net = build_network(config(tmp_path, colluders=3))
     fc, ch = net.deployment.fedchain, net.deployment.challenges
-    v = to_vote(net)
-    challenge = find_fault(net.task_id, v.round_id, evidence(net, v).parent, net.validators[0].task(net.task_id)
-                           .reveals[v.round_id], evidence(net, v).vote, net.store, net.recipe, net.validators[0].shapes)
+    v = play_to_vote(net)
+    challenge = find_fault(net.task_id, v.round_id, leading_evidence(net, v).parent, net.validators[0].task(net.task_id)
+                           .reveals[v.round_id], leading_evidence(net, v).vote, net.store, net.recipe, net.validators[0].shapes)
     assert challenge is not None
     acct = challenger(net)
     approve_bond(net, acct)
@@ -205,8 +167,8 @@ def colluded(tmp_path):
     """A colluding committee's leading vote in round 0, a garbage trainer's update
     rejected (reveal index set by reveal order), and a valid challenge of it."""
     net = build_network(config(tmp_path, trainers=5, colluders=3, adversaries={"garbage": 1}))
-    v = to_vote(net)
-    ev = evidence(net, v)
+    v = play_to_vote(net)
+    ev = leading_evidence(net, v)
     assert ev.vote["rejected"] != 0 and len(ev.accepted) == 4
     wrong = ev.first_wrong()
     assert wrong is not None
@@ -287,8 +249,8 @@ def test_fund_pool_and_future_rounds(tmp_path):
     net = build_network(config(tmp_path, colluders=3))
     fc, tok, t = net.deployment.fedchain, net.deployment.token, net.task_id
     acct = challenger(net)
-    v = to_vote(net)
-    ev = evidence(net, v)
+    v = play_to_vote(net)
+    ev = leading_evidence(net, v)
     good = ev.challenge(*ev.first_wrong())
     # a later round has no votes yet
     with reverts("challenges: not the current round"):
@@ -308,8 +270,8 @@ def test_fund_pool_and_future_rounds(tmp_path):
 def test_no_quorum_means_nothing_to_challenge(tmp_path):
     net = build_network(config(tmp_path, colluders=3))
     fc, ch, t = net.deployment.fedchain, net.deployment.challenges, net.task_id
-    v = to_vote(net)
-    ev = evidence(net, v)
+    v = play_to_vote(net)
+    ev = leading_evidence(net, v)
     good = ev.challenge(*ev.first_wrong())
     # round 1 opens when round 0 is reverted; before its votes there is no quorum
     acct = challenger(net)
@@ -333,7 +295,7 @@ def test_rules_the_contract_cannot_recompute_are_refused(tmp_path):
     params = {"nnm": True, "num_malicious_nodes": 1}
     net = build_network(config(tmp_path, colluders=3, rule="fedmedian", rule_params=params))
     assert net.recipe.challenge_rule == (0, 0, 1, 1)
-    v = to_vote(net)
+    v = play_to_vote(net)
     # a proof built as if the task were a plain median: refused whatever rule it names
     plain = dataclasses.replace(net.recipe, rule_params={})
     log, fc = net.validators[0].task(net.task_id), net.deployment.fedchain
@@ -376,8 +338,8 @@ def test_a_watcher_reverts_wrong_scores_and_totals(tmp_path, collusion, kind):
 def test_every_honest_score_and_total_survives_a_challenge(tmp_path):
     net = build_network(config(tmp_path, trainers=5, adversaries={"garbage": 1}))  # one rejected, score 0
     ch, t = net.deployment.challenges, net.task_id
-    v = to_vote(net)
-    ev = evidence(net, v)
+    v = play_to_vote(net)
+    ev = leading_evidence(net, v)
     assert find_score_fault(ev) is None
     attempts = [ev.score_challenge(i) for i in range(len(ev.revealed))] + [ev.total_challenge()]
     acct = challenger(net, tokens=len(attempts) * ch.call("bond"))
@@ -391,8 +353,8 @@ def test_every_honest_score_and_total_survives_a_challenge(tmp_path):
 def test_every_malformed_score_challenge_is_refused(tmp_path):
     net = build_network(config(tmp_path, colluders=3, collusion="score"))
     ch = net.deployment.challenges
-    v = to_vote(net)
-    ev = evidence(net, v)
+    v = play_to_vote(net)
+    ev = leading_evidence(net, v)
     good = find_score_fault(ev)
     assert good.fn == "challenge_score"
     acct = challenger(net)
@@ -433,8 +395,8 @@ def test_a_score_leaf_naming_the_wrong_trainer_is_wrong(tmp_path, monkeypatch):
 
     monkeypatch.setitem(colluder.COLLUDERS, "misname", Misnamer)
     net = build_network(config(tmp_path, colluders=3, collusion="misname"))
-    v = to_vote(net)
-    ev = evidence(net, v)
+    v = play_to_vote(net)
+    ev = leading_evidence(net, v)
     # the lineage in the blob still has the honest order: rebuild the committee's list
     (a, sa), (b, sb), *rest = ev.claimed_scores
     ev = dataclasses.replace(ev, claimed_scores=[(b, sa), (a, sb), *rest])
@@ -447,7 +409,7 @@ def test_a_score_leaf_naming_the_wrong_trainer_is_wrong(tmp_path, monkeypatch):
 
 def test_root_set_scores_are_not_challengeable(tmp_path):
     net = build_network(config(tmp_path, colluders=3, collusion="score", score="validation"))
-    v = to_vote(net)
-    ev = evidence(net, v)
+    v = play_to_vote(net)
+    ev = leading_evidence(net, v)
     with pytest.raises(Unchallengeable, match="not challengeable on chain"):
         find_score_fault(ev)

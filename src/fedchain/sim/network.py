@@ -21,8 +21,9 @@ from fedchain.chain.interface import Chain, account_from_seed
 from fedchain.learning.data import Dataset, load_dataset, partition
 from fedchain.learning.models import build_model
 from fedchain.learning.train import get_params
+from fedchain.protocol.challenge import Evidence, gather
 from fedchain.protocol.journal import Journal
-from fedchain.protocol.node import Node
+from fedchain.protocol.node import Node, RoundView
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.sponsor import create_task
 from fedchain.protocol.trainer import Trainer
@@ -197,6 +198,29 @@ def play_round(net: Network) -> RoundOutcome:
     status = fc.call("rounds", t, v.round_id)["status"]
     return RoundOutcome(v.round_id, status == 1, sum(n.gas_used for n in net.nodes) - gas0,
                         time.perf_counter() - start)
+
+
+def play_to_vote(net: Network) -> RoundView:
+    """Step every node to the end of the current round's vote phase (for challenge
+    tests and benchmarks: the leading vote stands, its challenge window is open)."""
+    t = net.task_id
+    v = net.validators[0].task(t).current
+    for boundary in (v.commit_end + 1, v.reveal_end + 1, None):
+        for node in net.nodes:
+            node.step(t)
+        if boundary is not None:
+            net.chain.mine_to(boundary)
+    return v
+
+
+def leading_evidence(net: Network, v: RoundView) -> Evidence:
+    """What a challenge of round ``v``'s leading vote is built from (see ``protocol.challenge``)."""
+    observer, fc = net.validators[0], net.deployment.fedchain
+    log = observer.task(net.task_id)
+    leader = fc.call("rounds", net.task_id, v.round_id)["leader"]
+    vote = next(e.args for e in log.votes[v.round_id] if e.args["vote_hash"] == leader)
+    return gather(net.task_id, v.round_id, observer.current_model(net.task_id).q, log.reveals[v.round_id], vote,
+                  net.store, net.recipe, observer.shapes)
 
 
 def settle(net: Network) -> None:
