@@ -63,6 +63,7 @@ def test_results_of_two_datasets_merge_only_with_the_same_setup():
     merged = rb.merge(base, other)
     assert merged["datasets"] == ["digits", "mnist1d"] and merged["commands"] == ["a", "b"]
     assert len(merged["runs"]) == 2 and merged["seconds"] == 2.0
+    assert rb.merge(base, other | {"seeds": [1]})["seeds"] == [0, 1]  # seeds may differ per dataset
     with pytest.raises(ValueError, match="rounds"):
         rb.merge(base, other | {"setup": {"rounds": 20}})
     with pytest.raises(ValueError, match="already"):

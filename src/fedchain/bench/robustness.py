@@ -329,8 +329,9 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def merge(old: dict, new: dict) -> dict:
-    """Results of two invocations on different datasets, as one (same setup, seeds and rules)."""
-    for key in ("setup", "seeds", "rules", "fractions"):
+    """Results of two invocations on different datasets, as one (same setup, rules and shares; the
+    seeds may differ: every cell lists its own)."""
+    for key in ("setup", "rules", "fractions"):
         if old[key] != new[key]:
             raise ValueError(f"cannot add results with another {key}: {old[key]} != {new[key]}")
     overlap = set(old["datasets"]) & set(new["datasets"])
@@ -338,6 +339,7 @@ def merge(old: dict, new: dict) -> dict:
         raise ValueError(f"the results hold {sorted(overlap)} already")
     return new | {"commands": old.get("commands", [old.get("command")]) + new["commands"], "datasets": old["datasets"] + new["datasets"],
                   "attacks": list(dict.fromkeys(old["attacks"] + new["attacks"])),
+                  "seeds": sorted(set(old["seeds"]) | set(new["seeds"])),
                   "models": old["models"] | new["models"], "seconds": old["seconds"] + new["seconds"],
                   "chain_runs": old["chain_runs"] + new["chain_runs"], "runs": old["runs"] + new["runs"]}
 
@@ -409,7 +411,7 @@ def markdown(result: dict) -> str:
               f"thread each, on a machine with {result['cpu_count']} cores shared with other work).", "",
               f"Setup: {s['trainers']} trainers, Dirichlet alpha {s['alpha']}, {s['rounds']} rounds of "
               f"{s['epochs']} local epochs (SGD lr {s['lr']}, momentum {s['momentum']}, batch {s['batch_size']}), "
-              f"seeds {result['seeds']}; model per dataset {result['models']}. Accuracies in percent, mean ± std "
+              f"seeds {result['seeds']} (each cell lists its own); model per dataset {result['models']}. Accuracies in percent, mean ± std "
               "over seeds; the attackers are the last trainers; rules configured for 30% Byzantine "
               "(`rule_params` in results.json). Reward shares: the share of the trainer rewards that honest "
               "trainers claim, from the validators' scores and the contract's payout formula.", ""]
@@ -548,7 +550,8 @@ def heatmap(result: dict, path) -> None:
             for j in range(len(cols)):
                 if not np.isnan(m[i, j]):
                     ax.text(j, i, f"{m[i, j]:.0f}", ha="center", va="center", fontsize=6)
-        ax.set_title(f"{ds}: final test accuracy (%), mean over seeds {result['seeds']}", fontsize=9)
+        seeds = sorted({s for c in dcells for s in c["seeds"]})
+        ax.set_title(f"{ds}: final test accuracy (%), mean over seeds {seeds}", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.02)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
