@@ -38,11 +38,13 @@ from fedchain.chain.deploy import Deployment, read_deployment_file
 from fedchain.chain.interface import Contract
 from fedchain.errors import CodecError, FedchainError, StorageError
 from fedchain.learning import fixedpoint as fp
+from fedchain.learning.aggregate import uses_prev_update
 from fedchain.learning.models import build_model
 from fedchain.learning.train import flatten, get_params, param_shapes, unflatten
 from fedchain.protocol.node import Model
 from fedchain.protocol.sponsor import task_recipe
-from fedchain.protocol.validator import STORAGE_REASONS, RoundResult, aggregate_round, check_updates, compute_round
+from fedchain.protocol.validator import (STORAGE_REASONS, RoundResult, aggregate_round, check_updates, compute_round,
+                                         previous_update)
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_metadata, decode_tensors
 from fedchain.storage.store import BlobStore
@@ -476,8 +478,10 @@ class Auditor:
                 raise AuditError(r, node, "rejection reason", reasons[node], stated.get(node))
         # keep reveal order, as check_updates does
         reasons = {ev.args["node"]: reasons[ev.args["node"]] for ev in revealed if ev.args["node"] in reasons}
+        prev = (previous_update(model, self.store, param_shapes(self.template))
+                 if uses_prev_update(self.recipe.rule) else None)
         return aggregate_round(self.task_id, r, model, revealed, updates, samples, reasons, self.recipe,
-                               self.template)
+                               self.template, prev)
 
     def _check_result(self, r: int, who: str, got: dict, result: RoundResult) -> None:
         """The fields of a RoundFinalized or Voted event against the recomputed result."""

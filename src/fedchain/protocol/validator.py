@@ -21,14 +21,14 @@ import numpy as np
 from fedchain.chain import commitments
 from fedchain.errors import BlobCorrupt, BlobNotFound, CodecError, LearningError, Reverted
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.aggregate import aggregate_update, min_updates, needs_root_set
+from fedchain.learning.aggregate import aggregate_update, min_updates, needs_root_set, uses_prev_update
 from fedchain.learning.train import flatten, param_shapes, unflatten
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.protocol import root_set
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.root_set import round_scores
 from fedchain.storage.cid import cid_from_digest, cid_of, digest_of
-from fedchain.storage.codec import decode_tensors, encode_tensors
+from fedchain.storage.codec import decode_metadata, decode_tensors, encode_tensors
 from fedchain.storage.merkle import merkle_root, score_leaf
 from fedchain.storage.store import BlobStore
 
@@ -254,16 +254,20 @@ def check_updates(revealed: Iterable, store: BlobStore, shapes: Mapping[str, tup
 
 def aggregate_round(task_id: int, round_id: int, model: Model, revealed: list, updates: dict[str, np.ndarray],
                     samples: dict[str, int], reasons: dict[str, str], recipe: Recipe,
-                    template: dict[str, np.ndarray]) -> RoundResult:
-    """The round's result from the checked updates: the new model (FedAvg from ``model``),
-    its blob with the lineage in its metadata, each reveal's score and the rejected set.
+                    template: dict[str, np.ndarray], prev_update: np.ndarray | None = None) -> RoundResult:
+    """The round's result from the checked updates: the new model (the recipe's rule from
+    ``model``), its blob with the lineage in its metadata, each reveal's score and the
+    rejected set.
 
     ``revealed`` is in reveal-index order; ``updates`` and ``samples`` hold the accepted
     ones and ``reasons`` the rejected ones, as ``check_updates`` returns them.
+    ``prev_update`` is the update that made ``model`` (centered clipping's centre; see
+    ``previous_update``).
     """
     new_q = (fp.clip_fixed(model.q + aggregate_update(
         recipe.rule, recipe.rule_params, list(updates.values()), list(samples.values()),
-        root_update=root_set.root_update(recipe, model.q, template) if needs_root_set(recipe.rule) else None))
+        root_update=root_set.root_update(recipe, model.q, template) if needs_root_set(recipe.rule) else None,
+        prev_update=prev_update))
              if len(updates) >= min_updates(recipe.rule, recipe.rule_params) else model.q)
     node_scores = dict(zip(updates, round_scores(recipe, model.q, list(updates.values()), new_q - model.q, template)))
     scores = [(ev.args["node"], node_scores.get(ev.args["node"], 0)) for ev in revealed]
@@ -284,4 +288,19 @@ def compute_round(task_id: int, round_id: int, model: Model, revealed: Iterable,
     """
     revealed = sorted(revealed, key=lambda e: e.args["index"])
     checked = check_updates(revealed, store, param_shapes(template), recipe.chunk_size)
-    return aggregate_round(task_id, round_id, model, revealed, *checked, recipe, template)
+    prev = previous_update(model, store, param_shapes(template)) if uses_prev_update(recipe.rule) else None
+    return aggregate_round(task_id, round_id, model, revealed, *checked, recipe, template, prev)
+
+
+def previous_update(model: Model, store: BlobStore, shapes: Mapping[str, tuple[int, ...]]) -> np.ndarray | None:
+    """The aggregate update that produced ``model``: ``model`` minus its parent, the parent
+    named in ``model``'s lineage (None for the task's initial model, which has none).
+    A blob that cannot be fetched raises (StorageError): without it no validator can
+    compute the round, and none should vote on a guess."""
+    try:
+        parent = json.loads(decode_metadata(store.get(model.cid))["fedchain"]).get("parent")
+    except (CodecError, KeyError, ValueError, TypeError, AttributeError):
+        return None
+    if not parent:
+        return None
+    return model.q - decode_update(store.get(parent), shapes)
