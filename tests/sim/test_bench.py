@@ -54,16 +54,17 @@ def test_quick_benchmark_writes_markdown_heatmap_and_results(tmp_path):
     assert (out / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_results_of_two_datasets_merge_only_with_the_same_setup():
+def test_results_of_two_invocations_merge_only_with_the_same_setup():
     base = {"setup": {"rounds": 8}, "seeds": [0], "rules": ["fedavg"], "fractions": [0.3], "attacks": ["alie"],
-            "models": {"digits": "cnn"}, "seconds": 1.0, "chain_runs": [], "runs": [{"dataset": "digits"}],
-            "commands": ["a"], "datasets": ["digits"]}
-    other = base | {"models": {"mnist1d": "mlp"}, "runs": [{"dataset": "mnist1d"}], "commands": ["b"],
+            "models": {"digits": "cnn"}, "seconds": 1.0, "chain_runs": [],
+            "runs": [{"dataset": "digits", "seed": 0}], "commands": ["a"], "datasets": ["digits"]}
+    other = base | {"models": {"mnist1d": "mlp"}, "runs": [{"dataset": "mnist1d", "seed": 0}], "commands": ["b"],
                     "datasets": ["mnist1d"]}
     merged = rb.merge(base, other)
     assert merged["datasets"] == ["digits", "mnist1d"] and merged["commands"] == ["a", "b"]
     assert len(merged["runs"]) == 2 and merged["seconds"] == 2.0
-    assert rb.merge(base, other | {"seeds": [1]})["seeds"] == [0, 1]  # seeds may differ per dataset
+    more = rb.merge(base, base | {"seeds": [1], "runs": [{"dataset": "digits", "seed": 1}]})  # another seed
+    assert more["seeds"] == [0, 1] and more["datasets"] == ["digits"] and len(more["runs"]) == 2
     with pytest.raises(ValueError, match="rounds"):
         rb.merge(base, other | {"setup": {"rounds": 20}})
     with pytest.raises(ValueError, match="already"):

@@ -329,15 +329,16 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def merge(old: dict, new: dict) -> dict:
-    """Results of two invocations on different datasets, as one (same setup, rules and shares; the
-    seeds may differ: every cell lists its own)."""
+    """Results of two invocations as one: other datasets, or other seeds of a dataset (same setup,
+    rules and shares; every cell lists its own seeds)."""
     for key in ("setup", "rules", "fractions"):
         if old[key] != new[key]:
             raise ValueError(f"cannot add results with another {key}: {old[key]} != {new[key]}")
-    overlap = set(old["datasets"]) & set(new["datasets"])
+    overlap = {(r["dataset"], r["seed"]) for r in old["runs"]} & {(r["dataset"], r["seed"]) for r in new["runs"]}
     if overlap:
-        raise ValueError(f"the results hold {sorted(overlap)} already")
-    return new | {"commands": old.get("commands", [old.get("command")]) + new["commands"], "datasets": old["datasets"] + new["datasets"],
+        raise ValueError(f"the results hold (dataset, seed) {sorted(overlap)} already")
+    return new | {"commands": old.get("commands", [old.get("command")]) + new["commands"],
+                  "datasets": list(dict.fromkeys(old["datasets"] + new["datasets"])),
                   "attacks": list(dict.fromkeys(old["attacks"] + new["attacks"])),
                   "seeds": sorted(set(old["seeds"]) | set(new["seeds"])),
                   "models": old["models"] | new["models"], "seconds": old["seconds"] + new["seconds"],
