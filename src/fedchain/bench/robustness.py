@@ -329,9 +329,9 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def merge(old: dict, new: dict) -> dict:
-    """Results of two invocations as one: other datasets, or other seeds of a dataset (same setup,
-    rules and shares; every cell lists its own seeds)."""
-    for key in ("setup", "rules", "fractions"):
+    """Results of two invocations as one: other datasets, or other seeds of a dataset (same setup
+    and rules; every cell lists its seeds, and a dataset may have fewer shares than another)."""
+    for key in ("setup", "rules"):
         if old[key] != new[key]:
             raise ValueError(f"cannot add results with another {key}: {old[key]} != {new[key]}")
     overlap = {(r["dataset"], r["seed"]) for r in old["runs"]} & {(r["dataset"], r["seed"]) for r in new["runs"]}
@@ -341,6 +341,7 @@ def merge(old: dict, new: dict) -> dict:
                   "datasets": list(dict.fromkeys(old["datasets"] + new["datasets"])),
                   "attacks": list(dict.fromkeys(old["attacks"] + new["attacks"])),
                   "seeds": sorted(set(old["seeds"]) | set(new["seeds"])),
+                  "fractions": sorted(set(old["fractions"]) | set(new["fractions"])),
                   "models": old["models"] | new["models"], "seconds": old["seconds"] + new["seconds"],
                   "chain_runs": old["chain_runs"] + new["chain_runs"], "runs": old["runs"] + new["runs"]}
 
