@@ -76,7 +76,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from fedchain.errors import LearningError
 from fedchain.learning import exact
@@ -95,6 +94,8 @@ def root_indices(labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, 
     sees); ``rest`` is what is left for reporting test accuracy. sklearn's split
     uses the legacy ``RandomState`` stream, frozen across numpy versions.
     """
+    from sklearn.model_selection import train_test_split  # lazy: scikit-learn costs 2 s to import
+
     labels = np.asarray(labels)
     if not 0 < size < len(labels):
         raise LearningError(f"root_set_size must be in [1, {len(labels) - 1}], got {size}")

@@ -22,7 +22,6 @@ import numpy as np
 
 from fedchain.errors import LearningError
 from fedchain.learning import exact
-from fedchain.learning.data import load_dataset
 from fedchain.learning.scoring import scores as cosine_scores
 from fedchain.learning.validation_score import root_indices, validation_scores
 from fedchain.learning.validation_score import root_update as _root_update
@@ -44,6 +43,10 @@ def root_set(recipe: Recipe) -> RootSet:
 
 @functools.cache
 def _load(dataset: str, data_seed: int, size: int) -> RootSet:
+    # imported here: the datasets pull in scikit-learn (2 s), which a node that never
+    # scores on a root set should not pay for at start-up
+    from fedchain.learning.data import load_dataset
+
     data = load_dataset(dataset, seed=data_seed)
     idx, _ = root_indices(data.y_test, size, data_seed)
     xq, y = exact.quantize_inputs(data.x_test[idx]), data.y_test[idx].copy()
