@@ -42,7 +42,8 @@ from fedchain.protocol.root_set import report_indices, round_scores
 from fedchain.protocol.validator import aggregate_round, decode_update
 from fedchain.sim.attacks import ATTACKS, Knowledge, finish
 from fedchain.sim.attacks.backdoor import triggered_test_set
-from fedchain.sim.network import SimConfig
+from fedchain.sim.network import SimConfig, build_network, play_round, settle
+from fedchain.sim.simulate import model_accuracy
 
 # The model the simulation trains on each dataset (MNIST-1D is a vector: no CNN).
 MODELS = {"digits": "cnn", "mnist": "cnn", "mnist1d": "mlp"}
@@ -187,6 +188,7 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
 
     q = fp.to_fixed(flatten(initial))
     cosine, validation, curve = Payouts(setup.pool, setup.rounds, n), Payouts(setup.pool, setup.rounds, n), []
+    prev = None  # the update that made the current model: centered clipping's centre (validator.previous_update)
     for r in range(setup.rounds):
         params = unflatten(fp.from_fixed(q), template)
 
@@ -215,13 +217,13 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
         qs = {nodes[i]: fp.to_fixed(valid[i]) for i in ids}
         model_now = Model(params=params, q=q, root=b"", cid="")
         result = aggregate_round(0, r, model_now, revealed, qs, {nodes[i]: samples[i] for i in ids}, {},
-                                 recipe, template)
+                                 recipe, template, prev_update=prev)
         new_q = decode_update(result.blob, shapes)
         cosine.pay(r, _by_trainer(n, ids, [s for _, s in result.scores]))
         # the same round scored on the root set, by the function validators call for score = "validation"
         validation.pay(r, _by_trainer(n, ids, round_scores(by_root_set, q, list(qs.values()), new_q - q, template)
                                       if ids else []))
-        q = new_q
+        q, prev = new_q, new_q - q
         curve.append(evaluate(net, unflatten(fp.from_fixed(q), template), data.x_test[test], data.y_test[test]))
 
     final = unflatten(fp.from_fixed(q), template)
@@ -364,9 +366,6 @@ def worst_cases(cells: list[dict]) -> list[dict]:
 
 def chain_run(dataset: str, rule: str, attack: str, fraction: float, seed: int, setup: Setup, out) -> dict:
     """One whole simulation on the embedded chain with ``attack`` run by ``fraction`` of the trainers."""
-    from fedchain.sim.network import build_network, play_round, settle
-    from fedchain.sim.simulate import model_accuracy
-
     start = time.perf_counter()
     cfg = SimConfig(trainers=setup.trainers, rounds=setup.rounds, dataset=dataset, alpha=setup.alpha,
                     model=setup.model or MODELS[dataset], epochs=setup.epochs, lr=setup.lr, momentum=setup.momentum,

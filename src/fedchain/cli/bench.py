@@ -83,7 +83,12 @@ def robustness(
                   f"in {workers} processes, then {len(chain) * len(fr)} runs on the chain")
     start, done = time.perf_counter(), [0]
 
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / "runs.partial.jsonl"  # every finished run at once: a crash loses nothing
+
     def on_cell(row: dict) -> None:
+        with partial.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
         done[0] += 1
         extra = f", attack success {row['attack_success_rate']:.3f}" if "attack_success_rate" in row else ""
         share = row["honest_reward_share"]
@@ -111,5 +116,6 @@ def robustness(
     result["cells"] = rb.summarize(result["runs"])
     result["worst_cases"] = rb.worst_cases(result["cells"])
     rb.write_report(result, out)
+    partial.unlink(missing_ok=True)
     console.print(f"written {out / 'README.md'}, {out / 'heatmap.png'}, {out / 'results.json'} "
                   f"in {result['seconds'] / 60:.1f} min")
