@@ -188,7 +188,7 @@ def test_sybil_split_at_the_cap_only_recovers_the_stake_proportional_share():
     assert whole == 1 and split == 3 == Fraction(k * stake, total)  # never above its share of the seats
 
 
-def test_sybil_identities_are_paid_like_honest_trainers(tmp_path):
+def test_sybil_identities_each_hold_one_stake_and_share_one_update(tmp_path):
     cfg = SimConfig(trainers=6, validators=3, rounds=2, model="mlp", epochs=1, lr=0.1, seed=4, out=tmp_path,
                     attack="sybil", byzantine=0.5)
     net = build_network(cfg)
