@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def main() -> None:
         print(f"{n:>4} trainers ({part}): plain FedAvg {plain:.3f} s/round, fedchain {chain:.3f} s/round, "
               f"ratio {chain / plain:.3f}", flush=True)
     out = Path(__file__).with_name("results.json")
-    out.write_text(json.dumps({"command": ".venv/bin/python benchmarks/rounds/run.py", "rows": rows},
+    out.write_text(json.dumps({"command": " ".join([".venv/bin/python", *sys.argv]), "rows": rows},
                               indent=2))
     print(f"written {out}")
 

@@ -6,9 +6,13 @@
 @dev A node with weight w out of a total T is selected iff
      uint256(keccak256(seed, node)) < k * w / T * 2**256, i.e. with
      probability min(1, k*w/T): the expected committee size is k. Because the
-     probability is linear in w (below the cap), splitting stake across
-     several identities leaves the expected number of seats unchanged, and the
-     cap only ever makes splitting worse for nobody but helps no one either.
+     probability is linear in w below the cap, splitting stake across
+     identities that all stay below it leaves the expected number of seats
+     unchanged. At the cap it does not: a node with k*w >= T has one seat,
+     the same stake split into identities below the cap expects k*w/T seats.
+     Splitting never buys more than the stake's proportional share, but it
+     recovers what the cap withholds from one large identity
+     (docs/robustness.md, "Sybil").
      The Python twin is `fedchain.chain.commitments.is_selected`; both must
      agree bit for bit. Pure functions only: no state, no reentrancy surface.
 """
