@@ -43,8 +43,8 @@ class Watcher(Node):
         if leader == ZERO:
             return  # no quorum yet (or ever): nothing to check
         vote = next(e.args for e in log.votes.get(v.round_id, []) if e.args["vote_hash"] == leader)
+        self.check(log, v, vote, leader)  # if a blob cannot be fetched yet, it raises: the next step retries
         self._checked.add(key)
-        self.check(log, v, vote, leader)
 
     def check(self, log: TaskLog, v: RoundView, vote, leader: bytes) -> None:
         t, r = v.task_id, v.round_id
