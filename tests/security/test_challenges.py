@@ -191,12 +191,12 @@ def test_every_malformed_challenge_is_refused(colluded):
         "challenges: ragged inputs": rep(good, salts=good.salts[:-1]),
         "challenges: bad parent proof": rep(good, parent_chunk=flip(good.parent_chunk)),
         "challenges: bad claimed proof": rep(good, claimed_chunk=flip(good.claimed_chunk)),
-        "challenges: not the accepted updates in reveal order": rep(good, nodes=good.nodes[::-1]),
+        "challenges: not the averaged updates in reveal order": rep(good, nodes=good.nodes[::-1]),
         "challenges: not revealed": rep(good, nodes=[acct.address, *good.nodes[1:]]),
         "challenges: root does not match commitment": rep(good, update_roots=[flip(good.update_roots[0]),
                                                                              *good.update_roots[1:]]),
         "challenges: bad update proof": rep(good, update_chunks=flip(good.update_chunks)),
-        "challenges: an accepted update is missing": rep(
+        "challenges: an averaged update is missing": rep(
             good, nodes=good.nodes[:-1], update_roots=good.update_roots[:-1], salts=good.salts[:-1],
             update_chunks=good.update_chunks[:-256], update_proofs=good.update_proofs[:-good.depth]),
     }
@@ -207,7 +207,7 @@ def test_every_malformed_challenge_is_refused(colluded):
     # the rejected update cannot be slipped in
     log = net.validators[0].task(net.task_id)
     rejected = next(e for e in log.reveals[v.round_id] if e.args["node"] == other.address)
-    with reverts("challenges: not the accepted updates in reveal order"):
+    with reverts("challenges: not the averaged updates in reveal order"):
         ch.tx("challenge", *rep(good, nodes=[*good.nodes, other.address],
                                 update_roots=[*good.update_roots, rejected.args["update_root"]],
                                 salts=[*good.salts, rejected.args["salt"]],

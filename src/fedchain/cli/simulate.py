@@ -52,7 +52,8 @@ def simulate(
     colluders: Annotated[int, typer.Option(
         help="Validators (the first N) that collude: they vote for a sabotaged model.")] = D.colluders,
     collusion: Annotated[str, typer.Option(
-        help="What the colluders corrupt: model | score (one trainer takes all) | total (inflated).")]
+        help="What the colluders corrupt: model | score (one trainer takes all) | total (inflated) | "
+             "distance-sum | distance-leaf (a Krum task's distance table).")]
         = D.collusion,
     watchers: Annotated[int, typer.Option(
         help="Watchers: no stake, no data; they recompute every round and challenge a wrong result on chain.")]

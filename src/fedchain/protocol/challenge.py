@@ -9,10 +9,15 @@ coordinate's chunk of the parent model, of every accepted update and of the
 claimed model, each with its Merkle proof, and each update's revealed root and
 salt (the contract proves the root through the trainer's commitment).
 
+For Krum and MultiKrum the averaged updates are Krum's selection, which the
+contract recomputes from the distance table the vote commits to
+(``protocol.distances``); a table whose sums are wrong is disputed first, by
+``DistanceSumChallenge`` or ``DistanceLeafChallenge``, one step of the bisection
+each.
+
 The contract uses the committee's own rejected set: a fault in *which* updates
 were rejected (availability, validity of a whole blob) cannot be proven one
-chunk at a time and is left to the auditor, as are the scores (see
-docs/decisions.md, "Challenges").
+chunk at a time and is left to the auditor (see docs/decisions.md, "Challenges").
 """
 
 from __future__ import annotations
@@ -26,12 +31,15 @@ from eth_utils import keccak
 
 from fedchain.errors import FedchainError
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.aggregate import aggregate_update
+from fedchain.learning.aggregate import aggregate_update, min_updates
+from fedchain.learning.aggregate.common import int_param, pairwise_sq_distances, stack
+from fedchain.learning.aggregate.krum import select_multikrum
 from fedchain.learning.scoring import cosine_score
-from fedchain.protocol.recipe import CHALLENGE_NONE, SCORE_COSINE, Recipe
+from fedchain.protocol.distances import MAX_TABLE, DistanceTable, TableError, combined_scores_root, first_fault, has_table
+from fedchain.protocol.recipe import CHALLENGE_KRUM, CHALLENGE_NONE, SCORE_COSINE, Recipe
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_metadata, decode_tensors
-from fedchain.storage.merkle import merkle_layers, proof_from_layers, score_leaf
+from fedchain.storage.merkle import ZERO, merkle_layers, proof_from_layers, score_leaf
 from fedchain.storage.store import BlobStore
 
 
@@ -60,6 +68,7 @@ class Challenge:
     parent_proof: list[bytes]
     claimed_chunk: bytes
     claimed_proof: list[bytes]
+    distances: tuple = (ZERO, ZERO, ZERO, ())  # Krum rules: (scores tree root, root's children, totals)
 
     fn = "challenge"
 
@@ -67,7 +76,7 @@ class Challenge:
         return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash), self.chunk,
                 self.coordinate, self.depth, self.nodes,
                 self.update_roots, self.salts, self.update_chunks, self.update_proofs, self.parent_chunk,
-                self.parent_proof, self.claimed_chunk, self.claimed_proof)
+                self.parent_proof, self.claimed_chunk, self.claimed_proof, self.distances)
 
 
 @dataclass(frozen=True)
@@ -108,11 +117,64 @@ class TotalChallenge:
     recipe_json_hash: bytes
     nodes: list[str]
     scores: list[int]
+    table_root: bytes = ZERO  # Krum rules: the distance table beside the scores tree
 
     fn = "challenge_total"
 
     def args(self) -> tuple:
-        return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash), self.nodes, self.scores)
+        return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash), self.nodes, self.scores,
+                self.table_root)
+
+
+@dataclass(frozen=True)
+class DistanceSumChallenge:
+    """The arguments of ``challenges.challenge_distance_sum``: a table node and its children."""
+
+    task_id: int
+    round_id: int
+    vote: tuple
+    rule: tuple[int, int, int, int]
+    recipe_json_hash: bytes
+    scores_tree_root: bytes
+    height: int
+    position: int
+    sums: list[int]
+    left: tuple  # (left child's hash, right child's hash, sums) of each child
+    right: tuple
+    siblings: list[bytes]
+    digests: list[bytes]
+
+    fn = "challenge_distance_sum"
+
+    def args(self) -> tuple:
+        return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash), self.scores_tree_root,
+                self.height, self.position, self.sums, self.left, self.right, self.siblings, self.digests)
+
+
+@dataclass(frozen=True)
+class DistanceLeafChallenge:
+    """The arguments of ``challenges.challenge_distance_leaf``: a table leaf and entry (i, j)."""
+
+    task_id: int
+    round_id: int
+    vote: tuple
+    rule: tuple[int, int, int, int]
+    recipe_json_hash: bytes
+    scores_tree_root: bytes
+    chunk: int
+    sums: list[int]
+    siblings: list[bytes]
+    digests: list[bytes]
+    i: int
+    j: int
+    a: tuple  # (node, update root, salt, chunk bytes, proof) of reveal i, and of reveal j
+    b: tuple
+
+    fn = "challenge_distance_leaf"
+
+    def args(self) -> tuple:
+        return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash), self.scores_tree_root,
+                self.chunk, self.sums, self.siblings, self.digests, self.i, self.j, self.a, self.b)
 
 
 MAX_SCORE_CHUNKS = 256  # challenges.vy reads whole vectors for a score: up to 256 chunks of 64 values
@@ -151,18 +213,36 @@ class Evidence:
     recipe: Recipe
     revealed: list = ()  # every Revealed event of the round, in reveal order
     claimed_scores: list | None = None  # the voted model's lineage: [(node, score)] in reveal order
+    table: DistanceTable | None = None  # Krum rules: the distance table the vote commits to
 
     @property
     def vote_tuple(self) -> tuple:
         v = self.vote
         return (v["model_root"], v["model_cid"], v["scores_root"], v["total_score"], v["rejected"])
 
+    @property
+    def _rule_args(self) -> tuple:
+        return self.recipe.challenge_rule, keccak(self.recipe.to_bytes())
+
     def expected(self) -> np.ndarray:
-        """The model the contract will recompute: the rule over the accepted updates."""
-        if not self.updates:
-            return self.parent
+        """The model the contract will recompute: the rule over the accepted updates
+        (the parent if there are fewer than the rule accepts)."""
         r = self.recipe
+        if not self.updates or len(self.updates) < min_updates(r.rule, r.rule_params):
+            return self.parent
         return fp.clip_fixed(self.parent + aggregate_update(r.rule, r.rule_params, self.updates, self.samples))
+
+    def averaged(self) -> list[int]:
+        """Positions (in ``accepted``) of the updates the rule averages: all of them, or
+        for Krum rules its selection, as the contract recomputes it from true distances."""
+        r, (rule, f, m, _) = self.recipe, self.recipe.challenge_rule
+        n = len(self.updates)
+        if rule < CHALLENGE_KRUM:
+            return list(range(n))
+        if n == 0 or n < min_updates(r.rule, r.rule_params):
+            return []
+        m = 1 if rule == CHALLENGE_KRUM else (m or max(1, n - f))
+        return sorted(select_multikrum(pairwise_sq_distances(stack(self.updates)), f, m))
 
     def first_wrong(self) -> tuple[int, int] | None:
         """(chunk, coordinate in it) of the first value of the voted model that is wrong."""
@@ -172,19 +252,80 @@ class Evidence:
     def challenge(self, c: int, j: int = 0) -> Challenge:
         """The challenge of value ``j`` of chunk ``c`` (sent for a right value, it fails
         and costs the bond)."""
-        size, v = self.recipe.chunk_size, self.vote
+        size = self.recipe.chunk_size
         parent_chunk, parent_proof = _chunk_and_proof(self.parent, c, size)
         claimed_chunk, claimed_proof = _chunk_and_proof(self.claimed, c, size)
+        chosen = self.averaged()
+        distances = Challenge.distances
+        if self.table is not None:
+            if len(self.table.totals) != len(self.revealed) * (len(self.revealed) - 1) // 2:
+                chosen = []  # a table of the wrong size: the contract averages nothing and rules the vote wrong
+            distances = (self._scores_tree_root(), *self.table.root_children(), self.table.totals)
         update_chunks, update_proofs = b"", []
-        for q in self.updates:
-            data, proof = _chunk_and_proof(q, c, size)
+        for k in chosen:
+            data, proof = _chunk_and_proof(self.updates[k], c, size)
             update_chunks += data
             update_proofs += proof
+        events = [self.accepted[k] for k in chosen]
         return Challenge(
-            self.task_id, self.round_id, self.vote_tuple, self.recipe.challenge_rule, keccak(self.recipe.to_bytes()), c, j, len(parent_proof),
-            [e.args["node"] for e in self.accepted],
-            [e.args["update_root"] for e in self.accepted], [e.args["salt"] for e in self.accepted],
-            update_chunks, update_proofs, parent_chunk, parent_proof, claimed_chunk, claimed_proof)
+            self.task_id, self.round_id, self.vote_tuple, *self._rule_args, c, j, len(parent_proof),
+            [e.args["node"] for e in events], [e.args["update_root"] for e in events],
+            [e.args["salt"] for e in events], update_chunks, update_proofs, parent_chunk, parent_proof,
+            claimed_chunk, claimed_proof, distances)
+
+    def model_fault(self) -> "Challenge | DistanceSumChallenge | DistanceLeafChallenge | None":
+        """The first provable fault of the vote's model: a wrong distance table (Krum
+        rules), else a wrong value; None if the model is right."""
+        if self.table is not None and (t := self.table_challenge()) is not None:
+            return t
+        wrong = self.first_wrong()
+        return None if wrong is None else self.challenge(*wrong)
+
+    # -- the distance table (Krum rules)
+
+    def honest_table(self) -> DistanceTable:
+        """The table over the vote's own accepted set, as it should be."""
+        by_node = {e.args["node"]: q for e, q in zip(self.accepted, self.updates)}
+        return DistanceTable.of_round([by_node.get(e.args["node"]) for e in self.revealed], self.parent.size,
+                                      self.recipe.chunk_size)
+
+    def table_challenge(self) -> "Challenge | DistanceSumChallenge | DistanceLeafChallenge | None":
+        """One step of the bisection of the vote's table against the honest one, or None
+        if its distances are right."""
+        claimed = self.table
+        fault = first_fault(claimed, self.honest_table())
+        if fault is None:
+            return None
+        if fault[0] == "size":
+            return self.challenge(0, 0)
+        if fault[0] == "depth":  # any accepted pair shows the table has the wrong shape
+            ok = [e.args["index"] for e in self.accepted]
+            if len(ok) < 2:
+                raise Unchallengeable("the distance table has the wrong shape but no two updates show it")
+            return self._leaf_challenge(0, ok[0], ok[1])
+        if fault[0] == "sum":
+            _, h, p = fault
+            child = lambda q: (*claimed.children(h - 1, q), claimed.sums[h - 1][q])  # noqa: E731
+            return DistanceSumChallenge(self.task_id, self.round_id, self.vote_tuple, *self._rule_args,
+                                        self._scores_tree_root(), h, p, claimed.sums[h][p], child(2 * p),
+                                        child(2 * p + 1), *claimed.path(h, p))
+        return self._leaf_challenge(*fault[1:])
+
+    def _leaf_challenge(self, c: int, i: int, j: int) -> DistanceLeafChallenge:
+        return DistanceLeafChallenge(self.task_id, self.round_id, self.vote_tuple, *self._rule_args,
+                                     self._scores_tree_root(), c, self.table.sums[0][c], *self.table.path(0, c),
+                                     i, j, self._opening(i, c), self._opening(j, c))
+
+    def _opening(self, index: int, c: int) -> tuple:
+        """Chunk ``c`` of reveal ``index``'s update, with its proof (unused if rejected)."""
+        e = self.revealed[index]
+        if (self.vote["rejected"] >> index) & 1:
+            return ("0x" + "00" * 20, ZERO, ZERO, b"", [])
+        q = self.updates[[a.args["index"] for a in self.accepted].index(index)]
+        rows = fp.chunks(q, self.recipe.chunk_size)
+        proof = proof_from_layers(merkle_layers(fp.chunk_leaves(q, self.recipe.chunk_size)), c)
+        data = fp.chunk_bytes(rows[c]) if c < rows.shape[0] else b""
+        return (e.args["node"], e.args["update_root"], e.args["salt"], data, proof)
 
     # -- scores
 
@@ -199,9 +340,13 @@ class Evidence:
         if self.claimed_scores is None:
             raise Unchallengeable("the voted model blob carries no scores list: no score proof can be built")
         layers = merkle_layers([score_leaf(a, s) for a, s in self.claimed_scores])
-        if layers[-1][0] != self.vote["scores_root"]:
+        root = layers[-1][0] if self.table is None else combined_scores_root(layers[-1][0], self.table.root)
+        if root != self.vote["scores_root"]:
             raise Unchallengeable("the scores in the voted model blob do not match the voted scores root")
         return layers
+
+    def _scores_tree_root(self) -> bytes:
+        return self._score_tree()[-1][0]
 
     def score_challenge(self, i: int) -> ScoreChallenge:
         """The challenge of reveal ``i``'s score (of a right score, it fails and costs the bond)."""
@@ -216,14 +361,15 @@ class Evidence:
             vectors = tuple(fp.chunk_bytes(fp.chunks(v, self.recipe.chunk_size).ravel())
                             for v in (q, self.parent, self.claimed))
             root, salt = e.args["update_root"], e.args["salt"]
+        proof = proof_from_layers(layers, i) + ([] if self.table is None else [self.table.root])
         return ScoreChallenge(self.task_id, self.round_id, self.vote_tuple, rule, json_hash, i, node, score,
-                              proof_from_layers(layers, i), root, salt, *vectors)
+                              proof, root, salt, *vectors)
 
     def total_challenge(self) -> TotalChallenge:
         self._score_tree()
         return TotalChallenge(self.task_id, self.round_id, self.vote_tuple, self.recipe.challenge_rule,
                               keccak(self.recipe.to_bytes()), [a for a, _ in self.claimed_scores],
-                              [s for _, s in self.claimed_scores])
+                              [s for _, s in self.claimed_scores], ZERO if self.table is None else self.table.root)
 
 
 def gather(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable, vote: Mapping,
@@ -253,8 +399,34 @@ def gather(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable
         updates.append(q)
         samples.append(e.args["samples"])
     revealed = sorted(revealed, key=lambda e: e.args["index"])
+    scores = _lineage_scores(blob)
+    table = _published_table(blob, store, vote, scores, len(revealed)) if has_table(recipe) else None
     return Evidence(task_id, round_id, vote, parent_q, claimed, accepted, updates, samples, recipe, revealed,
-                    _lineage_scores(blob))
+                    scores, table)
+
+
+def _published_table(blob: bytes, store: BlobStore, vote: Mapping, scores: list | None,
+                     reveals: int) -> DistanceTable:
+    """The distance table a Krum vote commits to, from the blob its model's lineage names,
+    checked against the vote (``Unchallengeable`` if it is missing or does not match:
+    the scheme's data-availability assumption, see ``protocol.distances``)."""
+    if reveals > MAX_TABLE:
+        raise Unchallengeable(f"{reveals} reveals: a distance table covers at most {MAX_TABLE}")
+    try:
+        named = json.loads(decode_metadata(blob)["fedchain"])["distances"]
+        cid, root = str(named["cid"]), bytes.fromhex(named["root"])
+    except (FedchainError, KeyError, ValueError, TypeError):
+        raise Unchallengeable("the voted model's lineage names no distance table") from None
+    try:
+        table = DistanceTable.from_bytes(store.get(cid))
+    except (FedchainError, TableError) as e:
+        raise Unchallengeable(f"the voted distance table cannot be used: {e}") from None
+    if table.root != root or scores is None:
+        raise Unchallengeable("the published distance table does not match the voted model's lineage")
+    tree = merkle_layers([score_leaf(a, s) for a, s in scores])[-1][0] if scores else ZERO
+    if combined_scores_root(tree, root) != vote["scores_root"]:
+        raise Unchallengeable("the published distance table and scores do not match the voted scores root")
+    return table
 
 
 def _lineage_scores(blob: bytes) -> list[tuple[str, int]] | None:
@@ -267,14 +439,13 @@ def _lineage_scores(blob: bytes) -> list[tuple[str, int]] | None:
 
 
 def find_fault(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable, vote: Mapping,
-               store: BlobStore, recipe: Recipe, shapes: Mapping[str, tuple[int, ...]]) -> Challenge | None:
-    """The challenge of the first wrong value of ``vote``'s model, or None if the model
-    is the rule's aggregate of the updates it accepted (``Unchallengeable``: see ``gather``)."""
+               store: BlobStore, recipe: Recipe, shapes: Mapping[str, tuple[int, ...]]):
+    """The challenge of the first provable fault of ``vote``'s model (a wrong distance
+    table, then a wrong value), or None if the model is the rule's aggregate of the
+    updates it accepted (``Unchallengeable``: see ``gather``)."""
     if recipe.challenge_rule[0] == CHALLENGE_NONE:
         raise Unchallengeable(f"rule {recipe.rule!r} {dict(recipe.rule_params)} is not challengeable on chain")
-    evidence = gather(task_id, round_id, parent_q, revealed, vote, store, recipe, shapes)
-    wrong = evidence.first_wrong()
-    return None if wrong is None else evidence.challenge(*wrong)
+    return gather(task_id, round_id, parent_q, revealed, vote, store, recipe, shapes).model_fault()
 
 
 def find_score_fault(evidence: Evidence) -> ScoreChallenge | TotalChallenge | None:

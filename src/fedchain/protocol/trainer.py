@@ -174,14 +174,16 @@ class Trainer(Node):
             self._claimed.add((t, r))
 
     def _claim(self, task_id: int, round_id: int, result: dict) -> None:
-        meta = decode_metadata(self.store.get(cid_from_digest(result["model_cid"])))
-        contributors = [(a, s) for a, s in json.loads(meta["fedchain"])["scores"]]
+        lineage = json.loads(decode_metadata(self.store.get(cid_from_digest(result["model_cid"])))["fedchain"])
+        contributors = [(a, s) for a, s in lineage["scores"]]
         me = next((i for i, (a, _) in enumerate(contributors) if a == self.address), None)
         if me is None or contributors[me][1] == 0:
             return
-        leaves = [score_leaf(a, s) for a, s in contributors]
+        proof = merkle_proof([score_leaf(a, s) for a, s in contributors], me)
+        if "distances" in lineage:  # a Krum vote: the scores tree sits beside the distance table
+            proof.append(bytes.fromhex(lineage["distances"]["root"]))
         try:
-            r = self.send("claim", task_id, round_id, contributors[me][1], merkle_proof(leaves, me))
+            r = self.send("claim", task_id, round_id, contributors[me][1], proof)
         except Reverted as e:
             self.log.warning("round %d: claim refused: %s", round_id, e.reason)
             return

@@ -25,6 +25,7 @@ from fedchain.learning.aggregate import aggregate_update, min_updates, needs_roo
 from fedchain.learning.train import flatten, param_shapes, unflatten
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.protocol import root_set
+from fedchain.protocol.distances import DistanceTable, combined_scores_root, has_table
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.root_set import round_scores
 from fedchain.storage.cid import cid_from_digest, cid_of, digest_of
@@ -49,6 +50,7 @@ class RoundResult:
     scores: list[tuple[str, int]]
     reasons: dict[str, str]
     blob: bytes = field(repr=False)  # the new model's safetensors file, named by model_cid
+    table_blob: bytes | None = field(default=None, repr=False)  # Krum rules: the distance table (protocol.distances)
 
     def vote_args(self) -> tuple:
         return (self.model_root, digest_of(self.model_cid), self.scores_root, self.total_score, self.rejected)
@@ -154,6 +156,8 @@ class Validator(Node):
     def compute(self, log: TaskLog, v: RoundView) -> RoundResult:
         result = compute_round(v.task_id, v.round_id, self.current_model(v.task_id),
                                log.reveals.get(v.round_id, []), self.store, self.recipe, self.template)
+        if result.table_blob is not None:
+            self.store.put(result.table_blob)  # before the model: the model's lineage names it
         self.store.put(result.blob)
         return result
 
@@ -274,10 +278,18 @@ def aggregate_round(task_id: int, round_id: int, model: Model, revealed: list, u
     rejected = sum(1 << ev.args["index"] for ev in revealed if ev.args["node"] in reasons)
     lineage = {"task": task_id, "round": round_id, "parent": model.cid, "rule": recipe.rule,
                "scores": scores, "rejected": reasons}
-    blob = encode_tensors(unflatten(fp.from_fixed(new_q), template), {"fedchain": json.dumps(lineage, sort_keys=True)})
     scores_root = merkle_root([score_leaf(a, s) for a, s in scores]) if scores else ZERO
+    table_blob = None
+    if has_table(recipe) and revealed:
+        # Krum's distances, committed beside the scores so that a challenge can dispute them
+        table = DistanceTable.of_round([updates.get(ev.args["node"]) for ev in revealed], model.q.size,
+                                       recipe.chunk_size)
+        table_blob = table.to_bytes()
+        lineage["distances"] = {"cid": cid_of(table_blob), "root": table.root.hex()}
+        scores_root = combined_scores_root(scores_root, table.root)
+    blob = encode_tensors(unflatten(fp.from_fixed(new_q), template), {"fedchain": json.dumps(lineage, sort_keys=True)})
     return RoundResult(fp.vector_root(new_q, recipe.chunk_size), cid_of(blob), scores_root,
-                       sum(s for _, s in scores), rejected, scores, reasons, blob)
+                       sum(s for _, s in scores), rejected, scores, reasons, blob, table_blob)
 
 
 def compute_round(task_id: int, round_id: int, model: Model, revealed: Iterable, store: BlobStore, recipe: Recipe,

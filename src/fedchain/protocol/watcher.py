@@ -74,8 +74,8 @@ class Watcher(Node):
         """A wrong aggregate value first (if the rule is challengeable), else a wrong score
         or total; None if the contract would find nothing wrong."""
         evidence = gather(t, r, parent_q, revealed, vote, self.store, self.recipe, self.shapes)
-        if self.recipe.challenge_rule[0] != CHALLENGE_NONE and (wrong := evidence.first_wrong()) is not None:
-            return evidence.challenge(*wrong)
+        if self.recipe.challenge_rule[0] != CHALLENGE_NONE and (fault := evidence.model_fault()) is not None:
+            return fault
         return find_score_fault(evidence)
 
     def send_challenge(self, ch) -> bool:
@@ -84,7 +84,9 @@ class Watcher(Node):
             self.gas_used += self.token.tx("approve", self.challenges.address, bond, sender=self.account).gas_used
         what = {"challenge": lambda: f"value {ch.coordinate} of chunk {ch.chunk} of the model",
                 "challenge_score": lambda: f"the score of reveal {ch.index}",
-                "challenge_total": lambda: "the total score"}[ch.fn]()
+                "challenge_total": lambda: "the total score",
+                "challenge_distance_sum": lambda: f"distance table node {ch.position} at height {ch.height}",
+                "challenge_distance_leaf": lambda: f"distances ({ch.i}, {ch.j}) in chunk {ch.chunk}"}[ch.fn]()
         try:
             rc = self.challenges.tx(ch.fn, *ch.args(), sender=self.account)
         except Reverted as e:

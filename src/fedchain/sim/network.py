@@ -69,7 +69,9 @@ class SimConfig:
     # the first `colluders` validators vote for a sabotaged model (sim/adversaries/colluder.py);
     # `watchers` honest observers recompute every round and challenge wrong results on chain
     colluders: int = 0
-    collusion: str = "model"  # what they corrupt: "model", "score" or "total" (sim/adversaries/colluder.py)
+    # what they corrupt: "model", "score", "total", or a Krum task's "distance-sum" or "distance-leaf"
+    # (sim/adversaries/colluder.py)
+    collusion: str = "model"
     watchers: int = 0
 
 

@@ -16,7 +16,17 @@
        FedMedian:     the median (even count: floor of the middle pair's mean);
        FedTrimmedAvg: the floor mean without the k = floor(beta n) largest and
                       k smallest values;
-     and 0 if no update was accepted. The challenger sends chunk c of the
+       Krum, MultiKrum: FedAvg's mean over Krum's selection, recomputed from
+                      the squared distances the vote commits to (Distances);
+     and 0 if no update was accepted (or Krum has too few). The distances are
+     not coordinate-wise: they are sums over every chunk, which the vote
+     commits to as a Merkle sum tree, and a wrong sum is proven by bisection
+     down that tree: one node that is not the sum of its children
+     (challenge_distance_sum) or one leaf that is not its chunk's distances
+     (challenge_distance_leaf). Each is one transaction: the committed
+     intermediate sums make the bisection non-interactive, provided the
+     committee's tree is available (it travels in a blob named by the voted
+     model's lineage; see docs/decisions.md, "Challenges"). The challenger sends chunk c of the
      parent model, of every accepted update and of the claimed model, each
      with a Merkle proof against the root on chain (update roots are proven
      through their commitments), so the contract trusts nothing it is sent;
@@ -26,7 +36,7 @@
      challenger then earns the reporter share of every wrong voter's slash.
      If it matches, the challenge failed and the bond goes to the task's pool.
      The task's recipe hash binds the aggregation rule: recipe_hash ==
-     keccak256(abi_encode(rule, beta_num, beta_den, keccak256(recipe JSON))),
+     keccak256(abi_encode(rule, param1, param2, score, keccak256(recipe JSON))),
      so a median round cannot be "proven wrong" with the mean, and rules the
      contract cannot recompute (rule 0) cannot be challenged here at all.
 """
@@ -45,6 +55,10 @@ QMAX: constant(int256) = 2**23         # fixed-point clip: |x| <= 128 at scale 2
 RULE_FEDAVG: constant(uint256) = 1
 RULE_MEDIAN: constant(uint256) = 2
 RULE_TRIMMED: constant(uint256) = 3
+RULE_KRUM: constant(uint256) = 4
+RULE_MULTIKRUM: constant(uint256) = 5
+MAX_TABLE: constant(uint256) = 64        # reveals a distance table may cover (Krum rules)
+MAX_PAIRS: constant(uint256) = 2016      # MAX_TABLE * (MAX_TABLE - 1) / 2
 SCORE_COSINE: constant(uint256) = 1
 PPM: constant(uint256) = 10**6
 MAX_CHUNKS: constant(uint256) = 256         # a score check reads whole vectors: up to 16,384 parameters
@@ -58,11 +72,41 @@ U64: constant(uint256) = 2**64 - 1
 
 
 struct RecipeRule:
-    rule: uint256        # 1 FedAvg, 2 FedMedian, 3 FedTrimmedAvg, 0 not recomputable here
-    beta_num: uint256    # FedTrimmedAvg's beta = beta_num / beta_den
-    beta_den: uint256
+    rule: uint256        # 1 FedAvg, 2 FedMedian, 3 FedTrimmedAvg, 4 Krum, 5 MultiKrum, 0 not recomputable here
+    param1: uint256      # FedTrimmedAvg: beta = param1 / param2; Krum, MultiKrum: f = param1
+    param2: uint256      # MultiKrum: m = param2 (0: n - f, at least 1)
     score: uint256       # 1 the cosine score, 0 not recomputable here
     json_hash: bytes32   # keccak256 of the recipe JSON
+
+
+struct Distances:
+    # A Krum-rule vote's scores_root is keccak256(scores_tree_root ++ table
+    # root): the table is a Merkle *sum* tree over the model's chunks (see
+    # _sum_leaf, _sum_node) whose every node carries, for each pair of reveal
+    # indices i < j (at j * (j - 1) / 2 + i), the sum over its chunks of
+    # |u_i[c] - u_j[c]|**2, 0 when either update was rejected. The root's
+    # sums are the round's squared distances.
+    scores_tree_root: bytes32
+    left: bytes32        # the table root's children (both empty: the root is leaf 0)
+    right: bytes32
+    totals: DynArray[uint256, MAX_PAIRS]
+
+
+struct SumNode:
+    # one node of a distance table below the root: its children's hashes
+    # (unused for a leaf) and its sums
+    left: bytes32
+    right: bytes32
+    sums: DynArray[uint256, MAX_PAIRS]
+
+
+struct Opening:
+    # one accepted update's chunk, proven through the trainer's commitment
+    node: address
+    update_root: bytes32
+    salt: bytes32
+    data: Bytes[CHUNK_BYTES]                 # empty: the zero leaf past the model's last chunk
+    proof: DynArray[bytes32, MAX_DEPTH]
 
 
 struct Vote:
@@ -82,8 +126,10 @@ event Challenged:
     task_id: indexed(uint256)
     round_id: indexed(uint256)
     challenger: indexed(address)
-    kind: uint8      # 1 aggregate value, 2 one trainer's score, 3 the total score
-    at: uint256      # the value's position (chunk * 64 + j), or the trainer's reveal index
+    kind: uint8      # 1 aggregate value, 2 one trainer's score, 3 the total score,
+                     # 4 a distance table node's sums, 5 a distance table leaf
+    at: uint256      # the value's position (chunk * 64 + j), the trainer's reveal
+                     # index, the node's height * 2**32 + position, or the leaf's chunk
     success: bool
 
 
@@ -128,33 +174,40 @@ def challenge(
     parent_proof: DynArray[bytes32, MAX_DEPTH],
     claimed_chunk: Bytes[CHUNK_BYTES],
     claimed_proof: DynArray[bytes32, MAX_DEPTH],
+    distances: Distances,
 ) -> bool:
     """
     @notice Challenge the leading result of a round in its window by
             recomputing value `coordinate` of chunk `chunk` of the new model.
     @param vote The leading vote's fields (from its Voted event).
     @param recipe The preimage of the task's recipe hash: its rule (1 FedAvg,
-           2 FedMedian, 3 FedTrimmedAvg; `beta_num / beta_den` the trimmed
-           share), its score kind and keccak256 of the recipe JSON.
-    @param nodes The accepted trainers, in reveal order; `update_roots` and
-           `salts` their revealed roots and salts (proven by commitment).
-    @param update_chunks Chunk `chunk` of each accepted update, concatenated
-           (256 bytes each); `update_proofs` their Merkle proofs, `depth`
-           siblings each, concatenated.
+           2 FedMedian, 3 FedTrimmedAvg, 4 Krum, 5 MultiKrum) and its
+           parameters, its score kind and keccak256 of the recipe JSON.
+    @param nodes The updates the rule averages, in reveal order: every
+           accepted one, or for Krum rules the ones it selects. `update_roots`
+           and `salts` their revealed roots and salts (proven by commitment).
+    @param update_chunks Chunk `chunk` of each of them, concatenated (256
+           bytes each); `update_proofs` their Merkle proofs, `depth` siblings
+           each, concatenated.
     @param parent_chunk Chunk `chunk` of the task's current model.
     @param claimed_chunk Chunk `chunk` of the voted model.
+    @param distances Krum rules only (empty otherwise): the vote's distance
+           table root, opened. Krum's selection is recomputed from its sums;
+           a table of the wrong size proves the vote wrong. Sums that are
+           themselves wrong are disputed by challenge_distance_sum and
+           challenge_distance_leaf.
     @return True if the result was wrong (round reverted), False if the
             challenge failed (bond forfeited).
     @dev Requirements: a challengeable rule, the task's current round, a leading
          vote equal to `vote`, within the challenge window (checked by
          fedchain.revert_round on success, here for failure), valid proofs
-         and commitments, exactly the accepted reveals in reveal order.
+         and commitments, exactly the averaged updates in reveal order.
     """
     fc: fedchain.__interface__ = self.fc
     task: fedchain.Task = staticcall fc.tasks(task_id)
     r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
     rule: uint256 = recipe.rule
-    assert rule >= RULE_FEDAVG and rule <= RULE_TRIMMED, "challenges: rule not challengeable"
+    assert rule >= RULE_FEDAVG and rule <= RULE_MULTIKRUM, "challenges: rule not challengeable"
     assert depth <= MAX_DEPTH and chunk < 2**depth and coordinate < CHUNK, "challenges: bad chunk index"
     n: uint256 = len(nodes)
     assert len(update_roots) == n and len(salts) == n, "challenges: ragged inputs"
@@ -165,8 +218,28 @@ def challenge(
     assert merkle._verify(keccak256(parent_chunk), chunk, parent_proof, task.model_root), "challenges: bad parent proof"
     assert merkle._verify(keccak256(claimed_chunk), chunk, claimed_proof, vote.model_root), "challenges: bad claimed proof"
 
-    # The accepted set: every reveal index not in the rejected set, in order.
-    col: DynArray[int256, MAX_UPDATES] = []  # the accepted updates' values at the coordinate
+    # The averaged set, as a bit mask over reveal indices: every reveal not in
+    # the rejected set, or Krum's selection among them.
+    averaged: uint256 = 0
+    malformed: bool = False
+    if r.reveals > 0:
+        averaged = (max_value(uint256) >> (256 - r.reveals)) & ~vote.rejected
+    if rule >= RULE_KRUM:
+        assert r.reveals <= MAX_TABLE, "challenges: too many reveals for a distance table"
+        table: bytes32 = empty(bytes32)
+        if distances.left == empty(bytes32) and distances.right == empty(bytes32):
+            table = self._sum_leaf(0, distances.totals)
+        else:
+            table = self._sum_node(distances.left, distances.right, distances.totals)
+        assert keccak256(concat(distances.scores_tree_root, table)) == vote.scores_root, "challenges: not the vote's distance table"
+        if len(distances.totals) != r.reveals * (r.reveals - 1) // 2:
+            malformed = True
+            averaged = 0
+        else:
+            averaged = self._krum_selection(averaged, r.reveals, distances.totals, recipe.param1,
+                                            1 if rule == RULE_KRUM else recipe.param2)
+
+    col: DynArray[int256, MAX_UPDATES] = []  # the averaged updates' values at the coordinate
     acc: int256 = 0  # FedAvg's weighted sum
     total_weight: uint256 = 0
     expected: uint256 = 0  # next reveal index that must come
@@ -176,10 +249,10 @@ def challenge(
         assert rec & INDEX_MASK != 0, "challenges: not revealed"
         index: uint256 = (rec & INDEX_MASK) - 1
         for _: uint256 in range(MAX_UPDATES):
-            if expected >= r.reveals or (vote.rejected >> expected) & 1 == 0:
+            if expected >= r.reveals or (averaged >> expected) & 1 == 1:
                 break
             expected += 1
-        assert index == expected, "challenges: not the accepted updates in reveal order"
+        assert index == expected, "challenges: not the averaged updates in reveal order"
         expected += 1
         # commitments._commitment as fedchain computes it (bound to fedchain's address)
         c: bytes32 = keccak256(abi_encode(commitments.COMMIT_DOMAIN, chain.id, fc.address, task_id, round_id, node, update_roots[i], salts[i]))
@@ -203,16 +276,13 @@ def challenge(
         col.append(x)
         # |x| < 2**31, w <= 2**20, at most 256 updates: |acc| < 2**59
         acc += convert(w, int256) * x
-    # every remaining reveal must be rejected
-    for _: uint256 in range(MAX_UPDATES):
-        if expected >= r.reveals:
-            break
-        assert (vote.rejected >> expected) & 1 == 1, "challenges: an accepted update is missing"
-        expected += 1
+    # no averaged update may be missing
+    assert averaged >> expected == 0, "challenges: an averaged update is missing"
 
     agg: int256 = 0
     if n > 0:
-        if rule == RULE_FEDAVG:
+        if rule == RULE_FEDAVG or rule >= RULE_KRUM:
+            # Krum returns its one update, MultiKrum the FedAvg mean of its selection
             agg = self._floor_div(acc, convert(total_weight, int256))
         else:
             col = self._sorted(col)
@@ -222,17 +292,130 @@ def challenge(
                 else:
                     agg = self._floor_div(col[n // 2 - 1] + col[n // 2], 2)
             else:
-                k: uint256 = recipe.beta_num * n // recipe.beta_den
+                k: uint256 = recipe.param1 * n // recipe.param2
                 assert 2 * k < n, "challenges: nothing left to average"
                 total: int256 = 0
                 for i: uint256 in range(k, n - k, bound=MAX_UPDATES):
                     total += col[i]
                 agg = self._floor_div(total, convert(n - 2 * k, int256))
     new: int256 = max(min(self._value(parent_chunk, coordinate) + agg, QMAX), -QMAX)
-    wrong: bool = new != self._value(claimed_chunk, coordinate)
+    wrong: bool = malformed or new != self._value(claimed_chunk, coordinate)
 
     log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=1,
                    at=chunk * CHUNK + coordinate, success=wrong)
+    self._settle(task_id, round_id, wrong)
+    return wrong
+
+
+@external
+@nonreentrant
+def challenge_distance_sum(
+    task_id: uint256,
+    round_id: uint256,
+    vote: Vote,
+    recipe: RecipeRule,
+    scores_tree_root: bytes32,
+    height: uint256,
+    position: uint256,
+    sums: DynArray[uint256, MAX_PAIRS],
+    left: SumNode,
+    right: SumNode,
+    siblings: DynArray[bytes32, MAX_DEPTH],
+    digests: DynArray[bytes32, MAX_DEPTH],
+) -> bool:
+    """
+    @notice One step of the bisection of a Krum vote's distance table: the
+            node at `height` (leaves: 0) and `position` must hold the sums of
+            its two children, entry by entry, each of the table's size.
+    @param sums The node's sums; `left` and `right` its children (a child
+           leaf's hash is _sum_leaf of its chunk, 2 * position or + 1).
+    @param siblings From the node up to the table root: each ancestor's
+           other child; `digests` each ancestor's sums digest
+           (keccak256(abi_encode(sums))).
+    @dev A table whose root's sums are wrong has, by induction, either a node
+         that is not the sum of its children (this step) or a wrong leaf
+         (challenge_distance_leaf): walking down from the root along a child
+         whose sums differ from the honest ones finds one of the two.
+    """
+    fc: fedchain.__interface__ = self.fc
+    task: fedchain.Task = staticcall fc.tasks(task_id)
+    r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
+    assert recipe.rule == RULE_KRUM or recipe.rule == RULE_MULTIKRUM, "challenges: no distance table"
+    assert height >= 1 and height <= MAX_DEPTH, "challenges: bad node"
+    hl: bytes32 = empty(bytes32)
+    hr: bytes32 = empty(bytes32)
+    if height == 1:
+        hl = self._sum_leaf(2 * position, left.sums)
+        hr = self._sum_leaf(2 * position + 1, right.sums)
+    else:
+        hl = self._sum_node(left.left, left.right, left.sums)
+        hr = self._sum_node(right.left, right.right, right.sums)
+    h: bytes32 = self._sum_node(hl, hr, sums)
+    self._check_table_path(h, position, siblings, digests, scores_tree_root, vote.scores_root)
+    size: uint256 = r.reveals * (r.reveals - 1) // 2
+    wrong: bool = len(sums) != size or len(left.sums) != size or len(right.sums) != size
+    if not wrong:
+        for e: uint256 in range(size, bound=MAX_PAIRS):
+            if sums[e] != left.sums[e] + right.sums[e]:
+                wrong = True
+                break
+    log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=4,
+                   at=height * 2**32 + position, success=wrong)
+    self._settle(task_id, round_id, wrong)
+    return wrong
+
+
+@external
+@nonreentrant
+def challenge_distance_leaf(
+    task_id: uint256,
+    round_id: uint256,
+    vote: Vote,
+    recipe: RecipeRule,
+    scores_tree_root: bytes32,
+    chunk: uint256,
+    sums: DynArray[uint256, MAX_PAIRS],
+    siblings: DynArray[bytes32, MAX_DEPTH],
+    digests: DynArray[bytes32, MAX_DEPTH],
+    i: uint256,
+    j: uint256,
+    a: Opening,
+    b: Opening,
+) -> bool:
+    """
+    @notice The last step of the bisection of a Krum vote's distance table:
+            entry (i, j) of leaf `chunk` must be |u_i[c] - u_j[c]|**2 over
+            chunk c of the two updates (0 if either was rejected).
+    @param sums The leaf's sums; `siblings` and `digests` its path to the
+           table root (as in challenge_distance_sum).
+    @param i Reveal indices, i < j; `a` and `b` chunk `chunk` of their
+         updates with Merkle proofs and commitment openings (unused when
+         either update was rejected). A table deeper or shallower than the
+         updates' trees is wrong.
+    """
+    fc: fedchain.__interface__ = self.fc
+    task: fedchain.Task = staticcall fc.tasks(task_id)
+    r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
+    assert recipe.rule == RULE_KRUM or recipe.rule == RULE_MULTIKRUM, "challenges: no distance table"
+    assert i < j and j < r.reveals, "challenges: no such pair"
+    self._check_table_path(self._sum_leaf(chunk, sums), chunk, siblings, digests, scores_tree_root, vote.scores_root)
+    wrong: bool = len(sums) != r.reveals * (r.reveals - 1) // 2
+    if not wrong:
+        want: uint256 = 0
+        if (vote.rejected >> i) & 1 == 0 and (vote.rejected >> j) & 1 == 0:
+            assert len(a.proof) == len(b.proof), "challenges: ragged inputs"
+            self._check_opening(task_id, round_id, a, i, chunk)
+            self._check_opening(task_id, round_id, b, j, chunk)
+            if len(siblings) != len(a.proof):
+                wrong = True  # the table does not have the model's shape
+            elif len(a.data) > 0 and len(b.data) > 0:
+                for k: uint256 in range(CHUNK):
+                    d: int256 = self._value(a.data, k) - self._value(b.data, k)
+                    want += convert(d * d, uint256)
+            elif len(a.data) != len(b.data):
+                raise "challenges: bad chunk length"
+        wrong = wrong or sums[j * (j - 1) // 2 + i] != want
+    log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=5, at=chunk, success=wrong)
     self._settle(task_id, round_id, wrong)
     return wrong
 
@@ -331,11 +514,14 @@ def challenge_total(
     recipe: RecipeRule,
     nodes: DynArray[address, MAX_SCORES],
     scores: DynArray[uint256, MAX_SCORES],
+    table_root: bytes32,
 ) -> bool:
     """
     @notice Challenge the leading vote's total score: the leaves of its
             scores tree (every one, in order) must sum to `total_score`,
             which divides every trainer's reward.
+    @param table_root A Krum vote's distance table root (see Distances),
+           empty for other rules.
     @dev Requirements: the task's current round, the leading vote, the
          window, and leaves whose Merkle root is the vote's scores root.
     """
@@ -349,7 +535,10 @@ def challenge_total(
     for i: uint256 in range(n, bound=MAX_SCORES):
         layer.append(commitments._score_leaf(nodes[i], scores[i]))
         total += scores[i]
-    assert self._root_of(layer) == vote.scores_root, "challenges: not the scores tree"
+    root: bytes32 = self._root_of(layer)
+    if table_root != empty(bytes32):
+        root = keccak256(concat(root, table_root))
+    assert root == vote.scores_root, "challenges: not the scores tree"
     wrong: bool = total != vote.total_score
     log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=3, at=0, success=wrong)
     self._settle(task_id, round_id, wrong)
@@ -364,7 +553,7 @@ def _under_challenge(task: fedchain.Task, task_id: uint256, round_id: uint256, v
          is the task's current one, `vote` is its leading vote and the
          window is open. Returns the round.
     """
-    assert keccak256(abi_encode(recipe.rule, recipe.beta_num, recipe.beta_den, recipe.score, recipe.json_hash)) == task.recipe_hash, "challenges: not the task's rule"
+    assert keccak256(abi_encode(recipe.rule, recipe.param1, recipe.param2, recipe.score, recipe.json_hash)) == task.recipe_hash, "challenges: not the task's rule"
     assert round_id == task.round and not task.finished, "challenges: not the current round"
     r: fedchain.Round = staticcall self.fc.rounds(task_id, round_id)
     assert r.leader != empty(bytes32), "challenges: no quorum"
@@ -389,6 +578,127 @@ def _settle(task_id: uint256, round_id: uint256, wrong: bool):
     else:
         assert extcall token.approve(fc.address, bond), "challenges: approve failed"
         extcall fc.fund_pool(task_id, bond)
+
+
+@internal
+@pure
+def _sum_leaf(chunk: uint256, sums: DynArray[uint256, MAX_PAIRS]) -> bytes32:
+    """
+    @dev A distance table leaf: keccak256(abi_encode(chunk, digest of its
+         sums)); the Python twin is protocol.distances.
+    """
+    return keccak256(abi_encode(chunk, keccak256(abi_encode(sums))))
+
+
+@internal
+@pure
+def _sum_node(left: bytes32, right: bytes32, sums: DynArray[uint256, MAX_PAIRS]) -> bytes32:
+    """
+    @dev A distance table node: keccak256(abi_encode(left, right, digest of
+         its sums)); 96 bytes hashed, a leaf 64, so neither passes for the
+         other.
+    """
+    return keccak256(abi_encode(left, right, keccak256(abi_encode(sums))))
+
+
+@internal
+@view
+def _check_table_path(node: bytes32, position: uint256, siblings: DynArray[bytes32, MAX_DEPTH],
+                      digests: DynArray[bytes32, MAX_DEPTH], scores_tree_root: bytes32, scores_root: bytes32):
+    """
+    @dev `node` sits at `position` of a distance table that the vote's
+         scores root commits to.
+    """
+    assert len(digests) == len(siblings), "challenges: ragged inputs"
+    h: bytes32 = node
+    at: uint256 = position
+    for k: uint256 in range(len(siblings), bound=MAX_DEPTH):
+        if at % 2 == 0:
+            h = keccak256(abi_encode(h, siblings[k], digests[k]))
+        else:
+            h = keccak256(abi_encode(siblings[k], h, digests[k]))
+        at //= 2
+    assert at == 0 and keccak256(concat(scores_tree_root, h)) == scores_root, "challenges: not the vote's distance table"
+
+
+@internal
+@view
+def _check_opening(task_id: uint256, round_id: uint256, o: Opening, index: uint256, chunk: uint256):
+    """
+    @dev `o` is chunk `chunk` of the update revealed at `index`: its root is
+         the committed one and its data (empty: a zero padding leaf) is
+         under that root.
+    """
+    fc: fedchain.__interface__ = self.fc
+    assert (staticcall fc.record(task_id, round_id, o.node)) & INDEX_MASK == index + 1, "challenges: not that reveal"
+    c: bytes32 = keccak256(abi_encode(commitments.COMMIT_DOMAIN, chain.id, fc.address, task_id, round_id, o.node, o.update_root, o.salt))
+    assert staticcall fc.commitment(task_id, round_id, o.node) == c, "challenges: root does not match commitment"
+    assert len(o.data) == 0 or len(o.data) == CHUNK_BYTES, "challenges: bad chunk length"
+    leaf: bytes32 = empty(bytes32)
+    if len(o.data) > 0:
+        leaf = keccak256(o.data)
+    assert merkle._verify(leaf, chunk, o.proof, o.update_root), "challenges: bad update proof"
+
+
+@internal
+@pure
+def _krum_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, MAX_PAIRS], f: uint256,
+                    m_: uint256) -> uint256:
+    """
+    @dev Krum's choice among the accepted reveals (a bit mask), as
+         learning.aggregate.krum makes it: each update's score is its summed
+         squared distance to its n - f - 2 nearest others, that is all its
+         distances but the f + 1 largest; the m lowest scores win, the lower
+         reveal index on a tie (m = 0: n - f, at least 1). Fewer than
+         2f + 3 or m accepted updates: none (the round keeps its model).
+    """
+    idx: DynArray[uint256, MAX_TABLE] = []
+    for i: uint256 in range(reveals, bound=MAX_TABLE):
+        if (accepted >> i) & 1 == 1:
+            idx.append(i)
+    n: uint256 = len(idx)
+    m: uint256 = m_
+    if m == 0:
+        m = max(n, f + 1) - f
+    if n < 2 * f + 3 or n < m:
+        return 0
+    score: DynArray[uint256, MAX_TABLE] = []
+    for a: uint256 in range(n, bound=MAX_TABLE):
+        top: DynArray[uint256, MAX_TABLE] = []  # the f + 1 largest distances so far, descending
+        total: uint256 = 0
+        for b: uint256 in range(n, bound=MAX_TABLE):
+            if a == b:
+                continue
+            lo: uint256 = min(idx[a], idx[b])
+            hi: uint256 = max(idx[a], idx[b])
+            x: uint256 = d[hi * (hi - 1) // 2 + lo]
+            total += x
+            if len(top) <= f:
+                top.append(x)
+            elif x <= top[f]:
+                continue
+            else:
+                top[f] = x
+            p: uint256 = len(top) - 1
+            for _: uint256 in range(MAX_TABLE):
+                if p == 0 or top[p - 1] >= top[p]:
+                    break
+                t: uint256 = top[p - 1]
+                top[p - 1] = top[p]
+                top[p] = t
+                p -= 1
+        for x: uint256 in top:
+            total -= x
+        score.append(total)
+    chosen: uint256 = 0
+    for a: uint256 in range(n, bound=MAX_TABLE):
+        rank: uint256 = 0
+        for b: uint256 in range(n, bound=MAX_TABLE):
+            if score[b] < score[a] or (score[b] == score[a] and b < a):
+                rank += 1
+        if rank < m:
+            chosen |= 1 << idx[a]
+    return chosen
 
 
 @internal

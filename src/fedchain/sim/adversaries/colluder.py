@@ -8,7 +8,13 @@ publishes a matching model blob, so the result looks complete:
 - ``ScoreColluder`` ("score"): the model is right, but the last revealer is
   given the whole score mass (10**6) and everyone else nothing;
 - ``TotalColluder`` ("total"): model and scores are right, the total score is
-  inflated (every trainer's reward shrinks; the rest stays unpaid).
+  inflated (every trainer's reward shrinks; the rest stays unpaid);
+- ``DistanceSumColluder`` ("distance-sum", Krum rules): the distance table's
+  root claims a larger distance between reveals 0 and 1 than its children add
+  up to;
+- ``DistanceLeafColluder`` ("distance-leaf", Krum rules): chunk 0's distance
+  between reveals 0 and 1 is inflated and every sum above it agrees, so the
+  table is consistent and only the chunk data shows the lie.
 
 Being deterministic, all colluders cast the same vote; with 2/3 of the
 committee stake it leads, and only a watcher's challenge stops it.
@@ -19,6 +25,7 @@ import json
 
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.train import flatten, unflatten
+from fedchain.protocol.distances import DistanceTable, combined_scores_root
 from fedchain.protocol.validator import Validator
 from fedchain.storage.cid import cid_of
 from fedchain.storage.codec import decode_metadata, decode_tensors, encode_tensors
@@ -46,9 +53,11 @@ class ScoreColluder(Validator):
         tensors = decode_tensors(honest.blob, self.shapes)
         blob = encode_tensors(tensors, {"fedchain": json.dumps(lineage, sort_keys=True)})
         self.store.put(blob)
+        scores_root = merkle_root([score_leaf(a, s) for a, s in scores])
+        if "distances" in lineage:  # a Krum task: the scores tree sits beside the distance table
+            scores_root = combined_scores_root(scores_root, bytes.fromhex(lineage["distances"]["root"]))
         return dataclasses.replace(honest, model_cid=cid_of(blob), blob=blob, scores=scores,
-                                   scores_root=merkle_root([score_leaf(a, s) for a, s in scores]),
-                                   total_score=sum(s for _, s in scores))
+                                   scores_root=scores_root, total_score=sum(s for _, s in scores))
 
 
 class TotalColluder(Validator):
@@ -57,4 +66,41 @@ class TotalColluder(Validator):
         return dataclasses.replace(honest, total_score=honest.total_score + 10**6)
 
 
-COLLUDERS = {"model": Colluder, "score": ScoreColluder, "total": TotalColluder}
+class _TableColluder(Validator):
+    """Publishes a corrupted distance table (``corrupt``) with the honest model and scores."""
+
+    def corrupt(self, table: DistanceTable) -> DistanceTable:
+        raise NotImplementedError
+
+    def compute(self, log, v):
+        honest = super().compute(log, v)
+        if honest.table_blob is None:
+            return honest  # not a Krum task: nothing to corrupt
+        table = self.corrupt(DistanceTable.from_bytes(honest.table_blob))
+        table_blob = table.to_bytes()
+        self.store.put(table_blob)
+        lineage = json.loads(decode_metadata(honest.blob)["fedchain"])
+        lineage["distances"] = {"cid": cid_of(table_blob), "root": table.root.hex()}
+        blob = encode_tensors(decode_tensors(honest.blob, self.shapes), {"fedchain": json.dumps(lineage, sort_keys=True)})
+        self.store.put(blob)
+        tree = merkle_root([score_leaf(a, s) for a, s in honest.scores])
+        return dataclasses.replace(honest, model_cid=cid_of(blob), blob=blob, table_blob=table_blob,
+                                   scores_root=combined_scores_root(tree, table.root))
+
+
+class DistanceSumColluder(_TableColluder):
+    def corrupt(self, table):
+        sums = [[list(node) for node in level] for level in table.sums]
+        sums[-1][0][0] += 10**9  # the root only: its children no longer add up to it
+        return DistanceTable.from_bytes(DistanceTable(sums, table.hashes).to_bytes())
+
+
+class DistanceLeafColluder(_TableColluder):
+    def corrupt(self, table):
+        leaves = [list(leaf) for leaf in table.sums[0]]
+        leaves[0][0] += 10**9  # chunk 0, reveals (0, 1); the tree is rebuilt over it
+        return DistanceTable.build(leaves)
+
+
+COLLUDERS = {"model": Colluder, "score": ScoreColluder, "total": TotalColluder,
+             "distance-sum": DistanceSumColluder, "distance-leaf": DistanceLeafColluder}
