@@ -431,12 +431,12 @@ class Auditor:
 
     def _check_failure(self, r: int, rnd: _Round, revealed: list[Event], model: Model) -> None:
         reason = rnd.outcome.args["reason"]
-        if reason == 3:  # reverted by a challenge: the leading model must indeed be wrong
+        if reason == 3:  # reverted by a challenge: the leading result must indeed be wrong
             h = _quorum(rnd)
             lead = next((e.args for e in rnd.votes if e.args["vote_hash"] == h), None)
             mine = compute_round(self.task_id, r, model, revealed, self.store, self.recipe, self.template)
-            if lead is not None and lead["model_root"] == mine.model_root:
-                raise AuditError(r, "challenger", "reverted result", "a wrong model root", _show(mine.model_root))
+            if lead is not None and commitments.vote_hash(*mine.vote_args()) == h:
+                raise AuditError(r, "challenger", "reverted result", "a wrong result", _show(h))
             return
         min_reveals = self.source.facts(self.task_id).get("min_reveals")
         if reason == 1 and min_reveals is not None and len(revealed) >= min_reveals:

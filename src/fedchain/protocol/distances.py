@@ -201,13 +201,15 @@ class DistanceTable:
 def first_fault(claimed: DistanceTable, honest: DistanceTable) -> tuple | None:
     """Bisect ``claimed`` against ``honest`` (both over the same reveals and rejected set).
 
-    Returns None if the root's sums are right (the distances are the true ones),
-    ``("size",)`` for sums of the wrong length (the aggregate challenge proves that),
-    ``("depth",)`` for a tree not shaped like the model (a leaf challenge proves that),
-    ``("sum", height, position)`` for a node that is not the sum of its children, or
-    ``("leaf", chunk, i, j)`` for a leaf whose entry (i, j) is wrong.
+    Returns None if the two trees are the same, ``("size",)`` for sums of the wrong
+    length (the aggregate challenge proves that), ``("depth",)`` for a tree not shaped
+    like the model (a leaf challenge proves that), ``("sum", height, position)`` for a
+    node that is not the sum of its children, or ``("leaf", chunk, i, j)`` for a leaf
+    whose entry (i, j) is wrong. The walk goes down from the root along a child whose
+    hash differs from the honest one: a node whose children add up but differ must have
+    a differing child, and a differing leaf has a differing entry.
     """
-    if claimed.totals == honest.totals:
+    if claimed.root == honest.root:
         return None
     if len(claimed.totals) != len(honest.totals):
         return ("size",)
@@ -218,7 +220,7 @@ def first_fault(claimed: DistanceTable, honest: DistanceTable) -> tuple | None:
         node, left, right = claimed.sums[h][p], claimed.sums[h - 1][2 * p], claimed.sums[h - 1][2 * p + 1]
         if any(s != a + b for s, a, b in zip(node, left, right)):
             return ("sum", h, p)
-        p = 2 * p if left != honest.sums[h - 1][2 * p] else 2 * p + 1
+        p = 2 * p if claimed.hashes[h - 1][2 * p] != honest.hashes[h - 1][2 * p] else 2 * p + 1
         h -= 1
     e = next(e for e, (a, b) in enumerate(zip(claimed.sums[0][p], honest.sums[0][p])) if a != b)
     return ("leaf", p, *pair_of(e))

@@ -1,0 +1,292 @@
+"""Krum and MultiKrum on chain: the distance table a vote commits to, the contract's
+recomputation of Krum's selection, and the bisection steps that dispute a wrong table.
+
+Unit tests check the Python tree against the contract's hashing and selection (the
+contract's internal functions, through titanoboa); network tests run real rounds
+(trained logistic-regression updates, the blob store, both contracts) with a colluding
+committee and one watcher, and challenge every part of an honest round, which must fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import boa
+import numpy as np
+import pytest
+from conftest import reverts
+from eth_abi import encode
+from eth_utils import keccak
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedchain.chain.deploy import TOKEN
+from fedchain.chain.interface import CONTRACTS_DIR, account_from_seed
+from fedchain.learning import fixedpoint as fp
+from fedchain.learning.aggregate.common import pairwise_sq_distances, stack
+from fedchain.learning.aggregate.krum import select_multikrum
+from fedchain.protocol.audit import Auditor, ContractEvents
+from fedchain.protocol.challenge import DistanceLeafChallenge, DistanceSumChallenge, Unchallengeable
+from fedchain.protocol.distances import (DistanceTable, TableError, digest, first_fault, leaf_hash, node_hash, pair_index,
+                                         pair_of)
+from fedchain.protocol.node import FAILED, OPEN
+from fedchain.sim.network import SimConfig, build_network, leading_evidence, play_round, play_to_vote
+from fedchain.storage.cid import cid_from_digest
+from fedchain.storage.codec import decode_metadata
+
+SLASH_WRONG_VOTE = 4
+MULTIKRUM = dict(rule="multikrum", rule_params={"num_malicious_nodes": 1})
+
+
+def config(tmp_path, **kw) -> SimConfig:
+    base = dict(trainers=6, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32, seed=3, out=tmp_path)
+    return SimConfig(**base | MULTIKRUM | kw)
+
+
+def funded(net, tokens=100 * TOKEN):
+    acct = account_from_seed("challenger")
+    net.chain.fund(acct.address, 10**20)
+    net.deployment.token.tx("mint", acct.address, tokens, sender=account_from_seed(f"{net.cfg.seed}:sponsor"))
+    return acct
+
+
+def approve_bond(net, acct):
+    ch = net.deployment.challenges
+    net.deployment.token.tx("approve", ch.address, ch.call("bond"), sender=acct)
+
+
+# ---------------------------------------------------------------- the table, in Python and in the contract
+
+
+@pytest.fixture(scope="module")
+def contract():
+    return boa.load(str(CONTRACTS_DIR / "challenges.vy"), 10)
+
+
+def random_vectors(rng, n, size, rejected=()):
+    return [None if i in rejected else rng.integers(-2**23, 2**23, size) for i in range(n)]
+
+
+def test_the_table_holds_the_exact_distances_and_survives_its_blob():
+    rng = np.random.default_rng(0)
+    vectors = random_vectors(rng, 5, 200, rejected={2})  # 4 chunks, the last one short
+    table = DistanceTable.of_round(vectors, 200, fp.CHUNK_SIZE)
+    accepted = [i for i, v in enumerate(vectors) if v is not None]
+    exact = pairwise_sq_distances(stack([vectors[i] for i in accepted]))
+    for b, j in enumerate(accepted):
+        for a, i in enumerate(accepted[:b]):
+            assert table.totals[pair_index(i, j)] == exact[a][b]
+    assert all(table.totals[pair_index(i, 2)] == 0 for i in range(2))
+    assert all(table.totals[pair_index(2, j)] == 0 for j in range(3, 5))
+    assert table.depth == 2 and len(table.totals) == 10
+    again = DistanceTable.from_bytes(table.to_bytes())
+    assert again.hashes == table.hashes and again.sums == table.sums
+    blob = table.to_bytes()
+    for bad in (blob[:-1], blob[:40], blob[:32] + (10**6).to_bytes(32, "big") + blob[64:]):
+        with pytest.raises(TableError):
+            DistanceTable.from_bytes(bad)
+
+
+def test_pairs_are_numbered_row_by_row():
+    assert [pair_of(e) for e in range(6)] == [(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)]
+    assert all(pair_index(*pair_of(e)) == e for e in range(2016))
+    with pytest.raises(ValueError):
+        pair_index(2, 2)
+
+
+def test_the_contract_hashes_the_table_as_python_does(contract):
+    sums = [0, 1, 2**200, 7]
+    assert digest(sums) == keccak(encode(["uint256[]"], [sums]))
+    assert contract.internal._sum_leaf(3, sums) == leaf_hash(3, sums)
+    a, b = keccak(b"a"), keccak(b"b")
+    assert contract.internal._sum_node(a, b, sums) == node_hash(a, b, sums)
+
+
+def test_bisection_finds_a_bad_node_or_a_bad_leaf():
+    rng = np.random.default_rng(1)
+    honest = DistanceTable.of_round(random_vectors(rng, 4, 300), 300, fp.CHUNK_SIZE)  # 5 chunks: depth 3
+    assert first_fault(honest, honest) is None
+    leaves = [list(s) for s in honest.sums[0]]
+    leaves[5][4] += 1  # a padding leaf (chunk 5 of 5): a distance where there are no values
+    assert first_fault(DistanceTable.build(leaves), honest) == ("leaf", 5, *pair_of(4))
+    def lie(*nodes):
+        sums = [[list(n) for n in level] for level in honest.sums]
+        for h, p in nodes:
+            sums[h][p][0] += 1
+        return DistanceTable.from_bytes(DistanceTable(sums, honest.hashes).to_bytes())
+
+    assert first_fault(lie((3, 0)), honest) == ("sum", 3, 0)  # the root's sums alone
+    assert first_fault(lie((1, 1), (2, 0), (3, 0)), honest) == ("sum", 1, 1)  # consistent above (1, 1)
+    assert first_fault(lie((1, 1)), honest) == ("sum", 2, 0)  # right distances, a wrong tree: its parent
+    assert first_fault(DistanceTable.build(honest.sums[0][:4]), honest) == ("depth",)
+
+
+@st.composite
+def krum_cases(draw):
+    reveals = draw(st.integers(2, 14))
+    rejected = draw(st.integers(0, 2**reveals - 1)) if draw(st.booleans()) else 0
+    f = draw(st.integers(0, 4))
+    m = draw(st.integers(0, reveals))
+    # small distances so that equal Krum scores (ties) are common
+    d = draw(st.lists(st.integers(0, 6), min_size=reveals * (reveals - 1) // 2,
+                      max_size=reveals * (reveals - 1) // 2))
+    return reveals, rejected, f, m, d
+
+
+@settings(deadline=None)
+@given(krum_cases())
+def test_the_contract_selects_what_krum_selects(contract, case):
+    reveals, rejected, f, m, d = case
+    accepted = [i for i in range(reveals) if not (rejected >> i) & 1]
+    n = len(accepted)
+    mask = (2**reveals - 1) & ~rejected
+    got = contract.internal._krum_selection(mask, reveals, d, f, m)
+    want = 0
+    if n >= 2 * f + 3 and n >= m:
+        dist = [[0 if a == b else d[pair_index(min(i, j), max(i, j))] for b, j in enumerate(accepted)]
+                for a, i in enumerate(accepted)]
+        want = sum(1 << accepted[k] for k in select_multikrum(dist, f, m or max(1, n - f)))
+    assert got == want
+
+
+# ---------------------------------------------------------------- a colluding committee, one watcher
+
+
+@pytest.mark.parametrize("collusion,kind", [("model", 1), ("distance-sum", 4), ("distance-leaf", 5), ("score", 2)])
+def test_one_watcher_proves_a_krum_committee_wrong(tmp_path, collusion, kind):
+    net = build_network(config(tmp_path, colluders=3, collusion=collusion, watchers=1))
+    fc, t = net.deployment.fedchain, net.task_id
+    stakes = {n.address: fc.call("stakes", n.address)["active"] for n in net.validators}
+    outcome = play_round(net)
+    # the step that proved it: the Krum value check, a table node, a table leaf, a score
+    assert [e.args["kind"] for e in net.deployment.challenges.events() if e.name == "Challenged"] == [kind]
+    assert not outcome.finalized
+    assert net.watchers[0].challenged == [(t, 0, True)]
+    assert fc.call("rounds", t, 0)["status"] == FAILED
+    slashes = [e.args for e in fc.events() if e.name == "Slashed"]
+    assert sorted(s["node"] for s in slashes) == sorted(n.address for n in net.validators)
+    assert all(s["reason"] == SLASH_WRONG_VOTE for s in slashes)
+    assert all(fc.call("stakes", n.address)["active"] == stakes[n.address] // 2 for n in net.validators)
+    assert net.conservation_gap() == 0
+    report = Auditor(ContractEvents(fc, net.deployment.block), net.store, t).run()
+    assert report.versions[0].status == "failed: challenged: the leading result was proven wrong"
+
+
+def test_a_lying_table_is_proven_wrong_on_anvil_too(chain, tmp_path):
+    net = build_network(config(tmp_path, colluders=3, collusion="distance-leaf", watchers=1, phase_blocks=12),
+                        chain=chain)
+    outcome = play_round(net)
+    assert not outcome.finalized and net.watchers[0].challenged == [(net.task_id, 0, True)]
+    assert net.conservation_gap() == 0
+
+
+def test_an_honest_krum_round_finalizes_and_pays_with_the_longer_proof(tmp_path):
+    net = build_network(config(tmp_path, watchers=1, rule="krum"))
+    outcomes = [play_round(net) for _ in range(2)]
+    assert all(o.finalized for o in outcomes)
+    assert net.watchers[0].challenged == [] and net.watchers[0].unprovable == {}
+    claims = [e for e in net.deployment.fedchain.events() if e.name == "RewardClaimed"]
+    assert len(claims) >= 2  # trainers' claims carry the table root as one more proof sibling
+    assert net.conservation_gap() == 0
+
+
+# ---------------------------------------------------------------- every step against an honest round fails
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory):
+    """An honest MultiKrum round at its leading vote, one garbage update rejected."""
+    net = build_network(config(tmp_path_factory.mktemp("honest"), trainers=7, adversaries={"garbage": 1}))
+    v = play_to_vote(net)
+    ev = leading_evidence(net, v)
+    assert ev.vote["rejected"] != 0 and len(ev.accepted) == 6 and ev.model_fault() is None
+    return net, v, ev
+
+
+def send(net, acct, ch):
+    approve_bond(net, acct)
+    return net.deployment.challenges.tx(ch.fn, *ch.args(), sender=acct).event("Challenged").args["success"]
+
+
+def test_every_step_against_an_honest_krum_round_fails(honest):
+    net, v, ev, = honest
+    table = ev.table
+    n, chunks = len(ev.revealed), fp.chunks(ev.parent).shape[0]
+    bad = next(e.args["index"] for e in ev.revealed if (ev.vote["rejected"] >> e.args["index"]) & 1)
+    steps = [ev.challenge(0, j) for j in range(fp.CHUNK_SIZE)]  # Krum's selection, then the mean's values
+    steps += [ev.challenge(c, c % fp.CHUNK_SIZE) for c in range(1, chunks)]
+    steps += [ev._leaf_challenge(0, *pair_of(e)) for e in range(n * (n - 1) // 2)]  # every pair, rejected ones too
+    steps += [ev._leaf_challenge(c, 0, 1) for c in range(1, 2**table.depth)]  # every chunk, padding ones too
+    for h in range(1, table.depth + 1):
+        for p in range(2**(table.depth - h)):
+            child = lambda q: (*table.children(h - 1, q), table.sums[h - 1][q])  # noqa: E731
+            steps.append(DistanceSumChallenge(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args,
+                                              ev._scores_tree_root(), h, p, table.sums[h][p], child(2 * p),
+                                              child(2 * p + 1), *table.path(h, p)))
+    assert any(s.fn == "challenge_distance_leaf" and bad in (s.i, s.j) for s in steps)
+    acct = funded(net, tokens=len(steps) * 10 * TOKEN)
+    results = [send(net, acct, s) for s in steps]
+    assert not any(results)  # the contract's distances, sums and Krum selection equal the validators'
+    assert net.deployment.fedchain.call("rounds", net.task_id, v.round_id)["status"] == OPEN
+
+
+def test_every_malformed_table_step_is_refused(honest):
+    net, v, ev = honest
+    acct = funded(net)
+    approve_bond(net, acct)
+    ch = net.deployment.challenges
+    rep = dataclasses.replace
+    table = ev.table
+    leaf = ev._leaf_challenge(0, 0, 1)
+    h = table.depth
+    child = lambda q: (*table.children(h - 1, q), table.sums[h - 1][q])  # noqa: E731
+    node = DistanceSumChallenge(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args, ev._scores_tree_root(), h, 0,
+                                table.sums[h][0], child(0), child(1), *table.path(h, 0))
+    agg = ev.challenge(0, 0)
+    a = leaf.a
+    cases = [
+        ("challenges: not the vote's distance table", agg, dict(distances=(*agg.distances[:3], [x + 1 for x in
+                                                                                           agg.distances[3]]))),
+        ("challenges: not the vote's distance table", node, dict(sums=[x + 1 for x in node.sums])),
+        ("challenges: not the vote's distance table", leaf, dict(chunk=1)),
+        ("challenges: bad node", node, dict(height=0)),
+        ("challenges: ragged inputs", leaf, dict(digests=leaf.digests[:-1])),
+        ("challenges: no such pair", leaf, dict(i=1, j=1)),
+        ("challenges: no such pair", leaf, dict(j=len(ev.revealed))),
+        ("challenges: not that reveal", leaf, dict(a=leaf.b)),
+        ("challenges: root does not match commitment", leaf, dict(a=(a[0], a[1], keccak(b"salt"), a[3], a[4]))),
+        ("challenges: bad update proof", leaf, dict(a=(*a[:3], bytes([a[3][0] ^ 1]) + a[3][1:], a[4]))),
+        ("challenges: bad chunk length", leaf, dict(a=(*a[:3], a[3][:100], a[4]))),
+        ("challenges: ragged inputs", leaf, dict(a=(*a[:4], a[4][:-1]))),
+    ]
+    for reason, good, change in cases:
+        with reverts(reason):
+            ch.tx(good.fn, *rep(good, **change).args(), sender=acct)
+
+
+def test_distance_steps_are_refused_for_other_rules(tmp_path):
+    net = build_network(config(tmp_path, rule="fedavg", rule_params={}, colluders=3, collusion="model"))
+    v = play_to_vote(net)
+    ev = leading_evidence(net, v)
+    assert ev.table is None
+    acct = funded(net)
+    approve_bond(net, acct)
+    tree = ev._scores_tree_root()
+    fake = DistanceLeafChallenge(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args, tree, 0, [0], [], [], 0, 1,
+                                 ("0x" + "00" * 20, bytes(32), bytes(32), b"", []),
+                                 ("0x" + "00" * 20, bytes(32), bytes(32), b"", []))
+    with reverts("challenges: no distance table"):
+        net.deployment.challenges.tx(fake.fn, *fake.args(), sender=acct)
+
+
+def test_a_withheld_table_cannot_be_proven_wrong(tmp_path):
+    """The data-availability assumption, shown: without the committee's table no step can be built."""
+    net = build_network(config(tmp_path, colluders=3, collusion="distance-leaf"))
+    v = play_to_vote(net)
+    ev = leading_evidence(net, v)
+    blob = net.store.get(cid_from_digest(ev.vote["model_cid"]))
+    cid = json.loads(decode_metadata(blob)["fedchain"])["distances"]["cid"]
+    net.store._path(cid).unlink()  # the committee never published it
+    with pytest.raises(Unchallengeable, match="distance table cannot be used"):
+        leading_evidence(net, v)
