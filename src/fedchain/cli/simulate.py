@@ -87,7 +87,8 @@ def simulate(
                   + (f", rule {rule}" if rule != "fedavg" else "")
                   + (f"; attack {attack} by {byzantine_count(cfg)} trainers (omniscient)" if attack else ""))
     console.print("Each round: selected trainers train locally, commit a hash, reveal it; validators check every "
-                  "update, aggregate with exact fixed-point FedAvg, vote; 2/3 of committee stake finalizes.")
+                  f"update, aggregate with exact fixed-point {'FedAvg' if rule == 'fedavg' else rule}, vote; "
+                  "2/3 of committee stake finalizes.")
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
         job = bar.add_task("round 1", total=rounds)
