@@ -25,6 +25,7 @@ from fedchain.chain.deploy import TOKEN
 from fedchain.chain.interface import CONTRACTS_DIR, account_from_seed
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate.common import pairwise_sq_distances, stack
+from fedchain.learning.aggregate.bulyan import bulyan_selection, closest_to_median_mean
 from fedchain.learning.aggregate.krum import select_multikrum
 from fedchain.protocol.audit import Auditor, ContractEvents
 from fedchain.protocol.challenge import DistanceLeafChallenge, DistanceSumChallenge, Unchallengeable
@@ -150,6 +151,30 @@ def test_the_contract_selects_what_krum_selects(contract, case):
     assert got == want
 
 
+@settings(deadline=None)
+@given(krum_cases())
+def test_the_contract_selects_what_bulyan_selects(contract, case):
+    reveals, rejected, f, _, d = case
+    f = f // 2
+    accepted = [i for i in range(reveals) if not (rejected >> i) & 1]
+    mask = (2**reveals - 1) & ~rejected
+    got = contract.internal._bulyan_selection(mask, reveals, d, f)
+    want = 0
+    if len(accepted) >= 4 * f + 3:
+        dist = [[0 if a == b else d[pair_index(min(i, j), max(i, j))] for b, j in enumerate(accepted)]
+                for a, i in enumerate(accepted)]
+        want = sum(1 << accepted[k] for k in bulyan_selection(dist, f))
+    assert got == want
+
+
+@settings(deadline=None)
+@given(st.lists(st.integers(-8, 8), min_size=1, max_size=12), st.data())
+def test_the_contract_keeps_the_values_bulyan_keeps(contract, col, data):
+    beta = data.draw(st.integers(1, len(col)))  # small values: ties around the median are common
+    want = int(closest_to_median_mean(np.array(col, dtype=np.int64).reshape(-1, 1), beta)[0])
+    assert contract.internal._closest_to_median_mean(col, beta) == want
+
+
 # ---------------------------------------------------------------- a colluding committee, one watcher
 
 
@@ -171,6 +196,27 @@ def test_one_watcher_proves_a_krum_committee_wrong(tmp_path, collusion, kind):
     assert net.conservation_gap() == 0
     report = Auditor(ContractEvents(fc, net.deployment.block), net.store, t).run()
     assert report.versions[0].status == "failed: challenged: the leading result was proven wrong"
+
+
+@pytest.mark.parametrize("collusion,kind", [("model", 1), ("distance-leaf", 5)])
+def test_one_watcher_proves_a_bulyan_committee_wrong(tmp_path, collusion, kind):
+    net = build_network(config(tmp_path, trainers=7, rule="bulyan", colluders=3, collusion=collusion, watchers=1))
+    outcome = play_round(net)
+    assert not outcome.finalized and net.watchers[0].challenged == [(net.task_id, 0, True)]
+    assert [e.args["kind"] for e in net.deployment.challenges.events() if e.name == "Challenged"] == [kind]
+    assert len([e for e in net.deployment.fedchain.events() if e.name == "Slashed"]) == 3
+    assert net.conservation_gap() == 0
+
+
+def test_every_value_of_an_honest_bulyan_round_checks_out(tmp_path):
+    net = build_network(config(tmp_path, trainers=8, rule="bulyan"))
+    v = play_to_vote(net)
+    ev = leading_evidence(net, v)
+    assert len(ev.averaged()) == len(ev.accepted) - 2 and ev.model_fault() is None
+    steps = [ev.challenge(0, j) for j in range(fp.CHUNK_SIZE)]
+    steps += [ev.challenge(c, c % fp.CHUNK_SIZE) for c in range(1, fp.chunks(ev.parent).shape[0])]
+    acct = funded(net, tokens=len(steps) * 10 * TOKEN)
+    assert not any(send(net, acct, s) for s in steps)  # Bulyan's selection and trimmed values, bit for bit
 
 
 def test_a_lying_table_is_proven_wrong_on_anvil_too(chain, tmp_path):

@@ -9,7 +9,7 @@ coordinate's chunk of the parent model, of every accepted update and of the
 claimed model, each with its Merkle proof, and each update's revealed root and
 salt (the contract proves the root through the trainer's commitment).
 
-For Krum and MultiKrum the averaged updates are Krum's selection, which the
+For Krum, MultiKrum and Bulyan the averaged updates are the rule's selection, which the
 contract recomputes from the distance table the vote commits to
 (``protocol.distances``); a table whose sums are wrong is disputed first, by
 ``DistanceSumChallenge`` or ``DistanceLeafChallenge``, one step of the bisection
@@ -33,10 +33,11 @@ from fedchain.errors import FedchainError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import aggregate_update, min_updates
 from fedchain.learning.aggregate.common import int_param, pairwise_sq_distances, stack
+from fedchain.learning.aggregate.bulyan import select_bulyan
 from fedchain.learning.aggregate.krum import select_multikrum
 from fedchain.learning.scoring import cosine_score
 from fedchain.protocol.distances import MAX_TABLE, DistanceTable, TableError, combined_scores_root, first_fault, has_table
-from fedchain.protocol.recipe import CHALLENGE_KRUM, CHALLENGE_NONE, SCORE_COSINE, Recipe
+from fedchain.protocol.recipe import CHALLENGE_BULYAN, CHALLENGE_KRUM, CHALLENGE_NONE, SCORE_COSINE, Recipe
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_metadata, decode_tensors
 from fedchain.storage.merkle import ZERO, merkle_layers, proof_from_layers, score_leaf
@@ -241,6 +242,8 @@ class Evidence:
             return list(range(n))
         if n == 0 or n < min_updates(r.rule, r.rule_params):
             return []
+        if rule == CHALLENGE_BULYAN:
+            return select_bulyan(stack(self.updates), f)
         m = 1 if rule == CHALLENGE_KRUM else (m or max(1, n - f))
         return sorted(select_multikrum(pairwise_sq_distances(stack(self.updates)), f, m))
 

@@ -1,7 +1,10 @@
 """The distance table a Krum-rule vote commits to, and the bisection that disputes it.
 
-Krum's choice depends on squared distances between whole updates: sums over every
-chunk, which no single on-chain step can recompute. So a Krum or MultiKrum vote
+The Krum rules: Krum, MultiKrum and Bulyan, the rules that select by squared distances.
+
+Krum's choice (and Bulyan's, which is repeated Krum) depends on squared distances between
+whole updates: sums over every chunk, which no single on-chain step can recompute. So a
+Krum, MultiKrum or Bulyan vote
 commits to them: the vote's ``scores_root`` is ``keccak(scores tree root ++ table
 root)``, where the table is a Merkle *sum* tree with one leaf per chunk of the model
 (the model's own tree shape, padded to a power of two). Every node carries a vector of
@@ -37,7 +40,7 @@ from eth_hash.auto import keccak
 
 from fedchain.errors import FedchainError
 from fedchain.learning.aggregate.common import chunk_sums
-from fedchain.protocol.recipe import CHALLENGE_KRUM, CHALLENGE_MULTIKRUM, Recipe
+from fedchain.protocol.recipe import CHALLENGE_BULYAN, CHALLENGE_KRUM, CHALLENGE_MULTIKRUM, Recipe
 
 MAX_TABLE = 64  # challenges.vy: a table covers at most 64 reveals (2,016 pairs)
 _WORD = 32
@@ -48,8 +51,9 @@ class TableError(FedchainError):
 
 
 def has_table(recipe: Recipe) -> bool:
-    """Whether the task's votes commit to a distance table (the Krum rules, when challengeable)."""
-    return recipe.challenge_rule[0] in (CHALLENGE_KRUM, CHALLENGE_MULTIKRUM)
+    """Whether the task's votes commit to a distance table (Krum, MultiKrum and Bulyan, when
+    challengeable)."""
+    return recipe.challenge_rule[0] in (CHALLENGE_KRUM, CHALLENGE_MULTIKRUM, CHALLENGE_BULYAN)
 
 
 def pair_index(i: int, j: int) -> int:

@@ -7,7 +7,8 @@ tells the challenge contract, which cannot parse JSON, how the round may be
 recomputed on chain (with the contract's chunk size and scale, without NNM):
 rule (1, 0, 1) FedAvg, (2, 0, 1) FedMedian, (3, num, den) FedTrimmedAvg with
 beta = num / den, (4, f, 1) Krum and (5, f, m) MultiKrum (m = 0: n - f; their
-votes also commit to a distance table, ``protocol.distances``), (0, 0, 1) a rule it
+votes also commit to a distance table, ``protocol.distances``), (6, f, 1) Bulyan
+(the same table), (0, 0, 1) a rule it
 cannot check; score 1 the cosine score, 0 a score it cannot check. See ``recipe_hash``.
 ``rule_params`` holds the aggregation rule's parameters (see
 ``fedchain.learning.aggregate``) as a JSON object inside that blob.
@@ -28,7 +29,8 @@ from fedchain.learning.fixedpoint import CHUNK_SIZE, FRAC_BITS
 from fedchain.learning.train import TrainConfig
 
 
-CHALLENGE_NONE, CHALLENGE_FEDAVG, CHALLENGE_MEDIAN, CHALLENGE_TRIMMED, CHALLENGE_KRUM, CHALLENGE_MULTIKRUM = 0, 1, 2, 3, 4, 5
+(CHALLENGE_NONE, CHALLENGE_FEDAVG, CHALLENGE_MEDIAN, CHALLENGE_TRIMMED, CHALLENGE_KRUM, CHALLENGE_MULTIKRUM,
+ CHALLENGE_BULYAN) = range(7)
 
 
 SCORE_NONE, SCORE_COSINE = 0, 1
@@ -128,7 +130,7 @@ class Recipe:
     @property
     def challenge_rule(self) -> tuple[int, int, int, int]:
         """The on-chain challenge rule (see challenges.vy): (rule, param1, param2, score);
-        FedTrimmedAvg's beta is param1 / param2, Krum's and MultiKrum's f is param1,
+        FedTrimmedAvg's beta is param1 / param2, Krum's, MultiKrum's and Bulyan's f is param1,
         MultiKrum's m param2 (0: n - f)."""
         from fedchain.learning.aggregate.fedtrimmedavg import beta_of
 
@@ -144,6 +146,8 @@ class Recipe:
         if self.rule == "fedtrimmedavg":
             beta = beta_of(self.rule_params)
             return (CHALLENGE_TRIMMED, beta.numerator, beta.denominator, score)
+        if self.rule == "bulyan":
+            return (CHALLENGE_BULYAN, int(self.rule_params.get("num_malicious_nodes", 0)), 1, score)
         if self.rule in ("krum", "multikrum"):
             f = int(self.rule_params.get("num_malicious_nodes", 0))
             if self.rule == "krum":

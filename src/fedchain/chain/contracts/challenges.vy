@@ -18,6 +18,9 @@
                       k smallest values;
        Krum, MultiKrum: FedAvg's mean over Krum's selection, recomputed from
                       the squared distances the vote commits to (Distances);
+       Bulyan:        over Bulyan's selection (repeated Krum on the same
+                      distances), the floor mean of the n - 4f values closest
+                      to their median;
      and 0 if no update was accepted (or Krum has too few). The distances are
      not coordinate-wise: they are sums over every chunk, which the vote
      commits to as a Merkle sum tree, and a wrong sum is proven by bisection
@@ -57,6 +60,7 @@ RULE_MEDIAN: constant(uint256) = 2
 RULE_TRIMMED: constant(uint256) = 3
 RULE_KRUM: constant(uint256) = 4
 RULE_MULTIKRUM: constant(uint256) = 5
+RULE_BULYAN: constant(uint256) = 6
 MAX_TABLE: constant(uint256) = 64        # reveals a distance table may cover (Krum rules)
 MAX_PAIRS: constant(uint256) = 2016      # MAX_TABLE * (MAX_TABLE - 1) / 2
 SCORE_COSINE: constant(uint256) = 1
@@ -72,8 +76,8 @@ U64: constant(uint256) = 2**64 - 1
 
 
 struct RecipeRule:
-    rule: uint256        # 1 FedAvg, 2 FedMedian, 3 FedTrimmedAvg, 4 Krum, 5 MultiKrum, 0 not recomputable here
-    param1: uint256      # FedTrimmedAvg: beta = param1 / param2; Krum, MultiKrum: f = param1
+    rule: uint256        # 1 FedAvg, 2 FedMedian, 3 FedTrimmedAvg, 4 Krum, 5 MultiKrum, 6 Bulyan, 0 not recomputable here
+    param1: uint256      # FedTrimmedAvg: beta = param1 / param2; Krum, MultiKrum, Bulyan: f = param1
     param2: uint256      # MultiKrum: m = param2 (0: n - f, at least 1)
     score: uint256       # 1 the cosine score, 0 not recomputable here
     json_hash: bytes32   # keccak256 of the recipe JSON
@@ -181,7 +185,7 @@ def challenge(
             recomputing value `coordinate` of chunk `chunk` of the new model.
     @param vote The leading vote's fields (from its Voted event).
     @param recipe The preimage of the task's recipe hash: its rule (1 FedAvg,
-           2 FedMedian, 3 FedTrimmedAvg, 4 Krum, 5 MultiKrum) and its
+           2 FedMedian, 3 FedTrimmedAvg, 4 Krum, 5 MultiKrum, 6 Bulyan) and its
            parameters, its score kind and keccak256 of the recipe JSON.
     @param nodes The updates the rule averages, in reveal order: every
            accepted one, or for Krum rules the ones it selects. `update_roots`
@@ -207,7 +211,7 @@ def challenge(
     task: fedchain.Task = staticcall fc.tasks(task_id)
     r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
     rule: uint256 = recipe.rule
-    assert rule >= RULE_FEDAVG and rule <= RULE_MULTIKRUM, "challenges: rule not challengeable"
+    assert rule >= RULE_FEDAVG and rule <= RULE_BULYAN, "challenges: rule not challengeable"
     assert depth <= MAX_DEPTH and chunk < 2**depth and coordinate < CHUNK, "challenges: bad chunk index"
     n: uint256 = len(nodes)
     assert len(update_roots) == n and len(salts) == n, "challenges: ragged inputs"
@@ -235,6 +239,8 @@ def challenge(
         if len(distances.totals) != r.reveals * (r.reveals - 1) // 2:
             malformed = True
             averaged = 0
+        elif rule == RULE_BULYAN:
+            averaged = self._bulyan_selection(averaged, r.reveals, distances.totals, recipe.param1)
         else:
             averaged = self._krum_selection(averaged, r.reveals, distances.totals, recipe.param1,
                                             1 if rule == RULE_KRUM else recipe.param2)
@@ -281,9 +287,11 @@ def challenge(
 
     agg: int256 = 0
     if n > 0:
-        if rule == RULE_FEDAVG or rule >= RULE_KRUM:
+        if rule == RULE_FEDAVG or rule == RULE_KRUM or rule == RULE_MULTIKRUM:
             # Krum returns its one update, MultiKrum the FedAvg mean of its selection
             agg = self._floor_div(acc, convert(total_weight, int256))
+        elif rule == RULE_BULYAN:
+            agg = self._closest_to_median_mean(col, n - 2 * recipe.param1)
         else:
             col = self._sorted(col)
             if rule == RULE_MEDIAN:
@@ -340,7 +348,7 @@ def challenge_distance_sum(
     fc: fedchain.__interface__ = self.fc
     task: fedchain.Task = staticcall fc.tasks(task_id)
     r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
-    assert recipe.rule == RULE_KRUM or recipe.rule == RULE_MULTIKRUM, "challenges: no distance table"
+    assert recipe.rule >= RULE_KRUM and recipe.rule <= RULE_BULYAN, "challenges: no distance table"
     assert height >= 1 and height <= MAX_DEPTH, "challenges: bad node"
     hl: bytes32 = empty(bytes32)
     hr: bytes32 = empty(bytes32)
@@ -396,7 +404,7 @@ def challenge_distance_leaf(
     fc: fedchain.__interface__ = self.fc
     task: fedchain.Task = staticcall fc.tasks(task_id)
     r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
-    assert recipe.rule == RULE_KRUM or recipe.rule == RULE_MULTIKRUM, "challenges: no distance table"
+    assert recipe.rule >= RULE_KRUM and recipe.rule <= RULE_BULYAN, "challenges: no distance table"
     assert i < j and j < r.reveals, "challenges: no such pair"
     self._check_table_path(self._sum_leaf(chunk, sums), chunk, siblings, digests, scores_tree_root, vote.scores_root)
     wrong: bool = len(sums) != r.reveals * (r.reveals - 1) // 2
@@ -642,43 +650,40 @@ def _check_opening(task_id: uint256, round_id: uint256, o: Opening, index: uint2
 
 @internal
 @pure
-def _krum_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, MAX_PAIRS], f: uint256,
-                    m_: uint256) -> uint256:
+def _krum_scores(members: DynArray[uint256, MAX_TABLE], d: DynArray[uint256, MAX_PAIRS],
+                 f: uint256) -> DynArray[uint256, MAX_TABLE]:
     """
-    @dev Krum's choice among the accepted reveals (a bit mask), as
-         learning.aggregate.krum makes it: each update's score is its summed
-         squared distance to its n - f - 2 nearest others, that is all its
-         distances but the f + 1 largest; the m lowest scores win, the lower
-         reveal index on a tie (m = 0: n - f, at least 1). Fewer than
-         2f + 3 or m accepted updates: none (the round keeps its model).
+    @dev Each member's Krum score among `members` (reveal indices), as
+         learning.aggregate.krum.krum_scores computes it: the sum of its
+         k = max(1, n - f - 2) smallest distances to the other members, that
+         is all n - 1 of them but the n - 1 - k largest.
     """
-    idx: DynArray[uint256, MAX_TABLE] = []
-    for i: uint256 in range(reveals, bound=MAX_TABLE):
-        if (accepted >> i) & 1 == 1:
-            idx.append(i)
-    n: uint256 = len(idx)
-    m: uint256 = m_
-    if m == 0:
-        m = max(n, f + 1) - f
-    if n < 2 * f + 3 or n < m:
-        return 0
-    score: DynArray[uint256, MAX_TABLE] = []
+    n: uint256 = len(members)
+    out: DynArray[uint256, MAX_TABLE] = []
+    if n < 2:
+        return [0] if n == 1 else out  # no other member: no distance to count
+    k: uint256 = 1
+    if n > f + 3:
+        k = n - f - 2
+    drop: uint256 = n - 1 - k
     for a: uint256 in range(n, bound=MAX_TABLE):
-        top: DynArray[uint256, MAX_TABLE] = []  # the f + 1 largest distances so far, descending
+        top: DynArray[uint256, MAX_TABLE] = []  # the `drop` largest distances so far, descending
         total: uint256 = 0
         for b: uint256 in range(n, bound=MAX_TABLE):
             if a == b:
                 continue
-            lo: uint256 = min(idx[a], idx[b])
-            hi: uint256 = max(idx[a], idx[b])
+            lo: uint256 = min(members[a], members[b])
+            hi: uint256 = max(members[a], members[b])
             x: uint256 = d[hi * (hi - 1) // 2 + lo]
             total += x
-            if len(top) <= f:
+            if drop == 0:
+                continue
+            if len(top) < drop:
                 top.append(x)
-            elif x <= top[f]:
+            elif x <= top[drop - 1]:
                 continue
             else:
-                top[f] = x
+                top[drop - 1] = x
             p: uint256 = len(top) - 1
             for _: uint256 in range(MAX_TABLE):
                 if p == 0 or top[p - 1] >= top[p]:
@@ -689,7 +694,38 @@ def _krum_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, MA
                 p -= 1
         for x: uint256 in top:
             total -= x
-        score.append(total)
+        out.append(total)
+    return out
+
+
+@internal
+@pure
+def _members(mask: uint256, reveals: uint256) -> DynArray[uint256, MAX_TABLE]:
+    out: DynArray[uint256, MAX_TABLE] = []
+    for i: uint256 in range(reveals, bound=MAX_TABLE):
+        if (mask >> i) & 1 == 1:
+            out.append(i)
+    return out
+
+
+@internal
+@pure
+def _krum_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, MAX_PAIRS], f: uint256,
+                    m_: uint256) -> uint256:
+    """
+    @dev Krum's choice among the accepted reveals (a bit mask), as
+         learning.aggregate.krum makes it: the m lowest Krum scores win, the
+         lower reveal index on a tie (m = 0: n - f, at least 1). Fewer than
+         2f + 3 or m accepted updates: none (the round keeps its model).
+    """
+    idx: DynArray[uint256, MAX_TABLE] = self._members(accepted, reveals)
+    n: uint256 = len(idx)
+    m: uint256 = m_
+    if m == 0:
+        m = max(n, f + 1) - f
+    if n < 2 * f + 3 or n < m:
+        return 0
+    score: DynArray[uint256, MAX_TABLE] = self._krum_scores(idx, d, f)
     chosen: uint256 = 0
     for a: uint256 in range(n, bound=MAX_TABLE):
         rank: uint256 = 0
@@ -700,6 +736,61 @@ def _krum_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, MA
             chosen |= 1 << idx[a]
     return chosen
 
+
+@internal
+@pure
+def _bulyan_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, MAX_PAIRS], f: uint256) -> uint256:
+    """
+    @dev Bulyan's choice (learning.aggregate.bulyan.select_bulyan): n - 2f
+         times, the member with the lowest Krum score among those left (the
+         lower reveal index on a tie), scores recomputed on what is left.
+         Fewer than 4f + 3 accepted updates: none.
+    """
+    left: DynArray[uint256, MAX_TABLE] = self._members(accepted, reveals)
+    n: uint256 = len(left)
+    if n < 4 * f + 3:
+        return 0
+    chosen: uint256 = 0
+    for _: uint256 in range(n - 2 * f, bound=MAX_TABLE):
+        score: DynArray[uint256, MAX_TABLE] = self._krum_scores(left, d, f)
+        best: uint256 = 0
+        for a: uint256 in range(1, len(left), bound=MAX_TABLE):
+            if score[a] < score[best]:  # members are in reveal order: the first lowest wins ties
+                best = a
+        chosen |= 1 << left[best]
+        rest: DynArray[uint256, MAX_TABLE] = []
+        for a: uint256 in range(len(left), bound=MAX_TABLE):
+            if a != best:
+                rest.append(left[a])
+        left = rest
+    return chosen
+
+
+@internal
+@pure
+def _closest_to_median_mean(col: DynArray[int256, MAX_UPDATES], beta: uint256) -> int256:
+    """
+    @dev Bulyan's per-coordinate step: the floor mean of the `beta` values
+         closest to the median (even count: the floor of the middle pair's
+         mean), ties to the earlier value (reveal order), as numpy's stable
+         argsort in learning.aggregate.bulyan picks them.
+    """
+    n: uint256 = len(col)
+    s: DynArray[int256, MAX_UPDATES] = self._sorted(col)
+    med: int256 = s[n // 2]
+    if n % 2 == 0:
+        med = self._floor_div(s[n // 2 - 1] + s[n // 2], 2)
+    total: int256 = 0
+    for a: uint256 in range(n, bound=MAX_UPDATES):
+        da: int256 = abs(col[a] - med)
+        rank: uint256 = 0
+        for b: uint256 in range(n, bound=MAX_UPDATES):
+            db: int256 = abs(col[b] - med)
+            if db < da or (db == da and b < a):
+                rank += 1
+        if rank < beta:
+            total += col[a]
+    return self._floor_div(total, convert(beta, int256))
 
 @internal
 @pure

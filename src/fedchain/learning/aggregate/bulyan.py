@@ -41,10 +41,14 @@ def check_bulyan(n: int, f: int) -> None:
 
 def select_bulyan(x: np.ndarray, f: int) -> list[int]:
     """Indices of the theta = n - 2f updates chosen by repeated Krum, in reveal order."""
-    dist = pairwise_sq_distances(x)
+    return bulyan_selection(pairwise_sq_distances(x), f)
+
+
+def bulyan_selection(dist: list[list[int]], f: int) -> list[int]:
+    """``select_bulyan`` from the squared distances (what challenges.vy recomputes on chain)."""
     order = neighbour_order(dist)
-    left, chosen = list(range(len(x))), []
-    for _ in range(len(x) - 2 * f):
+    left, chosen = list(range(len(dist))), []
+    for _ in range(len(dist) - 2 * f):
         scores = krum_scores(order, dist, f, left)
         best = min(left, key=lambda i: (scores[i], i))
         chosen.append(best)
