@@ -33,13 +33,16 @@ gas = a + b N + c N^2 through its three MultiKrum points, the largest N under 5M
 gas per step and for every step; the binding step is then measured at that N
 and one past it (``boundary``). The aggregate ``challenge`` binds (the table's
 N(N-1)/2 totals in calldata and memory, Krum's N^2 scoring on chain, N - f
-selected chunks); past the fit it grows a little faster than N^2 (60 updates
-measured 6.60M gas against the fit's 6.44M). Only the Krum part::
+selected chunks); past the fit it grows a little faster than N^2. Bulyan (same f,
+N = 20 and 50) uses the same table and the same two bisection steps; its
+``challenge`` step repeats Krum's scoring N - 2f times, about N^3, so its limit
+is found by bisecting N between 20 and 50 with real runs
+(``bulyan_max_updates_under_5M``). Only the Krum part::
 
     PYTHONPATH=src .venv/bin/python benchmarks/gas/challenge.py --krum-only
 
-runs in under a minute and merges its figures into the existing json; the whole
-script takes about two minutes.
+runs in about three minutes and merges its figures into the existing json; the
+whole script takes about four.
 
 Writes ``benchmarks/gas/challenge.json``. It runs on the embedded EVM, whose gas
 equals anvil's receipts (benchmarks/gas/run.py checks that on every function);
@@ -112,7 +115,7 @@ def measure_scores(n: int, collusion: str) -> dict:
 
 
 KRUM_PARAMS = {"num_malicious_nodes": 2}
-KRUM_CASES = [("multikrum", n) for n in (10, 20, 50)] + [("krum", 20)]
+KRUM_CASES = [("multikrum", n) for n in (10, 20, 50)] + [("krum", 20)] + [("bulyan", n) for n in (20, 50)]
 KRUM_STEPS = {"model": "challenge", "distance-sum": "challenge_distance_sum",
               "distance-leaf": "challenge_distance_leaf"}
 
@@ -145,16 +148,20 @@ def measure_krum(n: int, rule: str, collusion: str) -> dict:
 def quadratic_fit(points: list[tuple[int, int]]) -> dict:
     """gas = a + b n + c n^2 through three points; the largest n under 5M gas."""
     c, b, a = np.polyfit([x for x, _ in points], [y for _, y in points], 2)  # exact through three points
-    n = max(x for x, _ in points)
+    n = 0
     while n < 10_000 and a + b * (n + 1) + c * (n + 1) ** 2 < LIMIT:
         n += 1
-    if a + b * n + c * n * n >= LIMIT:  # already over at the largest measured n
-        n = max((x for x, y in points if y < LIMIT), default=0)
     return {"a": round(float(a)), "b": round(float(b), 1), "c": round(float(c), 2), "max_updates_under_5M": n}
 
 
 def krum(args: argparse.Namespace) -> dict:
     rows = [measure_krum(n, rule, c) for rule, n in KRUM_CASES for c in KRUM_STEPS]
+    # Bulyan's selection (repeated Krum) grows about as N^3: its limit is searched, not fitted
+    lo, hi = 20, 50
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if measure_krum(mid, "bulyan", "model")["challenge_gas"] < LIMIT else (lo, mid)
+    bulyan_limit = [measure_krum(n, "bulyan", "model") for n in (lo, hi)]
     fits = {}
     for c, fn in KRUM_STEPS.items():
         pts = [(r["updates"], r["challenge_gas"]) for r in rows if r["rule"] == "multikrum" and r["collusion"] == c]
@@ -164,8 +171,9 @@ def krum(args: argparse.Namespace) -> dict:
     # the fit checked where it matters: the binding step measured at the predicted limit and one past it
     boundary = [measure_krum(n, "multikrum", binding) for n in (limit, limit + 1)]
     result = {"rule_params": KRUM_PARAMS, "fit_kind": "quadratic in N through the three multikrum points",
-              "rows": rows, "fit": fits, "max_updates_every_step_under_5M": limit, "boundary": boundary}
-    print("krum rules (f = 2), one step each (embedded EVM):")
+              "rows": rows, "fit": fits, "max_updates_every_step_under_5M": limit, "boundary": boundary,
+              "bulyan_boundary": bulyan_limit, "bulyan_max_updates_under_5M": lo}
+    print("krum rules (f = 2; Bulyan needs n >= 4f + 3 = 11), one step each (embedded EVM):")
     for r in rows:
         print(f"  {r['rule']:>9} {r['updates']:3d} updates {r['function']:>24}: {r['challenge_gas']:>10,} gas "
               f"({r['challenge_gas'] / LIMIT:.2f} of 5M), calldata {r['calldata_bytes']:,} B "
@@ -173,8 +181,10 @@ def krum(args: argparse.Namespace) -> dict:
     for fn, f in fits.items():
         print(f"  {fn}: {f['a']:,} + {f['b']} N + {f['c']} N^2 -> at most {f['max_updates_under_5M']} updates "
               f"under 5M gas")
-    print(f"  every step under 5M gas up to N = {limit}; measured there: "
+    print(f"  every MultiKrum step under 5M gas up to N = {limit}; measured there: "
           + ", ".join(f"{r['function']} at {r['updates']}: {r['challenge_gas']:,}" for r in boundary))
+    print(f"  Bulyan's challenge step under 5M gas up to N = {lo}: "
+          + ", ".join(f"{r['updates']}: {r['challenge_gas']:,}" for r in bulyan_limit))
     sys.stdout.flush()
     return result
 

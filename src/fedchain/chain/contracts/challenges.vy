@@ -666,34 +666,40 @@ def _krum_scores(members: DynArray[uint256, MAX_TABLE], d: DynArray[uint256, MAX
     if n > f + 3:
         k = n - f - 2
     drop: uint256 = n - 1 - k
+    # Unchecked arithmetic where it cannot wrap: indices are below 64 and a
+    # distance below 2**80 (2**54 a chunk, at most 2**20 chunks), so a row's
+    # sum stays below 2**86.
     for a: uint256 in range(n, bound=MAX_TABLE):
+        ma: uint256 = members[a]
         top: DynArray[uint256, MAX_TABLE] = []  # the `drop` largest distances so far, descending
         total: uint256 = 0
         for b: uint256 in range(n, bound=MAX_TABLE):
             if a == b:
                 continue
-            lo: uint256 = min(members[a], members[b])
-            hi: uint256 = max(members[a], members[b])
-            x: uint256 = d[hi * (hi - 1) // 2 + lo]
-            total += x
+            mb: uint256 = members[b]
+            x: uint256 = 0
+            if ma < mb:
+                x = d[unsafe_add(unsafe_div(unsafe_mul(mb, unsafe_sub(mb, 1)), 2), ma)]
+            else:
+                x = d[unsafe_add(unsafe_div(unsafe_mul(ma, unsafe_sub(ma, 1)), 2), mb)]
+            total = unsafe_add(total, x)
             if drop == 0:
                 continue
             if len(top) < drop:
                 top.append(x)
-            elif x <= top[drop - 1]:
+            elif x <= top[unsafe_sub(drop, 1)]:
                 continue
             else:
-                top[drop - 1] = x
-            p: uint256 = len(top) - 1
+                top[unsafe_sub(drop, 1)] = x
+            p: uint256 = unsafe_sub(len(top), 1)
             for _: uint256 in range(MAX_TABLE):
-                if p == 0 or top[p - 1] >= top[p]:
+                if p == 0 or top[unsafe_sub(p, 1)] >= x:
                     break
-                t: uint256 = top[p - 1]
-                top[p - 1] = top[p]
-                top[p] = t
-                p -= 1
+                top[p] = top[unsafe_sub(p, 1)]
+                p = unsafe_sub(p, 1)
+            top[p] = x
         for x: uint256 in top:
-            total -= x
+            total = unsafe_sub(total, x)
         out.append(total)
     return out
 
