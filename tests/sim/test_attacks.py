@@ -202,9 +202,40 @@ def test_sybil_identities_each_hold_one_stake_and_share_one_update(tmp_path):
     assert all(fc.call("stakes", t.address)["active"] == cfg.stake for t in syb)
     opened = [e.args for e in fc.events() if e.name == "RoundOpened"]
     assert all(a["trainer_total"] == cfg.trainers * cfg.stake for a in opened[: cfg.rounds])
-    # one update sent k times is scored, and paid, k times the same: no bonus for splitting
+    # one update sent k times is scored, and paid, k times the same (whether that is a bonus for
+    # splitting is the next test's question)
     assert syb[0].rewards > 0 and len({t.rewards for t in syb}) == 1
     assert not [e for e in fc.events() if e.name == "Slashed"]
+
+
+def _trainer_rewards(tmp_path, attack: str | None, seed: int = 0) -> tuple[list[str], list[int]]:
+    cfg = SimConfig(trainers=20, validators=3, rounds=4, model="mlp", epochs=2, lr=0.1, seed=seed,
+                    out=tmp_path / (attack or "honest"), attack=attack, byzantine=0.2 if attack else 0.0)
+    net = build_network(cfg)
+    for _ in range(cfg.rounds):
+        play_round(net)
+    settle(net)
+    return [type(t).__name__ for t in net.trainers], [t.rewards for t in net.trainers]
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="known gap, docs/robustness.md 'Sybil, rewards': under FedAvg and the cosine score "
+                          "the party's copies earn 1.5-2.0x what its identities earn as honest trainers")
+def test_sybil_party_earns_no_more_than_its_identities_would_honestly(tmp_path):
+    # Issue 4's bar: splitting a stake gains no reward. The same seed, partitions and initial model
+    # run twice: the last 4 of 20 trainers as one Sybil party (pooled data, one update sent 4
+    # times), then the same 4 as honest trainers on their own data. Neutral is a ratio of 1; 15% is
+    # allowed because the two runs' models differ, and with them the same identities' reward.
+    # Measured with this setup at seeds 0-5: 1.50-1.76 (seed 0: 1.50); the full-size runs of
+    # benchmarks/sybil: 1.75-1.97. Strict: once a fix (e.g. counting identical updates once) makes
+    # this pass, the mark and the doc's figures must go. Only the last assert may fail "expectedly":
+    # a broken setup fails the test (pytest.fail is not an AssertionError).
+    kinds, sybil_run = _trainer_rewards(tmp_path, "sybil")
+    party = [i for i, k in enumerate(kinds) if k == "Sybil"]
+    _, honest_run = _trainer_rewards(tmp_path, None)
+    if len(party) != 4 or not sum(honest_run[i] for i in party):
+        pytest.fail(f"setup: {len(party)} Sybil identities, honest reward {sum(honest_run[i] for i in party)}")
+    assert sum(sybil_run[i] for i in party) <= 1.15 * sum(honest_run[i] for i in party)
 
 
 def test_free_riders_earn_clearly_less_than_honest_trainers(tmp_path):

@@ -13,6 +13,10 @@ linear in w, so splitting a stake leaves the expected seats, and so the
 expected reward, unchanged. At the cap it is not: a stake with k*w >= T gets
 one seat, however large, and the same stake split into identities below the
 cap gets k*w/T seats, its proportional share.
+
+Rewards are not neutral either: the party's k copies of its pooled update earn more
+than its identities would as honest trainers under every rule and score measured
+(``benchmarks/sybil/measure.py``; docs/robustness.md, "Sybil rewards by rule and score").
 """
 
 from __future__ import annotations
