@@ -21,21 +21,22 @@ contract recomputes one value of the chunk.
 
 Krum rules (key ``"krum"``): MultiKrum with ``num_malicious_nodes`` f = 2 at
 N = 10, 20, 50, and Krum (same f) at N = 20, three colluding validators each
-way; the step measured is what ``Evidence.model_fault()`` sends: ``challenge``
-against a "model" collusion (it also carries the distance table's opened root
-totals, all N(N-1)/2 pairwise squared distances, and recomputes Krum's selection
-on chain before checking one value), ``challenge_distance_sum`` against
+way; the step measured is what ``Evidence.model_fault()`` sends: against a
+"model" collusion two steps, ``open_table`` (the distance table's root opened,
+all N(N-1)/2 pairwise squared distances in calldata, Krum's selection recomputed
+on chain and recorded) then ``challenge`` (one value of the selection's mean),
+``challenge_distance_sum`` against
 "distance-sum" (one bisection step: a table node's sums and its two children's,
 3 vectors of N(N-1)/2 words) and ``challenge_distance_leaf`` against
 "distance-leaf" (entry (i, j) of one leaf recomputed from chunk c of two
 updates). The calldata grows as N^2, so each step gets a quadratic fit
 gas = a + b N + c N^2 through its three MultiKrum points, the largest N under 5M
 gas per step and for every step; the binding step is then measured at that N
-and one past it (``boundary``). The aggregate ``challenge`` binds (the table's
-N(N-1)/2 totals in calldata and memory, Krum's N^2 scoring on chain, N - f
-selected chunks); past the fit it grows a little faster than N^2. Bulyan (same f,
+and one past it (``boundary``). ``open_table`` binds (the table's N(N-1)/2
+totals in calldata and memory, Krum's N^2 scoring on chain); past the fit it
+grows a little faster than N^2. Bulyan (same f,
 N = 20 and 50) uses the same table and the same two bisection steps; its
-``challenge`` step repeats Krum's scoring N - 2f times, about N^3, so its limit
+``open_table`` repeats Krum's scoring N - 2f times, about N^3, so its limit
 is found by bisecting N between 20 and 50 with real runs
 (``bulyan_max_updates_under_5M``). Only the Krum part::
 
@@ -64,6 +65,7 @@ from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import account_from_seed
 from fedchain.learning import fixedpoint as fp
 from fedchain.protocol.challenge import find_score_fault
+from fedchain.protocol.distances import MAX_TABLE
 from fedchain.sim.network import SimConfig, build_network, leading_evidence, play_to_vote
 
 LIMIT = 5_000_000
@@ -118,13 +120,16 @@ KRUM_PARAMS = {"num_malicious_nodes": 2}
 KRUM_CASES = [("multikrum", n) for n in (10, 20, 50)] + [("krum", 20)] + [("bulyan", n) for n in (20, 50)]
 KRUM_STEPS = {"model": "challenge", "distance-sum": "challenge_distance_sum",
               "distance-leaf": "challenge_distance_leaf"}
+STEP_FNS = ("open_table", *KRUM_STEPS.values())
 
 
 def measure_krum(n: int, rule: str, collusion: str) -> dict:
     """One Krum-rule fraud proof: whatever ``Evidence.model_fault`` sends against the collusion."""
     with tempfile.TemporaryDirectory() as out:
+        # Dirichlet(0.5) cannot give more than ~60 digits partitions 10 examples each: IID above 50
         cfg = SimConfig(trainers=n, validators=3, rounds=2, epochs=1, colluders=3, collusion=collusion,
-                        out=Path(out), rule=rule, rule_params=dict(KRUM_PARAMS))
+                        out=Path(out), rule=rule, rule_params=dict(KRUM_PARAMS),
+                        partition="dirichlet" if n <= 50 else "iid")
         net = build_network(cfg, chain=EmbeddedChain())
         v = play_to_vote(net)
         ev = leading_evidence(net, v)
@@ -137,12 +142,16 @@ def measure_krum(n: int, rule: str, collusion: str) -> dict:
         net.chain.fund(challenger.address, 10**20)
         net.deployment.token.tx("mint", challenger.address, bond, sender=account_from_seed(f"{cfg.seed}:sponsor"))
         net.deployment.token.tx("approve", net.deployment.challenges.address, bond, sender=challenger)
+        row = {"rule": rule, "updates": len(ev.updates), "reveals": len(ev.revealed),
+               "pairs": len(ev.revealed) * (len(ev.revealed) - 1) // 2, "collusion": collusion, "function": ch.fn}
+        if getattr(ch, "opening", None) is not None:  # the value check needs the table opened: its own step
+            op = net.deployment.challenges.tx("open_table", *ch.opening.args(), sender=challenger)
+            row |= {"open_table_gas": op.gas_used, "open_table_calldata_bytes": len(
+                net.deployment.challenges.artifact.codec.encode_call("open_table", ch.opening.args()))}
         rc = net.deployment.challenges.tx(ch.fn, *ch.args(), sender=challenger)
-        return {"rule": rule, "updates": len(ev.updates), "reveals": len(ev.revealed),
-                "pairs": len(ev.revealed) * (len(ev.revealed) - 1) // 2, "collusion": collusion, "function": ch.fn,
-                "success": rc.event("Challenged").args["success"],
-                "calldata_bytes": len(net.deployment.challenges.artifact.codec.encode_call(ch.fn, ch.args())),
-                "challenge_gas": rc.gas_used}
+        return row | {"success": rc.event("Challenged").args["success"],
+                      "calldata_bytes": len(net.deployment.challenges.artifact.codec.encode_call(ch.fn, ch.args())),
+                      "challenge_gas": rc.gas_used}
 
 
 def quadratic_fit(points: list[tuple[int, int]]) -> dict:
@@ -154,25 +163,34 @@ def quadratic_fit(points: list[tuple[int, int]]) -> dict:
     return {"a": round(float(a)), "b": round(float(b), 1), "c": round(float(c), 2), "max_updates_under_5M": n}
 
 
+def costliest(row: dict) -> int:
+    """The dearer of a row's steps (a value check's row also holds its open_table)."""
+    return max(row["challenge_gas"], row.get("open_table_gas", 0))
+
+
 def krum(args: argparse.Namespace) -> dict:
     rows = [measure_krum(n, rule, c) for rule, n in KRUM_CASES for c in KRUM_STEPS]
+    # open_table (the root's sums and the selection) is a step of its own before the value check
+    rows += [{**{k: r[k] for k in ("rule", "updates", "reveals", "pairs", "collusion")}, "function": "open_table",
+              "success": True, "calldata_bytes": r["open_table_calldata_bytes"], "challenge_gas": r["open_table_gas"]}
+             for r in rows if "open_table_gas" in r]
     # Bulyan's selection (repeated Krum) grows about as N^3: its limit is searched, not fitted
     lo, hi = 20, 50
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if measure_krum(mid, "bulyan", "model")["challenge_gas"] < LIMIT else (lo, mid)
+        lo, hi = (mid, hi) if costliest(measure_krum(mid, "bulyan", "model")) < LIMIT else (lo, mid)
     bulyan_limit = [measure_krum(n, "bulyan", "model") for n in (lo, hi)]
-    fits = {}
-    for c, fn in KRUM_STEPS.items():
-        pts = [(r["updates"], r["challenge_gas"]) for r in rows if r["rule"] == "multikrum" and r["collusion"] == c]
-        fits[fn] = quadratic_fit(pts)
-    limit = min(f["max_updates_under_5M"] for f in fits.values())
-    binding = next(c for c, fn in KRUM_STEPS.items() if fits[fn]["max_updates_under_5M"] == limit)
-    # the fit checked where it matters: the binding step measured at the predicted limit and one past it
-    boundary = [measure_krum(n, "multikrum", binding) for n in (limit, limit + 1)]
+    fits = {fn: quadratic_fit([(r["updates"], r["challenge_gas"]) for r in rows
+                               if r["rule"] == "multikrum" and r["function"] == fn]) for fn in STEP_FNS}
+    fitted = min(f["max_updates_under_5M"] for f in fits.values())
+    binding = next(fn for fn in STEP_FNS if fits[fn]["max_updates_under_5M"] == fitted)
+    collusion = next((c for c, fn in KRUM_STEPS.items() if fn == binding), "model")
+    limit = min(fitted, MAX_TABLE)  # a table covers at most 64 reveals, whatever the gas
+    # the fit checked where it matters: the binding step measured at the limit (and one past it)
+    boundary = [measure_krum(n, "multikrum", collusion) for n in (limit, limit + 1) if n <= MAX_TABLE]
     result = {"rule_params": KRUM_PARAMS, "fit_kind": "quadratic in N through the three multikrum points",
-              "rows": rows, "fit": fits, "max_updates_every_step_under_5M": limit, "boundary": boundary,
-              "bulyan_boundary": bulyan_limit, "bulyan_max_updates_under_5M": lo}
+              "rows": rows, "fit": fits, "max_updates_every_step_under_5M": limit, "binding_step": binding,
+              "boundary": boundary, "bulyan_boundary": bulyan_limit, "bulyan_max_updates_under_5M": lo}
     print("krum rules (f = 2; Bulyan needs n >= 4f + 3 = 11), one step each (embedded EVM):")
     for r in rows:
         print(f"  {r['rule']:>9} {r['updates']:3d} updates {r['function']:>24}: {r['challenge_gas']:>10,} gas "
@@ -181,10 +199,11 @@ def krum(args: argparse.Namespace) -> dict:
     for fn, f in fits.items():
         print(f"  {fn}: {f['a']:,} + {f['b']} N + {f['c']} N^2 -> at most {f['max_updates_under_5M']} updates "
               f"under 5M gas")
-    print(f"  every MultiKrum step under 5M gas up to N = {limit}; measured there: "
-          + ", ".join(f"{r['function']} at {r['updates']}: {r['challenge_gas']:,}" for r in boundary))
-    print(f"  Bulyan's challenge step under 5M gas up to N = {lo}: "
-          + ", ".join(f"{r['updates']}: {r['challenge_gas']:,}" for r in bulyan_limit))
+    print(f"  every MultiKrum step under 5M gas up to N = {limit} (fit: {fitted}, {binding} binds; a table holds "
+          f"at most {MAX_TABLE}); measured there: "
+          + ", ".join(f"{r['updates']}: {costliest(r):,}" for r in boundary))
+    print(f"  every Bulyan step under 5M gas up to N = {lo}; its dearest step there and one past: "
+          + ", ".join(f"{r['updates']}: {costliest(r):,}" for r in bulyan_limit))
     sys.stdout.flush()
     return result
 

@@ -26,9 +26,10 @@ from fedchain.chain.interface import CONTRACTS_DIR, account_from_seed
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate.common import pairwise_sq_distances, stack
 from fedchain.learning.aggregate.bulyan import bulyan_selection, closest_to_median_mean
+from fedchain.learning.aggregate.fedmedian import coordinate_median
 from fedchain.learning.aggregate.krum import select_multikrum
 from fedchain.protocol.audit import Auditor, ContractEvents
-from fedchain.protocol.challenge import DistanceLeafChallenge, DistanceSumChallenge, Unchallengeable
+from fedchain.protocol.challenge import DistanceLeafChallenge, DistanceSumChallenge, OpenTable, Unchallengeable
 from fedchain.protocol.distances import (DistanceTable, TableError, digest, first_fault, leaf_hash, node_hash, pair_index,
                                          pair_of)
 from fedchain.protocol.node import FAILED, OPEN
@@ -171,8 +172,10 @@ def test_the_contract_selects_what_bulyan_selects(contract, case):
 @given(st.lists(st.integers(-8, 8), min_size=1, max_size=12), st.data())
 def test_the_contract_keeps_the_values_bulyan_keeps(contract, col, data):
     beta = data.draw(st.integers(1, len(col)))  # small values: ties around the median are common
-    want = int(closest_to_median_mean(np.array(col, dtype=np.int64).reshape(-1, 1), beta)[0])
-    assert contract.internal._closest_to_median_mean(col, beta) == want
+    s = np.array(col, dtype=np.int64).reshape(-1, 1)
+    want = int(closest_to_median_mean(s, beta)[0])
+    med = int(coordinate_median(s)[0])
+    assert contract.internal._closest_to_median_sum(col, med, beta) // beta == want
 
 
 # ---------------------------------------------------------------- a colluding committee, one watcher
@@ -251,6 +254,8 @@ def honest(tmp_path_factory):
 
 
 def send(net, acct, ch):
+    if getattr(ch, "opening", None) is not None:
+        net.deployment.challenges.tx("open_table", *ch.opening.args(), sender=acct)
     approve_bond(net, acct)
     return net.deployment.challenges.tx(ch.fn, *ch.args(), sender=acct).event("Challenged").args["success"]
 
@@ -289,11 +294,11 @@ def test_every_malformed_table_step_is_refused(honest):
     child = lambda q: (*table.children(h - 1, q), table.sums[h - 1][q])  # noqa: E731
     node = DistanceSumChallenge(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args, ev._scores_tree_root(), h, 0,
                                 table.sums[h][0], child(0), child(1), *table.path(h, 0))
-    agg = ev.challenge(0, 0)
+    opening = ev.open_table()
     a = leaf.a
     cases = [
-        ("challenges: not the vote's distance table", agg, dict(distances=(*agg.distances[:3], [x + 1 for x in
-                                                                                           agg.distances[3]]))),
+        ("challenges: not the vote's distance table", opening, dict(distances=(*opening.distances[:3], [
+            x + 1 for x in opening.distances[3]]))),
         ("challenges: not the vote's distance table", node, dict(sums=[x + 1 for x in node.sums])),
         ("challenges: not the vote's distance table", leaf, dict(chunk=1)),
         ("challenges: bad node", node, dict(height=0)),
@@ -324,6 +329,25 @@ def test_distance_steps_are_refused_for_other_rules(tmp_path):
                                  ("0x" + "00" * 20, bytes(32), bytes(32), b"", []))
     with reverts("challenges: no distance table"):
         net.deployment.challenges.tx(fake.fn, *fake.args(), sender=acct)
+    opening = OpenTable(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args, (tree, bytes(32), bytes(32), []))
+    with reverts("challenges: no distance table"):
+        net.deployment.challenges.tx(opening.fn, *opening.args(), sender=acct)
+
+
+def test_a_krum_value_check_needs_the_table_opened_first(tmp_path):
+    net = build_network(config(tmp_path, colluders=3, collusion="model"))
+    v = play_to_vote(net)
+    ev = leading_evidence(net, v)
+    ch = ev.model_fault()
+    assert ch.fn == "challenge" and ch.opening is not None
+    acct = funded(net)
+    approve_bond(net, acct)
+    with reverts("challenges: table not opened"):
+        net.deployment.challenges.tx(ch.fn, *ch.args(), sender=acct)
+    rc = net.deployment.challenges.tx("open_table", *ch.opening.args(), sender=acct)
+    assert rc.event("TableOpened").args["selection"] == sum(1 << ev.accepted[k].args["index"] for k in ev.averaged())
+    net.deployment.challenges.tx("open_table", *ch.opening.args(), sender=acct)  # again: the same record
+    assert net.deployment.challenges.tx(ch.fn, *ch.args(), sender=acct).event("Challenged").args["success"] is True
 
 
 def test_a_withheld_table_cannot_be_proven_wrong(tmp_path):

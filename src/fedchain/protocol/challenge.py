@@ -69,7 +69,7 @@ class Challenge:
     parent_proof: list[bytes]
     claimed_chunk: bytes
     claimed_proof: list[bytes]
-    distances: tuple = (ZERO, ZERO, ZERO, ())  # Krum rules: (scores tree root, root's children, totals)
+    opening: "OpenTable | None" = None  # Krum rules: the table must be opened first (not an argument)
 
     fn = "challenge"
 
@@ -77,7 +77,25 @@ class Challenge:
         return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash), self.chunk,
                 self.coordinate, self.depth, self.nodes,
                 self.update_roots, self.salts, self.update_chunks, self.update_proofs, self.parent_chunk,
-                self.parent_proof, self.claimed_chunk, self.claimed_proof, self.distances)
+                self.parent_proof, self.claimed_chunk, self.claimed_proof)
+
+
+@dataclass(frozen=True)
+class OpenTable:
+    """The arguments of ``challenges.open_table``: a Krum-rule vote's table root, opened, so that
+    the contract records the selection its sums imply (sent before the ``Challenge``; no bond)."""
+
+    task_id: int
+    round_id: int
+    vote: tuple
+    rule: tuple[int, int, int, int]
+    recipe_json_hash: bytes
+    distances: tuple  # (scores tree root, the table root's two children, its sums)
+
+    fn = "open_table"
+
+    def args(self) -> tuple:
+        return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash), self.distances)
 
 
 @dataclass(frozen=True)
@@ -258,12 +276,11 @@ class Evidence:
         size = self.recipe.chunk_size
         parent_chunk, parent_proof = _chunk_and_proof(self.parent, c, size)
         claimed_chunk, claimed_proof = _chunk_and_proof(self.claimed, c, size)
-        chosen = self.averaged()
-        distances = Challenge.distances
+        chosen, opening = self.averaged(), None
         if self.table is not None:
             if len(self.table.totals) != len(self.revealed) * (len(self.revealed) - 1) // 2:
                 chosen = []  # a table of the wrong size: the contract averages nothing and rules the vote wrong
-            distances = (self._scores_tree_root(), *self.table.root_children(), self.table.totals)
+            opening = self.open_table()
         update_chunks, update_proofs = b"", []
         for k in chosen:
             data, proof = _chunk_and_proof(self.updates[k], c, size)
@@ -274,7 +291,12 @@ class Evidence:
             self.task_id, self.round_id, self.vote_tuple, *self._rule_args, c, j, len(parent_proof),
             [e.args["node"] for e in events], [e.args["update_root"] for e in events],
             [e.args["salt"] for e in events], update_chunks, update_proofs, parent_chunk, parent_proof,
-            claimed_chunk, claimed_proof, distances)
+            claimed_chunk, claimed_proof, opening)
+
+    def open_table(self) -> OpenTable:
+        """The step that opens the vote's table root (Krum rules)."""
+        return OpenTable(self.task_id, self.round_id, self.vote_tuple, *self._rule_args,
+                         (self._scores_tree_root(), *self.table.root_children(), self.table.totals))
 
     def model_fault(self) -> "Challenge | DistanceSumChallenge | DistanceLeafChallenge | None":
         """The first provable fault of the vote's model: a wrong distance table (Krum

@@ -88,6 +88,8 @@ class Watcher(Node):
                 "challenge_distance_sum": lambda: f"distance table node {ch.position} at height {ch.height}",
                 "challenge_distance_leaf": lambda: f"distances ({ch.i}, {ch.j}) in chunk {ch.chunk}"}[ch.fn]()
         try:
+            if getattr(ch, "opening", None) is not None:  # a Krum-rule vote: record its selection first
+                self.gas_used += self.challenges.tx("open_table", *ch.opening.args(), sender=self.account).gas_used
             rc = self.challenges.tx(ch.fn, *ch.args(), sender=self.account)
         except Reverted as e:
             self.log.error("round %d: challenge of %s refused: %s", ch.round_id, what, e.reason)

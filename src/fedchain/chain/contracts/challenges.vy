@@ -124,6 +124,19 @@ struct Vote:
 deployer: immutable(address)
 bond: public(immutable(uint256))
 fc: public(fedchain.__interface__)
+# open_table's record, keyed by keccak256(abi_encode(task, round, leading vote
+# hash)): OPENED | MALFORMED (a table of the wrong size) | the selection mask
+selections: HashMap[bytes32, uint256]
+OPENED: constant(uint256) = 2**255
+MALFORMED: constant(uint256) = 2**254
+SELECTION_MASK: constant(uint256) = 2**64 - 1  # MAX_TABLE reveal indices
+
+
+event TableOpened:
+    task_id: indexed(uint256)
+    round_id: indexed(uint256)
+    selection: uint256   # bit i: reveal i is averaged (0 with malformed)
+    malformed: bool
 
 
 event Challenged:
@@ -178,7 +191,6 @@ def challenge(
     parent_proof: DynArray[bytes32, MAX_DEPTH],
     claimed_chunk: Bytes[CHUNK_BYTES],
     claimed_proof: DynArray[bytes32, MAX_DEPTH],
-    distances: Distances,
 ) -> bool:
     """
     @notice Challenge the leading result of a round in its window by
@@ -195,11 +207,10 @@ def challenge(
            each, concatenated.
     @param parent_chunk Chunk `chunk` of the task's current model.
     @param claimed_chunk Chunk `chunk` of the voted model.
-    @param distances Krum rules only (empty otherwise): the vote's distance
-           table root, opened. Krum's selection is recomputed from its sums;
-           a table of the wrong size proves the vote wrong. Sums that are
-           themselves wrong are disputed by challenge_distance_sum and
-           challenge_distance_leaf.
+    @dev Krum rules: the vote's table must have been opened (open_table),
+         which recorded the selection; a table of the wrong size proves the
+         vote wrong here. Sums that are themselves wrong are disputed by
+         challenge_distance_sum and challenge_distance_leaf.
     @return True if the result was wrong (round reverted), False if the
             challenge failed (bond forfeited).
     @dev Requirements: a challengeable rule, the task's current round, a leading
@@ -229,21 +240,10 @@ def challenge(
     if r.reveals > 0:
         averaged = (max_value(uint256) >> (256 - r.reveals)) & ~vote.rejected
     if rule >= RULE_KRUM:
-        assert r.reveals <= MAX_TABLE, "challenges: too many reveals for a distance table"
-        table: bytes32 = empty(bytes32)
-        if distances.left == empty(bytes32) and distances.right == empty(bytes32):
-            table = self._sum_leaf(0, distances.totals)
-        else:
-            table = self._sum_node(distances.left, distances.right, distances.totals)
-        assert keccak256(concat(distances.scores_tree_root, table)) == vote.scores_root, "challenges: not the vote's distance table"
-        if len(distances.totals) != r.reveals * (r.reveals - 1) // 2:
-            malformed = True
-            averaged = 0
-        elif rule == RULE_BULYAN:
-            averaged = self._bulyan_selection(averaged, r.reveals, distances.totals, recipe.param1)
-        else:
-            averaged = self._krum_selection(averaged, r.reveals, distances.totals, recipe.param1,
-                                            1 if rule == RULE_KRUM else recipe.param2)
+        opened: uint256 = self.selections[keccak256(abi_encode(task_id, round_id, r.leader))]
+        assert opened & OPENED != 0, "challenges: table not opened"
+        malformed = opened & MALFORMED != 0
+        averaged = opened & SELECTION_MASK
 
     col: DynArray[int256, MAX_UPDATES] = []  # the averaged updates' values at the coordinate
     acc: int256 = 0  # FedAvg's weighted sum
@@ -291,7 +291,14 @@ def challenge(
             # Krum returns its one update, MultiKrum the FedAvg mean of its selection
             agg = self._floor_div(acc, convert(total_weight, int256))
         elif rule == RULE_BULYAN:
-            agg = self._closest_to_median_mean(col, n - 2 * recipe.param1)
+            # the median of the selected values, then the mean of the n - 2f' nearest to it
+            # (n here is Bulyan's theta = accepted - 2f, so beta = theta - 2f)
+            s: DynArray[int256, MAX_UPDATES] = self._sorted(col)
+            med: int256 = s[n // 2]
+            if n % 2 == 0:
+                med = self._floor_div(s[n // 2 - 1] + s[n // 2], 2)
+            beta: uint256 = n - 2 * recipe.param1
+            agg = self._floor_div(self._closest_to_median_sum(col, med, beta), convert(beta, int256))
         else:
             col = self._sorted(col)
             if rule == RULE_MEDIAN:
@@ -313,6 +320,50 @@ def challenge(
                    at=chunk * CHUNK + coordinate, success=wrong)
     self._settle(task_id, round_id, wrong)
     return wrong
+
+
+@external
+def open_table(task_id: uint256, round_id: uint256, vote: Vote, recipe: RecipeRule, distances: Distances):
+    """
+    @notice First step against a Krum-rule vote (Krum, MultiKrum, Bulyan):
+            open its distance table's root and record the selection the
+            root's sums imply, for `challenge` to use. It judges nothing, so
+            it takes no bond; anyone may call it in the window (again: the
+            record is a function of the committed root, so it cannot change).
+    @param distances The vote's scores tree root and the table root's
+           children hashes and sums (see Distances).
+    @dev Krum's selection: each update's score is its summed squared
+         distance to its n - f - 2 nearest others, the m lowest win; Bulyan's
+         is Krum repeated n - 2f times on what is left. A separate
+         transaction because the table (n(n-1)/2 words) would otherwise make
+         every rule's `challenge` reserve the memory for it.
+    """
+    fc: fedchain.__interface__ = self.fc
+    task: fedchain.Task = staticcall fc.tasks(task_id)
+    r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
+    rule: uint256 = recipe.rule
+    assert rule >= RULE_KRUM and rule <= RULE_BULYAN, "challenges: no distance table"
+    assert r.reveals <= MAX_TABLE, "challenges: table too large"
+    key: bytes32 = keccak256(abi_encode(task_id, round_id, r.leader))
+    table: bytes32 = empty(bytes32)
+    if distances.left == empty(bytes32) and distances.right == empty(bytes32):
+        table = self._sum_leaf(0, distances.totals)
+    else:
+        table = self._sum_node(distances.left, distances.right, distances.totals)
+    assert keccak256(concat(distances.scores_tree_root, table)) == vote.scores_root, "challenges: not the vote's distance table"
+    malformed: bool = len(distances.totals) != r.reveals * (r.reveals - 1) // 2
+    selection: uint256 = 0
+    if not malformed:
+        accepted: uint256 = 0
+        if r.reveals > 0:
+            accepted = (max_value(uint256) >> (256 - r.reveals)) & ~vote.rejected
+        if rule == RULE_BULYAN:
+            selection = self._bulyan_selection(accepted, r.reveals, distances.totals, recipe.param1)
+        else:
+            selection = self._krum_selection(accepted, r.reveals, distances.totals, recipe.param1,
+                                             1 if rule == RULE_KRUM else recipe.param2)
+    self.selections[key] = OPENED | (MALFORMED if malformed else 0) | selection
+    log TableOpened(task_id=task_id, round_id=round_id, selection=selection, malformed=malformed)
 
 
 @external
@@ -774,18 +825,16 @@ def _bulyan_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, 
 
 @internal
 @pure
-def _closest_to_median_mean(col: DynArray[int256, MAX_UPDATES], beta: uint256) -> int256:
+def _closest_to_median_sum(col: DynArray[int256, MAX_UPDATES], med: int256, beta: uint256) -> int256:
     """
-    @dev Bulyan's per-coordinate step: the floor mean of the `beta` values
-         closest to the median (even count: the floor of the middle pair's
-         mean), ties to the earlier value (reveal order), as numpy's stable
-         argsort in learning.aggregate.bulyan picks them.
+    @dev Bulyan's per-coordinate step: the sum of the `beta` values closest
+         to the median `med`, ties to the earlier value (reveal order), as
+         numpy's stable argsort in learning.aggregate.bulyan picks them. A
+         leaf function on purpose: a function it called would get a frame
+         above this one's, and every challenge touching that frame would pay
+         for the memory in between.
     """
     n: uint256 = len(col)
-    s: DynArray[int256, MAX_UPDATES] = self._sorted(col)
-    med: int256 = s[n // 2]
-    if n % 2 == 0:
-        med = self._floor_div(s[n // 2 - 1] + s[n // 2], 2)
     total: int256 = 0
     for a: uint256 in range(n, bound=MAX_UPDATES):
         da: int256 = abs(col[a] - med)
@@ -796,7 +845,7 @@ def _closest_to_median_mean(col: DynArray[int256, MAX_UPDATES], beta: uint256) -
                 rank += 1
         if rank < beta:
             total += col[a]
-    return self._floor_div(total, convert(beta, int256))
+    return total
 
 @internal
 @pure
