@@ -12,6 +12,7 @@ deadlines run.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -20,6 +21,7 @@ import pytest
 from fedchain.chain.anvil import anvil_binary
 from fedchain.errors import ChainError
 from fedchain.storage.cid import cid_from_digest
+from fedchain.storage.codec import decode_metadata
 from fedchain.storage.http import BlobServer
 from fedchain.storage.store import LocalBlobStore
 from procnet import PASSWORD, ProcessNetwork, accuracy, status_json
@@ -76,7 +78,10 @@ def test_processes_train_for_three_rounds_and_everyone_is_paid(procnet):
     nodes = [f"trainer-{i}" for i in range(TRAINERS)] + [f"validator-{j}" for j in range(VALIDATORS)]
 
     # the sponsor starts now and creates the task once every node is staked
+    # MultiKrum (f = 1: 4 of 5 updates averaged): validators in separate processes must agree on the
+    # distance table their votes commit to, and claims carry its root as one more proof sibling
     task = net.create_task("--rounds", str(ROUNDS), "--pool", "300", "--trainers-per-round", str(TRAINERS),
+                           "--rule", "multikrum", "--rule-params", '{"num_malicious_nodes": 1}',
                            "--validators-per-round", str(VALIDATORS), "--wait-for-trainers", str(TRAINERS),
                            "--wait-for-validators", str(VALIDATORS), "--commit-blocks", "8", "--reveal-blocks",
                            "4", "--validate-blocks", "6", "--challenge-blocks", "1", "--epochs", "1", "--lr", "0.1",
@@ -100,6 +105,10 @@ def test_processes_train_for_three_rounds_and_everyone_is_paid(procnet):
     before = accuracy(net, created["model_cid"])
     after = accuracy(net, fc.call("tasks", task)["model_cid"])
     assert after > before + 0.3, (before, after)
+    # the final model's lineage names the distance table its round committed to, and a node holds it
+    final = next(net.root.glob(f"*/blobs/{cid_from_digest(fc.call('tasks', task)['model_cid'])}")).read_bytes()
+    lineage = json.loads(decode_metadata(final)["fedchain"])
+    assert lineage["rule"] == "multikrum" and list(net.root.glob(f"*/blobs/{lineage['distances']['cid']}"))
 
     # status shows the finished task, its rounds and everyone's rewards
     st = status_json(net)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -27,6 +28,9 @@ def create(
     dataset: Annotated[str, typer.Option(help="digits | mnist | mnist1d: fixes the input shape and classes "
                                               "(trainers bring their own data of that kind).")] = "digits",
     rule: Annotated[str, typer.Option(help="Aggregation rule validators apply.")] = "fedavg",
+    rule_params: Annotated[str, typer.Option(
+        help='The rule\'s parameters as a JSON object, e.g. \'{"num_malicious_nodes": 1}\' '
+             '(see fedchain.learning.aggregate).')] = "{}",
     epochs: Annotated[int, typer.Option(help="Local epochs per round.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Local batch size.")] = 32,
     lr: Annotated[float, typer.Option(help="Local SGD learning rate.")] = 0.05,
@@ -66,6 +70,8 @@ def create(
     round 0. Nodes must be staked before a round opens to be selected in it:
     start them first (`fedchain node run`). Prints the task id.
     """
+    from fedchain.errors import LearningError
+    from fedchain.learning.aggregate import check_params
     from fedchain.learning.data import load_dataset
     from fedchain.learning.models import build_model
     from fedchain.learning.train import get_params
@@ -79,9 +85,17 @@ def create(
         chain, dep, _ = connect(deployment, rpc)
         store, server = open_store(home, deployment, listen if wait else "off", public_url, peer, peers_file,
                                    announce and wait, log)
+        try:
+            params = json.loads(rule_params)
+            if not isinstance(params, dict):
+                raise ValueError("not a JSON object")
+            check_params(rule, params)
+        except (ValueError, LearningError) as e:
+            raise typer.BadParameter(f"--rule-params {rule_params!r}: {e}") from None
         data = load_dataset(dataset, seed=seed)
         recipe = Recipe(model=model, dataset=dataset, input_shape=tuple(data.input_shape),
-                        num_classes=data.num_classes, rule=rule, epochs=epochs, batch_size=batch_size, lr=lr)
+                        num_classes=data.num_classes, rule=rule, rule_params=params, epochs=epochs,
+                        batch_size=batch_size, lr=lr)
         initial = get_params(build_model(model, tuple(data.input_shape), data.num_classes, seed=seed))
         if wait_for_trainers or wait_for_validators:
             if not wait_for_stakers(dep, wait_for_trainers, wait_for_validators, log):
