@@ -116,7 +116,12 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
                     momentum=cfg.momentum, rule=cfg.rule, rule_params=cfg.rule_params, score=cfg.score,
                     data_seed=cfg.seed)
     out = Path(cfg.out)
-    store = LocalBlobStore(out / "blobs")
+    # One process: a crash loses every node at once, so nothing gains from fsync here
+    # (nodes run as processes always fsync their journal and blobs).
+    store = LocalBlobStore(out / "blobs", durable=False)
+
+    def journal(name: str) -> Journal:
+        return Journal(out / "journals" / f"{name}.jsonl", durable=False)
 
     owner = account_from_seed(f"{cfg.seed}:sponsor")
     chain.fund(owner.address, 10**22)
@@ -144,7 +149,7 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
         fc.tx("stake", ROLE_TRAINER, cfg.stake, sender=acct)
         idx = parts[i]
         trainers.append(cls(f"trainer-{i}" + ("" if kind == "honest" else f"({kind})"), account=acct,
-                            journal=Journal(out / "journals" / f"trainer-{i}.jsonl"),
+                            journal=journal(f"trainer-{i}"),
                             x=data.x_train[idx], y=data.y_train[idx], seed=cfg.seed * 1000 + i, **common))
     arm(trainers)
     validators = []
@@ -153,13 +158,12 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
         fc.tx("stake", ROLE_VALIDATOR, cfg.stake, sender=acct)
         cls, label = ((COLLUDERS[cfg.collusion], f"validator-{j}(colluder)") if j < cfg.colluders
                       else (Validator, f"validator-{j}"))
-        validators.append(cls(label, account=acct, journal=Journal(out / "journals" / f"validator-{j}.jsonl"),
-                              **common))
+        validators.append(cls(label, account=acct, journal=journal(f"validator-{j}"), **common))
     watchers = []
     for k in range(cfg.watchers):
         acct = account(f"watcher-{k}")  # holds tokens for challenge bonds, stakes nothing
         tok.tx("mint", acct.address, 10 * dep.challenges.call("bond"), sender=owner)
-        watchers.append(Watcher(f"watcher-{k}", account=acct, journal=Journal(out / "journals" / f"watcher-{k}.jsonl"),
+        watchers.append(Watcher(f"watcher-{k}", account=acct, journal=journal(f"watcher-{k}"),
                                 challenges=dep.challenges, token=tok, **common))
     chain.mine(1)  # stake counts only in rounds opened after the block it was added in
 
