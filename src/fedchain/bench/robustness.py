@@ -39,6 +39,7 @@ from fedchain.learning.train import evaluate, flatten, get_params, param_shapes,
 from fedchain.protocol.node import Model
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.root_set import report_indices, round_scores
+from fedchain.protocol.trainer import client_momentum
 from fedchain.protocol.validator import aggregate_round, decode_update
 from fedchain.sim.attacks import ATTACKS, Knowledge, finish
 from fedchain.sim.attacks.backdoor import triggered_test_set
@@ -95,6 +96,55 @@ def rule_params(rule: str, trainers: int, tolerance: float = TOLERANCE) -> dict:
     if rule == "centeredclipping":
         return {"tau": 2.5, "iterations": 3}
     return {}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named configuration of a rule beyond ``rule_params``: NNM pre-aggregation, other
+    parameters, client momentum, or f set to the cell's actual attacker count.
+
+    A cell whose ``rule`` is a name in ``VARIANTS`` runs the very same path as a plain rule
+    (``run_cell``, ``aggregate_round``); only its recipe differs.
+    """
+
+    rule: str  # the aggregation rule (a name in RULES)
+    params: tuple[tuple[str, object], ...] = ()  # set over rule_params(rule, trainers)
+    nnm: bool = False  # NNM pre-aggregation with f = round(TOLERANCE * trainers)
+    f_matched: bool = False  # num_malicious_nodes = the cell's attacker count, round(share * trainers)
+    client_momentum: float = 0.0  # the recipe's client_momentum (honest trainers apply it)
+    about: str = ""
+
+    def rule_params(self, trainers: int, byzantine_fraction: float) -> dict:
+        p = rule_params(self.rule, trainers)
+        if self.nnm:
+            p |= {"nnm": True, "num_malicious_nodes": int(round(TOLERANCE * trainers))}
+        if self.f_matched:
+            p["num_malicious_nodes"] = int(round(byzantine_fraction * trainers))
+        return p | dict(self.params)
+
+
+VARIANTS: dict[str, Variant] = {
+    "nnm+centeredclipping": Variant("centeredclipping", nnm=True, about="NNM (f = 6) before centered clipping "
+                                    "(tau 2.5, 3 iterations)"),
+    "nnm+fedtrimmedavg": Variant("fedtrimmedavg", nnm=True, about="NNM (f = 6) before the trimmed mean (beta 0.3)"),
+    "nnm+multikrum": Variant("multikrum", nnm=True, about="NNM (f = 6) before MultiKrum (f = 6)"),
+    "centeredclipping+momentum0.9": Variant("centeredclipping", client_momentum=0.9,
+                                            about="centered clipping (tau 2.5, 3 iterations), honest trainers "
+                                                  "send client momentum 0.9 of their updates"),
+    "multikrum_f_matched": Variant("multikrum", f_matched=True,
+                                   about="MultiKrum with f matched to the attack share: f = the actual attacker "
+                                         "count (4 at 20%, 6 at 30%, 0 without attack)"),
+}
+
+
+def cell_recipe(dataset: str, rule: str, byzantine_fraction: float, setup: Setup, data=None, seed: int = 0) -> Recipe:
+    """The recipe of a cell: ``recipe_of`` for a plain rule; for a name in VARIANTS, the
+    variant's rule, parameters and client momentum."""
+    v = VARIANTS.get(rule) if rule not in RULES else None
+    if v is None:
+        return recipe_of(dataset, rule, setup, data, seed)
+    return replace(recipe_of(dataset, v.rule, setup, data, seed),
+                   rule_params=v.rule_params(setup.trainers, byzantine_fraction), client_momentum=v.client_momentum)
 
 
 def uses_root_set(rule: str, recipe: Recipe | None = None) -> bool:
@@ -169,7 +219,7 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
     start = time.perf_counter()
     torch.set_num_threads(1)  # as build_network: one thread, so that training is bit-identical to the simulation's
     data, parts, model, initial, template, net = _world(cell.dataset, cell.seed, setup)
-    recipe = recipe_of(cell.dataset, cell.rule, setup, data, cell.seed)
+    recipe = cell_recipe(cell.dataset, cell.rule, cell.byzantine_fraction, setup, data, cell.seed)
     by_root_set = replace(recipe, score="validation")
     test = report_indices(recipe, data.y_test)  # the test split less the validators' root set
     n = setup.trainers
@@ -189,6 +239,7 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
     q = fp.to_fixed(flatten(initial))
     cosine, validation, curve = Payouts(setup.pool, setup.rounds, n), Payouts(setup.pool, setup.rounds, n), []
     prev = None  # the update that made the current model: centered clipping's centre (validator.previous_update)
+    momentum: dict[int, np.ndarray] = {}  # honest trainers' client momentum buffers (recipe.client_momentum)
     for r in range(setup.rounds):
         params = unflatten(fp.from_fixed(q), template)
 
@@ -198,6 +249,10 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
             return _train(cell.dataset, cell.seed, setup, i, params, r, *xs[i])
 
         updates = {i: trained(i) for i in honest_ids}
+        if recipe.client_momentum:  # what honest trainers send (Trainer.make_update); attackers send raw crafts
+            for i in honest_ids:
+                updates[i] = momentum[i] = client_momentum(
+                    {"u": momentum[i]} if i in momentum else None, {"u": updates[i]}, recipe.client_momentum)["u"]
         # An honest trainer whose training diverged (a wrecked model) cannot send a valid
         # update: it could not commit one on chain either, so it sits the round out.
         valid = {i: u for i, u in updates.items() if _in_range(u)}
@@ -230,10 +285,12 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
     model_root = result.model_root.hex()
     row = {**asdict(cell), "attack": cell.attack or "none", "rounds": setup.rounds, "model": model,
            "local_epochs": setup.epochs, "byzantine_trainers": f, "rule_params": dict(recipe.rule_params),
-           "uses_root_set": uses_root_set(cell.rule, recipe), "accuracy": curve[-1], "accuracy_curve": curve,
+           "uses_root_set": uses_root_set(recipe.rule, recipe), "accuracy": curve[-1], "accuracy_curve": curve,
            **cosine.shares(honest_ids, attacker_ids),
            **{k + "_root_set": v for k, v in validation.shares(honest_ids, attacker_ids).items()},
            "model_root": "0x" + model_root, "rewards_wei": cosine.rewards, "seconds": time.perf_counter() - start}
+    if cell.rule in VARIANTS and cell.rule not in RULES:
+        row |= {"variant": cell.rule, "base_rule": recipe.rule, "client_momentum": recipe.client_momentum}
     if cell.attack == "backdoor":
         xt, yt = triggered_test_set(data.x_test[test], data.y_test[test])
         row["attack_success_rate"] = evaluate(net, final, xt, yt)
@@ -582,3 +639,127 @@ def write_report(result: dict, out) -> None:
     (out / "results.json").write_text(json.dumps(result, indent=1))
     (out / "README.md").write_text(markdown(result))
     heatmap(result, out / "heatmap.png")
+
+
+# -- rule variants (VARIANTS): the same cells, reported against no-attack FedAvg
+
+
+def variant_cells(datasets, variants, attacks, fractions, seeds) -> list[Cell]:
+    """The grid of ``variants`` (names in VARIANTS), plus no-attack FedAvg per seed: the reference."""
+    return [Cell(ds, "fedavg", None, 0.0, seed) for ds in datasets for seed in seeds] + grid(
+        datasets, variants, attacks, fractions, seeds)
+
+
+def summarize_variants(rows: list[dict]) -> list[dict]:
+    """``summarize``, each cell also naming its variant, base rule and client momentum."""
+    cells = summarize(rows)
+    for c in cells:
+        v = VARIANTS.get(c["rule"]) if c["rule"] not in RULES else None
+        c |= ({"variant": c["rule"], "base_rule": v.rule, "client_momentum": v.client_momentum, "about": v.about}
+              if v else {"variant": None, "base_rule": c["rule"], "client_momentum": 0.0})
+    return cells
+
+
+def variants_markdown(result: dict) -> str:
+    cells, s = result["cells"], result["setup"]
+    lines = ["# Robustness benchmark: rule variants", "",
+             "Produced by " + ", then ".join(f"`{c}`" for c in result["commands"])
+             + f" in {result['seconds'] / 60:.1f} minutes ({result['workers']} worker processes, one torch thread "
+             f"each, on a machine with {result['cpu_count']} cores shared with other work).", "",
+             f"Setup as the main grid (`benchmarks/robustness`): {s['trainers']} trainers, Dirichlet alpha "
+             f"{s['alpha']}, {s['rounds']} rounds of {s['epochs']} local epochs (SGD lr {s['lr']}, momentum "
+             f"{s['momentum']}, batch {s['batch_size']}), seeds {result['seeds']}; the same cell code "
+             "(`run_cell`, the validators' `aggregate_round`); only the recipe differs (`VARIANTS` in "
+             "`src/fedchain/bench/robustness.py`). Accuracies in percent, mean ± std over seeds; the attackers "
+             "are the last trainers. Client momentum is applied by the honest trainers only (as "
+             "`Trainer.make_update`); attackers send their crafted updates as they are, and omniscient attackers "
+             "see the honest updates as sent.", "", "## Variants", "",
+             "| variant | rule | rule_params (at 20% / 30%) | client momentum | what |", "|---|---|---|---|---|"]
+    for name in result["rules"]:
+        v = VARIANTS[name]
+        ps = [next((c["rule_params"] for c in cells if c["rule"] == name and c["byzantine_fraction"] == fr), None)
+              for fr in result["fractions"]]
+        ps = [p for p in ps if p is not None]
+        shown = " / ".join(dict.fromkeys(f"`{json_compact(p)}`" for p in ps))
+        lines.append(f"| {name} | {v.rule} | {shown} | {v.client_momentum or '–'} | {v.about} |")
+    lines.append("")
+    for ds in result["datasets"]:
+        dcells = [c for c in cells if c["dataset"] == ds]
+        by = {(c["rule"], c["attack"], c["byzantine_fraction"]): c for c in dcells}
+        base = by.get(("fedavg", "none", 0.0))
+        b = base["accuracy_mean"] if base else None
+        lines += [f"## {ds}", ""]
+        if base:
+            lines += [f"No-attack FedAvg (this run, seeds {base['seeds']}): {_fmt(b)} ± {_fmt(base['accuracy_std'])}.",
+                      ""]
+        fracs = sorted({c["byzantine_fraction"] for c in dcells if c["byzantine_fraction"] > 0})
+
+        def worst(rule, fr):
+            cs = [by[(rule, a, fr)] for a in BAR_ATTACKS if (rule, a, fr) in by]
+            return min(cs, key=lambda c: c["accuracy_mean"]) if len(cs) == len(BAR_ATTACKS) else None
+
+        lines += [f"### Worst case over the {len(BAR_ATTACKS)} model-poisoning attacks ({', '.join(BAR_ATTACKS)})",
+                  "", "| variant | no attack | " + " | ".join(f"worst at {fr:.0%} (attack, vs no-attack FedAvg)"
+                                                            for fr in fracs) + " |", "|---" * (len(fracs) + 2) + "|"]
+        for name in result["rules"]:
+            row = [f"{_fmt(by[(name, 'none', 0.0)]['accuracy_mean'])} ± {_fmt(by[(name, 'none', 0.0)]['accuracy_std'])}"
+                   if (name, "none", 0.0) in by else "–"]
+            for fr in fracs:
+                w = worst(name, fr)
+                gap = f", {100 * (w['accuracy_mean'] - b):+.1f}" if w and b is not None else ""
+                row.append(f"{_fmt(w['accuracy_mean'])} ± {_fmt(w['accuracy_std'])} ({w['attack']}{gap})" if w
+                           else "– (not every attack measured)")
+            lines.append(f"| {name} | " + " | ".join(row) + " |")
+        if b is not None:
+            lines += ["", "Bars (issue 4, no trusted data): best worst case within 5 points of no-attack FedAvg at "
+                      "20% Byzantine, within 10 points at 30%.", ""]
+            for fr, limit in ((0.2, 5), (0.3, 10)):
+                cands = [(r, worst(r, fr)) for r in result["rules"] if worst(r, fr)]
+                if not cands:
+                    lines.append(f"- {fr:.0%}: no variant measured under every attack")
+                    continue
+                rule, w = max(cands, key=lambda rw: rw[1]["accuracy_mean"])
+                gap = 100 * (b - w["accuracy_mean"])
+                lines.append(f"- {fr:.0%} Byzantine: best variant {rule}, worst case {_fmt(w['accuracy_mean'])} "
+                             f"({w['attack']}), {gap:.1f} points below (bar: {limit}): "
+                             f"**{'holds' if gap <= limit else 'does not hold'}**")
+        cols = list(dict.fromkeys((c["attack"], c["byzantine_fraction"]) for c in dcells if c["rule"] != "fedavg"))
+        lines += ["", "### Final accuracy", "",
+                  "| variant | " + " | ".join(f"{a} {fr:.0%}" if fr else "no attack" for a, fr in cols) + " |",
+                  "|---" * (len(cols) + 1) + "|"]
+        for name in result["rules"]:
+            lines.append(f"| {name} | " + " | ".join(
+                f"{_fmt(c['accuracy_mean'])} ± {_fmt(c['accuracy_std'])}" if c else "–"
+                for c in (by.get((name, a, fr)) for a, fr in cols)) + " |")
+        acols = [col for col in cols if col[1] > 0]
+        lines += ["", "### Honest trainers' share of trainer rewards (%), cosine score", "",
+                  "| variant | " + " | ".join(f"{a} {fr:.0%}" for a, fr in acols) + " |", "|---" * (len(acols) + 1) + "|"]
+        for name in result["rules"]:
+            lines.append(f"| {name} | " + " | ".join(_fmt(c["honest_reward_share"]) if c else "–"
+                                                      for c in (by.get((name, a, fr)) for a, fr in acols)) + " |")
+        bd = [(name, fr) for name in result["rules"] for fr in fracs if (name, "backdoor", fr) in by]
+        if bd:
+            lines += ["", "### Backdoor attack success rate (%)", "",
+                      "| variant | " + " | ".join(f"{fr:.0%}" for fr in fracs) + " |", "|---" * (len(fracs) + 1) + "|"]
+            for name in result["rules"]:
+                lines.append(f"| {name} | " + " | ".join(
+                    _fmt(by[(name, "backdoor", fr)]["attack_success_rate"]) if (name, "backdoor", fr) in by else "–"
+                    for fr in fracs) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def json_compact(x) -> str:
+    import json
+
+    return json.dumps(x, separators=(", ", ": "))
+
+
+def write_variants_report(result: dict, out) -> None:
+    import json
+    from pathlib import Path
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=1))
+    (out / "README.md").write_text(variants_markdown(result))

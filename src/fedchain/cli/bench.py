@@ -45,6 +45,10 @@ def robustness(
     chain_attacks: Annotated[str | None, typer.Option(
         help="Attacks run as full simulations on the chain for rewards and slashes (default: copier, withholder, "
              "sybil, free-rider, ALIE); '' for none.")] = None,
+    variants: Annotated[str | None, typer.Option(
+        help="Comma-separated rule variants (VARIANTS in fedchain.bench.robustness: NNM, client momentum, f "
+             "matched to the attack share) instead of --rules, with no-attack FedAvg as the reference; no chain "
+             "runs; the report says each variant's worst case.")] = None,
 ) -> None:
     """Every aggregation rule against every attack at 0% and the given Byzantine shares.
 
@@ -70,14 +74,17 @@ def robustness(
         sd = [int(s) for s in seeds.split(",") if s.strip()]
         chain = (_names(chain_attacks, list(ATTACKS), "attack") if chain_attacks is not None
                  else ["copier", "withholder", "sybil", "freerider", "alie"])
+    use_variants = variants is not None and not quick
+    if use_variants:
+        rl, chain = _names(variants, list(rb.VARIANTS), "variant"), []
     setup = rb.Setup(rounds=rounds)
     # the exact command, every choice spelled out, whatever defaults were used
     command = shlex.join(["fedchain", "bench", "robustness", "--quick", "--out", str(out)]) if quick else shlex.join([
         "fedchain", "bench", "robustness", "--out", str(out), "--seeds", ",".join(map(str, sd)),
-        "--datasets", ",".join(ds), "--rules", ",".join(rl), "--attacks", ",".join(at),
-        "--fractions", ",".join(map(str, fr)), "--rounds", str(rounds), "--workers", str(workers),
-        "--chain-attacks", ",".join(chain)])
-    cells = rb.grid(ds, rl, at, fr, sd)
+        "--datasets", ",".join(ds), *(["--variants" if use_variants else "--rules", ",".join(rl)]),
+        "--attacks", ",".join(at), "--fractions", ",".join(map(str, fr)), "--rounds", str(rounds), "--workers",
+        str(workers), *([] if use_variants else ["--chain-attacks", ",".join(chain)])])
+    cells = rb.variant_cells(ds, rl, at, fr, sd) if use_variants else rb.grid(ds, rl, at, fr, sd)
     console.print(f"[bold]fedchain bench robustness[/]: {len(cells)} runs ({', '.join(ds)}; {len(rl)} rules; "
                   f"{len(at)} attacks at {fr}; seeds {sd}; {rounds} rounds of {setup.epochs} local epochs) "
                   f"in {workers} processes, then {len(chain) * len(fr)} runs on the chain")
@@ -113,9 +120,16 @@ def robustness(
               "runs": [r | {"accuracy_curve": [round(a, 4) for a in r["accuracy_curve"]]} for r in rows]}
     if add and (out / "results.json").exists():
         result = rb.merge(json.loads((out / "results.json").read_text()), result)
-    result["cells"] = rb.summarize(result["runs"])
-    result["worst_cases"] = rb.worst_cases(result["cells"])
-    rb.write_report(result, out)
+    if use_variants:
+        result["variants"] = {name: asdict(rb.VARIANTS[name]) for name in rl}
+        result["cells"] = rb.summarize_variants(result["runs"])
+        result["worst_cases"] = rb.worst_cases(result["cells"])
+        rb.write_variants_report(result, out)
+    else:
+        result["cells"] = rb.summarize(result["runs"])
+        result["worst_cases"] = rb.worst_cases(result["cells"])
+        rb.write_report(result, out)
     partial.unlink(missing_ok=True)
-    console.print(f"written {out / 'README.md'}, {out / 'heatmap.png'}, {out / 'results.json'} "
+    heat = "" if use_variants else f"{out / 'heatmap.png'}, "
+    console.print(f"written {out / 'README.md'}, {heat}{out / 'results.json'} "
                   f"in {result['seconds'] / 60:.1f} min")
