@@ -22,10 +22,9 @@ vector's root is the Merkle root of its chunk leaves.
 from __future__ import annotations
 
 import numpy as np
-from eth_utils import keccak
 
 from fedchain.errors import LearningError
-from fedchain.storage.merkle import merkle_root
+from fedchain.storage.merkle import keccak, merkle_root
 
 FRAC_BITS = 16
 SCALE = 1 << FRAC_BITS

@@ -36,10 +36,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from eth_hash.auto import keccak
 
 from fedchain.errors import FedchainError
 from fedchain.learning.aggregate.common import chunk_sums
+from fedchain.storage.merkle import keccak
 from fedchain.protocol.recipe import CHALLENGE_BULYAN, CHALLENGE_KRUM, CHALLENGE_MULTIKRUM, Recipe
 
 MAX_TABLE = 64  # challenges.vy: a table covers at most 64 reveals (2,016 pairs)
