@@ -49,14 +49,25 @@ class Unchallengeable(FedchainError):
 
 
 @dataclass(frozen=True)
-class Challenge:
-    """The arguments of ``challenges.challenge`` for one round."""
+class Step:
+    """What every call to the challenge contract starts with: the round, its leading vote
+    (model_root, model_cid, scores_root, total_score, rejected) and the recipe's challenge
+    rule (rule, param1, param2, score) with the recipe JSON's hash."""
 
     task_id: int
     round_id: int
-    vote: tuple  # (model_root, model_cid, scores_root, total_score, rejected)
-    rule: tuple[int, int, int, int]  # the recipe's challenge rule (rule, beta num, beta den, score)
+    vote: tuple
+    rule: tuple[int, int, int, int]
     recipe_json_hash: bytes
+
+    def head(self) -> tuple:
+        return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash))
+
+
+@dataclass(frozen=True)
+class Challenge(Step):
+    """The arguments of ``challenges.challenge`` for one round."""
+
     chunk: int
     coordinate: int
     depth: int
@@ -74,40 +85,29 @@ class Challenge:
     fn = "challenge"
 
     def args(self) -> tuple:
-        return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash), self.chunk,
-                self.coordinate, self.depth, self.nodes,
-                self.update_roots, self.salts, self.update_chunks, self.update_proofs, self.parent_chunk,
-                self.parent_proof, self.claimed_chunk, self.claimed_proof)
+        return (*self.head(), self.chunk, self.coordinate, self.depth, self.nodes, self.update_roots, self.salts,
+                self.update_chunks, self.update_proofs, self.parent_chunk, self.parent_proof, self.claimed_chunk,
+                self.claimed_proof)
 
 
 @dataclass(frozen=True)
-class OpenTable:
+class OpenTable(Step):
     """The arguments of ``challenges.open_table``: a Krum-rule vote's table root, opened, so that
     the contract records the selection its sums imply (sent before the ``Challenge``; no bond)."""
 
-    task_id: int
-    round_id: int
-    vote: tuple
-    rule: tuple[int, int, int, int]
-    recipe_json_hash: bytes
     distances: tuple  # (scores tree root, the table root's two children, its sums)
 
     fn = "open_table"
 
     def args(self) -> tuple:
-        return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash), self.distances)
+        return (*self.head(), self.distances)
 
 
 @dataclass(frozen=True)
-class ScoreChallenge:
+class ScoreChallenge(Step):
     """The arguments of ``challenges.challenge_score``: one trainer's score, recomputed
     from its whole update and the two whole models (empty for a rejected update)."""
 
-    task_id: int
-    round_id: int
-    vote: tuple
-    rule: tuple[int, int, int, int]
-    recipe_json_hash: bytes
     index: int  # a reveal index; node and score: the voted scores tree's leaf there
     node: str
     score: int
@@ -121,19 +121,14 @@ class ScoreChallenge:
     fn = "challenge_score"
 
     def args(self) -> tuple:
-        return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash), self.index, self.node,
-                self.score, self.score_proof, self.update_root, self.salt, self.update, self.parent, self.claimed)
+        return (*self.head(), self.index, self.node, self.score, self.score_proof, self.update_root, self.salt,
+                self.update, self.parent, self.claimed)
 
 
 @dataclass(frozen=True)
-class TotalChallenge:
+class TotalChallenge(Step):
     """The arguments of ``challenges.challenge_total``: every leaf of the scores tree."""
 
-    task_id: int
-    round_id: int
-    vote: tuple
-    rule: tuple[int, int, int, int]
-    recipe_json_hash: bytes
     nodes: list[str]
     scores: list[int]
     table_root: bytes = ZERO  # Krum rules: the distance table beside the scores tree
@@ -141,19 +136,13 @@ class TotalChallenge:
     fn = "challenge_total"
 
     def args(self) -> tuple:
-        return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash), self.nodes, self.scores,
-                self.table_root)
+        return (*self.head(), self.nodes, self.scores, self.table_root)
 
 
 @dataclass(frozen=True)
-class DistanceSumChallenge:
+class DistanceSumChallenge(Step):
     """The arguments of ``challenges.challenge_distance_sum``: a table node and its children."""
 
-    task_id: int
-    round_id: int
-    vote: tuple
-    rule: tuple[int, int, int, int]
-    recipe_json_hash: bytes
     scores_tree_root: bytes
     height: int
     position: int
@@ -166,19 +155,14 @@ class DistanceSumChallenge:
     fn = "challenge_distance_sum"
 
     def args(self) -> tuple:
-        return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash), self.scores_tree_root,
-                self.height, self.position, self.sums, self.left, self.right, self.siblings, self.digests)
+        return (*self.head(), self.scores_tree_root, self.height, self.position, self.sums, self.left, self.right,
+                self.siblings, self.digests)
 
 
 @dataclass(frozen=True)
-class DistanceLeafChallenge:
+class DistanceLeafChallenge(Step):
     """The arguments of ``challenges.challenge_distance_leaf``: a table leaf and entry (i, j)."""
 
-    task_id: int
-    round_id: int
-    vote: tuple
-    rule: tuple[int, int, int, int]
-    recipe_json_hash: bytes
     scores_tree_root: bytes
     chunk: int
     sums: list[int]
@@ -192,8 +176,8 @@ class DistanceLeafChallenge:
     fn = "challenge_distance_leaf"
 
     def args(self) -> tuple:
-        return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash), self.scores_tree_root,
-                self.chunk, self.sums, self.siblings, self.digests, self.i, self.j, self.a, self.b)
+        return (*self.head(), self.scores_tree_root, self.chunk, self.sums, self.siblings, self.digests, self.i,
+                self.j, self.a, self.b)
 
 
 MAX_SCORE_CHUNKS = 256  # challenges.vy reads whole vectors for a score: up to 256 chunks of 64 values
