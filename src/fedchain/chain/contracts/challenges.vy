@@ -21,19 +21,22 @@
        Bulyan:        over Bulyan's selection (repeated Krum on the same
                       distances), the floor mean of the n - 4f values closest
                       to their median;
-     and 0 if no update was accepted (or Krum has too few). The distances are
-     not coordinate-wise: they are sums over every chunk, which the vote
-     commits to as a Merkle sum tree, and a wrong sum is proven by bisection
-     down that tree: one node that is not the sum of its children
-     (challenge_distance_sum) or one leaf that is not its chunk's distances
-     (challenge_distance_leaf). Each is one transaction: the committed
-     intermediate sums make the bisection non-interactive, provided the
-     committee's tree is available (it travels in a blob named by the voted
-     model's lineage; see docs/decisions.md, "Challenges"). The challenger sends chunk c of the
-     parent model, of every accepted update and of the claimed model, each
-     with a Merkle proof against the root on chain (update roots are proven
-     through their commitments), so the contract trusts nothing it is sent;
-     it recomputes the one value the challenger says is wrong.
+     and 0 if no update was accepted (or Krum has too few). The challenger
+     sends chunk c of the parent model, of every averaged update and of the
+     claimed model, each with a Merkle proof against the root on chain
+     (update roots are proven through their commitments), so the contract
+     trusts nothing it is sent; it recomputes the one value the challenger
+     says is wrong.
+     The distances are not coordinate-wise: they are sums over every chunk,
+     which the vote commits to as a Merkle sum tree. open_table opens its
+     root and records the selection its sums imply (the value check reads
+     it); a wrong sum is proven by bisection down the tree: one node that is
+     not the sum of its children (challenge_distance_sum) or one leaf that is
+     not its chunk's distances (challenge_distance_leaf). Each step is one
+     transaction: the committed intermediate sums make the bisection
+     non-interactive, provided the committee's tree is available (it travels
+     in a blob named by the voted model's lineage; see docs/decisions.md,
+     "Challenges").
      Money: a challenge posts `bond` tokens. If the recomputed chunk differs
      from the claimed one the round is reverted and the bond returned; the
      challenger then earns the reporter share of every wrong voter's slash.
