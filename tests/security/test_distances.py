@@ -310,6 +310,7 @@ def test_every_malformed_table_step_is_refused(honest):
         ("challenges: bad update proof", leaf, dict(a=(*a[:3], bytes([a[3][0] ^ 1]) + a[3][1:], a[4]))),
         ("challenges: bad chunk length", leaf, dict(a=(*a[:3], a[3][:100], a[4]))),
         ("challenges: ragged inputs", leaf, dict(a=(*a[:4], a[4][:-1]))),
+        ("challenges: bad update proof", leaf, dict(a=(*a[:3], b"", a[4]))),  # a chunk passed off as padding
     ]
     for reason, good, change in cases:
         with reverts(reason):
@@ -330,8 +331,11 @@ def test_distance_steps_are_refused_for_other_rules(tmp_path):
     with reverts("challenges: no distance table"):
         net.deployment.challenges.tx(fake.fn, *fake.args(), sender=acct)
     opening = OpenTable(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args, (tree, bytes(32), bytes(32), []))
-    with reverts("challenges: no distance table"):
-        net.deployment.challenges.tx(opening.fn, *opening.args(), sender=acct)
+    node = DistanceSumChallenge(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args, tree, 1, 0, [],
+                                (bytes(32), bytes(32), []), (bytes(32), bytes(32), []), [], [])
+    for step in (opening, node):
+        with reverts("challenges: no distance table"):
+            net.deployment.challenges.tx(step.fn, *step.args(), sender=acct)
 
 
 def test_a_krum_value_check_needs_the_table_opened_first(tmp_path):
