@@ -293,28 +293,23 @@ def challenge(
         if rule == RULE_FEDAVG or rule == RULE_KRUM or rule == RULE_MULTIKRUM:
             # Krum returns its one update, MultiKrum the FedAvg mean of its selection
             agg = self._floor_div(acc, convert(total_weight, int256))
-        elif rule == RULE_BULYAN:
-            # the median of the selected values, then the mean of the n - 2f' nearest to it
-            # (n here is Bulyan's theta = accepted - 2f, so beta = theta - 2f)
+        else:
             s: DynArray[int256, MAX_UPDATES] = self._sorted(col)
-            med: int256 = s[n // 2]
+            med: int256 = s[n // 2]  # the median (even count: the floor of the middle pair's mean)
             if n % 2 == 0:
                 med = self._floor_div(s[n // 2 - 1] + s[n // 2], 2)
-            beta: uint256 = n - 2 * recipe.param1
-            agg = self._floor_div(self._closest_to_median_sum(col, med, beta), convert(beta, int256))
-        else:
-            col = self._sorted(col)
             if rule == RULE_MEDIAN:
-                if n % 2 == 1:
-                    agg = col[n // 2]
-                else:
-                    agg = self._floor_div(col[n // 2 - 1] + col[n // 2], 2)
+                agg = med
+            elif rule == RULE_BULYAN:
+                # the mean of the beta values nearest the median; n is Bulyan's theta, beta = theta - 2f
+                beta: uint256 = n - 2 * recipe.param1
+                agg = self._floor_div(self._closest_to_median_sum(col, med, beta), convert(beta, int256))
             else:
                 k: uint256 = recipe.param1 * n // recipe.param2
                 assert 2 * k < n, "challenges: nothing left to average"
                 total: int256 = 0
                 for i: uint256 in range(k, n - k, bound=MAX_UPDATES):
-                    total += col[i]
+                    total += s[i]
                 agg = self._floor_div(total, convert(n - 2 * k, int256))
     new: int256 = max(min(self._value(parent_chunk, coordinate) + agg, QMAX), -QMAX)
     wrong: bool = malformed or new != self._value(claimed_chunk, coordinate)
@@ -832,10 +827,8 @@ def _closest_to_median_sum(col: DynArray[int256, MAX_UPDATES], med: int256, beta
     """
     @dev Bulyan's per-coordinate step: the sum of the `beta` values closest
          to the median `med`, ties to the earlier value (reveal order), as
-         numpy's stable argsort in learning.aggregate.bulyan picks them. A
-         leaf function on purpose: a function it called would get a frame
-         above this one's, and every challenge touching that frame would pay
-         for the memory in between.
+         numpy's stable argsort in learning.aggregate.bulyan picks them
+         (`col` in reveal order, not sorted).
     """
     n: uint256 = len(col)
     total: int256 = 0
