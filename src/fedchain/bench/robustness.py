@@ -454,6 +454,14 @@ def chain_run(dataset: str, rule: str, attack: str, fraction: float, seed: int, 
 # -- the report
 
 
+def _bar_verdict(cands: list, baseline: float, limit: float, against: str = "") -> str:
+    """The best of (rule, worst cell) candidates against a bar: "rule, worst case ..., gap: holds?"."""
+    rule, w = max(cands, key=lambda rw: rw[1]["accuracy_mean"])
+    gap = 100 * (baseline - w["accuracy_mean"])
+    return (f"{rule}, worst case {_fmt(w['accuracy_mean'])} ({w['attack']}), {gap:.1f} points below"
+            f"{' ' + against if against else ''} (bar: {limit}): **{'holds' if gap <= limit else 'does not hold'}**")
+
+
 def _fmt(x, pct=True, digits=1):
     if x is None:
         return "–"
@@ -561,11 +569,8 @@ def bars(result: dict, dataset: str = "digits") -> list[str]:
         if not cands:
             lines.append(f"- {'with' if trusted else 'without'} a root set at {fr:.0%}: no rule measured")
             continue
-        rule, w = max(cands, key=lambda rw: rw[1]["accuracy_mean"])
-        gap = 100 * (b - w["accuracy_mean"])
-        lines.append(f"- {'with' if trusted else 'without'} trusted data, {fr:.0%} Byzantine: best rule {rule}, worst "
-                     f"case {_fmt(w['accuracy_mean'])} ({w['attack']}), {gap:.1f} points below no-attack FedAvg "
-                     f"(bar: {limit}): **{'holds' if gap <= limit else 'does not hold'}**")
+        lines.append(f"- {'with' if trusted else 'without'} trusted data, {fr:.0%} Byzantine: best rule "
+                     + _bar_verdict(cands, b, limit, "no-attack FedAvg"))
     for score, name in (("", "cosine score"), ("_root_set", "root-set score")):
         ok = []
         for rule in rules:
@@ -718,11 +723,7 @@ def variants_markdown(result: dict) -> str:
                 if not cands:
                     lines.append(f"- {fr:.0%}: no variant measured under every attack")
                     continue
-                rule, w = max(cands, key=lambda rw: rw[1]["accuracy_mean"])
-                gap = 100 * (b - w["accuracy_mean"])
-                lines.append(f"- {fr:.0%} Byzantine: best variant {rule}, worst case {_fmt(w['accuracy_mean'])} "
-                             f"({w['attack']}), {gap:.1f} points below (bar: {limit}): "
-                             f"**{'holds' if gap <= limit else 'does not hold'}**")
+                lines.append(f"- {fr:.0%} Byzantine: best variant " + _bar_verdict(cands, b, limit))
         cols = list(dict.fromkeys((c["attack"], c["byzantine_fraction"]) for c in dcells if c["rule"] != "fedavg"))
         lines += ["", "### Final accuracy", "",
                   "| variant | " + " | ".join(f"{a} {fr:.0%}" if fr else "no attack" for a, fr in cols) + " |",
