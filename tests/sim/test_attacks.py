@@ -251,3 +251,33 @@ def test_free_riders_earn_clearly_less_than_honest_trainers(tmp_path):
     per_rider = sum(t.rewards for t in riders) / len(riders)
     per_honest = sum(t.rewards for t in honest) / len(honest)
     assert per_honest > 0 and per_rider < 0.1 * per_honest
+
+
+def test_zeno_on_chain_leaves_sign_flippers_out_of_the_model_and_the_rewards(tmp_path):
+    """A Zeno task (root-set scores) on the embedded chain: the validators' model is the
+    FedAvg of exactly the updates the root set scores positive; the sign flippers are not
+    among them and earn nothing."""
+    from fedchain.learning.aggregate import fedavg
+    from fedchain.protocol.root_set import validation_round_scores
+    from fedchain.protocol.validator import check_updates
+
+    cfg = SimConfig(trainers=6, validators=3, rounds=1, model="mlp", epochs=1, lr=0.1, seed=6, out=tmp_path,
+                    rule="zeno", rule_params={"num_malicious_nodes": 2}, score="validation",
+                    attack="signflip", byzantine=2 / 6)
+    net = build_network(cfg)
+    v = net.validators[0]
+    parent = v.current_model(net.task_id)
+    assert play_round(net).finalized
+    settle(net)
+    revealed = sorted(v.task(net.task_id).reveals[0], key=lambda e: e.args["index"])
+    updates, samples, reasons = check_updates(revealed, net.store, v.shapes, net.recipe.chunk_size)
+    assert not reasons and len(updates) == 6
+    scores = dict(zip(updates, validation_round_scores(net.recipe, parent.q, list(updates.values()), net.initial_params)))
+    flippers = {t.address for t in net.trainers if isinstance(t, AttackTrainer)}
+    assert len(flippers) == 2 and all(scores[a] == 0 for a in flippers)
+    kept = [a for a in updates if scores[a] > 0]
+    assert len(kept) >= 2
+    want = fp.clip_fixed(parent.q + fedavg.aggregate_update([updates[a] for a in kept], [samples[a] for a in kept]))
+    assert np.array_equal(v.current_model(net.task_id).q, want)
+    assert all(t.rewards == 0 for t in net.trainers if t.address in flippers)
+    assert all(t.rewards > 0 for t in net.trainers if t.address in kept)

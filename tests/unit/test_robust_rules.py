@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedchain.errors import LearningError
-from fedchain.learning.aggregate import RULES, aggregate_update, min_updates, needs_root_set, uses_prev_update
+from fedchain.learning.aggregate import (RULES, aggregate_update, min_updates, needs_root_scores, needs_root_set,
+                                         uses_prev_update)
 from fedchain.learning.aggregate.bulyan import select_bulyan
 from fedchain.learning.aggregate.centeredclipping import clip_rows
 from fedchain.learning.aggregate.common import dots, pairwise_sq_distances, sq_norms
@@ -44,8 +45,9 @@ def cluster(rng, n, d, centre=0, spread=1000):
 
 def test_registry_names():
     assert set(RULES) == {"fedavg", "fedmedian", "fedtrimmedavg", "krum", "multikrum", "bulyan",
-                          "centeredclipping", "fltrust"}
+                          "centeredclipping", "fltrust", "zeno"}
     assert [r for r in RULES if needs_root_set(r)] == ["fltrust"]
+    assert [r for r in RULES if needs_root_scores(r)] == ["zeno"]
     assert [r for r in RULES if uses_prev_update(r)] == ["centeredclipping"]
 
 
@@ -69,6 +71,9 @@ def test_fedavg_through_the_registry_is_fedavg():
     ("centeredclipping", {"iterations": 0}, {}, "must be an integer >= 1"),
     ("fltrust", {}, {}, "needs root_update"),
     ("fltrust", {}, {"root_update": np.zeros(2, dtype=np.int64)}, "root_update must be an integer vector of length 3"),
+    ("zeno", {}, {}, "needs root_scores"),
+    ("zeno", {}, {"root_scores": [1] * 6}, "7 updates but 6 root-set scores"),
+    ("zeno", {"num_malicious_nodes": 7}, {"root_scores": [1] * 7}, "0 <= num_malicious_nodes < n"),
 ])
 def test_bad_rules_and_parameters_are_clear_errors(rule, params, kw, message):
     x = vecs(*([i, -i, 2 * i] for i in range(7)))
@@ -78,6 +83,7 @@ def test_bad_rules_and_parameters_are_clear_errors(rule, params, kw, message):
 
 @pytest.mark.parametrize("rule, params, need", [
     ("fedavg", {}, 1), ("fedmedian", {}, 1), ("fedtrimmedavg", {"beta": 0.4}, 1), ("fltrust", {}, 1),
+    ("zeno", {"num_malicious_nodes": 2}, 3),
     ("centeredclipping", {}, 1), ("krum", {}, 3), ("krum", {"num_malicious_nodes": 2}, 7),
     ("multikrum", {"num_malicious_nodes": 1, "num_nodes_to_select": 9}, 9), ("bulyan", {"num_malicious_nodes": 2}, 11),
     ("fedmedian", {"nnm": True, "num_malicious_nodes": 3}, 4),
@@ -86,10 +92,10 @@ def test_min_updates_is_exactly_where_a_rule_starts_to_accept(rule, params, need
     assert min_updates(rule, params) == need
     x = vecs(*([i, 3 * i] for i in range(need)))
     g0 = np.array([1, 1])
-    assert agg(rule, x, params, root_update=g0).shape == (2,)
+    assert agg(rule, x, params, root_update=g0, root_scores=[1] * need).shape == (2,)
     if need > 1:
         with pytest.raises(LearningError):
-            agg(rule, x[:-1], params, root_update=g0)
+            agg(rule, x[:-1], params, root_update=g0, root_scores=[1] * (need - 1))
 
 
 def test_updates_are_checked():
@@ -367,6 +373,31 @@ def test_fltrust_rescaling_saturates_instead_of_overflowing():
 # ---------------------------------------------------------------- NNM
 
 
+def test_zeno_by_hand():
+    x = vecs([10, 0], [-50, 7], [20, 4], [2, 2], [6, -6])
+    scores = [5, 0, 9, 3, 7]
+    # b = 2: at most 3 kept, the highest positive scores: indices 2, 4, 0; FedAvg over them
+    want = (np.int64(10) * 1 + 20 * 3 + 6 * 5, 0 * 1 + 4 * 3 - 6 * 5)
+    assert np.array_equal(agg("zeno", x, {"num_malicious_nodes": 2}, samples=[1, 2, 3, 4, 5], root_scores=scores),
+                          np.array(want, dtype=np.int64) // 9)
+    # b = 0: every positive score is kept, the zero-scored update never is
+    assert np.array_equal(agg("zeno", x, {}, root_scores=scores), np.array([38, 0]) // 4)
+
+
+def test_zeno_ties_go_to_the_lower_reveal_index_and_no_positive_score_keeps_the_model():
+    x = vecs([1, 1], [2, 2], [3, 3], [4, 4])
+    assert np.array_equal(agg("zeno", x, {"num_malicious_nodes": 2}, root_scores=[4, 4, 4, 9]), [2, 2])  # rows 0, 3
+    assert np.array_equal(agg("zeno", x, {"num_malicious_nodes": 1}, root_scores=[0, 0, 0, 0]), [0, 0])
+
+
+def test_zeno_leaves_out_what_the_root_set_scores_zero_whatever_its_size():
+    rng = np.random.default_rng(3)
+    honest = cluster(rng, 7, 50, centre=500)
+    attackers = [np.full(50, -QMAX)] * 3  # scored 0 by the root set: left out, however extreme
+    out = agg("zeno", honest + attackers, {"num_malicious_nodes": 3}, root_scores=[3] * 7 + [0] * 3)
+    assert np.array_equal(out, agg("fedavg", honest))
+
+
 def test_nnm_by_hand():
     x = np.stack(vecs([0, 0], [2, 0], [10, 0], [11, 4]))
     # f = 1: each update is mixed with its 3 nearest (itself included)
@@ -415,7 +446,8 @@ def test_norms_dots_and_distances_equal_python_integer_arithmetic(d):
 
 
 PERMUTATION_INVARIANT = [("fedavg", {}), ("fedmedian", {}), ("fedtrimmedavg", {"beta": 0.25}),
-                         ("centeredclipping", {"tau": 0.01, "iterations": 2}), ("fltrust", {})]
+                         ("centeredclipping", {"tau": 0.01, "iterations": 2}), ("fltrust", {}),
+                         ("zeno", {"num_malicious_nodes": 3})]
 # Krum, Bulyan and NNM break ties by reveal index; without ties (continuous-looking data) they are invariant too
 ORDER_FREE_WITHOUT_TIES = [("krum", {"num_malicious_nodes": 2}), ("multikrum", {"num_malicious_nodes": 2}),
                            ("fedmedian", {"nnm": True, "num_malicious_nodes": 2})]
@@ -427,10 +459,12 @@ def test_same_bits_under_permutation(rule, params):
     x = cluster(rng, 11, 257, spread=QMAX // 2)
     samples = list(rng.integers(1, 1000, 11))
     g0 = rng.integers(-1000, 1000, 257)
-    out = aggregate_update(rule, params, x, samples, root_update=g0)
+    scores = list(rng.permutation(11) * 7 + 1)  # distinct: Zeno's ranking has no ties to break
+    out = aggregate_update(rule, params, x, samples, root_update=g0, root_scores=scores)
     for _ in range(3):
         p = rng.permutation(11)
-        again = aggregate_update(rule, params, [x[i] for i in p], [samples[i] for i in p], root_update=g0)
+        again = aggregate_update(rule, params, [x[i] for i in p], [samples[i] for i in p], root_update=g0,
+                                 root_scores=[scores[i] for i in p])
         assert again.dtype == np.int64 and np.array_equal(again, out)
 
 
@@ -438,7 +472,7 @@ def all_rule_params(n):
     f = (n - 3) // 4
     return [("fedavg", {}), ("fedmedian", {}), ("fedtrimmedavg", {}), ("krum", {"num_malicious_nodes": f}),
             ("multikrum", {"num_malicious_nodes": f}), ("bulyan", {"num_malicious_nodes": f}),
-            ("centeredclipping", {"tau": 0.5, "iterations": 3}), ("fltrust", {}),
+            ("centeredclipping", {"tau": 0.5, "iterations": 3}), ("fltrust", {}), ("zeno", {"num_malicious_nodes": f}),
             ("fedtrimmedavg", {"nnm": True, "num_malicious_nodes": f})]
 
 
@@ -463,7 +497,8 @@ def test_outputs_stay_in_the_fixed_point_range(case):
     x, samples, g0, prev = case
     biggest = max(int(np.abs(u).max()) for u in x)
     for rule, params in all_rule_params(len(x)):
-        out = aggregate_update(rule, params, x, samples, root_update=g0, prev_update=prev)
+        out = aggregate_update(rule, params, x, samples, root_update=g0, prev_update=prev,
+                               root_scores=[int(abs(u).sum()) % 3 for u in x])
         assert out.dtype == np.int64 and out.shape == x[0].shape
         if rule == "centeredclipping":  # in the hull of the centre and the updates, one quantum per iteration
             centre = 0 if prev is None else int(np.abs(prev).max())

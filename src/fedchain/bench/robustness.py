@@ -79,7 +79,7 @@ class Setup:
 def rule_params(rule: str, trainers: int, tolerance: float = TOLERANCE) -> dict:
     """The rule's parameters for a tolerance of ``tolerance`` Byzantine trainers.
 
-    Krum, MultiKrum, Bulyan: num_malicious_nodes = f = round(tolerance * n),
+    Krum, MultiKrum, Zeno, Bulyan: num_malicious_nodes = f = round(tolerance * n),
     Bulyan capped at its condition n >= 4f + 3; trimmed mean: beta = tolerance
     (beta >= f / n, Yin et al.); centered clipping: tau = 2.5, about the median
     norm of an honest round-0 update on digits (the rule's default, 10, clips
@@ -87,7 +87,7 @@ def rule_params(rule: str, trainers: int, tolerance: float = TOLERANCE) -> dict:
     3 clipping iterations (one is not enough from a zero centre).
     """
     f = int(round(tolerance * trainers))
-    if rule in ("krum", "multikrum"):
+    if rule in ("krum", "multikrum", "zeno"):
         return {"num_malicious_nodes": f}
     if rule == "bulyan":
         return {"num_malicious_nodes": min(f, (trainers - 3) // 4)}
@@ -149,7 +149,7 @@ def cell_recipe(dataset: str, rule: str, byzantine_fraction: float, setup: Setup
 
 def uses_root_set(rule: str, recipe: Recipe | None = None) -> bool:
     """Whether validators use trusted root data: FLTrust does, and so does a root-set score."""
-    return RULES[rule].needs_root_set or (recipe is not None and recipe.score != "cosine")
+    return RULES[rule].needs_root_set or RULES[rule].needs_root_scores or (recipe is not None and recipe.score != "cosine")
 
 
 @lru_cache(maxsize=4)

@@ -66,9 +66,16 @@ def round_scores(recipe: Recipe, parent_q: np.ndarray, updates: Sequence[np.ndar
     if recipe.score == "cosine":
         return cosine_scores(updates, aggregate)
     if recipe.score == "validation":
-        rs = root_set(recipe)
-        return validation_scores(recipe.model, parent_q, updates, template, rs.xq, rs.y)
+        return validation_round_scores(recipe, parent_q, updates, template)
     raise LearningError(f"unknown score {recipe.score!r}; choose one of {list(SCORES)}")
+
+
+def validation_round_scores(recipe: Recipe, parent_q: np.ndarray, updates: Sequence[np.ndarray],
+                            template: Mapping[str, np.ndarray]) -> list[int]:
+    """Each update's root-set score (``validation_score.validation_scores``): what a task
+    with ``score = "validation"`` pays by and what Zeno selects by."""
+    rs = root_set(recipe)
+    return validation_scores(recipe.model, parent_q, updates, template, rs.xq, rs.y)
 
 
 def root_update(recipe: Recipe, model_q: np.ndarray, template: Mapping[str, np.ndarray]) -> np.ndarray:

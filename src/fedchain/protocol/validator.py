@@ -21,7 +21,8 @@ import numpy as np
 from fedchain.chain import commitments
 from fedchain.errors import BlobCorrupt, BlobNotFound, CodecError, LearningError, Reverted
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.aggregate import aggregate_update, min_updates, needs_root_set, uses_prev_update
+from fedchain.learning.aggregate import (aggregate_update, min_updates, needs_root_scores, needs_root_set,
+                                         uses_prev_update)
 from fedchain.learning.train import flatten, param_shapes, unflatten
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.protocol import root_set
@@ -268,12 +269,18 @@ def aggregate_round(task_id: int, round_id: int, model: Model, revealed: list, u
     ``prev_update`` is the update that made ``model`` (centered clipping's centre; see
     ``previous_update``).
     """
+    accepted = list(updates.values())
+    # Zeno selects by the root-set score; a task scored on the root set pays by the same numbers
+    by_root_set = (root_set.validation_round_scores(recipe, model.q, accepted, template)
+                   if needs_root_scores(recipe.rule) else None)
     new_q = (fp.clip_fixed(model.q + aggregate_update(
-        recipe.rule, recipe.rule_params, list(updates.values()), list(samples.values()),
+        recipe.rule, recipe.rule_params, accepted, list(samples.values()),
         root_update=root_set.root_update(recipe, model.q, template) if needs_root_set(recipe.rule) else None,
-        prev_update=prev_update))
+        prev_update=prev_update, root_scores=by_root_set))
              if len(updates) >= min_updates(recipe.rule, recipe.rule_params) else model.q)
-    node_scores = dict(zip(updates, round_scores(recipe, model.q, list(updates.values()), new_q - model.q, template)))
+    round_score = (by_root_set if by_root_set is not None and recipe.score == "validation"
+                   else round_scores(recipe, model.q, accepted, new_q - model.q, template))
+    node_scores = dict(zip(updates, round_score))
     scores = [(ev.args["node"], node_scores.get(ev.args["node"], 0)) for ev in revealed]
     rejected = sum(1 << ev.args["index"] for ev in revealed if ev.args["node"] in reasons)
     lineage = {"task": task_id, "round": round_id, "parent": model.cid, "rule": recipe.rule,

@@ -20,12 +20,14 @@ multikrum          num_malicious_nodes (0), num_nodes_to_select ``krum``
 bulyan             num_malicious_nodes (0)                      ``bulyan``
 centeredclipping   tau (10.0, model units), iterations (1)      ``centeredclipping``
 fltrust            - (needs ``root_update``)                    ``fltrust``
+zeno               num_malicious_nodes (0) (needs               ``zeno``
+                   ``root_scores``)
 =================  ===========================================  ==========================
 
 Every rule also accepts ``nnm: true``: nearest-neighbour mixing (``nnm``) first
 replaces each update by the mean of its n - f nearest, with f =
 ``num_malicious_nodes`` (required then). Unknown rules, unknown or bad
-parameters, and a missing root update for FLTrust raise ``LearningError``;
+parameters, and a missing root update for FLTrust (root-set scores for Zeno) raise ``LearningError``;
 ``min_updates(rule, params)`` is the fewest updates a rule accepts (Krum
 2f + 3, Bulyan 4f + 3), so a caller can tell a short round from a bad recipe.
 
@@ -44,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from fedchain.errors import LearningError
-from fedchain.learning.aggregate import bulyan, centeredclipping, fedavg, fedmedian, fedtrimmedavg, fltrust, krum, nnm
+from fedchain.learning.aggregate import bulyan, centeredclipping, fedavg, fedmedian, fedtrimmedavg, fltrust, krum, nnm, zeno
 from fedchain.learning.aggregate.common import int_param, stack, vector
 from fedchain.learning.fixedpoint import QMAX
 
@@ -53,15 +55,24 @@ from fedchain.learning.fixedpoint import QMAX
 class Rule:
     """An aggregation rule as the registry knows it.
 
-    ``run(x, samples, params, root_update, prev_update)`` gets the updates as one
-    checked (n, d) int64 array and returns the aggregate update.
+    ``run(x, samples, params, extra)`` gets the updates as one checked (n, d) int64
+    array and returns the aggregate update; ``extra`` holds what some rules need
+    beyond the updates.
     """
 
     name: str
     run: Callable[..., np.ndarray]
     params: frozenset[str] = frozenset()
-    needs_root_set: bool = False
+    needs_root_set: bool = False  # FLTrust: the validators' own update on the root set
     uses_prev_update: bool = False
+    needs_root_scores: bool = False  # Zeno: each update's root-set score
+
+
+@dataclass(frozen=True)
+class Extra:
+    root_update: np.ndarray | None = None
+    prev_update: np.ndarray | None = None
+    root_scores: Sequence[int] | None = None
 
 
 def _f(params: Mapping[str, Any]) -> int:
@@ -69,19 +80,21 @@ def _f(params: Mapping[str, Any]) -> int:
 
 
 RULES: dict[str, Rule] = {r.name: r for r in [
-    Rule("fedavg", lambda x, s, p, root, prev: fedavg.aggregate_update(list(x), s)),
-    Rule("fedmedian", lambda x, s, p, root, prev: fedmedian.fedmedian(x)),
-    Rule("fedtrimmedavg", lambda x, s, p, root, prev: fedtrimmedavg.fedtrimmedavg(x, fedtrimmedavg.beta_of(p)),
+    Rule("fedavg", lambda x, s, p, e: fedavg.aggregate_update(list(x), s)),
+    Rule("fedmedian", lambda x, s, p, e: fedmedian.fedmedian(x)),
+    Rule("fedtrimmedavg", lambda x, s, p, e: fedtrimmedavg.fedtrimmedavg(x, fedtrimmedavg.beta_of(p)),
          frozenset({"beta"})),
-    Rule("krum", lambda x, s, p, root, prev: krum.krum(x, _f(p)), frozenset({"num_malicious_nodes"})),
-    Rule("multikrum", lambda x, s, p, root, prev: krum.multikrum(
+    Rule("krum", lambda x, s, p, e: krum.krum(x, _f(p)), frozenset({"num_malicious_nodes"})),
+    Rule("multikrum", lambda x, s, p, e: krum.multikrum(
         x, s, _f(p), int_param(p, "num_nodes_to_select", max(1, len(x) - _f(p)), lo=1)),
          frozenset({"num_malicious_nodes", "num_nodes_to_select"})),
-    Rule("bulyan", lambda x, s, p, root, prev: bulyan.bulyan(x, _f(p)), frozenset({"num_malicious_nodes"})),
-    Rule("centeredclipping", lambda x, s, p, root, prev: centeredclipping.centered_clipping(
-        x, centeredclipping.tau_of(p), int_param(p, "iterations", 1, lo=1), prev),
+    Rule("bulyan", lambda x, s, p, e: bulyan.bulyan(x, _f(p)), frozenset({"num_malicious_nodes"})),
+    Rule("centeredclipping", lambda x, s, p, e: centeredclipping.centered_clipping(
+        x, centeredclipping.tau_of(p), int_param(p, "iterations", 1, lo=1), e.prev_update),
          frozenset({"tau", "iterations"}), uses_prev_update=True),
-    Rule("fltrust", lambda x, s, p, root, prev: fltrust.fltrust(x, root), needs_root_set=True),
+    Rule("fltrust", lambda x, s, p, e: fltrust.fltrust(x, e.root_update), needs_root_set=True),
+    Rule("zeno", lambda x, s, p, e: zeno.zeno(x, s, e.root_scores, _f(p)), frozenset({"num_malicious_nodes"}),
+         needs_root_scores=True),
 ]}
 
 COMMON_PARAMS = frozenset({"nnm", "num_malicious_nodes"})
@@ -97,6 +110,11 @@ def rule_of(name: str) -> Rule:
 def needs_root_set(rule: str) -> bool:
     """Whether validators must supply their own update on a root data set (FLTrust)."""
     return rule_of(rule).needs_root_set
+
+
+def needs_root_scores(rule: str) -> bool:
+    """Whether the rule selects by each update's root-set score (Zeno)."""
+    return rule_of(rule).needs_root_scores
 
 
 def uses_prev_update(rule: str) -> bool:
@@ -119,17 +137,18 @@ def check_params(rule: str, params: Mapping[str, Any]) -> None:
 
 def min_updates(rule: str, params: Mapping[str, Any]) -> int:
     """The fewest updates the rule accepts with these parameters (Krum: 2f + 3, Bulyan: 4f + 3,
-    MultiKrum: also m, NNM: f + 1); ``aggregate_update`` raises below it. Rejected updates shrink a
+    MultiKrum: also m, NNM and Zeno: f + 1); ``aggregate_update`` raises below it. Rejected updates shrink a
     round, so a caller decides what a round with too few valid updates does."""
     check_params(rule, params)
-    f = _f(params) if rule in ("krum", "multikrum", "bulyan") or params.get("nnm", False) else 0
+    f = _f(params) if rule in ("krum", "multikrum", "bulyan", "zeno") or params.get("nnm", False) else 0
     need = {"krum": 2 * f + 3, "multikrum": max(2 * f + 3, int_param(params, "num_nodes_to_select", 1, lo=1)),
-            "bulyan": 4 * f + 3}.get(rule, 1)
+            "bulyan": 4 * f + 3, "zeno": f + 1}.get(rule, 1)
     return max(need, f + 1) if params.get("nnm", False) else need
 
 
 def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.ndarray], samples: Sequence[int], *,
-                     root_update: np.ndarray | None = None, prev_update: np.ndarray | None = None) -> np.ndarray:
+                     root_update: np.ndarray | None = None, prev_update: np.ndarray | None = None,
+                     root_scores: Sequence[int] | None = None) -> np.ndarray:
     """The aggregate update (int64) of ``updates`` under ``rule`` with ``params``.
 
     Parameters
@@ -147,6 +166,9 @@ def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.
     prev_update : np.ndarray, optional
         The previous round's aggregate update, centered clipping's starting centre
         (None: start from zero).
+    root_scores : sequence of int, optional
+        Zeno's: each update's root-set score (``validation_score.validation_scores``
+        of the raw updates, before any NNM mixing), in the order of ``updates``.
     """
     r = rule_of(rule)
     params = dict(params)
@@ -159,10 +181,12 @@ def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.
     prev_update = vector(prev_update, d, "prev_update", 2 * QMAX)
     if r.needs_root_set and root_update is None:
         raise LearningError(f"rule {rule!r} needs root_update: the validators' own update on the root data set")
+    if r.needs_root_scores and root_scores is None:
+        raise LearningError(f"rule {rule!r} needs root_scores: each update's score on the validators' root set")
     if params.get("nnm", False):
         x = nnm.nnm(x, _f(params))
-    return r.run(x, list(samples), params, root_update, prev_update)
+    return r.run(x, list(samples), params, Extra(root_update, prev_update, root_scores))
 
 
-__all__ = ["RULES", "Rule", "aggregate_update", "check_params", "min_updates", "needs_root_set", "rule_of",
-           "uses_prev_update"]
+__all__ = ["RULES", "Rule", "aggregate_update", "check_params", "min_updates", "needs_root_scores",
+           "needs_root_set", "rule_of", "uses_prev_update"]

@@ -1,0 +1,58 @@
+"""Zeno: keep the updates that the root set says help, average them.
+
+Xie, Koyejo, Gupta, "Zeno: Distributed Stochastic Gradient Descent with
+Suspicion-based Fault-tolerance", ICML 2019. The server holds a little clean
+data, scores every candidate by how much one step along it lowers the loss
+there (the "stochastic descendant score", minus a norm penalty), and averages
+the n - b best, b >= the number of Byzantine workers.
+
+fedchain's descendant score is the root-set score validators already compute
+for rewards (``fedchain.learning.validation_score``, passed in as
+``root_scores``): the gain in expected correct answers on the root set from
+stepping 1/n along the update, floored at 0, and cut by the 8th power of the
+excess when the update is longer than 2.5 times the round's median norm (the
+norm penalty, which is what stops a boosted backdoor). This rule then
+
+    keeps the updates with a positive score, at most m = n - b of them, the
+    highest scores first (equal scores: the lower reveal index first), and
+    returns their FedAvg mean (sample counts capped as in ``fedavg``).
+
+No update with a positive score: the zero update (the model stays). Without a
+positive score an update has not shown the root set any benefit, so unlike the
+paper (which always keeps n - b) it is left out even when fewer than m are left.
+
+What it assumes: what FLTrust and the root-set score assume (see
+``fedchain.protocol.root_set``): validators hold a clean root set drawn from
+the task's distribution, identical on every validator, and the scores are
+exact integers, so every validator selects the same set. An honest non-IID
+trainer whose update hurts the balanced root set is left out of that round
+(it scores 0 and earns nothing for it under the root-set score, too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from fedchain.errors import LearningError
+from fedchain.learning.aggregate import fedavg
+
+
+def select(root_scores: Sequence[int], b: int) -> list[int]:
+    """Indices of the kept updates, ascending: the at most n - b highest positive scores."""
+    n = len(root_scores)
+    if not 0 <= b < n:
+        raise LearningError(f"zeno needs 0 <= num_malicious_nodes < n, got {b} with n = {n}")
+    ranked = sorted((i for i in range(n) if root_scores[i] > 0), key=lambda i: (-root_scores[i], i))
+    return sorted(ranked[:n - b])
+
+
+def zeno(x: np.ndarray, samples: Sequence[int], root_scores: Sequence[int], b: int) -> np.ndarray:
+    """The aggregate update: the FedAvg mean of ``select(root_scores, b)``'s rows of ``x``."""
+    if len(root_scores) != len(x):
+        raise LearningError(f"{len(x)} updates but {len(root_scores)} root-set scores")
+    kept = select(root_scores, b)
+    if not kept:
+        return np.zeros(x.shape[1], dtype=np.int64)
+    return fedavg.aggregate_update([x[i] for i in kept], [samples[i] for i in kept])
