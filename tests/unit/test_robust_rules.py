@@ -390,6 +390,17 @@ def test_zeno_ties_go_to_the_lower_reveal_index_and_no_positive_score_keeps_the_
     assert np.array_equal(agg("zeno", x, {"num_malicious_nodes": 1}, root_scores=[0, 0, 0, 0]), [0, 0])
 
 
+def test_zeno_clip_bounds_kept_updates_by_the_median_norm():
+    x = vecs([3, 4], [6, 8], [0, 5], [300, 400])  # norms 5, 10, 5, 500; upper median 10
+    scores = [1, 1, 1, 1]
+    plain = agg("zeno", x, {}, root_scores=scores)
+    clipped = agg("zeno", x, {"clip": True}, root_scores=scores)
+    assert np.array_equal(plain, np.array([309, 417]) // 4)
+    assert np.array_equal(clipped, np.array([3 + 6 + 0 + 6, 4 + 8 + 5 + 8]) // 4)  # 500 -> norm 10: (6, 8)
+    with pytest.raises(LearningError, match="'clip' must be true or false"):
+        agg("zeno", x, {"clip": 1}, root_scores=scores)
+
+
 def test_zeno_leaves_out_what_the_root_set_scores_zero_whatever_its_size():
     rng = np.random.default_rng(3)
     honest = cluster(rng, 7, 50, centre=500)
@@ -473,6 +484,7 @@ def all_rule_params(n):
     return [("fedavg", {}), ("fedmedian", {}), ("fedtrimmedavg", {}), ("krum", {"num_malicious_nodes": f}),
             ("multikrum", {"num_malicious_nodes": f}), ("bulyan", {"num_malicious_nodes": f}),
             ("centeredclipping", {"tau": 0.5, "iterations": 3}), ("fltrust", {}), ("zeno", {"num_malicious_nodes": f}),
+            ("zeno", {"num_malicious_nodes": f, "clip": True}),
             ("fedtrimmedavg", {"nnm": True, "num_malicious_nodes": f})]
 
 

@@ -20,8 +20,8 @@ multikrum          num_malicious_nodes (0), num_nodes_to_select ``krum``
 bulyan             num_malicious_nodes (0)                      ``bulyan``
 centeredclipping   tau (10.0, model units), iterations (1)      ``centeredclipping``
 fltrust            - (needs ``root_update``)                    ``fltrust``
-zeno               num_malicious_nodes (0) (needs               ``zeno``
-                   ``root_scores``)
+zeno               num_malicious_nodes (0), clip (false)        ``zeno``
+                   (needs ``root_scores``)
 =================  ===========================================  ==========================
 
 Every rule also accepts ``nnm: true``: nearest-neighbour mixing (``nnm``) first
@@ -75,6 +75,12 @@ class Extra:
     root_scores: Sequence[int] | None = None
 
 
+def bool_param(params: Mapping[str, Any], name: str) -> bool:
+    if not isinstance(params.get(name, False), bool):
+        raise LearningError(f"parameter {name!r} must be true or false, got {params[name]!r}")
+    return params.get(name, False)
+
+
 def _f(params: Mapping[str, Any]) -> int:
     return int_param(params, "num_malicious_nodes", 0)
 
@@ -93,8 +99,8 @@ RULES: dict[str, Rule] = {r.name: r for r in [
         x, centeredclipping.tau_of(p), int_param(p, "iterations", 1, lo=1), e.prev_update),
          frozenset({"tau", "iterations"}), uses_prev_update=True),
     Rule("fltrust", lambda x, s, p, e: fltrust.fltrust(x, e.root_update), needs_root_set=True),
-    Rule("zeno", lambda x, s, p, e: zeno.zeno(x, s, e.root_scores, _f(p)), frozenset({"num_malicious_nodes"}),
-         needs_root_scores=True),
+    Rule("zeno", lambda x, s, p, e: zeno.zeno(x, s, e.root_scores, _f(p), bool_param(p, "clip")),
+         frozenset({"num_malicious_nodes", "clip"}), needs_root_scores=True),
 ]}
 
 COMMON_PARAMS = frozenset({"nnm", "num_malicious_nodes"})
@@ -129,8 +135,8 @@ def check_params(rule: str, params: Mapping[str, Any]) -> None:
     if unknown:
         allowed = ", ".join(sorted(r.params | COMMON_PARAMS))
         raise LearningError(f"rule {rule!r} has no parameter {', '.join(sorted(unknown))}; it accepts: {allowed}")
-    if not isinstance(params.get("nnm", False), bool):
-        raise LearningError(f"parameter 'nnm' must be true or false, got {params['nnm']!r}")
+    for flag in ("nnm", "clip"):
+        bool_param(params, flag)
     if params.get("nnm", False) and "num_malicious_nodes" not in params:
         raise LearningError("nnm needs 'num_malicious_nodes' (f): each update is mixed with its n - f nearest")
 

@@ -21,6 +21,18 @@ No update with a positive score: the zero update (the model stays). Without a
 positive score an update has not shown the root set any benefit, so unlike the
 paper (which always keeps n - b) it is left out even when fewer than m are left.
 
+``clip = true`` (not in the paper) first scales every kept update longer than the
+round's median update norm down to that norm (the median over all accepted
+updates, the upper one for even n, so a minority cannot move it far): norm
+bounding (Sun et al. 2019, "Can you really backdoor federated learning?").
+Why: a model-replacement backdoor boosts a model that is good on clean data by
+gamma = n / attackers, so stepping along it helps the root set and it can rank
+among the best; the score's norm penalty shrinks its score but not its weight in
+the mean. Clipped, a kept boosted update moves the model no further than a
+typical honest one. Exact: ``centeredclipping.clip_rows`` (floor, one isqrt);
+a row is clipped only when its norm exceeds the bound, so the bound is below
+sqrt(d) * QMAX <= 2**35 and |u_j| * bound stays below 2**58.
+
 What it assumes: what FLTrust and the root-set score assume (see
 ``fedchain.protocol.root_set``): validators hold a clean root set drawn from
 the task's distribution, identical on every validator, and the scores are
@@ -32,11 +44,14 @@ trainer whose update hurts the balanced root set is left out of that round
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import isqrt
 
 import numpy as np
 
 from fedchain.errors import LearningError
 from fedchain.learning.aggregate import fedavg
+from fedchain.learning.aggregate.centeredclipping import clip_rows
+from fedchain.learning.aggregate.common import sq_norms
 
 
 def select(root_scores: Sequence[int], b: int) -> list[int]:
@@ -48,11 +63,15 @@ def select(root_scores: Sequence[int], b: int) -> list[int]:
     return sorted(ranked[:n - b])
 
 
-def zeno(x: np.ndarray, samples: Sequence[int], root_scores: Sequence[int], b: int) -> np.ndarray:
-    """The aggregate update: the FedAvg mean of ``select(root_scores, b)``'s rows of ``x``."""
+def zeno(x: np.ndarray, samples: Sequence[int], root_scores: Sequence[int], b: int, clip: bool = False) -> np.ndarray:
+    """The aggregate update: the FedAvg mean of ``select(root_scores, b)``'s rows of ``x``,
+    each first clipped to the median norm of ``x``'s rows if ``clip``."""
     if len(root_scores) != len(x):
         raise LearningError(f"{len(x)} updates but {len(root_scores)} root-set scores")
     kept = select(root_scores, b)
     if not kept:
         return np.zeros(x.shape[1], dtype=np.int64)
-    return fedavg.aggregate_update([x[i] for i in kept], [samples[i] for i in kept])
+    rows = x[kept].copy()
+    if clip:
+        rows = clip_rows(rows, isqrt(sorted(sq_norms(x))[len(x) // 2]))
+    return fedavg.aggregate_update(list(rows), [samples[i] for i in kept])
