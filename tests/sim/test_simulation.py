@@ -98,3 +98,23 @@ def test_only_the_withholder_is_slashed_and_tokens_are_conserved(finished):
         assert fc.call("payouts", node.address) == 0  # everything credited was withdrawn
         earned = node.rewards + share * reporters.count(node.address)
         assert net.deployment.token.call("balanceOf", node.address) == earned
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rule", "zeno", "--rule-params", '{"clip": 1}'], "'clip' must be true or false"),
+    (["--rule", "zeno", "--rule-params", "[6]"], "not a JSON object"),
+    (["--rule", "fedavg", "--rule-params", '{"beta": 0.1}'], "has no parameter beta"),
+    (["--score", "accuracy"], "unknown score 'accuracy'"),
+])
+def test_simulate_refuses_bad_rule_params_and_scores_before_running(args, message, tmp_path):
+    from typer.testing import CliRunner
+
+    from fedchain.cli import app
+
+    r = CliRunner().invoke(app, ["simulate", "--rounds", "1", "--out", str(tmp_path), *args])
+    assert r.exit_code == 2, r.output
+    def squeeze(text):  # rich wraps the error panel: compare without its borders and whitespace
+        return "".join(text.replace("│", "").split())
+
+    assert squeeze(message) in squeeze(r.output), r.output
+    assert not (tmp_path / "report.json").exists()

@@ -137,6 +137,23 @@ def parse_tokens(value: str) -> int:
     return int(wei)
 
 
+def parse_rule_params(rule: str, text: str) -> dict:
+    """``--rule-params``: a JSON object the rule accepts (typer.BadParameter otherwise)."""
+    import json
+
+    from fedchain.errors import LearningError
+    from fedchain.learning.aggregate import check_params
+
+    try:
+        params = json.loads(text)
+        if not isinstance(params, dict):
+            raise ValueError("not a JSON object")
+        check_params(rule, params)
+    except (ValueError, LearningError) as e:
+        raise typer.BadParameter(f"--rule-params {text!r}: {e}") from None
+    return params
+
+
 def fmt_tokens(wei: int) -> str:
     return f"{wei / TOKEN:,.4f}".rstrip("0").rstrip(".")
 

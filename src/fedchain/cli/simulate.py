@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fedchain.cli._common import parse_rule_params
 from fedchain.sim.adversaries import ADVERSARIES
 from fedchain.sim.attacks import ATTACKS
 from fedchain.sim.attacks.trainer import byzantine_count
@@ -49,6 +50,11 @@ def simulate(
         help=f"An attack run by the last --byzantine share of the trainers: {', '.join(ATTACKS)}.")] = D.attack,
     byzantine: Annotated[float, typer.Option(help="Share of the trainers that run --attack, in [0, 1].")] = 0.2,
     rule: Annotated[str, typer.Option(help="Aggregation rule of the task (fedchain.learning.aggregate).")] = D.rule,
+    rule_params: Annotated[str, typer.Option(
+        help='The rule\'s parameters as a JSON object, e.g. \'{"num_malicious_nodes": 6, "clip": true}\'.')] = "{}",
+    score: Annotated[str, typer.Option(
+        help="Contribution score: cosine (agreement with the aggregate) | validation (gain on the "
+             "validators' root set).")] = D.score,
     colluders: Annotated[int, typer.Option(
         help="Validators (the first N) that collude: they vote for a sabotaged model.")] = D.colluders,
     collusion: Annotated[str, typer.Option(
@@ -75,16 +81,20 @@ def simulate(
     cfg = D(trainers=trainers, validators=validators, rounds=rounds, dataset=dataset, partition=partition,
             alpha=alpha, model=model, epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, seed=seed,
             out=out, adversaries=_parse_adversaries(misbehave), attack=attack, byzantine=byzantine if attack else 0.0,
-            rule=rule, colluders=colluders, collusion=collusion, watchers=watchers)
+            rule=rule, rule_params=parse_rule_params(rule, rule_params), score=score, colluders=colluders, collusion=collusion, watchers=watchers)
     from fedchain.sim.adversaries.colluder import COLLUDERS
 
+    from fedchain.protocol.root_set import SCORES
+
+    if score not in SCORES:
+        raise typer.BadParameter(f"unknown score {score!r}; choose from {', '.join(SCORES)}")
     if collusion not in COLLUDERS:
         raise typer.BadParameter(f"unknown collusion {collusion!r}; choose from {', '.join(COLLUDERS)}")
     if attack is not None and attack not in ATTACKS:
         raise typer.BadParameter(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
     console.print(f"[bold]fedchain simulate[/]: {trainers} trainers, {validators} validators, {rounds} rounds, "
                   f"{dataset} ({partition}, alpha={alpha}), model {model}, {epochs} local epochs, seed {seed}"
-                  + (f", rule {rule}" if rule != "fedavg" else "")
+                  + (f", rule {rule} {rule_params}" if rule != "fedavg" else "") + (f", {score} score")
                   + (f"; attack {attack} by {byzantine_count(cfg)} trainers (omniscient)" if attack else ""))
     console.print("Each round: selected trainers train locally, commit a hash, reveal it; validators check every "
                   f"update, aggregate with exact fixed-point {'FedAvg' if rule == 'fedavg' else rule}, vote; "

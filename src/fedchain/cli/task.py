@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
@@ -14,7 +13,8 @@ import typer
 
 from fedchain.cli._common import (AccountOpt, AnnounceOpt, DeploymentOpt, DevAccountOpt, KeystoreOpt, ListenOpt,
                                   PeerOpt, PeersFileOpt, PublicUrlOpt, RpcOpt, connect, errors, fmt_tokens,
-                                  open_store, parse_tokens, resolve_account, setup_logging)
+                                  open_store, parse_rule_params, parse_tokens, resolve_account,
+                                  setup_logging)
 
 app = typer.Typer(help="Tasks: what the network trains, for how long, for what reward.", no_args_is_help=True)
 
@@ -70,8 +70,6 @@ def create(
     round 0. Nodes must be staked before a round opens to be selected in it:
     start them first (`fedchain node run`). Prints the task id.
     """
-    from fedchain.errors import LearningError
-    from fedchain.learning.aggregate import check_params
     from fedchain.learning.data import load_dataset
     from fedchain.learning.models import build_model
     from fedchain.learning.train import get_params
@@ -85,13 +83,7 @@ def create(
         chain, dep, _ = connect(deployment, rpc)
         store, server = open_store(home, deployment, listen if wait else "off", public_url, peer, peers_file,
                                    announce and wait, log)
-        try:
-            params = json.loads(rule_params)
-            if not isinstance(params, dict):
-                raise ValueError("not a JSON object")
-            check_params(rule, params)
-        except (ValueError, LearningError) as e:
-            raise typer.BadParameter(f"--rule-params {rule_params!r}: {e}") from None
+        params = parse_rule_params(rule, rule_params)
         data = load_dataset(dataset, seed=seed)
         recipe = Recipe(model=model, dataset=dataset, input_shape=tuple(data.input_shape),
                         num_classes=data.num_classes, rule=rule, rule_params=params, epochs=epochs,
