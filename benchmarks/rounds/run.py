@@ -4,8 +4,11 @@ Both run in this process on the same partitions, model, local training and
 seeds: "plain" is in-memory float FedAvg with no chain, blobs or validators;
 "fedchain" is the full protocol on the embedded chain (selection, commit,
 reveal, validator checks, fixed-point aggregation and scoring by every
-validator, votes, finalize, claims). The first round of each is a warm-up and
-is not counted.
+validator, votes, finalize, claims). The two alternate, one round of each at a
+time, so that a change in the machine's speed (it is shared, and its clock
+rate drifts) hits both sides alike; the ratio is the median over rounds of
+(fedchain round / the plain round next to it). The first round of each is a
+warm-up and is not counted.
 
     .venv/bin/python benchmarks/rounds/run.py [--trainers 20 100] [--rounds 6]
 
@@ -28,37 +31,41 @@ from pathlib import Path
 import numpy as np
 
 from fedchain.sim.network import SimConfig, build_network, play_round
-from fedchain.sim.simulate import plain_fedavg
+from fedchain.sim.simulate import PlainFedAvg
 
 
-def plain_round_seconds(net, rounds: int) -> float:
-    _, seconds = plain_fedavg(net, rounds)
-    return float(np.mean(seconds[1:]))
-
-
-def chain_round_seconds(net, rounds: int) -> float:
-    times = [play_round(net).seconds for _ in range(rounds)]
-    return float(np.mean(times[1:]))
+def paired_rounds(net, rounds: int) -> tuple[list[float], list[float]]:
+    """Seconds of each plain and each fedchain round, alternating, warm-up round dropped."""
+    plain, chain, stepper = [], [], PlainFedAvg(net)
+    for _ in range(rounds):
+        plain.append(stepper.round())
+        chain.append(play_round(net).seconds)
+    return plain[1:], chain[1:]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trainers", type=int, nargs="+", default=[20, 100])
-    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=11)
     args = ap.parse_args()
     rows = []
     for n in args.trainers:
         with tempfile.TemporaryDirectory() as tmp:
             part = "dirichlet" if n <= 50 else "iid"
             net = build_network(SimConfig(trainers=n, rounds=args.rounds, partition=part, out=Path(tmp)))
-            plain = plain_round_seconds(net, args.rounds)
-            chain = chain_round_seconds(net, args.rounds)
+            plains, chains = paired_rounds(net, args.rounds)
+        plain, chain = float(np.median(plains)), float(np.median(chains))
+        ratio = float(np.median(np.array(chains) / np.array(plains)))
         rows.append({"trainers": n, "partition": part, "validators": net.cfg.validators, "model": net.cfg.model,
                      "local_epochs": net.cfg.epochs, "plain_seconds_per_round": plain,
-                     "fedchain_seconds_per_round": chain, "ratio": chain / plain,
+                     "fedchain_seconds_per_round": chain, "ratio": ratio,
+                     "ratio_min_max": [float(min(np.array(chains) / np.array(plains))),
+                                       float(max(np.array(chains) / np.array(plains)))],
+                     "plain_seconds": plains, "fedchain_seconds": chains,
                      "load_average_1min": os.getloadavg()[0]})
-        print(f"{n:>4} trainers ({part}): plain FedAvg {plain:.3f} s/round, fedchain {chain:.3f} s/round, "
-              f"ratio {chain / plain:.3f}", flush=True)
+        print(f"{n:>4} trainers ({part}): plain FedAvg {plain:.3f} s/round, fedchain {chain:.3f} s/round "
+              f"(medians), ratio {ratio:.3f} (median of {len(plains)} paired rounds; "
+              f"{rows[-1]['ratio_min_max'][0]:.2f}-{rows[-1]['ratio_min_max'][1]:.2f})", flush=True)
     out = Path(__file__).with_name("results.json")
     out.write_text(json.dumps({"command": " ".join([".venv/bin/python", *sys.argv]), "rows": rows},
                               indent=2))

@@ -40,19 +40,34 @@ def plain_fedavg(net: Network, rounds: int | None = None) -> tuple[float, list[f
     Only honest trainers take part: the baseline is what the network would
     learn if nobody misbehaved.
     """
-    r, d = net.recipe, net.data
-    net_model = build_model(r.model, r.input_shape, r.num_classes)
-    tc = r.train_config()
-    params, seconds = net.initial_params, []
-    honest = [t for t in net.trainers if type(t).__name__ == "Trainer"]
-    for rnd in range(net.cfg.rounds if rounds is None else rounds):
+    rounds = net.cfg.rounds if rounds is None else rounds
+    stepper = PlainFedAvg(net)
+    seconds = [stepper.round() for _ in range(rounds)]
+    return stepper.accuracy(), seconds
+
+
+class PlainFedAvg:
+    """Plain FedAvg one round at a time (so a benchmark can interleave it with chain rounds)."""
+
+    def __init__(self, net: Network):
+        r = net.recipe
+        self.net, self.model, self.tc = net, build_model(r.model, r.input_shape, r.num_classes), r.train_config()
+        self.params, self.rnd = net.initial_params, 0
+        self.honest = [t for t in net.trainers if type(t).__name__ == "Trainer"]
+
+    def round(self) -> float:
+        """Train and average one round; return its seconds."""
         start = time.perf_counter()
-        flat = flatten(params)
-        updates = [flatten(train_local(net_model, params, t.x, t.y, tc, seed=t.train_seed(rnd))) - flat
-                   for t in honest]
-        params = unflatten(fedavg_float(flat, updates, [len(t.y) for t in honest]).astype(np.float32), params)
-        seconds.append(time.perf_counter() - start)
-    return evaluate(net_model, params, d.x_test, d.y_test), seconds
+        flat = flatten(self.params)
+        updates = [flatten(train_local(self.model, self.params, t.x, t.y, self.tc, seed=t.train_seed(self.rnd))) - flat
+                   for t in self.honest]
+        avg = fedavg_float(flat, updates, [len(t.y) for t in self.honest]).astype(np.float32)
+        self.params, self.rnd = unflatten(avg, self.params), self.rnd + 1
+        return time.perf_counter() - start
+
+    def accuracy(self) -> float:
+        d = self.net.data
+        return evaluate(self.model, self.params, d.x_test, d.y_test)
 
 
 def centralized(net: Network) -> float:
