@@ -278,8 +278,9 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
         new_q = decode_update(result.blob, shapes)
         cosine.pay(r, _by_trainer(n, ids, [s for _, s in result.scores]))
         # the same round scored on the root set, by the function validators call for score = "validation"
-        validation.pay(r, _by_trainer(n, ids, round_scores(by_root_set, q, list(qs.values()), new_q - q, template)
-                                      if ids else []))
+        root_scores = (result.root_set_scores if result.root_set_scores is not None  # Zeno computed them already
+                       else round_scores(by_root_set, q, list(qs.values()), new_q - q, template) if ids else [])
+        validation.pay(r, _by_trainer(n, ids, root_scores))
         q, prev = new_q, new_q - q
         curve.append(evaluate(net, unflatten(fp.from_fixed(q), template), data.x_test[test], data.y_test[test]))
 

@@ -52,6 +52,8 @@ class RoundResult:
     reasons: dict[str, str]
     blob: bytes = field(repr=False)  # the new model's safetensors file, named by model_cid
     table_blob: bytes | None = field(default=None, repr=False)  # Krum rules: the distance table (protocol.distances)
+    # the accepted updates' root-set scores, in reveal order, where the round computed them (Zeno)
+    root_set_scores: list[int] | None = field(default=None, repr=False)
 
     def vote_args(self) -> tuple:
         return (self.model_root, digest_of(self.model_cid), self.scores_root, self.total_score, self.rejected)
@@ -296,7 +298,7 @@ def aggregate_round(task_id: int, round_id: int, model: Model, revealed: list, u
         scores_root = combined_scores_root(scores_root, table.root)
     blob = encode_tensors(unflatten(fp.from_fixed(new_q), template), {"fedchain": json.dumps(lineage, sort_keys=True)})
     return RoundResult(fp.vector_root(new_q, recipe.chunk_size), cid_of(blob), scores_root,
-                       sum(s for _, s in scores), rejected, scores, reasons, blob, table_blob)
+                       sum(s for _, s in scores), rejected, scores, reasons, blob, table_blob, by_root_set)
 
 
 def compute_round(task_id: int, round_id: int, model: Model, revealed: Iterable, store: BlobStore, recipe: Recipe,
