@@ -44,7 +44,8 @@ from fedchain.sim.network import SimConfig, build_network, play_round, settle
 from fedchain.sim.simulate import model_accuracy
 
 HERE = Path(__file__).resolve().parent
-CONFIGS = {  # name -> (rule, score)
+CONFIGS = {  # name -> (rule, score[, parameters set over the benchmark's rule_params])
+    "zeno+clip+validation": ("zeno", "validation", {"clip": True}),
     "fedavg+cosine": ("fedavg", "cosine"),
     "fedavg+validation": ("fedavg", "validation"),
     "fedmedian+cosine": ("fedmedian", "cosine"),
@@ -54,13 +55,14 @@ CONFIGS = {  # name -> (rule, score)
 }
 
 
-def run_once(rule: str, score: str, attack: str | None, fraction: float, seed: int, args) -> dict:
+def run_once(rule: str, score: str, attack: str | None, fraction: float, seed: int, args,
+             extra: dict | None = None) -> dict:
     """One simulation on the embedded chain; every trainer's reward in wei."""
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         cfg = SimConfig(trainers=args.trainers, rounds=args.rounds, dataset=args.dataset, seed=seed, out=Path(out),
                         attack=attack, byzantine=fraction if attack else 0.0, rule=rule,
-                        rule_params=rule_params(rule, args.trainers), score=score)
+                        rule_params=rule_params(rule, args.trainers) | (extra or {}), score=score)
         # SimConfig passes data_seed = seed to the recipe: the validation score's root set is drawn
         # from this run's held-out split (docs/decisions.md, "Scores on a root set")
         net = build_network(cfg)
@@ -122,12 +124,13 @@ def main(argv=None) -> int:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
     rows, runs, start = [], [], time.perf_counter()
     for name in configs:
-        rule, score = CONFIGS[name]
+        rule, score, *extra = CONFIGS[name]
+        extra = extra[0] if extra else None
         for seed in seeds:
-            honest = run_once(rule, score, None, 0.0, seed, args)
+            honest = run_once(rule, score, None, 0.0, seed, args, extra)
             runs.append(honest)
             for fraction in fractions:
-                sybil = run_once(rule, score, "sybil", fraction, seed, args)
+                sybil = run_once(rule, score, "sybil", fraction, seed, args, extra)
                 runs.append(sybil)
                 row = {"config": name, "rule": rule, "score": score, "byzantine_fraction": fraction, "seed": seed,
                        **compare(sybil, honest)}
