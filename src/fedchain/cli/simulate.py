@@ -81,7 +81,8 @@ def simulate(
     cfg = D(trainers=trainers, validators=validators, rounds=rounds, dataset=dataset, partition=partition,
             alpha=alpha, model=model, epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, seed=seed,
             out=out, adversaries=_parse_adversaries(misbehave), attack=attack, byzantine=byzantine if attack else 0.0,
-            rule=rule, rule_params=parse_rule_params(rule, rule_params), score=score, colluders=colluders, collusion=collusion, watchers=watchers)
+            rule=rule, rule_params=parse_rule_params(rule, rule_params), score=score, colluders=colluders,
+            collusion=collusion, watchers=watchers)
     from fedchain.sim.adversaries.colluder import COLLUDERS
 
     from fedchain.protocol.root_set import SCORES
