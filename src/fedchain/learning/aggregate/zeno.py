@@ -71,7 +71,7 @@ def zeno(x: np.ndarray, samples: Sequence[int], root_scores: Sequence[int], b: i
     kept = select(root_scores, b)
     if not kept:
         return np.zeros(x.shape[1], dtype=np.int64)
-    rows = x[kept].copy()
+    rows = x[kept]  # fancy indexing copies: clipping below leaves x alone
     if clip:
         rows = clip_rows(rows, isqrt(sorted(sq_norms(x))[len(x) // 2]))
     return fedavg.aggregate_update(list(rows), [samples[i] for i in kept])
