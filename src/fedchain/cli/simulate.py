@@ -95,7 +95,7 @@ def simulate(
         raise typer.BadParameter(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
     console.print(f"[bold]fedchain simulate[/]: {trainers} trainers, {validators} validators, {rounds} rounds, "
                   f"{dataset} ({partition}, alpha={alpha}), model {model}, {epochs} local epochs, seed {seed}"
-                  + (f", rule {rule} {rule_params}" if rule != "fedavg" else "") + (f", {score} score")
+                  + (f", rule {rule} {rule_params}" if rule != "fedavg" else "") + f", {score} score"
                   + (f"; attack {attack} by {byzantine_count(cfg)} trainers (omniscient)" if attack else ""))
     console.print("Each round: selected trainers train locally, commit a hash, reveal it; validators check every "
                   f"update, aggregate with exact fixed-point {'FedAvg' if rule == 'fedavg' else rule}, vote; "

@@ -11,7 +11,8 @@ for rewards (``fedchain.learning.validation_score``, passed in as
 ``root_scores``): the gain in expected correct answers on the root set from
 stepping 1/n along the update, floored at 0, and cut by the 8th power of the
 excess when the update is longer than 2.5 times the round's median norm (the
-norm penalty, which is what stops a boosted backdoor). This rule then
+norm penalty: it shrinks a boosted backdoor's score, not always below the honest
+ones', see ``clip``). This rule then
 
     keeps the updates with a positive score, at most m = n - b of them, the
     highest scores first (equal scores: the lower reveal index first), and
