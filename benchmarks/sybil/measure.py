@@ -9,6 +9,10 @@ votes, claims) twice with the same seed, partitions and initial model:
 - ``sybil``: the last k trainers are the party's identities;
 - ``honest``: no attack, the same k trainers each train on their own data.
 
+- ``whole``: the same party stakes as one identity holding its k stakes (the first of
+  the k trainers, with all k partitions' data), the baseline that splitting is measured
+  against: the issue's bar is that splitting gains no reward;
+
 and reports, from the rewards the contract paid:
 
 - ``party_share``: the party's share of all trainer rewards (its stake share is k/n);
@@ -18,7 +22,9 @@ and reports, from the rewards the contract paid:
 - ``vs_honest_ratio``: the party's reward over what the same k identities earned in
   the ``honest`` run, i.e. splitting-and-copying against taking part honestly with
   the same stake and the same data (this corrects for the party's data being richer
-  or poorer than the average trainer's).
+  or poorer than the average trainer's);
+- ``vs_whole_ratio``: the party's reward split over its reward whole, the Sybil gain
+  itself (1 is neutral; the issue allows no gain, benchmarks take 1.15 as its bar).
 
 Every run pays the same trainer budget a finalized round, so rewards compare across
 runs; the runs are deterministic (rewards are the same to the wei on a rerun). The figures
@@ -56,13 +62,14 @@ CONFIGS = {  # name -> (rule, score[, parameters set over the benchmark's rule_p
 
 
 def run_once(rule: str, score: str, attack: str | None, fraction: float, seed: int, args,
-             extra: dict | None = None) -> dict:
+             extra: dict | None = None, split: bool = True) -> dict:
     """One simulation on the embedded chain; every trainer's reward in wei."""
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         cfg = SimConfig(trainers=args.trainers, rounds=args.rounds, dataset=args.dataset, seed=seed, out=Path(out),
                         attack=attack, byzantine=fraction if attack else 0.0, rule=rule,
-                        rule_params=rule_params(rule, args.trainers) | (extra or {}), score=score)
+                        rule_params=rule_params(rule, args.trainers) | (extra or {}), score=score,
+                        sybil_split=split)
         # SimConfig passes data_seed = seed to the recipe: the validation score's root set is drawn
         # from this run's held-out split (docs/decisions.md, "Scores on a root set")
         net = build_network(cfg)
@@ -84,10 +91,11 @@ def run_once(rule: str, score: str, attack: str | None, fraction: float, seed: i
                 "seconds": time.perf_counter() - start}
 
 
-def compare(sybil: dict, honest: dict) -> dict:
-    """The party's gain from the two runs' rewards."""
+def compare(sybil: dict, honest: dict, whole: dict) -> dict:
+    """The party's gain from the three runs' rewards."""
     rw, kinds = sybil["rewards_wei"], sybil["kinds"]
     party = [i for i, k in enumerate(kinds) if k == "Sybil"]
+    whole_reward = sum(r for r, k in zip(whole["rewards_wei"], whole["kinds"]) if k == "Sybil")
     others = [i for i in range(len(rw)) if i not in party]
     total, p = sum(rw), sum(rw[i] for i in party)
     per_honest = sum(rw[i] for i in others) / len(others)
@@ -99,12 +107,14 @@ def compare(sybil: dict, honest: dict) -> dict:
             "party_share": p / total if total else None,
             "per_stake_ratio": (p / len(party)) / per_honest if per_honest else None,
             "vs_honest_ratio": p / ref if ref else None,
+            "vs_whole_ratio": p / whole_reward if whole_reward else None,
+            "accuracy_whole": whole["accuracy"],
             "honest_run_share_of_same_identities": ref / sum(honest["rewards_wei"]) if ref else None,
             "party_share_by_round": [a for a, _ in rounds],
             "same_identities_share_by_round_honest_run": [b for _, b in rounds],
             "accuracy_sybil": sybil["accuracy"], "accuracy_honest": honest["accuracy"],
-            "slashed": sybil["slashed"] + honest["slashed"],
-            "rounds_finalized": [sybil["rounds_finalized"], honest["rounds_finalized"]]}
+            "slashed": sybil["slashed"] + honest["slashed"] + whole["slashed"],
+            "rounds_finalized": [sybil["rounds_finalized"], honest["rounds_finalized"], whole["rounds_finalized"]]}
 
 
 def main(argv=None) -> int:
@@ -131,23 +141,27 @@ def main(argv=None) -> int:
             runs.append(honest)
             for fraction in fractions:
                 sybil = run_once(rule, score, "sybil", fraction, seed, args, extra)
-                runs.append(sybil)
+                whole = run_once(rule, score, "sybil", fraction, seed, args, extra, split=False)
+                runs += [sybil, whole]
                 row = {"config": name, "rule": rule, "score": score, "byzantine_fraction": fraction, "seed": seed,
-                       **compare(sybil, honest)}
+                       **compare(sybil, honest, whole)}
                 rows.append(row)
                 print(f"{name:22s} f={fraction:.1f} seed={seed} party {row['party_share']:.3f} of rewards "
-                      f"(stake {row['stake_share']:.2f}), per stake x{row['per_stake_ratio']:.2f} honest, "
-                      f"x{row['vs_honest_ratio']:.2f} of its honest run  [{sybil['seconds']:.0f}+"
-                      f"{honest['seconds']:.0f} s]", flush=True)
+                      f"(stake {row['stake_share']:.2f}), x{row['vs_whole_ratio']:.3f} of its reward whole, "
+                      f"per stake x{row['per_stake_ratio']:.2f} honest, x{row['vs_honest_ratio']:.2f} of its "
+                      f"honest run  [{sybil['seconds']:.0f}+{whole['seconds']:.0f}+{honest['seconds']:.0f} s]",
+                      flush=True)
     result = {"command": cmd, "commit": commit, "dataset": args.dataset, "trainers": args.trainers,
               "rounds": args.rounds, "seconds": time.perf_counter() - start, "rows": rows, "runs": runs}
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print()
-    print("| config | Byzantine | seed | party share | stake share | per stake / honest | vs own honest run |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| config | Byzantine | seed | party share | stake share | split / whole | per stake / honest "
+          "| vs own honest run |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['config']} | {r['byzantine_fraction']:.0%} | {r['seed']} | {r['party_share']:.1%} "
-              f"| {r['stake_share']:.0%} | x{r['per_stake_ratio']:.2f} | x{r['vs_honest_ratio']:.2f} |")
+              f"| {r['stake_share']:.0%} | x{r['vs_whole_ratio']:.3f} | x{r['per_stake_ratio']:.2f} "
+              f"| x{r['vs_honest_ratio']:.2f} |")
     return 0
 
 

@@ -78,9 +78,10 @@ def test_reveal_records_index_and_samples(net, task):
     for i, t in enumerate((a, b)):
         upd = net.update_for(task, 0, t)
         ev = net.reveal(task, 0, t).event("Revealed").args
+        # equal stakes, k = 4 of 4: each stake stands for exactly one seat (10,000 basis points)
         assert ev == {"task_id": task, "round_id": 0, "node": t.address, "index": i, "update_root": upd.root,
-                      "update_cid": upd.cid, "samples": upd.samples, "salt": upd.salt}
-        assert net.fc.call("record", task, 0, t.address) == (i + 1) | (upd.samples << 32)
+                      "update_cid": upd.cid, "samples": upd.samples, "salt": upd.salt, "seats_bps": 10_000}
+        assert net.fc.call("record", task, 0, t.address) == (i + 1) | (upd.samples << 32) | (10_000 << 160)
     assert net.fc.call("rounds", task, 0)["reveals"] == 2
 
 
@@ -140,7 +141,7 @@ def test_reveal_sample_count_limits(net, task, samples, outcome):
     net.to_reveal_phase(task, 0)
     expect(outcome, lambda: net.reveal(task, 0, t, upd.__class__(upd.root, upd.salt, upd.cid, samples)))
     if outcome is OK:
-        assert net.fc.call("record", task, 0, t.address) >> 32 == samples
+        assert (net.fc.call("record", task, 0, t.address) >> 32) & (2**128 - 1) == samples
 
 
 def test_reveal_caps_at_256(net):

@@ -181,3 +181,76 @@ def test_splitting_above_the_cap_recovers_only_the_proportional_share():
     assert seats([(address("whale"), weight)], total, k) == [1] * len(SEEDS)
     split = seats([(address(f"whale{i}"), 50) for i in range(4)], total, k)
     assert_mean_near(split, k * weight / total, 4 * 0.5 * 0.5)
+
+
+# ---------------------------------------------------------------- seats (reward weight)
+
+
+def revealed_seats(net, task: int, nodes) -> dict[str, int]:
+    for t in nodes:
+        net.commit(task, 0, t)
+    net.to_reveal_phase(task, 0)
+    return {t.address: net.reveal(task, 0, t).event("Revealed").args["seats_bps"] for t in nodes}
+
+
+def test_a_stake_above_the_cap_is_paid_for_the_seats_it_stands_for(net):
+    """k = 4, stakes 3:1:1:1 (T = 6 stakes): the large one is certain of its seat and
+    stands for k*w/T = 2 seats; the others are paid for one when selected."""
+    whale = net.trainers[0]
+    net.fc.tx("stake", ROLE_TRAINER, 2 * STAKE, sender=whale)
+    net.chain.mine(1)
+    task = net.create_task(trainers_per_round=4)
+    chosen = [t for t in net.trainers if net.fc.call("is_selected", task, 0, t.address, ROLE_TRAINER)]
+    assert whale in chosen and len(chosen) > 1  # the seed pinned by conftest selects some of the rest
+    got = revealed_seats(net, task, chosen)
+    assert got == {t.address: 20_000 if t is whale else 10_000 for t in chosen}
+    assert got[whale.address] == cm.seats_bps(4, 3 * STAKE, 6 * STAKE)
+    assert (net.fc.call("record", task, 0, whale.address) >> 160) & (2**64 - 1) == 20_000
+
+
+def test_seats_round_down_to_the_basis_point(net):
+    """k = 4, stakes 2:1:1:1 (T = 5): 4 * 2/5 = 1.6 seats, 16,000 basis points."""
+    whale = net.trainers[0]
+    net.fc.tx("stake", ROLE_TRAINER, STAKE, sender=whale)
+    net.chain.mine(1)
+    task = net.create_task(trainers_per_round=4)
+    assert revealed_seats(net, task, [whale])[whale.address] == 16_000 == cm.seats_bps(4, 2 * STAKE, 5 * STAKE)
+
+
+def test_topping_up_after_the_seed_buys_no_seats(net):
+    """Stake added after the round opened does not count in it: a whale that tops up
+    between commit and reveal is paid for one seat, not for its new or old weight."""
+    whale = net.trainers[0]
+    net.fc.tx("stake", ROLE_TRAINER, 2 * STAKE, sender=whale)
+    net.chain.mine(1)
+    task = net.create_task(trainers_per_round=4)
+    net.commit(task, 0, whale)
+    net.fc.tx("stake", ROLE_TRAINER, 4 * STAKE, sender=whale)
+    net.to_reveal_phase(task, 0)
+    assert net.reveal(task, 0, whale).event("Revealed").args["seats_bps"] == 10_000
+
+
+def test_unbonding_before_the_reveal_lowers_the_seats(net):
+    whale = net.trainers[0]
+    net.fc.tx("stake", ROLE_TRAINER, 2 * STAKE, sender=whale)  # 3 of 6 stakes
+    net.chain.mine(1)
+    task = net.create_task(trainers_per_round=4)
+    net.commit(task, 0, whale)
+    net.fc.tx("unbond", STAKE, sender=whale)  # 2 of the 6 counted at opening: 4 * 2/6 seats
+    net.to_reveal_phase(task, 0)
+    assert net.reveal(task, 0, whale).event("Revealed").args["seats_bps"] == 13_333
+
+
+def test_seats_make_expected_reward_linear_in_stake():
+    """Expected paid seats = P(selected) * seats: k*w/T whether the stake sits below
+    the cap (paid one seat, selected with p = k*w/T) or above it (selected surely,
+    paid k*w/T seats); so a stake split into identities expects what it does whole."""
+    from fedchain.sim.attacks.sybil import selection_probability
+
+    total, k = 1_000 * STAKE, 10
+    for w in (10 * STAKE, 100 * STAKE, 150 * STAKE, 400 * STAKE):
+        whole = selection_probability(w, total, k) * cm.seats_bps(k, w, total)
+        for parts in (2, 4, 8):
+            split = parts * selection_probability(w // parts, total, k) * cm.seats_bps(k, w // parts, total)
+            assert abs(whole - split) <= 1, (w, parts)  # basis points: one for integer rounding
+        assert abs(whole - k * w * 10_000 // total) <= 1

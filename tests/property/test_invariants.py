@@ -675,10 +675,10 @@ class FedchainMachine(RuleBasedStateMachine):
         R, a = self._round(tid, r), node.address
         expected = ("slashing: no such round" if R is None
                     else "slashing: reveal phase not over" if self.block <= R.reveal_end
-                    else "slashing: cannot report yourself" if reporter.address == a
                     else "slashing: no commitment" if a not in R.commits
-                    else "slashing: already slashed" if a in R.slashed
                     else "slashing: revealed" if a in R.reveals
+                    else "slashing: cannot report yourself" if reporter.address == a
+                    else "slashing: already slashed" if a in R.slashed
                     else None)
         if self._send(expected, "slash_missing_reveal", tid, r, a, sender=reporter):
             R.slashed.add(a)

@@ -335,12 +335,18 @@ def test_a_watcher_reverts_wrong_scores_and_totals(tmp_path, collusion, kind):
     assert net.conservation_gap() == 0
 
 
-def test_every_honest_score_and_total_survives_a_challenge(tmp_path):
-    net = build_network(config(tmp_path, trainers=5, adversaries={"garbage": 1}))  # one rejected, score 0
+@pytest.mark.parametrize("extra", [{}, {"attack": "sybil", "byzantine": 0.4, "sybil_split": False}],
+                         ids=["equal-stakes", "one-with-two-stakes"])
+def test_every_honest_score_and_total_survives_a_challenge(tmp_path, extra):
+    # one rejected update (score 0); with extra, one trainer holds two stakes (2 of 5 seats' worth:
+    # its paid score is twice its cosine score, and the contract must agree)
+    net = build_network(config(tmp_path, trainers=5, adversaries={"garbage": 1}, **extra))
     ch, t = net.deployment.challenges, net.task_id
     v = play_to_vote(net)
     ev = leading_evidence(net, v)
     assert find_score_fault(ev) is None
+    if extra:
+        assert sorted(e.args["seats_bps"] for e in ev.revealed) == [10_000] * 3 + [20_000]
     attempts = [ev.score_challenge(i) for i in range(len(ev.revealed))] + [ev.total_challenge()]
     acct = challenger(net, tokens=len(attempts) * ch.call("bond"))
     for c in attempts:

@@ -17,6 +17,7 @@ from fedchain.learning.models import build_model
 from fedchain.learning.train import TrainConfig, evaluate, get_params, train_centralized
 from fedchain.sim.attacks import ATTACKS, PROTOCOL_ATTACKS, UPDATE_ATTACKS, Knowledge, finish
 from fedchain.sim.attacks import alie, backdoor, labelflip, sybil
+from fedchain.sim.attacks.sybil import Sybil
 from fedchain.sim.attacks.trainer import AttackTrainer
 from fedchain.sim.network import SimConfig, build_network, play_round, settle
 
@@ -206,6 +207,38 @@ def test_sybil_identities_each_hold_one_stake_and_share_one_update(tmp_path):
     # splitting is the next test's question)
     assert syb[0].rewards > 0 and len({t.rewards for t in syb}) == 1
     assert not [e for e in fc.events() if e.name == "Slashed"]
+
+
+def test_sybil_party_earns_no_more_split_than_whole(tmp_path):
+    """Issue 4's bar: splitting a stake over identities gains no reward. The same party
+    (the last 4 of 20 trainers: their data pooled, one update a round) takes part twice,
+    with the same seed: split, 4 identities of one stake each; whole, one identity
+    holding the 4 stakes. Sortition selects everyone (k = 20, T = 20 stakes), so the
+    whole identity is certain of its one seat and reveals with 4 seats' weight, while
+    each split identity reveals with one; its FedAvg weight is the pooled sample count
+    either way. Without seats the split party earned 4 times the whole one."""
+    def run(split: bool) -> tuple[list, list, list]:
+        cfg = SimConfig(trainers=20, validators=3, rounds=3, model="mlp", epochs=1, lr=0.1, seed=1,
+                        out=tmp_path / str(split), attack="sybil", byzantine=0.2, sybil_split=split)
+        net = build_network(cfg)
+        for _ in range(cfg.rounds):
+            assert play_round(net).finalized
+        settle(net)
+        party = [t for t in net.trainers if isinstance(t, Sybil)]
+        seats = [e.args["seats_bps"] for e in net.deployment.fedchain.events()
+                 if e.name == "Revealed" and e.args["node"] in {t.address for t in party}]
+        assert net.conservation_gap() == 0
+        return [t.rewards for t in party], seats, [t.rewards for t in net.trainers if not isinstance(t, Sybil)]
+
+    split, split_seats, split_honest = run(True)
+    whole, whole_seats, whole_honest = run(False)
+    assert len(split) == 4 and len(whole) == 1
+    assert split_seats == [10_000] * 12 and whole_seats == [40_000] * 3
+    assert sum(whole) > 0
+    # the same model either way (FedAvg weighs the pooled samples once or in four parts), so the
+    # party is paid the same up to the claims' integer division, and so is every honest trainer
+    assert abs(sum(split) - sum(whole)) <= 12
+    assert all(abs(a - b) <= 3 for a, b in zip(split_honest, whole_honest))
 
 
 def _trainer_rewards(tmp_path, attack: str | None, seed: int = 0) -> tuple[list[str], list[int]]:

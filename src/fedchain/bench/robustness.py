@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from fedchain.chain.deploy import TOKEN
+from fedchain.chain.commitments import BPS
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import RULES
 from fedchain.learning.data import load_dataset, partition
@@ -271,7 +272,8 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
                     valid[i] = finish(attack.craft(Knowledge(model=g, own=own, honest=honest, n=n, f=f,
                                                              rng=np.random.default_rng([cell.seed * 1000 + i, r]))))
         ids = sorted(valid)  # reveal order: trainer order, as the simulation steps them
-        revealed = [SimpleNamespace(args={"node": nodes[i], "index": k}) for k, i in enumerate(ids)]
+        # as on the chain: every trainer holds one minimum stake and k = n, so each stands for one seat
+        revealed = [SimpleNamespace(args={"node": nodes[i], "index": k, "seats_bps": BPS}) for k, i in enumerate(ids)]
         qs = {nodes[i]: fp.to_fixed(valid[i]) for i in ids}
         model_now = Model(params=params, q=q, root=b"", cid="")
         result = aggregate_round(0, r, model_now, revealed, qs, {nodes[i]: samples[i] for i in ids}, {},

@@ -37,3 +37,23 @@ def is_selected(seed: bytes, node: str, weight: int, total: int, k: int) -> bool
         return True
     draw = int.from_bytes(keccak(eth_abi.encode(["bytes32", "address"], [seed, node])), "big")
     return draw < (MAX_UINT // total) * (weight * k)
+
+
+BPS = 10_000
+
+
+def seats_bps(k: int, weight: int, total: int) -> int:
+    """The seats a trainer's stake stands for in a round, in basis points: k * weight /
+    total, at least one seat (fedchain.vy's ``reveal`` records it; weight 0 counts one).
+
+    Below the sortition cap a node is selected with probability k*w/T and is paid for
+    one seat; at the cap it is selected for sure and paid for k*w/T seats. Either way
+    its expected reward is linear in its stake, so splitting a stake over identities
+    (a Sybil) earns what the whole stake earns as one identity.
+    """
+    return max(BPS, k * weight * BPS // total)
+
+
+def paid_score(score: int, seats: int) -> int:
+    """A trainer's score as its rewards leaf carries it: the rule's score times its seats."""
+    return score * seats // BPS

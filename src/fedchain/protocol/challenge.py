@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from eth_utils import keccak
 
+from fedchain.chain import commitments
 from fedchain.errors import FedchainError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import aggregate_update, min_updates
@@ -340,10 +341,11 @@ class Evidence:
 
     def expected_scores(self) -> list[int]:
         """Each reveal's cosine score as the contract recomputes it: against the voted
-        model's update (voted model - parent), 0 for a rejected update."""
+        model's update (voted model - parent), 0 for a rejected update, times the
+        trainer's seats."""
         g = self.claimed - self.parent
         by_node = {e.args["node"]: cosine_score(q, g) for e, q in zip(self.accepted, self.updates)}
-        return [by_node.get(e.args["node"], 0) for e in self.revealed]
+        return [commitments.paid_score(by_node.get(e.args["node"], 0), e.args["seats_bps"]) for e in self.revealed]
 
     def _score_tree(self) -> list[list[bytes]]:
         if self.claimed_scores is None:

@@ -283,7 +283,9 @@ def aggregate_round(task_id: int, round_id: int, model: Model, revealed: list, u
     round_score = (by_root_set if by_root_set is not None and recipe.score == "validation"
                    else round_scores(recipe, model.q, accepted, new_q - model.q, template))
     node_scores = dict(zip(updates, round_score))
-    scores = [(ev.args["node"], node_scores.get(ev.args["node"], 0)) for ev in revealed]
+    # paid scores: the rule's score times the seats the trainer's stake stands for
+    scores = [(ev.args["node"], commitments.paid_score(node_scores.get(ev.args["node"], 0), ev.args["seats_bps"]))
+              for ev in revealed]
     rejected = sum(1 << ev.args["index"] for ev in revealed if ev.args["node"] in reasons)
     lineage = {"task": task_id, "round": round_id, "parent": model.cid, "rule": recipe.rule,
                "scores": scores, "rejected": reasons}

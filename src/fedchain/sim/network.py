@@ -59,6 +59,9 @@ class SimConfig:
     # an attack of fedchain.sim.attacks, run by this share of the trainers (the last ones)
     attack: str | None = None
     byzantine: float = 0.0
+    # with attack "sybil": False stakes the party as one identity (the first of its trainers, with
+    # every stake and all the data of the party), the baseline that splitting is measured against
+    sybil_split: bool = True
     # the task's aggregation rule and its parameters (fedchain.learning.aggregate)
     rule: str = "fedavg"
     rule_params: dict = field(default_factory=dict)
@@ -134,20 +137,25 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
         raise ValueError(f"{len(kinds)} adversaries but only {cfg.trainers} trainers")
     kinds = ["honest"] * (cfg.trainers - len(kinds)) + kinds
 
-    def account(name: str):
+    def account(name: str, stake: int = cfg.stake):
         acct = account_from_seed(f"{cfg.seed}:{name}")
         chain.fund(acct.address, 10**20)
-        tok.tx("mint", acct.address, cfg.stake, sender=owner)
-        tok.tx("approve", fc.address, cfg.stake, sender=acct)
+        tok.tx("mint", acct.address, stake, sender=owner)
+        tok.tx("approve", fc.address, stake, sender=acct)
         return acct
 
+    # an unsplit Sybil party: its first trainer holds all of its stakes and data, the rest do not exist
+    whole = [i for i, kind in enumerate(kinds) if kind == "sybil"] if not cfg.sybil_split else []
     common = dict(fedchain=fc, store=store, recipe=recipe)
     trainers = []
     for i, kind in enumerate(kinds):
+        if i in whole[1:]:
+            continue
         cls = Trainer if kind == "honest" else ADVERSARIES.get(kind) or attack_trainer(kind, data.num_classes)
-        acct = account(f"trainer-{i}")
-        fc.tx("stake", ROLE_TRAINER, cfg.stake, sender=acct)
-        idx = parts[i]
+        stake = cfg.stake * (len(whole) if whole and i == whole[0] else 1)
+        acct = account(f"trainer-{i}", stake)
+        fc.tx("stake", ROLE_TRAINER, stake, sender=acct)
+        idx = np.concatenate([parts[j] for j in whole]) if whole and i == whole[0] else parts[i]
         trainers.append(cls(f"trainer-{i}" + ("" if kind == "honest" else f"({kind})"), account=acct,
                             journal=journal(f"trainer-{i}"),
                             x=data.x_train[idx], y=data.y_train[idx], seed=cfg.seed * 1000 + i, **common))

@@ -68,6 +68,7 @@ MAX_TABLE: constant(uint256) = 64        # reveals a distance table may cover (K
 MAX_PAIRS: constant(uint256) = 2016      # MAX_TABLE * (MAX_TABLE - 1) / 2
 SCORE_COSINE: constant(uint256) = 1
 PPM: constant(uint256) = 10**6
+BPS: constant(uint256) = 10_000
 MAX_CHUNKS: constant(uint256) = 256         # a score check reads whole vectors: up to 16,384 parameters
 MAX_VECTOR_BYTES: constant(uint256) = 65536  # MAX_CHUNKS * CHUNK_BYTES
 MAX_SCORES: constant(uint256) = 256         # leaves of a scores tree (one per reveal)
@@ -500,7 +501,8 @@ def challenge_score(
             and voted model (the score is not coordinate-wise, but it depends
             on this one update only):
             floor(10**6 * <u, g> / sqrt(|u|**2 |g|**2)), 0 if <u, g> <= 0,
-            g = voted model - parent; and 0 for a rejected update.
+            g = voted model - parent; and 0 for a rejected update; then
+            times the trainer's seats in basis points, divided by 10,000.
     @param index A reveal index; `node` and `score` the vote's scores-tree
            leaf there (the voted model's lineage lists them), with its Merkle
            proof. A leaf that names anyone but the index-th revealer is wrong.
@@ -555,7 +557,8 @@ def challenge_score(
         dot: int256 = convert(convert(dot_w, bytes32), int256)
         if dot > 0:
             d: uint256 = convert(dot, uint256)
-            expected = min(PPM, isqrt(PPM * PPM * d * d // (uu_w * gg_w)))
+            # times the seats its stake stands for (fedchain.vy, `reveal`)
+            expected = min(PPM, isqrt(PPM * PPM * d * d // (uu_w * gg_w))) * ((rec >> 160) & U64) // BPS
     wrong: bool = misnamed or expected != score
     log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=2, at=index, success=wrong)
     self._settle(task_id, round_id, wrong)

@@ -58,7 +58,8 @@ SLASH_REJECTED: constant(uint8) = 3
 SLASH_WRONG_VOTE: constant(uint8) = 4
 
 # A trainer's record in a round packs: reveal index + 1 (bits 0-31), sample
-# count (bits 32-159), and two flags. Zero means "not revealed".
+# count (bits 32-159), seats in basis points (bits 160-223, see `reveal`)
+# and two flags. Zero means "not revealed".
 INDEX_MASK: constant(uint256) = 2**32 - 1
 SAMPLES_MASK: constant(uint256) = 2**128 - 1
 CLAIMED: constant(uint256) = 2**254
@@ -189,6 +190,7 @@ event Revealed:
     update_cid: bytes32
     samples: uint256
     salt: bytes32
+    seats_bps: uint256
 
 event Joined:
     task_id: indexed(uint256)
@@ -433,7 +435,12 @@ def reveal(task_id: uint256, round_id: uint256, update_root: bytes32, update_cid
     index: uint256 = self.rounds[task_id][round_id].reveals
     assert index < MAX_REVEALS, "rounds: too many reveals"
     self.rounds[task_id][round_id].reveals = index + 1
-    self.record[task_id][round_id][msg.sender] = (index + 1) | (samples << 32)
+    # The seats the trainer's stake stands for: k * w / T of its round, at
+    # least one. It scales the trainer's score (validators multiply, a score
+    # challenge checks it), so expected reward is linear in stake: splitting a
+    # stake over identities gains nothing, at the sortition cap or below it.
+    seats: uint256 = max(BPS, self.tasks[task_id].trainers_per_round * staking._weight(msg.sender, staking.ROLE_TRAINER, sched & U64) * BPS // self.rounds[task_id][round_id].trainer_total)
+    self.record[task_id][round_id][msg.sender] = (index + 1) | (samples << 32) | (seats << 160)
     log Revealed(
         task_id=task_id,
         round_id=round_id,
@@ -443,6 +450,7 @@ def reveal(task_id: uint256, round_id: uint256, update_root: bytes32, update_cid
         update_cid=update_cid,
         samples=samples,
         salt=salt,
+        seats_bps=seats,
     )
 
 
@@ -706,13 +714,10 @@ def slash_missing_reveal(task_id: uint256, round_id: uint256, node: address):
     sched: uint256 = self.rounds[task_id][round_id].schedule
     assert sched != 0, "slashing: no such round"
     assert block.number > (sched >> 128) & U64, "slashing: reveal phase not over"
-    assert node != msg.sender, "slashing: cannot report yourself"
     assert self.commitment[task_id][round_id][node] != empty(bytes32), "slashing: no commitment"
     rec: uint256 = self.record[task_id][round_id][node]
-    assert rec & SLASHED == 0, "slashing: already slashed"
     assert rec & INDEX_MASK == 0, "slashing: revealed"
-    self.record[task_id][round_id][node] = rec | SLASHED
-    self._slash(task_id, node, self.liveness_penalty, SLASH_MISSING_REVEAL, msg.sender)
+    self._liveness_slash(task_id, round_id, node, rec, SLASH_MISSING_REVEAL)
 
 
 @external
@@ -725,14 +730,11 @@ def slash_rejected(task_id: uint256, round_id: uint256, node: address):
          rejected set, not slashed for it yet.
     """
     assert self.rounds[task_id][round_id].status == FINALIZED, "slashing: round not finalized"
-    assert node != msg.sender, "slashing: cannot report yourself"
     rec: uint256 = self.record[task_id][round_id][node]
     assert rec & INDEX_MASK != 0, "slashing: no reveal"
-    assert rec & SLASHED == 0, "slashing: already slashed"
     index: uint256 = (rec & INDEX_MASK) - 1
     assert (self.rounds[task_id][round_id].rejected >> index) & 1 == 1, "slashing: not rejected"
-    self.record[task_id][round_id][node] = rec | SLASHED
-    self._slash(task_id, node, self.liveness_penalty, SLASH_REJECTED, msg.sender)
+    self._liveness_slash(task_id, round_id, node, rec, SLASH_REJECTED)
 
 
 @external
@@ -848,6 +850,18 @@ def _equivocate(task_id: uint256, round_id: uint256, validator: address, weight:
             self.rounds[task_id][round_id].leader = empty(bytes32)
     log Equivocated(task_id=task_id, round_id=round_id, validator=validator, first_vote=first, second_vote=second)
     self._safety_slash(task_id, validator, SLASH_EQUIVOCATION, empty(address))
+
+
+@internal
+def _liveness_slash(task_id: uint256, round_id: uint256, node: address, rec: uint256, reason: uint8):
+    """
+    @dev A liveness fault's penalty, once per node and round, reported by
+         anyone but the node itself (who would earn back the reporter share).
+    """
+    assert node != msg.sender, "slashing: cannot report yourself"
+    assert rec & SLASHED == 0, "slashing: already slashed"
+    self.record[task_id][round_id][node] = rec | SLASHED
+    self._slash(task_id, node, self.liveness_penalty, reason, msg.sender)
 
 
 @internal
