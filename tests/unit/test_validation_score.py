@@ -23,7 +23,8 @@ from fedchain.learning.data import load_dataset, partition
 from fedchain.learning.models import build_model
 from fedchain.learning.scoring import scores as cosine_scores
 from fedchain.learning.train import TrainConfig, flatten, get_params, set_params, train_local, unflatten
-from fedchain.learning.validation_score import root_indices, root_update, true_class_mass, validation_scores
+from fedchain.learning.validation_score import (BPS, root_indices, root_update, true_class_mass, validation_scores,
+                                               weighted_upper_median)
 from fedchain.protocol import root_set as rs
 from fedchain.protocol.recipe import Recipe
 
@@ -196,6 +197,35 @@ def test_scores_are_ints_and_the_same_bits_twice():
     b = validation_scores("logreg", parent.copy(), [u.copy() for u in ups], template, *root())
     assert a == b and all(type(x) is int for x in a)
     assert validation_scores("logreg", parent, [], template, *root()) == []
+
+
+def test_one_update_with_k_seats_scores_as_k_copies_of_it_would():
+    """Seats make the score Sybil-neutral: an identity holding 3 stakes' seats is scored
+    exactly as 3 identities sending its update are, because n and the median norm count
+    it three times; with one seat each, seats change nothing."""
+    template, parent, honest, attacked = round_of_updates()
+    xq, y = root()
+    big = attacked["boosted"]  # a large norm, so the median it shifts matters
+    copies = validation_scores("logreg", parent, [*honest, big, big, big], template, xq, y)
+    whole = validation_scores("logreg", parent, [*honest, big], template, xq, y, seats=[BPS] * len(honest) + [3 * BPS])
+    assert whole == copies[:-2]
+    plain = validation_scores("logreg", parent, [*honest, big], template, xq, y)
+    assert plain != whole  # without its seats the large update is scored against a different n and median
+    assert validation_scores("logreg", parent, honest, template, xq, y, seats=[BPS] * len(honest)) == \
+        validation_scores("logreg", parent, honest, template, xq, y)
+    with pytest.raises(LearningError, match="seat"):
+        validation_scores("logreg", parent, honest, template, xq, y, seats=[BPS, 0] * (len(honest) // 2))
+
+
+@pytest.mark.parametrize("values", [[5], [3, 1], [4, 4, 1, 9], [7, 2, 2, 8, 1], list(range(20, 0, -1))])
+def test_weighted_median_is_the_upper_median_with_equal_weights(values):
+    assert weighted_upper_median(values, [BPS] * len(values)) == sorted(values)[len(values) // 2]
+    assert weighted_upper_median(values, [1] * len(values)) == sorted(values)[len(values) // 2]
+
+
+def test_weighted_median_counts_a_value_once_per_unit_of_weight():
+    assert weighted_upper_median([1, 2, 9], [1, 1, 3]) == weighted_upper_median([1, 2, 9, 9, 9], [1] * 5) == 9
+    assert weighted_upper_median([1, 9], [16_000, 10_000]) == 1  # 1.6 seats against 1
 
 
 # -- FLTrust's root update

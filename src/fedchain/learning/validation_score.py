@@ -8,6 +8,8 @@ set instead (the clean data validators hold, as in FLTrust, Cao et al., NDSS 202
     P(w)   = sum over root examples of softmax(w; x)[y]       (fixed point, exact)
     G_i    = max(0, P(w + floor(u_i / n)) - P(w))
     t2     = upper median of |u_j|**2 over the round's n accepted updates
+             (n and the median count each update once per seat its trainer's stake
+             stands for: one, unless a stake is above the sortition cap)
     score_i = G_i                                    if |u_i|**2 <= 25/4 * t2
             = floor(G_i * (25/4 * t2)**4 / |u_i|**8)  otherwise
 
@@ -81,6 +83,8 @@ from fedchain.errors import LearningError
 from fedchain.learning import exact
 from fedchain.learning.fixedpoint import QMAX, chunked_dot
 
+BPS = 10_000  # one seat, in the basis points that reveal records (fedchain.vy; learning imports no chain code)
+
 # Updates up to 5/2 x the median norm are not penalised (|u|**2 <= 25/4 t2); beyond,
 # the score is multiplied by (2.5 median / |u|)**8.
 SLACK_SQ = (25, 4)
@@ -112,7 +116,8 @@ def true_class_mass(model: str, params: exact.IntParams, xq: np.ndarray, y: np.n
 
 
 def validation_scores(model: str, parent_q: np.ndarray, updates: Sequence[np.ndarray],
-                      template: Mapping[str, np.ndarray], xq: np.ndarray, y: np.ndarray) -> list[int]:
+                      template: Mapping[str, np.ndarray], xq: np.ndarray, y: np.ndarray,
+                      seats: Sequence[int] | None = None) -> list[int]:
     """Each update's score (see the module docstring), in the order given.
 
     Parameters
@@ -127,23 +132,43 @@ def validation_scores(model: str, parent_q: np.ndarray, updates: Sequence[np.nda
         Parameter names and shapes (the flat vector's layout).
     xq, y : np.ndarray
         The root set: quantised inputs (``exact.quantize_inputs``) and labels.
+    seats : sequence of int, optional
+        The seats each update's trainer stands for, in basis points (the Revealed
+        events' ``seats_bps``; one seat each if omitted). n and the median count an
+        update once per seat, so one identity holding k stakes is scored exactly as
+        k identities sending its update would be (a Sybil gains nothing by splitting).
+        With one seat each this is the plain count and upper median, bit for bit.
     """
     if not updates:
         return []
-    n = len(updates)
+    seats = [BPS] * len(updates) if seats is None else [int(s) for s in seats]
+    if len(seats) != len(updates) or min(seats) <= 0:
+        raise LearningError(f"need one positive seat count per update, got {seats}")
     parent_q = np.asarray(parent_q, dtype=np.int64)
     base = true_class_mass(model, exact.int_params(parent_q, template), xq, y)
     sq_norms = [chunked_dot(u, u) for u in updates]
-    t2 = sorted(sq_norms)[n // 2]
+    t2 = weighted_upper_median(sq_norms, seats)
     out = []
     for u, u2 in zip(updates, sq_norms):
-        stepped = np.clip(parent_q + np.asarray(u, dtype=np.int64) // n, -QMAX, QMAX)
+        # floor(u / n) with n counted in seats: floor(u * BPS / total seats in basis points)
+        stepped = np.clip(parent_q + np.asarray(u, dtype=np.int64) * BPS // sum(seats), -QMAX, QMAX)
         gain = max(0, true_class_mass(model, exact.int_params(stepped, template), xq, y) - base)
         num, den = SLACK_SQ[0] * t2, SLACK_SQ[1] * u2
         if den > num:
             gain = gain * num ** (PENALTY_POWER // 2) // den ** (PENALTY_POWER // 2)
         out.append(gain)
     return out
+
+
+def weighted_upper_median(values: Sequence[int], weights: Sequence[int]) -> int:
+    """The smallest value whose weight, with every smaller value's, exceeds half the total:
+    ``sorted(values)[n // 2]`` when the weights are equal."""
+    total, run = sum(weights), 0
+    for v, w in sorted(zip(values, weights)):
+        run += w
+        if 2 * run > total:
+            return v
+    raise LearningError("no values to take the median of")
 
 
 def root_update(model: str, parent_q: np.ndarray, template: Mapping[str, np.ndarray], xq: np.ndarray,

@@ -61,21 +61,22 @@ def report_indices(recipe: Recipe, y_test: np.ndarray) -> np.ndarray:
 
 
 def round_scores(recipe: Recipe, parent_q: np.ndarray, updates: Sequence[np.ndarray], aggregate: np.ndarray,
-                 template: Mapping[str, np.ndarray]) -> list[int]:
-    """Each accepted update's score under the recipe's rule ("cosine" or "validation")."""
+                 template: Mapping[str, np.ndarray], seats: Sequence[int] | None = None) -> list[int]:
+    """Each accepted update's score under the recipe's rule ("cosine" or "validation");
+    ``seats`` (basis points, one seat each if omitted) only matter to the validation score."""
     if recipe.score == "cosine":
         return cosine_scores(updates, aggregate)
     if recipe.score == "validation":
-        return validation_round_scores(recipe, parent_q, updates, template)
+        return validation_round_scores(recipe, parent_q, updates, template, seats)
     raise LearningError(f"unknown score {recipe.score!r}; choose one of {list(SCORES)}")
 
 
 def validation_round_scores(recipe: Recipe, parent_q: np.ndarray, updates: Sequence[np.ndarray],
-                            template: Mapping[str, np.ndarray]) -> list[int]:
+                            template: Mapping[str, np.ndarray], seats: Sequence[int] | None = None) -> list[int]:
     """Each update's root-set score (``validation_score.validation_scores``): what a task
     with ``score = "validation"`` pays by and what Zeno selects by."""
     rs = root_set(recipe)
-    return validation_scores(recipe.model, parent_q, updates, template, rs.xq, rs.y)
+    return validation_scores(recipe.model, parent_q, updates, template, rs.xq, rs.y, seats)
 
 
 def root_update(recipe: Recipe, model_q: np.ndarray, template: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -272,8 +272,10 @@ def aggregate_round(task_id: int, round_id: int, model: Model, revealed: list, u
     ``previous_update``).
     """
     accepted = list(updates.values())
+    seats_of = {ev.args["node"]: ev.args["seats_bps"] for ev in revealed}
+    seats = [seats_of[node] for node in updates]
     # Zeno selects by the root-set score; a task scored on the root set pays by the same numbers
-    by_root_set = (root_set.validation_round_scores(recipe, model.q, accepted, template)
+    by_root_set = (root_set.validation_round_scores(recipe, model.q, accepted, template, seats)
                    if needs_root_scores(recipe.rule) else None)
     new_q = (fp.clip_fixed(model.q + aggregate_update(
         recipe.rule, recipe.rule_params, accepted, list(samples.values()),
@@ -281,7 +283,7 @@ def aggregate_round(task_id: int, round_id: int, model: Model, revealed: list, u
         prev_update=prev_update, root_scores=by_root_set))
              if len(updates) >= min_updates(recipe.rule, recipe.rule_params) else model.q)
     round_score = (by_root_set if by_root_set is not None and recipe.score == "validation"
-                   else round_scores(recipe, model.q, accepted, new_q - model.q, template))
+                   else round_scores(recipe, model.q, accepted, new_q - model.q, template, seats))
     node_scores = dict(zip(updates, round_score))
     # paid scores: the rule's score times the seats the trainer's stake stands for
     scores = [(ev.args["node"], commitments.paid_score(node_scores.get(ev.args["node"], 0), ev.args["seats_bps"]))
