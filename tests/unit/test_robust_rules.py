@@ -22,6 +22,7 @@ from fedchain.learning.aggregate.bulyan import select_bulyan
 from fedchain.learning.aggregate.centeredclipping import clip_rows
 from fedchain.learning.aggregate.common import dots, pairwise_sq_distances, sq_norms
 from fedchain.learning.aggregate.fltrust import trust_scores
+from fedchain.learning.aggregate import zeno
 from fedchain.learning.aggregate.nnm import nnm
 from fedchain.learning.fixedpoint import QMAX, SCALE
 from fedchain.protocol.recipe import Recipe
@@ -407,6 +408,23 @@ def test_zeno_leaves_out_what_the_root_set_scores_zero_whatever_its_size():
     attackers = [np.full(50, -QMAX)] * 3  # scored 0 by the root set: left out, however extreme
     out = agg("zeno", honest + attackers, {"num_malicious_nodes": 3}, root_scores=[3] * 7 + [0] * 3)
     assert np.array_equal(out, agg("fedavg", honest))
+
+
+def test_zeno_counts_a_trainer_once_per_seat():
+    """One update with 3 seats (a stake above the sortition cap) is kept and clipped as its
+    3 copies from 3 one-seat identities would be; one seat each is the plain rule."""
+    x = vecs([3, 4], [6, 8], [0, 5], [300, 400])  # norms 5, 10, 5, 500
+    scores, params = [4, 3, 2, 9], {"num_malicious_nodes": 2, "clip": True}
+    copies = agg("zeno", [*x, x[3], x[3]], params, samples=[2, 3, 4, 5, 5, 5], root_scores=[*scores, 9, 9])
+    whole = agg("zeno", x, params, samples=[2, 3, 4, 15], root_scores=scores, seats=[10_000] * 3 + [30_000])
+    assert np.array_equal(whole, copies)  # 6 seats, b = 2: the big one (3 seats) and the best one seat
+    assert not np.array_equal(whole, agg("zeno", x, params, samples=[2, 3, 4, 15], root_scores=scores))
+    assert np.array_equal(agg("zeno", x, params, root_scores=scores, seats=[10_000] * 4),
+                          agg("zeno", x, params, root_scores=scores))
+    # the best first while their seats fit: a 3-seat update that does not fit stops the selection
+    assert zeno.select([9, 8, 7, 1], 3, seats=[10_000, 30_000, 10_000, 10_000]) == [0]
+    with pytest.raises(LearningError, match="seat count"):
+        agg("zeno", x, params, root_scores=scores, seats=[10_000] * 3)
 
 
 def test_nnm_by_hand():

@@ -81,9 +81,8 @@ import numpy as np
 
 from fedchain.errors import LearningError
 from fedchain.learning import exact
+from fedchain.learning.aggregate.common import SEAT, seat_counts, weighted_upper_median
 from fedchain.learning.fixedpoint import QMAX, chunked_dot
-
-BPS = 10_000  # one seat, in the basis points that reveal records (fedchain.vy; learning imports no chain code)
 
 # Updates up to 5/2 x the median norm are not penalised (|u|**2 <= 25/4 t2); beyond,
 # the score is multiplied by (2.5 median / |u|)**8.
@@ -141,34 +140,21 @@ def validation_scores(model: str, parent_q: np.ndarray, updates: Sequence[np.nda
     """
     if not updates:
         return []
-    seats = [BPS] * len(updates) if seats is None else [int(s) for s in seats]
-    if len(seats) != len(updates) or min(seats) <= 0:
-        raise LearningError(f"need one positive seat count per update, got {seats}")
+    seats = seat_counts(seats, len(updates))
     parent_q = np.asarray(parent_q, dtype=np.int64)
     base = true_class_mass(model, exact.int_params(parent_q, template), xq, y)
     sq_norms = [chunked_dot(u, u) for u in updates]
     t2 = weighted_upper_median(sq_norms, seats)
     out = []
     for u, u2 in zip(updates, sq_norms):
-        # floor(u / n) with n counted in seats: floor(u * BPS / total seats in basis points)
-        stepped = np.clip(parent_q + np.asarray(u, dtype=np.int64) * BPS // sum(seats), -QMAX, QMAX)
+        # floor(u / n) with n counted in seats: floor(u * SEAT / total seats in basis points)
+        stepped = np.clip(parent_q + np.asarray(u, dtype=np.int64) * SEAT // sum(seats), -QMAX, QMAX)
         gain = max(0, true_class_mass(model, exact.int_params(stepped, template), xq, y) - base)
         num, den = SLACK_SQ[0] * t2, SLACK_SQ[1] * u2
         if den > num:
             gain = gain * num ** (PENALTY_POWER // 2) // den ** (PENALTY_POWER // 2)
         out.append(gain)
     return out
-
-
-def weighted_upper_median(values: Sequence[int], weights: Sequence[int]) -> int:
-    """The smallest value whose weight, with every smaller value's, exceeds half the total:
-    ``sorted(values)[n // 2]`` when the weights are equal."""
-    total, run = sum(weights), 0
-    for v, w in sorted(zip(values, weights)):
-        run += w
-        if 2 * run > total:
-            return v
-    raise LearningError("no values to take the median of")
 
 
 def root_update(model: str, parent_q: np.ndarray, template: Mapping[str, np.ndarray], xq: np.ndarray,

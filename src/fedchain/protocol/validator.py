@@ -280,7 +280,7 @@ def aggregate_round(task_id: int, round_id: int, model: Model, revealed: list, u
     new_q = (fp.clip_fixed(model.q + aggregate_update(
         recipe.rule, recipe.rule_params, accepted, list(samples.values()),
         root_update=root_set.root_update(recipe, model.q, template) if needs_root_set(recipe.rule) else None,
-        prev_update=prev_update, root_scores=by_root_set))
+        prev_update=prev_update, root_scores=by_root_set, seats=seats))
              if len(updates) >= min_updates(recipe.rule, recipe.rule_params) else model.q)
     round_score = (by_root_set if by_root_set is not None and recipe.score == "validation"
                    else round_scores(recipe, model.q, accepted, new_q - model.q, template, seats))

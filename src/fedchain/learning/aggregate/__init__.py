@@ -74,6 +74,7 @@ class Extra:
     root_update: np.ndarray | None = None
     prev_update: np.ndarray | None = None
     root_scores: Sequence[int] | None = None
+    seats: Sequence[int] | None = None
 
 
 def bool_param(params: Mapping[str, Any], name: str) -> bool:
@@ -100,7 +101,7 @@ RULES: dict[str, Rule] = {r.name: r for r in [
         x, centeredclipping.tau_of(p), int_param(p, "iterations", 1, lo=1), e.prev_update),
          frozenset({"tau", "iterations"}), uses_prev_update=True),
     Rule("fltrust", lambda x, s, p, e: fltrust.fltrust(x, e.root_update), needs_root_set=True),
-    Rule("zeno", lambda x, s, p, e: zeno.zeno(x, s, e.root_scores, _f(p), bool_param(p, "clip")),
+    Rule("zeno", lambda x, s, p, e: zeno.zeno(x, s, e.root_scores, _f(p), bool_param(p, "clip"), e.seats),
          frozenset({"num_malicious_nodes", "clip"}), needs_root_scores=True),
 ]}
 
@@ -155,7 +156,7 @@ def min_updates(rule: str, params: Mapping[str, Any]) -> int:
 
 def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.ndarray], samples: Sequence[int], *,
                      root_update: np.ndarray | None = None, prev_update: np.ndarray | None = None,
-                     root_scores: Sequence[int] | None = None) -> np.ndarray:
+                     root_scores: Sequence[int] | None = None, seats: Sequence[int] | None = None) -> np.ndarray:
     """The aggregate update (int64) of ``updates`` under ``rule`` with ``params``.
 
     Parameters
@@ -176,6 +177,10 @@ def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.
     root_scores : sequence of int, optional
         Zeno's: each update's root-set score (``validation_score.validation_scores``
         of the raw updates, before any NNM mixing), in the order of ``updates``.
+    seats : sequence of int, optional
+        The seats each update's trainer stands for, in basis points (one each if
+        omitted). Zeno counts them; the other rules count identities (a known gap:
+        docs/robustness.md, "Sybil").
     """
     r = rule_of(rule)
     params = dict(params)
@@ -192,7 +197,7 @@ def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.
         raise LearningError(f"rule {rule!r} needs root_scores: each update's score on the validators' root set")
     if params.get("nnm", False):
         x = nnm.nnm(x, _f(params))
-    return r.run(x, list(samples), params, Extra(root_update, prev_update, root_scores))
+    return r.run(x, list(samples), params, Extra(root_update, prev_update, root_scores, seats))
 
 
 __all__ = ["RULES", "Rule", "aggregate_update", "check_params", "min_updates", "needs_root_scores",

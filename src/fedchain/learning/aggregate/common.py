@@ -28,6 +28,10 @@ import numpy as np
 from fedchain.errors import LearningError
 from fedchain.learning.fixedpoint import CHUNK_SIZE, MAX_UPDATES, QMAX
 
+# One seat, in the basis points that fedchain.vy's reveal records (``seats_bps``): a trainer
+# whose stake is above the sortition cap stands for several (learning imports no chain code).
+SEAT = 10_000
+
 MAX_PARAMS = 1 << 24  # coordinates per vector: keeps the chunked sums (and clipping products) inside int64
 _LO = np.int64((1 << 32) - 1)
 
@@ -116,6 +120,27 @@ def nearest(dist_row: Sequence[int], candidates: Sequence[int], k: int) -> list[
 
 
 # -- parameters (plain JSON values from the recipe)
+
+
+def seat_counts(seats: Sequence[int] | None, n: int) -> list[int]:
+    """``seats`` checked (one positive count per update), or one seat each if None."""
+    if seats is None:
+        return [SEAT] * n
+    seats = [int(s) for s in seats]
+    if len(seats) != n or min(seats, default=1) <= 0:
+        raise LearningError(f"need one positive seat count per update ({n}), got {seats}")
+    return seats
+
+
+def weighted_upper_median(values: Sequence[int], weights: Sequence[int]) -> int:
+    """The smallest value whose weight, with every smaller value's, exceeds half the total:
+    ``sorted(values)[n // 2]`` (the upper median) when the weights are equal."""
+    total, run = sum(weights), 0
+    for v, w in sorted(zip(values, weights)):
+        run += w
+        if 2 * run > total:
+            return v
+    raise LearningError("no values to take the median of")
 
 
 def int_param(params: dict[str, Any], name: str, default: int | None, lo: int = 0) -> int:

@@ -22,6 +22,13 @@ No update with a positive score: the zero update (the model stays). Without a
 positive score an update has not shown the root set any benefit, so unlike the
 paper (which always keeps n - b) it is left out even when fewer than m are left.
 
+Seats: a trainer whose stake is above the sortition cap stands for several seats
+(``seats``, basis points; fedchain.vy's ``reveal``). Zeno counts them: it keeps
+the best updates while their seats fit in n - b seats (stopping at the first
+that does not), and the median norm counts each update once per seat, so one
+identity holding k stakes is treated as k identities sending its update would
+be (up to that cut-off). With one seat each this is the rule above, bit for bit.
+
 ``clip = true`` (not in the paper) first scales every kept update longer than the
 round's median update norm down to that norm (the median over all accepted
 updates, the upper one for even n, so a minority cannot move it far): norm
@@ -52,27 +59,38 @@ import numpy as np
 from fedchain.errors import LearningError
 from fedchain.learning.aggregate import fedavg
 from fedchain.learning.aggregate.centeredclipping import clip_rows
-from fedchain.learning.aggregate.common import sq_norms
+from fedchain.learning.aggregate.common import SEAT, seat_counts, sq_norms, weighted_upper_median
 
 
-def select(root_scores: Sequence[int], b: int) -> list[int]:
-    """Indices of the kept updates, ascending: the at most n - b highest positive scores."""
+def select(root_scores: Sequence[int], b: int, seats: Sequence[int] | None = None) -> list[int]:
+    """Indices of the kept updates, ascending: the highest positive scores, at most n - b
+    of them (counted in seats: best first while their seats fit in n - b seats)."""
     n = len(root_scores)
     if not 0 <= b < n:
         raise LearningError(f"zeno needs 0 <= num_malicious_nodes < n, got {b} with n = {n}")
+    seats = seat_counts(seats, n)
+    room = sum(seats) - b * SEAT
     ranked = sorted((i for i in range(n) if root_scores[i] > 0), key=lambda i: (-root_scores[i], i))
-    return sorted(ranked[:n - b])
+    kept = []
+    for i in ranked:
+        if seats[i] > room:
+            break
+        kept.append(i)
+        room -= seats[i]
+    return sorted(kept)
 
 
-def zeno(x: np.ndarray, samples: Sequence[int], root_scores: Sequence[int], b: int, clip: bool = False) -> np.ndarray:
-    """The aggregate update: the FedAvg mean of ``select(root_scores, b)``'s rows of ``x``,
-    each first clipped to the median norm of ``x``'s rows if ``clip``."""
+def zeno(x: np.ndarray, samples: Sequence[int], root_scores: Sequence[int], b: int, clip: bool = False,
+         seats: Sequence[int] | None = None) -> np.ndarray:
+    """The aggregate update: the FedAvg mean of ``select(root_scores, b, seats)``'s rows of
+    ``x``, each first clipped to the (seat-weighted) median norm of ``x``'s rows if ``clip``."""
     if len(root_scores) != len(x):
         raise LearningError(f"{len(x)} updates but {len(root_scores)} root-set scores")
-    kept = select(root_scores, b)
+    seats = seat_counts(seats, len(x))
+    kept = select(root_scores, b, seats)
     if not kept:
         return np.zeros(x.shape[1], dtype=np.int64)
     rows = x[kept]  # fancy indexing copies: clipping below leaves x alone
     if clip:
-        rows = clip_rows(rows, isqrt(sorted(sq_norms(x))[len(x) // 2]))
+        rows = clip_rows(rows, isqrt(weighted_upper_median(sq_norms(x), seats)))
     return fedavg.aggregate_update(list(rows), [samples[i] for i in kept])
