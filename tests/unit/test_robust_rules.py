@@ -421,8 +421,12 @@ def test_zeno_counts_a_trainer_once_per_seat():
     assert not np.array_equal(whole, agg("zeno", x, params, samples=[2, 3, 4, 15], root_scores=scores))
     assert np.array_equal(agg("zeno", x, params, root_scores=scores, seats=[10_000] * 4),
                           agg("zeno", x, params, root_scores=scores))
-    # the best first while their seats fit: a 3-seat update that does not fit stops the selection
-    assert zeno.select([9, 8, 7, 1], 3, seats=[10_000, 30_000, 10_000, 10_000]) == [0]
+    # the best first until n - b seats are kept: a 3-seat update with 2 seats left keeps 2 of them
+    assert zeno.select([9, 8, 7, 1], 3, seats=[10_000, 30_000, 10_000, 10_000]) == {0: 10_000, 1: 20_000}
+    assert zeno.select([9, 8, 7, 1], 2) == {0: 10_000, 1: 10_000}
+    part = agg("zeno", x, {"num_malicious_nodes": 3}, samples=[2, 3, 4, 15], root_scores=[9, 3, 2, 8],
+               seats=[10_000] * 3 + [30_000])  # 3 seats kept: row 0's and 2 of row 3's, weighing 10 of 15
+    assert np.array_equal(part, (2 * x[0] + 10 * x[3]) // 12)
     with pytest.raises(LearningError, match="seat count"):
         agg("zeno", x, params, root_scores=scores, seats=[10_000] * 3)
 

@@ -24,10 +24,11 @@ paper (which always keeps n - b) it is left out even when fewer than m are left.
 
 Seats: a trainer whose stake is above the sortition cap stands for several seats
 (``seats``, basis points; fedchain.vy's ``reveal``). Zeno counts them: it keeps
-the best updates while their seats fit in n - b seats (stopping at the first
-that does not), and the median norm counts each update once per seat, so one
-identity holding k stakes is treated as k identities sending its update would
-be (up to that cut-off). With one seat each this is the rule above, bit for bit.
+the best updates until n - b seats are kept, the last one possibly in part (its
+FedAvg weight is then that part of its sample count), and the median norm counts
+each update once per seat, so one identity holding k stakes is treated as k
+identities sending its update would be (up to their sample counts). With one
+seat each this is the rule above, bit for bit.
 
 ``clip = true`` (not in the paper) first scales every kept update longer than the
 round's median update norm down to that norm (the median over all accepted
@@ -62,22 +63,24 @@ from fedchain.learning.aggregate.centeredclipping import clip_rows
 from fedchain.learning.aggregate.common import SEAT, seat_counts, sq_norms, weighted_upper_median
 
 
-def select(root_scores: Sequence[int], b: int, seats: Sequence[int] | None = None) -> list[int]:
-    """Indices of the kept updates, ascending: the highest positive scores, at most n - b
-    of them (counted in seats: best first while their seats fit in n - b seats)."""
+def select(root_scores: Sequence[int], b: int, seats: Sequence[int] | None = None) -> dict[int, int]:
+    """The kept updates: index -> the seats kept of it (basis points), ascending by index.
+    The highest positive scores first, until n - b seats are kept; the last one kept may
+    keep only the seats that were left (one seat each: exactly the n - b best)."""
     n = len(root_scores)
     if not 0 <= b < n:
         raise LearningError(f"zeno needs 0 <= num_malicious_nodes < n, got {b} with n = {n}")
     seats = seat_counts(seats, n)
     room = sum(seats) - b * SEAT
     ranked = sorted((i for i in range(n) if root_scores[i] > 0), key=lambda i: (-root_scores[i], i))
-    kept = []
+    kept = {}
     for i in ranked:
-        if seats[i] > room:
+        take = min(seats[i], room)
+        if take <= 0:
             break
-        kept.append(i)
-        room -= seats[i]
-    return sorted(kept)
+        kept[i] = take
+        room -= take
+    return dict(sorted(kept.items()))
 
 
 def zeno(x: np.ndarray, samples: Sequence[int], root_scores: Sequence[int], b: int, clip: bool = False,
@@ -90,7 +93,8 @@ def zeno(x: np.ndarray, samples: Sequence[int], root_scores: Sequence[int], b: i
     kept = select(root_scores, b, seats)
     if not kept:
         return np.zeros(x.shape[1], dtype=np.int64)
-    rows = x[kept]  # fancy indexing copies: clipping below leaves x alone
+    rows = x[list(kept)]  # fancy indexing copies: clipping below leaves x alone
     if clip:
         rows = clip_rows(rows, isqrt(weighted_upper_median(sq_norms(x), seats)))
-    return fedavg.aggregate_update(list(rows), [samples[i] for i in kept])
+    # an update kept in part weighs that part of its samples
+    return fedavg.aggregate_update(list(rows), [samples[i] * take // seats[i] for i, take in kept.items()])
