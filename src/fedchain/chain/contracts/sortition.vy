@@ -10,9 +10,10 @@
      identities that all stay below it leaves the expected number of seats
      unchanged. At the cap it does not: a node with k*w >= T has one seat,
      the same stake split into identities below the cap expects k*w/T seats.
-     Splitting never buys more than the stake's proportional share, but it
-     recovers what the cap withholds from one large identity
-     (docs/robustness.md, "Sybil").
+     Splitting never buys more than the stake's proportional share, and the
+     cap costs one large identity nothing in rewards: fedchain.vy's `reveal`
+     records the k*w/T seats its stake stands for and its score is paid that
+     many times (docs/robustness.md, "Sybil").
      The Python twin is `fedchain.chain.commitments.is_selected`; both must
      agree bit for bit. Pure functions only: no state, no reentrancy surface.
 """

@@ -9,14 +9,20 @@ party by score like everyone else.
 
 Expected seats of one identity with weight w out of total T for k seats is
 min(1, k*w/T) (up to the contract's integer rounding). Below the cap it is
-linear in w, so splitting a stake leaves the expected seats, and so the
-expected reward, unchanged. At the cap it is not: a stake with k*w >= T gets
-one seat, however large, and the same stake split into identities below the
-cap gets k*w/T seats, its proportional share.
+linear in w, so splitting a stake leaves the expected seats unchanged. At the
+cap it is not: a stake with k*w >= T gets one seat, however large, and the same
+stake split into identities below the cap gets k*w/T seats, its proportional
+share. Rewards make up the difference: an identity's score is paid times the
+seats its stake stands for, max(1, k*w/T) (``commitments.seats_bps``), so the
+expected reward is k*w/T seats' worth either way, and splitting gains nothing
+(the ``sybil_split=False`` simulation is the party as one identity).
 
-Rewards are not neutral either: the party's k copies of its pooled update earn more
-than its identities would as honest trainers under every rule and score measured
-(``benchmarks/sybil/measure.py``; docs/robustness.md, "Sybil rewards by rule and score").
+That holds for the payment and for FedAvg's aggregate; rank-based rules (median,
+Krum, ...) still count identities, not seats, so k copies pull their aggregate
+more than one update does (docs/robustness.md, "Sybil rewards by rule and score").
+Separately, the party's k copies of its pooled update earn more than its identities
+would as separate honest trainers: that is the pooling of data, not the split
+(the party earns the same as one identity with the same data and stake).
 """
 
 from __future__ import annotations
