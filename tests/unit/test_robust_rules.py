@@ -427,6 +427,10 @@ def test_zeno_counts_a_trainer_once_per_seat():
     part = agg("zeno", x, {"num_malicious_nodes": 3}, samples=[2, 3, 4, 15], root_scores=[9, 3, 2, 8],
                seats=[10_000] * 3 + [30_000])  # 3 seats kept: row 0's and 2 of row 3's, weighing 10 of 15
     assert np.array_equal(part, (2 * x[0] + 10 * x[3]) // 12)
+    # a sliver kept of a one-sample update still weighs one sample (FedAvg refuses weight 0)
+    sliver = agg("zeno", x, {"num_malicious_nodes": 3}, samples=[2, 3, 4, 1], root_scores=[9, 3, 2, 8],
+                 seats=[10_000] * 3 + [30_000])  # 2 of row 3's 3 seats: 2/3 of one sample
+    assert np.array_equal(sliver, (2 * x[0] + 1 * x[3]) // 3)
     with pytest.raises(LearningError, match="seat count"):
         agg("zeno", x, params, root_scores=scores, seats=[10_000] * 3)
 

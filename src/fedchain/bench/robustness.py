@@ -30,8 +30,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from fedchain.chain.deploy import TOKEN
 from fedchain.chain.commitments import BPS
+from fedchain.chain.deploy import TOKEN
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import RULES
 from fedchain.learning.data import load_dataset, partition

@@ -96,5 +96,5 @@ def zeno(x: np.ndarray, samples: Sequence[int], root_scores: Sequence[int], b: i
     rows = x[list(kept)]  # fancy indexing copies: clipping below leaves x alone
     if clip:
         rows = clip_rows(rows, isqrt(weighted_upper_median(sq_norms(x), seats)))
-    # an update kept in part weighs that part of its samples
-    return fedavg.aggregate_update(list(rows), [samples[i] * take // seats[i] for i, take in kept.items()])
+    # an update kept in part weighs that part of its samples (at least one: FedAvg needs positive weights)
+    return fedavg.aggregate_update(list(rows), [max(1, samples[i] * take // seats[i]) for i, take in kept.items()])
