@@ -144,18 +144,21 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
         tok.tx("approve", fc.address, stake, sender=acct)
         return acct
 
-    # an unsplit Sybil party: its first trainer holds all of its stakes and data, the rest do not exist
-    whole = [i for i, kind in enumerate(kinds) if kind == "sybil"] if not cfg.sybil_split else []
+    # the partitions (and so minimum stakes) each trainer holds: one, except that an unsplit Sybil
+    # party's first trainer holds all of the party's and the rest of it do not exist
+    holds = {i: [i] for i in range(len(kinds))}
+    party = [i for i, kind in enumerate(kinds) if kind == "sybil"] if not cfg.sybil_split else []
+    if party:
+        holds = {i: ([i] if i not in party else party) for i in holds if i not in party[1:]}
     common = dict(fedchain=fc, store=store, recipe=recipe)
     trainers = []
-    for i, kind in enumerate(kinds):
-        if i in whole[1:]:
-            continue
+    for i, held in holds.items():
+        kind = kinds[i]
         cls = Trainer if kind == "honest" else ADVERSARIES.get(kind) or attack_trainer(kind, data.num_classes)
-        stake = cfg.stake * (len(whole) if whole and i == whole[0] else 1)
+        stake = cfg.stake * len(held)
         acct = account(f"trainer-{i}", stake)
         fc.tx("stake", ROLE_TRAINER, stake, sender=acct)
-        idx = np.concatenate([parts[j] for j in whole]) if whole and i == whole[0] else parts[i]
+        idx = np.concatenate([parts[j] for j in held])
         trainers.append(cls(f"trainer-{i}" + ("" if kind == "honest" else f"({kind})"), account=acct,
                             journal=journal(f"trainer-{i}"),
                             x=data.x_train[idx], y=data.y_train[idx], seed=cfg.seed * 1000 + i, **common))
