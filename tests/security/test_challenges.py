@@ -18,6 +18,7 @@ from eth_utils import keccak
 from fedchain.chain.deploy import TOKEN
 from fedchain.chain.interface import account_from_seed
 from fedchain.errors import Reverted
+from fedchain.learning import aggregate
 from fedchain.learning import fixedpoint as fp
 from fedchain.protocol.audit import Auditor, ContractEvents
 from fedchain.protocol.challenge import Unchallengeable, find_fault, find_score_fault, gather
@@ -106,15 +107,20 @@ def test_a_watcher_leaves_an_honest_committee_alone(tmp_path):
 
 
 RULES = [("fedavg", {}), ("fedmedian", {}), ("fedtrimmedavg", {"beta": 0.25})]
+# one identity holding two of five stakes: seats 1, 1, 1, 2 (the median and the trimmed mean count seats)
+WHALE = {"trainers": 5, "attack": "sybil", "byzantine": 0.4, "sybil_split": False}
 
 
+@pytest.mark.parametrize("stakes", [{}, WHALE], ids=["equal-stakes", "one-with-two-stakes"])
 @pytest.mark.parametrize("rule,params", RULES)
-def test_a_false_challenge_loses_its_bond_and_changes_nothing(tmp_path, rule, params):
-    net = build_network(config(tmp_path, rule=rule, rule_params=params))  # an honest committee
+def test_a_false_challenge_loses_its_bond_and_changes_nothing(tmp_path, rule, params, stakes):
+    net = build_network(config(tmp_path, rule=rule, rule_params=params, **stakes))  # an honest committee
     fc, tok, ch, t = net.deployment.fedchain, net.deployment.token, net.deployment.challenges, net.task_id
     v = play_to_vote(net)
     ev = leading_evidence(net, v)
     assert ev.first_wrong() is None  # the honest result is right everywhere
+    if stakes:
+        assert sorted(e.args["seats_bps"] for e in ev.accepted) == [10_000] * 3 + [20_000]
     bond = ch.call("bond")
     chunks = fp.chunks(ev.parent).shape[0]
     # every value of chunk 0 and one value of every other chunk (the last one
@@ -280,6 +286,26 @@ def test_no_quorum_means_nothing_to_challenge(tmp_path):
     assert fc.call("tasks", t)["round"] == 1
     with reverts("challenges: no quorum"):
         ch.tx("challenge", *dataclasses.replace(good, round_id=1).args(), sender=acct)
+
+
+@pytest.mark.parametrize("rule,params", RULES[1:])
+def test_a_committee_counting_identities_not_seats_is_proven_wrong(tmp_path, monkeypatch, rule, params):
+    # every validator runs the rule without the seats (the median of the four updates, not of
+    # the five seats); the contract, which reads the seats from the reveal records, disagrees
+    net = build_network(config(tmp_path, rule=rule, rule_params=params, **WHALE))
+    seated = aggregate.RULES[rule]
+    with monkeypatch.context() as m:
+        m.setitem(aggregate.RULES, rule, dataclasses.replace(
+            seated, run=lambda x, s, p, e: seated.run(x, s, p, dataclasses.replace(e, seats=None))))
+        v = play_to_vote(net)
+    ev = leading_evidence(net, v)
+    wrong = ev.first_wrong()
+    assert wrong is not None
+    acct = challenger(net)
+    approve_bond(net, acct)
+    rc = net.deployment.challenges.tx("challenge", *ev.challenge(*wrong).args(), sender=acct)
+    assert rc.event("Challenged").args["success"] is True
+    assert net.deployment.fedchain.call("rounds", net.task_id, v.round_id)["status"] == FAILED
 
 
 @pytest.mark.parametrize("rule,params", RULES[1:])

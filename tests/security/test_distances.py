@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from fractions import Fraction
 
 import boa
 import numpy as np
@@ -26,7 +27,8 @@ from fedchain.chain.interface import CONTRACTS_DIR, account_from_seed
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate.common import pairwise_sq_distances, stack
 from fedchain.learning.aggregate.bulyan import bulyan_selection, closest_to_median_mean
-from fedchain.learning.aggregate.fedmedian import coordinate_median
+from fedchain.learning.aggregate.fedmedian import coordinate_median, fedmedian
+from fedchain.learning.aggregate.fedtrimmedavg import fedtrimmedavg
 from fedchain.learning.aggregate.krum import select_multikrum
 from fedchain.protocol.audit import Auditor, ContractEvents
 from fedchain.protocol.challenge import DistanceLeafChallenge, DistanceSumChallenge, OpenTable, Unchallengeable
@@ -169,13 +171,30 @@ def test_the_contract_selects_what_bulyan_selects(contract, case):
 
 
 @settings(deadline=None)
+@given(st.lists(st.tuples(st.integers(-8, 8), st.integers(10_000, 40_000)), min_size=1, max_size=12),
+       st.sampled_from([(0, 1), (1, 5), (1, 4), (3, 10), (2, 5)]))
+def test_the_contract_counts_seats_as_the_median_and_trimmed_mean_do(contract, col, beta):
+    # seats in basis points, whole or not (a stake above the sortition cap); small values: ties
+    x = [np.array([v], np.int64) for v, _ in col]
+    seats = [w for _, w in col]
+    total = sum(seats)
+    cut = beta[0] * total // (beta[1] * 10_000) * 10_000  # the challenge's trim
+    med, kept = contract.internal._seated_median([v * 2**64 + w for v, w in col], total, cut)
+    assert med == int(fedmedian(stack(x), seats)[0])
+    if 2 * cut < total:
+        want = int(fedtrimmedavg(stack(x), Fraction(*beta), seats)[0])
+        assert kept // (total - 2 * cut) == want
+
+
+@settings(deadline=None)
 @given(st.lists(st.integers(-8, 8), min_size=1, max_size=12), st.data())
 def test_the_contract_keeps_the_values_bulyan_keeps(contract, col, data):
     beta = data.draw(st.integers(1, len(col)))  # small values: ties around the median are common
     s = np.array(col, dtype=np.int64).reshape(-1, 1)
     want = int(closest_to_median_mean(s, beta)[0])
     med = int(coordinate_median(s)[0])
-    assert contract.internal._closest_to_median_sum(col, med, beta) // beta == want
+    packed = [v * 2**64 + 10_000 for v in col]  # the challenge packs each value with its seats
+    assert contract.internal._closest_to_median_sum(packed, med, beta) // beta == want
 
 
 # ---------------------------------------------------------------- a colluding committee, one watcher

@@ -435,6 +435,44 @@ def test_zeno_counts_a_trainer_once_per_seat():
         agg("zeno", x, params, root_scores=scores, seats=[10_000] * 3)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(-QMAX, QMAX), min_size=3, max_size=3), st.integers(1, 4)),
+                min_size=1, max_size=9),
+       st.sampled_from([0.0, 0.2, 0.25, 0.3, 0.45]))
+def test_median_and_trimmed_mean_count_an_update_once_per_seat(rows, beta):
+    """An update with k whole seats is aggregated as k one-seat copies of it would be (so a
+    stake split over identities that send one update moves no coordinate); equal seats are
+    the plain rule, bit for bit."""
+    x = [np.array(r, np.int64) for r, _ in rows]
+    k = [m for _, m in rows]
+    copies = [u for u, m in zip(x, k) for _ in range(m)]
+    seats = [m * 10_000 for m in k]
+    assert np.array_equal(agg("fedmedian", x, seats=seats), agg("fedmedian", copies))
+    assert np.array_equal(agg("fedmedian", x, seats=[10_000] * len(x)), agg("fedmedian", x))
+    params = {"beta": beta}
+    try:
+        expected = agg("fedtrimmedavg", copies, params)
+    except LearningError:  # trimming leaves nothing: the same error with seats
+        with pytest.raises(LearningError, match="leaves nothing"):
+            agg("fedtrimmedavg", x, params, seats=seats)
+    else:
+        assert np.array_equal(agg("fedtrimmedavg", x, params, seats=seats), expected)
+
+
+def test_median_and_trimmed_mean_with_part_seats_by_hand():
+    x = vecs([0], [10], [20], [30])
+    # 1.6 seats at 0, one each at 10, 20, 30: 46,000 positions; 0 covers [0, 16000), 10 covers
+    # [16000, 26000), 20 [26000, 36000), 30 [36000, 46000). Both middle positions (22999 and
+    # 23000) are 10's.
+    seats = [16_000, 10_000, 10_000, 10_000]
+    assert agg("fedmedian", x, seats=seats).tolist() == [10]
+    # beta 0.25 trims floor(0.25 * 4.6) = 1 whole seat at each end: positions [10000, 36000) are
+    # kept, 6000 of 0's, all of 10's and 20's, none of 30's
+    assert agg("fedtrimmedavg", x, {"beta": 0.25}, seats=seats).tolist() == [(10 + 20) * 10_000 // 26_000]
+    with pytest.raises(LearningError, match="seat count"):
+        agg("fedmedian", x, seats=[10_000, 0, 10_000, 10_000])
+
+
 def test_nnm_by_hand():
     x = np.stack(vecs([0, 0], [2, 0], [10, 0], [11, 4]))
     # f = 1: each update is mixed with its 3 nearest (itself included)

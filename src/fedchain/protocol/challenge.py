@@ -234,7 +234,8 @@ class Evidence:
         r = self.recipe
         if not self.updates or len(self.updates) < min_updates(r.rule, r.rule_params):
             return self.parent
-        return fp.clip_fixed(self.parent + aggregate_update(r.rule, r.rule_params, self.updates, self.samples))
+        return fp.clip_fixed(self.parent + aggregate_update(r.rule, r.rule_params, self.updates, self.samples,
+                                                            seats=[e.args["seats_bps"] for e in self.accepted]))
 
     def averaged(self) -> list[int]:
         """Positions (in ``accepted``) of the updates the rule averages: all of them, or

@@ -13,9 +13,12 @@
      the updates the quorum accepted (every reveal not in its rejected set),
        FedAvg:        floor(sum_i w_i u_i[c][j] / sum_i w_i),
                       w_i = min(samples_i, 2**20) from the reveal record;
-       FedMedian:     the median (even count: floor of the middle pair's mean);
+       FedMedian:     the median (even count: floor of the middle pair's mean),
+                      each update counted once per seat (seats_bps, from the
+                      reveal record; learning.aggregate.fedmedian);
        FedTrimmedAvg: the floor mean without the k = floor(beta n) largest and
-                      k smallest values;
+                      k smallest values, n and k counted in seats, each value
+                      weighted by its untrimmed seats;
        Krum, MultiKrum: FedAvg's mean over Krum's selection, recomputed from
                       the squared distances the vote commits to (Distances);
        Bulyan:        over Bulyan's selection (repeated Krum on the same
@@ -249,7 +252,10 @@ def challenge(
         malformed = opened & MALFORMED != 0
         averaged = opened & SELECTION_MASK
 
-    col: DynArray[int256, MAX_UPDATES] = []  # the averaged updates' values at the coordinate
+    # the averaged updates' values at the coordinate, each as value * 2**64 + its seats
+    # (basis points): the median and the trimmed mean count an update once per seat
+    col: DynArray[int256, MAX_UPDATES] = []
+    seats: uint256 = 0  # their sum
     acc: int256 = 0  # FedAvg's weighted sum
     total_weight: uint256 = 0
     expected: uint256 = 0  # next reveal index that must come
@@ -264,9 +270,7 @@ def challenge(
             expected += 1
         assert index == expected, "challenges: not the averaged updates in reveal order"
         expected += 1
-        # commitments._commitment as fedchain computes it (bound to fedchain's address)
-        c: bytes32 = keccak256(abi_encode(commitments.COMMIT_DOMAIN, chain.id, fc.address, task_id, round_id, node, update_roots[i], salts[i]))
-        assert staticcall fc.commitment(task_id, round_id, node) == c, "challenges: root does not match commitment"
+        self._check_commitment(fc, task_id, round_id, node, update_roots[i], salts[i])
         values: Bytes[CHUNK_BYTES] = slice(update_chunks, i * CHUNK_BYTES, CHUNK_BYTES)
         # merkle._verify over update_proofs[i * depth:(i + 1) * depth], inline: an
         # internal call would copy the whole proofs array
@@ -283,7 +287,11 @@ def challenge(
         w: uint256 = min((rec >> 32) & SAMPLES_MASK, MAX_WEIGHT)
         total_weight += w
         x: int256 = self._value(values, coordinate)
-        col.append(x)
+        seat: uint256 = BPS  # Bulyan's median counts identities
+        if rule < RULE_KRUM:
+            seat = (rec >> 160) & U64
+        seats += seat
+        col.append(x * 2**64 + convert(seat, int256))
         # |x| < 2**31, w <= 2**20, at most 256 updates: |acc| < 2**59
         acc += convert(w, int256) * x
     # no averaged update may be missing
@@ -295,10 +303,13 @@ def challenge(
             # Krum returns its one update, MultiKrum the FedAvg mean of its selection
             agg = self._floor_div(acc, convert(total_weight, int256))
         else:
-            s: DynArray[int256, MAX_UPDATES] = self._sorted(col)
-            med: int256 = s[n // 2]  # the median (even count: the floor of the middle pair's mean)
-            if n % 2 == 0:
-                med = self._floor_div(s[n // 2 - 1] + s[n // 2], 2)
+            cut: uint256 = 0  # the trimmed mean's trim at each end, whole seats in basis points
+            if rule == RULE_TRIMMED:
+                cut = recipe.param1 * seats // (recipe.param2 * BPS) * BPS
+                assert 2 * cut < seats, "challenges: nothing left to average"
+            med: int256 = 0
+            kept: int256 = 0  # the trimmed mean's weighted sum
+            med, kept = self._seated_median(col, seats, cut)
             if rule == RULE_MEDIAN:
                 agg = med
             elif rule == RULE_BULYAN:
@@ -306,12 +317,7 @@ def challenge(
                 beta: uint256 = n - 2 * recipe.param1
                 agg = self._floor_div(self._closest_to_median_sum(col, med, beta), convert(beta, int256))
             else:
-                k: uint256 = recipe.param1 * n // recipe.param2
-                assert 2 * k < n, "challenges: nothing left to average"
-                total: int256 = 0
-                for i: uint256 in range(k, n - k, bound=MAX_UPDATES):
-                    total += s[i]
-                agg = self._floor_div(total, convert(n - 2 * k, int256))
+                agg = self._floor_div(kept, convert(seats - 2 * cut, int256))
     new: int256 = max(min(self._value(parent_chunk, coordinate) + agg, QMAX), -QMAX)
     wrong: bool = malformed or new != self._value(claimed_chunk, coordinate)
 
@@ -525,8 +531,7 @@ def challenge_score(
     expected: uint256 = 0
     misnamed: bool = rec & INDEX_MASK != index + 1
     if not misnamed and (vote.rejected >> index) & 1 == 0:
-        c: bytes32 = keccak256(abi_encode(commitments.COMMIT_DOMAIN, chain.id, fc.address, task_id, round_id, node, update_root, salt))
-        assert staticcall fc.commitment(task_id, round_id, node) == c, "challenges: root does not match commitment"
+        self._check_commitment(fc, task_id, round_id, node, update_root, salt)
         size: uint256 = len(update)
         assert size > 0 and size % CHUNK_BYTES == 0 and len(parent) == size and len(claimed) == size, "challenges: bad vector length"
         assert self._vector_root(update) == update_root, "challenges: bad update"
@@ -683,6 +688,18 @@ def _check_table_path(node: bytes32, position: uint256, siblings: DynArray[bytes
 
 @internal
 @view
+def _check_commitment(fc: fedchain.__interface__, task_id: uint256, round_id: uint256, node: address,
+                      update_root: bytes32, salt: bytes32):
+    """
+    @dev The node's commitment opens to (update_root, salt): commitments._commitment
+         as fedchain computes it (bound to fedchain's address).
+    """
+    c: bytes32 = keccak256(abi_encode(commitments.COMMIT_DOMAIN, chain.id, fc.address, task_id, round_id, node, update_root, salt))
+    assert staticcall fc.commitment(task_id, round_id, node) == c, "challenges: root does not match commitment"
+
+
+@internal
+@view
 def _check_opening(task_id: uint256, round_id: uint256, o: Opening, index: uint256, chunk: uint256):
     """
     @dev `o` is chunk `chunk` of the update revealed at `index`: its root is
@@ -691,8 +708,7 @@ def _check_opening(task_id: uint256, round_id: uint256, o: Opening, index: uint2
     """
     fc: fedchain.__interface__ = self.fc
     assert (staticcall fc.record(task_id, round_id, o.node)) & INDEX_MASK == index + 1, "challenges: not that reveal"
-    c: bytes32 = keccak256(abi_encode(commitments.COMMIT_DOMAIN, chain.id, fc.address, task_id, round_id, o.node, o.update_root, o.salt))
-    assert staticcall fc.commitment(task_id, round_id, o.node) == c, "challenges: root does not match commitment"
+    self._check_commitment(fc, task_id, round_id, o.node, o.update_root, o.salt)
     assert len(o.data) == 0 or len(o.data) == CHUNK_BYTES, "challenges: bad chunk length"
     leaf: bytes32 = empty(bytes32)
     if len(o.data) > 0:
@@ -826,24 +842,55 @@ def _bulyan_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, 
 
 @internal
 @pure
+def _seated_median(col: DynArray[int256, MAX_UPDATES], seats: uint256, cut: uint256) -> (int256, int256):
+    """
+    @dev The median and the trimmed mean's weighted sum of `col` (value * 2**64 +
+         its seats, `seats` in all), each value counted once per seat, as
+         learning.aggregate.fedmedian and fedtrimmedavg count them: sorted, each
+         value covers its seats' positions; the median is the floor mean of the
+         values at positions (seats - 1) // 2 and seats // 2 (equal seats: the
+         middle value or the middle pair's floor mean), the sum weighs each value
+         by its positions in [cut, seats - cut).
+    """
+    lo: int256 = 0
+    hi: int256 = 0
+    kept: int256 = 0
+    start: uint256 = 0  # the value's first position
+    clamped: uint256 = cut  # the first position at or after it that is not trimmed
+    s: DynArray[int256, MAX_UPDATES] = self._sorted(col)
+    for p: int256 in s:
+        v: int256 = p >> 64
+        if start <= (seats - 1) // 2:
+            lo = v
+        if start <= seats // 2:
+            hi = v
+        start += convert(p - (v << 64), uint256)
+        end: uint256 = min(max(start, cut), seats - cut)
+        kept += v * convert(end - clamped, int256)
+        clamped = end
+    return (lo + hi) >> 1, kept
+
+
+@internal
+@pure
 def _closest_to_median_sum(col: DynArray[int256, MAX_UPDATES], med: int256, beta: uint256) -> int256:
     """
     @dev Bulyan's per-coordinate step: the sum of the `beta` values closest
          to the median `med`, ties to the earlier value (reveal order), as
          numpy's stable argsort in learning.aggregate.bulyan picks them
-         (`col` in reveal order, not sorted).
+         (`col` in reveal order, not sorted, each value * 2**64 + its seats).
     """
     n: uint256 = len(col)
     total: int256 = 0
     for a: uint256 in range(n, bound=MAX_UPDATES):
-        da: int256 = abs(col[a] - med)
+        da: int256 = abs((col[a] >> 64) - med)
         rank: uint256 = 0
         for b: uint256 in range(n, bound=MAX_UPDATES):
-            db: int256 = abs(col[b] - med)
+            db: int256 = abs((col[b] >> 64) - med)
             if db < da or (db == da and b < a):
                 rank += 1
         if rank < beta:
-            total += col[a]
+            total += col[a] >> 64
     return total
 
 @internal

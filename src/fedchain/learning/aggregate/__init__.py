@@ -89,8 +89,8 @@ def _f(params: Mapping[str, Any]) -> int:
 
 RULES: dict[str, Rule] = {r.name: r for r in [
     Rule("fedavg", lambda x, s, p, e: fedavg.aggregate_update(list(x), s)),
-    Rule("fedmedian", lambda x, s, p, e: fedmedian.fedmedian(x)),
-    Rule("fedtrimmedavg", lambda x, s, p, e: fedtrimmedavg.fedtrimmedavg(x, fedtrimmedavg.beta_of(p)),
+    Rule("fedmedian", lambda x, s, p, e: fedmedian.fedmedian(x, e.seats)),
+    Rule("fedtrimmedavg", lambda x, s, p, e: fedtrimmedavg.fedtrimmedavg(x, fedtrimmedavg.beta_of(p), e.seats),
          frozenset({"beta"})),
     Rule("krum", lambda x, s, p, e: krum.krum(x, _f(p)), frozenset({"num_malicious_nodes"})),
     Rule("multikrum", lambda x, s, p, e: krum.multikrum(
@@ -179,8 +179,8 @@ def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.
         of the raw updates, before any NNM mixing), in the order of ``updates``.
     seats : sequence of int, optional
         The seats each update's trainer stands for, in basis points (one each if
-        omitted). Zeno counts them; the other rules count identities (a known gap:
-        docs/robustness.md, "Sybil").
+        omitted). Zeno, the median and the trimmed mean count them; the other rules
+        count identities (a known gap: docs/robustness.md, "Sybil").
     """
     r = rule_of(rule)
     params = dict(params)

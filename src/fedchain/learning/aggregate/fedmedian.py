@@ -9,11 +9,23 @@ The median of an even count is the floor of the mean of the two middle values,
 the median is a symmetric function of its inputs, so the result does not
 depend on the order of the updates. Sample counts are ignored (as in Flower's
 FedMedian): a claimed count cannot buy a coordinate.
+
+Seats. A trainer whose stake stands for several sortition seats (``seats``,
+basis points, fedchain.vy's ``reveal``) counts once per seat, so splitting a
+stake over identities that send the same update moves no coordinate
+(docs/robustness.md, "Sybil"). Each update covers ``seats[i]`` consecutive
+positions of the sorted column, S positions in all; the median is the floor
+mean of the values at positions (S - 1) // 2 and S // 2: with equal seats,
+exactly the median above, and with whole seats, the median of the copies.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+from fedchain.learning.aggregate.common import seat_counts
 
 
 def coordinate_median(x: np.ndarray) -> np.ndarray:
@@ -25,6 +37,28 @@ def coordinate_median(x: np.ndarray) -> np.ndarray:
     return (s[n // 2 - 1] + s[n // 2]) >> 1
 
 
-def fedmedian(x: np.ndarray) -> np.ndarray:
-    """The aggregate update: the coordinate-wise median of the (n, d) updates."""
-    return coordinate_median(x)
+def sorted_with_seats(x: np.ndarray, seats: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Each column of x sorted, and each sorted value's seats (int64, same shape). Equal
+    values are interchangeable, so their order does not matter."""
+    order = np.argsort(x, axis=0, kind="stable")
+    return np.take_along_axis(x, order, axis=0), np.asarray(seats, np.int64)[order]
+
+
+def weighted_coordinate_median(x: np.ndarray, seats: Sequence[int]) -> np.ndarray:
+    """Per-column median of x counting row i ``seats[i]`` times (see the module docstring)."""
+    s, w = sorted_with_seats(x, seats)
+    ends = np.cumsum(w, axis=0)  # one past each value's last position
+    total = sum(seats)
+    cols = np.arange(x.shape[1])
+    lo = s[np.argmax(ends > (total - 1) // 2, axis=0), cols]
+    hi = s[np.argmax(ends > total // 2, axis=0), cols]
+    return (lo + hi) >> 1
+
+
+def fedmedian(x: np.ndarray, seats: Sequence[int] | None = None) -> np.ndarray:
+    """The aggregate update: the coordinate-wise median of the (n, d) updates, each counted
+    once per seat (one seat each if ``seats`` is None)."""
+    seats = seat_counts(seats, len(x))
+    if len(set(seats)) == 1:  # equal seats: the plain median, and no cumulative sums
+        return coordinate_median(x)
+    return weighted_coordinate_median(x, seats)
