@@ -12,7 +12,7 @@ temporary folder, patches that copy of challenges.vy (``CHUNK = S``,
 ``CHUNK_BYTES = 4 S`` and the bound of ``update_chunks: Bytes[B * CHUNK_BYTES]``;
 ``parent_chunk``, ``claimed_chunk``, ``Opening.data`` and the chunk variables
 follow ``CHUNK_BYTES``), compiles it with the pinned vyper (titanoboa) and
-deploys token, challenges(bond), fedchain(..., challenges) and ``bind`` exactly
+deploys token, krum, challenges(bond, krum), fedchain(..., challenges) and ``bind`` exactly
 as fedchain.chain.deploy does, on a fresh embedded EVM per measurement (gas as
 anvil's receipts: intrinsic gas included, refunds applied, cold storage).
 
@@ -145,6 +145,8 @@ class Contracts:
         base = self._folder("base")
         self.token = compile_dir(base, "test_token")
         self.fedchain = compile_dir(base, "fedchain")
+        # Krum's selections moved to a contract of their own, which challenges.vy is built with
+        self.krum = compile_dir(base, "krum") if "krum.vy" in self.sources else None
         self._challenges: dict[tuple[int, int], tuple[Artifact, dict]] = {}
 
     def _folder(self, tag: str, challenges: str | None = None) -> Path:
@@ -218,7 +220,8 @@ def measure(contracts: Contracts, size: int, bound_updates: int, rule: str, data
     chain.fund(owner.address, 10**22)
     params = ProtocolParams()
     token = chain.deploy(contracts.token, "fedchain test token", "FED", sender=owner)
-    challenges = chain.deploy(chal_art, params.challenge_bond, sender=owner)
+    selector = [chain.deploy(contracts.krum, sender=owner).address] if contracts.krum else []
+    challenges = chain.deploy(chal_art, params.challenge_bond, *selector, sender=owner)
     fc = chain.deploy(contracts.fedchain, token.address, params.min_stake, params.unbonding_delay,
                       params.liveness_penalty, params.safety_penalty_bps, params.reporter_bps, challenges.address,
                       sender=owner)

@@ -24,12 +24,13 @@ from hypothesis import strategies as st
 
 from fedchain.chain.deploy import TOKEN
 from fedchain.chain.interface import CONTRACTS_DIR, account_from_seed
+from fedchain.learning import aggregate
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate.common import pairwise_sq_distances, stack
 from fedchain.learning.aggregate.bulyan import bulyan_selection, closest_to_median_mean
 from fedchain.learning.aggregate.fedmedian import coordinate_median, fedmedian
 from fedchain.learning.aggregate.fedtrimmedavg import fedtrimmedavg
-from fedchain.learning.aggregate.krum import select_multikrum
+from fedchain.learning.aggregate.krum import krum_scores, neighbour_order, select_multikrum
 from fedchain.protocol.audit import Auditor, ContractEvents
 from fedchain.protocol.challenge import DistanceLeafChallenge, DistanceSumChallenge, OpenTable, Unchallengeable
 from fedchain.protocol.distances import (DistanceTable, TableError, digest, first_fault, leaf_hash, node_hash, pair_index,
@@ -64,8 +65,13 @@ def approve_bond(net, acct):
 
 
 @pytest.fixture(scope="module")
-def contract():
-    return boa.load(str(CONTRACTS_DIR / "challenges.vy"), 10)
+def selector():
+    return boa.load(str(CONTRACTS_DIR / "krum.vy"))
+
+
+@pytest.fixture(scope="module")
+def contract(selector):
+    return boa.load(str(CONTRACTS_DIR / "challenges.vy"), 10, selector.address)
 
 
 def random_vectors(rng, n, size, rejected=()):
@@ -139,29 +145,59 @@ def krum_cases(draw):
 
 
 @settings(deadline=None)
-@given(krum_cases())
-def test_the_contract_selects_what_krum_selects(contract, case):
+@given(krum_cases(), st.data())
+def test_the_contract_selects_what_krum_selects(selector, case, data):
+    # seats in basis points: one each, or whole and part seats (a stake above the sortition cap)
     reveals, rejected, f, m, d = case
+    seats = data.draw(st.one_of(st.just([10_000] * reveals),
+                                st.lists(st.integers(10_000, 35_000), min_size=reveals, max_size=reveals),
+                                st.lists(st.sampled_from([10_000, 20_000, 30_000]), min_size=reveals,
+                                         max_size=reveals)))
     accepted = [i for i in range(reveals) if not (rejected >> i) & 1]
     n = len(accepted)
     mask = (2**reveals - 1) & ~rejected
-    got = contract.internal._krum_selection(mask, reveals, d, f, m)
+    got = selector.krum_selection(mask, reveals, d, f, m, seats)
     want = 0
     if n >= 2 * f + 3 and n >= m:
         dist = [[0 if a == b else d[pair_index(min(i, j), max(i, j))] for b, j in enumerate(accepted)]
                 for a, i in enumerate(accepted)]
-        want = sum(1 << accepted[k] for k in select_multikrum(dist, f, m or max(1, n - f)))
+        kept = select_multikrum(dist, f, m or None, [seats[i] for i in accepted])
+        want = sum(1 << accepted[k] for k in kept)
+        for k, take in kept.items():
+            if take < seats[accepted[k]]:  # the update kept in part: its seats kept and index + 1
+                want |= (take << 64) | ((accepted[k] + 1) << 128)
     assert got == want
 
 
 @settings(deadline=None)
 @given(krum_cases())
-def test_the_contract_selects_what_bulyan_selects(contract, case):
+def test_krum_with_whole_seats_selects_as_copies_would(case):
+    # one update with k seats is scored and kept as k one-seat copies of it: splitting a stake
+    # over identities that send one update changes nothing (copies: distance 0 to each other)
+    reveals, _, f, _, d = case
+    k = [1 + (i % 3 == 0) for i in range(reveals)]
+    dist = [[0 if i == j else d[pair_index(min(i, j), max(i, j))] for j in range(reveals)] for i in range(reveals)]
+    copy_of = [i for i in range(reveals) for _ in range(k[i])]
+    copies = [[0 if copy_of[a] == copy_of[b] else dist[copy_of[a]][copy_of[b]] for b in range(len(copy_of))]
+              for a in range(len(copy_of))]
+    seats = [10_000 * m for m in k]
+    order = neighbour_order(dist)
+    by_copies = krum_scores(neighbour_order(copies), copies, f)
+    assert krum_scores(order, dist, f, seats=seats) == {i: by_copies[copy_of.index(i)] for i in range(reveals)}
+    kept = select_multikrum(dist, f, None, seats)
+    kept_copies = select_multikrum(copies, f, None)
+    assert {i: sum(10_000 for c in kept_copies if copy_of[c] == i) for i in kept} == kept
+    assert sum(kept.values()) == sum(kept_copies.values())
+
+
+@settings(deadline=None)
+@given(krum_cases())
+def test_the_contract_selects_what_bulyan_selects(selector, case):
     reveals, rejected, f, _, d = case
     f = f // 2
     accepted = [i for i in range(reveals) if not (rejected >> i) & 1]
     mask = (2**reveals - 1) & ~rejected
-    got = contract.internal._bulyan_selection(mask, reveals, d, f)
+    got = selector.bulyan_selection(mask, reveals, d, f)
     want = 0
     if len(accepted) >= 4 * f + 3:
         dist = [[0 if a == b else d[pair_index(min(i, j), max(i, j))] for b, j in enumerate(accepted)]
@@ -259,6 +295,42 @@ def test_an_honest_krum_round_finalizes_and_pays_with_the_longer_proof(tmp_path)
     assert net.conservation_gap() == 0
 
 
+@pytest.mark.parametrize("f,m,in_part", [(1, 2, False), (1, 3, False), (0, 2, True)])
+def test_multikrum_counts_seats_on_chain_as_the_validators_do(tmp_path, monkeypatch, f, m, in_part):
+    # one identity holds two of six stakes: seats 1, 1, 1, 1, 2. Honest validators keep the best
+    # m seats (with f = 0, m = 2 the two-seat update is second and kept in part, at half its
+    # weight) and every value checks out; validators that count identities keep other updates
+    # and are proven wrong.
+    cfg = config(tmp_path, attack="sybil", byzantine=0.34, sybil_split=False,
+                 rule_params={"num_malicious_nodes": f, "num_nodes_to_select": m})
+    net = build_network(cfg)
+    v = play_to_vote(net)
+    ev = leading_evidence(net, v)
+    seats = [e.args["seats_bps"] for e in ev.accepted]
+    assert sorted(seats) == [10_000] * 4 + [20_000]
+    assert ev.model_fault() is None
+    acct = funded(net, tokens=100 * TOKEN)
+    rc = net.deployment.challenges.tx("open_table", *ev.open_table().args(), sender=acct)
+    sel = rc.event("TableOpened").args["selection"]
+    d = pairwise_sq_distances(stack(ev.updates))
+    kept = select_multikrum(d, f, m, seats)
+    assert sel & (2**64 - 1) == sum(1 << ev.accepted[k].args["index"] for k in kept)
+    whale = seats.index(20_000)
+    assert (sel >> 128 == ev.accepted[whale].args["index"] + 1 and (sel >> 64) & (2**64 - 1) == 10_000) == in_part
+    assert not any(send(net, acct, ev.challenge(0, j)) for j in range(0, fp.CHUNK_SIZE, 7))
+    # the same round voted by validators that leave out the seats
+    assert sorted(kept) != sorted(select_multikrum(d, f, m)) or in_part  # they keep something else
+    net2 = build_network(dataclasses.replace(cfg, out=tmp_path / "identities"))
+    seated = aggregate.RULES["multikrum"]
+    with monkeypatch.context() as mp:
+        mp.setitem(aggregate.RULES, "multikrum", dataclasses.replace(
+            seated, run=lambda x, s, p, e: seated.run(x, s, p, dataclasses.replace(e, seats=None))))
+        v2 = play_to_vote(net2)
+    fault = leading_evidence(net2, v2).model_fault()
+    assert fault is not None and send(net2, funded(net2), fault)
+    assert net2.deployment.fedchain.call("rounds", net2.task_id, v2.round_id)["status"] == FAILED
+
+
 # ---------------------------------------------------------------- every step against an honest round fails
 
 
@@ -330,6 +402,8 @@ def test_every_malformed_table_step_is_refused(honest):
         ("challenges: bad chunk length", leaf, dict(a=(*a[:3], a[3][:100], a[4]))),
         ("challenges: ragged inputs", leaf, dict(a=(*a[:4], a[4][:-1]))),
         ("challenges: bad update proof", leaf, dict(a=(*a[:3], b"", a[4]))),  # a chunk passed off as padding
+        ("challenges: ragged inputs", opening, dict(nodes=opening.nodes[:-1])),
+        ("challenges: not that reveal", opening, dict(nodes=opening.nodes[::-1])),
     ]
     for reason, good, change in cases:
         with reverts(reason):
@@ -349,7 +423,8 @@ def test_distance_steps_are_refused_for_other_rules(tmp_path):
                                  ("0x" + "00" * 20, bytes(32), bytes(32), b"", []))
     with reverts("challenges: no distance table"):
         net.deployment.challenges.tx(fake.fn, *fake.args(), sender=acct)
-    opening = OpenTable(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args, (tree, bytes(32), bytes(32), []))
+    opening = OpenTable(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args, [e.args["node"] for e in ev.revealed],
+                        (tree, bytes(32), bytes(32), []))
     node = DistanceSumChallenge(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args, tree, 1, 0, [],
                                 (bytes(32), bytes(32), []), (bytes(32), bytes(32), []), [], [])
     for step in (opening, node):

@@ -96,12 +96,13 @@ class OpenTable(Step):
     """The arguments of ``challenges.open_table``: a Krum-rule vote's table root, opened, so that
     the contract records the selection its sums imply (sent before the ``Challenge``; no bond)."""
 
+    nodes: list[str]  # every revealer, in reveal order (Krum counts their seats)
     distances: tuple  # (scores tree root, the table root's two children, its sums)
 
     fn = "open_table"
 
     def args(self) -> tuple:
-        return (*self.head(), self.distances)
+        return (*self.head(), self.nodes, self.distances)
 
 
 @dataclass(frozen=True)
@@ -248,8 +249,9 @@ class Evidence:
             return []
         if rule == CHALLENGE_BULYAN:
             return select_bulyan(stack(self.updates), f)
-        m = 1 if rule == CHALLENGE_KRUM else (m or max(1, n - f))
-        return sorted(select_multikrum(pairwise_sq_distances(stack(self.updates)), f, m))
+        m = 1 if rule == CHALLENGE_KRUM else (m or None)  # 0: the default, S - f seats
+        return sorted(select_multikrum(pairwise_sq_distances(stack(self.updates)), f, m,
+                                       [e.args["seats_bps"] for e in self.accepted]))
 
     def first_wrong(self) -> tuple[int, int] | None:
         """(chunk, coordinate in it) of the first value of the voted model that is wrong."""
@@ -282,6 +284,7 @@ class Evidence:
     def open_table(self) -> OpenTable:
         """The step that opens the vote's table root (Krum rules)."""
         return OpenTable(self.task_id, self.round_id, self.vote_tuple, *self._rule_args,
+                         [e.args["node"] for e in self.revealed],
                          (self._scores_tree_root(), *self.table.root_children(), self.table.totals))
 
     def model_fault(self) -> "Challenge | DistanceSumChallenge | DistanceLeafChallenge | None":

@@ -54,6 +54,7 @@ from ethereum.ercs import IERC20
 import fedchain
 import merkle
 import commitments
+import krum
 
 CHUNK: constant(uint256) = 64          # values per chunk (leaf)
 CHUNK_BYTES: constant(uint256) = 256   # 64 big-endian int32
@@ -130,13 +131,16 @@ struct Vote:
 
 deployer: immutable(address)
 bond: public(immutable(uint256))
+selector: public(immutable(krum.__interface__))  # Krum's and Bulyan's selections, a contract of their own
 fc: public(fedchain.__interface__)
 # open_table's record, keyed by keccak256(abi_encode(task, round, leading vote
-# hash)): OPENED | MALFORMED (a table of the wrong size) | the selection mask
+# hash)): OPENED | MALFORMED (a table of the wrong size) | the selection
+# (krum.krum_selection: a mask, and the update kept in part)
 selections: HashMap[bytes32, uint256]
 OPENED: constant(uint256) = 2**255
 MALFORMED: constant(uint256) = 2**254
 SELECTION_MASK: constant(uint256) = 2**64 - 1  # MAX_TABLE reveal indices
+PART_MASK: constant(uint256) = 2**128 - 1  # bits 64-191: the update kept in part (krum_selection)
 
 
 event TableOpened:
@@ -158,13 +162,15 @@ event Challenged:
 
 
 @deploy
-def __init__(bond_: uint256):
+def __init__(bond_: uint256, selector_: krum.__interface__):
     """
     @param bond_ Tokens a challenger posts; forfeited to the task's pool if
            the challenge fails.
+    @param selector_ The krum contract (Krum's and Bulyan's selections).
     """
     deployer = msg.sender
     bond = bond_
+    selector = selector_
 
 
 @external
@@ -243,6 +249,7 @@ def challenge(
     # The averaged set, as a bit mask over reveal indices: every reveal not in
     # the rejected set, or Krum's selection among them.
     averaged: uint256 = 0
+    part: uint256 = 0  # Krum rules: the update kept in part, (reveal index + 1) * 2**64 + its seats kept
     malformed: bool = False
     if r.reveals > 0:
         averaged = (max_value(uint256) >> (256 - r.reveals)) & ~vote.rejected
@@ -251,6 +258,7 @@ def challenge(
         assert opened & OPENED != 0, "challenges: table not opened"
         malformed = opened & MALFORMED != 0
         averaged = opened & SELECTION_MASK
+        part = (opened >> 64) & PART_MASK
 
     # the averaged updates' values at the coordinate, each as value * 2**64 + its seats
     # (basis points): the median and the trimmed mean count an update once per seat
@@ -285,6 +293,8 @@ def challenge(
             at //= 2
         assert h == update_roots[i], "challenges: bad update proof"
         w: uint256 = min((rec >> 32) & SAMPLES_MASK, MAX_WEIGHT)
+        if part >> 64 == index + 1:  # that part of its weight, at least 1
+            w = max(1, w * (part & U64) // ((rec >> 160) & U64))
         total_weight += w
         x: int256 = self._value(values, coordinate)
         seat: uint256 = BPS  # Bulyan's median counts identities
@@ -328,13 +338,16 @@ def challenge(
 
 
 @external
-def open_table(task_id: uint256, round_id: uint256, vote: Vote, recipe: RecipeRule, distances: Distances):
+def open_table(task_id: uint256, round_id: uint256, vote: Vote, recipe: RecipeRule,
+               nodes: DynArray[address, MAX_TABLE], distances: Distances):
     """
     @notice First step against a Krum-rule vote (Krum, MultiKrum, Bulyan):
             open its distance table's root and record the selection the
             root's sums imply, for `challenge` to use. It judges nothing, so
             it takes no bond; anyone may call it in the window (again: the
             record is a function of the committed root, so it cannot change).
+    @param nodes Every revealer of the round, in reveal order: Krum and
+           MultiKrum count seats, which their reveal records hold.
     @param distances The vote's scores tree root and the table root's
            children hashes and sums (see Distances).
     @dev Krum's selection: each update's score is its summed squared
@@ -357,16 +370,22 @@ def open_table(task_id: uint256, round_id: uint256, vote: Vote, recipe: RecipeRu
         table = self._sum_node(distances.left, distances.right, distances.totals)
     assert keccak256(concat(distances.scores_tree_root, table)) == vote.scores_root, "challenges: not the vote's distance table"
     malformed: bool = len(distances.totals) != r.reveals * (r.reveals - 1) // 2
+    assert len(nodes) == r.reveals, "challenges: ragged inputs"
+    seats: DynArray[uint256, MAX_TABLE] = []
+    for i: uint256 in range(len(nodes), bound=MAX_TABLE):
+        rec: uint256 = staticcall fc.record(task_id, round_id, nodes[i])
+        assert rec & INDEX_MASK == i + 1, "challenges: not that reveal"
+        seats.append((rec >> 160) & U64)
     selection: uint256 = 0
     if not malformed:
         accepted: uint256 = 0
         if r.reveals > 0:
             accepted = (max_value(uint256) >> (256 - r.reveals)) & ~vote.rejected
         if rule == RULE_BULYAN:
-            selection = self._bulyan_selection(accepted, r.reveals, distances.totals, recipe.param1)
+            selection = staticcall selector.bulyan_selection(accepted, r.reveals, distances.totals, recipe.param1)
         else:
-            selection = self._krum_selection(accepted, r.reveals, distances.totals, recipe.param1,
-                                             1 if rule == RULE_KRUM else recipe.param2)
+            selection = staticcall selector.krum_selection(accepted, r.reveals, distances.totals, recipe.param1,
+                                                           1 if rule == RULE_KRUM else recipe.param2, seats)
     self.selections[key] = OPENED | (MALFORMED if malformed else 0) | selection
     log TableOpened(task_id=task_id, round_id=round_id, selection=selection, malformed=malformed)
 
@@ -714,130 +733,6 @@ def _check_opening(task_id: uint256, round_id: uint256, o: Opening, index: uint2
     if len(o.data) > 0:
         leaf = keccak256(o.data)
     assert merkle._verify(leaf, chunk, o.proof, o.update_root), "challenges: bad update proof"
-
-
-@internal
-@pure
-def _krum_scores(members: DynArray[uint256, MAX_TABLE], d: DynArray[uint256, MAX_PAIRS],
-                 f: uint256) -> DynArray[uint256, MAX_TABLE]:
-    """
-    @dev Each member's Krum score among `members` (reveal indices), as
-         learning.aggregate.krum.krum_scores computes it: the sum of its
-         k = max(1, n - f - 2) smallest distances to the other members, that
-         is all n - 1 of them but the n - 1 - k largest.
-    """
-    n: uint256 = len(members)
-    out: DynArray[uint256, MAX_TABLE] = []
-    if n < 2:
-        return [0] if n == 1 else out  # no other member: no distance to count
-    k: uint256 = 1
-    if n > f + 3:
-        k = n - f - 2
-    drop: uint256 = n - 1 - k
-    # Unchecked arithmetic where it cannot wrap: indices are below 64 and a
-    # distance below 2**80 (2**54 a chunk, at most 2**20 chunks), so a row's
-    # sum stays below 2**86.
-    for a: uint256 in range(n, bound=MAX_TABLE):
-        ma: uint256 = members[a]
-        top: DynArray[uint256, MAX_TABLE] = []  # the `drop` largest distances so far, descending
-        total: uint256 = 0
-        for b: uint256 in range(n, bound=MAX_TABLE):
-            if a == b:
-                continue
-            mb: uint256 = members[b]
-            x: uint256 = 0
-            if ma < mb:
-                x = d[unsafe_add(unsafe_div(unsafe_mul(mb, unsafe_sub(mb, 1)), 2), ma)]
-            else:
-                x = d[unsafe_add(unsafe_div(unsafe_mul(ma, unsafe_sub(ma, 1)), 2), mb)]
-            total = unsafe_add(total, x)
-            if drop == 0:
-                continue
-            if len(top) < drop:
-                top.append(x)
-            elif x <= top[unsafe_sub(drop, 1)]:
-                continue
-            else:
-                top[unsafe_sub(drop, 1)] = x
-            p: uint256 = unsafe_sub(len(top), 1)
-            for _: uint256 in range(MAX_TABLE):
-                if p == 0 or top[unsafe_sub(p, 1)] >= x:
-                    break
-                top[p] = top[unsafe_sub(p, 1)]
-                p = unsafe_sub(p, 1)
-            top[p] = x
-        for x: uint256 in top:
-            total = unsafe_sub(total, x)
-        out.append(total)
-    return out
-
-
-@internal
-@pure
-def _members(mask: uint256, reveals: uint256) -> DynArray[uint256, MAX_TABLE]:
-    out: DynArray[uint256, MAX_TABLE] = []
-    for i: uint256 in range(reveals, bound=MAX_TABLE):
-        if (mask >> i) & 1 == 1:
-            out.append(i)
-    return out
-
-
-@internal
-@pure
-def _krum_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, MAX_PAIRS], f: uint256,
-                    m_: uint256) -> uint256:
-    """
-    @dev Krum's choice among the accepted reveals (a bit mask), as
-         learning.aggregate.krum makes it: the m lowest Krum scores win, the
-         lower reveal index on a tie (m = 0: n - f, at least 1). Fewer than
-         2f + 3 or m accepted updates: none (the round keeps its model).
-    """
-    idx: DynArray[uint256, MAX_TABLE] = self._members(accepted, reveals)
-    n: uint256 = len(idx)
-    m: uint256 = m_
-    if m == 0:
-        m = max(n, f + 1) - f
-    if n < 2 * f + 3 or n < m:
-        return 0
-    score: DynArray[uint256, MAX_TABLE] = self._krum_scores(idx, d, f)
-    chosen: uint256 = 0
-    for a: uint256 in range(n, bound=MAX_TABLE):
-        rank: uint256 = 0
-        for b: uint256 in range(n, bound=MAX_TABLE):
-            if score[b] < score[a] or (score[b] == score[a] and b < a):
-                rank += 1
-        if rank < m:
-            chosen |= 1 << idx[a]
-    return chosen
-
-
-@internal
-@pure
-def _bulyan_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, MAX_PAIRS], f: uint256) -> uint256:
-    """
-    @dev Bulyan's choice (learning.aggregate.bulyan.select_bulyan): n - 2f
-         times, the member with the lowest Krum score among those left (the
-         lower reveal index on a tie), scores recomputed on what is left.
-         Fewer than 4f + 3 accepted updates: none.
-    """
-    left: DynArray[uint256, MAX_TABLE] = self._members(accepted, reveals)
-    n: uint256 = len(left)
-    if n < 4 * f + 3:
-        return 0
-    chosen: uint256 = 0
-    for _: uint256 in range(n - 2 * f, bound=MAX_TABLE):
-        score: DynArray[uint256, MAX_TABLE] = self._krum_scores(left, d, f)
-        best: uint256 = 0
-        for a: uint256 in range(1, len(left), bound=MAX_TABLE):
-            if score[a] < score[best]:  # members are in reveal order: the first lowest wins ties
-                best = a
-        chosen |= 1 << left[best]
-        rest: DynArray[uint256, MAX_TABLE] = []
-        for a: uint256 in range(len(left), bound=MAX_TABLE):
-            if a != best:
-                rest.append(left[a])
-        left = rest
-    return chosen
 
 
 @internal

@@ -92,9 +92,10 @@ RULES: dict[str, Rule] = {r.name: r for r in [
     Rule("fedmedian", lambda x, s, p, e: fedmedian.fedmedian(x, e.seats)),
     Rule("fedtrimmedavg", lambda x, s, p, e: fedtrimmedavg.fedtrimmedavg(x, fedtrimmedavg.beta_of(p), e.seats),
          frozenset({"beta"})),
-    Rule("krum", lambda x, s, p, e: krum.krum(x, _f(p)), frozenset({"num_malicious_nodes"})),
+    Rule("krum", lambda x, s, p, e: krum.krum(x, _f(p), e.seats), frozenset({"num_malicious_nodes"})),
     Rule("multikrum", lambda x, s, p, e: krum.multikrum(
-        x, s, _f(p), int_param(p, "num_nodes_to_select", max(1, len(x) - _f(p)), lo=1)),
+        x, s, _f(p), int_param(p, "num_nodes_to_select", None, lo=1) if "num_nodes_to_select" in p else None,
+        e.seats),
          frozenset({"num_malicious_nodes", "num_nodes_to_select"})),
     Rule("bulyan", lambda x, s, p, e: bulyan.bulyan(x, _f(p)), frozenset({"num_malicious_nodes"})),
     Rule("centeredclipping", lambda x, s, p, e: centeredclipping.centered_clipping(
@@ -179,8 +180,8 @@ def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.
         of the raw updates, before any NNM mixing), in the order of ``updates``.
     seats : sequence of int, optional
         The seats each update's trainer stands for, in basis points (one each if
-        omitted). Zeno, the median and the trimmed mean count them; the other rules
-        count identities (a known gap: docs/robustness.md, "Sybil").
+        omitted). Zeno, the median, the trimmed mean, Krum and MultiKrum count them;
+        the other rules count identities (a known gap: docs/robustness.md, "Sybil").
     """
     r = rule_of(rule)
     params = dict(params)

@@ -16,6 +16,18 @@ weighted by their capped sample counts, as Flower does, with ``fedavg``'s
 exact floor-divided mean; Krum returns the selected update itself.
 
 As in Flower, the math is ``select_multikrum``; Krum is MultiKrum with m = 1.
+
+Seats. A trainer whose stake stands for several sortition seats (``seats``,
+basis points, fedchain.vy's ``reveal``) counts once per seat, as k one-seat
+copies of its update would (docs/robustness.md, "Sybil"): with S seats in all,
+a score sums the distances to the nearest max(1, S - f - 2) seats, the update's
+own other seats first (at distance 0), a neighbour's seats weighing the
+distance each (the last neighbour possibly in part); MultiKrum keeps the best
+updates until m seats are kept (default S - f, at least 1), the last one
+possibly in part, which then weighs that part of its capped sample count (at
+least 1). With one seat each, every score is SEAT times the plain score and the
+selection and the result are the plain rule's, bit for bit. The validity checks
+(n > 2f + 2, m <= n) count updates.
 """
 
 from __future__ import annotations
@@ -26,7 +38,8 @@ import numpy as np
 
 from fedchain.errors import LearningError
 from fedchain.learning.aggregate import fedavg
-from fedchain.learning.aggregate.common import nearest, pairwise_sq_distances
+from fedchain.learning.aggregate.common import SEAT, nearest, pairwise_sq_distances, seat_counts
+from fedchain.learning.fixedpoint import MAX_WEIGHT
 
 
 def check_krum(n: int, f: int) -> None:
@@ -43,39 +56,67 @@ def neighbour_order(dist: Sequence[Sequence[int]]) -> list[list[int]]:
 
 
 def krum_scores(order: Sequence[Sequence[int]], dist: Sequence[Sequence[int]], f: int,
-                candidates: Sequence[int] | None = None) -> dict[int, int]:
-    """Each candidate's score: its summed squared distance to its n - f - 2 nearest other candidates.
+                candidates: Sequence[int] | None = None, seats: Sequence[int] | None = None) -> dict[int, int]:
+    """Each candidate's score: its summed squared distance to its nearest max(1, n - f - 2)
+    other candidates, counted in seats (basis points; one each if ``seats`` is None, then
+    every score is SEAT times the plain sum: see the module docstring).
 
     ``order`` is ``neighbour_order(dist)``; ``candidates`` (default: all) lets Bulyan rerun
     Krum on what is left, n is their number, and at least one neighbour always counts (as in Flower).
     """
     cand = list(range(len(dist))) if candidates is None else list(candidates)
-    k = max(1, len(cand) - f - 2)
+    seats = seat_counts(seats, len(dist))
+    need = max(SEAT, sum(seats[i] for i in cand) - (f + 2) * SEAT)  # the nearest seats counted
     allowed = set(cand)
     scores = {}
     for i in cand:
-        near = [j for j in order[i] if j in allowed][:k]
-        scores[i] = sum(dist[i][j] for j in near)
+        left, score = need - min(need, seats[i] - SEAT), 0  # its own other seats, at distance 0
+        for j in order[i]:
+            if left == 0:
+                break
+            if j in allowed:
+                take = min(seats[j], left)
+                score, left = score + dist[i][j] * take, left - take
+        scores[i] = score
     return scores
 
 
-def select_multikrum(dist: Sequence[Sequence[int]], f: int, m: int) -> list[int]:
-    """Indices of the m lowest Krum scores, lowest first (ties: lower index first)."""
-    scores = krum_scores(neighbour_order(dist), dist, f)
-    return sorted(scores, key=lambda i: (scores[i], i))[:m]
+def select_multikrum(dist: Sequence[Sequence[int]], f: int, m: int | None,
+                     seats: Sequence[int] | None = None) -> dict[int, int]:
+    """The updates kept, best Krum score first (ties: lower index first), each with the seats
+    kept of it: until m seats are kept (None: S - f, at least one), the last possibly in part."""
+    seats = seat_counts(seats, len(dist))
+    scores = krum_scores(neighbour_order(dist), dist, f, seats=seats)
+    room = m * SEAT if m is not None else max(SEAT, sum(seats) - f * SEAT)
+    kept = {}
+    for i in sorted(scores, key=lambda i: (scores[i], i)):
+        if room == 0:
+            break
+        kept[i] = min(seats[i], room)
+        room -= kept[i]
+    return kept
 
 
-def multikrum(x: np.ndarray, samples: Sequence[int], f: int, m: int) -> np.ndarray:
-    """The aggregate update: the sample-weighted mean of the m updates Krum scores best."""
+def kept_weights(kept: dict[int, int], samples: Sequence[int], seats: Sequence[int]) -> list[int]:
+    """FedAvg's weights of the kept updates, in index order: the capped sample count, or
+    for an update kept in part that part of it (at least 1), as challenges.vy weighs it."""
+    return [min(samples[i], MAX_WEIGHT) if take == seats[i] else max(1, min(samples[i], MAX_WEIGHT) * take // seats[i])
+            for i, take in sorted(kept.items())]
+
+
+def multikrum(x: np.ndarray, samples: Sequence[int], f: int, m: int | None,
+              seats: Sequence[int] | None = None) -> np.ndarray:
+    """The aggregate update: the sample-weighted mean of the m seats Krum scores best (None: n - f)."""
     n = len(x)
     check_krum(n, f)
-    if not 1 <= m <= n:
+    if m is not None and not 1 <= m <= n:
         raise LearningError(f"multikrum: num_nodes_to_select must be between 1 and {n}, got {m}")
-    chosen = sorted(select_multikrum(pairwise_sq_distances(x), f, m))
-    return fedavg.aggregate_update([x[i] for i in chosen], [samples[i] for i in chosen])
+    seats = seat_counts(seats, n)
+    kept = select_multikrum(pairwise_sq_distances(x), f, m, seats)
+    return fedavg.aggregate_update([x[i] for i in sorted(kept)], kept_weights(kept, samples, seats))
 
 
-def krum(x: np.ndarray, f: int) -> np.ndarray:
+def krum(x: np.ndarray, f: int, seats: Sequence[int] | None = None) -> np.ndarray:
     """The aggregate update: the single update with the lowest Krum score."""
     check_krum(len(x), f)
-    return x[select_multikrum(pairwise_sq_distances(x), f, 1)[0]].copy()
+    return x[next(iter(select_multikrum(pairwise_sq_distances(x), f, 1, seats)))].copy()
