@@ -42,12 +42,15 @@ def _krum_scores(members: DynArray[uint256, MAX_TABLE], d: DynArray[uint256, MAX
             total_seats += seats[m]
     others: uint256 = total_seats - BPS  # every member's other seats, its own included
     drop: uint256 = others - min(max(total_seats, (f + 3) * BPS) - (f + 2) * BPS, others)
-    # A distance is below 2**80 (2**54 a chunk, at most 2**20 chunks) and seats below
-    # 2**64: a weighted row sum stays below 2**150.
+    # Unchecked arithmetic where it cannot wrap: indices are below 64, a distance below
+    # 2**80 (2**54 a chunk, at most 2**20 chunks) and seats below 2**64, so a weighted
+    # row sum stays below 2**150.
+    weighed: bool = len(seats) > 0
     for a: uint256 in range(n, bound=MAX_TABLE):
         ma: uint256 = members[a]
         top: DynArray[uint256, MAX_TABLE] = []
         top_seats: uint256 = 0
+        smallest: uint256 = 0  # the smallest distance in `top`
         total: uint256 = 0
         for b: uint256 in range(n, bound=MAX_TABLE):
             if a == b:
@@ -59,31 +62,32 @@ def _krum_scores(members: DynArray[uint256, MAX_TABLE], d: DynArray[uint256, MAX
             else:
                 x = d[unsafe_add(unsafe_div(unsafe_mul(ma, unsafe_sub(ma, 1)), 2), mb)]
             w: uint256 = BPS
-            if len(seats) > 0:
+            if weighed:
                 w = seats[mb]
-            total += x * w
-            if drop == 0 or (top_seats >= drop and x <= top[len(top) - 1] >> 64):
+            total = unsafe_add(total, unsafe_mul(x, w))
+            if drop == 0 or (top_seats >= drop and x <= smallest):
                 continue
             # insert, largest first, then let go of the smallest while the rest still covers `drop`
             top.append(0)
-            p: uint256 = len(top) - 1
+            p: uint256 = unsafe_sub(len(top), 1)
             for _: uint256 in range(MAX_TABLE):
-                if p == 0 or top[p - 1] >> 64 >= x:
+                if p == 0 or top[unsafe_sub(p, 1)] >> 64 >= x:
                     break
-                top[p] = top[p - 1]
-                p -= 1
+                top[p] = top[unsafe_sub(p, 1)]
+                p = unsafe_sub(p, 1)
             top[p] = (x << 64) | w
-            top_seats += w
+            top_seats = unsafe_add(top_seats, w)
             for _: uint256 in range(MAX_TABLE):
-                last: uint256 = top[len(top) - 1] & U64
-                if top_seats - last < drop:
+                last: uint256 = top[unsafe_sub(len(top), 1)] & U64
+                if unsafe_sub(top_seats, last) < drop:
                     break
-                top_seats -= last
+                top_seats = unsafe_sub(top_seats, last)
                 top.pop()
+            smallest = top[unsafe_sub(len(top), 1)] >> 64
         for t: uint256 in top:
-            total -= (t >> 64) * (t & U64)
+            total = unsafe_sub(total, unsafe_mul(t >> 64, t & U64))
         if top_seats > drop:  # the smallest kept distance is dropped only in part
-            total += (top[len(top) - 1] >> 64) * (top_seats - drop)
+            total = unsafe_add(total, unsafe_mul(smallest, unsafe_sub(top_seats, drop)))
         out.append(total)
     return out
 
@@ -123,10 +127,11 @@ def krum_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, MAX
     score: DynArray[uint256, MAX_TABLE] = self._krum_scores(idx, d, f, seats)
     chosen: uint256 = 0
     for a: uint256 in range(n, bound=MAX_TABLE):
-        before: uint256 = 0  # the seats of the better ones
+        sa: uint256 = score[a]
+        before: uint256 = 0  # the seats of the better ones (below 64 * 2**64: unchecked)
         for b: uint256 in range(n, bound=MAX_TABLE):
-            if score[b] < score[a] or (score[b] == score[a] and b < a):
-                before += seats[idx[b]]
+            if score[b] < sa or (score[b] == sa and b < a):
+                before = unsafe_add(before, seats[idx[b]])
         if before < room:
             chosen |= 1 << idx[a]
             if room - before < seats[idx[a]]:
