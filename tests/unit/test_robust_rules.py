@@ -459,6 +459,30 @@ def test_median_and_trimmed_mean_count_an_update_once_per_seat(rows, beta):
         assert np.array_equal(agg("fedtrimmedavg", x, params, seats=seats), expected)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.lists(st.integers(1, 3), min_size=5, max_size=8))
+def test_every_rule_but_bulyan_counts_an_update_once_per_seat(seed, k):
+    """One update with k whole seats is aggregated as k one-seat copies of it (sent by k
+    identities) would be, under every rule that counts seats, NNM first or not; with one
+    seat each, the plain rule."""
+    rng = np.random.default_rng(seed)
+    x = cluster(rng, len(k), 6, spread=3000)
+    copies = [u for u, m in zip(x, k) for _ in range(m)]
+    seats = [m * 10_000 for m in k]
+    f = 1
+    root = rng.integers(-3000, 3000, 6)
+    cases = [("fedmedian", {}), ("fedtrimmedavg", {"beta": 0.2}), ("krum", {"num_malicious_nodes": f}),
+             ("multikrum", {"num_malicious_nodes": f}), ("centeredclipping", {"tau": 0.02, "iterations": 2}),
+             ("fltrust", {}), ("fedmedian", {"nnm": True, "num_malicious_nodes": f}),
+             ("fedtrimmedavg", {"nnm": True, "num_malicious_nodes": f, "beta": 0.1})]
+    for rule, params in cases:
+        kw = {"root_update": root} if rule == "fltrust" else {}
+        # sample counts are ignored by all of these but MultiKrum, which weighs a copy as the whole
+        whole = agg(rule, x, params, samples=[5 * m for m in k], seats=seats, **kw)
+        assert np.array_equal(whole, agg(rule, copies, params, samples=[5] * len(copies), **kw)), (rule, params)
+        assert np.array_equal(agg(rule, x, params, seats=[10_000] * len(x), **kw), agg(rule, x, params, **kw))
+
+
 def test_median_and_trimmed_mean_with_part_seats_by_hand():
     x = vecs([0], [10], [20], [30])
     # 1.6 seats at 0, one each at 10, 20, 30: 46,000 positions; 0 covers [0, 16000), 10 covers

@@ -99,9 +99,9 @@ RULES: dict[str, Rule] = {r.name: r for r in [
          frozenset({"num_malicious_nodes", "num_nodes_to_select"})),
     Rule("bulyan", lambda x, s, p, e: bulyan.bulyan(x, _f(p)), frozenset({"num_malicious_nodes"})),
     Rule("centeredclipping", lambda x, s, p, e: centeredclipping.centered_clipping(
-        x, centeredclipping.tau_of(p), int_param(p, "iterations", 1, lo=1), e.prev_update),
+        x, centeredclipping.tau_of(p), int_param(p, "iterations", 1, lo=1), e.prev_update, e.seats),
          frozenset({"tau", "iterations"}), uses_prev_update=True),
-    Rule("fltrust", lambda x, s, p, e: fltrust.fltrust(x, e.root_update), needs_root_set=True),
+    Rule("fltrust", lambda x, s, p, e: fltrust.fltrust(x, e.root_update, e.seats), needs_root_set=True),
     Rule("zeno", lambda x, s, p, e: zeno.zeno(x, s, e.root_scores, _f(p), bool_param(p, "clip"), e.seats),
          frozenset({"num_malicious_nodes", "clip"}), needs_root_scores=True),
 ]}
@@ -180,8 +180,9 @@ def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.
         of the raw updates, before any NNM mixing), in the order of ``updates``.
     seats : sequence of int, optional
         The seats each update's trainer stands for, in basis points (one each if
-        omitted). Zeno, the median, the trimmed mean, Krum and MultiKrum count them;
-        the other rules count identities (a known gap: docs/robustness.md, "Sybil").
+        omitted). Every rule but Bulyan counts each update once per seat, as
+        copies of it from one-seat identities would count (Bulyan counts identities:
+        docs/robustness.md, "Sybil"); FedAvg weighs by sample counts.
     """
     r = rule_of(rule)
     params = dict(params)
@@ -197,7 +198,7 @@ def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.
     if r.needs_root_scores and root_scores is None:
         raise LearningError(f"rule {rule!r} needs root_scores: each update's score on the validators' root set")
     if params.get("nnm", False):
-        x = nnm.nnm(x, _f(params))
+        x = nnm.nnm(x, _f(params), seats)
     return r.run(x, list(samples), params, Extra(root_update, prev_update, root_scores, seats))
 
 

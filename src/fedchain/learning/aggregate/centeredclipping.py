@@ -31,18 +31,24 @@ tau_q < N <= sqrt(2**24) * 2**25 = 2**37, so |z_j| * tau_q < 2**62. The mean
 of n <= 256 clipped vectors sums below 2**33 and is floor-divided. Sample
 counts are ignored (the paper averages uniformly); the rule is invariant
 under permutations of the updates.
+
+Seats: the mean counts each update once per seat (``seats``, basis points,
+fedchain.vy's ``reveal``), sum_i seats_i * clip(z_i) // sum_i seats_i, so one
+identity with k seats moves the centre as k copies of its update would; with
+one seat each, the uniform mean above, bit for bit (seats below 2**22 keep
+the sums below 2**55).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from math import floor, isqrt
 from typing import Any
 
 import numpy as np
 
 from fedchain.errors import LearningError
-from fedchain.learning.aggregate.common import fraction_param, sq_norms
+from fedchain.learning.aggregate.common import fraction_param, seat_counts, sq_norms
 from fedchain.learning.fixedpoint import SCALE
 
 DEFAULT_TAU = 10.0
@@ -68,12 +74,14 @@ def clip_rows(z: np.ndarray, tau_q: int) -> np.ndarray:
     return z
 
 
-def centered_clipping(x: np.ndarray, tau_q: int, iterations: int = 1, centre: np.ndarray | None = None) -> np.ndarray:
-    """The aggregate update: ``iterations`` clipping steps from ``centre`` (zero if None)."""
+def centered_clipping(x: np.ndarray, tau_q: int, iterations: int = 1, centre: np.ndarray | None = None,
+                      seats: Sequence[int] | None = None) -> np.ndarray:
+    """The aggregate update: ``iterations`` clipping steps from ``centre`` (zero if None), each
+    update counted once per seat (one each if ``seats`` is None)."""
     if not 1 <= iterations <= MAX_ITERATIONS:
         raise LearningError(f"centeredclipping: iterations must be between 1 and {MAX_ITERATIONS}, got {iterations}")
     v = np.zeros(x.shape[1], dtype=np.int64) if centre is None else np.asarray(centre, dtype=np.int64).copy()
-    n = np.int64(len(x))
+    w = np.asarray(seat_counts(seats, len(x)), dtype=np.int64)
     for _ in range(iterations):
-        v = v + clip_rows(x - v, tau_q).sum(axis=0) // n
+        v = v + (w @ clip_rows(x - v, tau_q)) // w.sum()
     return v

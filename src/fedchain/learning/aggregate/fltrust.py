@@ -33,15 +33,21 @@ nothing after saturation and keeps u_ij * a below 2**61. The weighted sum
 stays below 2**20 * 2**24 * 2**8 = 2**52 and is floor-divided by sum TS_i.
 Sample counts are ignored (the paper does); the result does not depend on
 the order of the updates.
+
+Seats: each update counts once per seat (``seats``, basis points): its weight
+is TS_i * seats_i // SEAT, as k copies of it would weigh with k whole seats,
+and TS_i with one seat each (the rule above, bit for bit). With at most 256
+seats' worth in a round the weighted sum stays below 2**60.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import isqrt
 
 import numpy as np
 
-from fedchain.learning.aggregate.common import dots, sq_norms
+from fedchain.learning.aggregate.common import SEAT, dots, seat_counts, sq_norms
 from fedchain.learning.fixedpoint import QMAX
 
 PPM = 10**6
@@ -67,9 +73,10 @@ def rescale(u: np.ndarray, u_sq: int, g_sq: int) -> np.ndarray:
     return np.clip(scaled, -SATURATE, SATURATE)
 
 
-def fltrust(x: np.ndarray, root: np.ndarray) -> np.ndarray:
-    """The aggregate update: trust-weighted mean of the updates rescaled to the root update's norm."""
-    trust = trust_scores(x, root)
+def fltrust(x: np.ndarray, root: np.ndarray, seats: Sequence[int] | None = None) -> np.ndarray:
+    """The aggregate update: trust-weighted mean of the updates rescaled to the root update's norm,
+    each counted once per seat (one each if ``seats`` is None)."""
+    trust = [t * s // SEAT for t, s in zip(trust_scores(x, root), seat_counts(seats, len(x)))]
     total = sum(trust)
     if total == 0:
         return np.zeros(x.shape[1], dtype=np.int64)

@@ -17,14 +17,24 @@ mixed update is the floor of the mean of n - f in-range vectors (sums below
 2**23 * 2**8), so it stays in the fixed-point range. Row i of the output
 belongs to update i, so sample counts keep their meaning for the rule that
 follows. Permuting the inputs permutes the outputs, up to ties in distance.
+
+Seats: a trainer whose stake stands for several sortition seats (``seats``,
+basis points) counts once per seat, as k one-seat copies of its update would:
+with S seats in all, row i is the mean of its nearest S - f seats, its own
+first (a copy's nearest are its copies, at distance 0), then its neighbours'
+by distance, the last one possibly in part, each weighing the seats taken.
+With one seat each this is the mean above, bit for bit (equal vectors tied at
+distance 0 give the same sum). The rule that follows gets the same seats.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from fedchain.errors import LearningError
-from fedchain.learning.aggregate.common import nearest, pairwise_sq_distances
+from fedchain.learning.aggregate.common import SEAT, nearest, pairwise_sq_distances, seat_counts
 
 
 def neighbourhoods(dist: list[list[int]], k: int) -> list[list[int]]:
@@ -33,13 +43,23 @@ def neighbourhoods(dist: list[list[int]], k: int) -> list[list[int]]:
     return [nearest(dist[i], range(n), k) for i in range(n)]
 
 
-def nnm(x: np.ndarray, f: int) -> np.ndarray:
-    """The mixed (n, d) updates: row i is the floor mean of update i's n - f nearest updates."""
+def nnm(x: np.ndarray, f: int, seats: Sequence[int] | None = None) -> np.ndarray:
+    """The mixed (n, d) updates: row i is the floor mean of update i's nearest n - f updates,
+    counted in seats (one each if ``seats`` is None; see the module docstring)."""
     n = len(x)
     if not 0 <= f < n:
         raise LearningError(f"nnm: num_malicious_nodes must be between 0 and {n - 1} for {n} updates, got {f}")
-    # a 0/1 mixing matrix times x: numpy's integer matmul (no BLAS), sums below 2**23 * 2**8
+    seats = seat_counts(seats, n)
+    need = sum(seats) - f * SEAT  # at least seats[i] >= SEAT: f < n
+    dist = pairwise_sq_distances(x)
+    # a mixing matrix of seats taken times x: numpy's integer matmul (no BLAS); seats below
+    # 2**22 each keep the sums below 2**23 * 2**22 * 2**8
     mix = np.zeros((n, n), dtype=np.int64)
-    for i, idx in enumerate(neighbourhoods(pairwise_sq_distances(x), n - f)):
-        mix[i, idx] = 1
-    return (mix @ x) // np.int64(n - f)
+    for i in range(n):
+        left = need
+        for j in [i, *nearest(dist[i], [j for j in range(n) if j != i], n - 1)]:
+            mix[i, j] = min(seats[j], left)
+            left -= mix[i, j]
+            if left == 0:
+                break
+    return (mix @ x) // np.int64(need)
