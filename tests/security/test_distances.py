@@ -191,18 +191,23 @@ def test_krum_with_whole_seats_selects_as_copies_would(case):
 
 
 @settings(deadline=None)
-@given(krum_cases())
-def test_the_contract_selects_what_bulyan_selects(selector, case):
+@given(krum_cases(), st.data())
+def test_the_contract_selects_what_bulyan_selects(selector, case, data):
     reveals, rejected, f, _, d = case
     f = f // 2
+    seats = data.draw(st.one_of(st.just([10_000] * reveals),
+                                st.lists(st.integers(10_000, 25_000), min_size=reveals, max_size=reveals)))
     accepted = [i for i in range(reveals) if not (rejected >> i) & 1]
     mask = (2**reveals - 1) & ~rejected
-    got = selector.bulyan_selection(mask, reveals, d, f)
-    want = 0
+    got = selector.bulyan_selection(mask, reveals, d, f, seats)
+    want = []
     if len(accepted) >= 4 * f + 3:
         dist = [[0 if a == b else d[pair_index(min(i, j), max(i, j))] for b, j in enumerate(accepted)]
                 for a, i in enumerate(accepted)]
-        want = sum(1 << accepted[k] for k in bulyan_selection(dist, f))
+        chosen = bulyan_selection(dist, f, [seats[i] for i in accepted])
+        want = [0] * reveals
+        for k, take in chosen.items():
+            want[accepted[k]] = take
     assert got == want
 
 
@@ -225,12 +230,17 @@ def test_the_contract_counts_seats_as_the_median_and_trimmed_mean_do(contract, c
 @settings(deadline=None)
 @given(st.lists(st.integers(-8, 8), min_size=1, max_size=12), st.data())
 def test_the_contract_keeps_the_values_bulyan_keeps(contract, col, data):
-    beta = data.draw(st.integers(1, len(col)))  # small values: ties around the median are common
+    # small values: ties around the median are common; one seat each, or seats in part
+    seats = data.draw(st.one_of(st.just([10_000] * len(col)),
+                                st.lists(st.integers(1, 30_000), min_size=len(col), max_size=len(col))))
+    beta = data.draw(st.integers(1, sum(seats)))
     s = np.array(col, dtype=np.int64).reshape(-1, 1)
-    want = int(closest_to_median_mean(s, beta)[0])
-    med = int(coordinate_median(s)[0])
-    packed = [v * 2**64 + 10_000 for v in col]  # the challenge packs each value with its seats
+    want = int(closest_to_median_mean(s, beta, seats)[0])
+    med = int(fedmedian(s, seats)[0]) if min(seats) > 0 else None
+    packed = [v * 2**64 + w for v, w in zip(col, seats)]  # the challenge packs each value with its seats
     assert contract.internal._closest_to_median_sum(packed, med, beta) // beta == want
+    if seats == [10_000] * len(col) and beta % 10_000 == 0:  # one seat each: the plain rule's rows
+        assert want == int(closest_to_median_mean(s, beta // 10_000)[0])
 
 
 # ---------------------------------------------------------------- a colluding committee, one watcher
@@ -295,35 +305,42 @@ def test_an_honest_krum_round_finalizes_and_pays_with_the_longer_proof(tmp_path)
     assert net.conservation_gap() == 0
 
 
-@pytest.mark.parametrize("f,m,in_part", [(1, 2, False), (1, 3, False), (0, 2, True)])
-def test_multikrum_counts_seats_on_chain_as_the_validators_do(tmp_path, monkeypatch, f, m, in_part):
-    # one identity holds two of six stakes: seats 1, 1, 1, 1, 2. Honest validators keep the best
-    # m seats (with f = 0, m = 2 the two-seat update is second and kept in part, at half its
-    # weight) and every value checks out; validators that count identities keep other updates
-    # and are proven wrong.
-    cfg = config(tmp_path, attack="sybil", byzantine=0.34, sybil_split=False,
-                 rule_params={"num_malicious_nodes": f, "num_nodes_to_select": m})
+@pytest.mark.parametrize("rule,params,trainers,in_part", [
+    ("multikrum", {"num_malicious_nodes": 1, "num_nodes_to_select": 2}, 6, False),
+    ("multikrum", {"num_malicious_nodes": 1, "num_nodes_to_select": 3}, 6, False),
+    ("multikrum", {"num_malicious_nodes": 0, "num_nodes_to_select": 2}, 6, True),
+    ("bulyan", {"num_malicious_nodes": 1}, 8, None),
+])
+def test_krum_rules_count_seats_on_chain_as_the_validators_do(tmp_path, monkeypatch, rule, params, trainers, in_part):
+    # one identity holds two stakes: seats 1, ..., 1, 2. Honest validators keep the best m seats
+    # (MultiKrum; with f = 0, m = 2 the two-seat update is second and kept in part, at half its
+    # weight) or Bulyan's theta = S - 2f seats, and every value checks out; validators that count
+    # identities instead are proven wrong.
+    cfg = config(tmp_path, trainers=trainers, attack="sybil", byzantine=2 / trainers + 0.01, sybil_split=False,
+                 rule=rule, rule_params=params)
     net = build_network(cfg)
     v = play_to_vote(net)
     ev = leading_evidence(net, v)
     seats = [e.args["seats_bps"] for e in ev.accepted]
-    assert sorted(seats) == [10_000] * 4 + [20_000]
+    assert sorted(seats) == [10_000] * (trainers - 2) + [20_000]
     assert ev.model_fault() is None
     acct = funded(net, tokens=100 * TOKEN)
     rc = net.deployment.challenges.tx("open_table", *ev.open_table().args(), sender=acct)
     sel = rc.event("TableOpened").args["selection"]
     d = pairwise_sq_distances(stack(ev.updates))
-    kept = select_multikrum(d, f, m, seats)
+    f = params["num_malicious_nodes"]
+    kept = (select_multikrum(d, f, params["num_nodes_to_select"], seats) if rule == "multikrum"
+            else bulyan_selection(d, f, seats))
     assert sel & (2**64 - 1) == sum(1 << ev.accepted[k].args["index"] for k in kept)
-    whale = seats.index(20_000)
-    assert (sel >> 128 == ev.accepted[whale].args["index"] + 1 and (sel >> 64) & (2**64 - 1) == 10_000) == in_part
+    if rule == "multikrum":
+        whale = seats.index(20_000)
+        assert (sel >> 128 == ev.accepted[whale].args["index"] + 1 and (sel >> 64) & (2**64 - 1) == 10_000) == in_part
     assert not any(send(net, acct, ev.challenge(0, j)) for j in range(0, fp.CHUNK_SIZE, 7))
     # the same round voted by validators that leave out the seats
-    assert sorted(kept) != sorted(select_multikrum(d, f, m)) or in_part  # they keep something else
     net2 = build_network(dataclasses.replace(cfg, out=tmp_path / "identities"))
-    seated = aggregate.RULES["multikrum"]
+    seated = aggregate.RULES[rule]
     with monkeypatch.context() as mp:
-        mp.setitem(aggregate.RULES, "multikrum", dataclasses.replace(
+        mp.setitem(aggregate.RULES, rule, dataclasses.replace(
             seated, run=lambda x, s, p, e: seated.run(x, s, p, dataclasses.replace(e, seats=None))))
         v2 = play_to_vote(net2)
     fault = leading_evidence(net2, v2).model_fault()

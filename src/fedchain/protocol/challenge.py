@@ -248,7 +248,7 @@ class Evidence:
         if n == 0 or n < min_updates(r.rule, r.rule_params):
             return []
         if rule == CHALLENGE_BULYAN:
-            return select_bulyan(stack(self.updates), f)
+            return sorted(select_bulyan(stack(self.updates), f, [e.args["seats_bps"] for e in self.accepted]))
         m = 1 if rule == CHALLENGE_KRUM else (m or None)  # 0: the default, S - f seats
         return sorted(select_multikrum(pairwise_sq_distances(stack(self.updates)), f, m,
                                        [e.args["seats_bps"] for e in self.accepted]))

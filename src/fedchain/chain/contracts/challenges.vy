@@ -137,6 +137,8 @@ fc: public(fedchain.__interface__)
 # hash)): OPENED | MALFORMED (a table of the wrong size) | the selection
 # (krum.krum_selection: a mask, and the update kept in part)
 selections: HashMap[bytes32, uint256]
+# Bulyan's record beside it: the seats chosen of each reveal index (krum.bulyan_selection)
+bulyan_seats: HashMap[bytes32, HashMap[uint256, uint256]]
 OPENED: constant(uint256) = 2**255
 MALFORMED: constant(uint256) = 2**254
 SELECTION_MASK: constant(uint256) = 2**64 - 1  # MAX_TABLE reveal indices
@@ -249,12 +251,13 @@ def challenge(
     # The averaged set, as a bit mask over reveal indices: every reveal not in
     # the rejected set, or Krum's selection among them.
     averaged: uint256 = 0
+    key: bytes32 = keccak256(abi_encode(task_id, round_id, r.leader))  # open_table's record
     part: uint256 = 0  # Krum rules: the update kept in part, (reveal index + 1) * 2**64 + its seats kept
     malformed: bool = False
     if r.reveals > 0:
         averaged = (max_value(uint256) >> (256 - r.reveals)) & ~vote.rejected
     if rule >= RULE_KRUM:
-        opened: uint256 = self.selections[keccak256(abi_encode(task_id, round_id, r.leader))]
+        opened: uint256 = self.selections[key]
         assert opened & OPENED != 0, "challenges: table not opened"
         malformed = opened & MALFORMED != 0
         averaged = opened & SELECTION_MASK
@@ -297,9 +300,9 @@ def challenge(
             w = max(1, w * (part & U64) // ((rec >> 160) & U64))
         total_weight += w
         x: int256 = self._value(values, coordinate)
-        seat: uint256 = BPS  # Bulyan's median counts identities
-        if rule < RULE_KRUM:
-            seat = (rec >> 160) & U64
+        seat: uint256 = (rec >> 160) & U64
+        if rule == RULE_BULYAN:
+            seat = self.bulyan_seats[key][index]  # the seats its selection chose
         seats += seat
         col.append(x * 2**64 + convert(seat, int256))
         # |x| < 2**31, w <= 2**20, at most 256 updates: |acc| < 2**59
@@ -323,8 +326,8 @@ def challenge(
             if rule == RULE_MEDIAN:
                 agg = med
             elif rule == RULE_BULYAN:
-                # the mean of the beta values nearest the median; n is Bulyan's theta, beta = theta - 2f
-                beta: uint256 = n - 2 * recipe.param1
+                # the mean of the beta seats nearest the median; `seats` is Bulyan's theta, beta = theta - 2f
+                beta: uint256 = seats - 2 * recipe.param1 * BPS
                 agg = self._floor_div(self._closest_to_median_sum(col, med, beta), convert(beta, int256))
             else:
                 agg = self._floor_div(kept, convert(seats - 2 * cut, int256))
@@ -382,7 +385,12 @@ def open_table(task_id: uint256, round_id: uint256, vote: Vote, recipe: RecipeRu
         if r.reveals > 0:
             accepted = (max_value(uint256) >> (256 - r.reveals)) & ~vote.rejected
         if rule == RULE_BULYAN:
-            selection = staticcall selector.bulyan_selection(accepted, r.reveals, distances.totals, recipe.param1)
+            chosen: DynArray[uint256, MAX_TABLE] = staticcall selector.bulyan_selection(
+                accepted, r.reveals, distances.totals, recipe.param1, seats)
+            for i: uint256 in range(len(chosen), bound=MAX_TABLE):
+                if chosen[i] > 0:
+                    selection |= 1 << i
+                    self.bulyan_seats[key][i] = chosen[i]
         else:
             selection = staticcall selector.krum_selection(accepted, r.reveals, distances.totals, recipe.param1,
                                                            1 if rule == RULE_KRUM else recipe.param2, seats)
@@ -770,23 +778,26 @@ def _seated_median(col: DynArray[int256, MAX_UPDATES], seats: uint256, cut: uint
 @pure
 def _closest_to_median_sum(col: DynArray[int256, MAX_UPDATES], med: int256, beta: uint256) -> int256:
     """
-    @dev Bulyan's per-coordinate step: the sum of the `beta` values closest
-         to the median `med`, ties to the earlier value (reveal order), as
-         numpy's stable argsort in learning.aggregate.bulyan picks them
-         (`col` in reveal order, not sorted, each value * 2**64 + its seats).
+    @dev Bulyan's per-coordinate step: the sum of the `beta` seats closest to
+         the median `med`, each value weighing the seats taken of it (the last
+         one in part), ties to the earlier value (reveal order), as numpy's
+         stable argsort in learning.aggregate.bulyan orders them (`col` in
+         reveal order, not sorted, each value * 2**64 + its seats).
     """
     n: uint256 = len(col)
     total: int256 = 0
     for a: uint256 in range(n, bound=MAX_UPDATES):
-        da: int256 = abs((col[a] >> 64) - med)
-        rank: uint256 = 0
+        va: int256 = col[a] >> 64
+        da: int256 = abs(va - med)
+        before: uint256 = 0  # the seats of the values closer (or as close and earlier)
         for b: uint256 in range(n, bound=MAX_UPDATES):
             db: int256 = abs((col[b] >> 64) - med)
             if db < da or (db == da and b < a):
-                rank += 1
-        if rank < beta:
-            total += col[a] >> 64
+                before += convert(col[b] - ((col[b] >> 64) << 64), uint256)
+        if before < beta:
+            total += va * convert(min(convert(col[a] - (va << 64), uint256), beta - before), int256)
     return total
+
 
 @internal
 @pure

@@ -14,6 +14,7 @@ MAX_TABLE: constant(uint256) = 64        # reveals a distance table may cover
 MAX_PAIRS: constant(uint256) = 2016      # MAX_TABLE * (MAX_TABLE - 1) / 2
 BPS: constant(uint256) = 10_000          # one seat, in basis points (fedchain.vy's seats_bps)
 U64: constant(uint256) = 2**64 - 1
+MAX_STEPS: constant(uint256) = 1024      # Bulyan's selection steps: at most one a seat (a round's seats are at most reveals + k)
 
 
 @internal
@@ -40,14 +41,21 @@ def _krum_scores(members: DynArray[uint256, MAX_TABLE], d: DynArray[uint256, MAX
         total_seats = 0
         for m: uint256 in members:
             total_seats += seats[m]
-    others: uint256 = total_seats - BPS  # every member's other seats, its own included
-    drop: uint256 = others - min(max(total_seats, (f + 3) * BPS) - (f + 2) * BPS, others)
+    need: uint256 = max(total_seats, (f + 3) * BPS) - (f + 2) * BPS
     # Unchecked arithmetic where it cannot wrap: indices are below 64, a distance below
     # 2**80 (2**54 a chunk, at most 2**20 chunks) and seats below 2**64, so a weighted
     # row sum stays below 2**150.
     weighed: bool = len(seats) > 0
     for a: uint256 in range(n, bound=MAX_TABLE):
         ma: uint256 = members[a]
+        # every member's other seats, its own included (Bulyan's members may have less than
+        # one seat left: then none of its own)
+        others: uint256 = 0
+        if weighed:
+            others = total_seats - min(seats[ma], BPS)
+        else:
+            others = total_seats - BPS
+        drop: uint256 = others - min(need, others)
         top: DynArray[uint256, MAX_TABLE] = []
         top_seats: uint256 = 0
         smallest: uint256 = 0  # the smallest distance in `top`
@@ -141,28 +149,43 @@ def krum_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, MAX
 
 @external
 @pure
-def bulyan_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, MAX_PAIRS], f: uint256) -> uint256:
+def bulyan_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, MAX_PAIRS], f: uint256,
+                     seats: DynArray[uint256, MAX_TABLE]) -> DynArray[uint256, MAX_TABLE]:
     """
-    @dev Bulyan's choice (learning.aggregate.bulyan.select_bulyan): n - 2f
-         times, the member with the lowest Krum score among those left (the
-         lower reveal index on a tie), scores recomputed on what is left.
-         Fewer than 4f + 3 accepted updates: none.
+    @dev Bulyan's choice (learning.aggregate.bulyan.select_bulyan), counted in
+         seats (`seats[i]` for reveal index i, basis points): theta = S - 2f
+         seats are chosen one at a time, each time one seat (or what is left
+         of one) of the member with the lowest Krum score over the seats left
+         (the lower reveal index on a tie). Returns the seats chosen of each
+         reveal index; fewer than 4f + 3 accepted updates: none (empty).
     """
-    left: DynArray[uint256, MAX_TABLE] = self._members(accepted, reveals)
-    n: uint256 = len(left)
-    if n < 4 * f + 3:
-        return 0
-    chosen: uint256 = 0
-    for _: uint256 in range(n - 2 * f, bound=MAX_TABLE):
-        score: DynArray[uint256, MAX_TABLE] = self._krum_scores(left, d, f, [])  # one seat each
+    members: DynArray[uint256, MAX_TABLE] = self._members(accepted, reveals)
+    if len(members) < 4 * f + 3:
+        return []
+    left: DynArray[uint256, MAX_TABLE] = seats  # the seats of each not chosen yet
+    chosen: DynArray[uint256, MAX_TABLE] = []
+    room: uint256 = 0
+    for i: uint256 in range(reveals, bound=MAX_TABLE):
+        chosen.append(0)
+        if (accepted >> i) & 1 == 1:
+            room += seats[i]
+    room -= 2 * f * BPS
+    for _: uint256 in range(MAX_STEPS):
+        if room == 0:
+            break
+        cand: DynArray[uint256, MAX_TABLE] = []
+        for m: uint256 in members:
+            if left[m] > 0:
+                cand.append(m)
+        score: DynArray[uint256, MAX_TABLE] = self._krum_scores(cand, d, f, left)
         best: uint256 = 0
-        for a: uint256 in range(1, len(left), bound=MAX_TABLE):
+        for a: uint256 in range(1, len(cand), bound=MAX_TABLE):
             if score[a] < score[best]:  # members are in reveal order: the first lowest wins ties
                 best = a
-        chosen |= 1 << left[best]
-        rest: DynArray[uint256, MAX_TABLE] = []
-        for a: uint256 in range(len(left), bound=MAX_TABLE):
-            if a != best:
-                rest.append(left[a])
-        left = rest
+        i: uint256 = cand[best]
+        take: uint256 = min(min(BPS, left[i]), room)
+        chosen[i] += take
+        left[i] -= take
+        room -= take
+    assert room == 0, "krum: too many seats"
     return chosen

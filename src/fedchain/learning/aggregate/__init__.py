@@ -97,7 +97,7 @@ RULES: dict[str, Rule] = {r.name: r for r in [
         x, s, _f(p), int_param(p, "num_nodes_to_select", None, lo=1) if "num_nodes_to_select" in p else None,
         e.seats),
          frozenset({"num_malicious_nodes", "num_nodes_to_select"})),
-    Rule("bulyan", lambda x, s, p, e: bulyan.bulyan(x, _f(p)), frozenset({"num_malicious_nodes"})),
+    Rule("bulyan", lambda x, s, p, e: bulyan.bulyan(x, _f(p), e.seats), frozenset({"num_malicious_nodes"})),
     Rule("centeredclipping", lambda x, s, p, e: centeredclipping.centered_clipping(
         x, centeredclipping.tau_of(p), int_param(p, "iterations", 1, lo=1), e.prev_update, e.seats),
          frozenset({"tau", "iterations"}), uses_prev_update=True),
@@ -180,9 +180,9 @@ def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.
         of the raw updates, before any NNM mixing), in the order of ``updates``.
     seats : sequence of int, optional
         The seats each update's trainer stands for, in basis points (one each if
-        omitted). Every rule but Bulyan counts each update once per seat, as
-        copies of it from one-seat identities would count (Bulyan counts identities:
-        docs/robustness.md, "Sybil"); FedAvg weighs by sample counts.
+        omitted). Every rule counts each update once per seat, as copies of it
+        from one-seat identities would count (docs/robustness.md, "Sybil"); FedAvg
+        weighs by sample counts.
     """
     r = rule_of(rule)
     params = dict(params)

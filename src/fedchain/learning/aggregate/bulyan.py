@@ -21,15 +21,26 @@ The median of an even count is the floor of the middle pair's mean
 (``fedmedian``). Values equally close to the median are taken in reveal-index
 order (a stable sort), and the beta kept values are floor-averaged (sums below
 2**23 * 2**8). Sample counts are ignored.
+
+Seats. A trainer whose stake stands for several sortition seats (``seats``,
+basis points) counts once per seat, as k one-seat copies of its update would:
+with S seats in all, the selection takes theta = S - 2f seats one at a time
+(the best update's next seat, at most one seat, scored by ``krum_scores`` over
+the seats left), so an update may be chosen for part of its seats; the
+aggregation takes the seat-weighted median of the chosen seats (``fedmedian``)
+and averages the beta = theta - 2f seats closest to it, the last value in part.
+With one seat each this is the rule above, bit for bit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from fedchain.errors import LearningError
-from fedchain.learning.aggregate.common import pairwise_sq_distances
-from fedchain.learning.aggregate.fedmedian import coordinate_median
+from fedchain.learning.aggregate.common import SEAT, pairwise_sq_distances, seat_counts
+from fedchain.learning.aggregate.fedmedian import coordinate_median, weighted_coordinate_median
 from fedchain.learning.aggregate.krum import krum_scores, neighbour_order
 
 
@@ -39,32 +50,45 @@ def check_bulyan(n: int, f: int) -> None:
                             f"at least {4 * f + 3} updates (or f <= {max(0, (n - 3) // 4)} for n = {n})")
 
 
-def select_bulyan(x: np.ndarray, f: int) -> list[int]:
-    """Indices of the theta = n - 2f updates chosen by repeated Krum, in reveal order."""
-    return bulyan_selection(pairwise_sq_distances(x), f)
+def select_bulyan(x: np.ndarray, f: int, seats: Sequence[int] | None = None) -> dict[int, int]:
+    """The chosen updates by repeated Krum, in reveal order: index -> the seats chosen of it."""
+    return bulyan_selection(pairwise_sq_distances(x), f, seats)
 
 
-def bulyan_selection(dist: list[list[int]], f: int) -> list[int]:
-    """``select_bulyan`` from the squared distances (what challenges.vy recomputes on chain)."""
+def bulyan_selection(dist: list[list[int]], f: int, seats: Sequence[int] | None = None) -> dict[int, int]:
+    """``select_bulyan`` from the squared distances (what krum.vy recomputes on chain)."""
     order = neighbour_order(dist)
-    left, chosen = list(range(len(dist))), []
-    for _ in range(len(dist) - 2 * f):
-        scores = krum_scores(order, dist, f, left)
-        best = min(left, key=lambda i: (scores[i], i))
-        chosen.append(best)
-        left.remove(best)
-    return sorted(chosen)
+    left = seat_counts(seats, len(dist))  # the seats of each update not chosen yet
+    room, chosen = sum(left) - 2 * f * SEAT, {}
+    while room > 0:
+        cand = [i for i, m in enumerate(left) if m > 0]
+        scores = krum_scores(order, dist, f, cand, left)
+        best = min(cand, key=lambda i: (scores[i], i))
+        take = min(SEAT, left[best], room)
+        chosen[best] = chosen.get(best, 0) + take
+        left[best] -= take
+        room -= take
+    return dict(sorted(chosen.items()))
 
 
-def closest_to_median_mean(s: np.ndarray, beta: int) -> np.ndarray:
-    """Per coordinate, the floor mean of the beta values of s (theta, d) closest to their median."""
-    dev = np.abs(s - coordinate_median(s))
-    idx = np.argsort(dev, axis=0, kind="stable")[:beta]
-    return np.take_along_axis(s, idx, axis=0).sum(axis=0) // np.int64(beta)
+def closest_to_median_mean(s: np.ndarray, beta: int, seats: Sequence[int] | None = None) -> np.ndarray:
+    """Per coordinate, the floor mean of the beta seats of s (theta, d) closest to their
+    seat-weighted median (ties: the earlier row); ``seats`` per row, one each if None (then
+    beta counts rows)."""
+    if seats is None:
+        dev = np.abs(s - coordinate_median(s))
+        idx = np.argsort(dev, axis=0, kind="stable")[:beta]
+        return np.take_along_axis(s, idx, axis=0).sum(axis=0) // np.int64(beta)
+    w = np.asarray(seats, np.int64)
+    order = np.argsort(np.abs(s - weighted_coordinate_median(s, seats)), axis=0, kind="stable")
+    v, m = np.take_along_axis(s, order, axis=0), w[order]
+    ends = np.cumsum(m, axis=0)
+    take = np.clip(np.minimum(ends, beta) - (ends - m), 0, None)
+    return (v * take).sum(axis=0) // np.int64(beta)
 
 
-def bulyan(x: np.ndarray, f: int) -> np.ndarray:
-    """The aggregate update under Bulyan with f assumed Byzantine updates."""
+def bulyan(x: np.ndarray, f: int, seats: Sequence[int] | None = None) -> np.ndarray:
+    """The aggregate update under Bulyan with f assumed Byzantine updates, each counted once per seat."""
     check_bulyan(len(x), f)
-    chosen = select_bulyan(x, f)
-    return closest_to_median_mean(x[chosen], len(chosen) - 2 * f)
+    chosen = select_bulyan(x, f, seats)
+    return closest_to_median_mean(x[list(chosen)], sum(chosen.values()) - 2 * f * SEAT, list(chosen.values()))

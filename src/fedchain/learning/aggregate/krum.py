@@ -65,12 +65,12 @@ def krum_scores(order: Sequence[Sequence[int]], dist: Sequence[Sequence[int]], f
     Krum on what is left, n is their number, and at least one neighbour always counts (as in Flower).
     """
     cand = list(range(len(dist))) if candidates is None else list(candidates)
-    seats = seat_counts(seats, len(dist))
+    seats = [SEAT] * len(dist) if seats is None else seats  # Bulyan passes what is left of each: may be < SEAT
     need = max(SEAT, sum(seats[i] for i in cand) - (f + 2) * SEAT)  # the nearest seats counted
     allowed = set(cand)
     scores = {}
     for i in cand:
-        left, score = need - min(need, seats[i] - SEAT), 0  # its own other seats, at distance 0
+        left, score = need - min(need, max(0, seats[i] - SEAT)), 0  # its own other seats, at distance 0
         for j in order[i]:
             if left == 0:
                 break
