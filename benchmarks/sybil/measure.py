@@ -62,6 +62,8 @@ CONFIGS = {  # name -> (rule, score[, parameters set over the benchmark's rule_p
     "fedtrimmedavg+validation": ("fedtrimmedavg", "validation"),
     "centeredclipping+cosine": ("centeredclipping", "cosine"),
     "fltrust+cosine": ("fltrust", "cosine"),
+    "bulyan+cosine": ("bulyan", "cosine"),
+    "bulyan+validation": ("bulyan", "validation"),
     # the rule that meets the accuracy bar without trusted data (docs/robustness.md): NNM, f = 6 of 20
     "nnm+fedtrimmedavg+cosine": ("fedtrimmedavg", "cosine", {"nnm": True, "num_malicious_nodes": 6}),
     "nnm+fedtrimmedavg+validation": ("fedtrimmedavg", "validation", {"nnm": True, "num_malicious_nodes": 6}),

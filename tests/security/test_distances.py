@@ -158,7 +158,8 @@ def test_the_contract_selects_what_krum_selects(selector, case, data):
     mask = (2**reveals - 1) & ~rejected
     got = selector.krum_selection(mask, reveals, d, f, m, seats)
     want = 0
-    if n >= 2 * f + 3 and n >= m:
+    seats_in = sum(seats[i] for i in accepted)  # the validity checks count seats, as copies would
+    if seats_in >= (2 * f + 3) * 10_000 and seats_in >= m * 10_000:
         dist = [[0 if a == b else d[pair_index(min(i, j), max(i, j))] for b, j in enumerate(accepted)]
                 for a, i in enumerate(accepted)]
         kept = select_multikrum(dist, f, m or None, [seats[i] for i in accepted])
@@ -201,7 +202,7 @@ def test_the_contract_selects_what_bulyan_selects(selector, case, data):
     mask = (2**reveals - 1) & ~rejected
     got = selector.bulyan_selection(mask, reveals, d, f, seats)
     want = []
-    if len(accepted) >= 4 * f + 3:
+    if sum(seats[i] for i in accepted) >= (4 * f + 3) * 10_000:
         dist = [[0 if a == b else d[pair_index(min(i, j), max(i, j))] for b, j in enumerate(accepted)]
                 for a, i in enumerate(accepted)]
         chosen = bulyan_selection(dist, f, [seats[i] for i in accepted])

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedchain.errors import LearningError
-from fedchain.learning.aggregate import (RULES, aggregate_update, min_updates, needs_root_scores, needs_root_set,
+from fedchain.learning.aggregate import (RULES, aggregate_update, enough_updates, min_updates, needs_root_scores, needs_root_set,
                                          uses_prev_update)
 from fedchain.learning.aggregate.bulyan import select_bulyan
 from fedchain.learning.aggregate.centeredclipping import clip_rows
@@ -483,6 +483,22 @@ def test_every_rule_counts_an_update_once_per_seat(seed, k):
         whole = agg(rule, x, params, samples=[5 * m for m in k], seats=seats, **kw)
         assert np.array_equal(whole, agg(rule, copies, params, samples=[5] * len(copies), **kw)), (rule, params)
         assert np.array_equal(agg(rule, x, params, seats=[10_000] * len(x), **kw), agg(rule, x, params, **kw))
+
+
+@pytest.mark.parametrize("rule, params, n", [
+    ("krum", {"num_malicious_nodes": 1}, 5), ("multikrum", {"num_malicious_nodes": 1, "num_nodes_to_select": 5}, 5),
+    ("bulyan", {"num_malicious_nodes": 1}, 7), ("zeno", {"num_malicious_nodes": 4}, 5),
+    ("fedmedian", {"nnm": True, "num_malicious_nodes": 4}, 5)])
+def test_the_fewest_updates_a_rule_takes_are_counted_in_seats(rule, params, n):
+    """n - 1 updates, one of them with two seats, are enough where n one-seat updates are
+    (their copies would be n updates); without the extra seat they are not."""
+    x = vecs(*([i, 3 * i] for i in range(n - 1)))
+    kw = {"root_scores": list(range(1, n))} if rule == "zeno" else {}
+    seats = [10_000] * (n - 2) + [20_000]
+    assert enough_updates(rule, params, seats) and not enough_updates(rule, params, [10_000] * (n - 1))
+    assert agg(rule, x, params, seats=seats, **kw).shape == (2,)
+    with pytest.raises(LearningError):
+        agg(rule, x, params, **kw)
 
 
 def test_median_and_trimmed_mean_with_part_seats_by_hand():

@@ -32,7 +32,7 @@ from eth_utils import keccak
 from fedchain.chain import commitments
 from fedchain.errors import FedchainError
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.aggregate import aggregate_update, min_updates
+from fedchain.learning.aggregate import aggregate_update, enough_updates
 from fedchain.learning.aggregate.common import int_param, pairwise_sq_distances, stack
 from fedchain.learning.aggregate.bulyan import select_bulyan
 from fedchain.learning.aggregate.krum import select_multikrum
@@ -232,11 +232,16 @@ class Evidence:
     def expected(self) -> np.ndarray:
         """The model the contract will recompute: the rule over the accepted updates
         (the parent if there are fewer than the rule accepts)."""
-        r = self.recipe
-        if not self.updates or len(self.updates) < min_updates(r.rule, r.rule_params):
+        r, seats = self.recipe, self.seats
+        if not enough_updates(r.rule, r.rule_params, seats):
             return self.parent
         return fp.clip_fixed(self.parent + aggregate_update(r.rule, r.rule_params, self.updates, self.samples,
-                                                            seats=[e.args["seats_bps"] for e in self.accepted]))
+                                                            seats=seats))
+
+    @property
+    def seats(self) -> list[int]:
+        """The accepted updates' seats (basis points), in reveal order."""
+        return [e.args["seats_bps"] for e in self.accepted]
 
     def averaged(self) -> list[int]:
         """Positions (in ``accepted``) of the updates the rule averages: all of them, or
@@ -245,13 +250,12 @@ class Evidence:
         n = len(self.updates)
         if rule < CHALLENGE_KRUM:
             return list(range(n))
-        if n == 0 or n < min_updates(r.rule, r.rule_params):
+        if not enough_updates(r.rule, r.rule_params, self.seats):
             return []
         if rule == CHALLENGE_BULYAN:
-            return sorted(select_bulyan(stack(self.updates), f, [e.args["seats_bps"] for e in self.accepted]))
+            return sorted(select_bulyan(stack(self.updates), f, self.seats))
         m = 1 if rule == CHALLENGE_KRUM else (m or None)  # 0: the default, S - f seats
-        return sorted(select_multikrum(pairwise_sq_distances(stack(self.updates)), f, m,
-                                       [e.args["seats_bps"] for e in self.accepted]))
+        return sorted(select_multikrum(pairwise_sq_distances(stack(self.updates)), f, m, self.seats))
 
     def first_wrong(self) -> tuple[int, int] | None:
         """(chunk, coordinate in it) of the first value of the voted model that is wrong."""

@@ -21,7 +21,7 @@ import numpy as np
 from fedchain.chain import commitments
 from fedchain.errors import BlobCorrupt, BlobNotFound, CodecError, LearningError, Reverted
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.aggregate import (aggregate_update, min_updates, needs_root_scores, needs_root_set,
+from fedchain.learning.aggregate import (aggregate_update, enough_updates, needs_root_scores, needs_root_set,
                                          uses_prev_update)
 from fedchain.learning.train import flatten, param_shapes, unflatten
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
@@ -281,7 +281,7 @@ def aggregate_round(task_id: int, round_id: int, model: Model, revealed: list, u
         recipe.rule, recipe.rule_params, accepted, list(samples.values()),
         root_update=root_set.root_update(recipe, model.q, template) if needs_root_set(recipe.rule) else None,
         prev_update=prev_update, root_scores=by_root_set, seats=seats))
-             if len(updates) >= min_updates(recipe.rule, recipe.rule_params) else model.q)
+             if enough_updates(recipe.rule, recipe.rule_params, seats) else model.q)
     round_score = (by_root_set if by_root_set is not None and recipe.score == "validation"
                    else round_scores(recipe, model.q, accepted, new_q - model.q, template, seats))
     node_scores = dict(zip(updates, round_score))

@@ -120,18 +120,19 @@ def krum_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, MAX
          lower reveal index on a tie) until m seats are kept (m = 0: S - f
          seats, at least one); the last one kept may be kept in part, which
          is recorded as its kept seats (bits 64-127) and its reveal index + 1
-         (bits 128-191). Fewer than 2f + 3 or m accepted updates: none (the
-         round keeps its model).
+         (bits 128-191). Fewer than 2f + 3 or m seats' worth of accepted
+         updates: none (the round keeps its model).
     """
     idx: DynArray[uint256, MAX_TABLE] = self._members(accepted, reveals)
     n: uint256 = len(idx)
-    if n < 2 * f + 3 or n < m_:
+    total: uint256 = 0
+    for i: uint256 in idx:
+        total += seats[i]
+    if total < (2 * f + 3) * BPS or total < m_ * BPS:
         return 0
     room: uint256 = m_ * BPS
     if m_ == 0:
-        for i: uint256 in idx:
-            room += seats[i]
-        room = max(room, (f + 1) * BPS) - f * BPS
+        room = max(total, (f + 1) * BPS) - f * BPS
     score: DynArray[uint256, MAX_TABLE] = self._krum_scores(idx, d, f, seats)
     chosen: uint256 = 0
     for a: uint256 in range(n, bound=MAX_TABLE):
@@ -157,11 +158,10 @@ def bulyan_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, M
          seats are chosen one at a time, each time one seat (or what is left
          of one) of the member with the lowest Krum score over the seats left
          (the lower reveal index on a tie). Returns the seats chosen of each
-         reveal index; fewer than 4f + 3 accepted updates: none (empty).
+         reveal index; fewer than 4f + 3 seats' worth of accepted updates:
+         none (empty).
     """
     members: DynArray[uint256, MAX_TABLE] = self._members(accepted, reveals)
-    if len(members) < 4 * f + 3:
-        return []
     left: DynArray[uint256, MAX_TABLE] = seats  # the seats of each not chosen yet
     chosen: DynArray[uint256, MAX_TABLE] = []
     room: uint256 = 0
@@ -169,6 +169,8 @@ def bulyan_selection(accepted: uint256, reveals: uint256, d: DynArray[uint256, M
         chosen.append(0)
         if (accepted >> i) & 1 == 1:
             room += seats[i]
+    if room < (4 * f + 3) * BPS:
+        return []
     room -= 2 * f * BPS
     for _: uint256 in range(MAX_STEPS):
         if room == 0:

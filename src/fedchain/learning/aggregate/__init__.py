@@ -48,7 +48,7 @@ import numpy as np
 from fedchain.errors import LearningError
 from fedchain.learning.aggregate import (bulyan, centeredclipping, fedavg, fedmedian, fedtrimmedavg, fltrust, krum,
                                          nnm, zeno)
-from fedchain.learning.aggregate.common import int_param, stack, vector
+from fedchain.learning.aggregate.common import SEAT, int_param, stack, vector
 from fedchain.learning.fixedpoint import QMAX
 
 
@@ -146,13 +146,20 @@ def check_params(rule: str, params: Mapping[str, Any]) -> None:
 
 def min_updates(rule: str, params: Mapping[str, Any]) -> int:
     """The fewest updates the rule accepts with these parameters (Krum: 2f + 3, Bulyan: 4f + 3,
-    MultiKrum: also m, NNM and Zeno: f + 1); ``aggregate_update`` raises below it. Rejected updates shrink a
-    round, so a caller decides what a round with too few valid updates does."""
+    MultiKrum: also m, NNM and Zeno: f + 1), counted in seats (``enough_updates``): one update
+    with k seats counts as its k copies would; ``aggregate_update`` raises below it. Rejected
+    updates shrink a round, so a caller decides what a round with too few valid updates does."""
     check_params(rule, params)
     f = _f(params) if rule in ("krum", "multikrum", "bulyan", "zeno") or params.get("nnm", False) else 0
     need = {"krum": 2 * f + 3, "multikrum": max(2 * f + 3, int_param(params, "num_nodes_to_select", 1, lo=1)),
             "bulyan": 4 * f + 3, "zeno": f + 1}.get(rule, 1)
     return max(need, f + 1) if params.get("nnm", False) else need
+
+
+def enough_updates(rule: str, params: Mapping[str, Any], seats: Sequence[int]) -> bool:
+    """Whether updates with these seats (basis points, one per update) are enough for the rule:
+    at least ``min_updates`` seats' worth (one update and one seat each: at least that many)."""
+    return len(seats) > 0 and sum(seats) >= min_updates(rule, params) * SEAT
 
 
 def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.ndarray], samples: Sequence[int], *,
@@ -202,5 +209,5 @@ def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.
     return r.run(x, list(samples), params, Extra(root_update, prev_update, root_scores, seats))
 
 
-__all__ = ["RULES", "Rule", "aggregate_update", "check_params", "min_updates", "needs_root_scores",
+__all__ = ["RULES", "Rule", "aggregate_update", "check_params", "enough_updates", "min_updates", "needs_root_scores",
            "needs_root_set", "rule_of", "uses_prev_update"]

@@ -44,10 +44,13 @@ from fedchain.learning.aggregate.fedmedian import coordinate_median, weighted_co
 from fedchain.learning.aggregate.krum import krum_scores, neighbour_order
 
 
-def check_bulyan(n: int, f: int) -> None:
-    if n < 4 * f + 3:
-        raise LearningError(f"bulyan: valid only for n >= 4f + 3; {n} updates with f = {f} malicious needs "
-                            f"at least {4 * f + 3} updates (or f <= {max(0, (n - 3) // 4)} for n = {n})")
+def check_bulyan(n: int, f: int, seats: Sequence[int] | None = None) -> None:
+    """n >= 4f + 3, n counted in seats (one each if ``seats`` is None): as many copies would pass."""
+    total = sum(seat_counts(seats, n))
+    if total < (4 * f + 3) * SEAT:
+        n_ = total / SEAT  # the seats' worth of updates
+        raise LearningError(f"bulyan: valid only for n >= 4f + 3; {n_:g} updates with f = {f} malicious needs "
+                            f"at least {4 * f + 3} updates (or f <= {max(0, (int(n_) - 3) // 4)} for n = {n_:g})")
 
 
 def select_bulyan(x: np.ndarray, f: int, seats: Sequence[int] | None = None) -> dict[int, int]:
@@ -89,6 +92,6 @@ def closest_to_median_mean(s: np.ndarray, beta: int, seats: Sequence[int] | None
 
 def bulyan(x: np.ndarray, f: int, seats: Sequence[int] | None = None) -> np.ndarray:
     """The aggregate update under Bulyan with f assumed Byzantine updates, each counted once per seat."""
-    check_bulyan(len(x), f)
+    check_bulyan(len(x), f, seats)
     chosen = select_bulyan(x, f, seats)
     return closest_to_median_mean(x[list(chosen)], sum(chosen.values()) - 2 * f * SEAT, list(chosen.values()))

@@ -42,11 +42,14 @@ from fedchain.learning.aggregate.common import SEAT, nearest, pairwise_sq_distan
 from fedchain.learning.fixedpoint import MAX_WEIGHT
 
 
-def check_krum(n: int, f: int) -> None:
-    if n <= 2 * f + 2:
-        raise LearningError(f"krum: {n} updates cannot tolerate {f} malicious ones; Krum needs n > 2f + 2 "
-                            f"(at least {2 * f + 3} updates for f = {f}, or at most f = {max(0, (n - 3) // 2)} "
-                            f"for n = {n})")
+def check_krum(n: int, f: int, seats: Sequence[int] | None = None) -> None:
+    """n > 2f + 2, n counted in seats (one each if ``seats`` is None): as many copies would pass."""
+    total = sum(seat_counts(seats, n))
+    if total <= (2 * f + 2) * SEAT:
+        n_ = total / SEAT  # the seats' worth of updates
+        raise LearningError(f"krum: {n_:g} updates cannot tolerate {f} malicious ones; Krum needs n > 2f + 2 "
+                            f"(at least {2 * f + 3} updates for f = {f}, or at most f = {max(0, (int(n_) - 3) // 2)} "
+                            f"for n = {n_:g})")
 
 
 def neighbour_order(dist: Sequence[Sequence[int]]) -> list[list[int]]:
@@ -108,15 +111,15 @@ def multikrum(x: np.ndarray, samples: Sequence[int], f: int, m: int | None,
               seats: Sequence[int] | None = None) -> np.ndarray:
     """The aggregate update: the sample-weighted mean of the m seats Krum scores best (None: n - f)."""
     n = len(x)
-    check_krum(n, f)
-    if m is not None and not 1 <= m <= n:
-        raise LearningError(f"multikrum: num_nodes_to_select must be between 1 and {n}, got {m}")
+    check_krum(n, f, seats)
     seats = seat_counts(seats, n)
+    if m is not None and not (1 <= m and m * SEAT <= sum(seats)):  # n counted in seats
+        raise LearningError(f"multikrum: num_nodes_to_select must be between 1 and {sum(seats) / SEAT:g}, got {m}")
     kept = select_multikrum(pairwise_sq_distances(x), f, m, seats)
     return fedavg.aggregate_update([x[i] for i in sorted(kept)], kept_weights(kept, samples, seats))
 
 
 def krum(x: np.ndarray, f: int, seats: Sequence[int] | None = None) -> np.ndarray:
     """The aggregate update: the single update with the lowest Krum score."""
-    check_krum(len(x), f)
+    check_krum(len(x), f, seats)
     return x[next(iter(select_multikrum(pairwise_sq_distances(x), f, 1, seats)))].copy()

@@ -47,9 +47,9 @@ def nnm(x: np.ndarray, f: int, seats: Sequence[int] | None = None) -> np.ndarray
     """The mixed (n, d) updates: row i is the floor mean of update i's nearest n - f updates,
     counted in seats (one each if ``seats`` is None; see the module docstring)."""
     n = len(x)
-    if not 0 <= f < n:
-        raise LearningError(f"nnm: num_malicious_nodes must be between 0 and {n - 1} for {n} updates, got {f}")
     seats = seat_counts(seats, n)
+    if not 0 <= f * SEAT < sum(seats):  # n counted in seats
+        raise LearningError(f"nnm: num_malicious_nodes must be below n = {sum(seats) / SEAT:g} updates, got {f}")
     need = sum(seats) - f * SEAT  # at least seats[i] >= SEAT: f < n
     dist = pairwise_sq_distances(x)
     # a mixing matrix of seats taken times x: numpy's integer matmul (no BLAS); seats below

@@ -68,9 +68,9 @@ def select(root_scores: Sequence[int], b: int, seats: Sequence[int] | None = Non
     The highest positive scores first, until n - b seats are kept; the last one kept may
     keep only the seats that were left (one seat each: exactly the n - b best)."""
     n = len(root_scores)
-    if not 0 <= b < n:
-        raise LearningError(f"zeno needs 0 <= num_malicious_nodes < n, got {b} with n = {n}")
     seats = seat_counts(seats, n)
+    if not 0 <= b * SEAT < sum(seats):  # n counted in seats
+        raise LearningError(f"zeno needs 0 <= num_malicious_nodes < n, got {b} with n = {sum(seats) / SEAT:g}")
     room = sum(seats) - b * SEAT
     ranked = sorted((i for i in range(n) if root_scores[i] > 0), key=lambda i: (-root_scores[i], i))
     kept = {}
