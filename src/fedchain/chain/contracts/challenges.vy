@@ -137,7 +137,7 @@ fc: public(fedchain.__interface__)
 # hash)): OPENED | MALFORMED (a table of the wrong size) | the selection
 # (krum.krum_selection: a mask, and the update kept in part)
 selections: HashMap[bytes32, uint256]
-# Bulyan's record beside it: the seats chosen of each reveal index (krum.bulyan_selection)
+# Bulyan's record beside it: the seats chosen of a reveal index chosen in part (krum.bulyan_selection)
 bulyan_seats: HashMap[bytes32, HashMap[uint256, uint256]]
 OPENED: constant(uint256) = 2**255
 MALFORMED: constant(uint256) = 2**254
@@ -301,8 +301,8 @@ def challenge(
         total_weight += w
         x: int256 = self._value(values, coordinate)
         seat: uint256 = (rec >> 160) & U64
-        if rule == RULE_BULYAN:
-            seat = self.bulyan_seats[key][index]  # the seats its selection chose
+        if rule == RULE_BULYAN and self.bulyan_seats[key][index] != 0:
+            seat = self.bulyan_seats[key][index]  # the seats its selection chose, when not all
         seats += seat
         col.append(x * 2**64 + convert(seat, int256))
         # |x| < 2**31, w <= 2**20, at most 256 updates: |acc| < 2**59
@@ -390,7 +390,8 @@ def open_table(task_id: uint256, round_id: uint256, vote: Vote, recipe: RecipeRu
             for i: uint256 in range(len(chosen), bound=MAX_TABLE):
                 if chosen[i] > 0:
                     selection |= 1 << i
-                    self.bulyan_seats[key][i] = chosen[i]
+                    if chosen[i] != seats[i]:  # chosen in part (in whole: its record's seats)
+                        self.bulyan_seats[key][i] = chosen[i]
         else:
             selection = staticcall selector.krum_selection(accepted, r.reveals, distances.totals, recipe.param1,
                                                            1 if rule == RULE_KRUM else recipe.param2, seats)
