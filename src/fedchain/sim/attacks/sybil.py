@@ -17,10 +17,9 @@ seats its stake stands for, max(1, k*w/T) (``commitments.seats_bps``), so the
 expected reward is k*w/T seats' worth either way, and splitting gains nothing
 (the ``sybil_split=False`` simulation is the party as one identity).
 
-That holds for the payment and for the aggregate: every rule but Bulyan counts
-an update once per seat, as its k copies would count (``fedchain.learning.aggregate``;
-docs/robustness.md, "Sybil rewards by rule and score"); Bulyan counts identities,
-so k copies pull its aggregate more than one update with k seats does.
+That holds for the payment and for the aggregate: every rule counts an update
+once per seat, as its k copies would count (``fedchain.learning.aggregate``;
+docs/robustness.md, "Sybil rewards by rule and score").
 Separately, the party's k copies of its pooled update earn more than its identities
 would as separate honest trainers: that is the pooling of data, not the split
 (the party earns the same as one identity with the same data and stake).
