@@ -40,7 +40,7 @@ import numpy as np
 
 from fedchain.errors import LearningError
 from fedchain.learning.aggregate.common import SEAT, pairwise_sq_distances, seat_counts
-from fedchain.learning.aggregate.fedmedian import coordinate_median, weighted_coordinate_median
+from fedchain.learning.aggregate.fedmedian import weighted_coordinate_median
 from fedchain.learning.aggregate.krum import krum_scores, neighbour_order
 
 
@@ -74,14 +74,10 @@ def bulyan_selection(dist: list[list[int]], f: int, seats: Sequence[int] | None 
     return dict(sorted(chosen.items()))
 
 
-def closest_to_median_mean(s: np.ndarray, beta: int, seats: Sequence[int] | None = None) -> np.ndarray:
+def closest_to_median_mean(s: np.ndarray, beta: int, seats: Sequence[int]) -> np.ndarray:
     """Per coordinate, the floor mean of the beta seats of s (theta, d) closest to their
-    seat-weighted median (ties: the earlier row); ``seats`` per row, one each if None (then
-    beta counts rows)."""
-    if seats is None:
-        dev = np.abs(s - coordinate_median(s))
-        idx = np.argsort(dev, axis=0, kind="stable")[:beta]
-        return np.take_along_axis(s, idx, axis=0).sum(axis=0) // np.int64(beta)
+    seat-weighted median (ties: the earlier row), ``seats`` per row, each value weighing the
+    seats taken of it (with one seat each and beta whole seats: the mean of beta rows)."""
     w = np.asarray(seats, np.int64)
     order = np.argsort(np.abs(s - weighted_coordinate_median(s, seats)), axis=0, kind="stable")
     v, m = np.take_along_axis(s, order, axis=0), w[order]

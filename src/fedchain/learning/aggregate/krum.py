@@ -27,7 +27,7 @@ updates until m seats are kept (default S - f, at least 1), the last one
 possibly in part, which then weighs that part of its capped sample count (at
 least 1). With one seat each, every score is SEAT times the plain score and the
 selection and the result are the plain rule's, bit for bit. The validity checks
-(n > 2f + 2, m <= n) count updates.
+(n > 2f + 2, m <= n) count seats too.
 """
 
 from __future__ import annotations

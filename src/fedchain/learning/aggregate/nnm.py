@@ -37,12 +37,6 @@ from fedchain.errors import LearningError
 from fedchain.learning.aggregate.common import SEAT, nearest, pairwise_sq_distances, seat_counts
 
 
-def neighbourhoods(dist: list[list[int]], k: int) -> list[list[int]]:
-    """For each i, the indices of its k nearest updates (itself included), ties by index."""
-    n = len(dist)
-    return [nearest(dist[i], range(n), k) for i in range(n)]
-
-
 def nnm(x: np.ndarray, f: int, seats: Sequence[int] | None = None) -> np.ndarray:
     """The mixed (n, d) updates: row i is the floor mean of update i's nearest n - f updates,
     counted in seats (one each if ``seats`` is None; see the module docstring)."""
@@ -50,7 +44,7 @@ def nnm(x: np.ndarray, f: int, seats: Sequence[int] | None = None) -> np.ndarray
     seats = seat_counts(seats, n)
     if not 0 <= f * SEAT < sum(seats):  # n counted in seats
         raise LearningError(f"nnm: num_malicious_nodes must be below n = {sum(seats) / SEAT:g} updates, got {f}")
-    need = sum(seats) - f * SEAT  # at least seats[i] >= SEAT: f < n
+    need = sum(seats) - f * SEAT  # the seats each row mixes: positive, as checked
     dist = pairwise_sq_distances(x)
     # a mixing matrix of seats taken times x: numpy's integer matmul (no BLAS); seats below
     # 2**22 each keep the sums below 2**23 * 2**22 * 2**8
