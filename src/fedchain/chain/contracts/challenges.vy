@@ -295,14 +295,16 @@ def challenge(
                 h = keccak256(concat(sibling, h))
             at //= 2
         assert h == update_roots[i], "challenges: bad update proof"
+        seat: uint256 = (rec >> 160) & U64
         w: uint256 = min((rec >> 32) & SAMPLES_MASK, MAX_WEIGHT)
         if part >> 64 == index + 1:  # that part of its weight, at least 1
-            w = max(1, w * (part & U64) // ((rec >> 160) & U64))
+            w = max(1, w * (part & U64) // seat)
         total_weight += w
         x: int256 = self._value(values, coordinate)
-        seat: uint256 = (rec >> 160) & U64
-        if rule == RULE_BULYAN and self.bulyan_seats[key][index] != 0:
-            seat = self.bulyan_seats[key][index]  # the seats its selection chose, when not all
+        if rule == RULE_BULYAN:
+            chosen: uint256 = self.bulyan_seats[key][index]  # the seats its selection chose, when not all
+            if chosen != 0:
+                seat = chosen
         seats += seat
         col.append(x * 2**64 + convert(seat, int256))
         # |x| < 2**31, w <= 2**20, at most 256 updates: |acc| < 2**59
