@@ -308,3 +308,26 @@ def test_score_leaf_is_double_keccak_of_abi_encoding():
     assert score_leaf(address, 123) == keccak(keccak(encoded))
     assert score_leaf(address.upper().replace("0X", "0x"), 123) == score_leaf(address, 123)
     assert score_leaf(address, 124) != score_leaf(address, 123)
+
+
+@given(st.binary(min_size=20, max_size=20), st.integers(0, 2**256 - 1))
+def test_score_leaf_equals_eth_abi_encoding(raw, score):
+    from eth_abi import encode
+    from eth_utils import to_checksum_address
+
+    address = to_checksum_address(raw)
+    assert score_leaf(address, score) == keccak(keccak(encode(["address", "uint256"], [address, score])))
+
+
+@pytest.mark.parametrize("address, score", [
+    ("0x" + "ab" * 19, 1),       # 19 bytes
+    ("ab" * 21, 1),              # no 0x
+    ("0x" + "zz" * 20, 1),       # not hex
+    (bytes(20), 1),              # not a string
+    ("0x" + "ab" * 20, -1),
+    ("0x" + "ab" * 20, 2**256),
+    ("0x" + "ab" * 20, 1.0),
+])
+def test_score_leaf_rejects_bad_input(address, score):
+    with pytest.raises(ValueError):
+        score_leaf(address, score)

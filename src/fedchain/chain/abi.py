@@ -7,11 +7,12 @@ embedded EVM or on a JSON-RPC node.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import eth_abi
-from eth_utils import function_abi_to_4byte_selector, event_abi_to_log_topic, to_checksum_address
+from eth_utils import event_abi_to_log_topic, function_abi_to_4byte_selector, to_checksum_address
 
 ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 
@@ -24,11 +25,18 @@ def _type(param: dict) -> str:
     return t
 
 
+@functools.lru_cache(maxsize=4096)
+def checksum(address: str) -> str:
+    """EIP-55 checksummed ``address``, memoised: a round decodes the same few dozen
+    addresses hundreds of times, and each checksum costs a keccak."""
+    return to_checksum_address(address)
+
+
 def _normalise(value: Any, param: dict) -> Any:
     """Checksum addresses, turn tuples into dicts keyed by component name."""
     t = param["type"]
     if t == "address":
-        return to_checksum_address(value)
+        return checksum(value)
     if t == "tuple":
         return {c["name"]: _normalise(v, c) for v, c in zip(value, param["components"])}
     if t.endswith("[]") and t.startswith("tuple"):
@@ -49,13 +57,26 @@ class Event:
 
 
 class Codec:
-    """Encode calls and decode results and logs for one contract ABI."""
+    """Encode calls and decode results and logs for one contract ABI.
+
+    Selectors, type strings and event layouts are worked out once here: every
+    transaction and call of a simulation goes through this class."""
 
     def __init__(self, abi: list[dict]):
         self.abi = abi
         self.functions = {f["name"]: f for f in abi if f["type"] == "function"}
+        self._selectors = {name: function_abi_to_4byte_selector(f) for name, f in self.functions.items()}
+        self._inputs = {name: [_type(i) for i in f["inputs"]] for name, f in self.functions.items()}
+        self._outputs = {name: [_type(o) for o in f["outputs"]] for name, f in self.functions.items()}
         self.events = {
             event_abi_to_log_topic(e): e for e in abi if e["type"] == "event"
+        }
+        # topic -> (indexed params with their types, unindexed params, their types)
+        self._layouts = {
+            topic: ([(i, _type(i)) for i in e["inputs"] if i["indexed"]],
+                    [i for i in e["inputs"] if not i["indexed"]],
+                    [_type(i) for i in e["inputs"] if not i["indexed"]])
+            for topic, e in self.events.items()
         }
         self.constructor = next((f for f in abi if f["type"] == "constructor"), None)
 
@@ -63,10 +84,10 @@ class Codec:
         f = self.functions.get(fn)
         if f is None:
             raise AttributeError(f"contract has no function {fn!r}")
-        types = [_type(i) for i in f["inputs"]]
+        types = self._inputs[fn]
         if len(args) != len(types):
             raise TypeError(f"{fn} takes {len(types)} arguments, got {len(args)}")
-        return function_abi_to_4byte_selector(f) + eth_abi.encode(types, [_to_abi(a, i) for a, i in zip(args, f["inputs"])])
+        return self._selectors[fn] + eth_abi.encode(types, [_to_abi(a, i) for a, i in zip(args, f["inputs"])])
 
     def encode_constructor(self, args: tuple) -> bytes:
         if self.constructor is None:
@@ -76,7 +97,7 @@ class Codec:
 
     def decode_output(self, fn: str, data: bytes) -> Any:
         outputs = self.functions[fn]["outputs"]
-        values = eth_abi.decode([_type(o) for o in outputs], data)
+        values = eth_abi.decode(self._outputs[fn], data)
         values = [_normalise(v, o) for v, o in zip(values, outputs)]
         return values[0] if len(values) == 1 else tuple(values)
 
@@ -84,14 +105,13 @@ class Codec:
         if not topics or topics[0] not in self.events:
             return None
         e = self.events[topics[0]]
-        indexed = [i for i in e["inputs"] if i["indexed"]]
-        plain = [i for i in e["inputs"] if not i["indexed"]]
+        indexed, plain, plain_types = self._layouts[topics[0]]
         args = {}
-        for param, topic in zip(indexed, topics[1:]):
-            args[param["name"]] = _normalise(eth_abi.decode([_type(param)], topic)[0], param)
-        for param, value in zip(plain, eth_abi.decode([_type(p) for p in plain], data)):
+        for (param, t), topic in zip(indexed, topics[1:]):
+            args[param["name"]] = _normalise(eth_abi.decode([t], topic)[0], param)
+        for param, value in zip(plain, eth_abi.decode(plain_types, data)):
             args[param["name"]] = _normalise(value, param)
-        return Event(e["name"], args, block, to_checksum_address(address), log_index)
+        return Event(e["name"], args, block, checksum(address), log_index)
 
 
 def _to_abi(value: Any, param: dict) -> Any:

@@ -23,9 +23,8 @@ from typing import Any
 
 import boa
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
 
-from fedchain.chain.abi import Event, intrinsic_gas, revert_reason
+from fedchain.chain.abi import Event, checksum, intrinsic_gas, revert_reason
 from fedchain.chain.interface import Artifact, Chain, Contract, Receipt
 from fedchain.errors import ChainError, Reverted
 
@@ -54,12 +53,12 @@ class EmbeddedChain(Chain):
         address, computation = self.env.deploy(sender=sender.address, bytecode=code)
         if computation.is_error:
             raise Reverted(revert_reason(computation.output), f"deploy {art.name}")
-        contract = self.at(art, to_checksum_address(str(address)))
+        contract = self.at(art, checksum(str(address)))
         self._record(contract, computation)
         return contract
 
     def at(self, art: Artifact, address: str) -> Contract:
-        self._artifacts[to_checksum_address(address)] = art
+        self._artifacts[checksum(address)] = art
         return Contract(self, art, address)
 
     def transact(self, contract: Contract, fn: str, args: tuple, *, sender: LocalAccount, gas: int | None = None) -> Receipt:
@@ -90,7 +89,7 @@ class EmbeddedChain(Chain):
         block = self.block_number()
         events = []
         for _, address, topics, data in computation.get_raw_log_entries():
-            address = to_checksum_address(address)
+            address = checksum(address)
             art = self._artifacts.get(address)
             if art is None:
                 continue
