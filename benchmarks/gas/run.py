@@ -43,11 +43,10 @@ token moves until ``withdraw_payout``). finalize does not loop over anyone, so
 its ratio should stay near 1; claim grows by one proof step per doubling.
 
 On anvil every transaction mines its own block and the receipt's ``gasUsed``
-is what a user pays. ``--embedded`` is faster but, as of this writing, its
-receipts differ: the embedded backend keeps one py-evm state across
-transactions, so a slot written by an earlier transaction still counts as
-dirty (EIP-2200: 2,800 gas less per such write) and storage-clearing refunds
-(EIP-3529) are not subtracted. Use anvil for the committed snapshot.
+is what a user pays. ``--embedded`` is faster and its receipts are the same
+(each transaction starts cold, with committed storage, and gets its refunds:
+``tests/contracts/test_full_round.py`` compares them transaction for
+transaction); the committed snapshot is measured on anvil all the same.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ long enough for all of a phase's transactions.
 """
 
 import pytest
-from conftest import BALANCE, MAX_UINT, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, Net, reverts
+from conftest import BALANCE, MAX_UINT, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, Net, make_net, reverts
 
 from fedchain.chain.deploy import ProtocolParams, deploy
 from fedchain.chain.interface import account_from_seed
@@ -94,3 +94,47 @@ def test_register_commit_reveal_vote_finalize_claim_unbond_withdraw(chain):
     dust = token.call("balanceOf", fc.address)
     assert dust == fc.call("total_owed") < 10
     assert fc.call("total_active", ROLE_TRAINER) == fc.call("total_active", ROLE_VALIDATOR) == 0
+
+
+def _receipts_of_two_rounds(chain) -> list[tuple[str, int]]:
+    """(function, gas used) of every transaction: deploy-time setup, two rounds with
+    votes and finalize, every claim, a payout withdrawal."""
+    sent = []
+    transact = chain.transact
+
+    def recording(contract, fn, args, **kwargs):
+        receipt = transact(contract, fn, args, **kwargs)
+        sent.append((fn, receipt.gas_used))
+        return receipt
+
+    chain.transact = recording
+    net = make_net(chain)
+    # anvil mines a block per transaction: phases long enough for a phase's transactions
+    task = net.create_task(commit_blocks=10, reveal_blocks=10, validate_blocks=10, challenge_blocks=5)
+    results = [net.play_round(task) for _ in range(2)]
+    for rnd, result in enumerate(results):
+        for t in net.trainers[:3]:
+            net.claim(task, rnd, t, result)
+        for v in net.validators:
+            net.fc.tx("claim_validator", task, rnd, sender=v)
+    net.fc.tx("withdraw_payout", sender=net.trainers[0])
+    net.assert_conserved()
+    return sent
+
+
+@pytest.mark.anvil
+def test_embedded_receipts_equal_anvils():
+    """The simulation reports gas from the embedded chain: it must be what a real node
+    charges, transaction for transaction (cold access, committed storage, refunds)."""
+    from fedchain.chain.anvil import Anvil
+    from fedchain.chain.embedded import EmbeddedChain
+    from fedchain.chain.rpc import RpcChain
+
+    anvil = Anvil()
+    try:
+        on_anvil = _receipts_of_two_rounds(RpcChain(anvil.url))
+    finally:
+        anvil.stop()
+    embedded = _receipts_of_two_rounds(EmbeddedChain())
+    assert len(embedded) > 60
+    assert embedded == on_anvil
