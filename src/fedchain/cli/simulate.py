@@ -130,7 +130,7 @@ def print_report(console: Console, report: dict) -> None:
         summary.add_row("centralized baseline (same model, all data)", f"{report['centralized_accuracy']:.4f}")
         summary.add_row("plain FedAvg (same partitions, no chain)", f"{report['plain_fedavg_accuracy']:.4f}")
         ratio = report["seconds_per_round"] / report["plain_fedavg_seconds_per_round"]
-        summary.add_row("seconds per round: fedchain / plain FedAvg",
+        summary.add_row("seconds per round (median): fedchain / plain FedAvg",
                         f"{report['seconds_per_round']:.3f} / {report['plain_fedavg_seconds_per_round']:.3f} "
                         f"= {ratio:.2f}x")
     summary.add_row("rounds finalized", f"{report['rounds_finalized']} of {len(report['rounds'])}")
