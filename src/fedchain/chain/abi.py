@@ -26,9 +26,10 @@ def _type(param: dict) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def checksum(address: str) -> str:
-    """EIP-55 checksummed ``address``, memoised: a round decodes the same few dozen
-    addresses hundreds of times, and each checksum costs a keccak."""
+def checksum(address: str | bytes) -> str:
+    """EIP-55 checksummed ``address`` (hex, or the 20 raw bytes a log names), memoised:
+    a round decodes the same few dozen addresses hundreds of times, and each checksum
+    costs a keccak."""
     return to_checksum_address(address)
 
 
