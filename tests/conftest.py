@@ -126,6 +126,8 @@ class Net:
     chain: Chain
     token: Contract
     fc: Contract
+    slashing: Contract
+    challenges: Contract
     owner: LocalAccount
     trainers: list[LocalAccount]
     validators: list[LocalAccount]
@@ -138,14 +140,16 @@ class Net:
         return self.token.call("balanceOf", getattr(who, "address", who))
 
     def liabilities(self) -> int:
-        """Everything fedchain owes: stakes, unbonding, pools, unclaimed rewards, payouts."""
+        """Everything fedchain holds tokens for: stakes, unbonding, pools, unclaimed
+        rewards, payouts, and burned slashes (owed to nobody)."""
         fc = self.fc
         return (fc.call("total_active", ROLE_TRAINER) + fc.call("total_active", ROLE_VALIDATOR)
                 + fc.call("total_unbonding") + fc.call("total_pools")
-                + fc.call("total_owed"))
+                + fc.call("total_owed") + fc.call("burned"))
 
     def assert_conserved(self) -> None:
         assert self.balance(self.fc.address) == self.liabilities()
+        assert self.balance(self.challenges.address) == self.challenges.call("forfeited")
 
     def stake_of(self, who) -> dict:
         return self.fc.call("stakes", getattr(who, "address", who))
@@ -264,7 +268,7 @@ def make_net(chain: Chain, params: ProtocolParams = ProtocolParams(), *, trainer
     owner = account_from_seed("owner")
     chain.fund(owner.address, 10**21)
     d = deploy(chain, owner, params)
-    net = Net(chain, d.token, d.fedchain, owner,
+    net = Net(chain, d.token, d.fedchain, d.slashing, d.challenges, owner,
               [account_from_seed(f"trainer{i}") for i in range(trainers)],
               [account_from_seed(f"validator{i}") for i in range(validators)],
               [account_from_seed(f"outsider{i}") for i in range(outsiders)], params)

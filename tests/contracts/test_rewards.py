@@ -159,7 +159,7 @@ def test_claim_validator_pays_only_the_majority(net, task):
     net.vote(task, 0, v2, net.result(task, 0, tag="minority"))
     net.to_finalizable(task, 0)
     net.finalize(task, res)
-    assert net.fc.call("rounds", task, 0)["majority_stake"] == 200 * TOKEN
+    assert net.fc.call("rounds", task, 0)["majority_seats"] == 2 * 10_000  # one seat each (basis points)
     for v in (v0, v1):
         assert net.fc.tx("claim_validator", task, 0, sender=v).event("RewardClaimed").args["amount"] == 5 * TOKEN // 2
     with reverts("rewards: not in majority"):

@@ -7,6 +7,7 @@ from conftest import ZERO32, h32, reverts
 
 from fedchain.chain import commitments as cm
 from fedchain.chain.interface import account_from_seed
+from fedchain.errors import Reverted
 
 OK = None  # expected outcome: success
 
@@ -144,31 +145,39 @@ def test_reveal_sample_count_limits(net, task, samples, outcome):
         assert (net.fc.call("record", task, 0, t.address) >> 32) & (2**128 - 1) == samples
 
 
-def test_reveal_caps_at_256(net):
+def test_commitments_cap_at_256_so_every_commitment_can_be_revealed(net):
+    # SECURITY-REVIEW M-3: the cap was on reveals, so the 257th selected, committed,
+    # honest trainer could not reveal and was slashed for it
     crowd = [account_from_seed(f"crowd{i}") for i in range(257)]
     net.fund(crowd, stake_role=1)
     net.chain.mine(1)
     task = net.create_task(trainers_per_round=1_000, commit_blocks=1, reveal_blocks=1)
-    for t in crowd:
+    for t in crowd[:256]:
         net.commit(task, 0, t)
+    with reverts("rounds: too many commitments"):
+        net.commit(task, 0, crowd[256])
+    assert net.fc.call("rounds", task, 0)["commits"] == 256
     net.to_reveal_phase(task, 0)
     for t in crowd[:256]:
         net.reveal(task, 0, t)
-    with reverts("rounds: too many reveals"):
-        net.reveal(task, 0, crowd[256])
     assert net.fc.call("rounds", task, 0)["reveals"] == 256
+    net.chain.mine_to(net.schedule(task, 0)[2] + 1)
+    for t in (crowd[0], crowd[256]):  # revealed; refused at commit: nothing to slash
+        with pytest.raises(Reverted):
+            net.slashing.tx("slash_missing_reveal", task, 0, t.address, sender=net.outsiders[0])
 
 
 # ---------------------------------------------------------------- join
 
 
-def test_join_adds_the_validators_stake_to_the_committee(net, task):
+def test_join_adds_the_validators_seats_to_the_committee(net, task):
+    # three validators of equal stake, k = 3: each at the cap, k * w / T = one seat (10,000 bps)
     v = net.validators[0]
     r = net.fc.tx("join", task, 0, sender=v)
-    assert r.event("Joined").args == {"task_id": task, "round_id": 0, "validator": v.address, "weight": 100 * 10**18}
-    assert net.fc.call("committee_weight", task, 0, v.address) == 100 * 10**18
+    assert r.event("Joined").args == {"task_id": task, "round_id": 0, "validator": v.address, "weight": 10_000}
+    assert net.fc.call("committee_weight", task, 0, v.address) == 10_000
     net.fc.tx("join", task, 0, sender=net.validators[1])
-    assert net.fc.call("rounds", task, 0)["committee_stake"] == 200 * 10**18
+    assert net.fc.call("rounds", task, 0)["committee_seats"] == 20_000
 
 
 @pytest.mark.parametrize("offset, outcome", [(-1, OK), (0, OK), (1, "rounds: joining closed")])
@@ -217,7 +226,7 @@ def test_votes_reach_quorum_at_two_thirds(net, task):
     ev = r.event("Voted").args
     assert ev["vote_hash"] == res.hash and ev["validator"] == v0.address
     assert [e.name for e in r.events] == ["Voted"]  # 1/3: no quorum
-    assert net.fc.call("tally", task, 0, res.hash) == 100 * 10**18
+    assert net.fc.call("tally", task, 0, res.hash) == 10_000
     r = net.vote(task, 0, v1, res)  # 2/3 exactly: quorum
     assert [e.name for e in r.events] == ["Voted", "QuorumReached"]
     assert net.fc.call("rounds", task, 0)["leader"] == res.hash
@@ -276,7 +285,7 @@ def test_vote_rejects_the_same_vote_twice(net, task):
     net.vote(task, 0, net.validators[0], res)
     with reverts("rounds: already voted"):
         net.vote(task, 0, net.validators[0], res)
-    assert net.fc.call("tally", task, 0, res.hash) == 100 * 10**18
+    assert net.fc.call("tally", task, 0, res.hash) == 10_000
 
 
 # ---------------------------------------------------------------- finalize
@@ -294,7 +303,7 @@ def test_finalize_pays_the_round_budget_and_opens_the_next_round(net, task):
     assert r.event("RoundOpened").args["round_id"] == 1
     assert net.schedule(task, 1)[0] == r.block
     rnd = net.fc.call("rounds", task, 0)
-    assert (rnd["status"], rnd["majority_stake"], rnd["total_score"]) == (1, 300 * 10**18, 6)
+    assert (rnd["status"], rnd["majority_seats"], rnd["total_score"]) == (1, 30_000, 6)
     t = net.fc.call("tasks", task)
     assert (t["round"], t["pool"], t["model_root"], t["model_cid"]) == (1, 50 * 10**18, res.model_root, res.model_cid)
     assert net.fc.call("total_owed") == 50 * 10**18

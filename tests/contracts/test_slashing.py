@@ -34,13 +34,14 @@ def test_slash_missing_reveal_takes_the_liveness_penalty(net, task):
     reporter = net.outsiders[0]
     net.to_vote_phase(task, 0)
     pool = net.fc.call("tasks", task)["pool"]
-    r = net.fc.tx("slash_missing_reveal", task, 0, node.address, sender=reporter)
+    r = net.slashing.tx("slash_missing_reveal", task, 0, node.address, sender=reporter)
     assert r.event("Slashed").args == {"node": node.address, "amount": PENALTY, "reason": 1,
                                        "reporter": reporter.address}
     assert net.stake_of(node)["active"] == STAKE - PENALTY
     assert net.fc.call("total_active", ROLE_TRAINER) == 4 * STAKE - PENALTY
     assert net.fc.call("payouts", reporter.address) == SHARE
-    assert net.fc.call("tasks", task)["pool"] == pool + PENALTY - SHARE
+    assert net.fc.call("tasks", task)["pool"] == pool  # the rest is burned, never the sponsor's (M-5)
+    assert net.fc.call("burned") == PENALTY - SHARE
     assert net.fc.call("record", task, 0, node.address) & 2**253  # the SLASHED flag
 
 
@@ -50,7 +51,7 @@ def test_slash_missing_reveal_takes_the_liveness_penalty(net, task):
 def test_slash_missing_reveal_boundary_at_reveal_end(net, task, offset, outcome):
     node = committed_silently(net, task)
     net.chain.mine_to(net.schedule(task, 0)[2] + offset)
-    call = lambda: net.fc.tx("slash_missing_reveal", task, 0, node.address, sender=net.outsiders[0])  # noqa: E731
+    call = lambda: net.slashing.tx("slash_missing_reveal", task, 0, node.address, sender=net.outsiders[0])  # noqa: E731
     if outcome is OK:
         call()
     else:
@@ -61,21 +62,21 @@ def test_slash_missing_reveal_boundary_at_reveal_end(net, task, offset, outcome)
 def test_slash_missing_reveal_rejects_an_unknown_round(net, task):
     for t, rnd in [(task, 1), (99, 0)]:
         with reverts("slashing: no such round"):
-            net.fc.tx("slash_missing_reveal", t, rnd, net.trainers[0].address, sender=net.outsiders[0])
+            net.slashing.tx("slash_missing_reveal", t, rnd, net.trainers[0].address, sender=net.outsiders[0])
 
 
 def test_slash_missing_reveal_rejects_a_node_without_commitment(net, task):
     net.to_vote_phase(task, 0)
     with reverts("slashing: no commitment"):
-        net.fc.tx("slash_missing_reveal", task, 0, net.trainers[0].address, sender=net.outsiders[0])
+        net.slashing.tx("slash_missing_reveal", task, 0, net.trainers[0].address, sender=net.outsiders[0])
 
 
 def test_slash_missing_reveal_rejects_a_second_slash(net, task):
     node = committed_silently(net, task)
     net.to_vote_phase(task, 0)
-    net.fc.tx("slash_missing_reveal", task, 0, node.address, sender=net.outsiders[0])
+    net.slashing.tx("slash_missing_reveal", task, 0, node.address, sender=net.outsiders[0])
     with reverts("slashing: already slashed"):
-        net.fc.tx("slash_missing_reveal", task, 0, node.address, sender=net.outsiders[1])
+        net.slashing.tx("slash_missing_reveal", task, 0, node.address, sender=net.outsiders[1])
 
 
 def test_slash_missing_reveal_rejects_a_revealed_node(net, task):
@@ -85,7 +86,7 @@ def test_slash_missing_reveal_rejects_a_revealed_node(net, task):
     net.reveal(task, 0, t)
     net.to_vote_phase(task, 0)
     with reverts("slashing: revealed"):
-        net.fc.tx("slash_missing_reveal", task, 0, t.address, sender=net.outsiders[0])
+        net.slashing.tx("slash_missing_reveal", task, 0, t.address, sender=net.outsiders[0])
 
 
 def test_mismatched_reveal_reverts_and_leaves_the_commitment_slashable(net, task):
@@ -95,7 +96,7 @@ def test_mismatched_reveal_reverts_and_leaves_the_commitment_slashable(net, task
     with reverts("rounds: reveal does not match commitment"):
         net.reveal(task, 0, t, upd.__class__(upd.root, net.update_for(task, 0, net.trainers[1]).salt, upd.cid))
     net.to_vote_phase(task, 0)
-    r = net.fc.tx("slash_missing_reveal", task, 0, t.address, sender=net.outsiders[0])
+    r = net.slashing.tx("slash_missing_reveal", task, 0, t.address, sender=net.outsiders[0])
     assert r.event("Slashed").args["amount"] == PENALTY
 
 
@@ -104,15 +105,16 @@ def test_slash_missing_reveal_in_a_failed_round(net):
     node = committed_silently(net, task)
     net.to_vote_phase(task, 0)
     net.fc.tx("advance", task, sender=net.owner)
-    net.fc.tx("slash_missing_reveal", task, 0, node.address, sender=net.outsiders[0])
-    assert net.fc.call("tasks", task)["pool"] == 100 * TOKEN + PENALTY - SHARE
+    net.slashing.tx("slash_missing_reveal", task, 0, node.address, sender=net.outsiders[0])
+    assert net.fc.call("tasks", task)["pool"] == 100 * TOKEN  # the slash is burned (M-5)
+    assert net.fc.call("burned") == PENALTY - SHARE
 
 
 def test_penalty_falls_on_unbonding_stake_when_nothing_is_active(net, task):
     node = committed_silently(net, task)
     net.fc.tx("unbond", STAKE, sender=node)
     net.to_vote_phase(task, 0)
-    net.fc.tx("slash_missing_reveal", task, 0, node.address, sender=net.outsiders[0])
+    net.slashing.tx("slash_missing_reveal", task, 0, node.address, sender=net.outsiders[0])
     s = net.stake_of(node)
     assert (s["active"], s["unbonding"]) == (0, STAKE - PENALTY)
     assert net.fc.call("total_unbonding") == STAKE - PENALTY
@@ -123,7 +125,7 @@ def test_penalty_is_capped_by_the_stake_left():
     task = net.create_task()
     node = committed_silently(net, task)
     net.to_vote_phase(task, 0)
-    r = net.fc.tx("slash_missing_reveal", task, 0, node.address, sender=net.outsiders[0])
+    r = net.slashing.tx("slash_missing_reveal", task, 0, node.address, sender=net.outsiders[0])
     assert r.event("Slashed").args["amount"] == STAKE
     assert net.stake_of(node)["active"] == 0
     assert net.fc.call("payouts", net.outsiders[0].address) == STAKE // 10
@@ -136,7 +138,7 @@ def test_a_withdrawn_node_has_nothing_left_to_slash(net, task):
     net.fc.tx("unbond", STAKE, sender=node)
     net.chain.mine(100)
     net.fc.tx("withdraw", sender=node)
-    r = net.fc.tx("slash_missing_reveal", task, 0, node.address, sender=net.outsiders[0])
+    r = net.slashing.tx("slash_missing_reveal", task, 0, node.address, sender=net.outsiders[0])
     assert r.event("Slashed").args["amount"] == 0
     assert net.fc.call("payouts", net.outsiders[0].address) == 0
 
@@ -148,7 +150,7 @@ def test_withdraw_payout_pays_the_reporter_share(net, task):
     node = committed_silently(net, task)
     reporter = net.outsiders[0]
     net.to_vote_phase(task, 0)
-    net.fc.tx("slash_missing_reveal", task, 0, node.address, sender=reporter)
+    net.slashing.tx("slash_missing_reveal", task, 0, node.address, sender=reporter)
     r = net.fc.tx("withdraw_payout", sender=reporter)
     assert r.event("PayoutWithdrawn").args == {"node": reporter.address, "amount": SHARE}
     assert net.balance(reporter) == BALANCE + SHARE
@@ -167,8 +169,8 @@ def test_a_node_cannot_report_itself_to_recover_the_reporter_share(net, task):
     node = committed_silently(net, task)
     net.to_vote_phase(task, 0)
     with reverts("slashing: cannot report yourself"):
-        net.fc.tx("slash_missing_reveal", task, 0, node.address, sender=node)
-    net.fc.tx("slash_missing_reveal", task, 0, node.address, sender=net.outsiders[0])
+        net.slashing.tx("slash_missing_reveal", task, 0, node.address, sender=node)
+    net.slashing.tx("slash_missing_reveal", task, 0, node.address, sender=net.outsiders[0])
     assert net.fc.call("payouts", node.address) == 0
 
 
@@ -196,18 +198,18 @@ def test_slash_rejected_takes_the_liveness_penalty(net, task):
     net.to_finalizable(task, 0)
     net.finalize(task, res)
     bad = net.trainers[1]
-    r = net.fc.tx("slash_rejected", task, 0, bad.address, sender=net.validators[0])
+    r = net.slashing.tx("slash_rejected", task, 0, bad.address, sender=net.validators[0])
     assert r.event("Slashed").args == {"node": bad.address, "amount": PENALTY, "reason": 3,
                                        "reporter": net.validators[0].address}
     assert net.fc.call("payouts", net.validators[0].address) == SHARE
     with reverts("slashing: already slashed"):
-        net.fc.tx("slash_rejected", task, 0, bad.address, sender=net.validators[0])
+        net.slashing.tx("slash_rejected", task, 0, bad.address, sender=net.validators[0])
 
 
 def test_slash_rejected_rejects_an_unfinalized_round(net, task):
     rejected_round(net, task)
     with reverts("slashing: round not finalized"):
-        net.fc.tx("slash_rejected", task, 0, net.trainers[1].address, sender=net.outsiders[0])
+        net.slashing.tx("slash_rejected", task, 0, net.trainers[1].address, sender=net.outsiders[0])
 
 
 def test_slash_rejected_rejects_nodes_without_reveal(net, task):
@@ -216,7 +218,7 @@ def test_slash_rejected_rejects_nodes_without_reveal(net, task):
     net.finalize(task, res)
     for node in (net.trainers[3], net.outsiders[0]):
         with reverts("slashing: no reveal"):
-            net.fc.tx("slash_rejected", task, 0, node.address, sender=net.outsiders[1])
+            net.slashing.tx("slash_rejected", task, 0, node.address, sender=net.outsiders[1])
 
 
 def test_slash_rejected_rejects_accepted_updates(net, task):
@@ -225,7 +227,7 @@ def test_slash_rejected_rejects_accepted_updates(net, task):
     net.finalize(task, res)
     for node in (net.trainers[0], net.trainers[2]):
         with reverts("slashing: not rejected"):
-            net.fc.tx("slash_rejected", task, 0, node.address, sender=net.outsiders[0])
+            net.slashing.tx("slash_rejected", task, 0, node.address, sender=net.outsiders[0])
 
 
 # ---------------------------------------------------------------- equivocation
@@ -259,8 +261,9 @@ def test_equivocation_slashes_and_withdraws_the_first_vote(net, task):
     assert r.event("Slashed").args == {"node": v0.address, "amount": safety, "reason": 2,
                                        "reporter": "0x" + "0" * 40}
     assert net.stake_of(v0)["active"] == STAKE - safety
-    assert net.fc.call("tasks", task)["pool"] == pool + safety  # no reporter share
-    assert net.fc.call("tally", task, 0, good.hash) == 100 * TOKEN
+    assert net.fc.call("tasks", task)["pool"] == pool  # burned, and no reporter share
+    assert net.fc.call("burned") == safety
+    assert net.fc.call("tally", task, 0, good.hash) == 10_000
     assert net.fc.call("tally", task, 0, bad.hash) == 0  # the second vote is not counted
     assert net.fc.call("rounds", task, 0)["leader"] == ZERO32  # 100 of 300: quorum lost
     assert net.fc.call("vote_of", task, 0, v0.address) == ZERO32
@@ -276,7 +279,7 @@ def test_equivocation_slashes_and_withdraws_the_first_vote(net, task):
     net.finalize(task, good)
     with reverts("rewards: not in majority"):
         net.fc.tx("claim_validator", task, 0, sender=v0)
-    fee = (100 * TOKEN + safety) // 2 // 10  # the penalty refilled the pool before the round paid out
+    fee = 100 * TOKEN // 2 // 10  # the penalty was burned: the pool is as it was
     assert net.fc.call("rounds", task, 0)["validator_budget"] == fee
     for v in (v1, v2):
         assert net.fc.tx("claim_validator", task, 0, sender=v).event("RewardClaimed").args["amount"] == fee // 2
@@ -340,4 +343,4 @@ def test_slash_rejected_refuses_a_self_report(net, task):
     net.finalize(task, res)
     bad = net.trainers[1]
     with reverts("slashing: cannot report yourself"):
-        net.fc.tx("slash_rejected", task, 0, bad.address, sender=bad)
+        net.slashing.tx("slash_rejected", task, 0, bad.address, sender=bad)

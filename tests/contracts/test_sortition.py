@@ -146,7 +146,7 @@ def test_stake_below_minimum_after_a_slash_is_not_eligible(net):
     task = net.create_task(num_rounds=2)
     silent = net.trainers[3]
     net.play_round(task, 0, silent=[silent])
-    net.fc.tx("slash_missing_reveal", task, 0, silent.address, sender=net.outsiders[0])
+    net.slashing.tx("slash_missing_reveal", task, 0, silent.address, sender=net.outsiders[0])
     assert net.stake_of(silent)["active"] < STAKE
     assert not net.fc.call("is_selected", task, 1, silent.address, ROLE_TRAINER)
 

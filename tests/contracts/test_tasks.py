@@ -57,6 +57,8 @@ def test_anyone_may_sponsor(net):
     ({"reveal_blocks": 0}, "tasks: zero phase length"),
     ({"validate_blocks": 0}, "tasks: zero phase length"),
     ({"challenge_blocks": 0}, "tasks: zero phase length"),
+    # the deployment's least challenge window (ProtocolParams.min_challenge_blocks = 5; review L-7)
+    ({"challenge_blocks": 4}, "tasks: challenge window too short"),
     # the other three phases are 5 blocks each: the whole round must end before unbonding does
     ({"challenge_blocks": DELAY - 15}, "tasks: round not shorter than unbonding delay"),
     ({"validate_blocks": DELAY}, "tasks: round not shorter than unbonding delay"),
@@ -76,7 +78,7 @@ def test_create_task_rejects_a_bad_config(net, fields, reason):
     {"min_reveals": 256}, {"challenge_blocks": DELAY - 16}, {"validator_fee_bps": 10_000},
     {"trainers_per_round": 2**32, "validators_per_round": 2**32},
     {"validator_fee_bps": 0}, {"pool": 1}, {"commit_blocks": 1, "reveal_blocks": 1, "validate_blocks": 1,
-                                            "challenge_blocks": 1},
+                                            "challenge_blocks": 5},
 ])
 def test_create_task_accepts_the_limits(net, fields):
     t = net.create_task(**fields)
@@ -155,12 +157,17 @@ def test_reclaim_rejects_an_empty_pool(net):
         net.fc.tx("reclaim", t, sender=net.owner)
 
 
-def test_late_slash_refills_a_reclaimed_pool(net):
+def test_a_slash_in_a_task_is_burned_and_never_reaches_its_sponsor(net):
+    # SECURITY-REVIEW M-5: slashes used to refill the pool the sponsor reclaims
     t = net.create_task(num_rounds=1, pool=100 * TOKEN)
     silent = net.trainers[3]
     net.play_round(t, 0, silent=[silent])
-    net.fc.tx("slash_missing_reveal", t, 0, silent.address, sender=net.outsiders[0])
+    pool = net.fc.call("tasks", t)["pool"]
+    net.slashing.tx("slash_missing_reveal", t, 0, silent.address, sender=net.outsiders[0])
     penalty = net.params.liveness_penalty
     share = penalty * net.params.reporter_bps // 10_000
-    r = net.fc.tx("reclaim", t, sender=net.owner)
-    assert r.event("PoolReclaimed").args["amount"] == penalty - share
+    assert net.fc.call("tasks", t)["pool"] == pool
+    assert net.fc.call("burned") == penalty - share
+    assert pool == 0  # the one round paid out the whole pool, and the slash did not refill it
+    with reverts("tasks: empty pool"):
+        net.fc.tx("reclaim", t, sender=net.owner)

@@ -15,7 +15,7 @@ from fedchain.sim.network import SimConfig, build_network, play_round, settle
 @pytest.fixture
 def net(tmp_path):
     return build_network(SimConfig(trainers=3, validators=3, rounds=1, model="mlp", epochs=1, out=tmp_path,
-                                   partition="iid", phase_blocks=3))
+                                   partition="iid", phase_blocks=5))
 
 
 def restart(node, task_id: int):

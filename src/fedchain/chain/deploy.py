@@ -1,11 +1,11 @@
-"""Deploy the stake token, the fedchain contract and its challenge contract, and
-the parameters they take."""
+"""Deploy the stake token, the fedchain contract, its challenge and slashing
+contracts, and the parameters they take."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
@@ -26,8 +26,12 @@ class ProtocolParams:
     unbonding_delay: int = 100          # blocks; must exceed every challenge window
     liveness_penalty: int = 5 * TOKEN   # missing reveal, rejected update
     safety_penalty_bps: int = 5_000     # equivocation: half the stake
-    reporter_bps: int = 1_000           # a reporter's share of a slash
+    reporter_bps: int = 1_000           # a reporter's share of a slash (the rest is burned)
     challenge_bond: int = 10 * TOKEN    # posted by a challenger, lost if the challenge fails
+    # The least challenge window a task may set. 5 blocks suits a local chain
+    # that mines on demand; on a public chain use at least an hour of blocks
+    # (`fedchain deploy` refuses less there: docs/decisions.md, "Security").
+    min_challenge_blocks: int = 5
 
 
 @dataclass
@@ -36,10 +40,12 @@ class Deployment:
     fedchain: Contract
     block: int
     challenges: Contract | None = None
+    slashing: Contract | None = None
 
     def to_json(self) -> dict:
         return {"token": self.token.address, "fedchain": self.fedchain.address,
                 "challenges": self.challenges.address if self.challenges else None,
+                "slashing": self.slashing.address if self.slashing else None,
                 "chain_id": self.fedchain.chain.chain_id, "block": self.block,
                 "contracts": self.fedchain.artifact.version}
 
@@ -81,19 +87,24 @@ def load_deployment(chain: Chain, info: dict) -> Deployment:
                          f"{fc.version}: their interfaces may differ. Use the fedchain version that deployed it, "
                          "or deploy again")
     challenges = chain.at(artifact("challenges"), info["challenges"]) if info.get("challenges") else None
+    slashing = chain.at(artifact("slashing"), info["slashing"]) if info.get("slashing") else None
     return Deployment(chain.at(artifact("test_token"), info["token"]), chain.at(fc, info["fedchain"]), info["block"],
-                      challenges)
+                      challenges, slashing)
 
 
 def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolParams()) -> Deployment:
-    """Deploy a fresh test token, fedchain and its challenge contract; ``owner`` may
-    mint the token. fedchain takes the challenge contract's address at deployment
-    and the challenge contract is then bound to fedchain (once, by ``owner``)."""
+    """Deploy a fresh test token, fedchain and its challenge and slashing contracts;
+    ``owner`` may mint the token. fedchain takes the judges' addresses at deployment
+    and each judge is then bound to fedchain (once, by ``owner``)."""
     block = chain.block_number()
     token = chain.deploy(artifact("test_token"), "fedchain test token", "FED", sender=owner)
-    fields = asdict(params)
+    p = params
     selector = chain.deploy(artifact("krum"), sender=owner)  # Krum's selections: challenges.vy is at the size limit
-    challenges = chain.deploy(artifact("challenges"), fields.pop("challenge_bond"), selector.address, sender=owner)
-    fc = chain.deploy(artifact("fedchain"), token.address, *fields.values(), challenges.address, sender=owner)
+    challenges = chain.deploy(artifact("challenges"), p.challenge_bond, selector.address, sender=owner)
+    slashing = chain.deploy(artifact("slashing"), sender=owner)
+    fc = chain.deploy(artifact("fedchain"), token.address, p.min_stake, p.unbonding_delay, p.liveness_penalty,
+                      p.safety_penalty_bps, p.reporter_bps, p.min_challenge_blocks, challenges.address,
+                      slashing.address, sender=owner)
     challenges.tx("bind", fc.address, sender=owner)
-    return Deployment(token, fc, block, challenges)
+    slashing.tx("bind", fc.address, sender=owner)
+    return Deployment(token, fc, block, challenges, slashing)

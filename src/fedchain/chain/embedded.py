@@ -84,8 +84,8 @@ class EmbeddedChain(Chain):
         return contract.artifact.codec.decode_output(fn, c.output)
 
     def _record(self, contract: Contract, computation) -> list[Event]:
-        """Keep every log a known contract emitted (a call may reach several contracts);
-        return the called contract's own, as a receipt over JSON-RPC would decode them."""
+        """Keep every log a known contract emitted (a call may reach several contracts)
+        and return them all, as a receipt over JSON-RPC lists every log of its transaction."""
         block = self.block_number()
         events = []
         for _, address, topics, data in computation.get_raw_log_entries():
@@ -98,8 +98,7 @@ class EmbeddedChain(Chain):
                 continue
             self._logs.append(ev)
             self._log_blocks.append(block)
-            if address == contract.address:
-                events.append(ev)
+            events.append(ev)
         return events
 
     def events(self, contract: Contract, from_block: int = 0, to_block: int | None = None) -> list[Event]:

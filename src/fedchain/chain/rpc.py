@@ -58,6 +58,7 @@ class RpcChain(Chain):
 
     def __init__(self, url: str, timeout: float = 60.0, receipt_timeout: float | None = None):
         self.url = url
+        self._known: dict[str, Artifact] = {}  # lower-case address -> ABI, to decode every log of a receipt
         self.w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
         self.timeout = timeout
         self.receipt_timeout = timeout if receipt_timeout is None else receipt_timeout
@@ -168,8 +169,7 @@ class RpcChain(Chain):
                 raise ChainError(f"{fn}: not mined within {self.receipt_timeout:.0f}s")
             if r["status"] != 1:
                 raise Reverted("reverted in a batch", fn)
-            out.append(Receipt(r["gasUsed"], r["blockNumber"],
-                               [e for e in (self._decode(contract, log) for log in r["logs"]) if e is not None]))
+            out.append(Receipt(r["gasUsed"], r["blockNumber"], self._receipt_events(contract, r["logs"])))
         return out
 
     def _receipt(self, hashes: list[bytes]) -> dict | None:
@@ -235,14 +235,30 @@ class RpcChain(Chain):
     def deploy(self, art: Artifact, *args: Any, sender: LocalAccount) -> Contract:
         data = art.bytecode + art.codec.encode_constructor(args)
         receipt = self._send({"data": "0x" + data.hex()}, sender, f"deploy {art.name}")
-        return Contract(self, art, receipt["contractAddress"])
+        return self.at(art, receipt["contractAddress"])
+
+    def at(self, art: Artifact, address: str) -> Contract:
+        self._known[address.lower()] = art
+        return Contract(self, art, address)
+
+    def _receipt_events(self, contract: Contract, logs: list) -> list[Event]:
+        """Every log of a receipt that a known contract emitted (a call may reach several)."""
+        self._known.setdefault(contract.address.lower(), contract.artifact)
+        out = []
+        for log in logs:
+            art = self._known.get(log["address"].lower())
+            if art is not None:
+                ev = art.codec.decode_log([bytes(t) for t in log["topics"]], bytes(log["data"]), log["blockNumber"],
+                                          log["address"], log["logIndex"])
+                if ev is not None:
+                    out.append(ev)
+        return out
 
     def transact(self, contract: Contract, fn: str, args: tuple, *, sender: LocalAccount, gas: int | None = None) -> Receipt:
         data = contract.artifact.codec.encode_call(fn, args)
         tx = {"to": contract.address, "data": "0x" + data.hex(), "gas": gas}
         r = self._send(tx, sender, fn)
-        events = [e for e in (self._decode(contract, log) for log in r["logs"]) if e is not None]
-        return Receipt(r["gasUsed"], r["blockNumber"], events)
+        return Receipt(r["gasUsed"], r["blockNumber"], self._receipt_events(contract, r["logs"]))
 
     def call(self, contract: Contract, fn: str, args: tuple) -> Any:
         data = contract.artifact.codec.encode_call(fn, args)

@@ -16,7 +16,7 @@ from functools import cached_property
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
-from fedchain.chain.interface import Contract, Receipt
+from fedchain.chain.interface import Contract, Receipt, artifact
 from fedchain.errors import FedchainError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.models import build_model
@@ -63,7 +63,11 @@ class TaskLog:
     Nodes follow the event log instead of polling storage: the log is what an
     observer replays, and reading it is cheap on both backends. ``poll`` asks
     only for blocks from the last one seen (inclusive: several transactions
-    can share a block) and drops events it already holds.
+    can share a block) and drops events it already holds. Replaying from
+    block 0, it ignores the task's events before its ``TaskCreated``: a task
+    id is known before the task exists, so nothing logged under it earlier
+    belongs to it (SECURITY-REVIEW H-2; the contract also refuses ``advance``
+    on a task that does not exist).
     """
 
     def __init__(self, fedchain: Contract, task_id: int, from_block: int = 0):
@@ -78,6 +82,7 @@ class TaskLog:
         self.votes: dict[int, list] = {}
         self.outcome: dict[int, object] = {}  # round -> RoundFinalized or RoundFailed event
         self.finished = False
+        self.created = from_block > 0  # a log that starts later starts after the creation
 
     def poll(self) -> "TaskLog":
         head = self.fc.chain.block_number()
@@ -86,6 +91,10 @@ class TaskLog:
             if key in self._seen or e.args.get("task_id") != self.task_id:
                 continue
             self._seen.add(key)
+            if not self.created:
+                if e.name != "TaskCreated":
+                    continue
+                self.created = True
             self._apply(e)
         self.cursor = head
         self._seen = {k for k in self._seen if k[0] >= head}
@@ -161,10 +170,16 @@ class Node:
 
     # -- chain
 
-    def send(self, fn: str, *args) -> Receipt:
-        r = self.fc.tx(fn, *args, sender=self.account)
+    def send(self, fn: str, *args, to: Contract | None = None) -> Receipt:
+        """Send ``fn`` to fedchain, or to the contract ``to`` (e.g. ``self.slashing``)."""
+        r = (to or self.fc).tx(fn, *args, sender=self.account)
         self.gas_used += r.gas_used
         return r
+
+    @cached_property
+    def slashing(self) -> Contract:
+        """The contract that judges faults (its address is fixed in fedchain)."""
+        return self.chain.at(artifact("slashing"), self.fc.call("slashing"))
 
     def withdraw(self) -> int:
         """Withdraw claimed rewards (credited on chain by each claim) in one transfer."""

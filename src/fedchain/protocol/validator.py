@@ -86,10 +86,10 @@ class Validator(Node):
             else:
                 self.finalize(log, v, leader)
 
-    def try_send(self, fn: str, *args) -> bool:
+    def try_send(self, fn: str, *args, to=None) -> bool:
         """For calls any node may make: another node may have made it first."""
         try:
-            self.send(fn, *args)
+            self.send(fn, *args, to=to)
             return True
         except Reverted as e:
             self.log.debug("%s not needed: %s", fn, e.reason)
@@ -145,7 +145,7 @@ class Validator(Node):
             node = e.args["node"]
             if node in revealed or self.fc.call("record", *key, node) & SLASHED_BIT:
                 continue
-            if self.try_send("slash_missing_reveal", *key, node):
+            if self.try_send("slash_missing_reveal", *key, node, to=self.slashing):
                 self.log.info("round %d: reported %s for committing without revealing", v.round_id, node)
         self._reported.add(key)
 

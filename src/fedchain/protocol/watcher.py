@@ -110,7 +110,7 @@ class Watcher(Node):
             if e.args["vote_hash"] != leader:
                 continue
             try:
-                self.send("slash_wrong_vote", v.task_id, v.round_id, e.args["validator"])
+                self.send("slash_wrong_vote", v.task_id, v.round_id, e.args["validator"], to=self.slashing)
                 self.log.info("round %d: reported %s for voting for the wrong result", v.round_id, e.args["validator"])
             except Reverted as err:  # reported already (by anyone), or a later equivocation withdrew the vote
                 self.log.debug("slash_wrong_vote not needed: %s", err.reason)

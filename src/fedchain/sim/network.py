@@ -98,11 +98,17 @@ class Network:
         return [*self.trainers, *self.validators, *self.watchers]
 
     def conservation_gap(self) -> int:
-        """Token balance minus what the contract owes: zero, to the wei."""
-        fc, tok = self.deployment.fedchain, self.deployment.token
+        """Token balances minus what the contracts hold them for: zero, to the wei.
+
+        fedchain holds stakes, pools, owed rewards and burned slashes; the
+        challenge contract holds forfeited bonds."""
+        fc, tok, ch = self.deployment.fedchain, self.deployment.token, self.deployment.challenges
         owed = (fc.call("total_active", ROLE_TRAINER) + fc.call("total_active", ROLE_VALIDATOR)
-                + fc.call("total_unbonding") + fc.call("total_pools") + fc.call("total_owed"))
-        return tok.call("balanceOf", fc.address) - owed
+                + fc.call("total_unbonding") + fc.call("total_pools") + fc.call("total_owed") + fc.call("burned"))
+        gap = tok.call("balanceOf", fc.address) - owed
+        if ch is not None:
+            gap += tok.call("balanceOf", ch.address) - ch.call("forfeited")
+        return gap
 
 
 def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:

@@ -43,7 +43,8 @@
      Money: a challenge posts `bond` tokens. If the recomputed chunk differs
      from the claimed one the round is reverted and the bond returned; the
      challenger then earns the reporter share of every wrong voter's slash.
-     If it matches, the challenge failed and the bond goes to the task's pool.
+     If it matches, the challenge failed and the bond is forfeited (kept
+     here, owed to nobody).
      The task's recipe hash binds the aggregation rule: recipe_hash ==
      keccak256(abi_encode(rule, param1, param2, score, keccak256(recipe JSON))),
      so a median round cannot be "proven wrong" with the mean, and rules the
@@ -133,6 +134,8 @@ deployer: immutable(address)
 bond: public(immutable(uint256))
 selector: public(immutable(krum.__interface__))  # Krum's and Bulyan's selections, a contract of their own
 fc: public(fedchain.__interface__)
+# Bonds of failed challenges: held here for ever (this contract's whole token balance).
+forfeited: public(uint256)
 # open_table's record, keyed by keccak256(abi_encode(task, round, leading vote
 # hash)): OPENED | MALFORMED (a table of the wrong size) | the selection
 # (krum.krum_selection: a mask, and the update kept in part)
@@ -166,7 +169,7 @@ event Challenged:
 @deploy
 def __init__(bond_: uint256, selector_: krum.__interface__):
     """
-    @param bond_ Tokens a challenger posts; forfeited to the task's pool if
+    @param bond_ Tokens a challenger posts; forfeited (kept here for ever) if
            the challenge fails.
     @param selector_ The krum contract (Krum's and Bulyan's selections).
     """
@@ -662,7 +665,9 @@ def _settle(task_id: uint256, round_id: uint256, wrong: bool):
     """
     @dev The bond is posted either way (a challenge cannot be tried for
          free); a successful challenge reverts the round and returns it, a
-         failed one's goes to the task's pool (fedchain pulls it from here).
+         failed one's is forfeited: it stays here, owed to nobody
+         (`forfeited`), since a task's pool would hand it to the sponsor, who
+         could profit from provoking failed challenges (SECURITY-REVIEW M-5).
     """
     fc: fedchain.__interface__ = self.fc
     token: IERC20 = staticcall fc.token()
@@ -671,8 +676,7 @@ def _settle(task_id: uint256, round_id: uint256, wrong: bool):
         extcall fc.revert_round(task_id, round_id, msg.sender)
         assert extcall token.transfer(msg.sender, bond), "challenges: bond refund failed"
     else:
-        assert extcall token.approve(fc.address, bond), "challenges: approve failed"
-        extcall fc.fund_pool(task_id, bond)
+        self.forfeited += bond
 
 
 @internal

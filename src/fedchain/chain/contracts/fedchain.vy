@@ -3,8 +3,10 @@
 """
 @title fedchain
 @notice Tasks and their rounds: selection, commit, reveal, validator vote,
-        challenge window, finalize; pull-based rewards; slashing of provable
-        faults. Stake lives in the `staking` module this contract initializes.
+        challenge window, finalize; pull-based rewards; the penalties of
+        provable faults. Stake lives in the `staking` module this contract
+        initializes; the slashing contract judges faults (slashing.vy) and the
+        challenges contract judges results (challenges.vy).
 @dev One round: commit (block <= commit_end) -> reveal (<= reveal_end) ->
      vote (<= validate_end) -> challenge window (validate_end, validate_end +
      challenge_blocks] -> `finalize`, or `advance` fails the round (too few
@@ -12,8 +14,14 @@
      Deadlines are block numbers; anyone may call `advance` and `finalize`.
      No function loops over participants: every call is O(1).
      Money: token balance == stakes + unbonding + pools + owed (unclaimed
-     budgets and payout balances), to the wei, after every call (tested with a
-     stateful hypothesis test).
+     budgets and payout balances) + burned, to the wei, after every call
+     (tested with a stateful hypothesis test). Slashed stake, less the
+     reporter's share, is burned: it never returns to a task's pool, so no
+     sponsor profits from a slash in its task (SECURITY-REVIEW M-5).
+     Committee weight is counted in seats, as trainers' rewards are: a
+     validator selected with probability k*w/T below the cap has one seat, at
+     the cap k*w/T seats, so its expected weight is linear in its stake
+     (SECURITY-REVIEW H-1; docs/security-committee.md).
      Rewards are credited to a payout balance and leave the contract only
      through `withdraw_payout`, so claims make no external call.
      Reentrancy: every function that transfers tokens is @nonreentrant and
@@ -41,7 +49,7 @@ exports: (
 )
 
 BPS: constant(uint256) = 10_000
-MAX_REVEALS: constant(uint256) = 256
+MAX_REVEALS: constant(uint256) = 256  # commitments (so reveals) a round accepts
 MAX_REPORTER_BPS: constant(uint256) = 5_000
 
 OPEN: constant(uint8) = 0
@@ -56,10 +64,13 @@ SLASH_MISSING_REVEAL: constant(uint8) = 1
 SLASH_EQUIVOCATION: constant(uint8) = 2
 SLASH_REJECTED: constant(uint8) = 3
 SLASH_WRONG_VOTE: constant(uint8) = 4
+SLASH_ABSENT: constant(uint8) = 5  # joined a committee, never voted
 
 # A trainer's record in a round packs: reveal index + 1 (bits 0-31), sample
 # count (bits 32-159), seats in basis points (bits 160-223, see `reveal`)
-# and two flags. Zero means "not revealed".
+# and two flags: claimed, and slashed (any fault of this address in the
+# round, a validator's too: an address has one role). Index 0 means "not
+# revealed".
 INDEX_MASK: constant(uint256) = 2**32 - 1
 SAMPLES_MASK: constant(uint256) = 2**128 - 1
 CLAIMED: constant(uint256) = 2**254
@@ -110,7 +121,8 @@ struct Round:
     trainer_total: uint256
     validator_total: uint256
     reveals: uint256
-    committee_stake: uint256
+    commits: uint256
+    committee_seats: uint256
     leader: bytes32
     status: uint8
     model_root: bytes32
@@ -119,15 +131,30 @@ struct Round:
     rejected: uint256
     trainer_budget: uint256
     validator_budget: uint256
-    majority_stake: uint256
+    majority_seats: uint256
     trainer_left: uint256
     validator_left: uint256
+    challenger: address
+
+struct RoundFacts:
+    # a round's fields that slashing.vy judges faults by, and its task's min_reveals
+    schedule: uint256
+    status: uint8
+    reveals: uint256
+    min_reveals: uint256
+    leader: bytes32
+    rejected: uint256
     challenger: address
 
 
 # The contract that judges challenges (see challenges.vy); only it may
 # revert a round.
 challenges: public(immutable(address))
+# The contract that judges faults (see slashing.vy); only it may penalize.
+slashing: public(immutable(address))
+# The least challenge window a task may have, in blocks (a deployment's
+# chain sets it: long enough that nobody can censor every challenge).
+min_challenge_blocks: public(immutable(uint256))
 
 reporter_bps: public(uint256)
 liveness_penalty: public(uint256)
@@ -154,6 +181,8 @@ total_pools: public(uint256)
 # (claimed rewards and reporter shares) not yet withdrawn. A claim moves money
 # between those two without changing their sum, so it touches no global.
 total_owed: public(uint256)
+# Slashed stake less reporter shares: held here for ever, owed to nobody.
+burned: public(uint256)
 
 
 event TaskCreated:
@@ -269,7 +298,9 @@ def __init__(
     liveness_penalty_: uint256,
     safety_penalty_bps_: uint256,
     reporter_bps_: uint256,
+    min_challenge_blocks_: uint256,
     challenges_: address,
+    slashing_: address,
 ):
     """
     @param token_ ERC-20 for stake, pools and rewards.
@@ -281,9 +312,11 @@ def __init__(
     @param safety_penalty_bps_ Share of a validator's stake taken for
            equivocation: large, once per incident.
     @param reporter_bps_ Share of a slash paid to whoever reported it
-           (bounded by MAX_REPORTER_BPS); the rest returns to the task's pool.
+           (bounded by MAX_REPORTER_BPS); the rest is burned.
+    @param min_challenge_blocks_ The least challenge window a task may set.
     @param challenges_ The challenge contract, the only caller of
            `revert_round`.
+    @param slashing_ The slashing contract, the only caller of `penalize`.
     """
     assert safety_penalty_bps_ <= BPS, "fedchain: penalty above 100%"
     assert reporter_bps_ <= MAX_REPORTER_BPS, "fedchain: reporter share too large"
@@ -293,6 +326,8 @@ def __init__(
     self.reporter_bps = reporter_bps_
     self.next_task_id = 1
     challenges = challenges_
+    slashing = slashing_
+    min_challenge_blocks = min_challenge_blocks_
 
 
 # ---------------------------------------------------------------- tasks
@@ -305,14 +340,16 @@ def create_task(cfg: TaskConfig) -> uint256:
     @notice Create a task, escrow its reward pool and open round 0.
     @dev Effects: the pool moves from the sponsor to this contract; round 0
          opens at this block. Requirements: positive rounds, committee sizes,
-         phase lengths and pool; 1 <= min_reveals <= 256; challenge window
-         shorter than the unbonding delay; fee <= 100%; token allowance.
+         phase lengths and pool; 1 <= min_reveals <= 256; a challenge window
+         of at least `min_challenge_blocks`; a round shorter than the
+         unbonding delay; fee <= 100%; token allowance.
     @return The new task's id.
     """
     assert cfg.num_rounds > 0, "tasks: zero rounds"
     assert cfg.trainers_per_round > 0 and cfg.validators_per_round > 0, "tasks: empty committee"
     assert cfg.min_reveals > 0 and cfg.min_reveals <= MAX_REVEALS, "tasks: bad min_reveals"
     assert min(min(cfg.commit_blocks, cfg.reveal_blocks), min(cfg.validate_blocks, cfg.challenge_blocks)) > 0, "tasks: zero phase length"
+    assert cfg.challenge_blocks >= min_challenge_blocks, "tasks: challenge window too short"
     round_blocks: uint256 = cfg.commit_blocks + cfg.reveal_blocks + cfg.validate_blocks + cfg.challenge_blocks
     # Stake that could be punished for anything in a round must still be
     # bonded when the round's last fault can be proven; and the packed
@@ -363,7 +400,8 @@ def reclaim(task_id: uint256):
     """
     @notice Return what is left of a finished task's pool to its sponsor.
     @dev Requirements: caller is the sponsor, the task is finished, pool > 0.
-         Late slashes of old rounds refill the pool; reclaim again for them.
+         Slashes never refill a pool (they are burned), so nothing a slash
+         takes reaches the sponsor.
     """
     assert self.tasks[task_id].sponsor == msg.sender, "tasks: not the sponsor"
     assert self.tasks[task_id].finished, "tasks: not finished"
@@ -380,7 +418,7 @@ def reclaim(task_id: uint256):
 def fund_pool(task_id: uint256, amount: uint256):
     """
     @notice Add tokens to a task's reward pool: a sponsor topping it up, or
-            the challenge contract forfeiting a failed challenger's bond.
+            anyone else who wants to pay for the task's rounds.
     @dev Requirements: an existing task, a positive amount, an allowance.
     """
     assert self.tasks[task_id].sponsor != empty(address), "tasks: no such task"
@@ -400,15 +438,20 @@ def commit(task_id: uint256, round_id: uint256, commitment_: bytes32):
     @notice Commit to an update as a selected trainer.
     @dev Requirements: the round's commit phase (block <= commit_end), the
          sender selected by trainer sortition, no earlier commitment, a
-         non-zero commitment. Only the current round can be in its commit
-         phase, so `round_id` needs no further check.
+         non-zero commitment, fewer than 256 commitments so far (so every
+         commitment can be revealed: a trainer refused here is not slashable).
+         Only the current round can be in its commit phase, so `round_id`
+         needs no further check.
     """
     sched: uint256 = self.rounds[task_id][round_id].schedule
     assert sched != 0, "rounds: no such round"
     assert block.number <= (sched >> 64) & U64, "rounds: commit phase over"
     assert commitment_ != empty(bytes32), "rounds: empty commitment"
     assert self.commitment[task_id][round_id][msg.sender] == empty(bytes32), "rounds: already committed"
-    assert self._selected(task_id, round_id, msg.sender, staking.ROLE_TRAINER, sched), "rounds: not selected"
+    commits: uint256 = self.rounds[task_id][round_id].commits
+    assert commits < MAX_REVEALS, "rounds: too many commitments"
+    assert self._weight_if_selected(task_id, round_id, msg.sender, staking.ROLE_TRAINER, sched) > 0, "rounds: not selected"
+    self.rounds[task_id][round_id].commits = commits + 1
     self.commitment[task_id][round_id][msg.sender] = commitment_
     log Committed(task_id=task_id, round_id=round_id, node=msg.sender, commitment=commitment_)
 
@@ -420,8 +463,9 @@ def reveal(task_id: uint256, round_id: uint256, update_root: bytes32, update_cid
             of its blob (CIDv1 raw), its sample count and the salt.
     @dev Requirements: the reveal phase (commit_end < block <= reveal_end),
          a commitment equal to keccak(domain, chain id, this, task, round,
-         sender, update_root, salt), no earlier reveal, 0 < samples < 2**128,
-         fewer than 256 reveals so far. A reveal that does not match reverts;
+         sender, update_root, salt), no earlier reveal, 0 < samples < 2**128
+         (at most 256 commitments, so at most 256 reveals). A reveal that
+         does not match reverts;
          the commitment then stays unrevealed and is slashable.
     """
     sched: uint256 = self.rounds[task_id][round_id].schedule
@@ -439,7 +483,7 @@ def reveal(task_id: uint256, round_id: uint256, update_root: bytes32, update_cid
     # least one. It scales the trainer's score (validators multiply, a score
     # challenge checks it), so expected reward is linear in stake: splitting a
     # stake over identities gains nothing, at the sortition cap or below it.
-    seats: uint256 = max(BPS, self.tasks[task_id].trainers_per_round * staking._weight(msg.sender, staking.ROLE_TRAINER, sched & U64) * BPS // self.rounds[task_id][round_id].trainer_total)
+    seats: uint256 = self._seats(staking._weight(msg.sender, staking.ROLE_TRAINER, sched & U64), self.rounds[task_id][round_id].trainer_total, self.tasks[task_id].trainers_per_round)
     self.record[task_id][round_id][msg.sender] = (index + 1) | (samples << 32) | (seats << 160)
     log Revealed(
         task_id=task_id,
@@ -458,18 +502,21 @@ def reveal(task_id: uint256, round_id: uint256, update_root: bytes32, update_cid
 def join(task_id: uint256, round_id: uint256):
     """
     @notice Join a round's validator committee as a selected validator.
-    @dev Effects: the sender's active stake counts towards the committee
-         stake that a quorum needs 2/3 of. Requirements: block <= reveal_end,
-         selected by validator sortition, not joined yet.
+    @dev Effects: the sender's seats (max(1, k*w/T) in basis points, w its
+         weight at the round's opening) count towards the committee seats a
+         quorum needs 2/3 of; a member that then never votes commits a
+         liveness fault (slashing.slash_absent). Requirements: block <=
+         reveal_end, selected by validator sortition, not joined yet.
     """
     sched: uint256 = self.rounds[task_id][round_id].schedule
     assert sched != 0, "rounds: no such round"
     assert block.number <= (sched >> 128) & U64, "rounds: joining closed"
     assert self.committee_weight[task_id][round_id][msg.sender] == 0, "rounds: already joined"
-    assert self._selected(task_id, round_id, msg.sender, staking.ROLE_VALIDATOR, sched), "rounds: not selected"
-    weight: uint256 = staking.stakes[msg.sender].active
+    w: uint256 = self._weight_if_selected(task_id, round_id, msg.sender, staking.ROLE_VALIDATOR, sched)
+    assert w > 0, "rounds: not selected"
+    weight: uint256 = self._seats(w, self.rounds[task_id][round_id].validator_total, self.tasks[task_id].validators_per_round)
     self.committee_weight[task_id][round_id][msg.sender] = weight
-    self.rounds[task_id][round_id].committee_stake += weight
+    self.rounds[task_id][round_id].committee_seats += weight
     log Joined(task_id=task_id, round_id=round_id, validator=msg.sender, weight=weight)
 
 
@@ -479,8 +526,10 @@ def vote(task_id: uint256, round_id: uint256, model_root: bytes32, model_cid: by
     @notice Vote for a round's result: the new model's root and blob digest,
             the scores root and total, and the rejected set (bit i = the
             update revealed i-th was rejected).
-    @dev Effects: the sender's committee weight backs the vote; when a vote
-         has 2/3 of the committee stake it leads. A second, different vote by
+    @dev Effects: the sender's seats back the vote; when a vote has 2/3 of
+         the committee's seats, and of at least k/3 seats, it leads (a
+         committee of fewer seats cannot decide: one large identity must not
+         be a quorum alone in a round few others joined). A second, different vote by
          the same validator is equivocation: it is not counted, the first one
          is withdrawn and the validator is slashed (safety penalty).
          Requirements: the vote phase (reveal_end < block <= validate_end),
@@ -515,7 +564,7 @@ def vote(task_id: uint256, round_id: uint256, model_root: bytes32, model_cid: by
         rejected=rejected,
     )
     if self.rounds[task_id][round_id].leader == empty(bytes32):
-        if 3 * t >= 2 * self.rounds[task_id][round_id].committee_stake:
+        if self._has_quorum(task_id, round_id, t):
             self.rounds[task_id][round_id].leader = h
             log QuorumReached(task_id=task_id, round_id=round_id, vote_hash=h)
 
@@ -529,14 +578,15 @@ def finalize(task_id: uint256, model_root: bytes32, model_cid: bytes32, scores_r
          Voted events). Effects: the task's model becomes the voted model; the
          round's budget (pool / rounds left) is split into a validator fee and
          a trainer budget paid by score (none if the total score is zero).
-         Requirements: a quorum, block > validate_end + challenge_blocks, the
-         fields hash to the leading vote.
+         Requirements: a quorum, at least min_reveals reveals, block >
+         validate_end + challenge_blocks, the fields hash to the leading vote.
     """
     assert not self.tasks[task_id].finished, "rounds: task finished"
     round_id: uint256 = self.tasks[task_id].round
     sched: uint256 = self.rounds[task_id][round_id].schedule
     leader: bytes32 = self.rounds[task_id][round_id].leader
     assert leader != empty(bytes32), "rounds: no quorum"
+    assert self.rounds[task_id][round_id].reveals >= self.tasks[task_id].min_reveals, "rounds: too few reveals"
     assert block.number > ((sched >> 192) & U64) + self.tasks[task_id].challenge_blocks, "rounds: challenge window open"
     assert commitments._vote_hash(model_root, model_cid, scores_root, total_score, rejected) == leader, "rounds: result does not match quorum"
 
@@ -561,7 +611,7 @@ def finalize(task_id: uint256, model_root: bytes32, model_cid: bytes32, scores_r
     self.rounds[task_id][round_id].validator_budget = validator_budget
     self.rounds[task_id][round_id].trainer_left = trainer_budget
     self.rounds[task_id][round_id].validator_left = validator_budget
-    self.rounds[task_id][round_id].majority_stake = self.tally[task_id][round_id][leader]
+    self.rounds[task_id][round_id].majority_seats = self.tally[task_id][round_id][leader]
     log RoundFinalized(
         task_id=task_id,
         round_id=round_id,
@@ -582,9 +632,10 @@ def advance(task_id: uint256):
     @notice Fail the current round if it can no longer finalize (fewer than
             min_reveals reveals after the reveal phase, or no quorum after the
             vote phase) and open the next round from the last finalized model.
-    @dev Requirements: an unfinished task whose current round has failed by
-         one of those two rules. Finalizing is `finalize`'s job.
+    @dev Requirements: an existing, unfinished task whose current round has
+         failed by one of those two rules. Finalizing is `finalize`'s job.
     """
+    assert self.tasks[task_id].sponsor != empty(address), "rounds: no such task"
     assert not self.tasks[task_id].finished, "rounds: task finished"
     round_id: uint256 = self.tasks[task_id].round
     sched: uint256 = self.rounds[task_id][round_id].schedule
@@ -604,7 +655,7 @@ def revert_round(task_id: uint256, round_id: uint256, challenger: address):
     """
     @notice Revert the current round's leading result, which a challenge
             proved wrong: the round fails, its voters become slashable
-            (`slash_wrong_vote`, reporter share to `challenger`) and the next
+            (slashing.slash_wrong_vote, reporter share to `challenger`) and the next
             round opens from the last finalized model.
     @dev Only the challenge contract calls it. A result becomes the task's
          model only at `finalize`, after its challenge window, and only then
@@ -664,7 +715,7 @@ def claim(task_id: uint256, round_id: uint256, score: uint256, proof: DynArray[b
 def claim_validator(task_id: uint256, round_id: uint256):
     """
     @notice Claim a validator's share of a finalized round's fee:
-            validator_budget * weight / weight of the winning vote, credited
+            validator_budget * seats / seats of the winning vote, credited
             to the sender's payout balance.
     @dev Requirements: finalized round, the sender voted for the result,
          not claimed, a positive amount.
@@ -673,7 +724,7 @@ def claim_validator(task_id: uint256, round_id: uint256):
     assert self.vote_of[task_id][round_id][msg.sender] == self.rounds[task_id][round_id].leader, "rewards: not in majority"
     assert not self.validator_claimed[task_id][round_id][msg.sender], "rewards: already claimed"
     weight: uint256 = self.committee_weight[task_id][round_id][msg.sender]
-    amount: uint256 = self.rounds[task_id][round_id].validator_budget * weight // self.rounds[task_id][round_id].majority_stake
+    amount: uint256 = self.rounds[task_id][round_id].validator_budget * weight // self.rounds[task_id][round_id].majority_seats
     assert amount > 0, "rewards: nothing to claim"
     left: uint256 = self.rounds[task_id][round_id].validator_left
     assert amount <= left, "rewards: round budget exhausted"
@@ -703,55 +754,24 @@ def withdraw_payout():
 
 
 @external
-def slash_missing_reveal(task_id: uint256, round_id: uint256, node: address):
+def penalize(task_id: uint256, round_id: uint256, node: address, reason: uint8, reporter: address) -> uint256:
     """
-    @notice Report a commitment that was never revealed (liveness fault).
-    @dev Effects: `liveness_penalty` (or what is left) is taken from the
-         node; the reporter earns a bounded share, the rest refills the pool.
-         Requirements: reveal phase over, a commitment, no reveal, not slashed
-         for it yet.
+    @notice Take the penalty of a fault the slashing contract proved: the
+            liveness penalty (or what is left), or for a wrong vote the
+            safety share of the validator's stake. The reporter earns its
+            bounded share; the rest is burned.
+    @dev Only the slashing contract calls it. Effects: the node is marked
+         slashed in the round (its record's SLASHED bit), so each address is
+         penalized at most once per round. Requirements: not slashed in the
+         round yet. Returns the amount taken.
     """
-    sched: uint256 = self.rounds[task_id][round_id].schedule
-    assert sched != 0, "slashing: no such round"
-    assert block.number > (sched >> 128) & U64, "slashing: reveal phase not over"
-    assert self.commitment[task_id][round_id][node] != empty(bytes32), "slashing: no commitment"
+    assert msg.sender == slashing, "slashing: not allowed"
     rec: uint256 = self.record[task_id][round_id][node]
-    assert rec & INDEX_MASK == 0, "slashing: revealed"
-    self._liveness_slash(task_id, round_id, node, rec, SLASH_MISSING_REVEAL)
-
-
-@external
-def slash_rejected(task_id: uint256, round_id: uint256, node: address):
-    """
-    @notice Report an update that the finalized quorum rejected (blob
-            unavailable or malformed): the same small liveness penalty as a
-            missing reveal, since availability cannot be proven on chain.
-    @dev Requirements: finalized round, the node's reveal index in the
-         rejected set, not slashed for it yet.
-    """
-    assert self.rounds[task_id][round_id].status == FINALIZED, "slashing: round not finalized"
-    rec: uint256 = self.record[task_id][round_id][node]
-    assert rec & INDEX_MASK != 0, "slashing: no reveal"
-    index: uint256 = (rec & INDEX_MASK) - 1
-    assert (self.rounds[task_id][round_id].rejected >> index) & 1 == 1, "slashing: not rejected"
-    self._liveness_slash(task_id, round_id, node, rec, SLASH_REJECTED)
-
-
-@external
-def slash_wrong_vote(task_id: uint256, round_id: uint256, validator: address):
-    """
-    @notice Slash a validator that voted for a result a challenge proved
-            wrong: a safety fault (the safety penalty, once per round). The
-            round's challenger earns the reporter share.
-    @dev Anyone may call it. Requirements: the round was reverted by a
-         challenge, the validator voted for its leading result.
-    """
-    challenger: address = self.rounds[task_id][round_id].challenger
-    assert challenger != empty(address), "slashing: round not challenged"
-    h: bytes32 = self.vote_of[task_id][round_id][validator]
-    assert h != empty(bytes32) and h == self.rounds[task_id][round_id].leader, "slashing: no wrong vote"
-    self.vote_of[task_id][round_id][validator] = empty(bytes32)
-    self._safety_slash(task_id, validator, SLASH_WRONG_VOTE, challenger)
+    assert rec & SLASHED == 0, "slashing: already slashed"
+    self.record[task_id][round_id][node] = rec | SLASHED
+    if reason == SLASH_WRONG_VOTE:
+        return self._safety_slash(node, reason, reporter)
+    return self._slash(node, self.liveness_penalty, reason, reporter)
 
 
 # ---------------------------------------------------------------- views
@@ -768,11 +788,29 @@ def commitment_of(task_id: uint256, round_id: uint256, node: address, update_roo
 
 @external
 @view
+def round_facts(task_id: uint256, round_id: uint256) -> RoundFacts:
+    """
+    @notice What a fault is judged by, in one call (seven storage reads, not
+            the whole Round): see RoundFacts.
+    """
+    return RoundFacts(
+        schedule=self.rounds[task_id][round_id].schedule,
+        status=self.rounds[task_id][round_id].status,
+        reveals=self.rounds[task_id][round_id].reveals,
+        min_reveals=self.tasks[task_id].min_reveals,
+        leader=self.rounds[task_id][round_id].leader,
+        rejected=self.rounds[task_id][round_id].rejected,
+        challenger=self.rounds[task_id][round_id].challenger,
+    )
+
+
+@external
+@view
 def is_selected(task_id: uint256, round_id: uint256, node: address, role: uint8) -> bool:
     """
     @notice Whether `node` is selected for `role` in the round.
     """
-    return self._selected(task_id, round_id, node, role, self.rounds[task_id][round_id].schedule)
+    return self._weight_if_selected(task_id, round_id, node, role, self.rounds[task_id][round_id].schedule) > 0
 
 
 # ---------------------------------------------------------------- internal
@@ -780,7 +818,11 @@ def is_selected(task_id: uint256, round_id: uint256, node: address, role: uint8)
 
 @internal
 @view
-def _selected(task_id: uint256, round_id: uint256, node: address, role: uint8, sched: uint256) -> bool:
+def _weight_if_selected(task_id: uint256, round_id: uint256, node: address, role: uint8, sched: uint256) -> uint256:
+    """
+    @dev The node's selection weight in the round if sortition selects it
+         for `role`, else 0.
+    """
     total: uint256 = 0
     k: uint256 = 0
     if role == staking.ROLE_TRAINER:
@@ -790,7 +832,30 @@ def _selected(task_id: uint256, round_id: uint256, node: address, role: uint8, s
         total = self.rounds[task_id][round_id].validator_total
         k = self.tasks[task_id].validators_per_round
     weight: uint256 = staking._weight(node, role, sched & U64)
-    return sortition._is_selected(self.rounds[task_id][round_id].seed, node, weight, total, k)
+    if sortition._is_selected(self.rounds[task_id][round_id].seed, node, weight, total, k):
+        return weight
+    return 0
+
+
+@internal
+@pure
+def _seats(weight: uint256, total: uint256, k: uint256) -> uint256:
+    """
+    @dev The seats, in basis points, that a selected weight stands for:
+         max(1, k * w / T). Selection has probability min(1, k*w/T), so the
+         expected seats are k*w/T: linear in stake, below the cap and at it.
+    """
+    return max(BPS, k * weight * BPS // total)
+
+
+@internal
+@view
+def _has_quorum(task_id: uint256, round_id: uint256, tally: uint256) -> bool:
+    """
+    @dev 2/3 of the committee's seats, and of at least k/3 seats.
+    """
+    seats: uint256 = max(self.rounds[task_id][round_id].committee_seats, self.tasks[task_id].validators_per_round * BPS // 3)
+    return 3 * tally >= 2 * seats
 
 
 @internal
@@ -846,29 +911,17 @@ def _equivocate(task_id: uint256, round_id: uint256, validator: address, weight:
     t: uint256 = self.tally[task_id][round_id][first] - weight
     self.tally[task_id][round_id][first] = t
     if self.rounds[task_id][round_id].leader == first:
-        if 3 * t < 2 * self.rounds[task_id][round_id].committee_stake:
+        if not self._has_quorum(task_id, round_id, t):
             self.rounds[task_id][round_id].leader = empty(bytes32)
     log Equivocated(task_id=task_id, round_id=round_id, validator=validator, first_vote=first, second_vote=second)
-    self._safety_slash(task_id, validator, SLASH_EQUIVOCATION, empty(address))
+    self._safety_slash(validator, SLASH_EQUIVOCATION, empty(address))
 
 
 @internal
-def _liveness_slash(task_id: uint256, round_id: uint256, node: address, rec: uint256, reason: uint8):
-    """
-    @dev A liveness fault's penalty, once per node and round, reported by
-         anyone but the node itself (who would earn back the reporter share).
-    """
-    assert node != msg.sender, "slashing: cannot report yourself"
-    assert rec & SLASHED == 0, "slashing: already slashed"
-    self.record[task_id][round_id][node] = rec | SLASHED
-    self._slash(task_id, node, self.liveness_penalty, reason, msg.sender)
-
-
-@internal
-def _safety_slash(task_id: uint256, validator: address, reason: uint8, reporter: address):
+def _safety_slash(validator: address, reason: uint8, reporter: address) -> uint256:
     s: staking.Stake = staking.stakes[validator]
     penalty: uint256 = (s.active + s.unbonding) * self.safety_penalty_bps // BPS
-    self._slash(task_id, validator, penalty, reason, reporter)
+    return self._slash(validator, penalty, reason, reporter)
 
 
 @internal
@@ -881,12 +934,17 @@ def _credit(node: address, amount: uint256):
 
 
 @internal
-def _slash(task_id: uint256, node: address, amount: uint256, reason: uint8, reporter: address):
+def _slash(node: address, amount: uint256, reason: uint8, reporter: address) -> uint256:
+    """
+    @dev Take up to `amount` from the node's stake: the reporter's share to
+         its payouts, the rest burned (never to a pool: M-5). Returns what
+         was taken.
+    """
     taken: uint256 = staking._slash(node, amount, reason, reporter)
     share: uint256 = 0
     if reporter != empty(address):
         share = taken * self.reporter_bps // BPS
         self.payouts[reporter] += share
         self.total_owed += share
-    self.tasks[task_id].pool += taken - share
-    self.total_pools += taken - share
+    self.burned += taken - share
+    return taken

@@ -1,0 +1,141 @@
+# pragma version 0.4.3
+# pragma nonreentrancy off
+"""
+@title slashing
+@notice Judges provable faults from fedchain's public state; fedchain takes
+        the penalty (`fedchain.penalize`). Four faults, each a fact anyone can
+        check on chain:
+          - a commitment never revealed (liveness);
+          - an update the finalized quorum rejected (liveness: availability
+            cannot be proven on chain, so a rejection costs what a missing
+            reveal costs);
+          - a joined committee member that never voted in a round that could
+            be voted on (liveness: otherwise joining and staying silent
+            stalls a round for free, SECURITY-REVIEW H-1);
+          - a vote for a result a challenge proved wrong (safety).
+@dev Holds no tokens and no state but fedchain's address: fedchain marks each
+     penalized address in the round's record, pays the reporter its share
+     and burns the rest. Liveness reporters are whoever sends the report (not
+     the node itself); a wrong vote's reporter share goes to the round's
+     challenger, whoever sends the report. The revert prefix is "slashing:".
+     Reentrancy: the only external calls are views of fedchain and
+     fedchain.penalize, which calls nothing outside fedchain.
+"""
+
+import fedchain
+
+FINALIZED: constant(uint8) = 1
+SLASH_MISSING_REVEAL: constant(uint8) = 1
+SLASH_REJECTED: constant(uint8) = 3
+SLASH_WRONG_VOTE: constant(uint8) = 4
+SLASH_ABSENT: constant(uint8) = 5
+INDEX_MASK: constant(uint256) = 2**32 - 1
+U64: constant(uint256) = 2**64 - 1
+
+deployer: immutable(address)
+fc: public(fedchain.__interface__)
+
+
+@deploy
+def __init__():
+    deployer = msg.sender
+
+
+@external
+def bind(fedchain_: fedchain.__interface__):
+    """
+    @notice Name the fedchain contract this contract judges for (once, by the
+            deployer: fedchain takes this contract's address at deployment).
+    """
+    assert msg.sender == deployer, "slashing: not the deployer"
+    assert self.fc.address == empty(address), "slashing: already bound"
+    self.fc = fedchain_
+
+
+@external
+def slash_missing_reveal(task_id: uint256, round_id: uint256, node: address):
+    """
+    @notice Report a commitment that was never revealed (liveness fault).
+    @dev Effects: the liveness penalty (or what is left) is taken from the
+         node; the reporter earns a bounded share, the rest is burned.
+         Requirements: reveal phase over, a commitment, no reveal, not
+         slashed in the round yet, not reported by the node itself.
+    """
+    fc: fedchain.__interface__ = self.fc
+    sched: uint256 = (staticcall fc.round_facts(task_id, round_id)).schedule
+    assert sched != 0, "slashing: no such round"
+    assert block.number > (sched >> 128) & U64, "slashing: reveal phase not over"
+    assert staticcall fc.commitment(task_id, round_id, node) != empty(bytes32), "slashing: no commitment"
+    assert (staticcall fc.record(task_id, round_id, node)) & INDEX_MASK == 0, "slashing: revealed"
+    self._liveness(fc, task_id, round_id, node, SLASH_MISSING_REVEAL)
+
+
+@external
+def slash_rejected(task_id: uint256, round_id: uint256, node: address):
+    """
+    @notice Report an update that the finalized quorum rejected (blob
+            unavailable or malformed): the liveness penalty of a missing
+            reveal.
+    @dev Requirements: finalized round, the node's reveal index in the
+         rejected set, not slashed in the round yet, not reported by the
+         node itself.
+    """
+    fc: fedchain.__interface__ = self.fc
+    facts: fedchain.RoundFacts = staticcall fc.round_facts(task_id, round_id)
+    assert facts.status == FINALIZED, "slashing: round not finalized"
+    rec: uint256 = staticcall fc.record(task_id, round_id, node)
+    assert rec & INDEX_MASK != 0, "slashing: no reveal"
+    assert (facts.rejected >> ((rec & INDEX_MASK) - 1)) & 1 == 1, "slashing: not rejected"
+    self._liveness(fc, task_id, round_id, node, SLASH_REJECTED)
+
+
+@external
+def slash_absent(task_id: uint256, round_id: uint256, validator: address):
+    """
+    @notice Report a validator that joined a round's committee and did not
+            vote by the end of the vote phase (liveness fault).
+    @dev A round that failed for too few reveals, or that a challenge
+         reverted, is exempt: its vote may have been impossible. Requirements:
+         vote phase over, at least min_reveals reveals, no challenge, the
+         validator joined, has no vote and did not equivocate (that is
+         slashed already), not slashed in the round yet, not reported by the
+         validator itself.
+    """
+    fc: fedchain.__interface__ = self.fc
+    facts: fedchain.RoundFacts = staticcall fc.round_facts(task_id, round_id)
+    assert facts.schedule != 0, "slashing: no such round"
+    assert block.number > (facts.schedule >> 192) & U64, "slashing: vote phase not over"
+    assert facts.reveals >= facts.min_reveals and facts.challenger == empty(address), "slashing: round exempt"
+    assert staticcall fc.committee_weight(task_id, round_id, validator) > 0, "slashing: not in committee"
+    assert staticcall fc.vote_of(task_id, round_id, validator) == empty(bytes32), "slashing: voted"
+    assert not staticcall fc.equivocated(task_id, round_id, validator), "slashing: voted"
+    self._liveness(fc, task_id, round_id, validator, SLASH_ABSENT)
+
+
+@external
+def slash_wrong_vote(task_id: uint256, round_id: uint256, validator: address):
+    """
+    @notice Slash a validator that voted for a result a challenge proved
+            wrong: a safety fault (the safety penalty, once per round). The
+            round's challenger earns the reporter share.
+    @dev Anyone may call it. Requirements: the round was reverted by a
+         challenge, the validator voted for its leading result, not slashed
+         in the round yet.
+    """
+    fc: fedchain.__interface__ = self.fc
+    facts: fedchain.RoundFacts = staticcall fc.round_facts(task_id, round_id)
+    assert facts.challenger != empty(address), "slashing: round not challenged"
+    h: bytes32 = staticcall fc.vote_of(task_id, round_id, validator)
+    assert h != empty(bytes32) and h == facts.leader, "slashing: no wrong vote"
+    extcall fc.penalize(task_id, round_id, validator, SLASH_WRONG_VOTE, facts.challenger)
+
+
+@internal
+def _liveness(fc: fedchain.__interface__, task_id: uint256, round_id: uint256, node: address, reason: uint8):
+    """
+    @dev A liveness fault's penalty, reported by anyone but the node itself
+         (who would earn back the reporter share from this address; from a
+         second address it still loses the rest: docs/decisions.md).
+    """
+    assert node != msg.sender, "slashing: cannot report yourself"
+    extcall fc.penalize(task_id, round_id, node, reason, msg.sender)
