@@ -47,8 +47,10 @@
      here, owed to nobody).
      The task's recipe hash binds the aggregation rule: recipe_hash ==
      keccak256(abi_encode(rule, param1, param2, score, keccak256(recipe JSON))),
-     so a median round cannot be "proven wrong" with the mean, and rules the
-     contract cannot recompute (rule 0) cannot be challenged here at all.
+     so a median round cannot be "proven wrong" with the mean, and the model
+     of a rule the contract cannot recompute (rule 0) cannot be challenged
+     here at all (its scores and total score can: they do not depend on the
+     rule).
 """
 
 from ethereum.ercs import IERC20
@@ -377,7 +379,7 @@ def open_table(task_id: uint256, round_id: uint256, vote: Vote, recipe: RecipeRu
     else:
         table = self._sum_node(distances.left, distances.right, distances.totals)
     assert keccak256(concat(distances.scores_tree_root, table)) == vote.scores_root, "challenges: not the vote's distance table"
-    malformed: bool = len(distances.totals) != r.reveals * (r.reveals - 1) // 2
+    malformed: bool = len(distances.totals) != self._pairs(r.reveals)
     assert len(nodes) == r.reveals, "challenges: ragged inputs"
     seats: DynArray[uint256, MAX_TABLE] = []
     for i: uint256 in range(len(nodes), bound=MAX_TABLE):
@@ -449,7 +451,7 @@ def challenge_distance_sum(
         hr = self._sum_node(right.left, right.right, right.sums)
     h: bytes32 = self._sum_node(hl, hr, sums)
     self._check_table_path(h, position, siblings, digests, scores_tree_root, vote.scores_root)
-    size: uint256 = r.reveals * (r.reveals - 1) // 2
+    size: uint256 = self._pairs(r.reveals)
     wrong: bool = len(sums) != size or len(left.sums) != size or len(right.sums) != size
     if not wrong:
         for e: uint256 in range(size, bound=MAX_PAIRS):
@@ -496,7 +498,7 @@ def challenge_distance_leaf(
     assert recipe.rule >= RULE_KRUM and recipe.rule <= RULE_BULYAN, "challenges: no distance table"
     assert i < j and j < r.reveals, "challenges: no such pair"
     self._check_table_path(self._sum_leaf(chunk, sums), chunk, siblings, digests, scores_tree_root, vote.scores_root)
-    wrong: bool = len(sums) != r.reveals * (r.reveals - 1) // 2
+    wrong: bool = len(sums) != self._pairs(r.reveals)
     if not wrong:
         want: uint256 = 0
         if (vote.rejected >> i) & 1 == 0 and (vote.rejected >> j) & 1 == 0:
@@ -615,17 +617,38 @@ def challenge_total(
     table_root: bytes32,
 ) -> bool:
     """
-    @notice Challenge the leading vote's total score: the leaves of its
-            scores tree (every one, in order) must sum to `total_score`,
-            which divides every trainer's reward.
-    @param table_root A Krum vote's distance table root (see Distances),
-           empty for other rules.
-    @dev Requirements: the task's current round, the leading vote, the
-         window, and leaves whose Merkle root is the vote's scores root.
+    @notice Challenge the leading vote's scores tree as a whole: it must have
+            one leaf per reveal of the round, and its leaves must sum to
+            `total_score`, which divides every trainer's reward. Any rule may
+            be challenged here, rule 0 (not recomputable) included.
+    @param nodes Every leaf of the vote's scores tree, in order (the
+           trainer of each); `scores` their scores.
+    @param table_root A Krum-rule vote's distance table root (see Distances):
+           its scores root is keccak256(scores tree root ++ table root).
+           Required (non-empty) for the Krum rules (4, 5, 6) and empty for
+           every other rule, so the leaves that hash to the vote's scores
+           root are unique (a plain tree's root is also keccak256 of its two
+           halves' roots: a free table root would let a subset of the leaves
+           pass for the whole tree).
+    @dev Effects: the vote is wrong if there are not as many leaves as the
+         round has reveals (a revealer left out, or a phantom leaf added) or
+         they do not sum to `total_score`; then the round is reverted and the
+         bond returned, else the bond goes to the task's pool (see _settle).
+         Requirements: the task's rule (`recipe`), the task's current round,
+         the leading vote, the window, at least one leaf, as many scores as
+         nodes, a table root exactly when the rule is a Krum rule, and leaves
+         whose Merkle root (with the table root, for the Krum rules) is the
+         vote's scores root.
+    @return True if the vote was wrong (round reverted), False if the
+            challenge failed (bond forfeited).
     """
     fc: fedchain.__interface__ = self.fc
     task: fedchain.Task = staticcall fc.tasks(task_id)
-    self._under_challenge(task, task_id, round_id, vote, recipe)
+    r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
+    if recipe.rule >= RULE_KRUM and recipe.rule <= RULE_BULYAN:
+        assert table_root != empty(bytes32), "challenges: Krum rules need the table root"
+    else:
+        assert table_root == empty(bytes32), "challenges: table root only for Krum rules"
     n: uint256 = len(nodes)
     assert n > 0 and len(scores) == n, "challenges: ragged inputs"
     layer: DynArray[bytes32, MAX_SCORES] = []
@@ -637,7 +660,7 @@ def challenge_total(
     if table_root != empty(bytes32):
         root = keccak256(concat(root, table_root))
     assert root == vote.scores_root, "challenges: not the scores tree"
-    wrong: bool = total != vote.total_score
+    wrong: bool = n != r.reveals or total != vote.total_score
     log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=3, at=0, success=wrong)
     self._settle(task_id, round_id, wrong)
     return wrong
@@ -677,6 +700,19 @@ def _settle(task_id: uint256, round_id: uint256, wrong: bool):
         assert extcall token.transfer(msg.sender, bond), "challenges: bond refund failed"
     else:
         self.forfeited += bond
+
+
+@internal
+@pure
+def _pairs(reveals: uint256) -> uint256:
+    """
+    @dev The entries of a distance table over `reveals` updates: one per
+         pair, reveals * (reveals - 1) / 2, and 0 below two reveals (no
+         underflow at 0).
+    """
+    if reveals < 2:
+        return 0
+    return reveals * (reveals - 1) // 2
 
 
 @internal
