@@ -79,7 +79,7 @@ def assert_untouched(net, t: int, rnd: int, leader: bytes) -> None:
     for v in net.validators:
         assert net.stake_of(v)["active"] == STAKE
         with reverts("slashing: round not challenged"):
-            net.fc.tx("slash_wrong_vote", t, rnd, v.address, sender=net.outsiders[1])
+            net.slashing.tx("slash_wrong_vote", t, rnd, v.address, sender=net.outsiders[1])
     r = net.fc.call("rounds", t, rnd)
     assert (r["status"], r["leader"]) == (OPEN, leader)
     net.assert_conserved()
@@ -198,7 +198,7 @@ def test_a_scores_tree_without_one_leaf_per_reveal_is_proven_wrong(net, ch, atta
     assert (r["status"], r["challenger"]) == (FAILED, attacker.address)
     assert net.balance(attacker) == held  # the bond came back
     for v in net.validators:
-        net.fc.tx("slash_wrong_vote", t, 0, v.address, sender=attacker)
+        net.slashing.tx("slash_wrong_vote", t, 0, v.address, sender=attacker)
         assert net.stake_of(v)["active"] == STAKE - STAKE // 2
 
 
