@@ -5,8 +5,8 @@ every round it checks each reveal against its commitment, fetches every revealed
 update (its bytes must hash to the revealed CID and its fixed-point vector to the
 revealed root), recomputes the rejected set, the new model, its blob and CID, the
 scores root and the total score with the validators' own ``compute_round`` code
-from the previous finalized model, checks that a 2/3 quorum of committee stake
-voted for exactly that result, and recomputes every reward claimed. The first
+from the previous finalized model, checks that a 2/3 quorum of committee seats
+(of at least k/3 seats) voted for exactly that result, and recomputes every reward claimed. The first
 difference raises ``AuditError`` naming the round, the node and the quantity.
 
 Everything comes from events and blobs, never from contract storage, so a saved
@@ -88,7 +88,8 @@ class EventSource(Protocol):
         ...
 
     def facts(self, task_id: int) -> dict:
-        """What events do not say, if known: ``reporter_bps``, ``validator_fee_bps``, ``min_reveals``."""
+        """What events do not say, if known: ``reporter_bps``, ``validator_fee_bps``, ``min_reveals``,
+        ``validators_per_round``."""
         ...
 
 
@@ -107,7 +108,7 @@ class ContractEvents:
     def facts(self, task_id: int) -> dict:
         task = self.contract.call("tasks", task_id)
         return {"reporter_bps": self.contract.call("reporter_bps"), "validator_fee_bps": task["validator_fee_bps"],
-                "min_reveals": task["min_reveals"]}
+                "min_reveals": task["min_reveals"], "validators_per_round": task["validators_per_round"]}
 
 
 class EventFile:
@@ -141,7 +142,7 @@ class EventFile:
         task = self.info.get("tasks", {}).get(str(task_id), {})
         params = self.info.get("params", {})
         known = {"reporter_bps": params.get("reporter_bps"), "validator_fee_bps": task.get("validator_fee_bps"),
-                 "min_reveals": task.get("min_reveals")}
+                 "min_reveals": task.get("min_reveals"), "validators_per_round": task.get("validators_per_round")}
         return {k: v for k, v in known.items() if v is not None}
 
 
@@ -360,22 +361,16 @@ class Auditor:
     def _budgets(self, events: list[Event]) -> dict[int, tuple[int, int]] | None:
         """Each finalized round's (validator, trainer) budget from the pool's history:
         pool // rounds left, the fee share to validators, nothing to trainers if the
-        total score is zero. Slashes refill the pool of their task, which only events
-        of a single-task contract tell; otherwise (or without the fee) None."""
+        total score is zero (slashes are burned: they never refill a pool). None
+        without the fee share."""
         facts = self.source.facts(self.task_id)
-        if "validator_fee_bps" not in facts or "reporter_bps" not in facts:
+        if "validator_fee_bps" not in facts:
             self.report.notes.append("budgets not recomputed: the task's fee share is unknown")
-            return None
-        if sum(e.name == "TaskCreated" for e in events) != 1:
-            self.report.notes.append("budgets not recomputed: slashes of several tasks cannot be told apart")
             return None
         pool, out = self.created["pool"], {}
         for e in events:
             a = e.args
-            if e.name == "Slashed":
-                share = a["amount"] * facts["reporter_bps"] // BPS if int(a["reporter"], 16) else 0
-                pool += a["amount"] - share
-            elif e.name == "RoundFinalized" and a["task_id"] == self.task_id:
+            if e.name == "RoundFinalized" and a["task_id"] == self.task_id:
                 budget = pool // (self.created["num_rounds"] - a["round_id"])
                 fee = budget * facts["validator_fee_bps"] // BPS
                 out[a["round_id"]] = (fee, (budget - fee) if a["total_score"] else 0)
@@ -383,7 +378,7 @@ class Auditor:
             elif e.name == "PoolReclaimed" and a["task_id"] == self.task_id:
                 pool -= a["amount"]
             elif e.name == "PoolFunded" and a["task_id"] == self.task_id:
-                pool += a["amount"]  # a top-up, or a failed challenger's bond
+                pool += a["amount"]  # a top-up
         return out
 
     # -- one round
@@ -432,7 +427,7 @@ class Auditor:
     def _check_failure(self, r: int, rnd: _Round, revealed: list[Event], model: Model) -> None:
         reason = rnd.outcome.args["reason"]
         if reason == 3:  # reverted by a challenge: the leading result must indeed be wrong
-            h = _quorum(rnd)
+            h = _quorum(rnd, self._least_committee())
             lead = next((e.args for e in rnd.votes if e.args["vote_hash"] == h), None)
             mine = compute_round(self.task_id, r, model, revealed, self.store, self.recipe, self.template)
             if lead is not None and commitments.vote_hash(*mine.vote_args()) == h:
@@ -442,8 +437,8 @@ class Auditor:
         if reason == 1 and min_reveals is not None and len(revealed) >= min_reveals:
             raise AuditError(r, "committee", "failure (too few reveals)", f"fewer than {min_reveals} reveals",
                              len(revealed))
-        if reason == 2 and (h := _quorum(rnd)) is not None:
-            raise AuditError(r, "committee", "failure (no quorum)", "no vote with 2/3 of the committee stake",
+        if reason == 2 and (h := _quorum(rnd, self._least_committee())) is not None:
+            raise AuditError(r, "committee", "failure (no quorum)", "no vote with 2/3 of the committee seats",
                              f"vote {_show(h)} has it")
 
     def _recompute(self, r: int, revealed: list[Event], model: Model, f: dict, version: Version) -> RoundResult:
@@ -496,7 +491,7 @@ class Auditor:
                 raise AuditError(r, who, quantity, expected, found)
 
     def _check_votes(self, r: int, rnd: _Round, f: dict, result: RoundResult, version: Version) -> int:
-        """The finalized result had a quorum; returns the majority stake it was paid by."""
+        """The finalized result had a quorum; returns the majority seats it was paid by."""
         winner = commitments.vote_hash(f["model_root"], f["model_cid"], f["scores_root"], f["total_score"],
                                        f["rejected"])
         majority = 0
@@ -517,10 +512,16 @@ class Auditor:
                 version.voters.append(v)
             else:
                 version.dissenters.append(v)
-        committee = sum(rnd.joins.values())
+        committee = max(sum(rnd.joins.values()), self._least_committee())
         if 3 * majority < 2 * committee:
-            raise AuditError(r, "committee", "majority stake", f"at least 2/3 of {committee}", majority)
+            raise AuditError(r, "committee", "majority seats", f"at least 2/3 of {committee}", majority)
         return majority
+
+    def _least_committee(self) -> int:
+        """The seats a quorum is counted against at least: k/3 (fedchain.vy ``_has_quorum``),
+        0 if the task's k is unknown."""
+        k = self.source.facts(self.task_id).get("validators_per_round", 0)
+        return k * BPS // 3
 
     def _check_claims(self, r: int, rnd: _Round, f: dict, result: RoundResult, majority: int,
                       version: Version) -> None:
@@ -548,11 +549,12 @@ class Auditor:
             raise AuditError(r, c["node"], "reward", f"nothing for {what}", c["amount"])
 
 
-def _quorum(rnd: _Round) -> bytes | None:
-    """The vote hash that 2/3 of the committee stake backs (equivocators withdrawn), if any."""
+def _quorum(rnd: _Round, least_committee: int) -> bytes | None:
+    """The vote hash that 2/3 of the committee's seats (and of ``least_committee``) backs
+    (equivocators withdrawn), if any."""
     tally: dict[bytes, int] = {}
     for ev in rnd.votes:
         if ev.args["validator"] not in rnd.equivocated:
             tally[ev.args["vote_hash"]] = tally.get(ev.args["vote_hash"], 0) + rnd.joins.get(ev.args["validator"], 0)
-    committee = sum(rnd.joins.values())
+    committee = max(sum(rnd.joins.values()), least_committee)
     return next((h for h, t in tally.items() if 3 * t >= 2 * committee), None)

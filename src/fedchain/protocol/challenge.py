@@ -472,12 +472,15 @@ def find_score_fault(evidence: Evidence) -> ScoreChallenge | TotalChallenge | No
     else None. ``Unchallengeable``: scores the contract cannot recompute, a model too
     large for one step, or a scores list that does not match the voted root."""
     r = evidence.recipe
+    evidence._score_tree()
+    if len(evidence.claimed_scores) != len(evidence.revealed):
+        # one leaf per reveal, whatever the score: challenge_total counts them (review L-1)
+        return evidence.total_challenge()
     if r.challenge_rule[3] != SCORE_COSINE:
         raise Unchallengeable(f"the {r.score!r} score is not challengeable on chain")
     if fp.chunks(evidence.parent, r.chunk_size).shape[0] > MAX_SCORE_CHUNKS:
         raise Unchallengeable(f"a score check reads whole vectors: at most {MAX_SCORE_CHUNKS * r.chunk_size} "
                               "parameters in one step")
-    evidence._score_tree()
     expected = evidence.expected_scores()
     for i, ((node, got), want) in enumerate(zip(evidence.claimed_scores, expected)):
         if node != evidence.revealed[i].args["node"] or got != want:

@@ -80,6 +80,7 @@ class TaskLog:
         self.commits: dict[int, list] = {}
         self.reveals: dict[int, list] = {}
         self.votes: dict[int, list] = {}
+        self.joins: dict[int, list] = {}
         self.outcome: dict[int, object] = {}  # round -> RoundFinalized or RoundFailed event
         self.finished = False
         self.created = from_block > 0  # a log that starts later starts after the creation
@@ -113,6 +114,8 @@ class TaskLog:
             self.reveals.setdefault(a["round_id"], []).append(e)
         elif e.name == "Voted":
             self.votes.setdefault(a["round_id"], []).append(e)
+        elif e.name == "Joined":
+            self.joins.setdefault(a["round_id"], []).append(e)
         elif e.name in ("RoundFinalized", "RoundFailed"):
             self.outcome[a["round_id"]] = e
         elif e.name == "TaskFinished":

@@ -68,6 +68,7 @@ class Validator(Node):
         self._members: set[tuple[int, int]] = set()  # rounds whose committee we are in
         self._voted: set[tuple[int, int]] = set()
         self._reported: set[tuple[int, int]] = set()
+        self._reported_absent: set[tuple[int, int]] = set()
 
     def act(self, log: TaskLog, v: RoundView, phase: str) -> None:
         task_id = log.task_id
@@ -80,6 +81,7 @@ class Validator(Node):
             self.report_missing_reveals(log, v)
             self.vote(log, v)
         elif phase == "finalize":
+            self.report_absent(log, v)
             leader = self.fc.call("rounds", task_id, v.round_id)["leader"]
             if leader == ZERO:
                 self.try_send("advance", task_id)  # no quorum
@@ -148,6 +150,20 @@ class Validator(Node):
             if self.try_send("slash_missing_reveal", *key, node, to=self.slashing):
                 self.log.info("round %d: reported %s for committing without revealing", v.round_id, node)
         self._reported.add(key)
+
+    def report_absent(self, log: TaskLog, v: RoundView) -> None:
+        """Report every committee member that joined and never voted (a provable
+        liveness fault: joining and staying silent would stall a round for free).
+        Only members who voted do it, once per round each."""
+        key = (v.task_id, v.round_id)
+        if key in self._reported_absent or key not in self._voted:
+            return
+        voted = {e.args["validator"] for e in log.votes.get(v.round_id, [])}
+        for e in log.joins.get(v.round_id, []):
+            member = e.args["validator"]
+            if member not in voted and self.try_send("slash_absent", *key, member, to=self.slashing):
+                self.log.info("round %d: reported %s for joining the committee without voting", v.round_id, member)
+        self._reported_absent.add(key)
 
     def _restored_members(self, t: int, r: int) -> set:
         """After a restart the in-memory committee set is empty: ask the chain once."""

@@ -1,15 +1,21 @@
 """The watcher role: one honest observer is enough.
 
 A watcher holds no data and no stake; it needs only the chain, the blobs and
-a bond's worth of tokens. As soon as a round has a leading vote it recomputes
-the round with the very ``compute_round`` validators run. If the voted model
-is wrong it builds a one-chunk fraud proof (``fedchain.protocol.challenge``)
+a bond's worth of tokens. Once a round's vote phase is over and a vote leads,
+it recomputes the round with the very ``compute_round`` validators run. If the
+voted result is wrong it builds a fraud proof (``fedchain.protocol.challenge``)
 and sends it to the challenge contract within the round's challenge window:
 the round is reverted, and the watcher then reports every validator that
-voted for the wrong result (``slash_wrong_vote``), earning the reporter share
-of each slash. Differences that cannot be proven on chain (scores, the
-rejected set, rules other than FedAvg, FedMedian and FedTrimmedAvg) are logged loudly and left to
-``fedchain audit``.
+voted for the wrong result (``slash_wrong_vote`` on the slashing contract),
+earning the reporter share of each slash.
+
+It challenges only after ``validate_end``, never during the vote phase: until
+then a colluder can dodge a pending challenge by equivocating on purpose, so
+that the wrong result loses its quorum and the other colluders keep their
+stake (SECURITY-REVIEW L-3). The challenge window must therefore leave enough
+blocks to land a challenge (the deployment's ``min_challenge_blocks``).
+Differences that cannot be proven on chain (root-set scores, the rejected set,
+rules without a judge) are logged loudly and left to ``fedchain audit``.
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ class Watcher(Node):
 
     def act(self, log: TaskLog, v: RoundView, phase: str) -> None:
         key = (v.task_id, v.round_id)
-        if phase not in ("vote", "challenge") or key in self._checked:
-            return
+        if phase != "challenge" or key in self._checked:
+            return  # before validate_end a challenge could be dodged by an equivocation (L-3)
         leader = self.fc.call("rounds", *key)["leader"]
         if leader == ZERO:
             return  # no quorum yet (or ever): nothing to check
