@@ -133,14 +133,17 @@ class ProcessNetwork:
             return False
 
     def deploy(self, cli: bool = True) -> None:
-        """Deploy and mint test tokens to the dev accounts; writes deployment.json."""
+        """Deploy and mint test tokens to the dev accounts; writes deployment.json. Tasks
+        here may have a one-block challenge window (a local chain that nobody censors:
+        the tests stay fast)."""
         if cli:
-            self.run("deploy", "--rpc", self.url, "--dev-account", "0", "--dev-accounts", str(DEV_ACCOUNTS))
+            self.run("deploy", "--rpc", self.url, "--dev-account", "0", "--dev-accounts", str(DEV_ACCOUNTS),
+                     "--min-challenge-blocks", "1")
         else:
-            from fedchain.chain.deploy import deploy
+            from fedchain.chain.deploy import ProtocolParams, deploy
 
             owner = dev_account(0)
-            dep = deploy(self.chain, owner)
+            dep = deploy(self.chain, owner, ProtocolParams(min_challenge_blocks=1))
             dep.save(self.root / "deployment.json", rpc=self.url, deployer=owner.address)
             self.chain.transact_batch(dep.token, [("mint", (dev_account(i).address, 10_000 * 10**18))
                                                   for i in range(1, DEV_ACCOUNTS)], sender=owner)
