@@ -43,15 +43,24 @@ BPS = 10_000
 
 
 def seats_bps(k: int, weight: int, total: int) -> int:
-    """The seats a trainer's stake stands for in a round, in basis points: k * weight /
-    total, at least one seat (fedchain.vy's ``reveal`` records it; weight 0 counts one).
+    """The seats a node's stake stands for in a round, in basis points: k * weight /
+    total, at least one seat (fedchain.vy's ``_seats``: ``reveal`` records a trainer's,
+    ``join`` makes a validator's its committee weight; weight 0 counts one).
 
-    Below the sortition cap a node is selected with probability k*w/T and is paid for
-    one seat; at the cap it is selected for sure and paid for k*w/T seats. Either way
-    its expected reward is linear in its stake, so splitting a stake over identities
-    (a Sybil) earns what the whole stake earns as one identity.
+    Below the sortition cap a node is selected with probability k*w/T and counts one
+    seat; at the cap it is selected for sure and counts k*w/T seats. Either way its
+    expected seats are linear in its stake: a trainer splitting a stake over identities
+    (a Sybil) earns what the whole stake earns as one identity, and a validator's share
+    of a committee is its share of the stake (SECURITY-REVIEW H-1).
     """
     return max(BPS, k * weight * BPS // total)
+
+
+def has_quorum(tally: int, committee_seats: int, k: int) -> bool:
+    """Whether ``tally`` seats behind one result lead the round (fedchain.vy ``_has_quorum``):
+    2/3 of the seats of every validator that joined, and of at least k/3 seats, so that a
+    committee few joined cannot be decided by one identity."""
+    return 3 * tally >= 2 * max(committee_seats, k * BPS // 3)
 
 
 def paid_score(score: int, seats: int) -> int:
