@@ -7,6 +7,7 @@ from fedchain.chain.interface import account_from_seed
 from fedchain.errors import Reverted
 
 DELAY = 100  # ProtocolParams().unbonding_delay
+GRACE = 20  # ProtocolParams().slash_grace
 
 
 def test_create_task_escrows_the_pool_and_opens_round_zero(net):
@@ -59,9 +60,10 @@ def test_anyone_may_sponsor(net):
     ({"challenge_blocks": 0}, "tasks: zero phase length"),
     # the deployment's least challenge window (ProtocolParams.min_challenge_blocks = 5; review L-7)
     ({"challenge_blocks": 4}, "tasks: challenge window too short"),
-    # the other three phases are 5 blocks each: the whole round must end before unbonding does
-    ({"challenge_blocks": DELAY - 15}, "tasks: round not shorter than unbonding delay"),
-    ({"validate_blocks": DELAY}, "tasks: round not shorter than unbonding delay"),
+    # the other three phases are 5 blocks each: the whole round and the slash grace after it must
+    # end before unbonding does (review M-2)
+    ({"challenge_blocks": DELAY - GRACE - 15}, "tasks: round + slash grace not shorter than unbonding delay"),
+    ({"validate_blocks": DELAY}, "tasks: round + slash grace not shorter than unbonding delay"),
     ({"commit_blocks": 2**32}, "tasks: phases too long"),
     ({"trainers_per_round": 2**32 + 1}, "tasks: committee too large"),
     ({"validators_per_round": 2**32 + 1}, "tasks: committee too large"),
@@ -75,7 +77,7 @@ def test_create_task_rejects_a_bad_config(net, fields, reason):
 
 
 @pytest.mark.parametrize("fields", [
-    {"min_reveals": 256}, {"challenge_blocks": DELAY - 16}, {"validator_fee_bps": 10_000},
+    {"min_reveals": 256}, {"challenge_blocks": DELAY - GRACE - 16}, {"validator_fee_bps": 10_000},
     {"trainers_per_round": 2**32, "validators_per_round": 2**32},
     {"validator_fee_bps": 0}, {"pool": 1}, {"commit_blocks": 1, "reveal_blocks": 1, "validate_blocks": 1,
                                             "challenge_blocks": 5},

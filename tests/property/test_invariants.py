@@ -1,29 +1,47 @@
-"""Stateful property test of the fedchain contract: a hypothesis state machine
-drives random sequences of every user action against a fresh EmbeddedChain and
-keeps a ghost model (stakes, balances, pools, rounds, votes, claims, payouts).
+"""Stateful property test of the fedchain contracts: a hypothesis state machine
+drives random sequences of every user action against a fresh EmbeddedChain
+(fedchain, its slashing and challenges contracts) and keeps a ghost model
+(stakes, balances, pools, rounds, seats, votes, claims, payouts, slashes,
+burned stake and forfeited bonds).
 
 Every action's outcome is predicted by the ghost model first: it must succeed,
 or revert with exactly the reason the model names. After every step:
 
-- token conservation to the wei: balance == stakes + unbonding + pools +
-  unclaimed + payouts, and the ghost model equals the contract's state;
+- token conservation to the wei: fedchain's balance == stakes + unbonding +
+  pools + owed (unclaimed budgets plus payouts) + burned slashes, the challenges
+  contract's balance == its forfeited bonds, every total as the ghost model has
+  it, and the ghost model equals the contract's state;
 - no double claim: a successful claim is immediately retried and must revert,
   and what a round paid never exceeds its trainer or validator budget;
-- honest nodes (every commitment revealed, never equivocated) are never
-  slashed: no ``Slashed`` event names them and their stake changes only by
-  their own stake/unbond/withdraw calls.
+- honest nodes are never slashed: no ``Slashed`` event names them and their
+  stake changes only by their own stake/unbond/withdraw calls. An honest
+  trainer reveals what it committed as soon as its reveal phase opens; an
+  honest validator that joined a committee votes the correct result as soon as
+  the vote phase opens (every rule that mines blocks stops there on the way);
+- no stake leaves before its faults can be punished: stake that backed a role
+  in a round (a commitment, a committee seat) is released only after every
+  fault it could be slashed for in that round (missing reveal, absent member,
+  wrong vote) was provable for at least one block. A rejected update is the
+  exception: it is provable only once someone finalizes the round, which has
+  no deadline (SECURITY-REVIEW M-2); the model counts those withdrawals
+  (``hypothesis.event``) instead of forbidding them.
 
-Honest trainers reveal as soon as their reveal phase opens: every rule that
-mines blocks stops there on the way and reveals the pending honest commitments.
-Random rules alone rarely line up a whole round inside one example, so an
+Dishonest nodes commit without revealing, commit updates the validators reject,
+join a committee and stay silent, equivocate, or collude on a wrong result (a
+scores tree with a phantom leaf, or a total that its leaves do not sum to:
+both provable with ``challenge_total``; tasks name rule 0, whose model cannot
+be recomputed on chain, so the model root is never challenged). A watcher
+challenges a provably wrong leading vote after the vote phase and reports every
+slashable fault once per round; every other rule interleaves anywhere. Random
+rules alone rarely line up a whole round inside one example, so an
 ``honest_network`` rule plays the honest nodes' part of one phase (commit and
-join, vote, finalize or advance, claim) and moves to the next phase; every
-other rule interleaves anywhere.
+join, watch the challenge window, finalize or advance, claim) and moves to the
+next phase.
 
 Effort comes from the environment:
 
-- ``FEDCHAIN_HYPOTHESIS_PROFILE``: ``default`` (30 examples x 50 steps, under a
-  minute on two cores) or ``ci`` (200 examples x 50 steps, a few minutes);
+- ``FEDCHAIN_HYPOTHESIS_PROFILE``: ``default`` (30 examples x 50 steps, about a
+  minute on two cores) or ``ci`` (200 examples x 50 steps, several minutes);
 - ``FEDCHAIN_MAX_EXAMPLES`` / ``FEDCHAIN_STEPS`` override either number.
 """
 
@@ -32,8 +50,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from conftest import BALANCE, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, ZERO32, Result, Scores, deterministic, h32, make_net
-from hypothesis import HealthCheck, settings
+from conftest import (BALANCE, MAX_UINT, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, ZERO32, Result, Scores,
+                      deterministic, h32, make_net)
+from eth_abi import encode
+from eth_utils import keccak
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -47,14 +68,38 @@ PROFILE = os.environ.get("FEDCHAIN_HYPOTHESIS_PROFILE", "default")
 MAX_EXAMPLES = int(os.environ.get("FEDCHAIN_MAX_EXAMPLES", PROFILES[PROFILE][0]))
 STEPS = int(os.environ.get("FEDCHAIN_STEPS", PROFILES[PROFILE][1]))
 
-PARAMS = ProtocolParams(unbonding_delay=17)  # short, so that withdrawals happen; longer than every round (<= 16 blocks)
+# A short unbonding delay, so that withdrawals happen: longer than every round a
+# task may have (<= 16 blocks). A least challenge window of 3 blocks, below the
+# default, so that tasks with windows of 1 and 2 blocks try and fail.
+PARAMS = ProtocolParams(unbonding_delay=17, min_challenge_blocks=3)
 BPS = 10_000
+MAX_COMMITS = 256  # commitments a round accepts
+SLASHED = 2**253  # a record's slashed flag: one per address and round, whatever the fault
 OPEN, FINALIZED, FAILED = 0, 1, 2
+FAIL_TOO_FEW_REVEALS, FAIL_NO_QUORUM, FAIL_CHALLENGED = 1, 2, 3
+NOBODY = "0x" + "00" * 20
 TASK_FUNCTIONS = {"commit", "reveal", "join", "vote", "finalize", "advance", "claim", "claim_validator",
-                  "slash_missing_reveal", "slash_rejected", "reclaim"}  # their first argument is a task id
+                  "slash_missing_reveal", "slash_rejected", "slash_absent", "slash_wrong_vote", "reclaim",
+                  "challenge_total"}  # their first argument is a task id
+# Every task names rule 0 (its model is not recomputable on chain; its scores
+# tree and total are: challenge_total); the preimage of its recipe hash:
+RECIPE = (0, 0, 0, 0, keccak(b"recipe"))
+RECIPE_HASH = keccak(encode(["uint256"] * 4 + ["bytes32"], list(RECIPE)))
 
 picks = st.integers(0, 15)  # an index into whatever list the rule picks from
 masks = st.integers(1, 255)  # a subset of the eight nodes
+
+
+@dataclass(frozen=True)
+class Inflated(Result):
+    """A vote whose total score is not what its scores tree's leaves sum to."""
+
+    extra: int = 1
+
+    @property
+    def args(self) -> tuple:
+        root, cid, scores_root, total, rejected = super().args
+        return root, cid, scores_root, total + self.extra, rejected
 
 
 @dataclass
@@ -78,16 +123,20 @@ class GRound:
     commits: dict = field(default_factory=dict)     # node -> Update
     reveals: list = field(default_factory=list)     # nodes in reveal order
     samples: dict = field(default_factory=dict)     # node -> samples
-    weights: dict = field(default_factory=dict)     # validator -> committee weight
+    bad: set = field(default_factory=set)           # revealers whose update the correct result rejects
+    since: dict = field(default_factory=dict)       # node -> block of its commitment or join
+    weights: dict = field(default_factory=dict)     # validator -> committee seats (basis points)
     votes: dict = field(default_factory=dict)       # validator -> vote hash
-    tally: dict = field(default_factory=dict)       # vote hash -> weight
+    tally: dict = field(default_factory=dict)       # vote hash -> seats
     equivocated: set = field(default_factory=set)
-    slashed: set = field(default_factory=set)
+    slashed: set = field(default_factory=set)       # any penalty of the address in this round
     claimed: set = field(default_factory=set)
     vclaimed: set = field(default_factory=set)
     leader: bytes | None = None
     status: int = OPEN
     result: Result | None = None
+    challenger: str | None = None
+    closed_at: int | None = None                    # block of its finalize, advance or revert
     trainer_budget: int = 0
     validator_budget: int = 0
     majority: int = 0
@@ -95,7 +144,7 @@ class GRound:
     paid_validators: int = 0
 
     @property
-    def committee_stake(self) -> int:
+    def committee_seats(self) -> int:
         return sum(self.weights.values())
 
 
@@ -116,23 +165,30 @@ class FedchainMachine(RuleBasedStateMachine):
         super().__init__()
         self.net = make_net(deterministic(EmbeddedChain()), PARAMS, trainers=4, validators=3, outsiders=3)
         net = self.net
-        self.fc, self.chain = net.fc, net.chain
+        self.fc, self.slashing, self.challenges, self.chain = net.fc, net.slashing, net.challenges, net.chain
+        assert self.fc.call("min_challenge_blocks") == PARAMS.min_challenge_blocks
+        assert self.challenges.call("bond") == PARAMS.challenge_bond
         self.sponsors = [net.owner, net.outsiders[0]]
-        self.reporter = net.outsiders[1]
+        self.reporter = net.outsiders[1]  # the watcher: reports faults, challenges provably wrong results
         self.nodes = [*net.trainers, *net.validators, net.outsiders[2]]  # the last one starts unstaked
         self.accounts = [net.owner, *net.outsiders, *net.trainers, *net.validators]
+        for a in self.accounts:  # anyone may challenge: every account can post a bond
+            net.token.tx("approve", self.challenges.address, MAX_UINT, sender=a)
         self.stakes = {a.address: GStake(**dict(zip(
             ["role", "active", "unbonding", "release", "since"], net.stake_of(a).values()))) for a in self.nodes}
         self.balances = {a.address: net.balance(a) for a in self.accounts}
         self.payouts = {a.address: 0 for a in self.accounts}
         self.unclaimed = 0
+        self.burned = 0
+        self.forfeited = 0
+        self.next_task_id = 1
         self.tasks: dict[int, GTask] = {}
         self.honest = {a.address for a in self.nodes}
         self.slashed_total = {a.address: 0 for a in self.nodes}
         self.pending: list[tuple[int, int, object]] = []  # honest commitments awaiting their reveal
+        self.pending_votes: list[tuple[int, int, object]] = []  # honest committee members awaiting the vote phase
         self.results: dict[bytes, Result] = {}  # vote hash -> the result it stands for
-        self.claimed_rounds: set[tuple[int, int]] = set()  # where the honest network claimed
-        self.reported_rounds: set[tuple[int, int]] = set()  # where the watcher reported
+        self.watched: set[tuple[int, int, str]] = set()  # (task, round, duty) the honest network has done
         self.dirty_accounts: set[str] = set()  # touched since the last invariant check
         self.dirty_tasks: set[int] = set()
 
@@ -142,10 +198,11 @@ class FedchainMachine(RuleBasedStateMachine):
     def block(self) -> int:
         return self.chain.block_number()
 
-    def _send(self, expected: str | None, fn: str, *args, sender):
-        """Send ``fn``: it must succeed if ``expected`` is None, else revert with that reason."""
+    def _send(self, expected: str | None, fn: str, *args, sender, to=None):
+        """Send ``fn`` to ``to`` (default fedchain): it must succeed if ``expected`` is
+        None, else revert with that reason."""
         try:
-            r = self.fc.tx(fn, *args, sender=sender)
+            r = (to or self.fc).tx(fn, *args, sender=sender)
         except Reverted as e:
             assert expected is not None, f"{fn}{args} reverted with {e.reason!r}, model expected success"
             assert e.reason == expected, f"{fn} reverted with {e.reason!r}, model expected {expected!r}"
@@ -193,11 +250,23 @@ class FedchainMachine(RuleBasedStateMachine):
         t = self.tasks.get(tid)
         return t.rounds[r] if t and r < len(t.rounds) else None
 
+    def _node(self, address: str):
+        return next(n for n in self.nodes if n.address == address)
+
     def _weight(self, node: str, role: int, opened: int) -> int:
         s = self.stakes[node]
         if s.role != role or s.since >= opened or s.active < PARAMS.min_stake:
             return 0
         return s.active
+
+    @staticmethod
+    def _seats(weight: int, total: int, k: int) -> int:
+        """The seats (basis points) a selected weight stands for: max(1, k * w / T)."""
+        return max(BPS, k * weight * BPS // total)
+
+    def _quorum(self, t: GTask, R: GRound, tally: int) -> bool:
+        """2/3 of the committee's seats, and of at least k/3 seats."""
+        return 3 * tally >= 2 * max(R.committee_seats, t.cfg["validators_per_round"] * BPS // 3)
 
     def _selected(self, tid: int, r: int, node: str, role: int) -> bool:
         t, R = self.tasks[tid], self.tasks[tid].rounds[r]
@@ -214,7 +283,7 @@ class FedchainMachine(RuleBasedStateMachine):
         t = self.tasks[tid]
         ev = next(e for e in receipt.events if e.name == "RoundOpened").args
         b, c = receipt.block, t.cfg
-        assert ev["round_id"] == t.round == len(t.rounds)
+        assert (ev["task_id"], ev["round_id"]) == (tid, t.round) and t.round == len(t.rounds)
         commit_end = b + c["commit_blocks"]
         reveal_end = commit_end + c["reveal_blocks"]
         validate_end = reveal_end + c["validate_blocks"]
@@ -224,13 +293,19 @@ class FedchainMachine(RuleBasedStateMachine):
 
     def _next_round(self, tid: int, receipt) -> None:
         t = self.tasks[tid]
+        t.rounds[t.round].closed_at = receipt.block
         if t.round + 1 >= t.cfg["num_rounds"]:
             t.finished = True
             return
         t.round += 1
         self._open_round(tid, receipt)
 
-    def _slash(self, tid: int, node: str, amount: int, reporter: str | None) -> None:
+    def _window_end(self, t: GTask, R: GRound) -> int:
+        return R.validate_end + t.cfg["challenge_blocks"]
+
+    def _slash(self, node: str, amount: int, reporter: str | None) -> None:
+        """Take up to ``amount`` (active stake first): the reporter's share to its
+        payouts, the rest burned. Never to a pool (SECURITY-REVIEW M-5)."""
         s = self.stakes[node]
         taken = min(amount, s.active)
         s.active -= taken
@@ -239,13 +314,41 @@ class FedchainMachine(RuleBasedStateMachine):
         share = (taken + rest) * PARAMS.reporter_bps // BPS if reporter else 0
         if reporter:
             self.payouts[reporter] += share
-        self.tasks[tid].pool += taken + rest - share
+        self.burned += taken + rest - share
         self.slashed_total[node] += taken + rest
 
+    def _safety_penalty(self, node: str) -> int:
+        s = self.stakes[node]
+        return (s.active + s.unbonding) * PARAMS.safety_penalty_bps // BPS
+
     def _correct_result(self, tid: int, r: int, tag: str = "") -> Result:
+        """What honest validators vote: one leaf per reveal in reveal order, 0 for the
+        updates they reject (and those only)."""
         R = self.tasks[tid].rounds[r]
-        scores = Scores(tuple(R.reveals), tuple((tid + r + int(a, 16)) % 3 for a in R.reveals))  # 0 happens
-        return Result(h32("model", tid, r, tag), h32("model-cid", tid, r, tag), scores)
+        scores = Scores(tuple(R.reveals), tuple(0 if a in R.bad else (tid + r + int(a, 16)) % 3
+                                                for a in R.reveals))  # 0 happens
+        rejected = sum(1 << i for i, a in enumerate(R.reveals) if a in R.bad)
+        return Result(h32("model", tid, r, tag), h32("model-cid", tid, r, tag), scores, rejected)
+
+    def _wrong_result(self, tid: int, r: int, kind: str) -> Result:
+        """A result colluders vote for: the correct one with a phantom leaf (one leaf more
+        than the round's reveals) or with a total its leaves do not sum to."""
+        good = self._correct_result(tid, r, tag=kind)
+        if kind == "phantom":
+            s = good.scores
+            return Result(good.model_root, good.model_cid, Scores((*s.nodes, self.net.owner.address), (*s.scores, 1)),
+                          good.rejected)
+        return Inflated(good.model_root, good.model_cid, good.scores, good.rejected)
+
+    @staticmethod
+    def _provably_wrong(R: GRound, result: Result) -> bool:
+        """What challenge_total proves: not one leaf per reveal, or leaves that do not sum to the total."""
+        return len(result.scores.nodes) != len(R.reveals) or result.scores.total != result.args[3]
+
+    def _exempt(self, t: GTask, R: GRound) -> bool:
+        """A round whose silent members cannot be slashed: too few reveals (known once the
+        reveal phase is over), or a challenger reverted it."""
+        return R.challenger is not None or (self.block > R.reveal_end and len(R.reveals) < t.cfg["min_reveals"])
 
     def _reveal_pending(self) -> None:
         """Honest trainers reveal as soon as their reveal phase is open."""
@@ -261,6 +364,18 @@ class FedchainMachine(RuleBasedStateMachine):
                 assert self.block <= R.commit_end, "an honest reveal was skipped"
                 keep.append((tid, r, node))
         self.pending = keep
+
+    def _vote_pending(self) -> None:
+        """Honest committee members vote the correct result as soon as the vote phase is open."""
+        keep = []
+        for tid, r, node in self.pending_votes:
+            R = self.tasks[tid].rounds[r]
+            if R.reveal_end < self.block <= R.validate_end:
+                assert self._vote(tid, r, node, self._correct_result(tid, r)), "an honest vote was refused"
+            else:
+                assert self.block <= R.reveal_end, "an honest vote was skipped"
+                keep.append((tid, r, node))
+        self.pending_votes = keep
 
     # ------------------------------------------------------------ staking
 
@@ -296,43 +411,95 @@ class FedchainMachine(RuleBasedStateMachine):
     @precondition(lambda self: any(s.unbonding for s in self.stakes.values()))
     @rule(i=picks)
     def withdraw(self, i):
-        """A node withdraws, preferably one with stake unbonding."""
+        """A node withdraws, preferably one with stake unbonding; what it takes out must
+        have outlived every fault it backed (see ``_check_release``)."""
         unbonding = [n for n in self.nodes if self.stakes[n.address].unbonding] or self.nodes
         node = unbonding[i % len(unbonding)]
         s = self.stakes[node.address]
         expected = ("staking: nothing unbonding" if s.unbonding == 0
                     else "staking: still unbonding" if self.block < s.release else None)
+        if expected is None:
+            self._check_release(node.address, s.release)
         if self._send(expected, "withdraw", sender=node):
             self.balances[node.address] += s.unbonding
             s.unbonding = 0
             if s.active == 0:
                 s.role = 0
 
+    def _pending_faults(self, a: str) -> list[tuple[str, int, int | None]]:
+        """(fault, block the node took its role in the round, the block by which the
+        slashing contract accepts its report: None if no such block is known yet) for
+        every fault of ``a`` not yet slashed, and every one it may still commit (an
+        unrevealed commitment, a silent seat, a vote the window may still prove wrong)."""
+        out = []
+        for t in self.tasks.values():
+            for R in t.rounds:
+                if a in R.slashed or a not in R.since:
+                    continue
+                since = R.since[a]
+                if a in R.commits and a not in R.reveals:
+                    out.append(("missing reveal", since, R.reveal_end + 1))
+                elif a in R.commits and R.status == FINALIZED and R.result.args[4] >> R.reveals.index(a) & 1:
+                    out.append(("rejected update", since, R.closed_at))  # finalize has no deadline
+                elif a in R.bad and R.status == OPEN:
+                    out.append(("rejected update", since, None))
+                if a in R.weights and a in R.votes:
+                    if R.challenger is not None and R.votes[a] == R.leader:
+                        out.append(("wrong vote", since, R.closed_at))
+                    elif R.status == OPEN and self.block <= self._window_end(t, R):
+                        out.append(("wrong vote", since, self._window_end(t, R)))
+                elif a in R.weights and a not in R.equivocated and not self._exempt(t, R):
+                    out.append(("absent", since, R.validate_end + 1))
+        return out
+
+    def _check_release(self, a: str, release: int) -> None:
+        """Stake queued for release at ``release`` was still active when the node took a
+        role in a round iff its last unbond came at or after that block; then every fault
+        of that round with a deadline must have been provable before ``release``, so a
+        watcher could slash it before any withdrawal. Finalize, and so a rejected update's
+        slash, has no deadline: counted, not asserted (SECURITY-REVIEW M-2)."""
+        unbonded_at = release - PARAMS.unbonding_delay
+        for fault, since, provable in self._pending_faults(a):
+            if since > unbonded_at:
+                continue  # the queue was unbonded before the role was taken: it backed nothing there
+            if fault == "rejected update" and (provable is None or provable >= release):
+                event("stake released before its rejected update's slash is provable (M-2)")
+                continue
+            assert provable is not None and provable < release, \
+                f"{fault} of {a} provable at block {provable}, its stake released at {release}"
+
     # ------------------------------------------------------------ tasks and blocks
 
     task_configs = dict(
         i=picks, rounds=st.integers(1, 3), kt=st.integers(1, 4), kv=st.integers(1, 3),
-        min_reveals=st.integers(1, 2), phases=st.tuples(*[st.integers(1, 4)] * 4),
+        min_reveals=st.integers(1, 2), phases=st.tuples(*[st.integers(1, 4)] * 3, st.integers(1, 5)),
         fee=st.sampled_from([0, 1_000, 10_000]), pool=st.sampled_from([7, 10**18 + 3, 100 * TOKEN, 100 * TOKEN]),
     )
 
     @initialize(**task_configs)
-    def first_task(self, **cfg):
-        self.create_task(**cfg)
+    def first_task(self, phases, **cfg):
+        """A task every example starts from: its challenge window is stretched to the
+        least one allowed (and cut to keep the round shorter than the unbonding delay)."""
+        window = min(max(phases[3], PARAMS.min_challenge_blocks), PARAMS.unbonding_delay - 1 - sum(phases[:3]))
+        self.create_task(phases=(*phases[:3], window), **cfg)
+        assert self.tasks
 
     @precondition(lambda self: sum(not t.finished for t in self.tasks.values()) < 2)
     @rule(**task_configs)
     def create_task(self, i, rounds, kt, kv, min_reveals, phases, fee, pool):
         sponsor = self.sponsors[i % 2]
-        cfg = self.net.task_config(num_rounds=rounds, trainers_per_round=kt, validators_per_round=kv,
-                                   min_reveals=min_reveals, commit_blocks=phases[0], reveal_blocks=phases[1],
-                                   validate_blocks=phases[2], challenge_blocks=phases[3],
+        cfg = self.net.task_config(recipe_hash=RECIPE_HASH, num_rounds=rounds, trainers_per_round=kt,
+                                   validators_per_round=kv, min_reveals=min_reveals, commit_blocks=phases[0],
+                                   reveal_blocks=phases[1], validate_blocks=phases[2], challenge_blocks=phases[3],
                                    validator_fee_bps=fee, pool=pool)
-        expected = ("tasks: round not shorter than unbonding delay" if sum(phases) >= PARAMS.unbonding_delay
+        expected = ("tasks: challenge window too short" if phases[3] < PARAMS.min_challenge_blocks
+                    else "tasks: round not shorter than unbonding delay" if sum(phases) >= PARAMS.unbonding_delay
                     else "erc20: transfer amount exceeds balance" if self.balances[sponsor.address] < pool else None)
         r = self._send(expected, "create_task", cfg, sender=sponsor)
         if r:
             tid = r.event("TaskCreated").args["task_id"]
+            assert tid == self.next_task_id
+            self.next_task_id += 1
             self.tasks[tid] = GTask(sponsor.address, cfg, pool)
             self.dirty_tasks.add(tid)
             self.balances[sponsor.address] -= pool
@@ -350,36 +517,47 @@ class FedchainMachine(RuleBasedStateMachine):
         tid, t = self._task(j)
         R = t.rounds[t.round]
         releases = [s.release for s in self.stakes.values() if s.unbonding and s.release >= self.block]
-        ends = [R.commit_end, R.reveal_end, R.validate_end, R.validate_end + t.cfg["challenge_blocks"],
-                min(releases, default=self.block)]
+        ends = [R.commit_end, R.reveal_end, R.validate_end, self._window_end(t, R), min(releases, default=self.block)]
         self._mine_to(ends[deadline] + offset)
 
     def _mine_to(self, target: int) -> None:
-        """Mine forward to ``target``, stopping where honest trainers must reveal."""
-        for stop in sorted({self.tasks[tid].rounds[r].commit_end + 1 for tid, r, _ in self.pending}):
+        """Mine forward to ``target``, stopping where honest trainers must reveal and
+        honest committee members must vote."""
+        stops = {self.tasks[tid].rounds[r].commit_end + 1 for tid, r, _ in self.pending}
+        stops |= {self.tasks[tid].rounds[r].reveal_end + 1 for tid, r, _ in self.pending_votes}
+        for stop in sorted(stops):
             if stop <= target:
                 self.chain.mine_to(stop)
                 self._reveal_pending()
+                self._vote_pending()
         self.chain.mine_to(target)
         self._reveal_pending()
+        self._vote_pending()
 
     # ------------------------------------------------------------ trainers
 
-    def _commit(self, tid: int, node, honest: bool) -> None:
+    def _commit(self, tid: int, node, kind: str) -> None:
+        """``kind``: honest (reveals), withheld (never reveals) or bad (reveals an update
+        the honest validators reject, say an unavailable blob)."""
         t = self.tasks[tid]
         r, R = t.round, t.rounds[t.round]
         expected = ("rounds: commit phase over" if self.block > R.commit_end
                     else "rounds: already committed" if node.address in R.commits
+                    else "rounds: too many commitments" if len(R.commits) >= MAX_COMMITS
                     else "rounds: not selected" if not self._selected(tid, r, node.address, ROLE_TRAINER)
                     else None)
         upd = self.net.update_for(tid, r, node)
         upd = upd.__class__(upd.root, upd.salt, upd.cid, 1 + int(node.address, 16) % 7)
-        if expected is None and not honest:
+        if expected is None and kind != "honest":
             self.honest.discard(node.address)  # before the tx: it is already a fault
-        if self._send(expected, "commit", tid, r, self.net.commitment(tid, r, node, upd), sender=node):
+        receipt = self._send(expected, "commit", tid, r, self.net.commitment(tid, r, node, upd), sender=node)
+        if receipt:
             R.commits[node.address] = upd
-            if honest:
+            R.since[node.address] = receipt.block
+            if kind != "withheld":
                 self.pending.append((tid, r, node))
+            if kind == "bad":
+                R.bad.add(node.address)
 
     @precondition(lambda self: self._any_round(lambda t, R: self.block <= R.commit_end))
     @rule(mask=masks, j=picks)
@@ -387,13 +565,21 @@ class FedchainMachine(RuleBasedStateMachine):
         """The trainers in ``mask`` commit; they will reveal as soon as they can."""
         tid, _ = self._task(j, lambda t, R: self.block <= R.commit_end)
         for node in self._masked(mask):
-            self._commit(tid, node, honest=True)
+            self._commit(tid, node, "honest")
 
     @precondition(lambda self: self._any_round(lambda t, R: self.block <= R.commit_end))
     @rule(i=picks, j=picks)
     def commit_without_reveal(self, i, j):
         tid, _ = self._task(j, lambda t, R: self.block <= R.commit_end)
-        self._commit(tid, self.nodes[i % len(self.nodes)], honest=False)
+        self._commit(tid, self.nodes[i % len(self.nodes)], "withheld")
+
+    @precondition(lambda self: self._any_round(lambda t, R: self.block <= R.commit_end))
+    @rule(i=picks, j=picks)
+    def commit_an_update_validators_reject(self, i, j):
+        """A trainer commits and reveals an update honest validators reject: once the
+        round finalizes, slash_rejected applies."""
+        tid, _ = self._task(j, lambda t, R: self.block <= R.commit_end)
+        self._commit(tid, self.nodes[i % len(self.nodes)], "bad")
 
     @precondition(lambda self: self._any_round(lambda t, R: R.commit_end < self.block <= R.reveal_end))
     @rule(j=picks)
@@ -415,23 +601,41 @@ class FedchainMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._any_round(lambda t, R: self.block <= R.reveal_end))
     @rule(mask=masks, j=picks)
     def join(self, mask, j):
-        """The nodes in ``mask`` try to join the round's committee."""
+        """The nodes in ``mask`` try to join the round's committee; those who do will
+        vote the correct result as soon as they can."""
         tid, _ = self._task(j, lambda t, R: self.block <= R.reveal_end)
         for node in self._masked(mask):
             self._join(tid, node)
 
-    def _join(self, tid: int, node) -> None:
-        t = self.tasks[tid]
-        r, R = t.round, t.rounds[t.round]
-        expected = ("rounds: joining closed" if self.block > R.reveal_end
-                    else "rounds: already joined" if node.address in R.weights
-                    else "rounds: not selected" if not self._selected(tid, r, node.address, ROLE_VALIDATOR)
-                    else None)
-        if self._send(expected, "join", tid, r, sender=node):
-            R.weights[node.address] = self.stakes[node.address].active
+    @precondition(lambda self: self._any_round(lambda t, R: self.block <= R.reveal_end))
+    @rule(i=picks, j=picks)
+    def join_and_stay_silent(self, i, j):
+        """A validator takes a seat it does not mean to vote with (unless it colludes):
+        once the vote phase is over, slash_absent applies."""
+        tid, _ = self._task(j, lambda t, R: self.block <= R.reveal_end)
+        self._join(tid, self.nodes[i % len(self.nodes)], silent=True)
 
-    def _vote(self, tid: int, r: int, node, result: Result) -> None:
+    def _join(self, tid: int, node, silent: bool = False) -> None:
+        t = self.tasks[tid]
+        r, R, a = t.round, t.rounds[t.round], node.address
+        expected = ("rounds: joining closed" if self.block > R.reveal_end
+                    else "rounds: already joined" if a in R.weights
+                    else "rounds: not selected" if not self._selected(tid, r, a, ROLE_VALIDATOR)
+                    else None)
+        if expected is None and silent:
+            self.honest.discard(a)
+        receipt = self._send(expected, "join", tid, r, sender=node)
+        if receipt:
+            seats = self._seats(self._weight(a, ROLE_VALIDATOR, R.opened), R.validator_total,
+                                t.cfg["validators_per_round"])
+            assert receipt.event("Joined").args["weight"] == seats
+            R.weights[a], R.since[a] = seats, receipt.block
+            if not silent:
+                self.pending_votes.append((tid, r, node))
+
+    def _vote(self, tid: int, r: int, node, result: Result, honest: bool = True):
         R = self._round(tid, r)
+        t = self.tasks.get(tid)
         a, h = node.address, result.hash
         reveal_end, validate_end = (R.reveal_end, R.validate_end) if R else (0, 0)
         expected = ("rounds: vote phase not started" if self.block <= reveal_end
@@ -442,25 +646,28 @@ class FedchainMachine(RuleBasedStateMachine):
                     else "rounds: already voted" if R.votes.get(a) == h
                     else None)
         first = R.votes.get(a) if R else None
-        if expected is None and first is not None:
+        if expected is None and (first is not None or not honest):
             self.honest.discard(a)
-        if not self._send(expected, "vote", tid, r, *result.args, sender=node):
-            return
+        receipt = self._send(expected, "vote", tid, r, *result.args, sender=node)
+        if not receipt:
+            return None
         self.results[h] = result
         w = R.weights[a]
         if first is None:
             R.votes[a] = h
             R.tally[h] = R.tally.get(h, 0) + w
-            if R.leader is None and 3 * R.tally[h] >= 2 * R.committee_stake:
+            leads = R.leader is None and self._quorum(t, R, R.tally[h])
+            assert any(e.name == "QuorumReached" for e in receipt.events) == leads
+            if leads:
                 R.leader = h
         else:
             R.equivocated.add(a)
             del R.votes[a]
             R.tally[first] -= w
-            if R.leader == first and 3 * R.tally[first] < 2 * R.committee_stake:
+            if R.leader == first and not self._quorum(t, R, R.tally[first]):
                 R.leader = None
-            s = self.stakes[a]
-            self._slash(tid, a, (s.active + s.unbonding) * PARAMS.safety_penalty_bps // BPS, None)
+            self._slash(a, self._safety_penalty(a), None)
+        return receipt
 
     @precondition(lambda self: self._any_round(lambda t, R: self._voting(t, R) and set(R.weights) - set(R.votes)))
     @rule(j=picks, back=st.booleans())
@@ -488,6 +695,74 @@ class FedchainMachine(RuleBasedStateMachine):
             self._vote(tid, t.round, node, first)
         self._vote(tid, t.round, node, good if first else evil)
 
+    @precondition(lambda self: self._any_round(lambda t, R: self._voting(t, R) and set(R.weights) - set(R.votes)))
+    @rule(mask=masks, j=picks, kind=st.sampled_from(["phantom", "inflated"]))
+    def collude_on_a_wrong_result(self, mask, j, kind):
+        """The silent members in ``mask`` vote a result a challenge can prove wrong."""
+        tid, t = self._task(j, self._voting)
+        r, R = t.round, t.rounds[t.round]
+        wrong = self._wrong_result(tid, r, kind)
+        for node in self._masked(mask):
+            if node.address in R.weights and node.address not in R.votes:
+                assert node.address not in self.honest or not self._voting(t, R), "an honest member has not voted"
+                self._vote(tid, r, node, wrong, honest=False)
+
+    # ------------------------------------------------------------ challenges
+
+    def _challengeable(self, t: GTask, R: GRound) -> bool:
+        return not t.finished and R.leader is not None and self.block <= self._window_end(t, R)
+
+    @precondition(lambda self: self._any_round(lambda t, R: not t.finished and R.leader is not None))
+    @rule(j=picks, who=picks, tamper=st.sampled_from([None, None, None, "other vote", "table root", "other rule",
+                                                       "no leaves", "one leaf short", "other round"]))
+    def challenge_the_leading_vote(self, j, who, tamper):
+        """Anyone challenges the leading vote's scores tree with its own leaves (or, with
+        ``tamper``, with arguments that must be refused)."""
+        tid, t = self._task(j, lambda t, R: not t.finished and R.leader is not None)
+        r = t.round
+        R = t.rounds[r]
+        result = self.results[R.leader] if R.leader else self._correct_result(tid, r)
+        if tamper == "other vote":
+            other = self._correct_result(tid, r)
+            result = other if other.hash != result.hash else self._correct_result(tid, r, tag="other")
+        nodes, scores = list(result.scores.nodes), list(result.scores.scores)
+        if tamper == "no leaves":
+            nodes, scores = [], []
+        elif tamper == "one leaf short":
+            nodes, scores = nodes[:-1], scores[:-1]
+        self._challenge(tid, r + (1 if tamper == "other round" else 0), result, nodes, scores,
+                        self.accounts[who % len(self.accounts)],
+                        table_root=h32("table") if tamper == "table root" else ZERO32,
+                        recipe=(1, *RECIPE[1:]) if tamper == "other rule" else RECIPE)
+
+    def _challenge(self, tid: int, r: int, result: Result, nodes: list, scores: list, sender,
+                   table_root: bytes = ZERO32, recipe: tuple = RECIPE) -> None:
+        t = self.tasks[tid]
+        R = self._round(tid, r)
+        expected = ("challenges: not the task's rule" if recipe != RECIPE
+                    else "challenges: not the current round" if r != t.round or t.finished
+                    else "challenges: no quorum" if R.leader is None
+                    else "challenges: not the leading vote" if result.hash != R.leader
+                    else "challenges: window closed" if self.block > self._window_end(t, R)
+                    else "challenges: table root only for Krum rules" if table_root != ZERO32
+                    else "challenges: ragged inputs" if not nodes
+                    else "challenges: not the scores tree" if Scores(tuple(nodes), tuple(scores)).root != result.args[2]
+                    else "erc20: transfer amount exceeds balance" if self.balances[sender.address] < PARAMS.challenge_bond
+                    else None)
+        receipt = self._send(expected, "challenge_total", tid, r, result.args, recipe, nodes, scores, table_root,
+                             sender=sender, to=self.challenges)
+        if not receipt:
+            return
+        wrong = len(nodes) != len(R.reveals) or sum(scores) != result.args[3]
+        assert receipt.event("Challenged").args["success"] == wrong
+        if wrong:  # reverted, the bond returned
+            assert receipt.event("RoundFailed").args["reason"] == FAIL_CHALLENGED
+            R.status, R.challenger = FAILED, sender.address
+            self._next_round(tid, receipt)
+        else:  # the bond forfeited: it stays in the challenges contract
+            self.balances[sender.address] -= PARAMS.challenge_bond
+            self.forfeited += PARAMS.challenge_bond
+
     # ------------------------------------------------------------ finalize and advance
 
     @precondition(lambda self: self._any_round(self._finalizable))
@@ -497,7 +772,8 @@ class FedchainMachine(RuleBasedStateMachine):
         self._finalize(tid, wrong)
 
     def _finalizable(self, t: GTask, R: GRound) -> bool:
-        return not t.finished and R.leader is not None and self.block > R.validate_end + t.cfg["challenge_blocks"]
+        """A leader after the window (with enough reveals or not: finalize must refuse those)."""
+        return not t.finished and R.leader is not None and self.block > self._window_end(t, R)
 
     def _finalize(self, tid: int, wrong: bool) -> None:
         t = self.tasks[tid]
@@ -507,7 +783,8 @@ class FedchainMachine(RuleBasedStateMachine):
             result = self._correct_result(tid, r, tag="wrong")
         expected = ("rounds: task finished" if t.finished
                     else "rounds: no quorum" if R.leader is None
-                    else "rounds: challenge window open" if self.block <= R.validate_end + t.cfg["challenge_blocks"]
+                    else "rounds: too few reveals" if len(R.reveals) < t.cfg["min_reveals"]
+                    else "rounds: challenge window open" if self.block <= self._window_end(t, R)
                     else "rounds: result does not match quorum" if result.hash != R.leader
                     else None)
         receipt = self._send(expected, "finalize", tid, *result.args, sender=self.reporter)
@@ -515,7 +792,7 @@ class FedchainMachine(RuleBasedStateMachine):
             return
         budget = t.pool // (t.cfg["num_rounds"] - r)
         vb = budget * t.cfg["validator_fee_bps"] // BPS
-        tb = budget - vb if result.scores.total else 0
+        tb = budget - vb if result.args[3] else 0
         t.pool -= vb + tb
         self.unclaimed += vb + tb
         R.status, R.result, R.trainer_budget, R.validator_budget = FINALIZED, result, tb, vb
@@ -537,8 +814,8 @@ class FedchainMachine(RuleBasedStateMachine):
     def _advance(self, tid: int) -> None:
         t = self.tasks[tid]
         R = t.rounds[t.round]
-        reason = (1 if self.block > R.reveal_end and len(R.reveals) < t.cfg["min_reveals"]
-                  else 2 if self.block > R.validate_end and R.leader is None else 0)
+        reason = (FAIL_TOO_FEW_REVEALS if self.block > R.reveal_end and len(R.reveals) < t.cfg["min_reveals"]
+                  else FAIL_NO_QUORUM if self.block > R.validate_end and R.leader is None else 0)
         expected = "rounds: task finished" if t.finished else None if reason else "rounds: nothing to advance"
         receipt = self._send(expected, "advance", tid, sender=self.reporter)
         if receipt:
@@ -546,62 +823,95 @@ class FedchainMachine(RuleBasedStateMachine):
             R.status = FAILED
             self._next_round(tid, receipt)
 
+    @rule(d=st.integers(-1, 3), i=picks, also=st.sampled_from([None, "finalize", "join", "commit"]))
+    def advance_a_task_that_does_not_exist(self, d, i, also):
+        """SECURITY-REVIEW H-2: nobody can fail (or finish) a task before it is created,
+        at next_task_id, a few ids beyond it, or id 0; nor act in its round 0."""
+        tid = self.next_task_id + d if d >= 0 else 0
+        attacker = self.accounts[i % len(self.accounts)]
+        self._send("rounds: no such task", "advance", tid, sender=attacker)
+        if also == "finalize":
+            self._send("rounds: no quorum", "finalize", tid, *Result(h32("model"), h32("cid"), Scores((), ())).args,
+                       sender=attacker)
+        elif also == "join":
+            self._send("rounds: no such round", "join", tid, 0, sender=attacker)
+        elif also == "commit":
+            self._send("rounds: no such round", "commit", tid, 0, h32("commitment"), sender=attacker)
+        c = self.fc.call("rounds", tid, 0)
+        assert (c["schedule"], c["status"], c["leader"], c["commits"], c["committee_seats"]) == (0, OPEN, ZERO32, 0, 0)
+        task = self.fc.call("tasks", tid)
+        assert (task["sponsor"], task["finished"], task["round"]) == (NOBODY, False, 0)
+        assert self.fc.call("next_task_id") == self.next_task_id
+
     # ------------------------------------------------------------ the honest network
 
     @rule(mask=masks)
     def honest_network(self, mask):
         """Honest nodes (those in ``mask``) do what the current phase of every task's
-        round asks of them (commit and join, join, vote, then finalize or advance),
-        and the chain moves on to the block after the first of those phases ends.
-        They also claim
-        what finalized rounds owe them, and a watcher reports unrevealed
-        commitments, once per round."""
-        for tid_, t_ in self.tasks.items():
-            for k, done in enumerate(t_.rounds):
-                if self.block > done.reveal_end and (tid_, k) not in self.reported_rounds:
-                    self.reported_rounds.add((tid_, k))
-                    for a in sorted(set(done.commits) - set(done.reveals) - done.slashed):
-                        self._slash_missing_reveal(tid_, k, self._node(a), self.reporter)
-                if done.status == FINALIZED and (tid_, k) not in self.claimed_rounds:
-                    self.claimed_rounds.add((tid_, k))
-                    for a in sorted(done.reveals):
-                        if done.result.scores.score(a):
-                            self._claim(tid_, k, self._node(a))
-                    for a in sorted(v for v, h in done.votes.items() if h == done.leader):
-                        self._claim_validator(tid_, k, self._node(a))
+        round asks of them (commit and join; their reveals and votes come by
+        themselves), a watcher challenges a provably wrong leading vote once the vote
+        phase is over, then the round is finalized or advanced; the chain moves on to
+        the block after the first of those phases ends. Honest nodes also claim what
+        finalized rounds owe them, and the watcher reports every slashable fault, once
+        per round and kind."""
+        self._watch()
         stops = []  # where each task's current phase ends
         for tid, t in list(self.tasks.items()):
             if t.finished:
                 continue
             r, R = t.round, t.rounds[t.round]
-            window_end = R.validate_end + t.cfg["challenge_blocks"]
+            window_end = self._window_end(t, R)
+            leading = self.results.get(R.leader) if R.leader else None
             if self.block <= R.reveal_end:
                 for node in self._masked(mask):
                     role = self.stakes[node.address].role
                     if role == ROLE_TRAINER and self.block <= R.commit_end and node.address not in R.commits \
                             and self._selected(tid, r, node.address, ROLE_TRAINER):
-                        self._commit(tid, node, honest=True)
+                        self._commit(tid, node, "honest")
                     if role == ROLE_VALIDATOR and node.address not in R.weights \
                             and self._selected(tid, r, node.address, ROLE_VALIDATOR):
                         self._join(tid, node)
                 stops.append((R.commit_end if self.block <= R.commit_end else R.reveal_end) + 1)
             elif self.block <= R.validate_end:
-                if R.status == OPEN:
-                    result = self._correct_result(tid, r)
-                    for a in sorted(set(R.weights) - set(R.votes) - R.equivocated):
-                        self._vote(tid, r, self._node(a), result)
-                stops.append(window_end + 1)
-            elif self._finalizable(t, R):
-                self._finalize(tid, wrong=False)
+                stops.append(R.validate_end + 1)
+            elif self.block <= window_end and leading and leading.scores.nodes and self._provably_wrong(R, leading):
+                self._challenge(tid, r, leading, list(leading.scores.nodes), list(leading.scores.scores),
+                                self.reporter)
             elif self._failed(t, R):
                 self._advance(tid)
+            elif self._finalizable(t, R):
+                self._finalize(tid, wrong=False)
             else:
                 stops.append(window_end + 1)
         if stops:
             self._mine_to(min(stops))
 
-    def _node(self, address: str):
-        return next(n for n in self.nodes if n.address == address)
+    def _watch(self) -> None:
+        """The watcher's reports and the honest claims, once per round and duty."""
+        for tid, t in self.tasks.items():
+            for k, R in enumerate(t.rounds):
+                def due(duty: str, ready: bool) -> bool:
+                    if not ready or (tid, k, duty) in self.watched:
+                        return False
+                    self.watched.add((tid, k, duty))
+                    return True
+                if due("reveals", self.block > R.reveal_end):
+                    for a in sorted(set(R.commits) - set(R.reveals) - R.slashed):
+                        self._slash_missing_reveal(tid, k, self._node(a), self.reporter)
+                if due("votes", self.block > R.validate_end) and not self._exempt(t, R):
+                    for a in sorted(set(R.weights) - set(R.votes) - R.equivocated - R.slashed):
+                        self._slash_absent(tid, k, self._node(a), self.reporter)
+                if due("challenge", R.challenger is not None):
+                    for a in sorted(v for v, h in R.votes.items() if h == R.leader and v not in R.slashed):
+                        self._slash_wrong_vote(tid, k, self._node(a), self.reporter)
+                if due("claims", R.status == FINALIZED):
+                    for i, a in enumerate(R.reveals):
+                        if R.result.args[4] >> i & 1 and a not in R.slashed:
+                            self._slash_rejected(tid, k, self._node(a), self.reporter)
+                        if R.result.scores.score(a):
+                            self._claim(tid, k, self._node(a))
+                    for a in sorted(v for v, h in R.votes.items() if h == R.leader):
+                        self._claim_validator(tid, k, self._node(a))
 
     # ------------------------------------------------------------ rewards
 
@@ -614,13 +924,14 @@ class FedchainMachine(RuleBasedStateMachine):
         R, a = self._round(tid, r), node.address
         finalized = R is not None and R.status == FINALIZED
         scores = R.result.scores if finalized else None
+        total = R.result.args[3] if finalized else 0  # the voted total (a wrong vote's may exceed the leaves' sum)
         score = scores.score(a) if finalized and a in scores.nodes else 1
         proof = scores.proof(a) if finalized and a in scores.nodes else []
-        amount = R.trainer_budget * score // scores.total if finalized and a in scores.nodes and scores.total else 0
+        amount = R.trainer_budget * score // total if finalized and a in scores.nodes and total else 0
         expected = ("rewards: round not finalized" if not finalized
                     else "rewards: no reveal" if a not in R.reveals
                     else "rewards: already claimed" if a in R.claimed
-                    else "rewards: nothing to claim" if scores.total == 0 or amount == 0
+                    else "rewards: nothing to claim" if total == 0 or amount == 0
                     else None)
         receipt = self._send(expected, "claim", tid, r, score, proof, sender=node)
         if receipt:
@@ -637,6 +948,7 @@ class FedchainMachine(RuleBasedStateMachine):
         self._claim_validator(*self._target(i, j, r, lambda R: sorted(R.weights) if R.status == FINALIZED else []))
 
     def _claim_validator(self, tid: int, r: int, node) -> None:
+        """validator_budget * seats // seats behind the finalized vote."""
         R, a = self._round(tid, r), node.address
         finalized = R is not None and R.status == FINALIZED
         amount = R.validator_budget * R.weights.get(a, 0) // R.majority if finalized else 0
@@ -665,6 +977,15 @@ class FedchainMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ slashing and reclaim
 
+    def _penalize(self, expected: str | None, fn: str, tid: int, r: int, a: str, reporter, penalty: int,
+                  share_to: str) -> None:
+        """Report a fault to the slashing contract; on success the round's one slashed
+        flag for ``a`` is set and fedchain takes ``penalty``."""
+        if self._send(expected, fn, tid, r, a, sender=reporter, to=self.slashing):
+            self._round(tid, r).slashed.add(a)
+            self._slash(a, penalty, share_to)
+            self.dirty_accounts.add(share_to)
+
     @precondition(lambda self: self._any_round(lambda t, R: R.commits, every=True))
     @rule(i=picks, j=picks, r=st.integers(0, 3), self_report=st.booleans())
     def slash_missing_reveal(self, i, j, r, self_report):
@@ -680,9 +1001,60 @@ class FedchainMachine(RuleBasedStateMachine):
                     else "slashing: cannot report yourself" if reporter.address == a
                     else "slashing: already slashed" if a in R.slashed
                     else None)
-        if self._send(expected, "slash_missing_reveal", tid, r, a, sender=reporter):
-            R.slashed.add(a)
-            self._slash(tid, a, PARAMS.liveness_penalty, reporter.address)
+        self._penalize(expected, "slash_missing_reveal", tid, r, a, reporter, PARAMS.liveness_penalty,
+                       reporter.address)
+
+    @precondition(lambda self: self._any_round(lambda t, R: R.status == FINALIZED, every=True))
+    @rule(i=picks, j=picks, r=st.integers(0, 3), self_report=st.booleans())
+    def slash_rejected(self, i, j, r, self_report):
+        tid, r, node = self._target(i, j, r, lambda R: R.reveals if R.status == FINALIZED else [])
+        self._slash_rejected(tid, r, node, node if self_report else self.reporter)
+
+    def _slash_rejected(self, tid: int, r: int, node, reporter) -> None:
+        R, a = self._round(tid, r), node.address
+        finalized = R is not None and R.status == FINALIZED
+        expected = ("slashing: round not finalized" if not finalized
+                    else "slashing: no reveal" if a not in R.reveals
+                    else "slashing: not rejected" if not R.result.args[4] >> R.reveals.index(a) & 1
+                    else "slashing: cannot report yourself" if reporter.address == a
+                    else "slashing: already slashed" if a in R.slashed
+                    else None)
+        self._penalize(expected, "slash_rejected", tid, r, a, reporter, PARAMS.liveness_penalty, reporter.address)
+
+    @precondition(lambda self: self._any_round(lambda t, R: R.weights, every=True))
+    @rule(i=picks, j=picks, r=st.integers(0, 3), self_report=st.booleans())
+    def slash_absent(self, i, j, r, self_report):
+        tid, r, node = self._target(i, j, r, lambda R: sorted(R.weights) if self.block > R.validate_end else [])
+        self._slash_absent(tid, r, node, node if self_report else self.reporter)
+
+    def _slash_absent(self, tid: int, r: int, node, reporter) -> None:
+        R, a = self._round(tid, r), node.address
+        expected = ("slashing: no such round" if R is None
+                    else "slashing: vote phase not over" if self.block <= R.validate_end
+                    else "slashing: round exempt" if self._exempt(self.tasks[tid], R)
+                    else "slashing: not in committee" if R.weights.get(a, 0) == 0
+                    else "slashing: voted" if a in R.votes or a in R.equivocated
+                    else "slashing: cannot report yourself" if reporter.address == a
+                    else "slashing: already slashed" if a in R.slashed
+                    else None)
+        self._penalize(expected, "slash_absent", tid, r, a, reporter, PARAMS.liveness_penalty, reporter.address)
+
+    @precondition(lambda self: self._any_round(lambda t, R: R.votes or R.challenger, every=True))
+    @rule(i=picks, j=picks, r=st.integers(0, 3), who=picks)
+    def slash_wrong_vote(self, i, j, r, who):
+        """Anyone reports a vote for a result a challenge proved wrong; the share goes to
+        the round's challenger, whoever sends the report."""
+        tid, r, node = self._target(i, j, r, lambda R: sorted(R.votes) if R.challenger else [])
+        self._slash_wrong_vote(tid, r, node, self.accounts[who % len(self.accounts)])
+
+    def _slash_wrong_vote(self, tid: int, r: int, node, reporter) -> None:
+        R, a = self._round(tid, r), node.address
+        expected = ("slashing: round not challenged" if R is None or R.challenger is None
+                    else "slashing: no wrong vote" if R.votes.get(a) != R.leader
+                    else "slashing: already slashed" if a in R.slashed
+                    else None)
+        penalty = self._safety_penalty(a) if a in self.stakes else 0
+        self._penalize(expected, "slash_wrong_vote", tid, r, a, reporter, penalty, R and R.challenger)
 
     @precondition(lambda self: any(t.finished for t in self.tasks.values()))
     @rule(j=picks, by_sponsor=st.booleans())
@@ -701,27 +1073,37 @@ class FedchainMachine(RuleBasedStateMachine):
 
     @invariant()
     def tokens_are_conserved(self):
-        """balance == stakes + unbonding + pools + owed (unclaimed budgets plus
-        payout balances), to the wei, each total as the ghost model has it; then
-        the accounts and tasks the step touched match the model too."""
+        """fedchain's balance == stakes + unbonding + pools + owed (unclaimed budgets
+        plus payout balances) + burned, to the wei, each total as the ghost model has
+        it (no slash ever refills a pool: the model's pools change only by create_task,
+        finalize and reclaim); the challenges contract holds exactly its forfeited
+        bonds; then the accounts and tasks the step touched match the model too."""
         fc = self.fc
         contract = [fc.call("total_active", ROLE_TRAINER), fc.call("total_active", ROLE_VALIDATOR),
-                    fc.call("total_unbonding"), fc.call("total_pools"), fc.call("total_owed")]
+                    fc.call("total_unbonding"), fc.call("total_pools"), fc.call("total_owed"), fc.call("burned")]
         ghost = [self._total_active(ROLE_TRAINER), self._total_active(ROLE_VALIDATOR),
                  sum(s.unbonding for s in self.stakes.values()), sum(t.pool for t in self.tasks.values()),
-                 self.unclaimed + sum(self.payouts.values())]
+                 self.unclaimed + sum(self.payouts.values()), self.burned]
         assert contract == ghost
         assert self.net.balance(fc.address) == sum(contract)
-        assert sum(self.balances.values()) + sum(ghost) == len(self.accounts) * BALANCE
+        assert self.net.balance(self.challenges.address) == self.challenges.call("forfeited") == self.forfeited
+        assert sum(self.balances.values()) + sum(ghost) + self.forfeited == len(self.accounts) * BALANCE
         self._check_accounts(self.dirty_accounts)
         self._check_tasks(self.dirty_tasks)
         self.dirty_accounts.clear()
         self.dirty_tasks.clear()
 
     def teardown(self):
-        """Every account and task, once per example."""
+        """Every account and task, once per example, and every address's slashed flag
+        and seat in every round."""
         self._check_accounts(self.balances)
         self._check_tasks(self.tasks)
+        for tid, t in self.tasks.items():
+            for r, R in enumerate(t.rounds):
+                for node in self.nodes:
+                    a = node.address
+                    assert bool(self.fc.call("record", tid, r, a) & SLASHED) == (a in R.slashed)
+                    assert self.fc.call("committee_weight", tid, r, a) == R.weights.get(a, 0)
 
     def _check_accounts(self, addresses) -> None:
         for a in addresses:
@@ -742,9 +1124,11 @@ class FedchainMachine(RuleBasedStateMachine):
             assert (c["pool"], c["round"], c["finished"]) == (t.pool, t.round, t.finished)
             for r, R in enumerate(t.rounds):
                 c = self.fc.call("rounds", tid, r)
-                assert (c["reveals"], c["committee_stake"], c["status"]) == (len(R.reveals), R.committee_stake, R.status)
-                assert c["leader"] == (R.leader or ZERO32)
-                assert (c["trainer_budget"], c["validator_budget"]) == (R.trainer_budget, R.validator_budget)
+                assert (c["reveals"], c["commits"], c["committee_seats"], c["status"]) == \
+                    (len(R.reveals), len(R.commits), R.committee_seats, R.status)
+                assert (c["leader"], c["challenger"]) == (R.leader or ZERO32, R.challenger or NOBODY)
+                assert (c["trainer_budget"], c["validator_budget"], c["majority_seats"]) == \
+                    (R.trainer_budget, R.validator_budget, R.majority)
 
     @invariant()
     def rounds_never_pay_more_than_their_budget(self):
@@ -757,6 +1141,15 @@ class FedchainMachine(RuleBasedStateMachine):
     def honest_nodes_are_never_slashed(self):
         for a in self.honest:
             assert self.slashed_total[a] == 0
+            assert not any(a in R.slashed for t in self.tasks.values() for R in t.rounds)
+
+    @invariant()
+    def no_stake_leaves_before_its_faults_can_be_punished(self):
+        """Checked on every unbonding queue, not only at withdraw: the release block is
+        fixed by the last unbond, so a later fault deadline would show here first."""
+        for a, s in self.stakes.items():
+            if s.unbonding:
+                self._check_release(a, s.release)
 
 
 TestInvariants = FedchainMachine.TestCase

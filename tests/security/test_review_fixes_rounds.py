@@ -9,6 +9,10 @@ and the nodes (challenges.vy's are in test_review_fixes.py).
 * H-2 (high): ``advance`` on a task id that did not exist yet failed that future task's
   round 0 and made the reference node skip the task.
 * L-2 (low, fedchain's half): ``finalize`` ignored ``min_reveals``.
+* M-2 (medium): a guilty node could withdraw before its slash landed (a round could be as long
+  as the unbonding delay, and ``slash_rejected`` waited for a ``finalize`` nobody is paid to
+  send). A round plus the deployment's slash grace must now be shorter than the unbonding delay,
+  and a rejected update is slashable as soon as the challenge window is over.
 * L-3 (low): a challenge sent during the vote phase could be dodged by an equivocation; the
   watcher now challenges only after ``validate_end``.
 
@@ -21,7 +25,9 @@ from __future__ import annotations
 
 import pytest
 import typer
-from conftest import TOKEN, ZERO32, make_net, reverts
+from conftest import MAX_UINT, STAKE, TOKEN, ZERO32, make_net, reverts
+from eth_abi import encode
+from eth_utils import keccak
 
 from fedchain.chain import commitments as cm
 from fedchain.chain.embedded import EmbeddedChain
@@ -271,6 +277,90 @@ def test_a_round_with_too_few_reveals_cannot_be_finalized_even_with_a_quorum(net
     net.fc.tx("advance", task, sender=net.owner)
     assert net.fc.call("rounds", task, 0)["status"] == FAILED
     assert net.fc.call("total_owed") == 0  # no budget locked for a round nobody can claim
+    net.assert_conserved()
+
+
+# ---------------------------------------------------------------- M-2
+
+
+def test_a_round_as_long_as_the_unbonding_delay_is_refused(net):
+    # the review's configuration: 5 + 5 + 5 + 84 = 99 blocks against an unbonding delay of 100
+    with reverts("tasks: round + slash grace not shorter than unbonding delay"):
+        net.create_task(challenge_blocks=84)
+    longest = net.params.unbonding_delay - net.params.slash_grace - 15 - 1
+    net.create_task(challenge_blocks=longest)
+
+
+def test_a_wrong_voter_that_unbonds_at_the_opening_is_still_slashed_after_the_challenge(net):
+    """The review's M-2 run: validators join and unbond everything in the round's opening
+    block, a challenge lands in the window's last block; every slash comes a block later."""
+    recipe = (1, 0, 1, 1, keccak(b"recipe"))  # FedAvg, cosine scores
+    longest = net.params.unbonding_delay - net.params.slash_grace - 15 - 1
+    t = net.create_task(recipe_hash=keccak(encode(["uint256"] * 4 + ["bytes32"], list(recipe))),
+                        challenge_blocks=longest)
+    opened = net.schedule(t, 0)[0]
+    for v in net.validators:
+        net.fc.tx("join", t, 0, sender=v)
+        net.fc.tx("unbond", STAKE, sender=v)
+    release = net.stake_of(net.validators[0])["release_block"]
+    trainers = net.trainers[:2]
+    for tr in trainers:
+        net.commit(t, 0, tr)
+    net.to_reveal_phase(t, 0)
+    for tr in trainers:
+        net.reveal(t, 0, tr)
+    net.to_vote_phase(t, 0)
+    # a quorum votes a scores tree with a phantom third leaf: provably wrong (L-1)
+    phantom = net.result(t, 0, {trainers[0]: 1, trainers[1]: 2, net.outsiders[2]: 3})
+    for v in net.validators:
+        net.vote(t, 0, v, phantom)
+    window_end = net.schedule(t, 0)[3] + longest
+    net.chain.mine_to(window_end)
+    ch, attacker = net.challenges, net.outsiders[0]
+    net.token.tx("approve", ch.address, MAX_UINT, sender=attacker)
+    s = phantom.scores
+    r = ch.tx("challenge_total", t, 0, phantom.args, recipe, list(s.nodes), list(s.scores), ZERO32, sender=attacker)
+    assert r.event("Challenged").args["success"] and r.block == window_end
+    assert release >= window_end + net.params.slash_grace, (opened, release, window_end)
+    net.chain.mine_to(window_end + net.params.slash_grace)  # the last block of the grace
+    for v in net.validators:
+        with reverts("staking: still unbonding"):
+            net.fc.tx("withdraw", sender=v)
+        taken = net.slashing.tx("slash_wrong_vote", t, 0, v.address, sender=attacker).event("Slashed").args["amount"]
+        assert taken == STAKE // 2
+    net.assert_conserved()
+
+
+def test_a_rejected_update_is_slashable_without_waiting_for_finalize(net, task):
+    bad, good = net.trainers[0], net.trainers[1]
+    for tr in (bad, good):
+        net.commit(task, 0, tr)
+    net.join(task, 0)
+    net.to_reveal_phase(task, 0)
+    for tr in (bad, good):
+        net.reveal(task, 0, tr)
+    net.to_vote_phase(task, 0)
+    res = net.result(task, 0, {bad: 0, good: 1}, rejected=1)  # reveal 0 rejected
+    for v in net.validators:
+        net.vote(task, 0, v, res)
+    sl, reporter = net.slashing, net.outsiders[0]
+    with reverts("slashing: challenge window open"):
+        sl.tx("slash_rejected_before_finalize", task, 0, bad.address, *res.args, sender=reporter)
+    net.to_finalizable(task, 0)
+    other = net.result(task, 0, {bad: 0, good: 1}, rejected=3, tag="other")
+    with reverts("slashing: not the leading vote"):
+        sl.tx("slash_rejected_before_finalize", task, 0, good.address, *other.args, sender=reporter)
+    with reverts("slashing: not rejected"):
+        sl.tx("slash_rejected_before_finalize", task, 0, good.address, *res.args, sender=reporter)
+    with reverts("slashing: cannot report yourself"):
+        sl.tx("slash_rejected_before_finalize", task, 0, bad.address, *res.args, sender=bad)
+    r = sl.tx("slash_rejected_before_finalize", task, 0, bad.address, *res.args, sender=reporter)
+    assert (r.event("Slashed").args["reason"], r.event("Slashed").args["amount"]) == (3, net.params.liveness_penalty)
+    net.finalize(task, res)
+    with reverts("slashing: already slashed"):  # once, before or after finalize
+        sl.tx("slash_rejected", task, 0, bad.address, sender=reporter)
+    with reverts("slashing: round not open"):
+        sl.tx("slash_rejected_before_finalize", task, 0, bad.address, *res.args, sender=reporter)
     net.assert_conserved()
 
 

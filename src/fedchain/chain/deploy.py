@@ -23,7 +23,7 @@ class ProtocolParams:
     """Network-wide parameters fixed at deployment (token amounts in wei)."""
 
     min_stake: int = 100 * TOKEN
-    unbonding_delay: int = 100          # blocks; must exceed every challenge window
+    unbonding_delay: int = 100          # blocks; must exceed every round plus the slash grace
     liveness_penalty: int = 5 * TOKEN   # missing reveal, rejected update
     safety_penalty_bps: int = 5_000     # equivocation: half the stake
     reporter_bps: int = 1_000           # a reporter's share of a slash (the rest is burned)
@@ -32,6 +32,9 @@ class ProtocolParams:
     # that mines on demand; on a public chain use at least an hour of blocks
     # (`fedchain deploy` refuses less there: docs/decisions.md, "Security").
     min_challenge_blocks: int = 5
+    # Blocks after a round's challenge window in which its faults can still be
+    # reported: every task's round plus this grace must end before unbonding does.
+    slash_grace: int = 20
 
 
 @dataclass
@@ -103,7 +106,7 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
     challenges = chain.deploy(artifact("challenges"), p.challenge_bond, selector.address, sender=owner)
     slashing = chain.deploy(artifact("slashing"), sender=owner)
     fc = chain.deploy(artifact("fedchain"), token.address, p.min_stake, p.unbonding_delay, p.liveness_penalty,
-                      p.safety_penalty_bps, p.reporter_bps, p.min_challenge_blocks, challenges.address,
+                      p.safety_penalty_bps, p.reporter_bps, p.min_challenge_blocks, p.slash_grace, challenges.address,
                       slashing.address, sender=owner)
     challenges.tx("bind", fc.address, sender=owner)
     slashing.tx("bind", fc.address, sender=owner)

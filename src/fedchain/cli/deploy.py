@@ -42,8 +42,10 @@ def deploy(
     dev_account: DevAccountOpt = None,
     keystore: KeystoreOpt = None,
     min_stake: Annotated[str, typer.Option(help="Least stake (tokens) a node needs to be selected.")] = "100",
-    unbonding_delay: Annotated[int, typer.Option(help="Blocks from unbond to withdraw (above every challenge "
-                                                      "window).")] = 100,
+    unbonding_delay: Annotated[int, typer.Option(help="Blocks from unbond to withdraw (above every task's round "
+                                                      "plus the slash grace).")] = 100,
+    slash_grace: Annotated[int, typer.Option(help="Blocks after a round's challenge window in which its faults can "
+                                                  "still be reported before its stake can leave.")] = 20,
     liveness_penalty: Annotated[str, typer.Option(help="Tokens slashed for a commit never revealed.")] = "5",
     min_challenge_blocks: Annotated[int | None, typer.Option(
         help=f"Least challenge window a task may set, in blocks. Default: {LOCAL_MIN_CHALLENGE} on a local dev "
@@ -71,7 +73,8 @@ def deploy(
         chain = RpcChain(rpc, receipt_timeout=60.0)
         window = least_challenge_window(chain.chain_id, min_challenge_blocks)
         params = ProtocolParams(min_stake=parse_tokens(min_stake), unbonding_delay=unbonding_delay,
-                                liveness_penalty=parse_tokens(liveness_penalty), min_challenge_blocks=window)
+                                liveness_penalty=parse_tokens(liveness_penalty), min_challenge_blocks=window,
+                                slash_grace=slash_grace)
         typer.echo(f"deploying from {owner.address} to chain {chain.chain_id} at {rpc} ...")
         dep = deploy_contracts(chain, owner, params)
         dep.save(out, rpc=rpc, deployer=owner.address)

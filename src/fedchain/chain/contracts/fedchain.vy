@@ -145,6 +145,7 @@ struct RoundFacts:
     leader: bytes32
     rejected: uint256
     challenger: address
+    challenge_blocks: uint256
 
 
 # The contract that judges challenges (see challenges.vy); only it may
@@ -155,6 +156,9 @@ slashing: public(immutable(address))
 # The least challenge window a task may have, in blocks (a deployment's
 # chain sets it: long enough that nobody can censor every challenge).
 min_challenge_blocks: public(immutable(uint256))
+# Blocks after a round's challenge window in which its faults are still
+# slashable: a round plus this grace must be shorter than the unbonding delay.
+slash_grace: public(immutable(uint256))
 
 reporter_bps: public(uint256)
 liveness_penalty: public(uint256)
@@ -299,6 +303,7 @@ def __init__(
     safety_penalty_bps_: uint256,
     reporter_bps_: uint256,
     min_challenge_blocks_: uint256,
+    slash_grace_: uint256,
     challenges_: address,
     slashing_: address,
 ):
@@ -314,6 +319,9 @@ def __init__(
     @param reporter_bps_ Share of a slash paid to whoever reported it
            (bounded by MAX_REPORTER_BPS); the rest is burned.
     @param min_challenge_blocks_ The least challenge window a task may set.
+    @param slash_grace_ Blocks after a round's challenge window in which its
+           faults can still be reported before any stake that backed the
+           round can be withdrawn (checked at task creation).
     @param challenges_ The challenge contract, the only caller of
            `revert_round`.
     @param slashing_ The slashing contract, the only caller of `penalize`.
@@ -328,6 +336,7 @@ def __init__(
     challenges = challenges_
     slashing = slashing_
     min_challenge_blocks = min_challenge_blocks_
+    slash_grace = slash_grace_
 
 
 # ---------------------------------------------------------------- tasks
@@ -341,8 +350,11 @@ def create_task(cfg: TaskConfig) -> uint256:
     @dev Effects: the pool moves from the sponsor to this contract; round 0
          opens at this block. Requirements: positive rounds, committee sizes,
          phase lengths and pool; 1 <= min_reveals <= 256; a challenge window
-         of at least `min_challenge_blocks`; a round shorter than the
-         unbonding delay; fee <= 100%; token allowance.
+         of at least `min_challenge_blocks`; a round plus `slash_grace`
+         shorter than the unbonding delay, so that stake which backed a
+         commitment or a committee seat (unbonded at the round's opening at
+         the earliest) cannot be withdrawn before the round's faults are
+         proven and slashed (SECURITY-REVIEW M-2); fee <= 100%; allowance.
     @return The new task's id.
     """
     assert cfg.num_rounds > 0, "tasks: zero rounds"
@@ -352,10 +364,11 @@ def create_task(cfg: TaskConfig) -> uint256:
     assert cfg.challenge_blocks >= min_challenge_blocks, "tasks: challenge window too short"
     round_blocks: uint256 = cfg.commit_blocks + cfg.reveal_blocks + cfg.validate_blocks + cfg.challenge_blocks
     # Stake that could be punished for anything in a round must still be
-    # bonded when the round's last fault can be proven; and the packed
+    # bonded when the round's last fault can be proven (every fault is
+    # provable by the window's end) and reported (the grace); and the packed
     # schedule holds 64-bit block numbers.
     assert round_blocks < MAX_ROUND_BLOCKS, "tasks: phases too long"
-    assert round_blocks < staking.unbonding_delay, "tasks: round not shorter than unbonding delay"
+    assert round_blocks + slash_grace < staking.unbonding_delay, "tasks: round + slash grace not shorter than unbonding delay"
     assert cfg.trainers_per_round <= MAX_COMMITTEE and cfg.validators_per_round <= MAX_COMMITTEE, "tasks: committee too large"
     assert cfg.validator_fee_bps <= BPS, "tasks: fee above 100%"
     assert cfg.pool > 0, "tasks: empty pool"
@@ -790,7 +803,7 @@ def commitment_of(task_id: uint256, round_id: uint256, node: address, update_roo
 @view
 def round_facts(task_id: uint256, round_id: uint256) -> RoundFacts:
     """
-    @notice What a fault is judged by, in one call (seven storage reads, not
+    @notice What a fault is judged by, in one call (eight storage reads, not
             the whole Round): see RoundFacts.
     """
     return RoundFacts(
@@ -801,6 +814,7 @@ def round_facts(task_id: uint256, round_id: uint256) -> RoundFacts:
         leader=self.rounds[task_id][round_id].leader,
         rejected=self.rounds[task_id][round_id].rejected,
         challenger=self.rounds[task_id][round_id].challenger,
+        challenge_blocks=self.tasks[task_id].challenge_blocks,
     )
 
 

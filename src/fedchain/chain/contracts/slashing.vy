@@ -23,7 +23,9 @@
 """
 
 import fedchain
+import commitments
 
+OPEN: constant(uint8) = 0
 FINALIZED: constant(uint8) = 1
 SLASH_MISSING_REVEAL: constant(uint8) = 1
 SLASH_REJECTED: constant(uint8) = 3
@@ -86,6 +88,32 @@ def slash_rejected(task_id: uint256, round_id: uint256, node: address):
     rec: uint256 = staticcall fc.record(task_id, round_id, node)
     assert rec & INDEX_MASK != 0, "slashing: no reveal"
     assert (facts.rejected >> ((rec & INDEX_MASK) - 1)) & 1 == 1, "slashing: not rejected"
+    self._liveness(fc, task_id, round_id, node, SLASH_REJECTED)
+
+
+@external
+def slash_rejected_before_finalize(task_id: uint256, round_id: uint256, node: address, model_root: bytes32,
+                                   model_cid: bytes32, scores_root: bytes32, total_score: uint256, rejected: uint256):
+    """
+    @notice `slash_rejected` for a round whose challenge window is over but
+            that nobody has finalized yet: its leading vote (whose preimage
+            is given, from its Voted event) can no longer change, so its
+            rejected set is final. Nobody has to call `finalize` for a
+            rejected update to be slashed before its stake can leave
+            (SECURITY-REVIEW M-2).
+    @dev Requirements: an open round with at least min_reveals reveals, its
+         challenge window over, the fields hash to the leading vote, the
+         node's reveal index in that vote's rejected set, not slashed in the
+         round yet, not reported by the node itself.
+    """
+    fc: fedchain.__interface__ = self.fc
+    facts: fedchain.RoundFacts = staticcall fc.round_facts(task_id, round_id)
+    assert facts.status == OPEN and facts.reveals >= facts.min_reveals, "slashing: round not open"
+    assert block.number > ((facts.schedule >> 192) & U64) + facts.challenge_blocks, "slashing: challenge window open"
+    assert facts.leader != empty(bytes32) and commitments._vote_hash(model_root, model_cid, scores_root, total_score, rejected) == facts.leader, "slashing: not the leading vote"
+    rec: uint256 = staticcall fc.record(task_id, round_id, node)
+    assert rec & INDEX_MASK != 0, "slashing: no reveal"
+    assert (rejected >> ((rec & INDEX_MASK) - 1)) & 1 == 1, "slashing: not rejected"
     self._liveness(fc, task_id, round_id, node, SLASH_REJECTED)
 
 
