@@ -58,6 +58,7 @@ import fedchain
 import merkle
 import commitments
 import krum
+import sumtree
 
 CHUNK: constant(uint256) = 64          # values per chunk (leaf)
 CHUNK_BYTES: constant(uint256) = 256   # 64 big-endian int32
@@ -71,8 +72,8 @@ RULE_TRIMMED: constant(uint256) = 3
 RULE_KRUM: constant(uint256) = 4
 RULE_MULTIKRUM: constant(uint256) = 5
 RULE_BULYAN: constant(uint256) = 6
-MAX_TABLE: constant(uint256) = 64        # reveals a distance table may cover (Krum rules)
-MAX_PAIRS: constant(uint256) = 2016      # MAX_TABLE * (MAX_TABLE - 1) / 2
+MAX_TABLE: constant(uint256) = sumtree.MAX_TABLE  # reveals a distance table may cover (Krum rules)
+MAX_PAIRS: constant(uint256) = sumtree.MAX_PAIRS  # MAX_TABLE * (MAX_TABLE - 1) / 2
 SCORE_COSINE: constant(uint256) = 1
 PPM: constant(uint256) = 10**6
 BPS: constant(uint256) = 10_000
@@ -97,7 +98,7 @@ struct RecipeRule:
 struct Distances:
     # A Krum-rule vote's scores_root is keccak256(scores_tree_root ++ table
     # root): the table is a Merkle *sum* tree over the model's chunks (see
-    # _sum_leaf, _sum_node) whose every node carries, for each pair of reveal
+    # sumtree.vy) whose every node carries, for each pair of reveal
     # indices i < j (at j * (j - 1) / 2 + i), the sum over its chunks of
     # |u_i[c] - u_j[c]|**2, 0 when either update was rejected. The root's
     # sums are the round's squared distances.
@@ -375,11 +376,11 @@ def open_table(task_id: uint256, round_id: uint256, vote: Vote, recipe: RecipeRu
     key: bytes32 = keccak256(abi_encode(task_id, round_id, r.leader))
     table: bytes32 = empty(bytes32)
     if distances.left == empty(bytes32) and distances.right == empty(bytes32):
-        table = self._sum_leaf(0, distances.totals)
+        table = sumtree._leaf(0, distances.totals)
     else:
-        table = self._sum_node(distances.left, distances.right, distances.totals)
+        table = sumtree._node(distances.left, distances.right, distances.totals)
     assert keccak256(concat(distances.scores_tree_root, table)) == vote.scores_root, "challenges: not the vote's distance table"
-    malformed: bool = len(distances.totals) != self._pairs(r.reveals)
+    malformed: bool = len(distances.totals) != sumtree._pairs(r.reveals)
     assert len(nodes) == r.reveals, "challenges: ragged inputs"
     seats: DynArray[uint256, MAX_TABLE] = []
     for i: uint256 in range(len(nodes), bound=MAX_TABLE):
@@ -427,7 +428,7 @@ def challenge_distance_sum(
             node at `height` (leaves: 0) and `position` must hold the sums of
             its two children, entry by entry, each of the table's size.
     @param sums The node's sums; `left` and `right` its children (a child
-           leaf's hash is _sum_leaf of its chunk, 2 * position or + 1).
+           leaf's hash is sumtree._leaf of its chunk, 2 * position or + 1).
     @param siblings From the node up to the table root: each ancestor's
            other child; `digests` each ancestor's sums digest
            (keccak256(abi_encode(sums))).
@@ -444,14 +445,14 @@ def challenge_distance_sum(
     hl: bytes32 = empty(bytes32)
     hr: bytes32 = empty(bytes32)
     if height == 1:
-        hl = self._sum_leaf(2 * position, left.sums)
-        hr = self._sum_leaf(2 * position + 1, right.sums)
+        hl = sumtree._leaf(2 * position, left.sums)
+        hr = sumtree._leaf(2 * position + 1, right.sums)
     else:
-        hl = self._sum_node(left.left, left.right, left.sums)
-        hr = self._sum_node(right.left, right.right, right.sums)
-    h: bytes32 = self._sum_node(hl, hr, sums)
+        hl = sumtree._node(left.left, left.right, left.sums)
+        hr = sumtree._node(right.left, right.right, right.sums)
+    h: bytes32 = sumtree._node(hl, hr, sums)
     self._check_table_path(h, position, siblings, digests, scores_tree_root, vote.scores_root)
-    size: uint256 = self._pairs(r.reveals)
+    size: uint256 = sumtree._pairs(r.reveals)
     wrong: bool = len(sums) != size or len(left.sums) != size or len(right.sums) != size
     if not wrong:
         for e: uint256 in range(size, bound=MAX_PAIRS):
@@ -497,8 +498,8 @@ def challenge_distance_leaf(
     r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
     assert recipe.rule >= RULE_KRUM and recipe.rule <= RULE_BULYAN, "challenges: no distance table"
     assert i < j and j < r.reveals, "challenges: no such pair"
-    self._check_table_path(self._sum_leaf(chunk, sums), chunk, siblings, digests, scores_tree_root, vote.scores_root)
-    wrong: bool = len(sums) != self._pairs(r.reveals)
+    self._check_table_path(sumtree._leaf(chunk, sums), chunk, siblings, digests, scores_tree_root, vote.scores_root)
+    wrong: bool = len(sums) != sumtree._pairs(r.reveals)
     if not wrong:
         want: uint256 = 0
         if (vote.rejected >> i) & 1 == 0 and (vote.rejected >> j) & 1 == 0:
@@ -704,40 +705,6 @@ def _settle(task_id: uint256, round_id: uint256, wrong: bool):
 
 @internal
 @pure
-def _pairs(reveals: uint256) -> uint256:
-    """
-    @dev The entries of a distance table over `reveals` updates: one per
-         pair, reveals * (reveals - 1) / 2, and 0 below two reveals (no
-         underflow at 0).
-    """
-    if reveals < 2:
-        return 0
-    return reveals * (reveals - 1) // 2
-
-
-@internal
-@pure
-def _sum_leaf(chunk: uint256, sums: DynArray[uint256, MAX_PAIRS]) -> bytes32:
-    """
-    @dev A distance table leaf: keccak256(abi_encode(chunk, digest of its
-         sums)); the Python twin is protocol.distances.
-    """
-    return keccak256(abi_encode(chunk, keccak256(abi_encode(sums))))
-
-
-@internal
-@pure
-def _sum_node(left: bytes32, right: bytes32, sums: DynArray[uint256, MAX_PAIRS]) -> bytes32:
-    """
-    @dev A distance table node: keccak256(abi_encode(left, right, digest of
-         its sums)); 96 bytes hashed, a leaf 64, so neither passes for the
-         other.
-    """
-    return keccak256(abi_encode(left, right, keccak256(abi_encode(sums))))
-
-
-@internal
-@view
 def _check_table_path(node: bytes32, position: uint256, siblings: DynArray[bytes32, MAX_DEPTH],
                       digests: DynArray[bytes32, MAX_DEPTH], scores_tree_root: bytes32, scores_root: bytes32):
     """
@@ -745,15 +712,8 @@ def _check_table_path(node: bytes32, position: uint256, siblings: DynArray[bytes
          scores root commits to.
     """
     assert len(digests) == len(siblings), "challenges: ragged inputs"
-    h: bytes32 = node
-    at: uint256 = position
-    for k: uint256 in range(len(siblings), bound=MAX_DEPTH):
-        if at % 2 == 0:
-            h = keccak256(abi_encode(h, siblings[k], digests[k]))
-        else:
-            h = keccak256(abi_encode(siblings[k], h, digests[k]))
-        at //= 2
-    assert at == 0 and keccak256(concat(scores_tree_root, h)) == scores_root, "challenges: not the vote's distance table"
+    table: bytes32 = sumtree._root_through(node, position, siblings, digests)
+    assert table != empty(bytes32) and keccak256(concat(scores_tree_root, table)) == scores_root, "challenges: not the vote's distance table"
 
 
 @internal
