@@ -128,6 +128,7 @@ class Net:
     fc: Contract
     slashing: Contract
     challenges: Contract
+    availability: Contract
     owner: LocalAccount
     trainers: list[LocalAccount]
     validators: list[LocalAccount]
@@ -150,6 +151,7 @@ class Net:
     def assert_conserved(self) -> None:
         assert self.balance(self.fc.address) == self.liabilities()
         assert self.balance(self.challenges.address) == self.challenges.call("forfeited")
+        assert self.balance(self.availability.address) == self.availability.call("held")
 
     def stake_of(self, who) -> dict:
         return self.fc.call("stakes", getattr(who, "address", who))
@@ -268,7 +270,7 @@ def make_net(chain: Chain, params: ProtocolParams = ProtocolParams(), *, trainer
     owner = account_from_seed("owner")
     chain.fund(owner.address, 10**21)
     d = deploy(chain, owner, params)
-    net = Net(chain, d.token, d.fedchain, d.slashing, d.challenges, owner,
+    net = Net(chain, d.token, d.fedchain, d.slashing, d.challenges, d.availability, owner,
               [account_from_seed(f"trainer{i}") for i in range(trainers)],
               [account_from_seed(f"validator{i}") for i in range(validators)],
               [account_from_seed(f"outsider{i}") for i in range(outsiders)], params)

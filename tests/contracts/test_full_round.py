@@ -22,7 +22,7 @@ def test_register_commit_reveal_vote_finalize_claim_unbond_withdraw(chain):
     chain.fund(sponsor.address, 10**21)
     d = deploy(chain, sponsor, params)
     token, fc = d.token, d.fedchain
-    net = Net(chain, token, fc, d.slashing, d.challenges, sponsor, trainers, validators, [], params)
+    net = Net(chain, token, fc, d.slashing, d.challenges, d.availability, sponsor, trainers, validators, [], params)
     net.fund([sponsor])
 
     # register: mint, approve, stake in a role

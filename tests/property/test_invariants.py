@@ -18,13 +18,14 @@ or revert with exactly the reason the model names. After every step:
   trainer reveals what it committed as soon as its reveal phase opens; an
   honest validator that joined a committee votes the correct result as soon as
   the vote phase opens (every rule that mines blocks stops there on the way);
-- no stake leaves before its faults can be punished: stake that backed a role
-  in a round (a commitment, a committee seat) is released only after every
-  fault it could be slashed for in that round (missing reveal, absent member,
-  wrong vote) was provable for at least one block. A rejected update is the
-  exception: it is provable only once someone finalizes the round, which has
-  no deadline (SECURITY-REVIEW M-2); the model counts those withdrawals
-  (``hypothesis.event``) instead of forbidding them.
+- no stake leaves before its faults can be punished (SECURITY-REVIEW M-2):
+  stake that backed a role in a round (a commitment, a committee seat) is
+  released only after every fault it could be slashed for in that round
+  (missing reveal, rejected update, absent member, wrong vote) has been
+  provable for at least the deployment's slash grace; each fault's first
+  provable block is the one the slashing contract's revert strings are
+  checked against (a rejected update's is the end of the challenge window:
+  ``slash_rejected_before_finalize``, no ``finalize`` needed).
 
 Dishonest nodes commit without revealing, commit updates the validators reject,
 join a committee and stay silent, equivocate, or collude on a wrong result (a
@@ -54,7 +55,7 @@ from conftest import (BALANCE, MAX_UINT, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TO
                       deterministic, h32, make_net)
 from eth_abi import encode
 from eth_utils import keccak
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -69,9 +70,11 @@ MAX_EXAMPLES = int(os.environ.get("FEDCHAIN_MAX_EXAMPLES", PROFILES[PROFILE][0])
 STEPS = int(os.environ.get("FEDCHAIN_STEPS", PROFILES[PROFILE][1]))
 
 # A short unbonding delay, so that withdrawals happen: longer than every round a
-# task may have (<= 16 blocks). A least challenge window of 3 blocks, below the
-# default, so that tasks with windows of 1 and 2 blocks try and fail.
-PARAMS = ProtocolParams(unbonding_delay=17, min_challenge_blocks=3)
+# task may have (<= 16 blocks) plus a slash grace of 3 blocks (the generated
+# rounds reach 17 blocks: create_task must refuse those). A least challenge
+# window of 3 blocks, below the default, so that windows of 1 and 2 blocks are
+# generated and refused too.
+PARAMS = ProtocolParams(unbonding_delay=20, slash_grace=3, min_challenge_blocks=3)
 BPS = 10_000
 MAX_COMMITS = 256  # commitments a round accepts
 SLASHED = 2**253  # a record's slashed flag: one per address and round, whatever the fault
@@ -79,12 +82,15 @@ OPEN, FINALIZED, FAILED = 0, 1, 2
 FAIL_TOO_FEW_REVEALS, FAIL_NO_QUORUM, FAIL_CHALLENGED = 1, 2, 3
 NOBODY = "0x" + "00" * 20
 TASK_FUNCTIONS = {"commit", "reveal", "join", "vote", "finalize", "advance", "claim", "claim_validator",
-                  "slash_missing_reveal", "slash_rejected", "slash_absent", "slash_wrong_vote", "reclaim",
+                  "slash_missing_reveal", "slash_rejected", "slash_rejected_before_finalize", "slash_absent",
+                  "slash_wrong_vote", "reclaim",
                   "challenge_total"}  # their first argument is a task id
 # Every task names rule 0 (its model is not recomputable on chain; its scores
 # tree and total are: challenge_total); the preimage of its recipe hash:
 RECIPE = (0, 0, 0, 0, keccak(b"recipe"))
 RECIPE_HASH = keccak(encode(["uint256"] * 4 + ["bytes32"], list(RECIPE)))
+
+NO_VOTE = Result(h32("model"), h32("model-cid"), Scores((), ()))  # a vote nobody cast
 
 picks = st.integers(0, 15)  # an index into whatever list the rule picks from
 masks = st.integers(1, 255)  # a subset of the eight nodes
@@ -167,6 +173,7 @@ class FedchainMachine(RuleBasedStateMachine):
         net = self.net
         self.fc, self.slashing, self.challenges, self.chain = net.fc, net.slashing, net.challenges, net.chain
         assert self.fc.call("min_challenge_blocks") == PARAMS.min_challenge_blocks
+        assert self.fc.call("slash_grace") == PARAMS.slash_grace
         assert self.challenges.call("bond") == PARAMS.challenge_bond
         self.sponsors = [net.owner, net.outsiders[0]]
         self.reporter = net.outsiders[1]  # the watcher: reports faults, challenges provably wrong results
@@ -186,7 +193,9 @@ class FedchainMachine(RuleBasedStateMachine):
         self.honest = {a.address for a in self.nodes}
         self.slashed_total = {a.address: 0 for a in self.nodes}
         self.pending: list[tuple[int, int, object]] = []  # honest commitments awaiting their reveal
-        self.pending_votes: list[tuple[int, int, object]] = []  # honest committee members awaiting the vote phase
+        # committee members awaiting the vote phase, and what they will vote: the correct
+        # result (None: honest) or a wrong one (colluders: "phantom", "inflated")
+        self.pending_votes: list[tuple[int, int, object, str | None]] = []
         self.results: dict[bytes, Result] = {}  # vote hash -> the result it stands for
         self.watched: set[tuple[int, int, str]] = set()  # (task, round, duty) the honest network has done
         self.dirty_accounts: set[str] = set()  # touched since the last invariant check
@@ -366,15 +375,17 @@ class FedchainMachine(RuleBasedStateMachine):
         self.pending = keep
 
     def _vote_pending(self) -> None:
-        """Honest committee members vote the correct result as soon as the vote phase is open."""
+        """Honest committee members vote the correct result as soon as the vote phase is
+        open; colluders vote theirs then too, in the order they joined."""
         keep = []
-        for tid, r, node in self.pending_votes:
+        for tid, r, node, plan in self.pending_votes:
             R = self.tasks[tid].rounds[r]
             if R.reveal_end < self.block <= R.validate_end:
-                assert self._vote(tid, r, node, self._correct_result(tid, r)), "an honest vote was refused"
+                result = self._wrong_result(tid, r, plan) if plan else self._correct_result(tid, r)
+                assert self._vote(tid, r, node, result, honest=plan is None), "a first vote was refused"
             else:
                 assert self.block <= R.reveal_end, "an honest vote was skipped"
-                keep.append((tid, r, node))
+                keep.append((tid, r, node, plan))
         self.pending_votes = keep
 
     # ------------------------------------------------------------ staking
@@ -426,28 +437,28 @@ class FedchainMachine(RuleBasedStateMachine):
             if s.active == 0:
                 s.role = 0
 
-    def _pending_faults(self, a: str) -> list[tuple[str, int, int | None]]:
-        """(fault, block the node took its role in the round, the block by which the
-        slashing contract accepts its report: None if no such block is known yet) for
-        every fault of ``a`` not yet slashed, and every one it may still commit (an
-        unrevealed commitment, a silent seat, a vote the window may still prove wrong)."""
+    def _pending_faults(self, a: str) -> list[tuple[str, int, int]]:
+        """(fault, block the node took its role in the round, the first block the slashing
+        contract accepts its report, or the latest it may) for every fault of ``a`` not
+        yet slashed, and every one it may still commit: an unrevealed commitment, an
+        update the leading vote rejects, a silent seat, a vote the window may still
+        prove wrong."""
         out = []
         for t in self.tasks.values():
             for R in t.rounds:
                 if a in R.slashed or a not in R.since:
                     continue
-                since = R.since[a]
+                since, window_end = R.since[a], self._window_end(t, R)
                 if a in R.commits and a not in R.reveals:
                     out.append(("missing reveal", since, R.reveal_end + 1))
-                elif a in R.commits and R.status == FINALIZED and R.result.args[4] >> R.reveals.index(a) & 1:
-                    out.append(("rejected update", since, R.closed_at))  # finalize has no deadline
-                elif a in R.bad and R.status == OPEN:
-                    out.append(("rejected update", since, None))
+                elif a in R.commits and R.status != FAILED and (
+                        R.result.args[4] >> R.reveals.index(a) & 1 if R.status == FINALIZED else a in R.bad):
+                    out.append(("rejected update", since, window_end + 1))
                 if a in R.weights and a in R.votes:
                     if R.challenger is not None and R.votes[a] == R.leader:
                         out.append(("wrong vote", since, R.closed_at))
-                    elif R.status == OPEN and self.block <= self._window_end(t, R):
-                        out.append(("wrong vote", since, self._window_end(t, R)))
+                    elif R.status == OPEN and self.block <= window_end:
+                        out.append(("wrong vote", since, window_end))
                 elif a in R.weights and a not in R.equivocated and not self._exempt(t, R):
                     out.append(("absent", since, R.validate_end + 1))
         return out
@@ -455,32 +466,30 @@ class FedchainMachine(RuleBasedStateMachine):
     def _check_release(self, a: str, release: int) -> None:
         """Stake queued for release at ``release`` was still active when the node took a
         role in a round iff its last unbond came at or after that block; then every fault
-        of that round with a deadline must have been provable before ``release``, so a
-        watcher could slash it before any withdrawal. Finalize, and so a rejected update's
-        slash, has no deadline: counted, not asserted (SECURITY-REVIEW M-2)."""
+        of that round must have been provable for the slash grace before ``release``, so
+        that a watcher can slash it before any withdrawal (SECURITY-REVIEW M-2)."""
         unbonded_at = release - PARAMS.unbonding_delay
         for fault, since, provable in self._pending_faults(a):
-            if since > unbonded_at:
-                continue  # the queue was unbonded before the role was taken: it backed nothing there
-            if fault == "rejected update" and (provable is None or provable >= release):
-                event("stake released before its rejected update's slash is provable (M-2)")
-                continue
-            assert provable is not None and provable < release, \
-                f"{fault} of {a} provable at block {provable}, its stake released at {release}"
+            if since <= unbonded_at:  # else the queue was unbonded before the role was taken: it backed nothing
+                assert provable + PARAMS.slash_grace <= release, \
+                    f"{fault} of {a} provable at block {provable}, its stake released at {release}"
 
     # ------------------------------------------------------------ tasks and blocks
 
     task_configs = dict(
         i=picks, rounds=st.integers(1, 3), kt=st.integers(1, 4), kv=st.integers(1, 3),
-        min_reveals=st.integers(1, 2), phases=st.tuples(*[st.integers(1, 4)] * 3, st.integers(1, 5)),
+        min_reveals=st.integers(1, 2),
+        phases=st.tuples(*[st.integers(1, 4)] * 3, st.sampled_from([1, 2, 3, 4, 5, 12])),  # 12: mostly too long
         fee=st.sampled_from([0, 1_000, 10_000]), pool=st.sampled_from([7, 10**18 + 3, 100 * TOKEN, 100 * TOKEN]),
     )
 
     @initialize(**task_configs)
     def first_task(self, phases, **cfg):
         """A task every example starts from: its challenge window is stretched to the
-        least one allowed (and cut to keep the round shorter than the unbonding delay)."""
-        window = min(max(phases[3], PARAMS.min_challenge_blocks), PARAMS.unbonding_delay - 1 - sum(phases[:3]))
+        least one allowed (and cut to keep the round plus the slash grace shorter than
+        the unbonding delay)."""
+        longest = PARAMS.unbonding_delay - PARAMS.slash_grace - 1 - sum(phases[:3])
+        window = min(max(phases[3], PARAMS.min_challenge_blocks), longest)
         self.create_task(phases=(*phases[:3], window), **cfg)
         assert self.tasks
 
@@ -493,7 +502,8 @@ class FedchainMachine(RuleBasedStateMachine):
                                    reveal_blocks=phases[1], validate_blocks=phases[2], challenge_blocks=phases[3],
                                    validator_fee_bps=fee, pool=pool)
         expected = ("tasks: challenge window too short" if phases[3] < PARAMS.min_challenge_blocks
-                    else "tasks: round not shorter than unbonding delay" if sum(phases) >= PARAMS.unbonding_delay
+                    else "tasks: round + slash grace not shorter than unbonding delay"
+                    if sum(phases) + PARAMS.slash_grace >= PARAMS.unbonding_delay
                     else "erc20: transfer amount exceeds balance" if self.balances[sponsor.address] < pool else None)
         r = self._send(expected, "create_task", cfg, sender=sponsor)
         if r:
@@ -524,7 +534,7 @@ class FedchainMachine(RuleBasedStateMachine):
         """Mine forward to ``target``, stopping where honest trainers must reveal and
         honest committee members must vote."""
         stops = {self.tasks[tid].rounds[r].commit_end + 1 for tid, r, _ in self.pending}
-        stops |= {self.tasks[tid].rounds[r].reveal_end + 1 for tid, r, _ in self.pending_votes}
+        stops |= {self.tasks[tid].rounds[r].reveal_end + 1 for tid, r, _, _ in self.pending_votes}
         for stop in sorted(stops):
             if stop <= target:
                 self.chain.mine_to(stop)
@@ -608,30 +618,34 @@ class FedchainMachine(RuleBasedStateMachine):
             self._join(tid, node)
 
     @precondition(lambda self: self._any_round(lambda t, R: self.block <= R.reveal_end))
-    @rule(i=picks, j=picks)
-    def join_and_stay_silent(self, i, j):
-        """A validator takes a seat it does not mean to vote with (unless it colludes):
-        once the vote phase is over, slash_absent applies."""
+    @rule(mask=masks, j=picks, plan=st.sampled_from(["silent", "phantom", "inflated"]))
+    def join_to_collude(self, mask, j, plan):
+        """The nodes in ``mask`` try to join the round's committee meaning to stay silent
+        (slash_absent applies once the vote phase is over) or to vote a wrong result as
+        soon as the vote phase opens: a phantom leaf or an inflated total, which a
+        challenge proves wrong."""
         tid, _ = self._task(j, lambda t, R: self.block <= R.reveal_end)
-        self._join(tid, self.nodes[i % len(self.nodes)], silent=True)
+        for node in self._masked(mask):
+            self._join(tid, node, plan)
 
-    def _join(self, tid: int, node, silent: bool = False) -> None:
+    def _join(self, tid: int, node, plan: str | None = None) -> None:
+        """``plan``: None (honest: votes the correct result), "silent" or a wrong result's kind."""
         t = self.tasks[tid]
         r, R, a = t.round, t.rounds[t.round], node.address
         expected = ("rounds: joining closed" if self.block > R.reveal_end
                     else "rounds: already joined" if a in R.weights
                     else "rounds: not selected" if not self._selected(tid, r, a, ROLE_VALIDATOR)
                     else None)
-        if expected is None and silent:
-            self.honest.discard(a)
+        if expected is None and plan:
+            self.honest.discard(a)  # before the tx: a seat taken in bad faith
         receipt = self._send(expected, "join", tid, r, sender=node)
         if receipt:
             seats = self._seats(self._weight(a, ROLE_VALIDATOR, R.opened), R.validator_total,
                                 t.cfg["validators_per_round"])
             assert receipt.event("Joined").args["weight"] == seats
             R.weights[a], R.since[a] = seats, receipt.block
-            if not silent:
-                self.pending_votes.append((tid, r, node))
+            if plan != "silent":
+                self.pending_votes.append((tid, r, node, plan))
 
     def _vote(self, tid: int, r: int, node, result: Result, honest: bool = True):
         R = self._round(tid, r)
@@ -765,10 +779,11 @@ class FedchainMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ finalize and advance
 
-    @precondition(lambda self: self._any_round(self._finalizable))
-    @rule(j=picks, wrong=st.booleans())
-    def finalize(self, j, wrong):
-        tid, _ = self._task(j, self._finalizable)
+    @precondition(lambda self: self._any_round(lambda t, R: not t.finished and R.leader is not None))
+    @rule(j=picks, wrong=st.booleans(), early=st.booleans())
+    def finalize(self, j, wrong, early):
+        """Finalize a round with a leader: after its window, or (``early``) at any time."""
+        tid, _ = self._task(j, (lambda t, R: not t.finished and R.leader is not None) if early else self._finalizable)
         self._finalize(tid, wrong)
 
     def _finalizable(self, t: GTask, R: GRound) -> bool:
@@ -831,8 +846,7 @@ class FedchainMachine(RuleBasedStateMachine):
         attacker = self.accounts[i % len(self.accounts)]
         self._send("rounds: no such task", "advance", tid, sender=attacker)
         if also == "finalize":
-            self._send("rounds: no quorum", "finalize", tid, *Result(h32("model"), h32("cid"), Scores((), ())).args,
-                       sender=attacker)
+            self._send("rounds: no quorum", "finalize", tid, *NO_VOTE.args, sender=attacker)
         elif also == "join":
             self._send("rounds: no such round", "join", tid, 0, sender=attacker)
         elif also == "commit":
@@ -904,10 +918,13 @@ class FedchainMachine(RuleBasedStateMachine):
                 if due("challenge", R.challenger is not None):
                     for a in sorted(v for v, h in R.votes.items() if h == R.leader and v not in R.slashed):
                         self._slash_wrong_vote(tid, k, self._node(a), self.reporter)
-                if due("claims", R.status == FINALIZED):
+                if due("rejected", self._rejected_final(t, R)):
+                    result = R.result or self.results[R.leader]
                     for i, a in enumerate(R.reveals):
-                        if R.result.args[4] >> i & 1 and a not in R.slashed:
-                            self._slash_rejected(tid, k, self._node(a), self.reporter)
+                        if result.args[4] >> i & 1 and a not in R.slashed:
+                            self._slash_rejected(tid, k, self._node(a), self.reporter, result)
+                if due("claims", R.status == FINALIZED):
+                    for a in R.reveals:
                         if R.result.scores.score(a):
                             self._claim(tid, k, self._node(a))
                     for a in sorted(v for v, h in R.votes.items() if h == R.leader):
@@ -978,10 +995,11 @@ class FedchainMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ slashing and reclaim
 
     def _penalize(self, expected: str | None, fn: str, tid: int, r: int, a: str, reporter, penalty: int,
-                  share_to: str) -> None:
+                  share_to: str, evidence: tuple = ()) -> None:
         """Report a fault to the slashing contract; on success the round's one slashed
-        flag for ``a`` is set and fedchain takes ``penalty``."""
-        if self._send(expected, fn, tid, r, a, sender=reporter, to=self.slashing):
+        flag for ``a`` is set and fedchain takes ``penalty``, ``share_to`` earning the
+        reporter share."""
+        if self._send(expected, fn, tid, r, a, *evidence, sender=reporter, to=self.slashing):
             self._round(tid, r).slashed.add(a)
             self._slash(a, penalty, share_to)
             self.dirty_accounts.add(share_to)
@@ -1004,22 +1022,49 @@ class FedchainMachine(RuleBasedStateMachine):
         self._penalize(expected, "slash_missing_reveal", tid, r, a, reporter, PARAMS.liveness_penalty,
                        reporter.address)
 
-    @precondition(lambda self: self._any_round(lambda t, R: R.status == FINALIZED, every=True))
-    @rule(i=picks, j=picks, r=st.integers(0, 3), self_report=st.booleans())
-    def slash_rejected(self, i, j, r, self_report):
-        tid, r, node = self._target(i, j, r, lambda R: R.reveals if R.status == FINALIZED else [])
-        self._slash_rejected(tid, r, node, node if self_report else self.reporter)
+    def _rejected_final(self, t: GTask, R: GRound) -> bool:
+        """Whether a round's rejected set is final: finalized, or still open after its
+        challenge window with a leader and enough reveals (it can only finalize)."""
+        return R.status == FINALIZED or (R.status == OPEN and R.leader is not None and self.block > self._window_end(t, R)
+                                         and len(R.reveals) >= t.cfg["min_reveals"])
 
-    def _slash_rejected(self, tid: int, r: int, node, reporter) -> None:
-        R, a = self._round(tid, r), node.address
-        finalized = R is not None and R.status == FINALIZED
-        expected = ("slashing: round not finalized" if not finalized
-                    else "slashing: no reveal" if a not in R.reveals
-                    else "slashing: not rejected" if not R.result.args[4] >> R.reveals.index(a) & 1
-                    else "slashing: cannot report yourself" if reporter.address == a
-                    else "slashing: already slashed" if a in R.slashed
-                    else None)
-        self._penalize(expected, "slash_rejected", tid, r, a, reporter, PARAMS.liveness_penalty, reporter.address)
+    @precondition(lambda self: self._any_round(lambda t, R: R.status != FAILED and R.leader, every=True))
+    @rule(i=picks, j=picks, r=st.integers(0, 3), self_report=st.booleans(), before_finalize=st.booleans(),
+          other_vote=st.booleans())
+    def slash_rejected(self, i, j, r, self_report, before_finalize, other_vote):
+        """A rejected update reported after finalize, or (``before_finalize``) after the
+        challenge window with the leading vote's preimage; ``other_vote`` sends another one."""
+        tid, r, node = self._target(i, j, r, lambda R: R.reveals if R.leader else [])
+        R = self._round(tid, r)
+        result = None
+        if before_finalize:
+            leading = self.results[R.leader] if R and R.leader else None
+            result = (leading if leading and not other_vote
+                      else self._wrong_result(tid, r, "phantom") if R else NO_VOTE)
+        self._slash_rejected(tid, r, node, node if self_report else self.reporter, result)
+
+    def _slash_rejected(self, tid: int, r: int, node, reporter, result: Result | None = None) -> None:
+        """``slash_rejected``, or with ``result`` (the vote whose rejected set counts)
+        ``slash_rejected_before_finalize``, unless the round is finalized."""
+        t, R, a = self.tasks[tid], self._round(tid, r), node.address
+        if result is None or (R is not None and R.status == FINALIZED):
+            fn, args = "slash_rejected", ()
+            expected = "slashing: round not finalized" if R is None or R.status != FINALIZED else None
+            rejected = R.result.args[4] if expected is None else 0
+        else:
+            fn, args, rejected = "slash_rejected_before_finalize", result.args, result.args[4]
+            expected = ("slashing: round not open" if R is None or R.status != OPEN
+                        or len(R.reveals) < t.cfg["min_reveals"]
+                        else "slashing: challenge window open" if self.block <= self._window_end(t, R)
+                        else "slashing: not the leading vote" if R.leader is None or result.hash != R.leader
+                        else None)
+        if expected is None:
+            expected = ("slashing: no reveal" if a not in R.reveals
+                        else "slashing: not rejected" if not rejected >> R.reveals.index(a) & 1
+                        else "slashing: cannot report yourself" if reporter.address == a
+                        else "slashing: already slashed" if a in R.slashed
+                        else None)
+        self._penalize(expected, fn, tid, r, a, reporter, PARAMS.liveness_penalty, reporter.address, args)
 
     @precondition(lambda self: self._any_round(lambda t, R: R.weights, every=True))
     @rule(i=picks, j=picks, r=st.integers(0, 3), self_report=st.booleans())

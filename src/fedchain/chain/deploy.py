@@ -35,6 +35,10 @@ class ProtocolParams:
     # Blocks after a round's challenge window in which its faults can still be
     # reported: every task's round plus this grace must end before unbonding does.
     slash_grace: int = 20
+    # The availability game: a request's bond, and the blocks an answer is due in
+    # (shorter than the slash grace).
+    request_bond: int = 10 * TOKEN
+    answer_blocks: int = 5
 
 
 @dataclass
@@ -44,11 +48,13 @@ class Deployment:
     block: int
     challenges: Contract | None = None
     slashing: Contract | None = None
+    availability: Contract | None = None
 
     def to_json(self) -> dict:
         return {"token": self.token.address, "fedchain": self.fedchain.address,
                 "challenges": self.challenges.address if self.challenges else None,
                 "slashing": self.slashing.address if self.slashing else None,
+                "availability": self.availability.address if self.availability else None,
                 "chain_id": self.fedchain.chain.chain_id, "block": self.block,
                 "contracts": self.fedchain.artifact.version}
 
@@ -91,23 +97,25 @@ def load_deployment(chain: Chain, info: dict) -> Deployment:
                          "or deploy again")
     challenges = chain.at(artifact("challenges"), info["challenges"]) if info.get("challenges") else None
     slashing = chain.at(artifact("slashing"), info["slashing"]) if info.get("slashing") else None
+    availability = chain.at(artifact("availability"), info["availability"]) if info.get("availability") else None
     return Deployment(chain.at(artifact("test_token"), info["token"]), chain.at(fc, info["fedchain"]), info["block"],
-                      challenges, slashing)
+                      challenges, slashing, availability)
 
 
 def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolParams()) -> Deployment:
-    """Deploy a fresh test token, fedchain and its challenge and slashing contracts;
-    ``owner`` may mint the token. fedchain takes the judges' addresses at deployment
-    and each judge is then bound to fedchain (once, by ``owner``)."""
+    """Deploy a fresh test token, fedchain and its challenge, slashing and availability
+    contracts; ``owner`` may mint the token. fedchain takes their addresses at
+    deployment and each is then bound to fedchain (once, by ``owner``)."""
     block = chain.block_number()
     token = chain.deploy(artifact("test_token"), "fedchain test token", "FED", sender=owner)
     p = params
     selector = chain.deploy(artifact("krum"), sender=owner)  # Krum's selections: challenges.vy is at the size limit
     challenges = chain.deploy(artifact("challenges"), p.challenge_bond, selector.address, sender=owner)
     slashing = chain.deploy(artifact("slashing"), sender=owner)
+    availability = chain.deploy(artifact("availability"), p.request_bond, p.answer_blocks, sender=owner)
     fc = chain.deploy(artifact("fedchain"), token.address, p.min_stake, p.unbonding_delay, p.liveness_penalty,
                       p.safety_penalty_bps, p.reporter_bps, p.min_challenge_blocks, p.slash_grace, challenges.address,
-                      slashing.address, sender=owner)
-    challenges.tx("bind", fc.address, sender=owner)
-    slashing.tx("bind", fc.address, sender=owner)
-    return Deployment(token, fc, block, challenges, slashing)
+                      slashing.address, availability.address, sender=owner)
+    for judge in (challenges, slashing, availability):
+        judge.tx("bind", fc.address, sender=owner)
+    return Deployment(token, fc, block, challenges, slashing, availability)

@@ -101,13 +101,17 @@ class Network:
         """Token balances minus what the contracts hold them for: zero, to the wei.
 
         fedchain holds stakes, pools, owed rewards and burned slashes; the
-        challenge contract holds forfeited bonds."""
+        challenge contract holds forfeited bonds, the availability game the
+        bonds of open requests."""
         fc, tok, ch = self.deployment.fedchain, self.deployment.token, self.deployment.challenges
         owed = (fc.call("total_active", ROLE_TRAINER) + fc.call("total_active", ROLE_VALIDATOR)
                 + fc.call("total_unbonding") + fc.call("total_pools") + fc.call("total_owed") + fc.call("burned"))
         gap = tok.call("balanceOf", fc.address) - owed
         if ch is not None:
             gap += tok.call("balanceOf", ch.address) - ch.call("forfeited")
+        av = self.deployment.availability
+        if av is not None:
+            gap += tok.call("balanceOf", av.address) - av.call("held")
         return gap
 
 

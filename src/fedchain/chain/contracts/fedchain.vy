@@ -146,6 +146,12 @@ struct RoundFacts:
     rejected: uint256
     challenger: address
     challenge_blocks: uint256
+    recipe_hash: bytes32
+
+
+interface Availability:
+    def open_requests(task_id: uint256, round_id: uint256) -> uint256: view
+    def answer_blocks() -> uint256: view
 
 
 # The contract that judges challenges (see challenges.vy); only it may
@@ -153,6 +159,9 @@ struct RoundFacts:
 challenges: public(immutable(address))
 # The contract that judges faults (see slashing.vy); only it may penalize.
 slashing: public(immutable(address))
+# The data-availability game (see availability.vy): a round does not finalize
+# while a request is open, and an unanswered one reverts the round.
+availability: public(immutable(Availability))
 # The least challenge window a task may have, in blocks (a deployment's
 # chain sets it: long enough that nobody can censor every challenge).
 min_challenge_blocks: public(immutable(uint256))
@@ -306,6 +315,7 @@ def __init__(
     slash_grace_: uint256,
     challenges_: address,
     slashing_: address,
+    availability_: Availability,
 ):
     """
     @param token_ ERC-20 for stake, pools and rewards.
@@ -325,6 +335,9 @@ def __init__(
     @param challenges_ The challenge contract, the only caller of
            `revert_round`.
     @param slashing_ The slashing contract, the only caller of `penalize`.
+    @param availability_ The availability game; its answer time must be
+           shorter than the slash grace, so that a round it reverts can still
+           slash its voters.
     """
     assert safety_penalty_bps_ <= BPS, "fedchain: penalty above 100%"
     assert reporter_bps_ <= MAX_REPORTER_BPS, "fedchain: reporter share too large"
@@ -337,6 +350,8 @@ def __init__(
     slashing = slashing_
     min_challenge_blocks = min_challenge_blocks_
     slash_grace = slash_grace_
+    availability = availability_
+    assert staticcall availability_.answer_blocks() < slash_grace_, "fedchain: answer time not shorter than slash grace"
 
 
 # ---------------------------------------------------------------- tasks
@@ -592,7 +607,8 @@ def finalize(task_id: uint256, model_root: bytes32, model_cid: bytes32, scores_r
          round's budget (pool / rounds left) is split into a validator fee and
          a trainer budget paid by score (none if the total score is zero).
          Requirements: a quorum, at least min_reveals reveals, block >
-         validate_end + challenge_blocks, the fields hash to the leading vote.
+         validate_end + challenge_blocks, no open availability request, the
+         fields hash to the leading vote.
     """
     assert not self.tasks[task_id].finished, "rounds: task finished"
     round_id: uint256 = self.tasks[task_id].round
@@ -601,6 +617,7 @@ def finalize(task_id: uint256, model_root: bytes32, model_cid: bytes32, scores_r
     assert leader != empty(bytes32), "rounds: no quorum"
     assert self.rounds[task_id][round_id].reveals >= self.tasks[task_id].min_reveals, "rounds: too few reveals"
     assert block.number > ((sched >> 192) & U64) + self.tasks[task_id].challenge_blocks, "rounds: challenge window open"
+    assert staticcall availability.open_requests(task_id, round_id) == 0, "rounds: availability request open"
     assert commitments._vote_hash(model_root, model_cid, scores_root, total_score, rejected) == leader, "rounds: result does not match quorum"
 
     rounds_left: uint256 = self.tasks[task_id].num_rounds - round_id
@@ -670,18 +687,21 @@ def revert_round(task_id: uint256, round_id: uint256, challenger: address):
             proved wrong: the round fails, its voters become slashable
             (slashing.slash_wrong_vote, reporter share to `challenger`) and the next
             round opens from the last finalized model.
-    @dev Only the challenge contract calls it. A result becomes the task's
-         model only at `finalize`, after its challenge window, and only then
-         does the next round open: no later round can have built on a
-         reverted result. Requirements: the task's current round, a quorum,
-         block <= validate_end + challenge_blocks.
+    @dev Only the challenge contract (a proven-wrong result) and the
+         availability game (an unanswered request) call it. A result becomes
+         the task's model only at `finalize`, after its challenge window and
+         its open requests, and only then does the next round open: no later
+         round can have built on a reverted result. Requirements: the task's
+         current round, a quorum; for a challenge, block <= validate_end +
+         challenge_blocks (a request's deadline may fall after the window:
+         finalize waits for it).
     """
-    assert msg.sender == challenges, "challenges: not allowed"
+    assert msg.sender == challenges or msg.sender == availability.address, "challenges: not allowed"
     assert not self.tasks[task_id].finished, "rounds: task finished"
     assert round_id == self.tasks[task_id].round, "challenges: not the current round"
     assert self.rounds[task_id][round_id].leader != empty(bytes32), "rounds: no quorum"
     sched: uint256 = self.rounds[task_id][round_id].schedule
-    assert block.number <= ((sched >> 192) & U64) + self.tasks[task_id].challenge_blocks, "challenges: window closed"
+    assert msg.sender != challenges or block.number <= ((sched >> 192) & U64) + self.tasks[task_id].challenge_blocks, "challenges: window closed"
     self.rounds[task_id][round_id].status = FAILED
     self.rounds[task_id][round_id].challenger = challenger
     log RoundFailed(task_id=task_id, round_id=round_id, reason=FAIL_CHALLENGED)
@@ -803,8 +823,8 @@ def commitment_of(task_id: uint256, round_id: uint256, node: address, update_roo
 @view
 def round_facts(task_id: uint256, round_id: uint256) -> RoundFacts:
     """
-    @notice What a fault is judged by, in one call (eight storage reads, not
-            the whole Round): see RoundFacts.
+    @notice What a fault or an availability request is judged by, in one
+            call (nine storage reads, not the whole Round): see RoundFacts.
     """
     return RoundFacts(
         schedule=self.rounds[task_id][round_id].schedule,
@@ -815,6 +835,7 @@ def round_facts(task_id: uint256, round_id: uint256) -> RoundFacts:
         rejected=self.rounds[task_id][round_id].rejected,
         challenger=self.rounds[task_id][round_id].challenger,
         challenge_blocks=self.tasks[task_id].challenge_blocks,
+        recipe_hash=self.tasks[task_id].recipe_hash,
     )
 
 
