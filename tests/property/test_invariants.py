@@ -859,46 +859,51 @@ class FedchainMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ the honest network
 
-    @rule(mask=masks)
-    def honest_network(self, mask):
+    @rule(mask=masks, phases=st.integers(1, 4))
+    def honest_network(self, mask, phases):
         """Honest nodes (those in ``mask``) do what the current phase of every task's
         round asks of them (commit and join; their reveals and votes come by
         themselves), a watcher challenges a provably wrong leading vote once the vote
         phase is over, then the round is finalized or advanced; the chain moves on to
-        the block after the first of those phases ends. Honest nodes also claim what
-        finalized rounds owe them, and the watcher reports every slashable fault, once
-        per round and kind."""
-        self._watch()
-        stops = []  # where each task's current phase ends
-        for tid, t in list(self.tasks.items()):
-            if t.finished:
-                continue
-            r, R = t.round, t.rounds[t.round]
-            window_end = self._window_end(t, R)
-            leading = self.results.get(R.leader) if R.leader else None
-            if self.block <= R.reveal_end:
-                for node in self._masked(mask):
-                    role = self.stakes[node.address].role
-                    if role == ROLE_TRAINER and self.block <= R.commit_end and node.address not in R.commits \
-                            and self._selected(tid, r, node.address, ROLE_TRAINER):
-                        self._commit(tid, node, "honest")
-                    if role == ROLE_VALIDATOR and node.address not in R.weights \
-                            and self._selected(tid, r, node.address, ROLE_VALIDATOR):
-                        self._join(tid, node)
-                stops.append((R.commit_end if self.block <= R.commit_end else R.reveal_end) + 1)
-            elif self.block <= R.validate_end:
-                stops.append(R.validate_end + 1)
-            elif self.block <= window_end and leading and leading.scores.nodes and self._provably_wrong(R, leading):
-                self._challenge(tid, r, leading, list(leading.scores.nodes), list(leading.scores.scores),
-                                self.reporter)
-            elif self._failed(t, R):
-                self._advance(tid)
-            elif self._finalizable(t, R):
-                self._finalize(tid, wrong=False)
-            else:
-                stops.append(window_end + 1)
-        if stops:
-            self._mine_to(min(stops))
+        the block after the first of those phases ends, ``phases`` times over. Honest
+        nodes also claim what finalized rounds owe them, and the watcher reports every
+        slashable fault, once per round and kind."""
+        for _ in range(phases):
+            self._watch()
+            stops = []  # where each task's current phase ends
+            for tid, t in list(self.tasks.items()):
+                if not t.finished:
+                    stops += self._honest_phase(tid, t, mask)
+            if stops:
+                self._mine_to(min(stops))
+
+    def _honest_phase(self, tid: int, t: GTask, mask: int) -> list[int]:
+        """The honest network's part of the current phase of ``tid``'s round; returns
+        the block after the phase, where it waits for time to pass."""
+        r, R = t.round, t.rounds[t.round]
+        window_end = self._window_end(t, R)
+        leading = self.results.get(R.leader) if R.leader else None
+        if self.block <= R.reveal_end:
+            for node in self._masked(mask):
+                role = self.stakes[node.address].role
+                if role == ROLE_TRAINER and self.block <= R.commit_end and node.address not in R.commits \
+                        and self._selected(tid, r, node.address, ROLE_TRAINER):
+                    self._commit(tid, node, "honest")
+                if role == ROLE_VALIDATOR and node.address not in R.weights \
+                        and self._selected(tid, r, node.address, ROLE_VALIDATOR):
+                    self._join(tid, node)
+            return [(R.commit_end if self.block <= R.commit_end else R.reveal_end) + 1]
+        if self.block <= R.validate_end:
+            return [R.validate_end + 1]
+        if self.block <= window_end and leading and leading.scores.nodes and self._provably_wrong(R, leading):
+            self._challenge(tid, r, leading, list(leading.scores.nodes), list(leading.scores.scores), self.reporter)
+        elif self._failed(t, R):
+            self._advance(tid)
+        elif self._finalizable(t, R):
+            self._finalize(tid, wrong=False)
+        else:
+            return [window_end + 1]
+        return []
 
     def _watch(self) -> None:
         """The watcher's reports and the honest claims, once per round and duty."""

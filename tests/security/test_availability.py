@@ -349,3 +349,55 @@ def test_only_fedchain_binds_and_only_the_game_or_a_challenge_reverts(net):
     with reverts("challenges: not allowed"):
         net.fc.tx("revert_round", 1, 0, net.outsiders[0].address, sender=net.outsiders[0])
     assert net.fc.call("rounds", 1, 0)["status"] == OPEN
+
+
+# ---------------------------------------------------------------- the whole network
+
+
+MULTIKRUM = dict(rule="multikrum", rule_params={"num_malicious_nodes": 1, "num_nodes_to_select": 3})
+
+
+@pytest.mark.parametrize("collusion, extra, kind", [("withhold-model", {}, KIND_MODEL),
+                                                    ("withhold-table", MULTIKRUM, KIND_TABLE)])
+def test_a_watcher_makes_a_withholding_quorum_answer_or_be_slashed(tmp_path, collusion, extra, kind):
+    """Three colluders vote a sabotaged result and publish nothing of it: without the game no
+    proof could be built. The watcher requests what it cannot fetch; nobody answers; it
+    settles the request, the round is reverted and every colluder is slashed."""
+    from fedchain.sim.network import SimConfig, build_network, play_round
+
+    cfg = SimConfig(trainers=6, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32, seed=3,
+                    out=tmp_path, colluders=3, collusion=collusion, watchers=1, **extra)
+    net = build_network(cfg)
+    outcome = play_round(net)
+    watcher, fc = net.watchers[0], net.deployment.fedchain
+    assert not outcome.finalized
+    assert list(watcher.requested) == [(net.task_id, 0)] and watcher.challenged == [(net.task_id, 0, True)]
+    assert [e.args["kind"] for e in net.deployment.availability.events() if e.name == "Requested"] == [kind]
+    failed = [e.args["reason"] for e in fc.events() if e.name == "RoundFailed"]
+    assert failed == [FAIL_CHALLENGED]
+    slashed = sorted(e.args["node"] for e in fc.events() if e.name == "Slashed" and e.args["reason"] == 4)
+    assert slashed == sorted(v.address for v in net.validators)
+    assert net.conservation_gap() == 0
+
+
+def test_honest_validators_answer_a_request_and_the_round_finalizes(tmp_path):
+    from fedchain.sim.network import SimConfig, build_network, play_round, play_to_vote
+
+    net = build_network(SimConfig(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32,
+                                  seed=3, out=tmp_path, watchers=1))
+    v = play_to_vote(net)
+    net.chain.mine_to(v.validate_end + 1)
+    asker = net.watchers[0]  # any party may ask, even about a right result
+    fc, t = net.deployment.fedchain, net.task_id
+    leader = fc.call("rounds", t, v.round_id)["leader"]
+    vote = next(e.args for e in asker.task(t).votes[v.round_id] if e.args["vote_hash"] == leader)
+    from fedchain.protocol.availability import request_args
+
+    net.deployment.token.tx("approve", net.deployment.availability.address, MAX_UINT, sender=asker.account)
+    asker.send("request", *request_args(t, v.round_id, vote, net.recipe, KIND_UPDATE, 1, 2, 1),
+               to=net.deployment.availability)
+    outcome = play_round(net)  # the validators answer it in the finalize phase, then finalize
+    assert outcome.finalized and outcome.round_id == v.round_id
+    answered = [e for e in net.deployment.availability.events() if e.name == "Answered"]
+    assert len(answered) == 1 and answered[0].args["answerer"] in {x.address for x in net.validators}
+    assert net.conservation_gap() == 0

@@ -13,29 +13,22 @@ answered with the leaf above the position, as the contract accepts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 import numpy as np
 from eth_utils import keccak
 
 from fedchain.learning import fixedpoint as fp
-from fedchain.protocol.challenge import Unchallengeable
+from fedchain.protocol.challenge import KIND_MODEL, KIND_TABLE, KIND_UPDATE, Withheld  # noqa: F401 (re-exported)
 from fedchain.protocol.distances import DistanceTable
 from fedchain.protocol.recipe import Recipe
-from fedchain.storage.merkle import ZERO, merkle_layers
+from fedchain.storage.cid import cid_from_digest
+from fedchain.storage.codec import decode_metadata
+from fedchain.storage.merkle import ZERO, merkle_layers, merkle_root, score_leaf
+from fedchain.storage.store import BlobStore
 
-KIND_MODEL, KIND_UPDATE, KIND_TABLE = 1, 2, 3
 KIND_NAMES = {KIND_MODEL: "the voted model", KIND_UPDATE: "an accepted update", KIND_TABLE: "the distance table"}
-
-
-class Withheld(Unchallengeable):
-    """A challenge needs data that cannot be fetched: ``kind`` (and for an update the
-    reveal ``index``) is what to request from the availability game."""
-
-    def __init__(self, message: str, kind: int, index: int = 0):
-        super().__init__(message)
-        self.kind = kind
-        self.index = index
 
 
 def vote_tuple(vote: Mapping) -> tuple:
@@ -116,3 +109,25 @@ def answer_call(request: Mapping, vote: Mapping, *, model: np.ndarray | None = N
         raise LookupError("no update to answer with")
     q, node, root, salt = update
     return "answer", (vote_tuple(vote), vector_node(q, chunk_size, level, position), (node, root, salt))
+
+
+def answer_from_store(request: Mapping, vote: Mapping, revealed: list, store: BlobStore, recipe: Recipe,
+                      shapes: Mapping[str, tuple[int, ...]]) -> tuple[str, tuple]:
+    """``answer_call`` for ``request`` with the data in ``store``: the voted model's blob,
+    the requested update's blob (``revealed``: the round's Revealed events), or the
+    distance table its lineage names. ``FedchainError`` if the data is not there."""
+    from fedchain.protocol.challenge import _decode_vector, _lineage_scores
+
+    blob = store.get(cid_from_digest(vote["model_cid"]))
+    if request["kind"] == KIND_MODEL:
+        return answer_call(request, vote, model=_decode_vector(blob, shapes), chunk_size=recipe.chunk_size)
+    if request["kind"] == KIND_TABLE:
+        lineage = json.loads(decode_metadata(blob)["fedchain"])
+        table = DistanceTable.from_bytes(store.get(str(lineage["distances"]["cid"])))
+        scores = _lineage_scores(blob) or []
+        tree = merkle_root([score_leaf(a, s) for a, s in scores]) if scores else ZERO
+        return answer_call(request, vote, table=(table, tree), chunk_size=recipe.chunk_size)
+    e = next(e for e in revealed if e.args["index"] == request["index"])
+    q = _decode_vector(store.get(cid_from_digest(e.args["update_cid"])), shapes)
+    return answer_call(request, vote, update=(q, e.args["node"], e.args["update_root"], e.args["salt"]),
+                       chunk_size=recipe.chunk_size)

@@ -49,6 +49,20 @@ class Unchallengeable(FedchainError):
     """The result looks wrong but no on-chain proof of it can be built (the reason says why)."""
 
 
+class Withheld(Unchallengeable):
+    """A proof needs data that cannot be fetched (or does not match what the vote commits
+    to): ``kind`` (``protocol.availability.KIND_*``) and, for an update, the reveal
+    ``index`` say what to ask the availability game for."""
+
+    def __init__(self, message: str, kind: int, index: int = 0):
+        super().__init__(message)
+        self.kind = kind
+        self.index = index
+
+
+KIND_MODEL, KIND_UPDATE, KIND_TABLE = 1, 2, 3  # availability.vy's request kinds
+
+
 @dataclass(frozen=True)
 class Step:
     """What every call to the challenge contract starts with: the round, its leading vote
@@ -395,26 +409,30 @@ def gather(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable
            store: BlobStore, recipe: Recipe, shapes: Mapping[str, tuple[int, ...]]) -> Evidence:
     """Fetch and check everything a challenge of ``vote`` (a Voted event's args) needs.
 
-    Raises ``Unchallengeable`` when no proof can be built: the voted model's blob is
-    unavailable or does not match its root, or an update the vote accepted is unusable.
+    Raises ``Withheld`` (an ``Unchallengeable``) when no proof can be built for want of
+    data: the voted model's blob is unavailable or does not match its root, an update
+    the vote accepted is unusable, or a Krum vote's distance table is; the availability
+    game can then force it on chain (``protocol.availability``).
     """
     size = recipe.chunk_size
     try:
         blob = store.get(cid_from_digest(vote["model_cid"]))
         claimed = _decode_vector(blob, shapes)
     except FedchainError as e:
-        raise Unchallengeable(f"the voted model blob cannot be used: {e}") from None
+        raise Withheld(f"the voted model blob cannot be used: {e}", KIND_MODEL) from None
     if claimed.size != parent_q.size or fp.vector_root(claimed, size) != vote["model_root"]:
-        raise Unchallengeable("the voted model blob does not match the voted model root")
+        raise Withheld("the voted model blob does not match the voted model root", KIND_MODEL)
     accepted = accepted_reveals(revealed, vote["rejected"])
     updates, samples = [], []
     for e in accepted:
         try:
             q = _decode_vector(store.get(cid_from_digest(e.args["update_cid"])), shapes)
         except FedchainError as err:
-            raise Unchallengeable(f"accepted update of {e.args['node']} is unusable: {err}") from None
+            raise Withheld(f"accepted update of {e.args['node']} is unusable: {err}", KIND_UPDATE,
+                           e.args["index"]) from None
         if q.size != parent_q.size or fp.vector_root(q, size) != e.args["update_root"]:
-            raise Unchallengeable(f"accepted update of {e.args['node']} does not match its revealed root")
+            raise Withheld(f"accepted update of {e.args['node']} does not match its revealed root", KIND_UPDATE,
+                           e.args["index"])
         updates.append(q)
         samples.append(e.args["samples"])
     revealed = sorted(revealed, key=lambda e: e.args["index"])
@@ -435,16 +453,16 @@ def _published_table(blob: bytes, store: BlobStore, vote: Mapping, scores: list 
         named = json.loads(decode_metadata(blob)["fedchain"])["distances"]
         cid, root = str(named["cid"]), bytes.fromhex(named["root"])
     except (FedchainError, KeyError, ValueError, TypeError):
-        raise Unchallengeable("the voted model's lineage names no distance table") from None
+        raise Withheld("the voted model's lineage names no distance table", KIND_TABLE) from None
     try:
         table = DistanceTable.from_bytes(store.get(cid))
     except (FedchainError, TableError) as e:
-        raise Unchallengeable(f"the voted distance table cannot be used: {e}") from None
+        raise Withheld(f"the voted distance table cannot be used: {e}", KIND_TABLE) from None
     if table.root != root or scores is None:
-        raise Unchallengeable("the published distance table does not match the voted model's lineage")
+        raise Withheld("the published distance table does not match the voted model's lineage", KIND_TABLE)
     tree = merkle_layers([score_leaf(a, s) for a, s in scores])[-1][0] if scores else ZERO
     if combined_scores_root(tree, root) != vote["scores_root"]:
-        raise Unchallengeable("the published distance table and scores do not match the voted scores root")
+        raise Withheld("the published distance table and scores do not match the voted scores root", KIND_TABLE)
     return table
 
 

@@ -184,6 +184,22 @@ class Node:
         """The contract that judges faults (its address is fixed in fedchain)."""
         return self.chain.at(artifact("slashing"), self.fc.call("slashing"))
 
+    @cached_property
+    def availability(self) -> Contract:
+        """The data-availability game (its address is fixed in fedchain)."""
+        return self.chain.at(artifact("availability"), self.fc.call("availability"))
+
+    def open_requests(self, v: RoundView) -> list[tuple[bytes, dict]]:
+        """The round's availability requests still open: (id, the contract's record)."""
+        out = []
+        for e in self.availability.events(v.validate_end):  # requests come after the vote phase
+            a = e.args
+            if e.name == "Requested" and (a["task_id"], a["round_id"]) == (v.task_id, v.round_id):
+                req = self.availability.call("requests", a["request_id"])
+                if req["open"]:
+                    out.append((a["request_id"], req))
+        return out
+
     def withdraw(self) -> int:
         """Withdraw claimed rewards (credited on chain by each claim) in one transfer."""
         owed = self.fc.call("payouts", self.address)

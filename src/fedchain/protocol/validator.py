@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fedchain.chain import commitments
-from fedchain.errors import BlobCorrupt, BlobNotFound, CodecError, LearningError, Reverted
+from fedchain.errors import BlobCorrupt, BlobNotFound, CodecError, FedchainError, LearningError, Reverted
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import (aggregate_update, enough_updates, needs_root_scores, needs_root_set,
                                          uses_prev_update)
 from fedchain.learning.train import flatten, param_shapes, unflatten
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.protocol import root_set
+from fedchain.protocol.availability import answer_from_store
 from fedchain.protocol.distances import DistanceTable, combined_scores_root, has_table
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.root_set import round_scores
@@ -80,7 +81,10 @@ class Validator(Node):
         elif phase == "vote":
             self.report_missing_reveals(log, v)
             self.vote(log, v)
+        elif phase == "challenge":
+            self.answer_requests(log, v)
         elif phase == "finalize":
+            self.answer_requests(log, v)
             self.report_absent(log, v)
             leader = self.fc.call("rounds", task_id, v.round_id)["leader"]
             if leader == ZERO:
@@ -150,6 +154,31 @@ class Validator(Node):
             if self.try_send("slash_missing_reveal", *key, node, to=self.slashing):
                 self.log.info("round %d: reported %s for committing without revealing", v.round_id, node)
         self._reported.add(key)
+
+    def answer_requests(self, log: TaskLog, v: RoundView) -> None:
+        """Answer every open availability request about the result this validator voted
+        for, from the blobs it holds (the model it computed, the updates it checked, the
+        distance table): an unanswered request would revert the round and slash its
+        voters. The answer's bond pays for its gas."""
+        key = (v.task_id, v.round_id)
+        entry = self.journal.get("vote", *key) if key in self._voted else None
+        if entry is None:
+            return
+        args = _vote_args(entry)
+        mine = commitments.vote_hash(*args)
+        vote = dict(zip(("model_root", "model_cid", "scores_root", "total_score", "rejected"), args))
+        for rid, req in self.open_requests(v):
+            if req["leader"] != mine:
+                continue  # about a result this validator did not vote for
+            try:
+                fn, call = answer_from_store(req, vote, log.reveals.get(v.round_id, []), self.store, self.recipe,
+                                             self.shapes)
+            except (FedchainError, LookupError, StopIteration) as e:
+                self.log.warning("round %d: cannot answer availability request %s: %s", v.round_id, rid.hex()[:12], e)
+                continue
+            if self.try_send(fn, rid, *call, to=self.availability):
+                self.log.info("round %d: answered availability request %s (kind %d)", v.round_id, rid.hex()[:12],
+                              req["kind"])
 
     def report_absent(self, log: TaskLog, v: RoundView) -> None:
         """Report every committee member that joined and never voted (a provable

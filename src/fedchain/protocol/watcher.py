@@ -14,6 +14,13 @@ then a colluder can dodge a pending challenge by equivocating on purpose, so
 that the wrong result loses its quorum and the other colluders keep their
 stake (SECURITY-REVIEW L-3). The challenge window must therefore leave enough
 blocks to land a challenge (the deployment's ``min_challenge_blocks``).
+If a proof needs data the watcher cannot fetch (the voted model's blob, an
+update the vote accepted, a Krum vote's distance table), it asks the
+availability game for the root of that tree (``protocol.availability``): the
+round cannot finalize until the voters answer on chain, and if nobody does by
+the deadline the watcher settles the request, which reverts the round, and
+reports the voters. (An answered request puts that node on chain; going down
+the tree node by node to the one chunk a proof needs is not implemented yet.)
 Differences that cannot be proven on chain (root-set scores, the rejected set,
 rules without a judge) are logged loudly and left to ``fedchain audit``.
 """
@@ -21,11 +28,13 @@ rules without a judge) are logged loudly and left to ``fedchain audit``.
 from __future__ import annotations
 
 from fedchain.chain.interface import Contract
-from fedchain.errors import Reverted
-from fedchain.protocol.challenge import Unchallengeable, find_score_fault, gather
+from fedchain.errors import FedchainError, Reverted
+from fedchain.protocol.availability import KIND_MODEL, KIND_NAMES, request_args
+from fedchain.protocol.challenge import Unchallengeable, Withheld, find_score_fault, gather
 from fedchain.protocol.recipe import CHALLENGE_NONE
 from fedchain.protocol.node import Node, RoundView, TaskLog
 from fedchain.protocol.validator import ZERO, compute_round
+from fedchain.storage.cid import cid_from_digest
 
 VOTE_FIELDS = ("model_root", "model_cid", "scores_root", "total_score", "rejected")
 
@@ -40,9 +49,13 @@ class Watcher(Node):
         self._checked: set[tuple[int, int]] = set()
         self.challenged: list[tuple[int, int, bool]] = []  # (task, round, success)
         self.unprovable: dict[tuple[int, int], str] = {}   # wrong results it could not prove on chain
+        self.requested: dict[tuple[int, int], bytes] = {}  # availability requests it made, by round
 
     def act(self, log: TaskLog, v: RoundView, phase: str) -> None:
         key = (v.task_id, v.round_id)
+        if key in self.requested:
+            self.settle(log, v)
+            return
         if phase != "challenge" or key in self._checked:
             return  # before validate_end a challenge could be dodged by an equivocation (L-3)
         leader = self.fc.call("rounds", *key)["leader"]
@@ -56,6 +69,11 @@ class Watcher(Node):
         t, r = v.task_id, v.round_id
         parent = self.current_model(t)
         revealed = log.reveals.get(r, [])
+        try:  # the voted model must be available, right or wrong: the next round builds on it
+            self.store.get(cid_from_digest(vote["model_cid"]))
+        except FedchainError as e:
+            self.request(v, vote, Withheld(f"the voted model blob cannot be fetched: {e}", KIND_MODEL))
+            return
         mine = compute_round(t, r, parent, revealed, self.store, self.recipe, self.template)
         wrong = [f for f, got in zip(VOTE_FIELDS, mine.vote_args()) if vote[f] != got]
         if not wrong:
@@ -64,6 +82,9 @@ class Watcher(Node):
         self.log.warning("round %d: the leading result is wrong in %s", r, ", ".join(wrong))
         try:
             challenge = self.build_challenge(t, r, parent.q, revealed, vote)
+        except Withheld as e:
+            self.request(v, vote, e)
+            return
         except Unchallengeable as e:
             self.unprovable[(t, r)] = str(e)
             self.log.warning("round %d: cannot prove it on chain: %s", r, e)
@@ -109,6 +130,41 @@ class Watcher(Node):
         else:
             self.log.error("round %d: challenge of %s failed; bond lost", ch.round_id, what)
         return success
+
+    def request(self, v: RoundView, vote, missing: Withheld) -> None:
+        """Ask the availability game for the root of the tree a proof lacks."""
+        self.log.warning("round %d: %s; requesting it on chain", v.round_id, missing)
+        bond = self.availability.call("bond")
+        if self.token.call("allowance", self.address, self.availability.address) < bond:
+            self.gas_used += self.token.tx("approve", self.availability.address, bond, sender=self.account).gas_used
+        try:
+            rc = self.send("request", *request_args(v.task_id, v.round_id, vote, self.recipe, missing.kind,
+                                                    missing.index), to=self.availability)
+        except Reverted as e:
+            self.unprovable[(v.task_id, v.round_id)] = f"{missing}; the availability request was refused: {e.reason}"
+            self.log.error("round %d: availability request refused: %s", v.round_id, e.reason)
+            return
+        self.requested[(v.task_id, v.round_id)] = rc.event("Requested").args["request_id"]
+        self.log.info("round %d: requested %s from the availability game", v.round_id, KIND_NAMES[missing.kind])
+
+    def settle(self, log: TaskLog, v: RoundView) -> None:
+        """After its deadline, settle an unanswered request: the round is reverted and its
+        voters are reported. An answered one put its node on chain: nothing more to do."""
+        key = (v.task_id, v.round_id)
+        rid = self.requested[key]
+        req = self.availability.call("requests", rid)
+        if not req["open"]:
+            if key not in self.unprovable:
+                self.unprovable[key] = "the availability request was answered: the data is on chain, node by node"
+                self.log.warning("round %d: %s", v.round_id, self.unprovable[key])
+            return
+        if self.chain.block_number() <= req["deadline"]:
+            return
+        rc = self.send("settle", rid, to=self.availability)
+        if rc.event("Unanswered").args["reverted"]:
+            self.challenged.append((v.task_id, v.round_id, True))
+            self.log.warning("round %d: nobody answered the availability request; round reverted", v.round_id)
+            self.report_voters(log, v, req["leader"])
 
     def report_voters(self, log: TaskLog, v: RoundView, leader: bytes) -> None:
         """Report every validator that voted for the reverted result (a safety fault)."""

@@ -222,6 +222,15 @@ def play_round(net: Network) -> RoundOutcome:
             break
         if boundary is not None:
             net.chain.mine_to(boundary)
+    # an open availability request holds the round: a block at a time until it is answered or settled
+    av = net.deployment.availability
+    for _ in range(av.call("answer_blocks") + 2 if av is not None else 0):
+        log = observer.task(t)
+        if log.finished or log.current.round_id != v.round_id or not av.call("open_requests", t, v.round_id):
+            break
+        net.chain.mine(1)
+        for node in net.nodes:
+            node.step(t)
     status = fc.call("rounds", t, v.round_id)["status"]
     return RoundOutcome(v.round_id, status == 1, sum(n.gas_used for n in net.nodes) - gas0,
                         time.perf_counter() - start)

@@ -14,7 +14,15 @@ publishes a matching model blob, so the result looks complete:
   up to;
 - ``DistanceLeafColluder`` ("distance-leaf", Krum rules): chunk 0's distance
   between reveals 0 and 1 is inflated and every sum above it agrees, so the
-  table is consistent and only the chunk data shows the lie.
+  table is consistent and only the chunk data shows the lie;
+- ``WithholdingColluder`` ("withhold-model"): the sabotaged model of "model",
+  but its blob is published nowhere, and availability requests go unanswered;
+- ``WithholdingTableColluder`` ("withhold-table", Krum rules): the corrupt
+  table of "distance-leaf", never published, requests unanswered.
+
+Without the availability game the two withholders escape every challenge
+(no proof can be built without the data); with it a watcher's request that
+nobody answers reverts the round (SECURITY-REVIEW H-3).
 
 Being deterministic, all colluders cast the same vote; with 2/3 of the
 committee stake it leads, and only a watcher's challenge stops it.
@@ -33,13 +41,16 @@ from fedchain.storage.merkle import merkle_root, score_leaf
 
 
 class Colluder(Validator):
+    publish = True  # whether the sabotaged blobs go to the blob store
+
     def compute(self, log, v):
         honest = super().compute(log, v)
         parent = self.current_model(v.task_id).q
         new = fp.to_fixed(flatten(decode_tensors(honest.blob, self.shapes)))
         bad = fp.clip_fixed(2 * parent - new)
         blob = encode_tensors(unflatten(fp.from_fixed(bad), self.template), decode_metadata(honest.blob))
-        self.store.put(blob)
+        if self.publish:
+            self.store.put(blob)
         return dataclasses.replace(honest, model_root=fp.vector_root(bad, self.recipe.chunk_size),
                                    model_cid=cid_of(blob), blob=blob)
 
@@ -69,6 +80,8 @@ class TotalColluder(Validator):
 class _TableColluder(Validator):
     """Publishes a corrupted distance table (``corrupt``) with the honest model and scores."""
 
+    publish = True  # whether the corrupt table goes to the blob store
+
     def corrupt(self, table: DistanceTable) -> DistanceTable:
         raise NotImplementedError
 
@@ -78,7 +91,8 @@ class _TableColluder(Validator):
             return honest  # not a Krum task: nothing to corrupt
         table = self.corrupt(DistanceTable.from_bytes(honest.table_blob))
         table_blob = table.to_bytes()
-        self.store.put(table_blob)
+        if self.publish:
+            self.store.put(table_blob)
         lineage = json.loads(decode_metadata(honest.blob)["fedchain"])
         lineage["distances"] = {"cid": cid_of(table_blob), "root": table.root.hex()}
         blob = encode_tensors(decode_tensors(honest.blob, self.shapes), {"fedchain": json.dumps(lineage, sort_keys=True)})
@@ -102,5 +116,20 @@ class DistanceLeafColluder(_TableColluder):
         return DistanceTable.build(leaves)
 
 
+class WithholdingColluder(Colluder):
+    publish = False
+
+    def answer_requests(self, log, v):
+        """A withholder answers no availability request."""
+
+
+class WithholdingTableColluder(DistanceLeafColluder):
+    publish = False
+
+    def answer_requests(self, log, v):
+        """A withholder answers no availability request."""
+
+
 COLLUDERS = {"model": Colluder, "score": ScoreColluder, "total": TotalColluder,
-             "distance-sum": DistanceSumColluder, "distance-leaf": DistanceLeafColluder}
+             "distance-sum": DistanceSumColluder, "distance-leaf": DistanceLeafColluder,
+             "withhold-model": WithholdingColluder, "withhold-table": WithholdingTableColluder}
