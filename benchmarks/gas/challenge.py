@@ -92,7 +92,7 @@ def measure(n: int, colluders: int, rule: str = "fedavg") -> dict:
                "success": rc.event("Challenged").args["success"], "challenge_gas": rc.gas_used}
         if row["success"]:
             voter = net.validators[0].address
-            row["slash_wrong_vote_gas"] = net.deployment.fedchain.tx("slash_wrong_vote", net.task_id, v.round_id,
+            row["slash_wrong_vote_gas"] = net.deployment.slashing.tx("slash_wrong_vote", net.task_id, v.round_id,
                                                                      voter, sender=challenger).gas_used
         return row
 

@@ -85,12 +85,13 @@ class Bench:
         self.owner = account_from_seed(f"gas-{tag}-owner")
         chain.fund(self.owner.address, 10**24)
         d = deploy(chain, self.owner, params)
-        self.token, self.fc = d.token, d.fedchain
+        self.token, self.fc, self.slashing = d.token, d.fedchain, d.slashing
         self.gas: dict[str, int] = {}
         self.register([self.owner], 0)  # the sponsor: tokens and allowance, no stake
 
     def tx(self, fn: str, *args, sender, record: bool = True):
-        r = self.fc.tx(fn, *args, sender=sender, gas=None if record else SETUP_GAS)
+        to = self.slashing if fn.startswith("slash_") else self.fc  # faults are judged by slashing.vy
+        r = to.tx(fn, *args, sender=sender, gas=None if record else SETUP_GAS)
         if record:
             self.gas[fn] = max(self.gas.get(fn, 0), r.gas_used)
         return r
@@ -173,6 +174,19 @@ def measure_functions(chain: Chain) -> dict[str, int]:
         chain.mine_to(b.schedule(task, rnd)[2] + 1)
         b.tx("advance", task, sender=reporter, record=rnd == 1)
     b.tx("reclaim", task, sender=b.owner)
+
+    # a committee member that joins and never votes (slash_absent): a one-round task of its own
+    task = b.create_task(record=False, trainers_per_round=5)
+    b.commit(task, 0, trainers[1], record=False)
+    for v in validators:
+        b.tx("join", task, 0, sender=v, record=False)
+    chain.mine_to(b.schedule(task, 0)[1] + 1)
+    b.reveal(task, 0, trainers[1], record=False)
+    chain.mine_to(b.schedule(task, 0)[2] + 1)
+    for v in validators[:2]:  # 2 of 3 seats: a quorum
+        b.tx("vote", task, 0, *result, sender=v, record=False)
+    chain.mine_to(b.schedule(task, 0)[3] + 1)
+    b.tx("slash_absent", task, 0, validators[2].address, sender=reporter)
 
     r = b.tx("unbond", STAKE, sender=trainers[0])
     chain.mine_to(r.block + ProtocolParams().unbonding_delay)

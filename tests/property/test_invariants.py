@@ -620,13 +620,15 @@ class FedchainMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._any_round(lambda t, R: self.block <= R.reveal_end))
     @rule(mask=masks, j=picks, plan=st.sampled_from(["silent", "phantom", "inflated"]))
     def join_to_collude(self, mask, j, plan):
-        """The nodes in ``mask`` try to join the round's committee meaning to stay silent
-        (slash_absent applies once the vote phase is over) or to vote a wrong result as
-        soon as the vote phase opens: a phantom leaf or an inflated total, which a
-        challenge proves wrong."""
+        """The validators in ``mask`` (a subset of those staked) try to join the round's
+        committee meaning to stay silent (slash_absent applies once the vote phase is
+        over) or to vote a wrong result as soon as the vote phase opens: a phantom leaf
+        or an inflated total, which a challenge proves wrong."""
         tid, _ = self._task(j, lambda t, R: self.block <= R.reveal_end)
-        for node in self._masked(mask):
-            self._join(tid, node, plan)
+        validators = [n for n in self.nodes if self.stakes[n.address].role == ROLE_VALIDATOR]
+        for k, node in enumerate(validators):
+            if mask >> k & 1:
+                self._join(tid, node, plan)
 
     def _join(self, tid: int, node, plan: str | None = None) -> None:
         """``plan``: None (honest: votes the correct result), "silent" or a wrong result's kind."""

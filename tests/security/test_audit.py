@@ -233,7 +233,7 @@ def test_the_cli_audits_a_live_chain_over_rpc(tmp_path):
     with anvil:
         # on anvil every transaction mines a block: phases must outlast a round's transactions
         cfg = SimConfig(trainers=3, validators=2, rounds=2, model="mlp", epochs=1, lr=0.1, seed=6, out=tmp_path,
-                        phase_blocks=20)
+                        phase_blocks=19)  # 4 x 19 + the slash grace (20) < the unbonding delay (100)
         net = build_network(cfg, chain=RpcChain(anvil.url))
         assert all(play_round(net).finalized for _ in range(cfg.rounds))
         settle(net)
