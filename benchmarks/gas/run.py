@@ -20,7 +20,10 @@ transaction at a time) and half a minute with ``--embedded``.
 What is measured
 ----------------
 ``functions``: one scripted task (five trainers, three validators, three rounds)
-that calls every external function. A function called several times there
+that calls every external function of fedchain and slashing.vy, then two one-round
+tasks: a validator that joins and never votes (``slash_absent``), and the
+availability game (``request``, ``answer``: the larger of a root's children and a
+256-byte leaf, ``settle``: an unanswered request, which reverts the round). A function called several times there
 (commits, votes, claims...) is reported at its most expensive call, e.g. the
 vote that reaches quorum or the first stake of a fresh node: a gas budget
 needs the worst case. ``advance`` is the one that fails round 1 and opens
@@ -58,11 +61,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from eth_utils import keccak
 
 from fedchain.chain import commitments as cm
 from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR, TOKEN, ProtocolParams, deploy
 from fedchain.chain.interface import Chain, account_from_seed
+from fedchain.learning import fixedpoint as fp
+from fedchain.protocol.availability import NO_OPENING, vector_node
 from fedchain.storage.merkle import merkle_layers, proof_from_layers, score_leaf
 
 MAX_UINT = 2**256 - 1
@@ -85,12 +91,12 @@ class Bench:
         self.owner = account_from_seed(f"gas-{tag}-owner")
         chain.fund(self.owner.address, 10**24)
         d = deploy(chain, self.owner, params)
-        self.token, self.fc, self.slashing = d.token, d.fedchain, d.slashing
+        self.token, self.fc, self.slashing, self.availability = d.token, d.fedchain, d.slashing, d.availability
         self.gas: dict[str, int] = {}
         self.register([self.owner], 0)  # the sponsor: tokens and allowance, no stake
 
-    def tx(self, fn: str, *args, sender, record: bool = True):
-        to = self.slashing if fn.startswith("slash_") else self.fc  # faults are judged by slashing.vy
+    def tx(self, fn: str, *args, sender, record: bool = True, to=None):
+        to = to or (self.slashing if fn.startswith("slash_") else self.fc)  # faults are judged by slashing.vy
         r = to.tx(fn, *args, sender=sender, gas=None if record else SETUP_GAS)
         if record:
             self.gas[fn] = max(self.gas.get(fn, 0), r.gas_used)
@@ -104,6 +110,7 @@ class Bench:
             self.chain.fund(a.address, 10**21)
             self.token.tx("mint", a.address, 1_000 * TOKEN, sender=self.owner, gas=SETUP_GAS)
             self.token.tx("approve", self.fc.address, MAX_UINT, sender=a, gas=SETUP_GAS)
+            self.token.tx("approve", self.availability.address, MAX_UINT, sender=a, gas=SETUP_GAS)
             if role:
                 self.tx("stake", role, STAKE, sender=a, record=record)
 
@@ -187,6 +194,31 @@ def measure_functions(chain: Chain) -> dict[str, int]:
         b.tx("vote", task, 0, *result, sender=v, record=False)
     chain.mine_to(b.schedule(task, 0)[3] + 1)
     b.tx("slash_absent", task, 0, validators[2].address, sender=reporter)
+
+    # the availability game on a voted model of 5 chunks (depth 3): a request for the root and
+    # for a leaf, each answered (the leaf's answer carries its 256 bytes), and one left to settle,
+    # which reverts the round
+    model = np.random.default_rng(0).integers(-2**20, 2**20, 300)
+    vote = (fp.vector_root(model, fp.CHUNK_SIZE), h32("model-cid", 2), result[2], result[3], 0)
+    task = b.create_task(record=False, trainers_per_round=5)
+    b.commit(task, 0, trainers[1], record=False)
+    for v in validators[:2]:  # validator 2 was slashed below the least stake
+        b.tx("join", task, 0, sender=v, record=False)
+    chain.mine_to(b.schedule(task, 0)[1] + 1)
+    b.reveal(task, 0, trainers[1], record=False)
+    chain.mine_to(b.schedule(task, 0)[2] + 1)
+    for v in validators[:2]:
+        b.tx("vote", task, 0, *vote, sender=v, record=False)
+    chain.mine_to(b.schedule(task, 0)[3] + 1)
+    fedavg = (1, 0, 1, 1, h32("json"))
+    for level, position in ((0, 0), (3, 1), (1, 1)):
+        r = b.tx("request", task, 0, vote, fedavg, 1, 0, level, position, sender=reporter, to=b.availability)
+        rid = r.event("Requested").args["request_id"]
+        if (level, position) != (1, 1):
+            b.tx("answer", rid, vote, vector_node(model, fp.CHUNK_SIZE, level, position), NO_OPENING,
+                 sender=validators[0], to=b.availability)
+    chain.mine_to(b.availability.call("requests", rid)["deadline"] + 1)
+    b.tx("settle", rid, sender=reporter, to=b.availability)
 
     r = b.tx("unbond", STAKE, sender=trainers[0])
     chain.mine_to(r.block + ProtocolParams().unbonding_delay)
