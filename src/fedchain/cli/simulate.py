@@ -59,7 +59,8 @@ def simulate(
         help="Validators (the first N) that collude: they vote for a sabotaged model.")] = D.colluders,
     collusion: Annotated[str, typer.Option(
         help="What the colluders corrupt: model | score (one trainer takes all) | total (inflated) | "
-             "distance-sum | distance-leaf (a Krum task's distance table).")]
+             "distance-sum | distance-leaf (a Krum task's distance table) | withhold-model | withhold-table "
+             "(publish nothing of it: the availability game).")]
         = D.collusion,
     watchers: Annotated[int, typer.Option(
         help="Watchers: no stake, no data; they recompute every round and challenge a wrong result on chain.")]
@@ -99,7 +100,7 @@ def simulate(
                   + (f"; attack {attack} by {byzantine_count(cfg)} trainers (omniscient)" if attack else ""))
     console.print("Each round: selected trainers train locally, commit a hash, reveal it; validators check every "
                   f"update, aggregate with exact fixed-point {'FedAvg' if rule == 'fedavg' else rule}, vote; "
-                  "2/3 of committee stake finalizes.")
+                  "2/3 of the committee's seats finalizes.")
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
         job = bar.add_task("round 1", total=rounds)

@@ -25,7 +25,7 @@ Without the availability game the two withholders escape every challenge
 nobody answers reverts the round (SECURITY-REVIEW H-3).
 
 Being deterministic, all colluders cast the same vote; with 2/3 of the
-committee stake it leads, and only a watcher's challenge stops it.
+committee's seats it leads, and only a watcher's challenge stops it.
 """
 
 import dataclasses
