@@ -200,7 +200,7 @@ def measure_functions(chain: Chain) -> dict[str, int]:
     # which reverts the round
     model = np.random.default_rng(0).integers(-2**20, 2**20, 300)
     vote = (fp.vector_root(model, fp.CHUNK_SIZE), h32("model-cid", 2), result[2], result[3], 0)
-    task = b.create_task(record=False, trainers_per_round=5)
+    task = b.create_task(record=False, trainers_per_round=5, challenge_blocks=10)  # anvil: a block a transaction
     b.commit(task, 0, trainers[1], record=False)
     for v in validators[:2]:  # validator 2 was slashed below the least stake
         b.tx("join", task, 0, sender=v, record=False)
