@@ -401,3 +401,28 @@ def test_honest_validators_answer_a_request_and_the_round_finalizes(tmp_path):
     answered = [e for e in net.deployment.availability.events() if e.name == "Answered"]
     assert len(answered) == 1 and answered[0].args["answerer"] in {x.address for x in net.validators}
     assert net.conservation_gap() == 0
+
+
+def test_a_watcher_walks_down_a_hidden_model_and_proves_it_wrong(tmp_path):
+    """The colluders hold their sabotaged model but publish it nowhere, and answer every
+    request: the watcher goes down the model's tree one answered node a block, towards the
+    child that differs from the honest tree, and proves the wrong chunk it reaches."""
+    from fedchain.sim.network import SimConfig, build_network, play_round
+
+    cfg = SimConfig(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32, seed=3,
+                    out=tmp_path, colluders=3, collusion="hide-model", watchers=1, phase_blocks=12)
+    net = build_network(cfg)
+    outcome = play_round(net)
+    watcher, av, fc = net.watchers[0], net.deployment.availability, net.deployment.fedchain
+    assert not outcome.finalized and watcher.challenged == [(net.task_id, 0, True)], watcher.unprovable
+    chunks = -(-sum(a.size for a in net.initial_params.values()) // CHUNK)  # the model's chunks (leaves)
+    levels = [e.args["level"] for e in av.events() if e.name == "Requested"]
+    answered = [e for e in av.events() if e.name == "Answered"]
+    assert levels == list(range(len(levels))) and len(answered) == len(levels)  # root to leaf, each answered
+    assert not answered[-1].args["inner"] and len(answered[-1].args["data"]) == 4 * CHUNK
+    assert 2 ** (len(levels) - 2) < chunks <= 2 ** (len(levels) - 1)  # one request a level, the root's too
+    challenged = [e.args for e in net.deployment.challenges.events() if e.name == "Challenged"]
+    assert [c["kind"] for c in challenged] == [1] and challenged[0]["success"]
+    slashed = sorted(e.args["node"] for e in fc.events() if e.name == "Slashed" and e.args["reason"] == 4)
+    assert slashed == sorted(v.address for v in net.validators)
+    assert net.conservation_gap() == 0

@@ -233,6 +233,9 @@ class Evidence:
     revealed: list = ()  # every Revealed event of the round, in reveal order
     claimed_scores: list | None = None  # the voted model's lineage: [(node, score)] in reveal order
     table: DistanceTable | None = None  # Krum rules: the distance table the vote commits to
+    # chunks of the voted model known only with their proof (the blob withheld, the chunk
+    # answered in the availability game): chunk -> proof; ``claimed`` holds their values
+    claimed_proofs: Mapping[int, list] | None = None
 
     @property
     def vote_tuple(self) -> tuple:
@@ -282,6 +285,8 @@ class Evidence:
         size = self.recipe.chunk_size
         parent_chunk, parent_proof = _chunk_and_proof(self.parent, c, size)
         claimed_chunk, claimed_proof = _chunk_and_proof(self.claimed, c, size)
+        if self.claimed_proofs is not None:
+            claimed_proof = list(self.claimed_proofs[c])
         chosen, opening = self.averaged(), None
         if self.table is not None:
             if len(self.table.totals) != len(self.revealed) * (len(self.revealed) - 1) // 2:
@@ -422,6 +427,38 @@ def gather(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable
         raise Withheld(f"the voted model blob cannot be used: {e}", KIND_MODEL) from None
     if claimed.size != parent_q.size or fp.vector_root(claimed, size) != vote["model_root"]:
         raise Withheld("the voted model blob does not match the voted model root", KIND_MODEL)
+    accepted, updates, samples = accepted_updates(revealed, vote, store, recipe, shapes, parent_q.size)
+    revealed = sorted(revealed, key=lambda e: e.args["index"])
+    scores = _lineage_scores(blob)
+    table = _published_table(blob, store, vote, scores, len(revealed)) if has_table(recipe) else None
+    return Evidence(task_id, round_id, vote, parent_q, claimed, accepted, updates, samples, recipe, revealed,
+                    scores, table)
+
+
+def gather_one_chunk(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable, vote: Mapping,
+                     store: BlobStore, recipe: Recipe, shapes: Mapping[str, tuple[int, ...]], honest: np.ndarray,
+                     chunk: int, data: bytes, proof: list) -> Evidence:
+    """Evidence for a vote whose model blob is withheld but whose chunk ``chunk`` is known
+    with its proof (answered in the availability game): the voted model is taken to be the
+    honest one (``honest``) but for that chunk, so ``first_wrong`` finds the wrong value in
+    it. Coordinate-wise rules only (a Krum rule needs the vote's table)."""
+    if has_table(recipe):
+        raise Unchallengeable("a Krum-rule vote needs its distance table, not only one chunk of its model")
+    size = recipe.chunk_size
+    values = np.frombuffer(data, dtype=">i4").astype(np.int64)
+    claimed = fp.chunks(honest, size).copy()
+    claimed[chunk] = values
+    claimed = claimed.ravel()[: honest.size]
+    accepted, updates, samples = accepted_updates(revealed, vote, store, recipe, shapes, parent_q.size)
+    revealed = sorted(revealed, key=lambda e: e.args["index"])
+    return Evidence(task_id, round_id, vote, parent_q, claimed, accepted, updates, samples, recipe, revealed,
+                    claimed_proofs={chunk: list(proof)})
+
+
+def accepted_updates(revealed: Iterable, vote: Mapping, store: BlobStore, recipe: Recipe,
+                     shapes: Mapping[str, tuple[int, ...]], size: int) -> tuple[list, list, list]:
+    """The Revealed events the vote accepted, their fixed-point vectors and sample counts
+    (``Withheld`` if one cannot be fetched or does not match its revealed root)."""
     accepted = accepted_reveals(revealed, vote["rejected"])
     updates, samples = [], []
     for e in accepted:
@@ -430,16 +467,12 @@ def gather(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable
         except FedchainError as err:
             raise Withheld(f"accepted update of {e.args['node']} is unusable: {err}", KIND_UPDATE,
                            e.args["index"]) from None
-        if q.size != parent_q.size or fp.vector_root(q, size) != e.args["update_root"]:
+        if q.size != size or fp.vector_root(q, recipe.chunk_size) != e.args["update_root"]:
             raise Withheld(f"accepted update of {e.args['node']} does not match its revealed root", KIND_UPDATE,
                            e.args["index"])
         updates.append(q)
         samples.append(e.args["samples"])
-    revealed = sorted(revealed, key=lambda e: e.args["index"])
-    scores = _lineage_scores(blob)
-    table = _published_table(blob, store, vote, scores, len(revealed)) if has_table(recipe) else None
-    return Evidence(task_id, round_id, vote, parent_q, claimed, accepted, updates, samples, recipe, revealed,
-                    scores, table)
+    return accepted, updates, samples
 
 
 def _published_table(blob: bytes, store: BlobStore, vote: Mapping, scores: list | None,

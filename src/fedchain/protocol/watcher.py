@@ -19,22 +19,34 @@ update the vote accepted, a Krum vote's distance table), it asks the
 availability game for the root of that tree (``protocol.availability``): the
 round cannot finalize until the voters answer on chain, and if nobody does by
 the deadline the watcher settles the request, which reverts the round, and
-reports the voters. (An answered request puts that node on chain; going down
-the tree node by node to the one chunk a proof needs is not implemented yet.)
+reports the voters. A quorum that holds a wrong model but withholds its blob
+must answer: the watcher then goes down the model's tree one answered request a
+level, towards the child that differs from the honest model's tree, and at the
+leaf sends the one-chunk fraud proof the answers made possible (coordinate-wise
+rules; the window must leave a block a level).
 Differences that cannot be proven on chain (root-set scores, the rejected set,
 rules without a judge) are logged loudly and left to ``fedchain audit``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fedchain.chain import commitments
 from fedchain.chain.interface import Contract
 from fedchain.errors import FedchainError, Reverted
 from fedchain.protocol.availability import KIND_MODEL, KIND_NAMES, request_args
-from fedchain.protocol.challenge import Unchallengeable, Withheld, find_score_fault, gather
+from fedchain.learning import fixedpoint as fp
+from fedchain.protocol.challenge import (Unchallengeable, Withheld, _decode_vector, find_score_fault, gather,
+                                         gather_one_chunk)
 from fedchain.protocol.recipe import CHALLENGE_NONE
 from fedchain.protocol.node import Node, RoundView, TaskLog
 from fedchain.protocol.validator import ZERO, compute_round
 from fedchain.storage.cid import cid_from_digest
+from fedchain.storage.merkle import merkle_layers
 
 VOTE_FIELDS = ("model_root", "model_cid", "scores_root", "total_score", "rejected")
 
@@ -50,11 +62,12 @@ class Watcher(Node):
         self.challenged: list[tuple[int, int, bool]] = []  # (task, round, success)
         self.unprovable: dict[tuple[int, int], str] = {}   # wrong results it could not prove on chain
         self.requested: dict[tuple[int, int], bytes] = {}  # availability requests it made, by round
+        self.walks: dict[tuple[int, int], _Walk] = {}      # withheld wrong models it is walking down
 
     def act(self, log: TaskLog, v: RoundView, phase: str) -> None:
         key = (v.task_id, v.round_id)
         if key in self.requested:
-            self.settle(log, v)
+            self.follow(log, v)
             return
         if phase != "challenge" or key in self._checked:
             return  # before validate_end a challenge could be dodged by an equivocation (L-3)
@@ -69,12 +82,16 @@ class Watcher(Node):
         t, r = v.task_id, v.round_id
         parent = self.current_model(t)
         revealed = log.reveals.get(r, [])
+        mine = compute_round(t, r, parent, revealed, self.store, self.recipe, self.template)
         try:  # the voted model must be available, right or wrong: the next round builds on it
             self.store.get(cid_from_digest(vote["model_cid"]))
         except FedchainError as e:
+            if vote["model_root"] != mine.model_root:  # and it is wrong: walk down its tree to a wrong chunk
+                honest = _decode_vector(mine.blob, self.shapes)
+                tree = merkle_layers(fp.chunk_leaves(honest, self.recipe.chunk_size))
+                self.walks[(t, r)] = _Walk(vote, honest, tree)
             self.request(v, vote, Withheld(f"the voted model blob cannot be fetched: {e}", KIND_MODEL))
             return
-        mine = compute_round(t, r, parent, revealed, self.store, self.recipe, self.template)
         wrong = [f for f, got in zip(VOTE_FIELDS, mine.vote_args()) if vote[f] != got]
         if not wrong:
             self.log.info("round %d: the leading result checks out", r)
@@ -131,15 +148,15 @@ class Watcher(Node):
             self.log.error("round %d: challenge of %s failed; bond lost", ch.round_id, what)
         return success
 
-    def request(self, v: RoundView, vote, missing: Withheld) -> None:
-        """Ask the availability game for the root of the tree a proof lacks."""
-        self.log.warning("round %d: %s; requesting it on chain", v.round_id, missing)
+    def request(self, v: RoundView, vote, missing: Withheld, level: int = 0, position: int = 0) -> None:
+        """Ask the availability game for a node (by default the root) of the tree a proof lacks."""
+        self.log.warning("round %d: %s; requesting node (%d, %d) on chain", v.round_id, missing, level, position)
         bond = self.availability.call("bond")
         if self.token.call("allowance", self.address, self.availability.address) < bond:
             self.gas_used += self.token.tx("approve", self.availability.address, bond, sender=self.account).gas_used
         try:
             rc = self.send("request", *request_args(v.task_id, v.round_id, vote, self.recipe, missing.kind,
-                                                    missing.index), to=self.availability)
+                                                    missing.index, level, position), to=self.availability)
         except Reverted as e:
             self.unprovable[(v.task_id, v.round_id)] = f"{missing}; the availability request was refused: {e.reason}"
             self.log.error("round %d: availability request refused: %s", v.round_id, e.reason)
@@ -147,14 +164,22 @@ class Watcher(Node):
         self.requested[(v.task_id, v.round_id)] = rc.event("Requested").args["request_id"]
         self.log.info("round %d: requested %s from the availability game", v.round_id, KIND_NAMES[missing.kind])
 
-    def settle(self, log: TaskLog, v: RoundView) -> None:
-        """After its deadline, settle an unanswered request: the round is reverted and its
-        voters are reported. An answered one put its node on chain: nothing more to do."""
+    def follow(self, log: TaskLog, v: RoundView) -> None:
+        """Follow this round's availability request: after its deadline settle it if nobody
+        answered (the round is reverted, its voters are reported); once answered, go one
+        level down the withheld model's tree towards a chunk that differs from the honest
+        model's, and at that chunk send the fraud proof its answer makes possible."""
         key = (v.task_id, v.round_id)
         rid = self.requested[key]
         req = self.availability.call("requests", rid)
         if not req["open"]:
-            if key not in self.unprovable:
+            answer = next((e.args for e in self.availability.events(v.validate_end)
+                           if e.name == "Answered" and e.args["request_id"] == rid), None)
+            walk = self.walks.get(key)
+            if walk is not None and answer is not None and (walk.level, walk.position) == (req["level"],
+                                                                                          req["position"]):
+                self.descend(log, v, walk, answer)
+            elif key not in self.unprovable:
                 self.unprovable[key] = "the availability request was answered: the data is on chain, node by node"
                 self.log.warning("round %d: %s", v.round_id, self.unprovable[key])
             return
@@ -165,6 +190,49 @@ class Watcher(Node):
             self.challenged.append((v.task_id, v.round_id, True))
             self.log.warning("round %d: nobody answered the availability request; round reverted", v.round_id)
             self.report_voters(log, v, req["leader"])
+
+    def descend(self, log: TaskLog, v: RoundView, walk: "_Walk", answer) -> None:
+        """One step down the voted model's tree, whose node (walk.level, walk.position) was
+        answered: request the child that differs from the honest tree's, or at a leaf
+        challenge the wrong value in it with the path the answers gave."""
+        key = (v.task_id, v.round_id)
+        depth = len(walk.layers) - 1
+        if not answer["inner"]:
+            self.walks.pop(key)
+            if walk.level != depth or len(answer["data"]) == 0:
+                self.unprovable[key] = "the voted model's tree is not shaped like the model"
+                return
+            t, r = key
+            try:
+                evidence = gather_one_chunk(t, r, self.current_model(t).q, log.reveals.get(r, []), walk.vote,
+                                            self.store, self.recipe, self.shapes, walk.honest,
+                                            walk.position, answer["data"], list(reversed(walk.siblings)))
+                fault = evidence.model_fault()
+            except Unchallengeable as e:
+                self.unprovable[key] = str(e)
+                return
+            if fault is None:
+                self.unprovable[key] = f"chunk {walk.position} of the voted model is right"
+            elif self.send_challenge(fault):
+                self.report_voters(log, v, walk.leader)
+            return
+        if walk.level >= depth:
+            self.walks.pop(key)
+            self.unprovable[key] = "the voted model's tree is deeper than the model"
+            return
+        below, p = walk.layers[depth - walk.level - 1], walk.position
+        if answer["left"] != below[2 * p]:
+            walk.siblings.append(answer["right"])
+            walk.position = 2 * p
+        elif answer["right"] != below[2 * p + 1]:
+            walk.siblings.append(answer["left"])
+            walk.position = 2 * p + 1
+        else:
+            self.walks.pop(key)
+            self.unprovable[key] = "the answered node's children are the honest model's"
+            return
+        walk.level += 1
+        self.request(v, walk.vote, Withheld("a node of the withheld model", KIND_MODEL), walk.level, walk.position)
 
     def report_voters(self, log: TaskLog, v: RoundView, leader: bytes) -> None:
         """Report every validator that voted for the reverted result (a safety fault)."""
@@ -191,3 +259,22 @@ class Watcher(Node):
 
     def outstanding_claims(self, task_id: int) -> int:
         return 0
+
+
+@dataclass
+class _Walk:
+    """A walk down a withheld voted model's chunk tree, one answered request a level."""
+
+    vote: Mapping
+    honest: np.ndarray  # the honest model's fixed-point vector
+    layers: list  # its chunk tree (merkle_layers: leaves first)
+    level: int = 0
+    position: int = 0
+    siblings: list = field(default_factory=list)  # the answered siblings, from the root down
+
+    @property
+    def leader(self) -> bytes:
+        v = self.vote
+        return commitments.vote_hash(v["model_root"], v["model_cid"], v["scores_root"], v["total_score"],
+                                     v["rejected"])
+

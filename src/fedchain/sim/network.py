@@ -212,8 +212,9 @@ def play_round(net: Network) -> RoundOutcome:
     gas0 = sum(n.gas_used for n in net.nodes)
     observer = net.validators[0]
     v = observer.task(t).current
-    # with watchers, everyone is stepped once more inside the challenge window
-    window = (v.validate_end + 1,) if net.watchers else ()
+    # with watchers, everyone is stepped at every block of the challenge window (a watcher may
+    # walk down a withheld model's tree there, one availability request a block)
+    window = tuple(range(v.validate_end + 1, v.challenge_end + 1)) if net.watchers else ()
     for boundary in (v.commit_end + 1, v.reveal_end + 1, *window, v.challenge_end + 1, None):
         for node in net.nodes:
             node.step(t)

@@ -18,7 +18,9 @@ publishes a matching model blob, so the result looks complete:
 - ``WithholdingColluder`` ("withhold-model"): the sabotaged model of "model",
   but its blob is published nowhere, and availability requests go unanswered;
 - ``WithholdingTableColluder`` ("withhold-table", Krum rules): the corrupt
-  table of "distance-leaf", never published, requests unanswered.
+  table of "distance-leaf", never published, requests unanswered;
+- ``HidingColluder`` ("hide-model"): the sabotaged model of "model", kept
+  private but every availability request answered from it.
 
 Without the availability game the two withholders escape every challenge
 (no proof can be built without the data); with it a watcher's request that
@@ -35,9 +37,11 @@ from fedchain.learning import fixedpoint as fp
 from fedchain.learning.train import flatten, unflatten
 from fedchain.protocol.distances import DistanceTable, combined_scores_root
 from fedchain.protocol.validator import Validator
+from fedchain.errors import BlobNotFound
 from fedchain.storage.cid import cid_of
 from fedchain.storage.codec import decode_metadata, decode_tensors, encode_tensors
 from fedchain.storage.merkle import merkle_root, score_leaf
+from fedchain.storage.store import MultiStore
 
 
 class Colluder(Validator):
@@ -130,6 +134,53 @@ class WithholdingTableColluder(DistanceLeafColluder):
         """A withholder answers no availability request."""
 
 
+class HidingColluder(Colluder):
+    """The sabotaged model of "model", its blob kept private ("hide-model"): it answers
+    every availability request from it, so the watcher must walk down the tree."""
+
+    publish = False
+
+    def compute(self, log, v):
+        result = super().compute(log, v)
+        self.private[result.model_cid] = result.blob
+        return result
+
+    @property
+    def private(self) -> dict:
+        if "_private" not in self.__dict__:
+            self._private = {}
+        return self._private
+
+    def answer_requests(self, log, v):
+        store = MultiStore([_DictStore(self.private), self.store])
+        shared, self.store = self.store, store
+        try:
+            super().answer_requests(log, v)
+        finally:
+            self.store = shared
+
+
+class _DictStore:
+    """A private, in-memory blob store (only its owner reads it)."""
+
+    def __init__(self, blobs: dict):
+        self.blobs = blobs
+
+    def get(self, cid: str) -> bytes:
+        if cid not in self.blobs:
+            raise BlobNotFound(f"blob {cid} not held privately")
+        return self.blobs[cid]
+
+    def put(self, data: bytes) -> str:
+        cid = cid_of(data)
+        self.blobs[cid] = data
+        return cid
+
+    def has(self, cid: str) -> bool:
+        return cid in self.blobs
+
+
 COLLUDERS = {"model": Colluder, "score": ScoreColluder, "total": TotalColluder,
              "distance-sum": DistanceSumColluder, "distance-leaf": DistanceLeafColluder,
-             "withhold-model": WithholdingColluder, "withhold-table": WithholdingTableColluder}
+             "withhold-model": WithholdingColluder, "withhold-table": WithholdingTableColluder,
+             "hide-model": HidingColluder}
