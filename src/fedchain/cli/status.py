@@ -8,11 +8,10 @@ from typing import Annotated
 
 import typer
 
+from fedchain.chain.layout import FailReason, SlashReason, describe
 from fedchain.cli._common import DeploymentOpt, RpcOpt, connect, errors, fmt_tokens
 
 ROLES = {0: "-", 1: "trainer", 2: "validator"}
-SLASH_REASONS = {1: "commit not revealed", 2: "equivocation", 3: "update rejected", 4: "voted for a wrong result"}
-FAIL_REASONS = {1: "too few reveals", 2: "no quorum", 3: "challenged"}
 
 
 def status(
@@ -65,7 +64,7 @@ def collect(dep, task_id: int | None) -> dict:
         n["role"], n["stake"] = ROLES.get(s["role"], str(s["role"])), s["active"]
         n["payout_pending"] = fc.call("payouts", addr)
     out["slashes"] = [{"node": e.args["node"], "amount": e.args["amount"], "block": e.block,
-                       "reason": SLASH_REASONS.get(e.args["reason"], str(e.args["reason"])),
+                       "reason": describe(SlashReason, e.args["reason"]),
                        "reporter": e.args["reporter"]} for e in events if e.name == "Slashed"]
     if not created:
         out["task"], out["rounds"], out["nodes"] = None, [], list(nodes.values())
@@ -109,7 +108,7 @@ def collect(dep, task_id: int | None) -> dict:
                      rejected=bin(a["rejected"]).count("1"), trainer_budget=a["trainer_budget"],
                      validator_budget=a["validator_budget"])
         elif e.name == "RoundFailed":
-            r.update(status="failed", reason=FAIL_REASONS.get(a["reason"], str(a["reason"])))
+            r.update(status="failed", reason=describe(FailReason, a["reason"]))
     current = rounds.get(t["round"])
     if current is not None and current["status"] == "open":
         b = block

@@ -32,6 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
+from fedchain.chain.layout import FailReason, describe
 from fedchain.chain import commitments
 from fedchain.chain.abi import Event
 from fedchain.chain.deploy import Deployment, read_deployment_file
@@ -50,7 +51,6 @@ from fedchain.storage.codec import decode_metadata, decode_tensors
 from fedchain.storage.store import BlobStore
 
 BPS = 10_000
-FAIL_REASONS = {1: "too few reveals", 2: "no quorum", 3: "challenged: the leading result was proven wrong"}
 EVENTS_FILE = "events.jsonl"
 DEPLOYMENT_FILE = "deployment.json"
 
@@ -392,7 +392,7 @@ class Auditor:
             self._no_claims(r, rnd, "an open round")
             return version, model
         if rnd.outcome.name == "RoundFailed":
-            version.status = f"failed: {FAIL_REASONS.get(rnd.outcome.args['reason'], rnd.outcome.args['reason'])}"
+            version.status = f"failed: {describe(FailReason, rnd.outcome.args['reason'])}"
             self._check_failure(r, rnd, revealed, model)
             self._no_claims(r, rnd, "a failed round")
             return version, model

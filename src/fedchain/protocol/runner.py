@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from eth_account.signers.local import LocalAccount
 
+from fedchain.chain.layout import FailReason, describe
 from fedchain.chain import commitments
 from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR, Deployment
 from fedchain.errors import ChainError, ChainUnavailable, FedchainError, Reverted, StorageError
@@ -29,7 +30,6 @@ from fedchain.storage.store import BlobStore
 
 ROLE_WATCHER = 0  # no stake: a watcher only observes and challenges
 ROLE_NAMES = {ROLE_TRAINER: "trainer", ROLE_VALIDATOR: "validator", ROLE_WATCHER: "watcher"}
-FAIL_REASONS = {1: "too few reveals", 2: "no quorum"}
 TOKEN = 10**18
 
 
@@ -107,7 +107,7 @@ class Narrator:
                           tokens(a["validator_budget"]))
         else:
             self.log.info("round %d failed at block %d: %s; the next round starts from the last finalized model",
-                          r, e.block, FAIL_REASONS.get(e.args["reason"], f"reason {e.args['reason']}"))
+                          r, e.block, describe(FailReason, e.args["reason"]))
 
 
 def ensure_stake(dep: Deployment, account: LocalAccount, role: int, amount: int, log: logging.Logger) -> None:
