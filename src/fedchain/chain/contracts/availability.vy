@@ -340,6 +340,9 @@ def settle(request_id: bytes32):
 @internal
 @view
 def _open(request_id: bytes32, vote: Vote) -> Request:
+    """
+    @dev The open request `request_id`, made against the leading vote `vote`.
+    """
     r: Request = self.requests[request_id]
     assert r.open, "availability: no open request"
     assert self._vote_hash(vote) == r.leader, "availability: not the request's vote"
@@ -359,6 +362,9 @@ def _position(r: Request, depth: uint256, inner: bool) -> uint256:
 
 @internal
 def _close(request_id: bytes32, r: Request, answerer: address):
+    """
+    @dev Close an answered request and pay its bond to the answerer (state first).
+    """
     self.requests[request_id].open = False
     self.open_requests[r.task_id][r.round_id] -= 1
     self.held -= bond
@@ -368,4 +374,7 @@ def _close(request_id: bytes32, r: Request, answerer: address):
 @internal
 @pure
 def _vote_hash(v: Vote) -> bytes32:
+    """
+    @dev The vote's identity, as fedchain hashes it (commitments._vote_hash).
+    """
     return commitments._vote_hash(v.model_root, v.model_cid, v.scores_root, v.total_score, v.rejected)
