@@ -9,10 +9,13 @@ or revert with exactly the reason the model names. After every step:
 
 - token conservation to the wei: fedchain's balance == stakes + unbonding +
   pools + owed (unclaimed budgets plus payouts) + burned slashes, the challenges
-  contract's balance == its forfeited bonds, every total as the ghost model has
-  it, and the ghost model equals the contract's state;
+  contract's balance == its forfeited bonds, the availability game's == its
+  held bonds (none: this machine makes no availability requests), every total
+  as the ghost model has it, and the ghost model equals the contract's state;
 - no double claim: a successful claim is immediately retried and must revert,
-  and what a round paid never exceeds its trainer or validator budget;
+  and what a round paid never exceeds its trainer or validator budget; no
+  double slash either: a successful report is sent again by someone else and
+  must revert with "slashing: already slashed";
 - honest nodes are never slashed: no ``Slashed`` event names them and their
   stake changes only by their own stake/unbond/withdraw calls. An honest
   trainer reveals what it committed as soon as its reveal phase opens; an
@@ -25,7 +28,8 @@ or revert with exactly the reason the model names. After every step:
   provable for at least the deployment's slash grace; each fault's first
   provable block is the one the slashing contract's revert strings are
   checked against (a rejected update's is the end of the challenge window:
-  ``slash_rejected_before_finalize``, no ``finalize`` needed).
+  ``slash_rejected_before_finalize``, no ``finalize`` needed); and where the
+  watcher is vigilant, no withdrawal takes stake whose fault is not slashed yet.
 
 Dishonest nodes commit without revealing, commit updates the validators reject,
 join a committee and stay silent, equivocate, or collude on a wrong result (a
@@ -35,9 +39,10 @@ be recomputed on chain, so the model root is never challenged). A watcher
 challenges a provably wrong leading vote after the vote phase and reports every
 slashable fault once per round; every other rule interleaves anywhere. Random
 rules alone rarely line up a whole round inside one example, so an
-``honest_network`` rule plays the honest nodes' part of one phase (commit and
-join, watch the challenge window, finalize or advance, claim) and moves to the
-next phase.
+``honest_network`` rule plays the honest nodes' part of one to four phases
+(commit and join, watch the challenge window, finalize or advance, claim),
+moving to the next phase each time; and a vigilant watcher (drawn once per
+example) acts at every deadline as honest nodes do.
 
 Effort comes from the environment:
 
@@ -71,10 +76,11 @@ STEPS = int(os.environ.get("FEDCHAIN_STEPS", PROFILES[PROFILE][1]))
 
 # A short unbonding delay, so that withdrawals happen: longer than every round a
 # task may have (<= 16 blocks) plus a slash grace of 3 blocks (the generated
-# rounds reach 17 blocks: create_task must refuse those). A least challenge
-# window of 3 blocks, below the default, so that windows of 1 and 2 blocks are
-# generated and refused too.
-PARAMS = ProtocolParams(unbonding_delay=20, slash_grace=3, min_challenge_blocks=3)
+# rounds reach 17 blocks: create_task must refuse those); the availability
+# game's answer time must be shorter than the grace. A least challenge window of
+# 3 blocks, below the default, so that windows of 1 and 2 blocks are generated
+# and refused too.
+PARAMS = ProtocolParams(unbonding_delay=20, slash_grace=3, answer_blocks=2, min_challenge_blocks=3)
 BPS = 10_000
 MAX_COMMITS = 256  # commitments a round accepts
 SLASHED = 2**253  # a record's slashed flag: one per address and round, whatever the fault
@@ -172,12 +178,17 @@ class FedchainMachine(RuleBasedStateMachine):
         self.net = make_net(deterministic(EmbeddedChain()), PARAMS, trainers=4, validators=3, outsiders=3)
         net = self.net
         self.fc, self.slashing, self.challenges, self.chain = net.fc, net.slashing, net.challenges, net.chain
+        self.availability = net.availability  # no availability requests here: it must hold nothing
         assert self.fc.call("min_challenge_blocks") == PARAMS.min_challenge_blocks
         assert self.fc.call("slash_grace") == PARAMS.slash_grace
         assert self.challenges.call("bond") == PARAMS.challenge_bond
         self.sponsors = [net.owner, net.outsiders[0]]
         self.reporter = net.outsiders[1]  # the watcher: reports faults, challenges provably wrong results
         self.nodes = [*net.trainers, *net.validators, net.outsiders[2]]  # the last one starts unstaked
+        # Unequal validator stakes (300, 100, 100): seats above one, and committees
+        # whose seats fall short of the k/3 floor (a small validator alone when k >= 5).
+        self.fc.tx("stake", ROLE_VALIDATOR, 2 * STAKE, sender=net.validators[0])
+        self.chain.mine(1)
         self.accounts = [net.owner, *net.outsiders, *net.trainers, *net.validators]
         for a in self.accounts:  # anyone may challenge: every account can post a bond
             net.token.tx("approve", self.challenges.address, MAX_UINT, sender=a)
@@ -197,7 +208,8 @@ class FedchainMachine(RuleBasedStateMachine):
         # result (None: honest) or a wrong one (colluders: "phantom", "inflated")
         self.pending_votes: list[tuple[int, int, object, str | None]] = []
         self.results: dict[bytes, Result] = {}  # vote hash -> the result it stands for
-        self.watched: set[tuple[int, int, str]] = set()  # (task, round, duty) the honest network has done
+        self.watched: set[tuple[int, int, str]] = set()  # (task, round, duty) the watcher has done
+        self.vigilant = False  # whether the watcher acts at every deadline (see a_watcher)
         self.dirty_accounts: set[str] = set()  # touched since the last invariant check
         self.dirty_tasks: set[int] = set()
 
@@ -384,7 +396,7 @@ class FedchainMachine(RuleBasedStateMachine):
                 result = self._wrong_result(tid, r, plan) if plan else self._correct_result(tid, r)
                 assert self._vote(tid, r, node, result, honest=plan is None), "a first vote was refused"
             else:
-                assert self.block <= R.reveal_end, "an honest vote was skipped"
+                assert self.block <= R.reveal_end, "a first vote was skipped"
                 keep.append((tid, r, node, plan))
         self.pending_votes = keep
 
@@ -423,7 +435,8 @@ class FedchainMachine(RuleBasedStateMachine):
     @rule(i=picks)
     def withdraw(self, i):
         """A node withdraws, preferably one with stake unbonding; what it takes out must
-        have outlived every fault it backed (see ``_check_release``)."""
+        have outlived every fault it backed (see ``_check_release``), and with a
+        vigilant watcher every such fault must have been slashed already."""
         unbonding = [n for n in self.nodes if self.stakes[n.address].unbonding] or self.nodes
         node = unbonding[i % len(unbonding)]
         s = self.stakes[node.address]
@@ -431,6 +444,10 @@ class FedchainMachine(RuleBasedStateMachine):
                     else "staking: still unbonding" if self.block < s.release else None)
         if expected is None:
             self._check_release(node.address, s.release)
+            if self.vigilant:  # then every fault the stake backed was slashed in time
+                backed = s.release - PARAMS.unbonding_delay
+                left = [f for f in self._pending_faults(node.address) if f[1] <= backed]
+                assert not left, f"{node.address} withdraws stake that unslashed faults need: {left}"
         if self._send(expected, "withdraw", sender=node):
             self.balances[node.address] += s.unbonding
             s.unbonding = 0
@@ -451,8 +468,7 @@ class FedchainMachine(RuleBasedStateMachine):
                 since, window_end = R.since[a], self._window_end(t, R)
                 if a in R.commits and a not in R.reveals:
                     out.append(("missing reveal", since, R.reveal_end + 1))
-                elif a in R.commits and R.status != FAILED and (
-                        R.result.args[4] >> R.reveals.index(a) & 1 if R.status == FINALIZED else a in R.bad):
+                elif a in R.commits and self._rejected(t, R, a):
                     out.append(("rejected update", since, window_end + 1))
                 if a in R.weights and a in R.votes:
                     if R.challenger is not None and R.votes[a] == R.leader:
@@ -462,6 +478,14 @@ class FedchainMachine(RuleBasedStateMachine):
                 elif a in R.weights and a not in R.equivocated and not self._exempt(t, R):
                     out.append(("absent", since, R.validate_end + 1))
         return out
+
+    def _rejected(self, t: GTask, R: GRound, a: str) -> bool:
+        """Whether ``a``'s revealed update is, or may still be, slashable as rejected."""
+        if R.status == OPEN and self.block <= self._window_end(t, R):
+            return a in R.bad  # every vote cast rejects exactly these
+        if not self._rejected_final(t, R):
+            return False  # failed, or will fail: no rejected set counts
+        return bool((R.result or self.results[R.leader]).args[4] >> R.reveals.index(a) & 1)
 
     def _check_release(self, a: str, release: int) -> None:
         """Stake queued for release at ``release`` was still active when the node took a
@@ -477,11 +501,21 @@ class FedchainMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ tasks and blocks
 
     task_configs = dict(
-        i=picks, rounds=st.integers(1, 3), kt=st.integers(1, 4), kv=st.integers(1, 3),
+        # kv up to 6: the quorum's floor of k/3 seats binds only where k/3 exceeds the
+        # seats that joined (k >= 5 with a small validator alone, say)
+        i=picks, rounds=st.integers(1, 3), kt=st.integers(1, 4), kv=st.integers(1, 6),
         min_reveals=st.integers(1, 2),
         phases=st.tuples(*[st.integers(1, 4)] * 3, st.sampled_from([1, 2, 3, 4, 5, 12])),  # 12: mostly too long
         fee=st.sampled_from([0, 1_000, 10_000]), pool=st.sampled_from([7, 10**18 + 3, 100 * TOKEN, 100 * TOKEN]),
     )
+
+    @initialize(vigilant=st.booleans())
+    def a_watcher(self, vigilant):
+        """A vigilant watcher challenges a provably wrong leading vote as soon as the vote
+        phase is over and reports every fault in the block it becomes provable; the other
+        acts only in ``honest_network`` steps, so that late reports, unchallenged wrong
+        results and their finalization happen too."""
+        self.vigilant = vigilant
 
     @initialize(**task_configs)
     def first_task(self, phases, **cfg):
@@ -532,17 +566,36 @@ class FedchainMachine(RuleBasedStateMachine):
 
     def _mine_to(self, target: int) -> None:
         """Mine forward to ``target``, stopping where honest trainers must reveal and
-        honest committee members must vote."""
-        stops = {self.tasks[tid].rounds[r].commit_end + 1 for tid, r, _ in self.pending}
-        stops |= {self.tasks[tid].rounds[r].reveal_end + 1 for tid, r, _, _ in self.pending_votes}
-        for stop in sorted(stops):
-            if stop <= target:
-                self.chain.mine_to(stop)
-                self._reveal_pending()
-                self._vote_pending()
-        self.chain.mine_to(target)
-        self._reveal_pending()
-        self._vote_pending()
+        honest committee members must vote, and with a vigilant watcher at every deadline
+        of every current round."""
+        if self.vigilant:
+            self._keep_watch()
+        while True:
+            stops = {self.tasks[tid].rounds[r].commit_end + 1 for tid, r, _ in self.pending}
+            stops |= {self.tasks[tid].rounds[r].reveal_end + 1 for tid, r, _, _ in self.pending_votes}
+            if self.vigilant:
+                stops |= {end + 1 for t in self.tasks.values() if not t.finished for R in t.rounds[-1:]
+                          for end in (R.reveal_end, R.validate_end, self._window_end(t, R))}
+            stop = min((s for s in stops if self.block < s <= target), default=target)
+            self.chain.mine_to(stop)
+            self._reveal_pending()
+            self._vote_pending()
+            if self.vigilant:
+                self._keep_watch()
+            if stop >= target:
+                return
+
+    def _keep_watch(self) -> None:
+        """The vigilant watcher: a challenge of every provably wrong leading vote whose vote
+        phase is over, then every report that is due."""
+        for tid, t in list(self.tasks.items()):
+            R = t.rounds[t.round]
+            leading = self.results.get(R.leader) if R.leader else None
+            if not t.finished and R.validate_end < self.block <= self._window_end(t, R) and leading \
+                    and leading.scores.nodes and self._provably_wrong(R, leading):
+                self._challenge(tid, t.round, leading, list(leading.scores.nodes), list(leading.scores.scores),
+                                self.reporter)
+        self._watch(claims=False)
 
     # ------------------------------------------------------------ trainers
 
@@ -587,7 +640,7 @@ class FedchainMachine(RuleBasedStateMachine):
     @rule(i=picks, j=picks)
     def commit_an_update_validators_reject(self, i, j):
         """A trainer commits and reveals an update honest validators reject: once the
-        round finalizes, slash_rejected applies."""
+        challenge window is over, slash_rejected(_before_finalize) applies."""
         tid, _ = self._task(j, lambda t, R: self.block <= R.commit_end)
         self._commit(tid, self.nodes[i % len(self.nodes)], "bad")
 
@@ -676,6 +729,7 @@ class FedchainMachine(RuleBasedStateMachine):
             assert any(e.name == "QuorumReached" for e in receipt.events) == leads
             if leads:
                 R.leader = h
+                self._report_rejected_early(tid, r, result)
         else:
             R.equivocated.add(a)
             del R.votes[a]
@@ -720,13 +774,10 @@ class FedchainMachine(RuleBasedStateMachine):
         wrong = self._wrong_result(tid, r, kind)
         for node in self._masked(mask):
             if node.address in R.weights and node.address not in R.votes:
-                assert node.address not in self.honest or not self._voting(t, R), "an honest member has not voted"
+                assert node.address not in self.honest, "an honest member has not voted in the vote phase"
                 self._vote(tid, r, node, wrong, honest=False)
 
     # ------------------------------------------------------------ challenges
-
-    def _challengeable(self, t: GTask, R: GRound) -> bool:
-        return not t.finished and R.leader is not None and self.block <= self._window_end(t, R)
 
     @precondition(lambda self: self._any_round(lambda t, R: not t.finished and R.leader is not None))
     @rule(j=picks, who=picks, tamper=st.sampled_from([None, None, None, "other vote", "table root", "other rule",
@@ -907,8 +958,8 @@ class FedchainMachine(RuleBasedStateMachine):
             return [window_end + 1]
         return []
 
-    def _watch(self) -> None:
-        """The watcher's reports and the honest claims, once per round and duty."""
+    def _watch(self, claims: bool = True) -> None:
+        """The watcher's reports (and the honest claims), once per round and duty."""
         for tid, t in self.tasks.items():
             for k, R in enumerate(t.rounds):
                 def due(duty: str, ready: bool) -> bool:
@@ -930,7 +981,7 @@ class FedchainMachine(RuleBasedStateMachine):
                     for i, a in enumerate(R.reveals):
                         if result.args[4] >> i & 1 and a not in R.slashed:
                             self._slash_rejected(tid, k, self._node(a), self.reporter, result)
-                if due("claims", R.status == FINALIZED):
+                if claims and due("claims", R.status == FINALIZED):
                     for a in R.reveals:
                         if R.result.scores.score(a):
                             self._claim(tid, k, self._node(a))
@@ -1005,11 +1056,13 @@ class FedchainMachine(RuleBasedStateMachine):
                   share_to: str, evidence: tuple = ()) -> None:
         """Report a fault to the slashing contract; on success the round's one slashed
         flag for ``a`` is set and fedchain takes ``penalty``, ``share_to`` earning the
-        reporter share."""
+        reporter share. A successful report is immediately sent again by someone else:
+        it must revert (one penalty per address and round)."""
         if self._send(expected, fn, tid, r, a, *evidence, sender=reporter, to=self.slashing):
             self._round(tid, r).slashed.add(a)
             self._slash(a, penalty, share_to)
             self.dirty_accounts.add(share_to)
+            self._send("slashing: already slashed", fn, tid, r, a, *evidence, sender=self.sponsors[1], to=self.slashing)
 
     @precondition(lambda self: self._any_round(lambda t, R: R.commits, every=True))
     @rule(i=picks, j=picks, r=st.integers(0, 3), self_report=st.booleans())
@@ -1041,7 +1094,9 @@ class FedchainMachine(RuleBasedStateMachine):
     def slash_rejected(self, i, j, r, self_report, before_finalize, other_vote):
         """A rejected update reported after finalize, or (``before_finalize``) after the
         challenge window with the leading vote's preimage; ``other_vote`` sends another one."""
-        tid, r, node = self._target(i, j, r, lambda R: R.reveals if R.leader else [])
+        def revealers(R):  # before finalize: of open rounds, inside their window or past it
+            return R.reveals if R.leader and (R.status == OPEN or not before_finalize) else []
+        tid, r, node = self._target(i, j, r, revealers)
         R = self._round(tid, r)
         result = None
         if before_finalize:
@@ -1049,6 +1104,14 @@ class FedchainMachine(RuleBasedStateMachine):
             result = (leading if leading and not other_vote
                       else self._wrong_result(tid, r, "phantom") if R else NO_VOTE)
         self._slash_rejected(tid, r, node, node if self_report else self.reporter, result)
+
+    def _report_rejected_early(self, tid: int, r: int, result: Result) -> None:
+        """An eager reporter tries the slash of an update the new leading vote rejects at
+        once: refused while the challenge window is open (the lead may still fall)."""
+        R = self._round(tid, r)
+        rejected = [a for i, a in enumerate(R.reveals) if result.args[4] >> i & 1]
+        if rejected:
+            self._slash_rejected(tid, r, self._node(rejected[0]), self.reporter, result)
 
     def _slash_rejected(self, tid: int, r: int, node, reporter, result: Result | None = None) -> None:
         """``slash_rejected``, or with ``result`` (the vote whose rejected set counts)
@@ -1139,6 +1202,7 @@ class FedchainMachine(RuleBasedStateMachine):
         assert contract == ghost
         assert self.net.balance(fc.address) == sum(contract)
         assert self.net.balance(self.challenges.address) == self.challenges.call("forfeited") == self.forfeited
+        assert self.net.balance(self.availability.address) == self.availability.call("held") == 0
         assert sum(self.balances.values()) + sum(ghost) + self.forfeited == len(self.accounts) * BALANCE
         self._check_accounts(self.dirty_accounts)
         self._check_tasks(self.dirty_tasks)
