@@ -331,7 +331,8 @@ def test_a_wrong_voter_that_unbonds_at_the_opening_is_still_slashed_after_the_ch
     net.assert_conserved()
 
 
-def test_a_rejected_update_is_slashable_without_waiting_for_finalize(net, task):
+def rejecting_round(net, task):
+    """Two trainers reveal; every validator votes a result that rejects trainer 0's update."""
     bad, good = net.trainers[0], net.trainers[1]
     for tr in (bad, good):
         net.commit(task, 0, tr)
@@ -343,6 +344,11 @@ def test_a_rejected_update_is_slashable_without_waiting_for_finalize(net, task):
     res = net.result(task, 0, {bad: 0, good: 1}, rejected=1)  # reveal 0 rejected
     for v in net.validators:
         net.vote(task, 0, v, res)
+    return bad, good, res
+
+
+def test_a_rejected_update_is_slashable_without_waiting_for_finalize(net, task):
+    bad, good, res = rejecting_round(net, task)
     sl, reporter = net.slashing, net.outsiders[0]
     with reverts("slashing: challenge window open"):
         sl.tx("slash_rejected_before_finalize", task, 0, bad.address, *res.args, sender=reporter)
@@ -361,6 +367,25 @@ def test_a_rejected_update_is_slashable_without_waiting_for_finalize(net, task):
         sl.tx("slash_rejected", task, 0, bad.address, sender=reporter)
     with reverts("slashing: round not open"):
         sl.tx("slash_rejected_before_finalize", task, 0, bad.address, *res.args, sender=reporter)
+    net.assert_conserved()
+
+
+def test_an_open_availability_request_holds_a_rejected_updates_slash(net, task):
+    # an unanswered request can still revert the round after its window: its rejected set is not final
+    bad, _, res = rejecting_round(net, task)
+    sl, reporter, av = net.slashing, net.outsiders[0], net.availability
+    net.token.tx("approve", av.address, MAX_UINT, sender=net.outsiders[1])
+    net.chain.mine_to(net.schedule(task, 0)[3] + net.fc.call("tasks", task)["challenge_blocks"])  # the window's last
+    rid = av.tx("request", task, 0, res.args, (1, 0, 1, 1, keccak(b"recipe")), 1, 0, 0, 0,
+                sender=net.outsiders[1]).event("Requested").args["request_id"]
+    net.to_finalizable(task, 0)
+    with reverts("slashing: availability request open"):
+        sl.tx("slash_rejected_before_finalize", task, 0, bad.address, *res.args, sender=reporter)
+    net.chain.mine_to(av.call("requests", rid)["deadline"] + 1)
+    av.tx("settle", rid, sender=reporter)  # nobody answered (the scripted model has no tree): reverted
+    with reverts("slashing: round not open"):  # a reverted round's rejected set slashes nobody
+        sl.tx("slash_rejected_before_finalize", task, 0, bad.address, *res.args, sender=reporter)
+    assert net.stake_of(bad)["active"] == STAKE
     net.assert_conserved()
 
 

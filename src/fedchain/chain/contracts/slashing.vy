@@ -102,7 +102,9 @@ def slash_rejected_before_finalize(task_id: uint256, round_id: uint256, node: ad
             rejected update to be slashed before its stake can leave
             (SECURITY-REVIEW M-2).
     @dev Requirements: an open round with at least min_reveals reveals, its
-         challenge window over, the fields hash to the leading vote, the
+         challenge window over and no availability request open (one left
+         unanswered would still revert the round), the fields hash to the
+         leading vote, the
          node's reveal index in that vote's rejected set, not slashed in the
          round yet, not reported by the node itself.
     """
@@ -110,6 +112,8 @@ def slash_rejected_before_finalize(task_id: uint256, round_id: uint256, node: ad
     facts: fedchain.RoundFacts = staticcall fc.round_facts(task_id, round_id)
     assert facts.status == OPEN and facts.reveals >= facts.min_reveals, "slashing: round not open"
     assert block.number > ((facts.schedule >> 192) & U64) + facts.challenge_blocks, "slashing: challenge window open"
+    game: fedchain.Availability = staticcall fc.availability()
+    assert staticcall game.open_requests(task_id, round_id) == 0, "slashing: availability request open"
     assert facts.leader != empty(bytes32) and commitments._vote_hash(model_root, model_cid, scores_root, total_score, rejected) == facts.leader, "slashing: not the leading vote"
     rec: uint256 = staticcall fc.record(task_id, round_id, node)
     assert rec & INDEX_MASK != 0, "slashing: no reveal"
