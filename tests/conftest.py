@@ -141,7 +141,7 @@ class Net:
         return self.token.call("balanceOf", getattr(who, "address", who))
 
     def liabilities(self) -> int:
-        """Everything fedchain holds tokens for: stakes, unbonding, pools, unclaimed
+        """Everything the vault holds tokens for: stakes, unbonding, pools, unclaimed
         rewards, payouts, and burned slashes (owed to nobody)."""
         fc = self.fc
         return (fc.call("total_active", ROLE_TRAINER) + fc.call("total_active", ROLE_VALIDATOR)
@@ -149,7 +149,8 @@ class Net:
                 + fc.call("total_owed") + fc.call("burned"))
 
     def assert_conserved(self) -> None:
-        assert self.balance(self.fc.address) == self.liabilities()
+        assert self.balance(self.fc.vault.address) == self.liabilities()
+        assert self.balance(self.fc.core.address) == self.balance(self.fc.rewards.address) == 0
         assert self.balance(self.challenges.address) == self.challenges.call("forfeited")
         assert self.balance(self.availability.address) == self.availability.call("held")
 
@@ -161,7 +162,7 @@ class Net:
         for a in accounts:
             self.chain.fund(a.address, 10**21)
             self.token.tx("mint", a.address, BALANCE, sender=self.owner)
-            self.token.tx("approve", self.fc.address, MAX_UINT, sender=a)
+            self.token.tx("approve", self.fc.vault.address, MAX_UINT, sender=a)
             if stake_role:
                 self.fc.tx("stake", stake_role, amount, sender=a)
 

@@ -234,7 +234,7 @@ def measure(contracts: Contracts, size: int, bound_updates: int, rule: str, data
                     (challenger, 0)]:
         chain.fund(a.address, 10**21)
         token.tx("mint", a.address, 1_000 * TOKEN, sender=owner)
-        token.tx("approve", fc.address, 2**256 - 1, sender=a)
+        token.tx("approve", fc.vault.address, 2**256 - 1, sender=a)
         if role:
             fc.tx("stake", role, STAKE, sender=a)
     chain.mine(1)  # stake counts only in rounds opened after the block it was added in

@@ -109,7 +109,7 @@ class Bench:
         for a in nodes:
             self.chain.fund(a.address, 10**21)
             self.token.tx("mint", a.address, 1_000 * TOKEN, sender=self.owner, gas=SETUP_GAS)
-            self.token.tx("approve", self.fc.address, MAX_UINT, sender=a, gas=SETUP_GAS)
+            self.token.tx("approve", self.fc.vault.address, MAX_UINT, sender=a, gas=SETUP_GAS)
             self.token.tx("approve", self.availability.address, MAX_UINT, sender=a, gas=SETUP_GAS)
             if role:
                 self.tx("stake", role, STAKE, sender=a, record=record)

@@ -29,7 +29,7 @@ def test_register_commit_reveal_vote_finalize_claim_unbond_withdraw(chain):
     for node, role in [*((t, ROLE_TRAINER) for t in trainers), *((v, ROLE_VALIDATOR) for v in validators)]:
         chain.fund(node.address, 10**21)
         token.tx("mint", node.address, BALANCE, sender=sponsor)
-        token.tx("approve", fc.address, MAX_UINT, sender=node)
+        token.tx("approve", fc.vault.address, MAX_UINT, sender=node)
         fc.tx("stake", role, STAKE, sender=node)
     net.assert_conserved()
     chain.mine(1)  # stake counts from the next round opened
@@ -90,8 +90,8 @@ def test_register_commit_reveal_vote_finalize_claim_unbond_withdraw(chain):
         assert fc.call("stakes", node.address)["role"] == 0
     net.assert_conserved()
 
-    # everything paid out: the contract holds only unclaimed rounding dust
-    dust = token.call("balanceOf", fc.address)
+    # everything paid out: the vault holds only unclaimed rounding dust
+    dust = token.call("balanceOf", fc.vault.address)
     assert dust == fc.call("total_owed") < 10
     assert fc.call("total_active", ROLE_TRAINER) == fc.call("total_active", ROLE_VALIDATOR) == 0
 

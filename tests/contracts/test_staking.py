@@ -28,7 +28,7 @@ def test_views_report_the_deployment_parameters(net):
 @pytest.mark.parametrize("params, reason", [
     (ProtocolParams(min_stake=0), "staking: zero minimum stake"),
     (ProtocolParams(safety_penalty_bps=10_001), "fedchain: penalty above 100%"),
-    (ProtocolParams(reporter_bps=5_001), "fedchain: reporter share too large"),
+    (ProtocolParams(reporter_bps=5_001), "vault: reporter share too large"),
 ])
 def test_deploy_rejects_bad_parameters(params, reason):
     chain = EmbeddedChain()
@@ -94,7 +94,7 @@ def test_stake_needs_allowance_and_balance(net):
     net.chain.fund(poor.address, 10**21)
     with reverts("erc20: insufficient allowance"):
         net.fc.tx("stake", ROLE_TRAINER, STAKE, sender=poor)
-    net.token.tx("approve", net.fc.address, MAX_UINT, sender=poor)
+    net.token.tx("approve", net.fc.vault.address, MAX_UINT, sender=poor)
     with reverts("erc20: transfer amount exceeds balance"):
         net.fc.tx("stake", ROLE_TRAINER, STAKE, sender=poor)
 

@@ -93,7 +93,7 @@ def test_create_task_needs_allowance_and_balance(net):
     net.chain.fund(poor.address, 10**21)
     with reverts("erc20: insufficient allowance"):
         net.create_task(sender=poor)
-    net.token.tx("approve", net.fc.address, 2**256 - 1, sender=poor)
+    net.token.tx("approve", net.fc.vault.address, 2**256 - 1, sender=poor)
     with reverts("erc20: transfer amount exceeds balance"):
         net.create_task(sender=poor)
 

@@ -1188,8 +1188,9 @@ class FedchainMachine(RuleBasedStateMachine):
 
     @invariant()
     def tokens_are_conserved(self):
-        """fedchain's balance == stakes + unbonding + pools + owed (unclaimed budgets
-        plus payout balances) + burned, to the wei, each total as the ghost model has
+        """The vault's balance == stakes + unbonding + pools + owed (unclaimed budgets
+        plus payout balances) + burned, to the wei (the core and rewards contracts hold
+        nothing), each total as the ghost model has
         it (no slash ever refills a pool: the model's pools change only by create_task,
         finalize and reclaim); the challenges contract holds exactly its forfeited
         bonds; then the accounts and tasks the step touched match the model too."""
@@ -1200,7 +1201,9 @@ class FedchainMachine(RuleBasedStateMachine):
                  sum(s.unbonding for s in self.stakes.values()), sum(t.pool for t in self.tasks.values()),
                  self.unclaimed + sum(self.payouts.values()), self.burned]
         assert contract == ghost
-        assert self.net.balance(fc.address) == sum(contract)
+        assert self.net.balance(fc.vault.address) == sum(contract)
+        assert self.net.balance(fc.core.address) == self.net.balance(fc.rewards.address) == 0
+        assert fc.call("unclaimed") == self.unclaimed
         assert self.net.balance(self.challenges.address) == self.challenges.call("forfeited") == self.forfeited
         assert self.net.balance(self.availability.address) == self.availability.call("held") == 0
         assert sum(self.balances.values()) + sum(ghost) + self.forfeited == len(self.accounts) * BALANCE

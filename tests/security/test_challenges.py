@@ -265,7 +265,7 @@ def test_fund_pool_and_future_rounds(tmp_path):
     with reverts("challenges: not the current round"):
         net.deployment.challenges.tx("challenge", *dataclasses.replace(good, round_id=v.round_id + 1).args(),
                                      sender=acct)
-    tok.tx("approve", fc.address, 5 * TOKEN, sender=acct)
+    tok.tx("approve", fc.vault.address, 5 * TOKEN, sender=acct)
     with reverts("tasks: no such task"):
         fc.tx("fund_pool", 99, TOKEN, sender=acct)
     with reverts("tasks: empty amount"):

@@ -1,5 +1,5 @@
-"""Deploy the stake token, the fedchain contract, its challenge and slashing
-contracts, and the parameters they take."""
+"""Deploy the stake token and fedchain's contracts (core, vault, rewards, and the
+slashing, challenge and availability judges) with the parameters they take."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
+from fedchain.chain.fedchain import Fedchain
 from fedchain.chain.interface import Chain, Contract, artifact
 from fedchain.errors import ChainError
 
@@ -44,19 +45,21 @@ class ProtocolParams:
 @dataclass
 class Deployment:
     token: Contract
-    fedchain: Contract
+    fedchain: Fedchain  # core, vault and rewards behind one interface
     block: int
     challenges: Contract | None = None
     slashing: Contract | None = None
     availability: Contract | None = None
 
     def to_json(self) -> dict:
-        return {"token": self.token.address, "fedchain": self.fedchain.address,
+        fc = self.fedchain
+        return {"token": self.token.address, "fedchain": fc.core.address, "vault": fc.vault.address,
+                "rewards": fc.rewards.address,
                 "challenges": self.challenges.address if self.challenges else None,
                 "slashing": self.slashing.address if self.slashing else None,
                 "availability": self.availability.address if self.availability else None,
-                "chain_id": self.fedchain.chain.chain_id, "block": self.block,
-                "contracts": self.fedchain.artifact.version}
+                "chain_id": fc.chain.chain_id, "block": self.block,
+                "contracts": fc.artifact.version}
 
     def save(self, path: Path, **extra) -> None:
         """Write the deployment file other commands read (``extra``: e.g. the RPC URL)."""
@@ -76,7 +79,7 @@ def read_deployment_file(path: Path) -> dict:
         raise ChainError(f"no deployment file at {path}: run `fedchain deploy` or pass --deployment") from None
     except ValueError as e:
         raise ChainError(f"deployment file {path} is not JSON: {e}") from None
-    missing = {"token", "fedchain", "chain_id", "block"} - set(d)
+    missing = {"token", "fedchain", "vault", "rewards", "chain_id", "block"} - set(d)
     if missing:
         raise ChainError(f"deployment file {path} lacks {sorted(missing)}")
     return d
@@ -98,24 +101,33 @@ def load_deployment(chain: Chain, info: dict) -> Deployment:
     challenges = chain.at(artifact("challenges"), info["challenges"]) if info.get("challenges") else None
     slashing = chain.at(artifact("slashing"), info["slashing"]) if info.get("slashing") else None
     availability = chain.at(artifact("availability"), info["availability"]) if info.get("availability") else None
-    return Deployment(chain.at(artifact("test_token"), info["token"]), chain.at(fc, info["fedchain"]), info["block"],
+    core = Fedchain(chain.at(fc, info["fedchain"]), chain.at(artifact("vault"), info["vault"]),
+                    chain.at(artifact("rewards"), info["rewards"]))
+    return Deployment(chain.at(artifact("test_token"), info["token"]), core, info["block"],
                       challenges, slashing, availability)
 
 
 def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolParams()) -> Deployment:
-    """Deploy a fresh test token, fedchain and its challenge, slashing and availability
-    contracts; ``owner`` may mint the token. fedchain takes their addresses at
-    deployment and each is then bound to fedchain (once, by ``owner``)."""
+    """Deploy a fresh test token and fedchain's contracts; ``owner`` may mint the token.
+
+    Order: the vault (stakes and every other token), the judges, the core (which takes
+    the vault's and the judges' addresses), rewards (the core's and the vault's); then
+    the vault and each judge are bound to the core, once, by ``owner``. No address can
+    change afterwards."""
     block = chain.block_number()
     token = chain.deploy(artifact("test_token"), "fedchain test token", "FED", sender=owner)
     p = params
-    selector = chain.deploy(artifact("krum"), sender=owner)  # Krum's selections: challenges.vy is at the size limit
+    vault = chain.deploy(artifact("vault"), token.address, p.min_stake, p.unbonding_delay, p.reporter_bps,
+                         sender=owner)
+    selector = chain.deploy(artifact("krum"), sender=owner)  # Krum's selections: a contract of their own
     challenges = chain.deploy(artifact("challenges"), p.challenge_bond, selector.address, sender=owner)
     slashing = chain.deploy(artifact("slashing"), sender=owner)
     availability = chain.deploy(artifact("availability"), p.request_bond, p.answer_blocks, sender=owner)
-    fc = chain.deploy(artifact("fedchain"), token.address, p.min_stake, p.unbonding_delay, p.liveness_penalty,
-                      p.safety_penalty_bps, p.reporter_bps, p.min_challenge_blocks, p.slash_grace, challenges.address,
-                      slashing.address, availability.address, sender=owner)
+    core = chain.deploy(artifact("fedchain"), vault.address, p.liveness_penalty, p.safety_penalty_bps,
+                        p.min_challenge_blocks, p.slash_grace, challenges.address, slashing.address,
+                        availability.address, sender=owner)
+    rewards = chain.deploy(artifact("rewards"), core.address, vault.address, sender=owner)
+    vault.tx("bind", core.address, rewards.address, sender=owner)
     for judge in (challenges, slashing, availability):
-        judge.tx("bind", fc.address, sender=owner)
-    return Deployment(token, fc, block, challenges, slashing, availability)
+        judge.tx("bind", core.address, sender=owner)
+    return Deployment(token, Fedchain(core, vault, rewards), block, challenges, slashing, availability)

@@ -106,6 +106,12 @@ class EmbeddedChain(Chain):
         hi = len(self._logs) if to_block is None else bisect.bisect_right(self._log_blocks, to_block)
         return [e for e in self._logs[lo:hi] if e.address == contract.address]
 
+    def events_of(self, contracts: list[Contract], from_block: int = 0, to_block: int | None = None) -> list[Event]:
+        lo = bisect.bisect_left(self._log_blocks, from_block)
+        hi = len(self._logs) if to_block is None else bisect.bisect_right(self._log_blocks, to_block)
+        addresses = {c.address for c in contracts}
+        return [e for e in self._logs[lo:hi] if e.address in addresses]
+
     def block_number(self) -> int:
         return self.env.evm.patch.block_number
 

@@ -129,6 +129,11 @@ class Chain(abc.ABC):
     @abc.abstractmethod
     def events(self, contract: Contract, from_block: int = 0, to_block: int | None = None) -> list[Event]: ...
 
+    def events_of(self, contracts: list[Contract], from_block: int = 0, to_block: int | None = None) -> list[Event]:
+        """The events of several contracts, in chain order (backends may do it in one query)."""
+        found = [e for c in contracts for e in self.events(c, from_block, to_block)]
+        return sorted(found, key=lambda e: (e.block, e.log_index))
+
     @abc.abstractmethod
     def block_number(self) -> int: ...
 

@@ -287,6 +287,18 @@ class RpcChain(Chain):
             })
         return [e for e in (self._decode(contract, log) for log in logs) if e is not None]
 
+    def events_of(self, contracts: list[Contract], from_block: int = 0, to_block: int | None = None) -> list[Event]:
+        by_address = {c.address.lower(): c for c in contracts}
+        with self._reachable():
+            logs = self.w3.eth.get_logs({
+                "address": [c.address for c in contracts],
+                "fromBlock": from_block,
+                "toBlock": "latest" if to_block is None else to_block,
+            })
+        found = (self._decode(by_address[log["address"].lower()], log) for log in logs
+                 if log["address"].lower() in by_address)
+        return sorted((e for e in found if e is not None), key=lambda e: (e.block, e.log_index))
+
     def block_number(self) -> int:
         with self._reachable():
             return self.w3.eth.block_number

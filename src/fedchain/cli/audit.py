@@ -79,7 +79,7 @@ def _source(sim, events, rpc, deployment, fedchain, from_block):
         # a saved history; a saved simulation's deployment file names its event log
         src = EventFile(sim / "chain" if sim is not None else events or deployment.parent / info["events"])
         return src, src.info.get("task_id"), [sim / "blobs"] if sim is not None else []
-    from fedchain.chain.interface import artifact
+    from fedchain.chain.fedchain import Fedchain
     from fedchain.chain.rpc import RpcChain
 
     address, url = fedchain or info.get("fedchain"), rpc or info.get("rpc")
@@ -91,7 +91,7 @@ def _source(sim, events, rpc, deployment, fedchain, from_block):
         fail(f"the chain at {url} has id {chain.chain_id}, the deployment is for chain {info['chain_id']}",
              EXIT["chain"])
     first = from_block if from_block is not None else info.get("block", 0)
-    return ContractEvents(chain.at(artifact("fedchain"), address), first), None, []
+    return ContractEvents(Fedchain.at(chain, address), first), None, []
 
 
 def _store(folders: list[Path], peer: list[str], peers_file: Path | None, deployment: Path | None):

@@ -126,8 +126,8 @@ def ensure_stake(dep: Deployment, account: LocalAccount, role: int, amount: int,
     if balance < need:
         raise FedchainError(f"{account.address} holds {tokens(balance)} tokens but needs {tokens(need)} more to stake "
                             f"{tokens(amount)}: ask the token's owner to fund it (`fedchain fund`)")
-    if token.call("allowance", account.address, fc.address) < need:
-        token.tx("approve", fc.address, need, sender=account)
+    if token.call("allowance", account.address, fc.vault.address) < need:
+        token.tx("approve", fc.vault.address, need, sender=account)
     fc.tx("stake", role, need, sender=account)
     log.info("stake: staked %s tokens as %s (active stake now %s); it counts from the next round opened",
              tokens(need), ROLE_NAMES[role], tokens(amount))

@@ -39,7 +39,7 @@ def create_task(fedchain: Contract, token: Contract, sponsor: LocalAccount, stor
     store.put(recipe.to_bytes())
     root, cid = publish_model(store, initial, recipe, {"round": -1, "parent": None, "scores": [], "rejected": {},
                                                        "recipe": recipe.to_bytes().decode()})
-    token.tx("approve", fedchain.address, pool, sender=sponsor)
+    token.tx("approve", fedchain.vault.address, pool, sender=sponsor)
     r = fedchain.tx("create_task", {
         "recipe_hash": recipe.hash, "model_root": root, "model_cid": digest_of(cid), "num_rounds": rounds,
         "trainers_per_round": trainers_per_round, "validators_per_round": validators_per_round,

@@ -26,7 +26,6 @@ from fedchain.storage.merkle import merkle_proof, score_leaf
 
 ROLE_TRAINER = 1
 REVEAL_INDEX = 2**32 - 1  # in a trainer's packed round record (see fedchain.vy)
-CLAIMED_BIT = 1 << 254
 
 
 def client_momentum(buffer: dict[str, np.ndarray] | None, delta: dict[str, np.ndarray],
@@ -159,7 +158,7 @@ class Trainer(Node):
             record = self.fc.call("record", *key, self.address)
             if record & REVEAL_INDEX:
                 self._revealed.add(key)
-            if record & CLAIMED_BIT:
+            if record & REVEAL_INDEX and self.fc.call("claimed", *key, self.address):
                 self._claimed.add(key)
 
     def outstanding_claims(self, task_id: int) -> int:

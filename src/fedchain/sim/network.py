@@ -100,13 +100,13 @@ class Network:
     def conservation_gap(self) -> int:
         """Token balances minus what the contracts hold them for: zero, to the wei.
 
-        fedchain holds stakes, pools, owed rewards and burned slashes; the
+        The vault holds stakes, pools, owed rewards and burned slashes; the
         challenge contract holds forfeited bonds, the availability game the
         bonds of open requests."""
         fc, tok, ch = self.deployment.fedchain, self.deployment.token, self.deployment.challenges
         owed = (fc.call("total_active", ROLE_TRAINER) + fc.call("total_active", ROLE_VALIDATOR)
                 + fc.call("total_unbonding") + fc.call("total_pools") + fc.call("total_owed") + fc.call("burned"))
-        gap = tok.call("balanceOf", fc.address) - owed
+        gap = tok.call("balanceOf", fc.vault.address) - owed
         if ch is not None:
             gap += tok.call("balanceOf", ch.address) - ch.call("forfeited")
         av = self.deployment.availability
@@ -151,7 +151,7 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
         acct = account_from_seed(f"{cfg.seed}:{name}")
         chain.fund(acct.address, 10**20)
         tok.tx("mint", acct.address, stake, sender=owner)
-        tok.tx("approve", fc.address, stake, sender=acct)
+        tok.tx("approve", fc.vault.address, stake, sender=acct)
         return acct
 
     # the partitions (and so minimum stakes) each trainer holds: one, except that an unsplit Sybil

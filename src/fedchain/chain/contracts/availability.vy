@@ -41,6 +41,7 @@ import fedchain
 import merkle
 import commitments
 import sumtree
+import layout
 
 KIND_MODEL: constant(uint8) = 1
 KIND_UPDATE: constant(uint8) = 2
@@ -48,11 +49,8 @@ KIND_TABLE: constant(uint8) = 3
 MAX_DEPTH: constant(uint256) = sumtree.MAX_DEPTH
 MAX_REQUESTS: constant(uint256) = 64
 CHUNK_BYTES: constant(uint256) = 256
-OPEN: constant(uint8) = 0
 RULE_KRUM: constant(uint256) = 4
 RULE_BULYAN: constant(uint256) = 6
-INDEX_MASK: constant(uint256) = 2**32 - 1
-U64: constant(uint256) = 2**64 - 1
 
 
 struct Vote:
@@ -214,9 +212,9 @@ def request(task_id: uint256, round_id: uint256, vote: Vote, recipe: RecipeRule,
     """
     fc: fedchain.__interface__ = self.fc
     facts: fedchain.RoundFacts = staticcall fc.round_facts(task_id, round_id)
-    assert facts.status == OPEN and facts.leader != empty(bytes32), "availability: no leading vote"
+    assert facts.status == layout.OPEN and facts.leader != empty(bytes32), "availability: no leading vote"
     assert self._vote_hash(vote) == facts.leader, "availability: not the leading vote"
-    validate_end: uint256 = (facts.schedule >> 192) & U64
+    validate_end: uint256 = layout._validate_end(facts.schedule)
     assert block.number > validate_end, "availability: vote phase open"
     assert block.number <= validate_end + facts.challenge_blocks, "availability: window closed"
     assert level <= MAX_DEPTH and position < 2**level, "availability: bad node"
@@ -264,7 +262,7 @@ def answer(request_id: bytes32, vote: Vote, node: NodeAnswer, opening: Opening):
     root: bytes32 = vote.model_root
     if r.kind == KIND_UPDATE:
         fc: fedchain.__interface__ = self.fc
-        assert (staticcall fc.record(r.task_id, r.round_id, opening.node)) & INDEX_MASK == r.index + 1, "availability: not that reveal"
+        assert (staticcall fc.record(r.task_id, r.round_id, opening.node)) & layout.INDEX_MASK == r.index + 1, "availability: not that reveal"
         c: bytes32 = keccak256(abi_encode(commitments.COMMIT_DOMAIN, chain.id, fc.address, r.task_id, r.round_id,
                                           opening.node, opening.update_root, opening.salt))
         assert staticcall fc.commitment(r.task_id, r.round_id, opening.node) == c, "availability: root does not match commitment"
@@ -330,7 +328,7 @@ def settle(request_id: bytes32):
     self.held -= bond
     fc: fedchain.__interface__ = self.fc
     facts: fedchain.RoundFacts = staticcall fc.round_facts(r.task_id, r.round_id)
-    reverted: bool = facts.status == OPEN and facts.leader == r.leader
+    reverted: bool = facts.status == layout.OPEN and facts.leader == r.leader
     log Unanswered(task_id=r.task_id, round_id=r.round_id, request_id=request_id, reverted=reverted)
     if reverted:
         extcall fc.revert_round(r.task_id, r.round_id, r.requester)

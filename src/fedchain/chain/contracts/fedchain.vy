@@ -3,81 +3,38 @@
 """
 @title fedchain
 @notice Tasks and their rounds: selection, commit, reveal, validator vote,
-        challenge window, finalize; pull-based rewards; the penalties of
-        provable faults. Stake lives in the `staking` module this contract
-        initializes; the slashing contract judges faults (slashing.vy) and the
-        challenges contract judges results (challenges.vy).
+        challenge window, finalize, advance, revert; the penalties of
+        provable faults. The tokens are in the vault (vault.vy: stakes,
+        pools, budgets, payouts, burned), claims in rewards.vy, fault
+        judgments in slashing.vy, result judgments in challenges.vy and the
+        data-availability game in availability.vy.
 @dev One round: commit (block <= commit_end) -> reveal (<= reveal_end) ->
      vote (<= validate_end) -> challenge window (validate_end, validate_end +
      challenge_blocks] -> `finalize`, or `advance` fails the round (too few
      reveals, no quorum) and opens the next one from the last finalized model.
      Deadlines are block numbers; anyone may call `advance` and `finalize`.
      No function loops over participants: every call is O(1).
-     Money: token balance == stakes + unbonding + pools + owed (unclaimed
-     budgets and payout balances) + burned, to the wei, after every call
-     (tested with a stateful hypothesis test). Slashed stake, less the
-     reporter's share, is burned: it never returns to a task's pool, so no
-     sponsor profits from a slash in its task (SECURITY-REVIEW M-5).
+     Money: this contract holds no tokens. It keeps each task's pool and
+     tells the vault to escrow, release and spend pools and to slash; the
+     vault's total_pools is the sum of the tasks' pools (a stateful
+     hypothesis test checks both contracts after every call).
      Committee weight is counted in seats, as trainers' rewards are: a
      validator selected with probability k*w/T below the cap has one seat, at
      the cap k*w/T seats, so its expected weight is linear in its stake
      (SECURITY-REVIEW H-1; docs/security-committee.md).
-     Rewards are credited to a payout balance and leave the contract only
-     through `withdraw_payout`, so claims make no external call.
-     Reentrancy: every function that transfers tokens is @nonreentrant and
-     changes its state before the transfer.
+     Reentrancy: the external calls are to the vault (which calls only the
+     token) and views of the availability game; the functions that move
+     tokens through the vault are @nonreentrant.
 """
 
 from ethereum.ercs import IERC20
 import staking
 import sortition
-import merkle
 import commitments
-
-initializes: staking
-
-exports: (
-    staking.stake,
-    staking.unbond,
-    staking.withdraw,
-    staking.token,
-    staking.min_stake,
-    staking.unbonding_delay,
-    staking.stakes,
-    staking.total_active,
-    staking.total_unbonding,
-)
+import layout
 
 BPS: constant(uint256) = 10_000
 MAX_REVEALS: constant(uint256) = 256  # commitments (so reveals) a round accepts
-MAX_REPORTER_BPS: constant(uint256) = 5_000
-
-OPEN: constant(uint8) = 0
-FINALIZED: constant(uint8) = 1
-FAILED: constant(uint8) = 2
-
-FAIL_TOO_FEW_REVEALS: constant(uint8) = 1
-FAIL_NO_QUORUM: constant(uint8) = 2
-FAIL_CHALLENGED: constant(uint8) = 3
-
-SLASH_MISSING_REVEAL: constant(uint8) = 1
-SLASH_EQUIVOCATION: constant(uint8) = 2
-SLASH_REJECTED: constant(uint8) = 3
-SLASH_WRONG_VOTE: constant(uint8) = 4
-SLASH_ABSENT: constant(uint8) = 5  # joined a committee, never voted
-
-# A trainer's record in a round packs: reveal index + 1 (bits 0-31), sample
-# count (bits 32-159), seats in basis points (bits 160-223, see `reveal`)
-# and two flags: claimed, and slashed (any fault of this address in the
-# round, a validator's too: an address has one role). Index 0 means "not
-# revealed".
-INDEX_MASK: constant(uint256) = 2**32 - 1
-SAMPLES_MASK: constant(uint256) = 2**128 - 1
-CLAIMED: constant(uint256) = 2**254
-SLASHED: constant(uint256) = 2**253
-
-# A round's schedule packs four block numbers, 64 bits each.
-U64: constant(uint256) = 2**64 - 1
 MAX_ROUND_BLOCKS: constant(uint256) = 2**32
 MAX_COMMITTEE: constant(uint256) = 2**32
 
@@ -132,8 +89,6 @@ struct Round:
     trainer_budget: uint256
     validator_budget: uint256
     majority_seats: uint256
-    trainer_left: uint256
-    validator_left: uint256
     challenger: address
 
 struct RoundFacts:
@@ -149,11 +104,44 @@ struct RoundFacts:
     recipe_hash: bytes32
 
 
+struct TrainerFacts:
+    # what a trainer's claim is judged by (rewards.vy)
+    status: uint8
+    record: uint256
+    scores_root: bytes32
+    total_score: uint256
+    trainer_budget: uint256
+
+struct ValidatorFacts:
+    # what a validator's claim is judged by (rewards.vy)
+    status: uint8
+    in_majority: bool
+    seats: uint256
+    validator_budget: uint256
+    majority_seats: uint256
+
+
+interface Vault:
+    def escrow(payer: address, amount: uint256): nonpayable
+    def release(to: address, amount: uint256): nonpayable
+    def spend(amount: uint256): nonpayable
+    def slash(node: address, amount: uint256, reason: uint8, reporter: address) -> uint256: nonpayable
+    def weight(node: address, role: uint8, opened_at: uint256) -> uint256: view
+    def bonded(node: address) -> uint256: view
+    def total_active(role: uint8) -> uint256: view
+    def unbonding_delay() -> uint256: view
+    def token() -> IERC20: view
+
+
 interface Availability:
     def open_requests(task_id: uint256, round_id: uint256) -> uint256: view
     def answer_blocks() -> uint256: view
 
 
+# Every token of the protocol (see vault.vy), and its token.
+vault: public(immutable(Vault))
+token: public(immutable(IERC20))
+unbonding_delay: immutable(uint256)
 # The contract that judges challenges (see challenges.vy); only it may
 # revert a round.
 challenges: public(immutable(address))
@@ -169,9 +157,9 @@ min_challenge_blocks: public(immutable(uint256))
 # slashable: a round plus this grace must be shorter than the unbonding delay.
 slash_grace: public(immutable(uint256))
 
-reporter_bps: public(uint256)
-liveness_penalty: public(uint256)
-safety_penalty_bps: public(uint256)
+# Tokens taken for a liveness fault; share of a validator's stake taken for a safety fault.
+liveness_penalty: public(immutable(uint256))
+safety_penalty_bps: public(immutable(uint256))
 
 next_task_id: public(uint256)
 tasks: public(HashMap[uint256, Task])
@@ -184,18 +172,8 @@ record: public(HashMap[uint256, HashMap[uint256, HashMap[address, uint256]]])
 committee_weight: public(HashMap[uint256, HashMap[uint256, HashMap[address, uint256]]])
 vote_of: public(HashMap[uint256, HashMap[uint256, HashMap[address, bytes32]]])
 equivocated: public(HashMap[uint256, HashMap[uint256, HashMap[address, bool]]])
-validator_claimed: public(HashMap[uint256, HashMap[uint256, HashMap[address, bool]]])
 # task -> round -> vote hash -> committee weight behind it
 tally: public(HashMap[uint256, HashMap[uint256, HashMap[bytes32, uint256]]])
-
-payouts: public(HashMap[address, uint256])
-total_pools: public(uint256)
-# Tokens owed to nodes: round budgets not yet claimed, plus payout balances
-# (claimed rewards and reporter shares) not yet withdrawn. A claim moves money
-# between those two without changing their sum, so it touches no global.
-total_owed: public(uint256)
-# Slashed stake less reporter shares: held here for ever, owed to nobody.
-burned: public(uint256)
 
 
 event TaskCreated:
@@ -282,16 +260,6 @@ event RoundFinalized:
 event TaskFinished:
     task_id: indexed(uint256)
 
-event RewardClaimed:
-    task_id: indexed(uint256)
-    round_id: indexed(uint256)
-    node: indexed(address)
-    amount: uint256
-
-event PayoutWithdrawn:
-    node: indexed(address)
-    amount: uint256
-
 event PoolFunded:
     task_id: indexed(uint256)
     funder: indexed(address)
@@ -305,12 +273,9 @@ event PoolReclaimed:
 
 @deploy
 def __init__(
-    token_: IERC20,
-    min_stake_: uint256,
-    unbonding_delay_: uint256,
+    vault_: Vault,
     liveness_penalty_: uint256,
     safety_penalty_bps_: uint256,
-    reporter_bps_: uint256,
     min_challenge_blocks_: uint256,
     slash_grace_: uint256,
     challenges_: address,
@@ -318,33 +283,29 @@ def __init__(
     availability_: Availability,
 ):
     """
-    @param token_ ERC-20 for stake, pools and rewards.
-    @param min_stake_ Least stake a node needs to be selected.
-    @param unbonding_delay_ Blocks from unbond to withdraw; must exceed every
-           task's challenge window (checked at task creation).
-    @param liveness_penalty_ Tokens taken for a missing reveal or a rejected
-           update: small, repeatable.
+    @param vault_ The vault: stakes (and the unbonding delay, which must
+           exceed every round plus the slash grace: checked at task
+           creation), pools, budgets, payouts.
+    @param liveness_penalty_ Tokens taken for a missing reveal, a rejected
+           update or an absent committee member: small, repeatable.
     @param safety_penalty_bps_ Share of a validator's stake taken for
-           equivocation: large, once per incident.
-    @param reporter_bps_ Share of a slash paid to whoever reported it
-           (bounded by MAX_REPORTER_BPS); the rest is burned.
+           equivocation or a wrong vote: large, once per round.
     @param min_challenge_blocks_ The least challenge window a task may set.
     @param slash_grace_ Blocks after a round's challenge window in which its
            faults can still be reported before any stake that backed the
            round can be withdrawn (checked at task creation).
-    @param challenges_ The challenge contract, the only caller of
-           `revert_round`.
+    @param challenges_ The challenge contract, a caller of `revert_round`.
     @param slashing_ The slashing contract, the only caller of `penalize`.
-    @param availability_ The availability game; its answer time must be
-           shorter than the slash grace, so that a round it reverts can still
-           slash its voters.
+    @param availability_ The availability game, a caller of `revert_round`;
+           its answer time must be shorter than the slash grace, so that a
+           round it reverts can still slash its voters.
     """
     assert safety_penalty_bps_ <= BPS, "fedchain: penalty above 100%"
-    assert reporter_bps_ <= MAX_REPORTER_BPS, "fedchain: reporter share too large"
-    staking.__init__(token_, min_stake_, unbonding_delay_)
-    self.liveness_penalty = liveness_penalty_
-    self.safety_penalty_bps = safety_penalty_bps_
-    self.reporter_bps = reporter_bps_
+    vault = vault_
+    token = staticcall vault_.token()
+    unbonding_delay = staticcall vault_.unbonding_delay()
+    liveness_penalty = liveness_penalty_
+    safety_penalty_bps = safety_penalty_bps_
     self.next_task_id = 1
     challenges = challenges_
     slashing = slashing_
@@ -362,14 +323,15 @@ def __init__(
 def create_task(cfg: TaskConfig) -> uint256:
     """
     @notice Create a task, escrow its reward pool and open round 0.
-    @dev Effects: the pool moves from the sponsor to this contract; round 0
+    @dev Effects: the pool moves from the sponsor to the vault; round 0
          opens at this block. Requirements: positive rounds, committee sizes,
          phase lengths and pool; 1 <= min_reveals <= 256; a challenge window
          of at least `min_challenge_blocks`; a round plus `slash_grace`
          shorter than the unbonding delay, so that stake which backed a
          commitment or a committee seat (unbonded at the round's opening at
          the earliest) cannot be withdrawn before the round's faults are
-         proven and slashed (SECURITY-REVIEW M-2); fee <= 100%; allowance.
+         proven and slashed (SECURITY-REVIEW M-2); fee <= 100%; an allowance
+         to the vault.
     @return The new task's id.
     """
     assert cfg.num_rounds > 0, "tasks: zero rounds"
@@ -383,7 +345,7 @@ def create_task(cfg: TaskConfig) -> uint256:
     # provable by the window's end) and reported (the grace); and the packed
     # schedule holds 64-bit block numbers.
     assert round_blocks < MAX_ROUND_BLOCKS, "tasks: phases too long"
-    assert round_blocks + slash_grace < staking.unbonding_delay, "tasks: round + slash grace not shorter than unbonding delay"
+    assert round_blocks + slash_grace < unbonding_delay, "tasks: round + slash grace not shorter than unbonding delay"
     assert cfg.trainers_per_round <= MAX_COMMITTEE and cfg.validators_per_round <= MAX_COMMITTEE, "tasks: committee too large"
     assert cfg.validator_fee_bps <= BPS, "tasks: fee above 100%"
     assert cfg.pool > 0, "tasks: empty pool"
@@ -407,7 +369,6 @@ def create_task(cfg: TaskConfig) -> uint256:
         pool=cfg.pool,
         finished=False,
     )
-    self.total_pools += cfg.pool
     log TaskCreated(
         task_id=task_id,
         sponsor=msg.sender,
@@ -418,7 +379,7 @@ def create_task(cfg: TaskConfig) -> uint256:
         pool=cfg.pool,
     )
     self._open_round(task_id, 0)
-    assert extcall staking.token.transferFrom(msg.sender, self, cfg.pool), "tasks: transfer failed"
+    extcall vault.escrow(msg.sender, cfg.pool)
     return task_id
 
 
@@ -436,9 +397,8 @@ def reclaim(task_id: uint256):
     amount: uint256 = self.tasks[task_id].pool
     assert amount > 0, "tasks: empty pool"
     self.tasks[task_id].pool = 0
-    self.total_pools -= amount
     log PoolReclaimed(task_id=task_id, sponsor=msg.sender, amount=amount)
-    assert extcall staking.token.transfer(msg.sender, amount), "tasks: transfer failed"
+    extcall vault.release(msg.sender, amount)
 
 
 @external
@@ -447,14 +407,14 @@ def fund_pool(task_id: uint256, amount: uint256):
     """
     @notice Add tokens to a task's reward pool: a sponsor topping it up, or
             anyone else who wants to pay for the task's rounds.
-    @dev Requirements: an existing task, a positive amount, an allowance.
+    @dev Requirements: an existing task, a positive amount, an allowance
+         to the vault.
     """
     assert self.tasks[task_id].sponsor != empty(address), "tasks: no such task"
     assert amount > 0, "tasks: empty amount"
     self.tasks[task_id].pool += amount
-    self.total_pools += amount
     log PoolFunded(task_id=task_id, funder=msg.sender, amount=amount)
-    assert extcall staking.token.transferFrom(msg.sender, self, amount), "tasks: transfer failed"
+    extcall vault.escrow(msg.sender, amount)
 
 
 # ---------------------------------------------------------------- rounds
@@ -473,7 +433,7 @@ def commit(task_id: uint256, round_id: uint256, commitment_: bytes32):
     """
     sched: uint256 = self.rounds[task_id][round_id].schedule
     assert sched != 0, "rounds: no such round"
-    assert block.number <= (sched >> 64) & U64, "rounds: commit phase over"
+    assert block.number <= layout._commit_end(sched), "rounds: commit phase over"
     assert commitment_ != empty(bytes32), "rounds: empty commitment"
     assert self.commitment[task_id][round_id][msg.sender] == empty(bytes32), "rounds: already committed"
     commits: uint256 = self.rounds[task_id][round_id].commits
@@ -497,13 +457,13 @@ def reveal(task_id: uint256, round_id: uint256, update_root: bytes32, update_cid
          the commitment then stays unrevealed and is slashable.
     """
     sched: uint256 = self.rounds[task_id][round_id].schedule
-    assert block.number > (sched >> 64) & U64, "rounds: reveal phase not started"
-    assert block.number <= (sched >> 128) & U64, "rounds: reveal phase over"
+    assert block.number > layout._commit_end(sched), "rounds: reveal phase not started"
+    assert block.number <= layout._reveal_end(sched), "rounds: reveal phase over"
     c: bytes32 = self.commitment[task_id][round_id][msg.sender]
     assert c != empty(bytes32), "rounds: no commitment"
     assert self.record[task_id][round_id][msg.sender] == 0, "rounds: already revealed"
     assert c == commitments._commitment(task_id, round_id, msg.sender, update_root, salt), "rounds: reveal does not match commitment"
-    assert samples > 0 and samples <= SAMPLES_MASK, "rounds: bad sample count"
+    assert samples > 0 and samples <= layout.SAMPLES_MASK, "rounds: bad sample count"
     index: uint256 = self.rounds[task_id][round_id].reveals
     assert index < MAX_REVEALS, "rounds: too many reveals"
     self.rounds[task_id][round_id].reveals = index + 1
@@ -511,8 +471,9 @@ def reveal(task_id: uint256, round_id: uint256, update_root: bytes32, update_cid
     # least one. It scales the trainer's score (validators multiply, a score
     # challenge checks it), so expected reward is linear in stake: splitting a
     # stake over identities gains nothing, at the sortition cap or below it.
-    seats: uint256 = self._seats(staking._weight(msg.sender, staking.ROLE_TRAINER, sched & U64), self.rounds[task_id][round_id].trainer_total, self.tasks[task_id].trainers_per_round)
-    self.record[task_id][round_id][msg.sender] = (index + 1) | (samples << 32) | (seats << 160)
+    w: uint256 = staticcall vault.weight(msg.sender, staking.ROLE_TRAINER, layout._opened(sched))
+    seats: uint256 = self._seats(w, self.rounds[task_id][round_id].trainer_total, self.tasks[task_id].trainers_per_round)
+    self.record[task_id][round_id][msg.sender] = layout._record(index, samples, seats)
     log Revealed(
         task_id=task_id,
         round_id=round_id,
@@ -538,7 +499,7 @@ def join(task_id: uint256, round_id: uint256):
     """
     sched: uint256 = self.rounds[task_id][round_id].schedule
     assert sched != 0, "rounds: no such round"
-    assert block.number <= (sched >> 128) & U64, "rounds: joining closed"
+    assert block.number <= layout._reveal_end(sched), "rounds: joining closed"
     assert self.committee_weight[task_id][round_id][msg.sender] == 0, "rounds: already joined"
     w: uint256 = self._weight_if_selected(task_id, round_id, msg.sender, staking.ROLE_VALIDATOR, sched)
     assert w > 0, "rounds: not selected"
@@ -564,9 +525,9 @@ def vote(task_id: uint256, round_id: uint256, model_root: bytes32, model_cid: by
          an open round, a committee member, not the same vote twice.
     """
     sched: uint256 = self.rounds[task_id][round_id].schedule
-    assert block.number > (sched >> 128) & U64, "rounds: vote phase not started"
-    assert block.number <= (sched >> 192) & U64, "rounds: vote phase over"
-    assert self.rounds[task_id][round_id].status == OPEN, "rounds: round closed"
+    assert block.number > layout._reveal_end(sched), "rounds: vote phase not started"
+    assert block.number <= layout._validate_end(sched), "rounds: vote phase over"
+    assert self.rounds[task_id][round_id].status == layout.OPEN, "rounds: round closed"
     weight: uint256 = self.committee_weight[task_id][round_id][msg.sender]
     assert weight > 0, "rounds: not in committee"
     assert not self.equivocated[task_id][round_id][msg.sender], "rounds: equivocated"
@@ -616,7 +577,7 @@ def finalize(task_id: uint256, model_root: bytes32, model_cid: bytes32, scores_r
     leader: bytes32 = self.rounds[task_id][round_id].leader
     assert leader != empty(bytes32), "rounds: no quorum"
     assert self.rounds[task_id][round_id].reveals >= self.tasks[task_id].min_reveals, "rounds: too few reveals"
-    assert block.number > ((sched >> 192) & U64) + self.tasks[task_id].challenge_blocks, "rounds: challenge window open"
+    assert block.number > layout._validate_end(sched) + self.tasks[task_id].challenge_blocks, "rounds: challenge window open"
     assert staticcall availability.open_requests(task_id, round_id) == 0, "rounds: availability request open"
     assert commitments._vote_hash(model_root, model_cid, scores_root, total_score, rejected) == leader, "rounds: result does not match quorum"
 
@@ -628,19 +589,15 @@ def finalize(task_id: uint256, model_root: bytes32, model_cid: bytes32, scores_r
         trainer_budget = 0
     spent: uint256 = validator_budget + trainer_budget
     self.tasks[task_id].pool -= spent
-    self.total_pools -= spent
-    self.total_owed += spent
     self.tasks[task_id].model_root = model_root
     self.tasks[task_id].model_cid = model_cid
-    self.rounds[task_id][round_id].status = FINALIZED
+    self.rounds[task_id][round_id].status = layout.FINALIZED
     self.rounds[task_id][round_id].model_root = model_root
     self.rounds[task_id][round_id].scores_root = scores_root
     self.rounds[task_id][round_id].total_score = total_score
     self.rounds[task_id][round_id].rejected = rejected
     self.rounds[task_id][round_id].trainer_budget = trainer_budget
     self.rounds[task_id][round_id].validator_budget = validator_budget
-    self.rounds[task_id][round_id].trainer_left = trainer_budget
-    self.rounds[task_id][round_id].validator_left = validator_budget
     self.rounds[task_id][round_id].majority_seats = self.tally[task_id][round_id][leader]
     log RoundFinalized(
         task_id=task_id,
@@ -654,6 +611,7 @@ def finalize(task_id: uint256, model_root: bytes32, model_cid: bytes32, scores_r
         validator_budget=validator_budget,
     )
     self._next_round(task_id, round_id)
+    extcall vault.spend(spent)
 
 
 @external
@@ -670,12 +628,12 @@ def advance(task_id: uint256):
     round_id: uint256 = self.tasks[task_id].round
     sched: uint256 = self.rounds[task_id][round_id].schedule
     reason: uint8 = 0
-    if block.number > (sched >> 128) & U64 and self.rounds[task_id][round_id].reveals < self.tasks[task_id].min_reveals:
-        reason = FAIL_TOO_FEW_REVEALS
-    elif block.number > (sched >> 192) & U64 and self.rounds[task_id][round_id].leader == empty(bytes32):
-        reason = FAIL_NO_QUORUM
+    if block.number > layout._reveal_end(sched) and self.rounds[task_id][round_id].reveals < self.tasks[task_id].min_reveals:
+        reason = layout.FAIL_TOO_FEW_REVEALS
+    elif block.number > layout._validate_end(sched) and self.rounds[task_id][round_id].leader == empty(bytes32):
+        reason = layout.FAIL_NO_QUORUM
     assert reason != 0, "rounds: nothing to advance"
-    self.rounds[task_id][round_id].status = FAILED
+    self.rounds[task_id][round_id].status = layout.FAILED
     log RoundFailed(task_id=task_id, round_id=round_id, reason=reason)
     self._next_round(task_id, round_id)
 
@@ -701,86 +659,11 @@ def revert_round(task_id: uint256, round_id: uint256, challenger: address):
     assert round_id == self.tasks[task_id].round, "challenges: not the current round"
     assert self.rounds[task_id][round_id].leader != empty(bytes32), "rounds: no quorum"
     sched: uint256 = self.rounds[task_id][round_id].schedule
-    assert msg.sender != challenges or block.number <= ((sched >> 192) & U64) + self.tasks[task_id].challenge_blocks, "challenges: window closed"
-    self.rounds[task_id][round_id].status = FAILED
+    assert msg.sender != challenges or block.number <= layout._validate_end(sched) + self.tasks[task_id].challenge_blocks, "challenges: window closed"
+    self.rounds[task_id][round_id].status = layout.FAILED
     self.rounds[task_id][round_id].challenger = challenger
-    log RoundFailed(task_id=task_id, round_id=round_id, reason=FAIL_CHALLENGED)
+    log RoundFailed(task_id=task_id, round_id=round_id, reason=layout.FAIL_CHALLENGED)
     self._next_round(task_id, round_id)
-
-
-# ---------------------------------------------------------------- rewards
-
-
-@external
-def claim(task_id: uint256, round_id: uint256, score: uint256, proof: DynArray[bytes32, merkle.MAX_DEPTH]):
-    """
-    @notice Claim a trainer's reward for a finalized round:
-            trainer_budget * score / total_score, credited to the sender's
-            payout balance (withdraw it with `withdraw_payout`: one token
-            transfer for any number of claims).
-    @dev The scores tree's leaf i belongs to the update revealed i-th, so
-         the proof's position comes from the on-chain reveal record.
-         Requirements: finalized round, a reveal by the sender, not claimed,
-         a valid proof of (sender, score), a positive amount.
-    """
-    assert self.rounds[task_id][round_id].status == FINALIZED, "rewards: round not finalized"
-    rec: uint256 = self.record[task_id][round_id][msg.sender]
-    assert rec & INDEX_MASK != 0, "rewards: no reveal"
-    assert rec & CLAIMED == 0, "rewards: already claimed"
-    index: uint256 = (rec & INDEX_MASK) - 1
-    leaf: bytes32 = commitments._score_leaf(msg.sender, score)
-    assert merkle._verify(leaf, index, proof, self.rounds[task_id][round_id].scores_root), "rewards: invalid proof"
-    budget: uint256 = self.rounds[task_id][round_id].trainer_budget
-    assert budget > 0, "rewards: nothing to claim"
-    amount: uint256 = budget * score // self.rounds[task_id][round_id].total_score
-    assert amount > 0, "rewards: nothing to claim"
-    # Defence in depth: even a quorum that finalized scores summing to more
-    # than total_score cannot make a round pay more than its budget.
-    left: uint256 = self.rounds[task_id][round_id].trainer_left
-    assert amount <= left, "rewards: round budget exhausted"
-    self.rounds[task_id][round_id].trainer_left = left - amount
-    self.record[task_id][round_id][msg.sender] = rec | CLAIMED
-    self._credit(msg.sender, amount)
-    log RewardClaimed(task_id=task_id, round_id=round_id, node=msg.sender, amount=amount)
-
-
-@external
-def claim_validator(task_id: uint256, round_id: uint256):
-    """
-    @notice Claim a validator's share of a finalized round's fee:
-            validator_budget * seats / seats of the winning vote, credited
-            to the sender's payout balance.
-    @dev Requirements: finalized round, the sender voted for the result,
-         not claimed, a positive amount.
-    """
-    assert self.rounds[task_id][round_id].status == FINALIZED, "rewards: round not finalized"
-    assert self.vote_of[task_id][round_id][msg.sender] == self.rounds[task_id][round_id].leader, "rewards: not in majority"
-    assert not self.validator_claimed[task_id][round_id][msg.sender], "rewards: already claimed"
-    weight: uint256 = self.committee_weight[task_id][round_id][msg.sender]
-    amount: uint256 = self.rounds[task_id][round_id].validator_budget * weight // self.rounds[task_id][round_id].majority_seats
-    assert amount > 0, "rewards: nothing to claim"
-    left: uint256 = self.rounds[task_id][round_id].validator_left
-    assert amount <= left, "rewards: round budget exhausted"
-    self.rounds[task_id][round_id].validator_left = left - amount
-    self.validator_claimed[task_id][round_id][msg.sender] = True
-    self._credit(msg.sender, amount)
-    log RewardClaimed(task_id=task_id, round_id=round_id, node=msg.sender, amount=amount)
-
-
-@external
-@nonreentrant
-def withdraw_payout():
-    """
-    @notice Withdraw the sender's payout balance: claimed rewards and the
-            reporter shares earned by reporting slashable faults.
-    @dev Requirements: a positive payout balance.
-    """
-    amount: uint256 = self.payouts[msg.sender]
-    assert amount > 0, "rewards: no payout"
-    self.payouts[msg.sender] = 0
-    self.total_owed -= amount
-    log PayoutWithdrawn(node=msg.sender, amount=amount)
-    assert extcall staking.token.transfer(msg.sender, amount), "rewards: transfer failed"
 
 
 # ---------------------------------------------------------------- slashing
@@ -791,8 +674,8 @@ def penalize(task_id: uint256, round_id: uint256, node: address, reason: uint8, 
     """
     @notice Take the penalty of a fault the slashing contract proved: the
             liveness penalty (or what is left), or for a wrong vote the
-            safety share of the validator's stake. The reporter earns its
-            bounded share; the rest is burned.
+            safety share of the validator's stake. The vault pays the
+            reporter its bounded share and burns the rest.
     @dev Only the slashing contract calls it. Effects: the node is marked
          slashed in the round (its record's SLASHED bit), so each address is
          penalized at most once per round. Requirements: not slashed in the
@@ -800,11 +683,11 @@ def penalize(task_id: uint256, round_id: uint256, node: address, reason: uint8, 
     """
     assert msg.sender == slashing, "slashing: not allowed"
     rec: uint256 = self.record[task_id][round_id][node]
-    assert rec & SLASHED == 0, "slashing: already slashed"
-    self.record[task_id][round_id][node] = rec | SLASHED
-    if reason == SLASH_WRONG_VOTE:
+    assert rec & layout.SLASHED == 0, "slashing: already slashed"
+    self.record[task_id][round_id][node] = rec | layout.SLASHED
+    if reason == layout.SLASH_WRONG_VOTE:
         return self._safety_slash(node, reason, reporter)
-    return self._slash(node, self.liveness_penalty, reason, reporter)
+    return extcall vault.slash(node, liveness_penalty, reason, reporter)
 
 
 # ---------------------------------------------------------------- views
@@ -841,6 +724,37 @@ def round_facts(task_id: uint256, round_id: uint256) -> RoundFacts:
 
 @external
 @view
+def trainer_facts(task_id: uint256, round_id: uint256, node: address) -> TrainerFacts:
+    """
+    @notice What `node`'s trainer claim in the round is judged by.
+    """
+    return TrainerFacts(
+        status=self.rounds[task_id][round_id].status,
+        record=self.record[task_id][round_id][node],
+        scores_root=self.rounds[task_id][round_id].scores_root,
+        total_score=self.rounds[task_id][round_id].total_score,
+        trainer_budget=self.rounds[task_id][round_id].trainer_budget,
+    )
+
+
+@external
+@view
+def validator_facts(task_id: uint256, round_id: uint256, node: address) -> ValidatorFacts:
+    """
+    @notice What `node`'s validator claim in the round is judged by.
+    """
+    v: bytes32 = self.vote_of[task_id][round_id][node]
+    return ValidatorFacts(
+        status=self.rounds[task_id][round_id].status,
+        in_majority=v != empty(bytes32) and v == self.rounds[task_id][round_id].leader,
+        seats=self.committee_weight[task_id][round_id][node],
+        validator_budget=self.rounds[task_id][round_id].validator_budget,
+        majority_seats=self.rounds[task_id][round_id].majority_seats,
+    )
+
+
+@external
+@view
 def is_selected(task_id: uint256, round_id: uint256, node: address, role: uint8) -> bool:
     """
     @notice Whether `node` is selected for `role` in the round.
@@ -866,7 +780,7 @@ def _weight_if_selected(task_id: uint256, round_id: uint256, node: address, role
     else:
         total = self.rounds[task_id][round_id].validator_total
         k = self.tasks[task_id].validators_per_round
-    weight: uint256 = staking._weight(node, role, sched & U64)
+    weight: uint256 = staticcall vault.weight(node, role, layout._opened(sched))
     if sortition._is_selected(self.rounds[task_id][round_id].seed, node, weight, total, k):
         return weight
     return 0
@@ -907,9 +821,9 @@ def _open_round(task_id: uint256, round_id: uint256):
     validate_end: uint256 = reveal_end + self.tasks[task_id].validate_blocks
     seed: bytes32 = keccak256(abi_encode(task_id, round_id, block.prevrandao, blockhash(block.number - 1)))
     self.rounds[task_id][round_id].seed = seed
-    self.rounds[task_id][round_id].schedule = block.number | (commit_end << 64) | (reveal_end << 128) | (validate_end << 192)
-    trainer_total: uint256 = staking.total_active[staking.ROLE_TRAINER]
-    validator_total: uint256 = staking.total_active[staking.ROLE_VALIDATOR]
+    self.rounds[task_id][round_id].schedule = layout._schedule(block.number, commit_end, reveal_end, validate_end)
+    trainer_total: uint256 = staticcall vault.total_active(staking.ROLE_TRAINER)
+    validator_total: uint256 = staticcall vault.total_active(staking.ROLE_VALIDATOR)
     self.rounds[task_id][round_id].trainer_total = trainer_total
     self.rounds[task_id][round_id].validator_total = validator_total
     log RoundOpened(
@@ -949,37 +863,10 @@ def _equivocate(task_id: uint256, round_id: uint256, validator: address, weight:
         if not self._has_quorum(task_id, round_id, t):
             self.rounds[task_id][round_id].leader = empty(bytes32)
     log Equivocated(task_id=task_id, round_id=round_id, validator=validator, first_vote=first, second_vote=second)
-    self._safety_slash(validator, SLASH_EQUIVOCATION, empty(address))
+    self._safety_slash(validator, layout.SLASH_EQUIVOCATION, empty(address))
 
 
 @internal
 def _safety_slash(validator: address, reason: uint8, reporter: address) -> uint256:
-    s: staking.Stake = staking.stakes[validator]
-    penalty: uint256 = (s.active + s.unbonding) * self.safety_penalty_bps // BPS
-    return self._slash(validator, penalty, reason, reporter)
-
-
-@internal
-def _credit(node: address, amount: uint256):
-    """
-    @dev Move a claimed reward from its round's budget to `node`'s payouts
-         (both are part of total_owed, which therefore does not change).
-    """
-    self.payouts[node] += amount
-
-
-@internal
-def _slash(node: address, amount: uint256, reason: uint8, reporter: address) -> uint256:
-    """
-    @dev Take up to `amount` from the node's stake: the reporter's share to
-         its payouts, the rest burned (never to a pool: M-5). Returns what
-         was taken.
-    """
-    taken: uint256 = staking._slash(node, amount, reason, reporter)
-    share: uint256 = 0
-    if reporter != empty(address):
-        share = taken * self.reporter_bps // BPS
-        self.payouts[reporter] += share
-        self.total_owed += share
-    self.burned += taken - share
-    return taken
+    penalty: uint256 = staticcall vault.bonded(validator) * safety_penalty_bps // BPS
+    return extcall vault.slash(validator, penalty, reason, reporter)

@@ -3,7 +3,7 @@
 """
 @title slashing
 @notice Judges provable faults from fedchain's public state; fedchain takes
-        the penalty (`fedchain.penalize`). Four faults, each a fact anyone can
+        the penalty (`fedchain.penalize`, through the vault). Four faults, each a fact anyone can
         check on chain:
           - a commitment never revealed (liveness);
           - an update the finalized quorum rejected (liveness: availability
@@ -14,8 +14,8 @@
             stalls a round for free, SECURITY-REVIEW H-1);
           - a vote for a result a challenge proved wrong (safety).
 @dev Holds no tokens and no state but fedchain's address: fedchain marks each
-     penalized address in the round's record, pays the reporter its share
-     and burns the rest. Liveness reporters are whoever sends the report (not
+     penalized address in the round's record and the vault pays the reporter
+     its share and burns the rest. Liveness reporters are whoever sends the report (not
      the node itself); a wrong vote's reporter share goes to the round's
      challenger, whoever sends the report. The revert prefix is "slashing:".
      Reentrancy: the only external calls are views of fedchain and
@@ -24,15 +24,7 @@
 
 import fedchain
 import commitments
-
-OPEN: constant(uint8) = 0
-FINALIZED: constant(uint8) = 1
-SLASH_MISSING_REVEAL: constant(uint8) = 1
-SLASH_REJECTED: constant(uint8) = 3
-SLASH_WRONG_VOTE: constant(uint8) = 4
-SLASH_ABSENT: constant(uint8) = 5
-INDEX_MASK: constant(uint256) = 2**32 - 1
-U64: constant(uint256) = 2**64 - 1
+import layout
 
 deployer: immutable(address)
 fc: public(fedchain.__interface__)
@@ -66,10 +58,10 @@ def slash_missing_reveal(task_id: uint256, round_id: uint256, node: address):
     fc: fedchain.__interface__ = self.fc
     sched: uint256 = (staticcall fc.round_facts(task_id, round_id)).schedule
     assert sched != 0, "slashing: no such round"
-    assert block.number > (sched >> 128) & U64, "slashing: reveal phase not over"
+    assert block.number > layout._reveal_end(sched), "slashing: reveal phase not over"
     assert staticcall fc.commitment(task_id, round_id, node) != empty(bytes32), "slashing: no commitment"
-    assert (staticcall fc.record(task_id, round_id, node)) & INDEX_MASK == 0, "slashing: revealed"
-    self._liveness(fc, task_id, round_id, node, SLASH_MISSING_REVEAL)
+    assert (staticcall fc.record(task_id, round_id, node)) & layout.INDEX_MASK == 0, "slashing: revealed"
+    self._liveness(fc, task_id, round_id, node, layout.SLASH_MISSING_REVEAL)
 
 
 @external
@@ -84,11 +76,11 @@ def slash_rejected(task_id: uint256, round_id: uint256, node: address):
     """
     fc: fedchain.__interface__ = self.fc
     facts: fedchain.RoundFacts = staticcall fc.round_facts(task_id, round_id)
-    assert facts.status == FINALIZED, "slashing: round not finalized"
+    assert facts.status == layout.FINALIZED, "slashing: round not finalized"
     rec: uint256 = staticcall fc.record(task_id, round_id, node)
-    assert rec & INDEX_MASK != 0, "slashing: no reveal"
-    assert (facts.rejected >> ((rec & INDEX_MASK) - 1)) & 1 == 1, "slashing: not rejected"
-    self._liveness(fc, task_id, round_id, node, SLASH_REJECTED)
+    assert rec & layout.INDEX_MASK != 0, "slashing: no reveal"
+    assert (facts.rejected >> ((rec & layout.INDEX_MASK) - 1)) & 1 == 1, "slashing: not rejected"
+    self._liveness(fc, task_id, round_id, node, layout.SLASH_REJECTED)
 
 
 @external
@@ -110,15 +102,15 @@ def slash_rejected_before_finalize(task_id: uint256, round_id: uint256, node: ad
     """
     fc: fedchain.__interface__ = self.fc
     facts: fedchain.RoundFacts = staticcall fc.round_facts(task_id, round_id)
-    assert facts.status == OPEN and facts.reveals >= facts.min_reveals, "slashing: round not open"
-    assert block.number > ((facts.schedule >> 192) & U64) + facts.challenge_blocks, "slashing: challenge window open"
+    assert facts.status == layout.OPEN and facts.reveals >= facts.min_reveals, "slashing: round not open"
+    assert block.number > layout._validate_end(facts.schedule) + facts.challenge_blocks, "slashing: challenge window open"
     game: fedchain.Availability = staticcall fc.availability()
     assert staticcall game.open_requests(task_id, round_id) == 0, "slashing: availability request open"
     assert facts.leader != empty(bytes32) and commitments._vote_hash(model_root, model_cid, scores_root, total_score, rejected) == facts.leader, "slashing: not the leading vote"
     rec: uint256 = staticcall fc.record(task_id, round_id, node)
-    assert rec & INDEX_MASK != 0, "slashing: no reveal"
-    assert (rejected >> ((rec & INDEX_MASK) - 1)) & 1 == 1, "slashing: not rejected"
-    self._liveness(fc, task_id, round_id, node, SLASH_REJECTED)
+    assert rec & layout.INDEX_MASK != 0, "slashing: no reveal"
+    assert (rejected >> ((rec & layout.INDEX_MASK) - 1)) & 1 == 1, "slashing: not rejected"
+    self._liveness(fc, task_id, round_id, node, layout.SLASH_REJECTED)
 
 
 @external
@@ -136,12 +128,12 @@ def slash_absent(task_id: uint256, round_id: uint256, validator: address):
     fc: fedchain.__interface__ = self.fc
     facts: fedchain.RoundFacts = staticcall fc.round_facts(task_id, round_id)
     assert facts.schedule != 0, "slashing: no such round"
-    assert block.number > (facts.schedule >> 192) & U64, "slashing: vote phase not over"
+    assert block.number > layout._validate_end(facts.schedule), "slashing: vote phase not over"
     assert facts.reveals >= facts.min_reveals and facts.challenger == empty(address), "slashing: round exempt"
     assert staticcall fc.committee_weight(task_id, round_id, validator) > 0, "slashing: not in committee"
     assert staticcall fc.vote_of(task_id, round_id, validator) == empty(bytes32), "slashing: voted"
     assert not staticcall fc.equivocated(task_id, round_id, validator), "slashing: voted"
-    self._liveness(fc, task_id, round_id, validator, SLASH_ABSENT)
+    self._liveness(fc, task_id, round_id, validator, layout.SLASH_ABSENT)
 
 
 @external
@@ -159,7 +151,7 @@ def slash_wrong_vote(task_id: uint256, round_id: uint256, validator: address):
     assert facts.challenger != empty(address), "slashing: round not challenged"
     h: bytes32 = staticcall fc.vote_of(task_id, round_id, validator)
     assert h != empty(bytes32) and h == facts.leader, "slashing: no wrong vote"
-    extcall fc.penalize(task_id, round_id, validator, SLASH_WRONG_VOTE, facts.challenger)
+    extcall fc.penalize(task_id, round_id, validator, layout.SLASH_WRONG_VOTE, facts.challenger)
 
 
 @internal
