@@ -182,7 +182,9 @@ class Net:
         return cfg
 
     def create_task(self, sender: LocalAccount | None = None, **overrides) -> int:
+        """Create a task, then mine its opening block: round 0's seed is readable from the next."""
         r = self.fc.tx("create_task", self.task_config(**overrides), sender=sender or self.owner)
+        self.chain.mine(1)
         return r.event("TaskCreated").args["task_id"]
 
     def schedule(self, task: int, rnd: int) -> tuple[int, int, int, int]:
@@ -200,8 +202,13 @@ class Net:
     def commitment(self, task: int, rnd: int, node: LocalAccount, upd: Update) -> bytes:
         return cm.commitment(self.chain.chain_id, self.fc.address, task, rnd, node.address, upd.root, upd.salt)
 
+    def to_seed(self, task: int, rnd: int) -> None:
+        """Mine past the round's opening block, whose hash is the seed (M-4)."""
+        self.chain.mine_to(self.schedule(task, rnd)[0] + 1)
+
     def commit(self, task: int, rnd: int, node: LocalAccount, upd: Update | None = None) -> Update:
         upd = upd or self.update_for(task, rnd, node)
+        self.to_seed(task, rnd)
         self.fc.tx("commit", task, rnd, self.commitment(task, rnd, node, upd), sender=node)
         return upd
 
@@ -210,6 +217,7 @@ class Net:
         return self.fc.tx("reveal", task, rnd, upd.root, upd.cid, upd.samples, upd.salt, sender=node)
 
     def join(self, task: int, rnd: int, validators=None) -> None:
+        self.to_seed(task, rnd)
         for v in self.validators if validators is None else validators:
             self.fc.tx("join", task, rnd, sender=v)
 
@@ -284,15 +292,9 @@ def make_net(chain: Chain, params: ProtocolParams = ProtocolParams(), *, trainer
 
 
 def deterministic(chain: EmbeddedChain) -> EmbeddedChain:
-    """Pin the block hash that round seeds mix in.
-
-    py-evm stamps the embedded chain's genesis with the wall-clock time, and the
-    embedded chain answers every ``blockhash(n - 1)`` with that genesis hash, so
-    round seeds (and who is selected) change from one second to the next.
-    Tests must pass for any seed; pinning it makes a failure reproducible (and
-    keeps hypothesis from reporting a flaky state machine).
-    """
-    chain.env.evm.patch.prev_hashes = [keccak(text="fedchain-test-genesis")] + [ZERO32] * 255
+    """The embedded chain's block hashes, so round seeds, are a fixed function of the
+    block number (``embedded.block_hash``): every run selects the same nodes. Kept as a
+    marker of the tests that rely on it."""
     return chain
 
 

@@ -64,6 +64,7 @@ def test_a_commitment_cannot_be_replayed_in_another_round(net):
     upd = net.commit(task, 0, t)
     net.to_vote_phase(task, 0)
     net.fc.tx("advance", task, sender=net.owner)  # no reveals: round 0 fails and round 1 opens
+    net.to_seed(task, 1)
     net.fc.tx("commit", task, 1, net.commitment(task, 0, t, upd), sender=t)
     net.to_reveal_phase(task, 1)
     with reverts("rounds: reveal does not match commitment"):

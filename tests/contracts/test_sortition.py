@@ -49,7 +49,7 @@ def test_contract_and_python_twin_agree(net):
             for node in nodes:
                 s = net.stake_of(node)
                 weight = s["active"] if s["role"] == role else 0
-                twin = cm.is_selected(rnd["seed"], node.address, weight, total, k)
+                twin = cm.is_selected(net.fc.call("seed_of", task, 0), node.address, weight, total, k)
                 assert net.fc.call("is_selected", task, 0, node.address, role) == twin
                 outcomes.add(twin)
         net.chain.mine(1)  # a new seed for the next task

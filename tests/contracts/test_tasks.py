@@ -27,7 +27,10 @@ def test_create_task_escrows_the_pool_and_opens_round_zero(net):
     assert (task["round"], task["pool"], task["finished"]) == (0, 70 * TOKEN, False)
     assert {k: task[k] for k in cfg} == cfg
     rnd = net.fc.call("rounds", 1, 0)
-    assert rnd["seed"] == opened["seed"] and rnd["seed"] != bytes(32)
+    # the seed is the opening block's hash: unknown in that block, readable from the next (M-4)
+    assert rnd["seed"] == net.fc.call("seed_of", 1, 0) == bytes(32)
+    net.chain.mine(1)
+    assert net.fc.call("seed_of", 1, 0) != bytes(32) and net.fc.call("rounds", 1, 0)["seed"] == bytes(32)
     assert rnd["trainer_total"] == 4 * 100 * TOKEN and rnd["validator_total"] == 3 * 100 * TOKEN
     assert rnd["status"] == 0 and rnd["leader"] == bytes(32)
     assert net.fc.call("next_task_id") == 2
@@ -38,7 +41,7 @@ def test_create_task_escrows_the_pool_and_opens_round_zero(net):
 def test_task_ids_count_up_and_seeds_differ(net):
     ids = [net.create_task(pool=TOKEN) for _ in range(3)]
     assert ids == [1, 2, 3]
-    seeds = {net.fc.call("rounds", t, 0)["seed"] for t in ids}
+    seeds = {net.fc.call("seed_of", t, 0) for t in ids}
     assert len(seeds) == 3
     assert net.fc.call("total_pools") == 3 * TOKEN
 

@@ -66,7 +66,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from fedchain.chain import commitments as cm
 from fedchain.chain.deploy import ProtocolParams
-from fedchain.chain.embedded import EmbeddedChain
+from fedchain.chain.embedded import EmbeddedChain, block_hash
 from fedchain.errors import Reverted
 
 PROFILES = {"default": (30, 50), "ci": (200, 50)}  # (max_examples, stateful_step_count)
@@ -129,9 +129,10 @@ class GRound:
     commit_end: int
     reveal_end: int
     validate_end: int
-    seed: bytes
+    seed: bytes                                     # the contract's once drawn (from the opening block's hash)
     trainer_total: int
     validator_total: int
+    drawn: bool = False                             # the first commit or join stored the seed
     commits: dict = field(default_factory=dict)     # node -> Update
     reveals: list = field(default_factory=list)     # nodes in reveal order
     samples: dict = field(default_factory=dict)     # node -> samples
@@ -293,9 +294,24 @@ class FedchainMachine(RuleBasedStateMachine):
         t, R = self.tasks[tid], self.tasks[tid].rounds[r]
         k, total = ((t.cfg["trainers_per_round"], R.trainer_total) if role == ROLE_TRAINER
                     else (t.cfg["validators_per_round"], R.validator_total))
-        twin = cm.is_selected(R.seed, node, self._weight(node, role, R.opened), total, k)
+        twin = self._seed_error(R) is None and cm.is_selected(R.seed, node, self._weight(node, role, R.opened),
+                                                               total, k)
         assert self.fc.call("is_selected", tid, r, node, role) == twin
         return twin
+
+    def _seed_error(self, R: GRound) -> str | None:
+        """Why a commit or join cannot draw the round's seed now (M-4), if it cannot: it is
+        the opening block's hash, readable from the next block for 256 blocks."""
+        if R.drawn:
+            return None
+        if self.block <= R.opened:
+            return "rounds: seed not drawn yet"
+        return "rounds: seed expired" if self.block > R.opened + 256 else None
+
+    def _drew(self, tid: int, r: int, R: GRound, receipt) -> None:
+        drawn = [e.args for e in receipt.events if e.name == "SeedDrawn"]
+        assert drawn == ([] if R.drawn else [{"task_id": tid, "round_id": r, "seed": R.seed}])
+        R.drawn = True
 
     def _total_active(self, role: int) -> int:
         return sum(s.active for s in self.stakes.values() if s.role == role)
@@ -309,7 +325,7 @@ class FedchainMachine(RuleBasedStateMachine):
         reveal_end = commit_end + c["reveal_blocks"]
         validate_end = reveal_end + c["validate_blocks"]
         assert (ev["commit_end"], ev["reveal_end"], ev["validate_end"]) == (commit_end, reveal_end, validate_end)
-        t.rounds.append(GRound(b, commit_end, reveal_end, validate_end, ev["seed"],
+        t.rounds.append(GRound(b, commit_end, reveal_end, validate_end, cm.round_seed(tid, t.round, block_hash(b)),
                                self._total_active(ROLE_TRAINER), self._total_active(ROLE_VALIDATOR)))
 
     def _next_round(self, tid: int, receipt) -> None:
@@ -607,14 +623,15 @@ class FedchainMachine(RuleBasedStateMachine):
         expected = ("rounds: commit phase over" if self.block > R.commit_end
                     else "rounds: already committed" if node.address in R.commits
                     else "rounds: too many commitments" if len(R.commits) >= MAX_COMMITS
-                    else "rounds: not selected" if not self._selected(tid, r, node.address, ROLE_TRAINER)
-                    else None)
+                    else self._seed_error(R) or ("rounds: not selected"
+                                                 if not self._selected(tid, r, node.address, ROLE_TRAINER) else None))
         upd = self.net.update_for(tid, r, node)
         upd = upd.__class__(upd.root, upd.salt, upd.cid, 1 + int(node.address, 16) % 7)
         if expected is None and kind != "honest":
             self.honest.discard(node.address)  # before the tx: it is already a fault
         receipt = self._send(expected, "commit", tid, r, self.net.commitment(tid, r, node, upd), sender=node)
         if receipt:
+            self._drew(tid, r, R, receipt)
             R.commits[node.address] = upd
             R.since[node.address] = receipt.block
             if kind != "withheld":
@@ -689,12 +706,13 @@ class FedchainMachine(RuleBasedStateMachine):
         r, R, a = t.round, t.rounds[t.round], node.address
         expected = ("rounds: joining closed" if self.block > R.reveal_end
                     else "rounds: already joined" if a in R.weights
-                    else "rounds: not selected" if not self._selected(tid, r, a, ROLE_VALIDATOR)
-                    else None)
+                    else self._seed_error(R) or ("rounds: not selected"
+                                                 if not self._selected(tid, r, a, ROLE_VALIDATOR) else None))
         if expected is None and plan:
             self.honest.discard(a)  # before the tx: a seat taken in bad faith
         receipt = self._send(expected, "join", tid, r, sender=node)
         if receipt:
+            self._drew(tid, r, R, receipt)
             seats = self._seats(self._weight(a, ROLE_VALIDATOR, R.opened), R.validator_total,
                                 t.cfg["validators_per_round"])
             assert receipt.event("Joined").args["weight"] == seats
@@ -936,6 +954,8 @@ class FedchainMachine(RuleBasedStateMachine):
         r, R = t.round, t.rounds[t.round]
         window_end = self._window_end(t, R)
         leading = self.results.get(R.leader) if R.leader else None
+        if self.block <= R.opened:
+            return [R.opened + 1]  # the seed is readable from the next block (M-4)
         if self.block <= R.reveal_end:
             for node in self._masked(mask):
                 role = self.stakes[node.address].role

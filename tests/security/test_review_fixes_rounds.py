@@ -57,6 +57,7 @@ def whale_net(whale_stake: int = 300 * TOKEN, honest: int = 9):
 
 
 def selected(net, task, rnd, nodes):
+    net.to_seed(task, rnd)
     return [v for v in nodes if net.fc.call("is_selected", task, rnd, v.address, ROLE_VALIDATOR)]
 
 

@@ -29,6 +29,11 @@ def vote_hash(model_root: bytes, model_cid: bytes, scores_root: bytes, total_sco
     ))
 
 
+def round_seed(task_id: int, round_id: int, opening_block_hash: bytes) -> bytes:
+    """A round's sortition seed: keccak256(task, round, hash of the block that opened it)."""
+    return keccak(eth_abi.encode(["uint256", "uint256", "bytes32"], [task_id, round_id, opening_block_hash]))
+
+
 def is_selected(seed: bytes, node: str, weight: int, total: int, k: int) -> bool:
     """Stake-weighted sortition: selected with probability min(1, k*weight/total)."""
     if weight == 0 or total == 0 or k == 0:

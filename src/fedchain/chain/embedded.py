@@ -8,10 +8,12 @@ transactions as committed), its refunds are applied (capped at 1/5 of the gas
 used, EIP-3529), and its gas includes the intrinsic cost: figures equal
 anvil's receipts (benchmarks/gas compares them).
 
-The genesis timestamp is fixed, so round seeds (which mix in block hashes)
-and therefore whole simulations are reproducible. The embedded chain has no
-randomness beacon: its seeds are predictable, which is fine for a simulation
-and never for a real deployment. Blocks advance only
+Block hashes are a fixed function of the block number (``block_hash``), so
+``blockhash`` answers as on a real chain (the same hash for a block however
+late it is asked, nothing beyond 256 blocks back) and round seeds (the hash of
+a round's opening block) and therefore whole simulations are reproducible. The
+embedded chain has no randomness beacon: its seeds are predictable, which is
+fine for a simulation and never for a real deployment. Blocks advance only
 when ``mine`` is called: several transactions may share a block, as on a real
 chain.
 """
@@ -23,6 +25,7 @@ from typing import Any
 
 import boa
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 
 from fedchain.chain.abi import Event, checksum, intrinsic_gas, revert_reason
 from fedchain.chain.interface import Artifact, Chain, Contract, Receipt
@@ -30,6 +33,11 @@ from fedchain.errors import ChainError, Reverted
 
 
 GENESIS_TIMESTAMP = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+
+def block_hash(number: int) -> bytes:
+    """The embedded chain's hash of block ``number``."""
+    return keccak(b"fedchain-embedded-block" + number.to_bytes(32, "big"))
 
 
 class EmbeddedChain(Chain):
@@ -43,6 +51,7 @@ class EmbeddedChain(Chain):
         self.env.evm.patch.chain_id = self.chain_id
         self.env.evm.patch.block_number = 1
         self.env.evm.patch.timestamp = GENESIS_TIMESTAMP
+        self._hash_ancestors()
         self._logs: list[Event] = []
         self._log_blocks: list[int] = []  # parallel to _logs, nondecreasing: bisect on it
         self._artifacts: dict[str, Artifact] = {}  # address -> ABI, to decode the logs it emits
@@ -119,6 +128,12 @@ class EmbeddedChain(Chain):
         if blocks < 0:
             raise ChainError("cannot mine a negative number of blocks")
         self.env.time_travel(blocks=blocks)
+        self._hash_ancestors()
+
+    def _hash_ancestors(self) -> None:
+        """What BLOCKHASH reads: the hashes of the 256 blocks before the current one."""
+        n = self.block_number()
+        self.env.evm.patch.prev_hashes = [block_hash(b) for b in range(n - 1, max(n - 257, -1), -1)]
 
     def fund(self, address: str, wei: int) -> None:
         self.env.set_balance(address, wei)

@@ -32,7 +32,9 @@ OPEN, FINALIZED, FAILED = 0, 1, 2
 
 @dataclass(frozen=True)
 class RoundView:
-    """A round as its RoundOpened event describes it (immutable once opened)."""
+    """A round as its RoundOpened event describes it (immutable once opened). Its
+    seed is not in that event: it comes from the opening block's hash, readable from
+    the next block on (``Node.round_seed``)."""
 
     task_id: int
     round_id: int
@@ -41,7 +43,6 @@ class RoundView:
     reveal_end: int
     validate_end: int
     challenge_end: int
-    seed: bytes
     trainer_total: int
     validator_total: int
 
@@ -106,8 +107,7 @@ class TaskLog:
         if e.name == "RoundOpened":
             self.rounds[a["round_id"]] = RoundView(
                 self.task_id, a["round_id"], e.block, a["commit_end"], a["reveal_end"], a["validate_end"],
-                a["validate_end"] + self.config["challenge_blocks"], a["seed"], a["trainer_total"],
-                a["validator_total"])
+                a["validate_end"] + self.config["challenge_blocks"], a["trainer_total"], a["validator_total"])
         elif e.name == "Committed":
             self.commits.setdefault(a["round_id"], []).append(e)
         elif e.name == "Revealed":
@@ -154,6 +154,7 @@ class Node:
         self._models: dict[bytes, Model] = {}
         self._tasks: dict[int, TaskLog] = {}
         self._claimed: set[tuple[int, int]] = set()  # (task, round) whose reward was settled
+        self._seeds: dict[tuple[int, int], bytes] = {}
         self.rewards = 0  # claimed rewards, in wei
         self._min_stake: int | None = None
 
@@ -202,6 +203,17 @@ class Node:
                 if req["open"]:
                     out.append((a["request_id"], req))
         return out
+
+    def round_seed(self, v: RoundView) -> bytes | None:
+        """The round's sortition seed, or None while it cannot be read yet (in the
+        block that opened the round) or any more (256 blocks later, never drawn)."""
+        key = (v.task_id, v.round_id)
+        if key not in self._seeds:
+            seed = self.fc.call("seed_of", *key)
+            if seed == bytes(32):
+                return None
+            self._seeds[key] = seed
+        return self._seeds[key]
 
     def withdraw(self) -> int:
         """Withdraw claimed rewards (credited on chain by each claim) in one transfer."""

@@ -224,26 +224,31 @@ class NodeRunner:
         if tl.rounds and not tl.finished:
             v = tl.current
             if v.round_id not in announced and v.round_id not in tl.outcome and self.role != ROLE_WATCHER:
-                announced.add(v.round_id)
-                self._selection(node, tl, v)
+                if self._selection(node, tl, v):
+                    announced.add(v.round_id)
         node.step(task_id)
         if tl.finished and node.outstanding_claims(task_id) == 0:
             node.withdraw()
             return True
         return False
 
-    def _selection(self, node: Node, tl: TaskLog, v: RoundView) -> None:
-        """Say whether this node is selected for the round, and why not."""
+    def _selection(self, node: Node, tl: TaskLog, v: RoundView) -> bool:
+        """Say whether this node is selected for the round, and why not; False while the
+        round's seed cannot be read yet (in its opening block)."""
         weight = node.weight(self.role, v)
         if weight == 0:
             self.log.info("round %d: not eligible (stake below the minimum, staked as another role, or added "
                           "at or after the round opened at block %d)", v.round_id, v.opened)
-            return
+            return True
         total = v.trainer_total if self.role == ROLE_TRAINER else v.validator_total
         k = tl.config["trainers_per_round" if self.role == ROLE_TRAINER else "validators_per_round"]
-        chosen = commitments.is_selected(v.seed, node.address, weight, total, k)
+        seed = node.round_seed(v)
+        if seed is None:
+            return False
+        chosen = commitments.is_selected(seed, node.address, weight, total, k)
         self.log.info("round %d: %s by sortition (stake %s of %s, expected committee %d)", v.round_id,
                       "selected" if chosen else "not selected", tokens(weight), tokens(total), k)
+        return True
 
     # -- startup
 

@@ -67,9 +67,13 @@ class Trainer(Node):
 
     # -- selection
 
-    def selected(self, log: TaskLog, v: RoundView) -> bool:
-        """Local sortition check (the contract repeats it in O(1) at commit)."""
-        return commitments.is_selected(v.seed, self.address, self.weight(ROLE_TRAINER, v), v.trainer_total,
+    def selected(self, log: TaskLog, v: RoundView) -> bool | None:
+        """Local sortition check (the contract repeats it in O(1) at commit); None while
+        the round's seed cannot be read yet."""
+        seed = self.round_seed(v)
+        if seed is None:
+            return None
+        return commitments.is_selected(seed, self.address, self.weight(ROLE_TRAINER, v), v.trainer_total,
                                        log.config["trainers_per_round"])
 
     # -- commit
@@ -105,7 +109,10 @@ class Trainer(Node):
             return
         entry = self.journal.get("commit", task_id, round_id)
         if entry is None:
-            if not self.selected(self.task(task_id), v):
+            chosen = self.selected(self.task(task_id), v)
+            if chosen is None:
+                return  # the seed is readable from the block after the opening one
+            if not chosen:
                 self._committed.add((task_id, round_id))  # nothing to do this round
                 return
             blob, root = self.make_update(self.current_model(task_id), round_id)

@@ -112,7 +112,10 @@ class Validator(Node):
             self._members.add(key)
             return  # joined before a restart
         k = log.config["validators_per_round"]
-        if commitments.is_selected(v.seed, self.address, self.weight(ROLE_VALIDATOR, v), v.validator_total, k):
+        seed = self.round_seed(v)
+        if seed is None:
+            return  # readable from the block after the opening one
+        if commitments.is_selected(seed, self.address, self.weight(ROLE_VALIDATOR, v), v.validator_total, k):
             self.send("join", *key)  # if this raises, the next step tries again
             self._members.add(key)
             self.log.info("round %d: joined the committee", v.round_id)

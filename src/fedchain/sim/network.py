@@ -194,6 +194,7 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
     task_id = create_task(fc, tok, owner, store, recipe, initial, rounds=cfg.rounds, pool=cfg.pool,
                           trainers_per_round=cfg.trainers, validators_per_round=cfg.validators,
                           commit_blocks=b, reveal_blocks=b, validate_blocks=b, challenge_blocks=b)
+    chain.mine(1)  # round 0's seed is its opening block's hash: readable from the next block
     return Network(cfg, chain, dep, data, parts, recipe, task_id, trainers, validators, store, initial, watchers)
 
 
@@ -215,6 +216,7 @@ def play_round(net: Network) -> RoundOutcome:
     # with watchers, everyone is stepped at every block of the challenge window (a watcher may
     # walk down a withheld model's tree there, one availability request a block)
     window = tuple(range(v.validate_end + 1, v.challenge_end + 1)) if net.watchers else ()
+    net.chain.mine_to(v.opened + 1)  # the seed is the opening block's hash: readable from the next
     for boundary in (v.commit_end + 1, v.reveal_end + 1, *window, v.challenge_end + 1, None):
         for node in net.nodes:
             node.step(t)
@@ -242,6 +244,7 @@ def play_to_vote(net: Network) -> RoundView:
     tests and benchmarks: the leading vote stands, its challenge window is open)."""
     t = net.task_id
     v = net.validators[0].task(t).current
+    net.chain.mine_to(v.opened + 1)
     for boundary in (v.commit_end + 1, v.reveal_end + 1, None):
         for node in net.nodes:
             node.step(t)

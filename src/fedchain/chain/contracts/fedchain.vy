@@ -188,12 +188,16 @@ event TaskCreated:
 event RoundOpened:
     task_id: indexed(uint256)
     round_id: indexed(uint256)
-    seed: bytes32
     commit_end: uint256
     reveal_end: uint256
     validate_end: uint256
     trainer_total: uint256
     validator_total: uint256
+
+event SeedDrawn:
+    task_id: indexed(uint256)
+    round_id: indexed(uint256)
+    seed: bytes32
 
 event Committed:
     task_id: indexed(uint256)
@@ -424,8 +428,11 @@ def fund_pool(task_id: uint256, amount: uint256):
 def commit(task_id: uint256, round_id: uint256, commitment_: bytes32):
     """
     @notice Commit to an update as a selected trainer.
-    @dev Requirements: the round's commit phase (block <= commit_end), the
-         sender selected by trainer sortition, no earlier commitment, a
+    @dev Effects: the first commit or join of a round stores its seed
+         (SeedDrawn). Requirements: the round's commit phase (opened < block
+         <= commit_end; the seed exists from the block after the opening,
+         for 256 blocks), the sender selected by trainer sortition, no
+         earlier commitment, a
          non-zero commitment, fewer than 256 commitments so far (so every
          commitment can be revealed: a trainer refused here is not slashable).
          Only the current round can be in its commit phase, so `round_id`
@@ -438,7 +445,8 @@ def commit(task_id: uint256, round_id: uint256, commitment_: bytes32):
     assert self.commitment[task_id][round_id][msg.sender] == empty(bytes32), "rounds: already committed"
     commits: uint256 = self.rounds[task_id][round_id].commits
     assert commits < MAX_REVEALS, "rounds: too many commitments"
-    assert self._weight_if_selected(task_id, round_id, msg.sender, staking.ROLE_TRAINER, sched) > 0, "rounds: not selected"
+    seed: bytes32 = self._settle_seed(task_id, round_id, sched)
+    assert self._weight_if_selected(task_id, round_id, msg.sender, staking.ROLE_TRAINER, sched, seed) > 0, "rounds: not selected"
     self.rounds[task_id][round_id].commits = commits + 1
     self.commitment[task_id][round_id][msg.sender] = commitment_
     log Committed(task_id=task_id, round_id=round_id, node=msg.sender, commitment=commitment_)
@@ -494,14 +502,17 @@ def join(task_id: uint256, round_id: uint256):
     @dev Effects: the sender's seats (max(1, k*w/T) in basis points, w its
          weight at the round's opening) count towards the committee seats a
          quorum needs 2/3 of; a member that then never votes commits a
-         liveness fault (slashing.slash_absent). Requirements: block <=
-         reveal_end, selected by validator sortition, not joined yet.
+         liveness fault (slashing.slash_absent); the first commit or join of
+         a round stores its seed. Requirements: opened < block <= reveal_end
+         (and within 256 blocks of the opening if nobody drew the seed yet),
+         selected by validator sortition, not joined yet.
     """
     sched: uint256 = self.rounds[task_id][round_id].schedule
     assert sched != 0, "rounds: no such round"
     assert block.number <= layout._reveal_end(sched), "rounds: joining closed"
     assert self.committee_weight[task_id][round_id][msg.sender] == 0, "rounds: already joined"
-    w: uint256 = self._weight_if_selected(task_id, round_id, msg.sender, staking.ROLE_VALIDATOR, sched)
+    seed: bytes32 = self._settle_seed(task_id, round_id, sched)
+    w: uint256 = self._weight_if_selected(task_id, round_id, msg.sender, staking.ROLE_VALIDATOR, sched, seed)
     assert w > 0, "rounds: not selected"
     weight: uint256 = self._seats(w, self.rounds[task_id][round_id].validator_total, self.tasks[task_id].validators_per_round)
     self.committee_weight[task_id][round_id][msg.sender] = weight
@@ -755,11 +766,24 @@ def validator_facts(task_id: uint256, round_id: uint256, node: address) -> Valid
 
 @external
 @view
+def seed_of(task_id: uint256, round_id: uint256) -> bytes32:
+    """
+    @notice The round's sortition seed: stored once drawn, else computable
+            from the block after the opening one for 256 blocks; empty
+            before that or after (then nobody can commit or join).
+    """
+    return self._seed(task_id, round_id, self.rounds[task_id][round_id].schedule)
+
+
+@external
+@view
 def is_selected(task_id: uint256, round_id: uint256, node: address, role: uint8) -> bool:
     """
     @notice Whether `node` is selected for `role` in the round.
     """
-    return self._weight_if_selected(task_id, round_id, node, role, self.rounds[task_id][round_id].schedule) > 0
+    sched: uint256 = self.rounds[task_id][round_id].schedule
+    seed: bytes32 = self._seed(task_id, round_id, sched)
+    return seed != empty(bytes32) and self._weight_if_selected(task_id, round_id, node, role, sched, seed) > 0
 
 
 # ---------------------------------------------------------------- internal
@@ -767,7 +791,7 @@ def is_selected(task_id: uint256, round_id: uint256, node: address, role: uint8)
 
 @internal
 @view
-def _weight_if_selected(task_id: uint256, round_id: uint256, node: address, role: uint8, sched: uint256) -> uint256:
+def _weight_if_selected(task_id: uint256, round_id: uint256, node: address, role: uint8, sched: uint256, seed: bytes32) -> uint256:
     """
     @dev The node's selection weight in the round if sortition selects it
          for `role`, else 0.
@@ -781,9 +805,46 @@ def _weight_if_selected(task_id: uint256, round_id: uint256, node: address, role
         total = self.rounds[task_id][round_id].validator_total
         k = self.tasks[task_id].validators_per_round
     weight: uint256 = staticcall vault.weight(node, role, layout._opened(sched))
-    if sortition._is_selected(self.rounds[task_id][round_id].seed, node, weight, total, k):
+    if sortition._is_selected(seed, node, weight, total, k):
         return weight
     return 0
+
+
+@internal
+@view
+def _seed(task_id: uint256, round_id: uint256, sched: uint256) -> bytes32:
+    """
+    @dev The round's seed: keccak256(task, round, blockhash(opened)), the
+         hash of the block that opened the round. While the opening
+         transaction runs, that hash does not exist yet: nobody can compute
+         the seed before the round is open, and whoever opens it cannot
+         choose it by choosing the block (SECURITY-REVIEW M-4; the block's
+         producer still can, docs/decisions.md). It can be read from the next
+         block on and for 256 blocks (the EVM keeps 256 block hashes); once
+         drawn it is stored. Empty: not drawable (too early, or expired).
+    """
+    seed: bytes32 = self.rounds[task_id][round_id].seed
+    opened: uint256 = layout._opened(sched)
+    if seed == empty(bytes32) and block.number > opened and block.number <= opened + 256:
+        seed = keccak256(abi_encode(task_id, round_id, blockhash(opened)))
+    return seed
+
+
+@internal
+def _settle_seed(task_id: uint256, round_id: uint256, sched: uint256) -> bytes32:
+    """
+    @dev The seed, stored (and logged) by the round's first commit or join.
+         A round nobody commits in within 256 blocks of its opening gets no
+         commitment and fails cleanly (too few reveals) at `advance`.
+    """
+    if self.rounds[task_id][round_id].seed != empty(bytes32):
+        return self.rounds[task_id][round_id].seed
+    assert block.number > layout._opened(sched), "rounds: seed not drawn yet"
+    seed: bytes32 = self._seed(task_id, round_id, sched)
+    assert seed != empty(bytes32), "rounds: seed expired"
+    self.rounds[task_id][round_id].seed = seed
+    log SeedDrawn(task_id=task_id, round_id=round_id, seed=seed)
+    return seed
 
 
 @internal
@@ -810,17 +871,14 @@ def _has_quorum(task_id: uint256, round_id: uint256, tally: uint256) -> bool:
 @internal
 def _open_round(task_id: uint256, round_id: uint256):
     """
-    @dev The seed mixes RANDAO and the previous block hash at opening; stake
-         added at or after this block does not count in this round, so the
-         seed is fixed after registration closed. A block producer could
-         still grind one block's worth of seeds: a production deployment
-         would take the seed from a later block's RANDAO or a VRF.
+    @dev Stake added at or after this block does not count in this round,
+         and the round's seed comes from this block's hash, which nobody
+         knows while the opening transaction runs (see `_seed`): registration
+         closes before the seed exists.
     """
     commit_end: uint256 = block.number + self.tasks[task_id].commit_blocks
     reveal_end: uint256 = commit_end + self.tasks[task_id].reveal_blocks
     validate_end: uint256 = reveal_end + self.tasks[task_id].validate_blocks
-    seed: bytes32 = keccak256(abi_encode(task_id, round_id, block.prevrandao, blockhash(block.number - 1)))
-    self.rounds[task_id][round_id].seed = seed
     self.rounds[task_id][round_id].schedule = layout._schedule(block.number, commit_end, reveal_end, validate_end)
     trainer_total: uint256 = staticcall vault.total_active(staking.ROLE_TRAINER)
     validator_total: uint256 = staticcall vault.total_active(staking.ROLE_VALIDATOR)
@@ -829,7 +887,6 @@ def _open_round(task_id: uint256, round_id: uint256):
     log RoundOpened(
         task_id=task_id,
         round_id=round_id,
-        seed=seed,
         commit_end=commit_end,
         reveal_end=reveal_end,
         validate_end=validate_end,
