@@ -30,6 +30,7 @@ from eth_abi import encode
 from eth_utils import keccak
 
 from fedchain.chain import commitments as cm
+from fedchain.chain.deploy import ProtocolParams
 from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import account_from_seed
 from fedchain.cli.deploy import PUBLIC_MIN_CHALLENGE, least_challenge_window
@@ -418,3 +419,79 @@ def test_deploy_refuses_a_short_challenge_window_on_a_public_chain():
     with pytest.raises(typer.BadParameter, match="could be censored"):
         least_challenge_window(11155111, PUBLIC_MIN_CHALLENGE - 1)
 
+
+
+# ---------------------------------------------------------------- M-4
+
+
+def _hash_of(chain, number: int) -> bytes:
+    if isinstance(chain, EmbeddedChain):
+        from fedchain.chain.embedded import block_hash
+        return block_hash(number)
+    return bytes(chain.w3.eth.get_block(number)["hash"])
+
+
+def test_nobody_can_compute_a_round_seed_before_its_opening_block_exists(chain):
+    """M-4: the old seed, keccak(task, round, prevrandao, blockhash(n - 1)) of the opening
+    block n, was known to anyone once block n - 1 was out, so whoever opened a round could
+    hold the transaction for a block whose seed selected its identities. The seed is now
+    keccak(task, round, blockhash(n)): it does not exist while the opening transaction
+    runs, nothing can be selected in that block, and from the next block on it is the
+    opening block's hash, whatever the block before it was."""
+    net = make_net(chain)
+    before = chain.block_number()
+    predicted = keccak(encode(["uint256", "uint256", "bytes32", "bytes32"],
+                              [1, 0, bytes(32), _hash_of(chain, before - 1)]))  # the old formula
+    r = net.fc.tx("create_task", net.task_config(), sender=net.owner)
+    n = r.block
+    if chain.block_number() == n:  # the embedded chain: still in the opening block
+        assert net.fc.call("seed_of", 1, 0) == ZERO32
+        assert not any(net.fc.call("is_selected", 1, 0, t.address, 1) for t in net.trainers)
+        with reverts("rounds: seed not drawn yet"):
+            net.fc.tx("commit", 1, 0, net.commitment(1, 0, net.trainers[0], net.update_for(1, 0, net.trainers[0])),
+                      sender=net.trainers[0])
+        chain.mine(1)
+    seed = net.fc.call("seed_of", 1, 0)
+    assert seed == cm.round_seed(1, 0, _hash_of(chain, n)) != predicted
+    chosen = next(t for t in net.trainers if net.fc.call("is_selected", 1, 0, t.address, 1))
+    drawn = net.fc.tx("commit", 1, 0, net.commitment(1, 0, chosen, net.update_for(1, 0, chosen)),
+                      sender=chosen).event("SeedDrawn").args
+    assert drawn == {"task_id": 1, "round_id": 0, "seed": seed} and net.fc.call("rounds", 1, 0)["seed"] == seed
+    net.assert_conserved()
+
+
+def test_a_round_whose_seed_was_never_drawn_fails_cleanly():
+    """M-4's other half: the EVM keeps 256 block hashes, so a round nobody committed in or
+    joined within 256 blocks of its opening can no longer draw its seed. Its commits and
+    joins revert with a clear reason, it fails for too few reveals at `advance`, nobody is
+    slashed, and the next round opens with a seed of its own."""
+    net = make_net(EmbeddedChain(), ProtocolParams(unbonding_delay=2_000))
+    task = net.create_task(commit_blocks=300, reveal_blocks=5)
+    opened = net.schedule(task, 0)[0]
+    net.chain.mine_to(opened + 257)
+    t, v = net.trainers[0], net.validators[0]
+    assert net.fc.call("seed_of", task, 0) == ZERO32
+    assert not net.fc.call("is_selected", task, 0, t.address, 1)
+    with reverts("rounds: seed expired"):
+        net.fc.tx("commit", task, 0, net.commitment(task, 0, t, net.update_for(task, 0, t)), sender=t)
+    with reverts("rounds: seed expired"):
+        net.fc.tx("join", task, 0, sender=v)
+    net.to_vote_phase(task, 0)
+    failed = net.fc.tx("advance", task, sender=net.owner).event("RoundFailed").args
+    assert (failed["round_id"], failed["reason"]) == (0, 1)  # too few reveals
+    net.to_seed(task, 1)
+    assert net.fc.call("seed_of", task, 1) != ZERO32
+    net.play_round(task, 1)
+    assert net.fc.call("rounds", task, 1)["status"] == FINALIZED
+    assert not [e for e in net.fc.events() if e.name == "Slashed"]
+
+
+def test_a_seed_drawn_in_time_serves_a_long_commit_phase():
+    """Once the first commit stored the seed, commits later than 256 blocks still count."""
+    net = make_net(EmbeddedChain(), ProtocolParams(unbonding_delay=2_000))
+    task = net.create_task(commit_blocks=300, reveal_blocks=5)
+    first, late = net.trainers[0], net.trainers[1]
+    net.commit(task, 0, first)
+    net.chain.mine_to(net.schedule(task, 0)[0] + 280)
+    net.commit(task, 0, late)
+    assert net.fc.call("commitment", task, 0, late.address) != ZERO32
