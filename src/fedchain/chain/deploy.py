@@ -1,5 +1,5 @@
-"""Deploy the stake token, the fedchain contract, its challenge and slashing
-contracts, and the parameters they take."""
+"""Deploy the stake token, the fedchain contract, its challenge (with its judges),
+slashing and availability contracts, and the parameters they take."""
 
 from __future__ import annotations
 
@@ -49,14 +49,22 @@ class Deployment:
     challenges: Contract | None = None
     slashing: Contract | None = None
     availability: Contract | None = None
+    # challenges' stateless helpers, fixed in its constructor: Krum's selections and the judges
+    krum: Contract | None = None
+    model_judge: Contract | None = None
+    score_judge: Contract | None = None
+    table_judge: Contract | None = None
 
     def to_json(self) -> dict:
         return {"token": self.token.address, "fedchain": self.fedchain.address,
-                "challenges": self.challenges.address if self.challenges else None,
-                "slashing": self.slashing.address if self.slashing else None,
-                "availability": self.availability.address if self.availability else None,
+                **{name: c.address if c else None for name, c in self.contracts().items()
+                   if name not in ("token", "fedchain")},
                 "chain_id": self.fedchain.chain.chain_id, "block": self.block,
                 "contracts": self.fedchain.artifact.version}
+
+    def contracts(self) -> dict[str, Contract | None]:
+        """Every contract of the deployment, by its name in the deployment file."""
+        return {name: getattr(self, name) for name in ("token", "fedchain", *OPTIONAL)}
 
     def save(self, path: Path, **extra) -> None:
         """Write the deployment file other commands read (``extra``: e.g. the RPC URL)."""
@@ -65,6 +73,11 @@ class Deployment:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(json.dumps({**self.to_json(), **extra}, indent=2) + "\n")
         os.replace(tmp, path)
+
+
+# the deployment file's optional contracts (older files lack the judges), by artifact
+OPTIONAL = {"challenges": "challenges", "slashing": "slashing", "availability": "availability", "krum": "krum",
+            "model_judge": "model_judge", "score_judge": "score_judge", "table_judge": "table_judge"}
 
 
 def read_deployment_file(path: Path) -> dict:
@@ -95,22 +108,24 @@ def load_deployment(chain: Chain, info: dict) -> Deployment:
         raise ChainError(f"the deployment is of contract sources {info['contracts']}, this fedchain has "
                          f"{fc.version}: their interfaces may differ. Use the fedchain version that deployed it, "
                          "or deploy again")
-    challenges = chain.at(artifact("challenges"), info["challenges"]) if info.get("challenges") else None
-    slashing = chain.at(artifact("slashing"), info["slashing"]) if info.get("slashing") else None
-    availability = chain.at(artifact("availability"), info["availability"]) if info.get("availability") else None
+    optional = {name: chain.at(artifact(art), info[name]) if info.get(name) else None for name, art in OPTIONAL.items()}
     return Deployment(chain.at(artifact("test_token"), info["token"]), chain.at(fc, info["fedchain"]), info["block"],
-                      challenges, slashing, availability)
+                      **optional)
 
 
 def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolParams()) -> Deployment:
     """Deploy a fresh test token, fedchain and its challenge, slashing and availability
     contracts; ``owner`` may mint the token. fedchain takes their addresses at
-    deployment and each is then bound to fedchain (once, by ``owner``)."""
+    deployment and each is then bound to fedchain (once, by ``owner``). The
+    challenge contract takes its stateless helpers' addresses at deployment:
+    Krum's selections and the three judges (model values, scores, distance tables)."""
     block = chain.block_number()
     token = chain.deploy(artifact("test_token"), "fedchain test token", "FED", sender=owner)
     p = params
-    selector = chain.deploy(artifact("krum"), sender=owner)  # Krum's selections: challenges.vy is at the size limit
-    challenges = chain.deploy(artifact("challenges"), p.challenge_bond, selector.address, sender=owner)
+    helpers = {name: chain.deploy(artifact(name), sender=owner)
+               for name in ("krum", "model_judge", "score_judge", "table_judge")}
+    challenges = chain.deploy(artifact("challenges"), p.challenge_bond, *(c.address for c in helpers.values()),
+                              sender=owner)
     slashing = chain.deploy(artifact("slashing"), sender=owner)
     availability = chain.deploy(artifact("availability"), p.request_bond, p.answer_blocks, sender=owner)
     fc = chain.deploy(artifact("fedchain"), token.address, p.min_stake, p.unbonding_delay, p.liveness_penalty,
@@ -118,4 +133,4 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
                       slashing.address, availability.address, sender=owner)
     for judge in (challenges, slashing, availability):
         judge.tx("bind", fc.address, sender=owner)
-    return Deployment(token, fc, block, challenges, slashing, availability)
+    return Deployment(token, fc, block, challenges, slashing, availability, **helpers)
