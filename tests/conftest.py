@@ -108,6 +108,16 @@ class Result:
         return cm.vote_hash(*self.args)
 
 
+def committed(chain: Chain, challenges: Contract, acct: LocalAccount, *calls: tuple[str, tuple]) -> None:
+    """Commit ``acct`` to each challenge call ``(fn, args)`` and mine a block, so that it
+    may send them (challenges.vy's commit-reveal, SECURITY-REVIEW M-1)."""
+    from fedchain.protocol.challenge import commit
+
+    for fn, args in calls:
+        commit(challenges, acct, fn, args)
+    chain.mine(1)
+
+
 @contextmanager
 def reverts(reason: str):
     """``pytest.raises(Reverted)`` that also checks the exact revert string."""

@@ -45,6 +45,10 @@ is found by bisecting N between 20 and 50 with real runs
 runs in about three minutes and merges its figures into the existing json; the
 whole script takes about four.
 
+Every step but ``open_table`` is committed to first (``commit_challenge``, a block
+earlier: challenges.vy's commit-reveal); ``commit_gas`` is that transaction's gas,
+``challenge_gas`` the step's alone.
+
 Writes ``benchmarks/gas/challenge.json``. It runs on the embedded EVM, whose gas
 equals anvil's receipts (benchmarks/gas/run.py checks that on every function);
 on anvil a 50-trainer round would need phases longer than the simulation's
@@ -64,7 +68,7 @@ import numpy as np
 from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import account_from_seed
 from fedchain.learning import fixedpoint as fp
-from fedchain.protocol.challenge import find_score_fault
+from fedchain.protocol.challenge import commit, find_score_fault
 from fedchain.protocol.distances import MAX_TABLE
 from fedchain.sim.network import SimConfig, build_network, leading_evidence, play_to_vote
 
@@ -85,11 +89,14 @@ def measure(n: int, colluders: int, rule: str = "fedavg") -> dict:
         net.deployment.token.tx("mint", challenger.address, bond, sender=account_from_seed(f"{cfg.seed}:sponsor"))
         net.deployment.token.tx("approve", net.deployment.challenges.address, bond, sender=challenger)
         ch = ev.challenge(*(ev.first_wrong() or (0, 0)))
+        committed = commit(net.deployment.challenges, challenger, "challenge", ch.args())
+        net.chain.mine(1)
         rc = net.deployment.challenges.tx("challenge", *ch.args(), sender=challenger)
         row = {"rule": rule, "updates": len(ev.updates), "parameters": int(ev.parent.size),
                "chunks": int(fp.chunks(ev.parent).shape[0]), "depth": ch.depth,
                "calldata_bytes": len(net.deployment.challenges.artifact.codec.encode_call("challenge", ch.args())),
-               "success": rc.event("Challenged").args["success"], "challenge_gas": rc.gas_used}
+               "success": rc.event("Challenged").args["success"], "challenge_gas": rc.gas_used,
+               "commit_gas": committed.gas_used}
         if row["success"]:
             voter = net.validators[0].address
             row["slash_wrong_vote_gas"] = net.deployment.slashing.tx("slash_wrong_vote", net.task_id, v.round_id,
@@ -110,8 +117,11 @@ def measure_scores(n: int, collusion: str) -> dict:
         net.chain.fund(challenger.address, 10**20)
         net.deployment.token.tx("mint", challenger.address, bond, sender=account_from_seed(f"{cfg.seed}:sponsor"))
         net.deployment.token.tx("approve", net.deployment.challenges.address, bond, sender=challenger)
+        committed = ch.commit(net.deployment.challenges, challenger)
+        net.chain.mine(1)
         rc = net.deployment.challenges.tx(ch.fn, *ch.args(), sender=challenger)
         return {"function": ch.fn, "updates": n, "success": rc.event("Challenged").args["success"],
+                "commit_gas": committed.gas_used,
                 "calldata_bytes": len(net.deployment.challenges.artifact.codec.encode_call(ch.fn, ch.args())),
                 "challenge_gas": rc.gas_used}
 
@@ -148,6 +158,8 @@ def measure_krum(n: int, rule: str, collusion: str) -> dict:
             op = net.deployment.challenges.tx("open_table", *ch.opening.args(), sender=challenger)
             row |= {"open_table_gas": op.gas_used, "open_table_calldata_bytes": len(
                 net.deployment.challenges.artifact.codec.encode_call("open_table", ch.opening.args()))}
+        row["commit_gas"] = ch.commit(net.deployment.challenges, challenger).gas_used
+        net.chain.mine(1)
         rc = net.deployment.challenges.tx(ch.fn, *ch.args(), sender=challenger)
         return row | {"success": rc.event("Challenged").args["success"],
                       "calldata_bytes": len(net.deployment.challenges.artifact.codec.encode_call(ch.fn, ch.args())),

@@ -68,6 +68,7 @@ from fedchain.chain import commitments as cm
 from fedchain.chain.deploy import ProtocolParams
 from fedchain.chain.embedded import EmbeddedChain, block_hash
 from fedchain.errors import Reverted
+from fedchain.protocol.challenge import commit
 
 PROFILES = {"default": (30, 50), "ci": (200, 50)}  # (max_examples, stateful_step_count)
 PROFILE = os.environ.get("FEDCHAIN_HYPOTHESIS_PROFILE", "default")
@@ -211,6 +212,7 @@ class FedchainMachine(RuleBasedStateMachine):
         self.results: dict[bytes, Result] = {}  # vote hash -> the result it stands for
         self.watched: set[tuple[int, int, str]] = set()  # (task, round, duty) the watcher has done
         self.vigilant = False  # whether the watcher acts at every deadline (see a_watcher)
+        self.watching = False  # inside the watcher's turn (it mines the block between commit and challenge)
         self.dirty_accounts: set[str] = set()  # touched since the last invariant check
         self.dirty_tasks: set[int] = set()
 
@@ -584,7 +586,7 @@ class FedchainMachine(RuleBasedStateMachine):
         """Mine forward to ``target``, stopping where honest trainers must reveal and
         honest committee members must vote, and with a vigilant watcher at every deadline
         of every current round."""
-        if self.vigilant:
+        if self.vigilant and not self.watching:
             self._keep_watch()
         while True:
             stops = {self.tasks[tid].rounds[r].commit_end + 1 for tid, r, _ in self.pending}
@@ -596,14 +598,23 @@ class FedchainMachine(RuleBasedStateMachine):
             self.chain.mine_to(stop)
             self._reveal_pending()
             self._vote_pending()
-            if self.vigilant:
+            if self.vigilant and not self.watching:
                 self._keep_watch()
             if stop >= target:
                 return
 
     def _keep_watch(self) -> None:
         """The vigilant watcher: a challenge of every provably wrong leading vote whose vote
-        phase is over, then every report that is due."""
+        phase is over, then every report that is due. It commits to a challenge and sends it
+        a block later (challenges.vy's commit-reveal): the block between is mined without
+        watching again."""
+        self.watching = True
+        try:
+            self._watch_once()
+        finally:
+            self.watching = False
+
+    def _watch_once(self) -> None:
         for tid, t in list(self.tasks.items()):
             R = t.rounds[t.round]
             leading = self.results.get(R.leader) if R.leader else None
@@ -822,6 +833,10 @@ class FedchainMachine(RuleBasedStateMachine):
 
     def _challenge(self, tid: int, r: int, result: Result, nodes: list, scores: list, sender,
                    table_root: bytes = ZERO32, recipe: tuple = RECIPE) -> None:
+        # commit first, send a block later (challenges.vy's commit-reveal)
+        call = (tid, r, result.args, recipe, nodes, scores, table_root)
+        commit(self.challenges, sender, "challenge_total", call)
+        self._mine_to(self.block + 1)
         t = self.tasks[tid]
         R = self._round(tid, r)
         expected = ("challenges: not the task's rule" if recipe != RECIPE
@@ -834,8 +849,7 @@ class FedchainMachine(RuleBasedStateMachine):
                     else "challenges: not the scores tree" if Scores(tuple(nodes), tuple(scores)).root != result.args[2]
                     else "erc20: transfer amount exceeds balance" if self.balances[sender.address] < PARAMS.challenge_bond
                     else None)
-        receipt = self._send(expected, "challenge_total", tid, r, result.args, recipe, nodes, scores, table_root,
-                             sender=sender, to=self.challenges)
+        receipt = self._send(expected, "challenge_total", *call, sender=sender, to=self.challenges)
         if not receipt:
             return
         wrong = len(nodes) != len(R.reveals) or sum(scores) != result.args[3]

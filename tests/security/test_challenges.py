@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import reverts
+from conftest import committed, reverts
 from eth_utils import keccak
 
 from fedchain.chain.deploy import TOKEN
@@ -128,6 +128,7 @@ def test_a_false_challenge_loses_its_bond_and_changes_nothing(tmp_path, rule, pa
     # clipping) agree with the validators' numpy, bit for bit
     values = [(0, j) for j in range(fp.CHUNK_SIZE)] + [(c, c % fp.CHUNK_SIZE) for c in range(1, chunks)]
     acct = challenger(net, tokens=len(values) * bond)
+    committed(net.chain, ch, acct, *[("challenge", ev.challenge(c, j).args()) for c, j in values])
     for c, j in values:
         approve_bond(net, acct)
         pool, held, lost = fc.call("tasks", t)["pool"], tok.call("balanceOf", acct.address), ch.call("forfeited")
@@ -155,6 +156,7 @@ def test_a_challenge_after_the_window_is_refused(tmp_path):
     assert challenge is not None
     acct = challenger(net)
     approve_bond(net, acct)
+    committed(net.chain, ch, acct, ("challenge", challenge.args()))
     net.chain.mine_to(v.challenge_end + 1)
     with reverts("challenges: window closed"):
         ch.tx("challenge", *challenge.args(), sender=acct)
@@ -222,9 +224,11 @@ def test_every_malformed_challenge_is_refused(colluded):
               sender=acct)
     # no bond, no challenge
     poor = challenger(net, "poor", tokens=0)
+    committed(net.chain, ch, poor, ("challenge", good.args()))
     with pytest.raises(Reverted):
         ch.tx("challenge", *good.args(), sender=poor)
     # and the good one still works
+    committed(net.chain, ch, acct, ("challenge", good.args()))
     assert ch.tx("challenge", *good.args(), sender=acct).event("Challenged").args["success"] is True
 
 
@@ -242,6 +246,7 @@ def test_only_the_challenge_contract_reverts_rounds_and_only_wrong_voters_are_sl
         ch.tx("bind", acct.address, sender=acct)
     with reverts("challenges: already bound"):
         ch.tx("bind", acct.address, sender=owner(net))
+    committed(net.chain, ch, acct, ("challenge", good.args()))
     ch.tx("challenge", *good.args(), sender=acct)
     with reverts("slashing: no wrong vote"):  # a trainer never voted
         sl.tx("slash_wrong_vote", t, 0, net.trainers[0].address, sender=acct)
@@ -285,6 +290,7 @@ def test_no_quorum_means_nothing_to_challenge(tmp_path):
     # round 1 opens when round 0 is reverted; before its votes there is no quorum
     acct = challenger(net)
     approve_bond(net, acct)
+    committed(net.chain, ch, acct, ("challenge", good.args()))
     ch.tx("challenge", *good.args(), sender=acct)
     assert fc.call("tasks", t)["round"] == 1
     with reverts("challenges: no quorum"):
@@ -306,6 +312,7 @@ def test_a_committee_counting_identities_not_seats_is_proven_wrong(tmp_path, mon
     assert wrong is not None
     acct = challenger(net)
     approve_bond(net, acct)
+    committed(net.chain, net.deployment.challenges, acct, ("challenge", ev.challenge(*wrong).args()))
     rc = net.deployment.challenges.tx("challenge", *ev.challenge(*wrong).args(), sender=acct)
     assert rc.event("Challenged").args["success"] is True
     assert net.deployment.fedchain.call("rounds", net.task_id, v.round_id)["status"] == FAILED
@@ -378,6 +385,7 @@ def test_every_honest_score_and_total_survives_a_challenge(tmp_path, extra):
         assert sorted(e.args["seats_bps"] for e in ev.revealed) == [10_000] * 3 + [20_000]
     attempts = [ev.score_challenge(i) for i in range(len(ev.revealed))] + [ev.total_challenge()]
     acct = challenger(net, tokens=len(attempts) * ch.call("bond"))
+    committed(net.chain, ch, acct, *[(c.fn, c.args()) for c in attempts])
     for c in attempts:
         approve_bond(net, acct)
         assert ch.tx(c.fn, *c.args(), sender=acct).event("Challenged").args["success"] is False, c.fn
@@ -415,6 +423,7 @@ def test_every_malformed_score_challenge_is_refused(tmp_path):
     for reason, bad in cases:
         with reverts(reason):
             ch.tx(bad.fn, *bad.args(), sender=acct)
+    committed(net.chain, ch, acct, (good.fn, good.args()))
     assert ch.tx(good.fn, *good.args(), sender=acct).event("Challenged").args["success"] is True
 
 
@@ -439,6 +448,7 @@ def test_a_score_leaf_naming_the_wrong_trainer_is_wrong(tmp_path, monkeypatch):
     assert (c.fn, c.index) == ("challenge_score", 0)
     acct = challenger(net)
     approve_bond(net, acct)
+    committed(net.chain, net.deployment.challenges, acct, (c.fn, c.args()))
     assert net.deployment.challenges.tx(c.fn, *c.args(), sender=acct).event("Challenged").args["success"] is True
 
 

@@ -16,7 +16,7 @@ from fractions import Fraction
 import boa
 import numpy as np
 import pytest
-from conftest import reverts
+from conftest import committed, reverts
 from eth_abi import encode
 from eth_utils import keccak
 from hypothesis import given, settings
@@ -70,8 +70,9 @@ def selector():
 
 
 @pytest.fixture(scope="module")
-def contract(selector):
-    return boa.load(str(CONTRACTS_DIR / "challenges.vy"), 10, selector.address)
+def contract():
+    """The judge of a model's values (challenges.vy's `challenge` calls it): its median and Bulyan helpers."""
+    return boa.load(str(CONTRACTS_DIR / "model_judge.vy"))
 
 
 def random_vectors(rng, n, size, rejected=()):
@@ -287,7 +288,7 @@ def test_every_value_of_an_honest_bulyan_round_checks_out(tmp_path):
     steps = [ev.challenge(0, j) for j in range(fp.CHUNK_SIZE)]
     steps += [ev.challenge(c, c % fp.CHUNK_SIZE) for c in range(1, fp.chunks(ev.parent).shape[0])]
     acct = funded(net, tokens=len(steps) * 10 * TOKEN)
-    assert not any(send(net, acct, s) for s in steps)  # Bulyan's selection and trimmed values, bit for bit
+    assert not any(send_all(net, acct, steps))  # Bulyan's selection and trimmed values, bit for bit
 
 
 def test_a_lying_table_is_proven_wrong_on_anvil_too(chain, tmp_path):
@@ -342,7 +343,7 @@ def test_krum_rules_count_seats_on_chain_as_the_validators_do(tmp_path, monkeypa
         assert (sel >> 128 == ev.accepted[whale].args["index"] + 1 and (sel >> 64) & (2**64 - 1) == 10_000) == in_part
     else:
         assert (kept[whale] == 10_000) == in_part
-    assert not any(send(net, acct, ev.challenge(0, j)) for j in range(0, fp.CHUNK_SIZE, 7))
+    assert not any(send_all(net, acct, [ev.challenge(0, j) for j in range(0, fp.CHUNK_SIZE, 7)]))
     # the same round voted by validators that leave out the seats
     net2 = build_network(dataclasses.replace(cfg, out=tmp_path / "identities"))
     seated = aggregate.RULES[rule]
@@ -369,10 +370,20 @@ def honest(tmp_path_factory):
 
 
 def send(net, acct, ch):
-    if getattr(ch, "opening", None) is not None:
-        net.deployment.challenges.tx("open_table", *ch.opening.args(), sender=acct)
-    approve_bond(net, acct)
-    return net.deployment.challenges.tx(ch.fn, *ch.args(), sender=acct).event("Challenged").args["success"]
+    return send_all(net, acct, [ch])[0]
+
+
+def send_all(net, acct, steps):
+    """Commit to every step, mine a block, then send each (its table opened first where it needs
+    it): whether each proved the vote wrong."""
+    committed(net.chain, net.deployment.challenges, acct, *[(ch.fn, ch.args()) for ch in steps])
+    out = []
+    for ch in steps:
+        if getattr(ch, "opening", None) is not None:
+            net.deployment.challenges.tx("open_table", *ch.opening.args(), sender=acct)
+        approve_bond(net, acct)
+        out.append(net.deployment.challenges.tx(ch.fn, *ch.args(), sender=acct).event("Challenged").args["success"])
+    return out
 
 
 def test_every_step_against_an_honest_krum_round_fails(honest):
@@ -392,7 +403,7 @@ def test_every_step_against_an_honest_krum_round_fails(honest):
                                               child(2 * p + 1), *table.path(h, p)))
     assert any(s.fn == "challenge_distance_leaf" and bad in (s.i, s.j) for s in steps)
     acct = funded(net, tokens=len(steps) * 10 * TOKEN)
-    results = [send(net, acct, s) for s in steps]
+    results = send_all(net, acct, steps)
     assert not any(results)  # the contract's distances, sums and Krum selection equal the validators'
     assert net.deployment.fedchain.call("rounds", net.task_id, v.round_id)["status"] == OPEN
 
@@ -469,6 +480,7 @@ def test_a_krum_value_check_needs_the_table_opened_first(tmp_path):
     rc = net.deployment.challenges.tx("open_table", *ch.opening.args(), sender=acct)
     assert rc.event("TableOpened").args["selection"] == sum(1 << ev.accepted[k].args["index"] for k in ev.averaged())
     net.deployment.challenges.tx("open_table", *ch.opening.args(), sender=acct)  # again: the same record
+    committed(net.chain, net.deployment.challenges, acct, (ch.fn, ch.args()))
     assert net.deployment.challenges.tx(ch.fn, *ch.args(), sender=acct).event("Challenged").args["success"] is True
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import MAX_UINT, STAKE, TOKEN, ZERO32, h32, reverts
+from conftest import MAX_UINT, STAKE, TOKEN, ZERO32, committed, h32, reverts
 from eth_abi import encode
 from eth_utils import keccak
 
@@ -74,6 +74,12 @@ def success(receipt) -> bool:
     return receipt.event("Challenged").args["success"]
 
 
+def judged(net, ch, acct, fn: str, *args) -> bool:
+    """Commit to the challenge, then send it a block later: whether it proved the vote wrong."""
+    committed(net.chain, ch, acct, (fn, args))
+    return success(ch.tx(fn, *args, sender=acct))
+
+
 def assert_untouched(net, t: int, rnd: int, leader: bytes) -> None:
     """No validator lost stake or can be slashed for the round, which is still open with its leader."""
     for v in net.validators:
@@ -110,8 +116,7 @@ def test_half_an_honest_scores_tree_cannot_pass_for_the_whole_one(net, ch, attac
     assert_untouched(net, t, 0, res.hash)
     # the honest leaves: a sound challenge of the total, also for rule 0; it fails and costs the bond
     bond = ch.call("bond")
-    assert success(ch.tx("challenge_total", *total_args(t, res.args, recipe, s.nodes, s.scores),
-                         sender=attacker)) is False
+    assert judged(net, ch, attacker, "challenge_total", *total_args(t, res.args, recipe, s.nodes, s.scores)) is False
     assert net.balance(attacker) == held - bond
     assert_untouched(net, t, 0, res.hash)
     net.to_finalizable(t, 0)
@@ -142,8 +147,7 @@ def test_a_krum_vote_needs_its_table_root_and_cannot_be_split_either(net, ch, at
     with reverts("challenges: not the scores tree"):
         ch.tx("challenge_total", *total_args(t, vote, recipe, s.nodes[:half], s.scores[:half], right),
               sender=attacker)
-    assert success(ch.tx("challenge_total", *total_args(t, vote, recipe, s.nodes, s.scores, table),
-                         sender=attacker)) is False
+    assert judged(net, ch, attacker, "challenge_total", *total_args(t, vote, recipe, s.nodes, s.scores, table)) is False
     assert_untouched(net, t, 0, cm.vote_hash(*vote))
 
 
@@ -161,7 +165,7 @@ def test_an_honest_krum_vote_survives_its_total_challenge_with_the_table_root(tm
     net.deployment.token.tx("approve", ch.address, MAX_UINT, sender=acct)
     with reverts("challenges: Krum rules need the table root"):
         ch.tx(total.fn, *dataclasses.replace(total, table_root=ZERO32).args(), sender=acct)
-    assert success(ch.tx(total.fn, *total.args(), sender=acct)) is False
+    assert judged(net, ch, acct, total.fn, *total.args()) is False
     assert fc.call("rounds", t, v.round_id)["status"] == OPEN
     assert not [e for e in fc.events() if e.name == "Slashed"]
     assert net.conservation_gap() == 0
@@ -192,8 +196,7 @@ def test_a_scores_tree_without_one_leaf_per_reveal_is_proven_wrong(net, ch, atta
     assert net.fc.call("rounds", t, 0)["reveals"] == 3 and res.scores.total == sum(scored.values())
     held = net.balance(attacker)
     s = res.scores
-    assert success(ch.tx("challenge_total", *total_args(t, res.args, recipe, s.nodes, s.scores),
-                         sender=attacker)) is True
+    assert judged(net, ch, attacker, "challenge_total", *total_args(t, res.args, recipe, s.nodes, s.scores)) is True
     r = net.fc.call("rounds", t, 0)
     assert (r["status"], r["challenger"]) == (FAILED, attacker.address)
     assert net.balance(attacker) == held  # the bond came back
@@ -231,8 +234,8 @@ def test_a_krum_round_without_reveals_can_be_challenged(net, ch, attacker):
         ch.tx("challenge_distance_leaf", t, 0, vote, recipe, ZERO32, 0, [7], [hi], [digest([0])], 0, 1,
               no_chunk, no_chunk, sender=attacker)
     # the root (height 1, position 0) is the sum of its children, but of the wrong size
-    assert success(ch.tx("challenge_distance_sum", t, 0, vote, recipe, ZERO32, 1, 0, [7], (ZERO32, ZERO32, [7]),
-                         (ZERO32, ZERO32, [0]), [], [], sender=attacker)) is True
+    assert judged(net, ch, attacker, "challenge_distance_sum", t, 0, vote, recipe, ZERO32, 1, 0, [7],
+                  (ZERO32, ZERO32, [7]), (ZERO32, ZERO32, [0]), [], []) is True
     assert net.fc.call("rounds", t, 0)["status"] == FAILED
     # round 1 (opened by the revert): a table of the right size, no pairs; the bisection judges it right
     table = node_hash(leaf_hash(0, []), leaf_hash(1, []), [])
@@ -241,6 +244,6 @@ def test_a_krum_round_without_reveals_can_be_challenged(net, ch, attacker):
     opened = ch.tx("open_table", t, 1, vote, recipe, [], (ZERO32, leaf_hash(0, []), leaf_hash(1, []), []),
                    sender=attacker).event("TableOpened")
     assert (opened.args["malformed"], opened.args["selection"]) == (False, 0)
-    assert success(ch.tx("challenge_distance_sum", t, 1, vote, recipe, ZERO32, 1, 0, [], empty_node, empty_node, [], [],
-                         sender=attacker)) is False
+    assert judged(net, ch, attacker, "challenge_distance_sum", t, 1, vote, recipe, ZERO32, 1, 0, [], empty_node,
+                  empty_node, [], []) is False
     assert net.fc.call("rounds", t, 1)["status"] == OPEN

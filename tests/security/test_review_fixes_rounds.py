@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import pytest
 import typer
-from conftest import MAX_UINT, STAKE, TOKEN, ZERO32, make_net, reverts
+from conftest import MAX_UINT, STAKE, TOKEN, ZERO32, committed, make_net, reverts
 from eth_abi import encode
 from eth_utils import keccak
 
@@ -317,11 +317,13 @@ def test_a_wrong_voter_that_unbonds_at_the_opening_is_still_slashed_after_the_ch
     for v in net.validators:
         net.vote(t, 0, v, phantom)
     window_end = net.schedule(t, 0)[3] + longest
-    net.chain.mine_to(window_end)
     ch, attacker = net.challenges, net.outsiders[0]
     net.token.tx("approve", ch.address, MAX_UINT, sender=attacker)
     s = phantom.scores
-    r = ch.tx("challenge_total", t, 0, phantom.args, recipe, list(s.nodes), list(s.scores), ZERO32, sender=attacker)
+    total = (t, 0, phantom.args, recipe, list(s.nodes), list(s.scores), ZERO32)
+    net.chain.mine_to(window_end - 1)
+    committed(net.chain, ch, attacker, ("challenge_total", total))  # the window's last block
+    r = ch.tx("challenge_total", *total, sender=attacker)
     assert r.event("Challenged").args["success"] and r.block == window_end
     assert release >= window_end + net.params.slash_grace, (opened, release, window_end)
     net.chain.mine_to(window_end + net.params.slash_grace)  # the last block of the grace
@@ -403,6 +405,9 @@ def test_the_watcher_challenges_only_after_the_vote_phase(tmp_path):
     watcher.step(t)
     assert watcher.challenged == []  # an equivocating colluder could still dodge it
     net.chain.mine_to(v.validate_end + 1)
+    watcher.step(t)  # it commits to the challenge (M-1) and sends it one block later
+    assert watcher.challenged == [] and (t, v.round_id) in watcher.pending
+    net.chain.mine(1)
     watcher.step(t)
     assert watcher.challenged == [(t, v.round_id, True)]
     assert net.conservation_gap() == 0

@@ -1,5 +1,6 @@
-"""Deploy the stake token and fedchain's contracts (core, vault, rewards, and the
-slashing, challenge and availability judges) with the parameters they take."""
+"""Deploy the stake token and fedchain's contracts (core, vault, rewards; the slashing,
+challenge and availability contracts; the challenge contract's stateless judges) with the
+parameters they take."""
 
 from __future__ import annotations
 
@@ -50,16 +51,26 @@ class Deployment:
     challenges: Contract | None = None
     slashing: Contract | None = None
     availability: Contract | None = None
+    # challenges' stateless helpers, fixed in its constructor: Krum's selections and the judges
+    krum: Contract | None = None
+    model_judge: Contract | None = None
+    score_judge: Contract | None = None
+    table_judge: Contract | None = None
 
     def to_json(self) -> dict:
         fc = self.fedchain
         return {"token": self.token.address, "fedchain": fc.core.address, "vault": fc.vault.address,
                 "rewards": fc.rewards.address,
-                "challenges": self.challenges.address if self.challenges else None,
-                "slashing": self.slashing.address if self.slashing else None,
-                "availability": self.availability.address if self.availability else None,
+                **{name: c.address if c else None for name, c in self.contracts().items()
+                   if name not in ("token", "fedchain", "vault", "rewards")},
                 "chain_id": fc.chain.chain_id, "block": self.block,
                 "contracts": fc.artifact.version}
+
+    def contracts(self) -> dict[str, Contract | None]:
+        """Every contract of the deployment, by its name in the deployment file."""
+        fc = self.fedchain
+        return {"token": self.token, "fedchain": fc.core, "vault": fc.vault, "rewards": fc.rewards,
+                **{name: getattr(self, name) for name in OPTIONAL}}
 
     def save(self, path: Path, **extra) -> None:
         """Write the deployment file other commands read (``extra``: e.g. the RPC URL)."""
@@ -68,6 +79,11 @@ class Deployment:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(json.dumps({**self.to_json(), **extra}, indent=2) + "\n")
         os.replace(tmp, path)
+
+
+# the deployment file's optional contracts (older files lack the judges), by artifact
+OPTIONAL = {"challenges": "challenges", "slashing": "slashing", "availability": "availability", "krum": "krum",
+            "model_judge": "model_judge", "score_judge": "score_judge", "table_judge": "table_judge"}
 
 
 def read_deployment_file(path: Path) -> dict:
@@ -98,29 +114,30 @@ def load_deployment(chain: Chain, info: dict) -> Deployment:
         raise ChainError(f"the deployment is of contract sources {info['contracts']}, this fedchain has "
                          f"{fc.version}: their interfaces may differ. Use the fedchain version that deployed it, "
                          "or deploy again")
-    challenges = chain.at(artifact("challenges"), info["challenges"]) if info.get("challenges") else None
-    slashing = chain.at(artifact("slashing"), info["slashing"]) if info.get("slashing") else None
-    availability = chain.at(artifact("availability"), info["availability"]) if info.get("availability") else None
+    optional = {name: chain.at(artifact(art), info[name]) if info.get(name) else None for name, art in OPTIONAL.items()}
     core = Fedchain(chain.at(fc, info["fedchain"]), chain.at(artifact("vault"), info["vault"]),
                     chain.at(artifact("rewards"), info["rewards"]))
-    return Deployment(chain.at(artifact("test_token"), info["token"]), core, info["block"],
-                      challenges, slashing, availability)
+    return Deployment(chain.at(artifact("test_token"), info["token"]), core, info["block"], **optional)
 
 
 def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolParams()) -> Deployment:
     """Deploy a fresh test token and fedchain's contracts; ``owner`` may mint the token.
 
-    Order: the vault (stakes and every other token), the judges, the core (which takes
-    the vault's and the judges' addresses), rewards (the core's and the vault's); then
-    the vault and each judge are bound to the core, once, by ``owner``. No address can
-    change afterwards."""
+    Order: the vault (stakes and every other token); the challenge contract's stateless
+    helpers (Krum's selections and the three judges: model values, scores, distance
+    tables) and the challenge contract, which takes their addresses; the slashing and
+    availability contracts; the core, which takes the vault's and those three's
+    addresses; rewards (the core's and the vault's). Then the vault and the three are
+    bound to the core, once, by ``owner``. No address can change afterwards."""
     block = chain.block_number()
     token = chain.deploy(artifact("test_token"), "fedchain test token", "FED", sender=owner)
     p = params
     vault = chain.deploy(artifact("vault"), token.address, p.min_stake, p.unbonding_delay, p.reporter_bps,
                          sender=owner)
-    selector = chain.deploy(artifact("krum"), sender=owner)  # Krum's selections: a contract of their own
-    challenges = chain.deploy(artifact("challenges"), p.challenge_bond, selector.address, sender=owner)
+    helpers = {name: chain.deploy(artifact(name), sender=owner)
+               for name in ("krum", "model_judge", "score_judge", "table_judge")}
+    challenges = chain.deploy(artifact("challenges"), p.challenge_bond, *(c.address for c in helpers.values()),
+                              sender=owner)
     slashing = chain.deploy(artifact("slashing"), sender=owner)
     availability = chain.deploy(artifact("availability"), p.request_bond, p.answer_blocks, sender=owner)
     core = chain.deploy(artifact("fedchain"), vault.address, p.liveness_penalty, p.safety_penalty_bps,
@@ -130,4 +147,4 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
     vault.tx("bind", core.address, rewards.address, sender=owner)
     for judge in (challenges, slashing, availability):
         judge.tx("bind", core.address, sender=owner)
-    return Deployment(token, Fedchain(core, vault, rewards), block, challenges, slashing, availability)
+    return Deployment(token, Fedchain(core, vault, rewards), block, challenges, slashing, availability, **helpers)

@@ -15,6 +15,11 @@ contract recomputes from the distance table the vote commits to
 ``DistanceSumChallenge`` or ``DistanceLeafChallenge``, one step of the bisection
 each.
 
+Every step but ``OpenTable`` is sent in two transactions (SECURITY-REVIEW M-1):
+first ``commit`` (``challenges.commit_challenge`` of a hash of the sender and the
+step's exact calldata), then, in a later block, the step itself. A bot that copies
+the pending step has no commitment of its own and is refused.
+
 The contract uses the committee's own rejected set: a fault in *which* updates
 were rejected (availability, validity of a whole blob) cannot be proven one
 chunk at a time and is left to the auditor (see docs/decisions.md, "Challenges").
@@ -30,6 +35,7 @@ import numpy as np
 from eth_utils import keccak
 
 from fedchain.chain import commitments
+from fedchain.chain.interface import Contract, Receipt
 from fedchain.errors import FedchainError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import aggregate_update, enough_updates
@@ -78,6 +84,19 @@ class Step:
     def head(self) -> tuple:
         return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash))
 
+    def commit(self, challenges: Contract, account) -> Receipt:
+        """Commit ``account`` to this step (send the step itself in a later block)."""
+        return commit(challenges, account, self.fn, self.args())
+
+
+def commit(challenges: Contract, account, fn: str, args: tuple) -> Receipt:
+    """``challenges.commit_challenge`` by ``account`` for the call ``fn(*args)``: the
+    contract's ``commitment`` of the sender and the call's exact calldata. The call
+    counts only if sent by ``account`` in a later block, in the round's window."""
+    calldata = challenges.artifact.codec.encode_call(fn, args)
+    h = challenges.call("commitment", account.address, calldata)
+    return challenges.tx("commit_challenge", h, sender=account)
+
 
 @dataclass(frozen=True)
 class Challenge(Step):
@@ -108,7 +127,8 @@ class Challenge(Step):
 @dataclass(frozen=True)
 class OpenTable(Step):
     """The arguments of ``challenges.open_table``: a Krum-rule vote's table root, opened, so that
-    the contract records the selection its sums imply (sent before the ``Challenge``; no bond)."""
+    the contract records the selection its sums imply (sent before the ``Challenge``; no bond,
+    and no commitment: it pays and records no one)."""
 
     nodes: list[str]  # every revealer, in reveal order (Krum counts their seats)
     distances: tuple  # (scores tree root, the table root's two children, its sums)

@@ -4,8 +4,10 @@ A watcher holds no data and no stake; it needs only the chain, the blobs and
 a bond's worth of tokens. Once a round's vote phase is over and a vote leads,
 it recomputes the round with the very ``compute_round`` validators run. If the
 voted result is wrong it builds a fraud proof (``fedchain.protocol.challenge``)
-and sends it to the challenge contract within the round's challenge window:
-the round is reverted, and the watcher then reports every validator that
+and sends it to the challenge contract within the round's challenge window, in
+two steps (SECURITY-REVIEW M-1): it commits to the proof's exact calldata first
+and sends the proof once a block has passed, so a bot that copies the pending
+proof has no commitment and is refused. The round is reverted, and the watcher then reports every validator that
 voted for the wrong result (``slash_wrong_vote`` on the slashing contract),
 earning the reporter share of each slash.
 
@@ -13,7 +15,8 @@ It challenges only after ``validate_end``, never during the vote phase: until
 then a colluder can dodge a pending challenge by equivocating on purpose, so
 that the wrong result loses its quorum and the other colluders keep their
 stake (SECURITY-REVIEW L-3). The challenge window must therefore leave enough
-blocks to land a challenge (the deployment's ``min_challenge_blocks``).
+blocks to land a challenge, the commitment's block and the proof's (the
+deployment's ``min_challenge_blocks``).
 If a proof needs data the watcher cannot fetch (the voted model's blob, an
 update the vote accepted, a Krum vote's distance table), it asks the
 availability game for the root of that tree (``protocol.availability``): the
@@ -23,7 +26,7 @@ reports the voters. A quorum that holds a wrong model but withholds its blob
 must answer: the watcher then goes down the model's tree one answered request a
 level, towards the child that differs from the honest model's tree, and at the
 leaf sends the one-chunk fraud proof the answers made possible (coordinate-wise
-rules; the window must leave a block a level).
+rules; the window must leave a block a level, and one for the commitment).
 Differences that cannot be proven on chain (root-set scores, the rejected set,
 rules without a judge) are logged loudly and left to ``fedchain audit``.
 """
@@ -63,9 +66,13 @@ class Watcher(Node):
         self.unprovable: dict[tuple[int, int], str] = {}   # wrong results it could not prove on chain
         self.requested: dict[tuple[int, int], bytes] = {}  # availability requests it made, by round
         self.walks: dict[tuple[int, int], _Walk] = {}      # withheld wrong models it is walking down
+        self.pending: dict[tuple[int, int], _Pending] = {}  # challenges committed to, not sent yet
 
     def act(self, log: TaskLog, v: RoundView, phase: str) -> None:
         key = (v.task_id, v.round_id)
+        if key in self.pending:
+            self.reveal(log, v)
+            return
         if key in self.requested:
             self.follow(log, v)
             return
@@ -111,8 +118,28 @@ class Watcher(Node):
                                        "on chain")
             self.log.warning("round %d: %s", r, self.unprovable[(t, r)])
             return
-        if self.send_challenge(challenge):
-            self.report_voters(log, v, leader)
+        self.commit(log, v, challenge, leader)
+
+    def commit(self, log: TaskLog, v: RoundView, ch, leader: bytes) -> None:
+        """Commit to challenge ``ch`` (its exact calldata, by this watcher), then send it
+        as soon as it would land in a later block: at once on a chain that mines a block
+        a transaction, else at the next step (``reveal``)."""
+        rc = ch.commit(self.challenges, self.account)
+        self.gas_used += rc.gas_used
+        self.pending[(v.task_id, v.round_id)] = _Pending(ch, rc.block, leader)
+        self.log.info("round %d: committed to a challenge (%s) in block %d", v.round_id, ch.fn, rc.block)
+        self.reveal(log, v)
+
+    def reveal(self, log: TaskLog, v: RoundView) -> None:
+        """Send the challenge committed to in an earlier block; report the voters if it
+        proved the result wrong."""
+        key = (v.task_id, v.round_id)
+        p = self.pending[key]
+        if self.chain.block_number() <= p.block:
+            return  # the commitment's own block: a challenge there is refused
+        del self.pending[key]
+        if self.send_challenge(p.challenge):
+            self.report_voters(log, v, p.leader)
 
     def build_challenge(self, t: int, r: int, parent_q, revealed, vote):
         """A wrong aggregate value first (if the rule is challengeable), else a wrong score
@@ -213,8 +240,8 @@ class Watcher(Node):
                 return
             if fault is None:
                 self.unprovable[key] = f"chunk {walk.position} of the voted model is right"
-            elif self.send_challenge(fault):
-                self.report_voters(log, v, walk.leader)
+            else:
+                self.commit(log, v, fault, walk.leader)
             return
         if walk.level >= depth:
             self.walks.pop(key)
@@ -259,6 +286,15 @@ class Watcher(Node):
 
     def outstanding_claims(self, task_id: int) -> int:
         return 0
+
+
+@dataclass
+class _Pending:
+    """A challenge committed to in ``block`` and not sent yet, against the vote ``leader``."""
+
+    challenge: object  # a protocol.challenge step
+    block: int
+    leader: bytes
 
 
 @dataclass

@@ -7,29 +7,17 @@
         quorum voted for is wrong by recomputing one chunk of the new model
         on chain; a proven-wrong result is reverted (fedchain.revert_round)
         and every validator who voted for it becomes slashable.
-@dev What is checked, for the coordinate-wise rules (see docs/decisions.md
-     "Challenges"): value j of chunk c (64 fixed-point values) of the new
-     model must equal clip(parent[c][j] + agg_j, +-2**23), where agg_j is, over
-     the updates the quorum accepted (every reveal not in its rejected set),
-       FedAvg:        floor(sum_i w_i u_i[c][j] / sum_i w_i),
-                      w_i = min(samples_i, 2**20) from the reveal record;
-       FedMedian:     the median (even count: floor of the middle pair's mean),
-                      each update counted once per seat (seats_bps, from the
-                      reveal record; learning.aggregate.fedmedian);
-       FedTrimmedAvg: the floor mean without the k = floor(beta n) largest and
-                      k smallest values, n and k counted in seats, each value
-                      weighted by its untrimmed seats;
-       Krum, MultiKrum: FedAvg's mean over Krum's selection, recomputed from
-                      the squared distances the vote commits to (Distances);
-       Bulyan:        over Bulyan's selection (repeated Krum on the same
-                      distances), the floor mean of the n - 4f values closest
-                      to their median;
-     and 0 if no update was accepted (or Krum has too few). The challenger
-     sends chunk c of the parent model, of every averaged update and of the
-     claimed model, each with a Merkle proof against the root on chain
-     (update roots are proven through their commitments), so the contract
-     trusts nothing it is sent; it recomputes the one value the challenger
-     says is wrong.
+@dev The judgments are in stateless judges, fixed at deployment
+     (judging.vy): model_judge.vy recomputes one value of the voted model
+     (challenge), score_judge.vy a trainer's score or the scores tree
+     (challenge_score, challenge_total), table_judge.vy a step of the
+     bisection of a Krum vote's distance table (challenge_distance_sum,
+     challenge_distance_leaf). This contract checks what every challenge
+     needs (the recipe, the round, the leading vote, the window, the
+     commitment), staticcalls the judge with the challenge's own calldata,
+     and settles: it alone takes bonds, holds the forfeited ones and calls
+     fedchain.revert_round. The coordinate-wise rules' arithmetic is
+     documented in model_judge.vy and docs/decisions.md ("Challenges").
      The distances are not coordinate-wise: they are sums over every chunk,
      which the vote commits to as a Merkle sum tree. open_table opens its
      root and records the selection its sums imply (the value check reads
@@ -45,6 +33,14 @@
      challenger then earns the reporter share of every wrong voter's slash.
      If it matches, the challenge failed and the bond is forfeited (kept
      here, owed to nobody).
+     Commit-reveal (SECURITY-REVIEW M-1): a challenge's calldata is its
+     whole proof, so a bot that sees it pending could copy it and take the
+     bond refund and the challenger's reporter shares. Every challenge that
+     can pay (all but open_table, which pays and records no one) therefore
+     needs the sender's commitment to that exact calldata
+     (commit_challenge), made in an earlier block while the round was open;
+     a copier cannot have one. The bond is taken with the challenge, not
+     with the commitment.
      The task's recipe hash binds the aggregation rule: recipe_hash ==
      keccak256(abi_encode(rule, param1, param2, score, keccak256(recipe JSON))),
      so a median round cannot be "proven wrong" with the mean, and the model
@@ -57,42 +53,29 @@ from ethereum.ercs import IERC20
 import fedchain
 import merkle
 import commitments
+import judging
 import krum
+import model_judge
+import score_judge
+import table_judge
 import sumtree
 
-CHUNK: constant(uint256) = 64          # values per chunk (leaf)
-CHUNK_BYTES: constant(uint256) = 256   # 64 big-endian int32
-MAX_UPDATES: constant(uint256) = 256   # the round's reveal limit
-MAX_DEPTH: constant(uint256) = 20      # 2**20 chunks: 67M parameters
-MAX_WEIGHT: constant(uint256) = 2**20  # FedAvg's cap on a sample count
-QMAX: constant(int256) = 2**23         # fixed-point clip: |x| <= 128 at scale 2**16
-RULE_FEDAVG: constant(uint256) = 1
-RULE_MEDIAN: constant(uint256) = 2
-RULE_TRIMMED: constant(uint256) = 3
-RULE_KRUM: constant(uint256) = 4
-RULE_MULTIKRUM: constant(uint256) = 5
-RULE_BULYAN: constant(uint256) = 6
+initializes: judging
+
+CHUNK: constant(uint256) = judging.CHUNK
+CHUNK_BYTES: constant(uint256) = judging.CHUNK_BYTES
+MAX_UPDATES: constant(uint256) = judging.MAX_UPDATES
+MAX_DEPTH: constant(uint256) = sumtree.MAX_DEPTH
+RULE_KRUM: constant(uint256) = judging.RULE_KRUM
+RULE_BULYAN: constant(uint256) = judging.RULE_BULYAN
 MAX_TABLE: constant(uint256) = sumtree.MAX_TABLE  # reveals a distance table may cover (Krum rules)
 MAX_PAIRS: constant(uint256) = sumtree.MAX_PAIRS  # MAX_TABLE * (MAX_TABLE - 1) / 2
-SCORE_COSINE: constant(uint256) = 1
-PPM: constant(uint256) = 10**6
-BPS: constant(uint256) = 10_000
-MAX_CHUNKS: constant(uint256) = 256         # a score check reads whole vectors: up to 16,384 parameters
-MAX_VECTOR_BYTES: constant(uint256) = 65536  # MAX_CHUNKS * CHUNK_BYTES
-MAX_SCORES: constant(uint256) = 256         # leaves of a scores tree (one per reveal)
+MAX_VECTOR_BYTES: constant(uint256) = score_judge.MAX_VECTOR_BYTES
+MAX_SCORES: constant(uint256) = score_judge.MAX_SCORES
+MAX_CALL: constant(uint256) = 2**19  # the longest challenge calldata `commitment` hashes (a challenge's is below 2**18)
 
-INDEX_MASK: constant(uint256) = 2**32 - 1
-HIGH_BITS: constant(uint256) = max_value(uint256) - (2**32 - 1)  # sign extension of an int32
-SAMPLES_MASK: constant(uint256) = 2**128 - 1
-U64: constant(uint256) = 2**64 - 1
-
-
-struct RecipeRule:
-    rule: uint256        # 1 FedAvg, 2 FedMedian, 3 FedTrimmedAvg, 4 Krum, 5 MultiKrum, 6 Bulyan, 0 not recomputable here
-    param1: uint256      # FedTrimmedAvg: beta = param1 / param2; Krum, MultiKrum, Bulyan: f = param1
-    param2: uint256      # MultiKrum: m = param2 (0: n - f, at least 1)
-    score: uint256       # 1 the cosine score, 0 not recomputable here
-    json_hash: bytes32   # keccak256 of the recipe JSON
+INDEX_MASK: constant(uint256) = judging.INDEX_MASK
+U64: constant(uint256) = judging.U64
 
 
 struct Distances:
@@ -108,47 +91,26 @@ struct Distances:
     totals: DynArray[uint256, MAX_PAIRS]
 
 
-struct SumNode:
-    # one node of a distance table below the root: its children's hashes
-    # (unused for a leaf) and its sums
-    left: bytes32
-    right: bytes32
-    sums: DynArray[uint256, MAX_PAIRS]
-
-
-struct Opening:
-    # one accepted update's chunk, proven through the trainer's commitment
-    node: address
-    update_root: bytes32
-    salt: bytes32
-    data: Bytes[CHUNK_BYTES]                 # empty: the zero leaf past the model's last chunk
-    proof: DynArray[bytes32, MAX_DEPTH]
-
-
-struct Vote:
-    model_root: bytes32
-    model_cid: bytes32
-    scores_root: bytes32
-    total_score: uint256
-    rejected: uint256
-
-
 deployer: immutable(address)
 bond: public(immutable(uint256))
 selector: public(immutable(krum.__interface__))  # Krum's and Bulyan's selections, a contract of their own
+models_judge: public(immutable(model_judge.__interface__))  # challenge's judge
+scores_judge: public(immutable(score_judge.__interface__))  # challenge_score and challenge_total's judge
+tables_judge: public(immutable(table_judge.__interface__))  # the distance table bisection's judge
 fc: public(fedchain.__interface__)
 # Bonds of failed challenges: held here for ever (this contract's whole token balance).
 forfeited: public(uint256)
 # open_table's record, keyed by keccak256(abi_encode(task, round, leading vote
 # hash)): OPENED | MALFORMED (a table of the wrong size) | the selection
 # (krum.krum_selection: a mask, and the update kept in part)
-selections: HashMap[bytes32, uint256]
+selections: public(HashMap[bytes32, uint256])
 # Bulyan's record beside it: the seats chosen of a reveal index chosen in part (krum.bulyan_selection)
-bulyan_seats: HashMap[bytes32, HashMap[uint256, uint256]]
-OPENED: constant(uint256) = 2**255
-MALFORMED: constant(uint256) = 2**254
-SELECTION_MASK: constant(uint256) = 2**64 - 1  # MAX_TABLE reveal indices
-PART_MASK: constant(uint256) = 2**128 - 1  # bits 64-191: the update kept in part (krum_selection)
+bulyan_seats: public(HashMap[bytes32, HashMap[uint256, uint256]])
+OPENED: constant(uint256) = model_judge.OPENED
+MALFORMED: constant(uint256) = model_judge.MALFORMED
+# Challenge commitments (commit_challenge): challenger -> commitment -> the block
+# it was last made in (0: none; cleared when a challenge uses it)
+committed: public(HashMap[address, HashMap[bytes32, uint256]])
 
 
 event TableOpened:
@@ -156,6 +118,11 @@ event TableOpened:
     round_id: indexed(uint256)
     selection: uint256   # bit i: reveal i is averaged (0 with malformed)
     malformed: bool
+
+
+event ChallengeCommitted:
+    challenger: indexed(address)
+    commitment: bytes32
 
 
 event Challenged:
@@ -170,15 +137,22 @@ event Challenged:
 
 
 @deploy
-def __init__(bond_: uint256, selector_: krum.__interface__):
+def __init__(bond_: uint256, selector_: krum.__interface__, model_: model_judge.__interface__,
+             scores_: score_judge.__interface__, tables_: table_judge.__interface__):
     """
     @param bond_ Tokens a challenger posts; forfeited (kept here for ever) if
            the challenge fails.
     @param selector_ The krum contract (Krum's and Bulyan's selections).
+    @param model_ The judge of a model's value (model_judge.vy), `scores_`
+           of scores (score_judge.vy), `tables_` of distance tables
+           (table_judge.vy): stateless, fixed here for ever.
     """
     deployer = msg.sender
     bond = bond_
     selector = selector_
+    models_judge = model_
+    scores_judge = scores_
+    tables_judge = tables_
 
 
 @external
@@ -194,12 +168,49 @@ def bind(fedchain_: fedchain.__interface__):
 
 
 @external
+def commit_challenge(commitment: bytes32):
+    """
+    @notice The first half of a challenge (SECURITY-REVIEW M-1): commit to
+            it, then send it in a later block. A challenge's calldata is its
+            whole proof, so whoever sees it pending could copy it; only the
+            sender of a commitment made in an earlier block can use it, and a
+            copier cannot have made one before it saw the proof.
+    @param commitment `commitment(msg.sender, calldata)`:
+           keccak256(abi_encode(challenger, keccak256(calldata))), calldata
+           being the challenge transaction's input exactly (its selector, so
+           the kind of challenge, and the canonical ABI encoding of its
+           arguments, which name the task, the round and the vote).
+    @dev Effects: records the block of the sender's commitment (the latest,
+         if it commits the same twice: a commitment made before its round
+         opened is renewed by committing again). It takes no bond: the challenge
+         posts it (a commitment by one sender costs nobody else anything,
+         and two honest watchers committing to the same fault must not lose
+         a bond each when the first one's challenge reverts the round).
+         Requirements: none; a commitment counts only for a round open at
+         its block and a challenge sent in a later block within the window.
+    """
+    self.committed[msg.sender][commitment] = block.number
+    log ChallengeCommitted(challenger=msg.sender, commitment=commitment)
+
+
+@external
+@pure
+def commitment(challenger: address, calldata: Bytes[MAX_CALL]) -> bytes32:
+    """
+    @notice What `challenger` commits to (commit_challenge) before it sends a
+            challenge whose transaction input is `calldata`.
+    @return keccak256(abi_encode(challenger, keccak256(calldata))).
+    """
+    return keccak256(abi_encode(challenger, keccak256(calldata)))
+
+
+@external
 @nonreentrant
 def challenge(
     task_id: uint256,
     round_id: uint256,
-    vote: Vote,
-    recipe: RecipeRule,
+    vote: judging.Vote,
+    recipe: judging.RecipeRule,
     chunk: uint256,
     coordinate: uint256,
     depth: uint256,
@@ -215,141 +226,40 @@ def challenge(
 ) -> bool:
     """
     @notice Challenge the leading result of a round in its window by
-            recomputing value `coordinate` of chunk `chunk` of the new model.
+            recomputing value `coordinate` of chunk `chunk` of the new model
+            (judged by model_judge.challenge, which documents the arguments).
     @param vote The leading vote's fields (from its Voted event).
     @param recipe The preimage of the task's recipe hash: its rule (1 FedAvg,
            2 FedMedian, 3 FedTrimmedAvg, 4 Krum, 5 MultiKrum, 6 Bulyan) and its
            parameters, its score kind and keccak256 of the recipe JSON.
-    @param nodes The updates the rule averages, in reveal order: every
-           accepted one, or for Krum rules the ones it selects. `update_roots`
-           and `salts` their revealed roots and salts (proven by commitment).
-    @param update_chunks Chunk `chunk` of each of them, concatenated (256
-           bytes each); `update_proofs` their Merkle proofs, `depth` siblings
-           each, concatenated.
-    @param parent_chunk Chunk `chunk` of the task's current model.
-    @param claimed_chunk Chunk `chunk` of the voted model.
-    @dev Krum rules: the vote's table must have been opened (open_table),
-         which recorded the selection; a table of the wrong size proves the
-         vote wrong here. Sums that are themselves wrong are disputed by
-         challenge_distance_sum and challenge_distance_leaf.
+    @dev Effects: takes the bond; if the value was wrong, reverts the round
+         (fedchain.revert_round records the sender as its challenger, who
+         earns the reporter share of every wrong voter's slash) and returns
+         the bond, else forfeits it (`forfeited`). Uses up the commitment.
+         Requirements: the task's rule, its current round, a leading vote
+         equal to `vote`, the challenge window (checked by
+         fedchain.revert_round on success, here for failure), what the judge
+         requires, the sender's commitment to this calldata from an earlier
+         block of the round (commit_challenge), and the bond's allowance.
     @return True if the result was wrong (round reverted), False if the
             challenge failed (bond forfeited).
-    @dev Requirements: a challengeable rule, the task's current round, a leading
-         vote equal to `vote`, within the challenge window (checked by
-         fedchain.revert_round on success, here for failure), valid proofs
-         and commitments, exactly the averaged updates in reveal order.
     """
-    fc: fedchain.__interface__ = self.fc
-    task: fedchain.Task = staticcall fc.tasks(task_id)
+    task: fedchain.Task = staticcall self.fc.tasks(task_id)
     r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
-    rule: uint256 = recipe.rule
-    assert rule >= RULE_FEDAVG and rule <= RULE_BULYAN, "challenges: rule not challengeable"
-    assert depth <= MAX_DEPTH and chunk < 2**depth and coordinate < CHUNK, "challenges: bad chunk index"
-    n: uint256 = len(nodes)
-    assert len(update_roots) == n and len(salts) == n, "challenges: ragged inputs"
-    assert len(update_chunks) == n * CHUNK_BYTES and len(update_proofs) == n * depth, "challenges: ragged inputs"
-    assert len(parent_proof) == depth and len(claimed_proof) == depth, "challenges: ragged inputs"
-    assert len(parent_chunk) == CHUNK_BYTES and len(claimed_chunk) == CHUNK_BYTES, "challenges: bad chunk length"
-
-    assert merkle._verify(keccak256(parent_chunk), chunk, parent_proof, task.model_root), "challenges: bad parent proof"
-    assert merkle._verify(keccak256(claimed_chunk), chunk, claimed_proof, vote.model_root), "challenges: bad claimed proof"
-
-    # The averaged set, as a bit mask over reveal indices: every reveal not in
-    # the rejected set, or Krum's selection among them.
-    averaged: uint256 = 0
-    key: bytes32 = keccak256(abi_encode(task_id, round_id, r.leader))  # open_table's record
-    part: uint256 = 0  # Krum rules: the update kept in part, (reveal index + 1) * 2**64 + its seats kept
-    malformed: bool = False
-    if r.reveals > 0:
-        averaged = (max_value(uint256) >> (256 - r.reveals)) & ~vote.rejected
-    if rule >= RULE_KRUM:
-        opened: uint256 = self.selections[key]
-        assert opened & OPENED != 0, "challenges: table not opened"
-        malformed = opened & MALFORMED != 0
-        averaged = opened & SELECTION_MASK
-        part = (opened >> 64) & PART_MASK
-
-    # the averaged updates' values at the coordinate, each as value * 2**64 + its seats
-    # (basis points): the median and the trimmed mean count an update once per seat
-    col: DynArray[int256, MAX_UPDATES] = []
-    seats: uint256 = 0  # their sum
-    acc: int256 = 0  # FedAvg's weighted sum
-    total_weight: uint256 = 0
-    expected: uint256 = 0  # next reveal index that must come
-    for i: uint256 in range(n, bound=MAX_UPDATES):
-        node: address = nodes[i]
-        rec: uint256 = staticcall fc.record(task_id, round_id, node)
-        assert rec & INDEX_MASK != 0, "challenges: not revealed"
-        index: uint256 = (rec & INDEX_MASK) - 1
-        for _: uint256 in range(MAX_UPDATES):
-            if expected >= r.reveals or (averaged >> expected) & 1 == 1:
-                break
-            expected += 1
-        assert index == expected, "challenges: not the averaged updates in reveal order"
-        expected += 1
-        self._check_commitment(fc, task_id, round_id, node, update_roots[i], salts[i])
-        values: Bytes[CHUNK_BYTES] = slice(update_chunks, i * CHUNK_BYTES, CHUNK_BYTES)
-        # merkle._verify over update_proofs[i * depth:(i + 1) * depth], inline: an
-        # internal call would copy the whole proofs array
-        h: bytes32 = keccak256(values)
-        at: uint256 = chunk
-        for k: uint256 in range(depth, bound=MAX_DEPTH):
-            sibling: bytes32 = update_proofs[i * depth + k]
-            if at % 2 == 0:
-                h = keccak256(concat(h, sibling))
-            else:
-                h = keccak256(concat(sibling, h))
-            at //= 2
-        assert h == update_roots[i], "challenges: bad update proof"
-        seat: uint256 = (rec >> 160) & U64
-        w: uint256 = min((rec >> 32) & SAMPLES_MASK, MAX_WEIGHT)
-        if part >> 64 == index + 1:  # that part of its weight, at least 1
-            w = max(1, w * (part & U64) // seat)
-        total_weight += w
-        x: int256 = self._value(values, coordinate)
-        if rule == RULE_BULYAN:
-            chosen: uint256 = self.bulyan_seats[key][index]  # the seats its selection chose, when not all
-            if chosen != 0:
-                seat = chosen
-        seats += seat
-        col.append(x * 2**64 + convert(seat, int256))
-        # |x| < 2**31, w <= 2**20, at most 256 updates: |acc| < 2**59
-        acc += convert(w, int256) * x
-    # no averaged update may be missing
-    assert averaged >> expected == 0, "challenges: an averaged update is missing"
-
-    agg: int256 = 0
-    if n > 0:
-        if rule == RULE_FEDAVG or rule == RULE_KRUM or rule == RULE_MULTIKRUM:
-            # Krum returns its one update, MultiKrum the FedAvg mean of its selection
-            agg = self._floor_div(acc, convert(total_weight, int256))
-        else:
-            cut: uint256 = 0  # the trimmed mean's trim at each end, whole seats in basis points
-            if rule == RULE_TRIMMED:
-                cut = recipe.param1 * seats // (recipe.param2 * BPS) * BPS
-                assert 2 * cut < seats, "challenges: nothing left to average"
-            med: int256 = 0
-            kept: int256 = 0  # the trimmed mean's weighted sum
-            med, kept = self._seated_median(col, seats, cut)
-            if rule == RULE_MEDIAN:
-                agg = med
-            elif rule == RULE_BULYAN:
-                # the mean of the beta seats nearest the median; `seats` is Bulyan's theta, beta = theta - 2f
-                beta: uint256 = seats - 2 * recipe.param1 * BPS
-                agg = self._floor_div(self._closest_to_median_sum(col, med, beta), convert(beta, int256))
-            else:
-                agg = self._floor_div(kept, convert(seats - 2 * cut, int256))
-    new: int256 = max(min(self._value(parent_chunk, coordinate) + agg, QMAX), -QMAX)
-    wrong: bool = malformed or new != self._value(claimed_chunk, coordinate)
-
+    call: Bytes[256_804] = abi_encode(task_id, round_id, vote, recipe, chunk, coordinate, depth, nodes, update_roots, salts,
+                                update_chunks, update_proofs, parent_chunk, parent_proof, claimed_chunk, claimed_proof,
+                                method_id=method_id(
+        "challenge(uint256,uint256,(bytes32,bytes32,bytes32,uint256,uint256),"
+        "(uint256,uint256,uint256,uint256,bytes32),uint256,uint256,uint256,address[],bytes32[],bytes32[],bytes,"
+        "bytes32[],bytes,bytes32[],bytes,bytes32[])"))
+    wrong: bool = abi_decode(raw_call(models_judge.address, call, max_outsize=32, is_static_call=True), bool)
+    self._redeem(keccak256(call), r)
     log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=1,
                    at=chunk * CHUNK + coordinate, success=wrong)
     self._settle(task_id, round_id, wrong)
     return wrong
-
-
 @external
-def open_table(task_id: uint256, round_id: uint256, vote: Vote, recipe: RecipeRule,
+def open_table(task_id: uint256, round_id: uint256, vote: judging.Vote, recipe: judging.RecipeRule,
                nodes: DynArray[address, MAX_TABLE], distances: Distances):
     """
     @notice First step against a Krum-rule vote (Krum, MultiKrum, Bulyan):
@@ -412,53 +322,37 @@ def open_table(task_id: uint256, round_id: uint256, vote: Vote, recipe: RecipeRu
 def challenge_distance_sum(
     task_id: uint256,
     round_id: uint256,
-    vote: Vote,
-    recipe: RecipeRule,
+    vote: judging.Vote,
+    recipe: judging.RecipeRule,
     scores_tree_root: bytes32,
     height: uint256,
     position: uint256,
     sums: DynArray[uint256, MAX_PAIRS],
-    left: SumNode,
-    right: SumNode,
+    left: table_judge.SumNode,
+    right: table_judge.SumNode,
     siblings: DynArray[bytes32, MAX_DEPTH],
     digests: DynArray[bytes32, MAX_DEPTH],
 ) -> bool:
     """
     @notice One step of the bisection of a Krum vote's distance table: the
             node at `height` (leaves: 0) and `position` must hold the sums of
-            its two children, entry by entry, each of the table's size.
-    @param sums The node's sums; `left` and `right` its children (a child
-           leaf's hash is sumtree._leaf of its chunk, 2 * position or + 1).
-    @param siblings From the node up to the table root: each ancestor's
-           other child; `digests` each ancestor's sums digest
-           (keccak256(abi_encode(sums))).
-    @dev A table whose root's sums are wrong has, by induction, either a node
-         that is not the sum of its children (this step) or a wrong leaf
-         (challenge_distance_leaf): walking down from the root along a child
-         whose sums differ from the honest ones finds one of the two.
+            its two children, entry by entry, each of the table's size
+            (judged by table_judge.challenge_distance_sum, which documents the
+            arguments).
+    @dev Effects and requirements: as `challenge`'s (the bond, the round,
+         the vote, the window, the commitment), and the judge's.
+    @return True if the node was wrong (round reverted), False if the
+            challenge failed (bond forfeited).
     """
-    fc: fedchain.__interface__ = self.fc
-    task: fedchain.Task = staticcall fc.tasks(task_id)
+    task: fedchain.Task = staticcall self.fc.tasks(task_id)
     r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
-    assert recipe.rule >= RULE_KRUM and recipe.rule <= RULE_BULYAN, "challenges: no distance table"
-    assert height >= 1 and height <= MAX_DEPTH, "challenges: bad node"
-    hl: bytes32 = empty(bytes32)
-    hr: bytes32 = empty(bytes32)
-    if height == 1:
-        hl = sumtree._leaf(2 * position, left.sums)
-        hr = sumtree._leaf(2 * position + 1, right.sums)
-    else:
-        hl = sumtree._node(left.left, left.right, left.sums)
-        hr = sumtree._node(right.left, right.right, right.sums)
-    h: bytes32 = sumtree._node(hl, hr, sums)
-    self._check_table_path(h, position, siblings, digests, scores_tree_root, vote.scores_root)
-    size: uint256 = sumtree._pairs(r.reveals)
-    wrong: bool = len(sums) != size or len(left.sums) != size or len(right.sums) != size
-    if not wrong:
-        for e: uint256 in range(size, bound=MAX_PAIRS):
-            if sums[e] != left.sums[e] + right.sums[e]:
-                wrong = True
-                break
+    call: Bytes[195_812] = abi_encode(task_id, round_id, vote, recipe, scores_tree_root, height, position, sums, left,
+                                      right, siblings, digests, method_id=method_id(
+        "challenge_distance_sum(uint256,uint256,(bytes32,bytes32,bytes32,uint256,uint256),"
+        "(uint256,uint256,uint256,uint256,bytes32),bytes32,uint256,uint256,uint256[],(bytes32,bytes32,uint256[]),"
+        "(bytes32,bytes32,uint256[]),bytes32[],bytes32[])"))
+    wrong: bool = abi_decode(raw_call(tables_judge.address, call, max_outsize=32, is_static_call=True), bool)
+    self._redeem(keccak256(call), r)
     log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=4,
                    at=height * 2**32 + position, success=wrong)
     self._settle(task_id, round_id, wrong)
@@ -470,8 +364,8 @@ def challenge_distance_sum(
 def challenge_distance_leaf(
     task_id: uint256,
     round_id: uint256,
-    vote: Vote,
-    recipe: RecipeRule,
+    vote: judging.Vote,
+    recipe: judging.RecipeRule,
     scores_tree_root: bytes32,
     chunk: uint256,
     sums: DynArray[uint256, MAX_PAIRS],
@@ -479,42 +373,28 @@ def challenge_distance_leaf(
     digests: DynArray[bytes32, MAX_DEPTH],
     i: uint256,
     j: uint256,
-    a: Opening,
-    b: Opening,
+    a: table_judge.Opening,
+    b: table_judge.Opening,
 ) -> bool:
     """
     @notice The last step of the bisection of a Krum vote's distance table:
             entry (i, j) of leaf `chunk` must be |u_i[c] - u_j[c]|**2 over
-            chunk c of the two updates (0 if either was rejected).
-    @param sums The leaf's sums; `siblings` and `digests` its path to the
-           table root (as in challenge_distance_sum).
-    @param i Reveal indices, i < j; `a` and `b` chunk `chunk` of their
-         updates with Merkle proofs and commitment openings (unused when
-         either update was rejected). A table deeper or shallower than the
-         updates' trees is wrong.
+            chunk c of the two updates (judged by
+            table_judge.challenge_distance_leaf, which documents the arguments).
+    @dev Effects and requirements: as `challenge`'s (the bond, the round,
+         the vote, the window, the commitment), and the judge's.
+    @return True if the entry was wrong (round reverted), False if the
+            challenge failed (bond forfeited).
     """
-    fc: fedchain.__interface__ = self.fc
-    task: fedchain.Task = staticcall fc.tasks(task_id)
+    task: fedchain.Task = staticcall self.fc.tasks(task_id)
     r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
-    assert recipe.rule >= RULE_KRUM and recipe.rule <= RULE_BULYAN, "challenges: no distance table"
-    assert i < j and j < r.reveals, "challenges: no such pair"
-    self._check_table_path(sumtree._leaf(chunk, sums), chunk, siblings, digests, scores_tree_root, vote.scores_root)
-    wrong: bool = len(sums) != sumtree._pairs(r.reveals)
-    if not wrong:
-        want: uint256 = 0
-        if (vote.rejected >> i) & 1 == 0 and (vote.rejected >> j) & 1 == 0:
-            assert len(a.proof) == len(b.proof), "challenges: ragged inputs"
-            self._check_opening(task_id, round_id, a, i, chunk)
-            self._check_opening(task_id, round_id, b, j, chunk)
-            if len(siblings) != len(a.proof):
-                wrong = True  # the table does not have the model's shape
-            elif len(a.data) > 0 and len(b.data) > 0:
-                for k: uint256 in range(CHUNK):
-                    d: int256 = self._value(a.data, k) - self._value(b.data, k)
-                    want += convert(d * d, uint256)
-            elif len(a.data) != len(b.data):
-                raise "challenges: bad chunk length"
-        wrong = wrong or sums[j * (j - 1) // 2 + i] != want
+    call: Bytes[68_804] = abi_encode(task_id, round_id, vote, recipe, scores_tree_root, chunk, sums, siblings, digests,
+                                     i, j, a, b, method_id=method_id(
+        "challenge_distance_leaf(uint256,uint256,(bytes32,bytes32,bytes32,uint256,uint256),"
+        "(uint256,uint256,uint256,uint256,bytes32),bytes32,uint256,uint256[],bytes32[],bytes32[],uint256,uint256,"
+        "(address,bytes32,bytes32,bytes,bytes32[]),(address,bytes32,bytes32,bytes,bytes32[]))"))
+    wrong: bool = abi_decode(raw_call(tables_judge.address, call, max_outsize=32, is_static_call=True), bool)
+    self._redeem(keccak256(call), r)
     log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=5, at=chunk, success=wrong)
     self._settle(task_id, round_id, wrong)
     return wrong
@@ -525,8 +405,8 @@ def challenge_distance_leaf(
 def challenge_score(
     task_id: uint256,
     round_id: uint256,
-    vote: Vote,
-    recipe: RecipeRule,
+    vote: judging.Vote,
+    recipe: judging.RecipeRule,
     index: uint256,
     node: address,
     score: uint256,
@@ -538,69 +418,24 @@ def challenge_score(
     claimed: Bytes[MAX_VECTOR_BYTES],
 ) -> bool:
     """
-    @notice Challenge one trainer's score in the leading vote: the contract
-            recomputes the cosine score from the whole update, parent model
-            and voted model (the score is not coordinate-wise, but it depends
-            on this one update only):
-            floor(10**6 * <u, g> / sqrt(|u|**2 |g|**2)), 0 if <u, g> <= 0,
-            g = voted model - parent; and 0 for a rejected update; then
-            times the trainer's seats in basis points, divided by 10,000.
-    @param index A reveal index; `node` and `score` the vote's scores-tree
-           leaf there (the voted model's lineage lists them), with its Merkle
-           proof. A leaf that names anyone but the index-th revealer is wrong.
-    @param update The trainer's whole update, parent and claimed the two
-           models, each as packed big-endian int32 chunks of 64 values (the
-           last zero-padded); empty for a rejected update.
-    @dev Requirements: the cosine score, the task's current round, the
-         leading vote, the window, a valid score leaf at the trainer's reveal
-         index, and vectors whose Merkle roots are the revealed update root
-         (proven through the commitment) and the two model roots.
+    @notice Challenge one trainer's score in the leading vote: the cosine
+            score recomputed from the whole update, parent model and voted
+            model, times the trainer's seats (judged by
+            score_judge.challenge_score, which documents the arguments).
+    @dev Effects and requirements: as `challenge`'s (the bond, the round,
+         the vote, the window, the commitment), and the judge's.
+    @return True if the score was wrong (round reverted), False if the
+            challenge failed (bond forfeited).
     """
-    fc: fedchain.__interface__ = self.fc
-    task: fedchain.Task = staticcall fc.tasks(task_id)
+    task: fedchain.Task = staticcall self.fc.tasks(task_id)
     r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
-    assert recipe.score == SCORE_COSINE, "challenges: score not challengeable"
-    assert index < r.reveals, "challenges: no such reveal"
-    assert merkle._verify(commitments._score_leaf(node, score), index, score_proof, vote.scores_root), "challenges: bad score proof"
-    rec: uint256 = staticcall fc.record(task_id, round_id, node)
-
-    expected: uint256 = 0
-    misnamed: bool = rec & INDEX_MASK != index + 1
-    if not misnamed and (vote.rejected >> index) & 1 == 0:
-        self._check_commitment(fc, task_id, round_id, node, update_root, salt)
-        size: uint256 = len(update)
-        assert size > 0 and size % CHUNK_BYTES == 0 and len(parent) == size and len(claimed) == size, "challenges: bad vector length"
-        assert self._vector_root(update) == update_root, "challenges: bad update"
-        assert self._vector_root(parent) == task.model_root, "challenges: bad parent"
-        assert self._vector_root(claimed) == vote.model_root, "challenges: bad claimed model"
-        # Two's complement arithmetic mod 2**256 (unchecked uint256 ops on
-        # sign-extended values) gives exact results: |u| <= 2**23 and
-        # |g| <= 2**24 per value and at most 2**14 values keep every true sum
-        # below 2**62 in magnitude; dot**2 * 10**12 stays below 2**164.
-        dot_w: uint256 = 0
-        uu_w: uint256 = 0
-        gg_w: uint256 = 0
-        for k: uint256 in range(size // 32, bound=MAX_VECTOR_BYTES // 32):
-            wu: uint256 = convert(extract32(update, k * 32), uint256)
-            wp: uint256 = convert(extract32(parent, k * 32), uint256)
-            wc: uint256 = convert(extract32(claimed, k * 32), uint256)
-            for m: uint256 in range(8):
-                # sign-extend each int32 inline (an internal call per value would double the cost)
-                sh: uint256 = unsafe_sub(224, unsafe_mul(32, m))
-                xu: uint256 = (wu >> sh) & INDEX_MASK
-                xc: uint256 = (wc >> sh) & INDEX_MASK
-                xp: uint256 = (wp >> sh) & INDEX_MASK
-                u: uint256 = xu | unsafe_mul(xu >> 31, HIGH_BITS)
-                g: uint256 = unsafe_sub(xc | unsafe_mul(xc >> 31, HIGH_BITS), xp | unsafe_mul(xp >> 31, HIGH_BITS))
-                dot_w = unsafe_add(dot_w, unsafe_mul(u, g))
-                uu_w = unsafe_add(uu_w, unsafe_mul(u, u))
-                gg_w = unsafe_add(gg_w, unsafe_mul(g, g))
-        dot: int256 = convert(convert(dot_w, bytes32), int256)
-        if dot > 0:
-            d: uint256 = convert(dot, uint256)
-            # times the seats its stake stands for (fedchain.vy, `reveal`)
-            expected = min(PPM, isqrt(PPM * PPM * d * d // (uu_w * gg_w))) * ((rec >> 160) & U64) // BPS
-    wrong: bool = misnamed or expected != score
+    call: Bytes[198_436] = abi_encode(task_id, round_id, vote, recipe, index, node, score, score_proof, update_root,
+                                      salt, update, parent, claimed, method_id=method_id(
+        "challenge_score(uint256,uint256,(bytes32,bytes32,bytes32,uint256,uint256),"
+        "(uint256,uint256,uint256,uint256,bytes32),uint256,address,uint256,bytes32[],bytes32,bytes32,bytes,bytes,"
+        "bytes)"))
+    wrong: bool = abi_decode(raw_call(scores_judge.address, call, max_outsize=32, is_static_call=True), bool)
+    self._redeem(keccak256(call), r)
     log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=2, at=index, success=wrong)
     self._settle(task_id, round_id, wrong)
     return wrong
@@ -611,57 +446,30 @@ def challenge_score(
 def challenge_total(
     task_id: uint256,
     round_id: uint256,
-    vote: Vote,
-    recipe: RecipeRule,
+    vote: judging.Vote,
+    recipe: judging.RecipeRule,
     nodes: DynArray[address, MAX_SCORES],
     scores: DynArray[uint256, MAX_SCORES],
     table_root: bytes32,
 ) -> bool:
     """
-    @notice Challenge the leading vote's scores tree as a whole: it must have
-            one leaf per reveal of the round, and its leaves must sum to
-            `total_score`, which divides every trainer's reward. Any rule may
-            be challenged here, rule 0 (not recomputable) included.
-    @param nodes Every leaf of the vote's scores tree, in order (the
-           trainer of each); `scores` their scores.
-    @param table_root A Krum-rule vote's distance table root (see Distances):
-           its scores root is keccak256(scores tree root ++ table root).
-           Required (non-empty) for the Krum rules (4, 5, 6) and empty for
-           every other rule, so the leaves that hash to the vote's scores
-           root are unique (a plain tree's root is also keccak256 of its two
-           halves' roots: a free table root would let a subset of the leaves
-           pass for the whole tree).
-    @dev Effects: the vote is wrong if there are not as many leaves as the
-         round has reveals (a revealer left out, or a phantom leaf added) or
-         they do not sum to `total_score`; then the round is reverted and the
-         bond returned, else the bond goes to the task's pool (see _settle).
-         Requirements: the task's rule (`recipe`), the task's current round,
-         the leading vote, the window, at least one leaf, as many scores as
-         nodes, a table root exactly when the rule is a Krum rule, and leaves
-         whose Merkle root (with the table root, for the Krum rules) is the
-         vote's scores root.
+    @notice Challenge the leading vote's scores tree as a whole: one leaf per
+            reveal of the round, summing to `total_score`, which divides
+            every trainer's reward. Any rule may be challenged here, rule 0
+            (not recomputable) included (judged by score_judge.challenge_total,
+            which documents the arguments).
+    @dev Effects and requirements: as `challenge`'s (the bond, the round,
+         the vote, the window, the commitment), and the judge's.
     @return True if the vote was wrong (round reverted), False if the
             challenge failed (bond forfeited).
     """
-    fc: fedchain.__interface__ = self.fc
-    task: fedchain.Task = staticcall fc.tasks(task_id)
+    task: fedchain.Task = staticcall self.fc.tasks(task_id)
     r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
-    if recipe.rule >= RULE_KRUM and recipe.rule <= RULE_BULYAN:
-        assert table_root != empty(bytes32), "challenges: Krum rules need the table root"
-    else:
-        assert table_root == empty(bytes32), "challenges: table root only for Krum rules"
-    n: uint256 = len(nodes)
-    assert n > 0 and len(scores) == n, "challenges: ragged inputs"
-    layer: DynArray[bytes32, MAX_SCORES] = []
-    total: uint256 = 0
-    for i: uint256 in range(n, bound=MAX_SCORES):
-        layer.append(commitments._score_leaf(nodes[i], scores[i]))
-        total += scores[i]
-    root: bytes32 = self._root_of(layer)
-    if table_root != empty(bytes32):
-        root = keccak256(concat(root, table_root))
-    assert root == vote.scores_root, "challenges: not the scores tree"
-    wrong: bool = n != r.reveals or total != vote.total_score
+    call: Bytes[16_932] = abi_encode(task_id, round_id, vote, recipe, nodes, scores, table_root, method_id=method_id(
+        "challenge_total(uint256,uint256,(bytes32,bytes32,bytes32,uint256,uint256),"
+        "(uint256,uint256,uint256,uint256,bytes32),address[],uint256[],bytes32)"))
+    wrong: bool = abi_decode(raw_call(scores_judge.address, call, max_outsize=32, is_static_call=True), bool)
+    self._redeem(keccak256(call), r)
     log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=3, at=0, success=wrong)
     self._settle(task_id, round_id, wrong)
     return wrong
@@ -669,7 +477,7 @@ def challenge_total(
 
 @internal
 @view
-def _under_challenge(task: fedchain.Task, task_id: uint256, round_id: uint256, vote: Vote, recipe: RecipeRule) -> fedchain.Round:
+def _under_challenge(task: fedchain.Task, task_id: uint256, round_id: uint256, vote: judging.Vote, recipe: judging.RecipeRule) -> fedchain.Round:
     """
     @dev What every challenge needs: the recipe rule is the task's, the round
          is the task's current one, `vote` is its leading vote and the
@@ -682,6 +490,26 @@ def _under_challenge(task: fedchain.Task, task_id: uint256, round_id: uint256, v
     assert commitments._vote_hash(vote.model_root, vote.model_cid, vote.scores_root, vote.total_score, vote.rejected) == r.leader, "challenges: not the leading vote"
     assert block.number <= ((r.schedule >> 192) & U64) + task.challenge_blocks, "challenges: window closed"
     return r
+
+
+@internal
+def _redeem(call: bytes32, r: fedchain.Round):
+    """
+    @dev Use the sender's commitment to this challenge (commit_challenge):
+         `call` is keccak256 of the challenge's calldata. The commitment must
+         be the sender's own, made while the round was open (at or after its
+         opening block; also during the vote phase, when a challenge is
+         already possible) and in an earlier block than this one, so a copy
+         of a pending challenge finds none. Checked after the judgment, so a
+         malformed proof reverts with what is wrong with it. The commitment
+         is used up.
+    """
+    commitment: bytes32 = keccak256(abi_encode(msg.sender, call))
+    at: uint256 = self.committed[msg.sender][commitment]
+    assert at != 0, "challenges: not committed"
+    assert at < block.number, "challenges: committed in this block"
+    assert at >= r.schedule & U64, "challenges: committed before the round"
+    self.committed[msg.sender][commitment] = 0
 
 
 @internal
@@ -701,187 +529,3 @@ def _settle(task_id: uint256, round_id: uint256, wrong: bool):
         assert extcall token.transfer(msg.sender, bond), "challenges: bond refund failed"
     else:
         self.forfeited += bond
-
-
-@internal
-@pure
-def _check_table_path(node: bytes32, position: uint256, siblings: DynArray[bytes32, MAX_DEPTH],
-                      digests: DynArray[bytes32, MAX_DEPTH], scores_tree_root: bytes32, scores_root: bytes32):
-    """
-    @dev `node` sits at `position` of a distance table that the vote's
-         scores root commits to.
-    """
-    assert len(digests) == len(siblings), "challenges: ragged inputs"
-    table: bytes32 = sumtree._root_through(node, position, siblings, digests)
-    assert table != empty(bytes32) and keccak256(concat(scores_tree_root, table)) == scores_root, "challenges: not the vote's distance table"
-
-
-@internal
-@view
-def _check_commitment(fc: fedchain.__interface__, task_id: uint256, round_id: uint256, node: address,
-                      update_root: bytes32, salt: bytes32):
-    """
-    @dev The node's commitment opens to (update_root, salt): commitments._commitment
-         as fedchain computes it (bound to fedchain's address).
-    """
-    c: bytes32 = keccak256(abi_encode(commitments.COMMIT_DOMAIN, chain.id, fc.address, task_id, round_id, node, update_root, salt))
-    assert staticcall fc.commitment(task_id, round_id, node) == c, "challenges: root does not match commitment"
-
-
-@internal
-@view
-def _check_opening(task_id: uint256, round_id: uint256, o: Opening, index: uint256, chunk: uint256):
-    """
-    @dev `o` is chunk `chunk` of the update revealed at `index`: its root is
-         the committed one and its data (empty: a zero padding leaf) is
-         under that root.
-    """
-    fc: fedchain.__interface__ = self.fc
-    assert (staticcall fc.record(task_id, round_id, o.node)) & INDEX_MASK == index + 1, "challenges: not that reveal"
-    self._check_commitment(fc, task_id, round_id, o.node, o.update_root, o.salt)
-    assert len(o.data) == 0 or len(o.data) == CHUNK_BYTES, "challenges: bad chunk length"
-    leaf: bytes32 = empty(bytes32)
-    if len(o.data) > 0:
-        leaf = keccak256(o.data)
-    assert merkle._verify(leaf, chunk, o.proof, o.update_root), "challenges: bad update proof"
-
-
-@internal
-@pure
-def _seated_median(col: DynArray[int256, MAX_UPDATES], seats: uint256, cut: uint256) -> (int256, int256):
-    """
-    @dev The median and the trimmed mean's weighted sum of `col` (value * 2**64 +
-         its seats, `seats` in all), each value counted once per seat, as
-         learning.aggregate.fedmedian and fedtrimmedavg count them: sorted, each
-         value covers its seats' positions; the median is the floor mean of the
-         values at positions (seats - 1) // 2 and seats // 2 (equal seats: the
-         middle value or the middle pair's floor mean), the sum weighs each value
-         by its positions in [cut, seats - cut).
-    """
-    lo: int256 = 0
-    hi: int256 = 0
-    kept: int256 = 0
-    start: uint256 = 0  # the value's first position
-    clamped: uint256 = cut  # the first position at or after it that is not trimmed
-    s: DynArray[int256, MAX_UPDATES] = self._sorted(col)
-    for p: int256 in s:
-        v: int256 = p >> 64
-        if start <= (seats - 1) // 2:
-            lo = v
-        if start <= seats // 2:
-            hi = v
-        start += convert(p - (v << 64), uint256)
-        end: uint256 = min(max(start, cut), seats - cut)
-        kept += v * convert(end - clamped, int256)
-        clamped = end
-    return (lo + hi) >> 1, kept
-
-
-@internal
-@pure
-def _closest_to_median_sum(col: DynArray[int256, MAX_UPDATES], med: int256, beta: uint256) -> int256:
-    """
-    @dev Bulyan's per-coordinate step: the sum of the `beta` seats closest to
-         the median `med`, each value weighing the seats taken of it (the last
-         one in part), ties to the earlier value (reveal order), as numpy's
-         stable argsort in learning.aggregate.bulyan orders them (`col` in
-         reveal order, not sorted, each value * 2**64 + its seats).
-    """
-    n: uint256 = len(col)
-    total: int256 = 0
-    for a: uint256 in range(n, bound=MAX_UPDATES):
-        va: int256 = col[a] >> 64
-        da: int256 = abs(va - med)
-        before: uint256 = 0  # the seats of the values closer (or as close and earlier)
-        for b: uint256 in range(n, bound=MAX_UPDATES):
-            db: int256 = abs((col[b] >> 64) - med)
-            if db < da or (db == da and b < a):
-                before += convert(col[b] - ((col[b] >> 64) << 64), uint256)
-        if before < beta:
-            total += va * convert(min(convert(col[a] - (va << 64), uint256), beta - before), int256)
-    return total
-
-
-@internal
-@pure
-def _vector_root(data: Bytes[MAX_VECTOR_BYTES]) -> bytes32:
-    """
-    @dev Merkle root over the keccak256 of each 256-byte chunk (the Python
-         twin is fixedpoint.vector_root).
-    """
-    layer: DynArray[bytes32, MAX_SCORES] = []
-    for c: uint256 in range(len(data) // CHUNK_BYTES, bound=MAX_CHUNKS):
-        layer.append(keccak256(slice(data, c * CHUNK_BYTES, CHUNK_BYTES)))
-    return self._root_of(layer)
-
-
-@internal
-@pure
-def _root_of(leaves: DynArray[bytes32, MAX_SCORES]) -> bytes32:
-    """
-    @dev Merkle root of 1 to 256 leaves, padded with zero hashes to a power
-         of two (storage.merkle's rule), computed in place.
-    """
-    layer: DynArray[bytes32, MAX_SCORES] = leaves
-    width: uint256 = 1
-    for _: uint256 in range(9):  # 256 = 2**8 leaves at most
-        if width >= len(layer):
-            break
-        width *= 2
-    for _: uint256 in range(MAX_SCORES):
-        if len(layer) >= width:
-            break
-        layer.append(empty(bytes32))
-    for _: uint256 in range(9):
-        if width <= 1:
-            break
-        width //= 2
-        for i: uint256 in range(width, bound=MAX_SCORES):
-            layer[i] = keccak256(concat(layer[2 * i], layer[2 * i + 1]))
-    return layer[0]
-
-
-@internal
-@pure
-def _value(data: Bytes[CHUNK_BYTES], j: uint256) -> int256:
-    """
-    @dev Value j of a chunk: 4-byte big-endian two's complement.
-    """
-    word: uint256 = convert(extract32(data, (j // 8) * 32), uint256)
-    v: uint256 = (word >> (224 - 32 * (j % 8))) & INDEX_MASK
-    if v >= 2**31:
-        return convert(v, int256) - 2**32
-    return convert(v, int256)
-
-
-@internal
-@pure
-def _sorted(a: DynArray[int256, MAX_UPDATES]) -> DynArray[int256, MAX_UPDATES]:
-    """
-    @dev Insertion sort, ascending: n**2 / 4 moves on average (n <= 256).
-    """
-    out: DynArray[int256, MAX_UPDATES] = a
-    n: uint256 = len(out)
-    for i: uint256 in range(1, n, bound=MAX_UPDATES):
-        x: int256 = out[i]
-        j: uint256 = i
-        for _: uint256 in range(MAX_UPDATES):
-            if j == 0 or out[j - 1] <= x:
-                break
-            out[j] = out[j - 1]
-            j -= 1
-        out[j] = x
-    return out
-
-
-@internal
-@pure
-def _floor_div(a: int256, b: int256) -> int256:
-    """
-    @dev Floor division for b > 0 (Vyper's signed `//` truncates to zero;
-         numpy's, which the validators use, floors).
-    """
-    q: int256 = a // b
-    if a % b != 0 and a < 0:
-        q -= 1
-    return q

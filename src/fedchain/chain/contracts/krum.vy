@@ -13,7 +13,9 @@
 MAX_TABLE: constant(uint256) = 64        # reveals a distance table may cover
 MAX_PAIRS: constant(uint256) = 2016      # MAX_TABLE * (MAX_TABLE - 1) / 2
 BPS: constant(uint256) = 10_000          # one seat, in basis points (fedchain.vy's seats_bps)
-U64: constant(uint256) = 2**64 - 1
+import layout
+
+U64: constant(uint256) = layout.U64
 MAX_STEPS: constant(uint256) = 1024      # Bulyan's selection steps: at most one a seat (a round's seats are at most reveals + k)
 
 
