@@ -183,7 +183,7 @@ class Net:
             recipe_hash=h32("recipe"), model_root=h32("model", 0), model_cid=h32("cid", 0),
             num_rounds=2, trainers_per_round=len(self.trainers), validators_per_round=len(self.validators),
             min_reveals=1, commit_blocks=5, reveal_blocks=5, validate_blocks=5, challenge_blocks=5,
-            validator_fee_bps=1_000, pool=100 * TOKEN,
+            validator_fee_bps=1_000, pool=100 * TOKEN, max_commits=256,
         )
         unknown = set(overrides) - set(cfg)
         if unknown:

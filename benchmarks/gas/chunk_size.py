@@ -248,7 +248,7 @@ def measure(contracts: Contracts, size: int, bound_updates: int, rule: str, data
         recipe_hash=recipe_hash, model_root=fp.vector_root(parent, size), model_cid=keccak(text="parent-cid"),
         num_rounds=2, trainers_per_round=n, validators_per_round=VALIDATORS, min_reveals=1,
         commit_blocks=phase, reveal_blocks=phase, validate_blocks=phase, challenge_blocks=phase,
-        validator_fee_bps=1_000, pool=100 * TOKEN), sender=owner).event("TaskCreated").args["task_id"]
+        validator_fee_bps=1_000, pool=100 * TOKEN, max_commits=256), sender=owner).event("TaskCreated").args["task_id"]
     rnd = 0
 
     roots = [fp.vector_root(q, size) for q in updates]

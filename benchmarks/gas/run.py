@@ -118,7 +118,7 @@ class Bench:
         full = dict(recipe_hash=h32("recipe"), model_root=h32("model"), model_cid=h32("cid"), num_rounds=1,
                     trainers_per_round=1, validators_per_round=3, min_reveals=1, commit_blocks=10,
                     reveal_blocks=10, validate_blocks=10, challenge_blocks=5, validator_fee_bps=1_000,
-                    pool=100 * TOKEN)
+                    pool=100 * TOKEN, max_commits=256)
         full.update(cfg)
         r = self.tx("create_task", full, sender=self.owner, record=record)
         return r.event("TaskCreated").args["task_id"]

@@ -72,6 +72,10 @@ def test_anyone_may_sponsor(net):
     ({"validators_per_round": 2**32 + 1}, "tasks: committee too large"),
     ({"validator_fee_bps": 10_001}, "tasks: fee above 100%"),
     ({"pool": 0}, "tasks: empty pool"),
+    # the per-task commitment cap (review I-5): at least min_reveals, at most the contract's 256
+    ({"max_commits": 0}, "tasks: bad max_commits"),
+    ({"max_commits": 2, "min_reveals": 3}, "tasks: bad max_commits"),
+    ({"max_commits": 257}, "tasks: bad max_commits"),
 ])
 def test_create_task_rejects_a_bad_config(net, fields, reason):
     with reverts(reason):
@@ -81,6 +85,7 @@ def test_create_task_rejects_a_bad_config(net, fields, reason):
 
 @pytest.mark.parametrize("fields", [
     {"min_reveals": 256}, {"challenge_blocks": DELAY - GRACE - 16}, {"validator_fee_bps": 10_000},
+    {"max_commits": 1}, {"max_commits": 3, "min_reveals": 3},
     {"trainers_per_round": 2**32, "validators_per_round": 2**32},
     {"validator_fee_bps": 0}, {"pool": 1}, {"commit_blocks": 1, "reveal_blocks": 1, "validate_blocks": 1,
                                             "challenge_blocks": 5},

@@ -500,3 +500,35 @@ def test_a_seed_drawn_in_time_serves_a_long_commit_phase():
     net.chain.mine_to(net.schedule(task, 0)[0] + 280)
     net.commit(task, 0, late)
     assert net.fc.call("commitment", task, 0, late.address) != ZERO32
+
+
+# ---------------------------------------------------------------- I-5
+
+
+def test_nobody_can_push_a_krum_round_past_what_a_challenge_can_judge(tmp_path):
+    """I-5: a Krum-rule round with more than 64 reveals cannot be challenged (the distance
+    table covers 64), so a party with 65 identities could make one unchallengeable. The
+    sponsor now caps a round's commitments (TaskConfig.max_commits, at most 256); the
+    reference sponsor sets 64 for the Krum rules and 24 for Bulyan, and the 65th commitment
+    of a Krum round is refused (refused, not slashed: it never committed)."""
+    from fedchain.protocol.sponsor import challengeable_commits
+
+    assert (challengeable_commits("krum"), challengeable_commits("multikrum"), challengeable_commits("bulyan"),
+            challengeable_commits("fedavg")) == (64, 64, 24, 256)
+    sim = build_network(SimConfig(trainers=3, validators=3, rounds=1, partition="iid", rule="krum",
+                                  rule_params={"num_malicious_nodes": 0}), EmbeddedChain())
+    assert sim.deployment.fedchain.call("tasks", sim.task_id)["max_commits"] == 64
+
+    net = make_net(EmbeddedChain())
+    crowd = [account_from_seed(f"sybil{i}") for i in range(65)]
+    net.fund(crowd, stake_role=1)
+    net.chain.mine(1)
+    task = net.create_task(trainers_per_round=1_000, max_commits=64)  # everyone is selected
+    for node in crowd[:64]:
+        net.commit(task, 0, node)
+    with reverts("rounds: too many commitments"):
+        net.commit(task, 0, crowd[64])
+    assert net.fc.call("rounds", task, 0)["commits"] == 64
+    net.to_vote_phase(task, 0)
+    with reverts("slashing: no commitment"):
+        net.slashing.tx("slash_missing_reveal", task, 0, crowd[64].address, sender=net.validators[0])

@@ -60,9 +60,9 @@ class Deployment:
     def to_json(self) -> dict:
         fc = self.fedchain
         return {"token": self.token.address, "fedchain": fc.core.address, "vault": fc.vault.address,
-                "rewards": fc.rewards.address,
+                "rewards": fc.rewards.address, "tasks": fc.tasks_contract.address,
                 **{name: c.address if c else None for name, c in self.contracts().items()
-                   if name not in ("token", "fedchain", "vault", "rewards")},
+                   if name not in ("token", "fedchain", "vault", "rewards", "tasks")},
                 "chain_id": fc.chain.chain_id, "block": self.block,
                 "contracts": fc.artifact.version}
 
@@ -70,6 +70,7 @@ class Deployment:
         """Every contract of the deployment, by its name in the deployment file."""
         fc = self.fedchain
         return {"token": self.token, "fedchain": fc.core, "vault": fc.vault, "rewards": fc.rewards,
+                "tasks": fc.tasks_contract,
                 **{name: getattr(self, name) for name in OPTIONAL}}
 
     def save(self, path: Path, **extra) -> None:
@@ -95,7 +96,7 @@ def read_deployment_file(path: Path) -> dict:
         raise ChainError(f"no deployment file at {path}: run `fedchain deploy` or pass --deployment") from None
     except ValueError as e:
         raise ChainError(f"deployment file {path} is not JSON: {e}") from None
-    missing = {"token", "fedchain", "vault", "rewards", "chain_id", "block"} - set(d)
+    missing = {"token", "fedchain", "vault", "rewards", "tasks", "chain_id", "block"} - set(d)
     if missing:
         raise ChainError(f"deployment file {path} lacks {sorted(missing)}")
     return d
@@ -116,7 +117,7 @@ def load_deployment(chain: Chain, info: dict) -> Deployment:
                          "or deploy again")
     optional = {name: chain.at(artifact(art), info[name]) if info.get(name) else None for name, art in OPTIONAL.items()}
     core = Fedchain(chain.at(fc, info["fedchain"]), chain.at(artifact("vault"), info["vault"]),
-                    chain.at(artifact("rewards"), info["rewards"]))
+                    chain.at(artifact("rewards"), info["rewards"]), chain.at(artifact("tasks"), info["tasks"]))
     return Deployment(chain.at(artifact("test_token"), info["token"]), core, info["block"], **optional)
 
 
@@ -126,8 +127,9 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
     Order: the vault (stakes and every other token); the challenge contract's stateless
     helpers (Krum's selections and the three judges: model values, scores, distance
     tables) and the challenge contract, which takes their addresses; the slashing and
-    availability contracts; the core, which takes the vault's and those three's
-    addresses; rewards (the core's and the vault's). Then the vault and the three are
+    availability contracts; tasks (the vault's and the game's); the core, which takes
+    the vault's, the tasks contract's and the three judges' addresses; rewards (the
+    core's and the vault's). Then the vault, the tasks contract and the three judges are
     bound to the core, once, by ``owner``. No address can change afterwards."""
     block = chain.block_number()
     token = chain.deploy(artifact("test_token"), "fedchain test token", "FED", sender=owner)
@@ -140,11 +142,14 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
                               sender=owner)
     slashing = chain.deploy(artifact("slashing"), sender=owner)
     availability = chain.deploy(artifact("availability"), p.request_bond, p.answer_blocks, sender=owner)
-    core = chain.deploy(artifact("fedchain"), vault.address, p.liveness_penalty, p.safety_penalty_bps,
-                        p.min_challenge_blocks, p.slash_grace, challenges.address, slashing.address,
-                        availability.address, sender=owner)
+    tasks = chain.deploy(artifact("tasks"), vault.address, availability.address, p.min_challenge_blocks,
+                         p.slash_grace, sender=owner)
+    core = chain.deploy(artifact("fedchain"), vault.address, tasks.address, p.liveness_penalty,
+                        p.safety_penalty_bps, challenges.address, slashing.address, availability.address,
+                        sender=owner)
     rewards = chain.deploy(artifact("rewards"), core.address, vault.address, sender=owner)
-    vault.tx("bind", core.address, rewards.address, sender=owner)
-    for judge in (challenges, slashing, availability):
+    vault.tx("bind", core.address, rewards.address, tasks.address, sender=owner)
+    for judge in (tasks, challenges, slashing, availability):
         judge.tx("bind", core.address, sender=owner)
-    return Deployment(token, Fedchain(core, vault, rewards), block, challenges, slashing, availability, **helpers)
+    return Deployment(token, Fedchain(core, vault, rewards, tasks), block, challenges, slashing, availability,
+                      **helpers)

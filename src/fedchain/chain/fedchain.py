@@ -1,16 +1,19 @@
 """The protocol's core contracts seen as one: what nodes, sponsors and the audit talk to.
 
 On chain, fedchain is several contracts with one concern each (docs/architecture.md):
-``fedchain`` (tasks and rounds), ``vault`` (every token: stakes, pools, budgets,
-payouts) and ``rewards`` (claims), beside the judges (slashing, challenges,
-availability). A node does not care which of the three holds ``claim`` or ``stake``:
+``fedchain`` (the core: rounds, and each task's configuration and pool), ``vault``
+(every token: stakes, pools, budgets, payouts), ``rewards`` (claims) and ``tasks``
+(creating, funding and reclaiming tasks), beside the judges (slashing, challenges,
+availability). A node does not care which of them holds ``claim`` or ``stake``:
 ``Fedchain.tx`` and ``Fedchain.call`` send each function to the contract whose ABI
-has it, and ``Fedchain.events`` merges the three contracts' events in chain order.
-The members stay reachable (``.core``, ``.vault``, ``.rewards``) for code that needs
-one address, e.g. a token approval goes to ``.vault``, the contract that pulls tokens.
+has it, and ``Fedchain.events`` merges their events in chain order. The members stay
+reachable (``.core``, ``.vault``, ``.rewards``, ``.tasks_contract``) for code that
+needs one address, e.g. a token approval goes to ``.vault``, the contract that pulls
+tokens.
 
-A function name in two members goes to the first of core, vault, rewards; the only
-such names are views of the same value (``token``).
+A function name in two members goes to the first of core, vault, rewards, tasks; the
+only such names are views of the same value (``token``, ``vault``) and ``tasks`` (the
+core's task records; the tasks contract is ``.tasks_contract``).
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from fedchain.chain.interface import Chain, Contract, Receipt, artifact
 class Fedchain:
     """fedchain's core, vault and rewards contracts behind one ``tx``/``call``/``events``."""
 
-    def __init__(self, core: Contract, vault: Contract, rewards: Contract):
-        self.core, self.vault, self.rewards = core, vault, rewards
-        self.members = (core, vault, rewards)
+    def __init__(self, core: Contract, vault: Contract, rewards: Contract, tasks: Contract):
+        self.core, self.vault, self.rewards, self.tasks_contract = core, vault, rewards, tasks
+        self.members = (core, vault, rewards, tasks)
         self.chain = core.chain
         self.address = core.address  # commitments and events name the core contract
         self.artifact = core.artifact
@@ -40,11 +43,12 @@ class Fedchain:
 
     @classmethod
     def at(cls, chain: Chain, core_address: str) -> "Fedchain":
-        """The deployment whose core is at ``core_address``: the core names its vault
-        (immutable) and the vault its rewards contract (bound once at deployment)."""
+        """The deployment whose core is at ``core_address``: the core names its vault and
+        tasks contract (immutables) and the vault its rewards contract (bound once)."""
         core = chain.at(artifact("fedchain"), core_address)
         vault = chain.at(artifact("vault"), core.call("vault"))
-        return cls(core, vault, chain.at(artifact("rewards"), vault.call("rewards")))
+        return cls(core, vault, chain.at(artifact("rewards"), vault.call("rewards")),
+                   chain.at(artifact("tasks"), core.call("task_registry")))
 
     def contract_for(self, fn: str) -> Contract:
         """The member contract that defines ``fn``."""
@@ -63,4 +67,5 @@ class Fedchain:
         return self.chain.events_of(list(self.members), from_block, to_block)
 
     def __repr__(self) -> str:
-        return f"<fedchain at {self.core.address} (vault {self.vault.address}, rewards {self.rewards.address})>"
+        return (f"<fedchain at {self.core.address} (vault {self.vault.address}, rewards {self.rewards.address}, "
+                f"tasks {self.tasks_contract.address})>")

@@ -14,10 +14,13 @@
      reveals, no quorum) and opens the next one from the last finalized model.
      Deadlines are block numbers; anyone may call `advance` and `finalize`.
      No function loops over participants: every call is O(1).
-     Money: this contract holds no tokens. It keeps each task's pool and
-     tells the vault to escrow, release and spend pools and to slash; the
-     vault's total_pools is the sum of the tasks' pools (a stateful
-     hypothesis test checks both contracts after every call).
+     Tasks are created, topped up and reclaimed through tasks.vy, which
+     checks their configuration; this contract stores it (every round
+     transaction reads it) and each task's pool.
+     Money: this contract holds no tokens. It tells the vault to turn pools
+     into round budgets and to slash; the vault's total_pools is the sum of
+     the tasks' pools (a stateful hypothesis test checks both contracts
+     after every call).
      Committee weight is counted in seats, as trainers' rewards are: a
      validator selected with probability k*w/T below the cap has one seat, at
      the cap k*w/T seats, so its expected weight is linear in its stake
@@ -35,8 +38,6 @@ import layout
 
 BPS: constant(uint256) = 10_000
 MAX_REVEALS: constant(uint256) = 256  # commitments (so reveals) a round accepts
-MAX_ROUND_BLOCKS: constant(uint256) = 2**32
-MAX_COMMITTEE: constant(uint256) = 2**32
 
 
 struct TaskConfig:
@@ -53,6 +54,7 @@ struct TaskConfig:
     challenge_blocks: uint256
     validator_fee_bps: uint256
     pool: uint256
+    max_commits: uint256  # commitments a round accepts (<= 256): the sponsor keeps rounds challengeable
 
 struct Task:
     sponsor: address
@@ -70,6 +72,7 @@ struct Task:
     challenge_blocks: uint256
     validator_fee_bps: uint256
     pool: uint256
+    max_commits: uint256
     finished: bool
 
 struct Round:
@@ -122,14 +125,11 @@ struct ValidatorFacts:
 
 
 interface Vault:
-    def escrow(payer: address, amount: uint256): nonpayable
-    def release(to: address, amount: uint256): nonpayable
     def spend(amount: uint256): nonpayable
     def slash(node: address, amount: uint256, reason: uint8, reporter: address) -> uint256: nonpayable
     def weight(node: address, role: uint8, opened_at: uint256) -> uint256: view
     def bonded(node: address) -> uint256: view
     def total_active(role: uint8) -> uint256: view
-    def unbonding_delay() -> uint256: view
     def token() -> IERC20: view
 
 
@@ -141,7 +141,6 @@ interface Availability:
 # Every token of the protocol (see vault.vy), and its token.
 vault: public(immutable(Vault))
 token: public(immutable(IERC20))
-unbonding_delay: immutable(uint256)
 # The contract that judges challenges (see challenges.vy); only it may
 # revert a round.
 challenges: public(immutable(address))
@@ -150,18 +149,14 @@ slashing: public(immutable(address))
 # The data-availability game (see availability.vy): a round does not finalize
 # while a request is open, and an unanswered one reverts the round.
 availability: public(immutable(Availability))
-# The least challenge window a task may have, in blocks (a deployment's
-# chain sets it: long enough that nobody can censor every challenge).
-min_challenge_blocks: public(immutable(uint256))
-# Blocks after a round's challenge window in which its faults are still
-# slashable: a round plus this grace must be shorter than the unbonding delay.
-slash_grace: public(immutable(uint256))
+# The tasks contract (see tasks.vy): it checks and numbers new tasks and
+# moves their pools; only it may open a task or change a pool here.
+task_registry: public(immutable(address))
 
 # Tokens taken for a liveness fault; share of a validator's stake taken for a safety fault.
 liveness_penalty: public(immutable(uint256))
 safety_penalty_bps: public(immutable(uint256))
 
-next_task_id: public(uint256)
 tasks: public(HashMap[uint256, Task])
 rounds: public(HashMap[uint256, HashMap[uint256, Round]])
 
@@ -175,15 +170,6 @@ equivocated: public(HashMap[uint256, HashMap[uint256, HashMap[address, bool]]])
 # task -> round -> vote hash -> committee weight behind it
 tally: public(HashMap[uint256, HashMap[uint256, HashMap[bytes32, uint256]]])
 
-
-event TaskCreated:
-    task_id: indexed(uint256)
-    sponsor: indexed(address)
-    recipe_hash: bytes32
-    model_root: bytes32
-    model_cid: bytes32
-    num_rounds: uint256
-    pool: uint256
 
 event RoundOpened:
     task_id: indexed(uint256)
@@ -264,99 +250,54 @@ event RoundFinalized:
 event TaskFinished:
     task_id: indexed(uint256)
 
-event PoolFunded:
-    task_id: indexed(uint256)
-    funder: indexed(address)
-    amount: uint256
-
-event PoolReclaimed:
-    task_id: indexed(uint256)
-    sponsor: indexed(address)
-    amount: uint256
 
 
 @deploy
 def __init__(
     vault_: Vault,
+    task_registry_: address,
     liveness_penalty_: uint256,
     safety_penalty_bps_: uint256,
-    min_challenge_blocks_: uint256,
-    slash_grace_: uint256,
     challenges_: address,
     slashing_: address,
     availability_: Availability,
 ):
     """
-    @param vault_ The vault: stakes (and the unbonding delay, which must
-           exceed every round plus the slash grace: checked at task
-           creation), pools, budgets, payouts.
+    @param vault_ The vault: stakes, pools, budgets, payouts.
+    @param task_registry_ The tasks contract, the only caller of `open_task`
+           and `move_pool` (it checks every task's configuration).
     @param liveness_penalty_ Tokens taken for a missing reveal, a rejected
            update or an absent committee member: small, repeatable.
     @param safety_penalty_bps_ Share of a validator's stake taken for
            equivocation or a wrong vote: large, once per round.
-    @param min_challenge_blocks_ The least challenge window a task may set.
-    @param slash_grace_ Blocks after a round's challenge window in which its
-           faults can still be reported before any stake that backed the
-           round can be withdrawn (checked at task creation).
     @param challenges_ The challenge contract, a caller of `revert_round`.
     @param slashing_ The slashing contract, the only caller of `penalize`.
-    @param availability_ The availability game, a caller of `revert_round`;
-           its answer time must be shorter than the slash grace, so that a
-           round it reverts can still slash its voters.
+    @param availability_ The availability game, a caller of `revert_round`.
     """
     assert safety_penalty_bps_ <= BPS, "fedchain: penalty above 100%"
     vault = vault_
     token = staticcall vault_.token()
-    unbonding_delay = staticcall vault_.unbonding_delay()
     liveness_penalty = liveness_penalty_
     safety_penalty_bps = safety_penalty_bps_
-    self.next_task_id = 1
     challenges = challenges_
     slashing = slashing_
-    min_challenge_blocks = min_challenge_blocks_
-    slash_grace = slash_grace_
+    task_registry = task_registry_
     availability = availability_
-    assert staticcall availability_.answer_blocks() < slash_grace_, "fedchain: answer time not shorter than slash grace"
 
 
 # ---------------------------------------------------------------- tasks
 
 
 @external
-@nonreentrant
-def create_task(cfg: TaskConfig) -> uint256:
+def open_task(task_id: uint256, sponsor: address, cfg: TaskConfig):
     """
-    @notice Create a task, escrow its reward pool and open round 0.
-    @dev Effects: the pool moves from the sponsor to the vault; round 0
-         opens at this block. Requirements: positive rounds, committee sizes,
-         phase lengths and pool; 1 <= min_reveals <= 256; a challenge window
-         of at least `min_challenge_blocks`; a round plus `slash_grace`
-         shorter than the unbonding delay, so that stake which backed a
-         commitment or a committee seat (unbonded at the round's opening at
-         the earliest) cannot be withdrawn before the round's faults are
-         proven and slashed (SECURITY-REVIEW M-2); fee <= 100%; an allowance
-         to the vault.
-    @return The new task's id.
+    @notice Store a new task's configuration and pool and open its round 0.
+    @dev Only the tasks contract, which checked the configuration, numbered
+         the task and logged TaskCreated, and escrows the pool in the vault.
     """
-    assert cfg.num_rounds > 0, "tasks: zero rounds"
-    assert cfg.trainers_per_round > 0 and cfg.validators_per_round > 0, "tasks: empty committee"
-    assert cfg.min_reveals > 0 and cfg.min_reveals <= MAX_REVEALS, "tasks: bad min_reveals"
-    assert min(min(cfg.commit_blocks, cfg.reveal_blocks), min(cfg.validate_blocks, cfg.challenge_blocks)) > 0, "tasks: zero phase length"
-    assert cfg.challenge_blocks >= min_challenge_blocks, "tasks: challenge window too short"
-    round_blocks: uint256 = cfg.commit_blocks + cfg.reveal_blocks + cfg.validate_blocks + cfg.challenge_blocks
-    # Stake that could be punished for anything in a round must still be
-    # bonded when the round's last fault can be proven (every fault is
-    # provable by the window's end) and reported (the grace); and the packed
-    # schedule holds 64-bit block numbers.
-    assert round_blocks < MAX_ROUND_BLOCKS, "tasks: phases too long"
-    assert round_blocks + slash_grace < unbonding_delay, "tasks: round + slash grace not shorter than unbonding delay"
-    assert cfg.trainers_per_round <= MAX_COMMITTEE and cfg.validators_per_round <= MAX_COMMITTEE, "tasks: committee too large"
-    assert cfg.validator_fee_bps <= BPS, "tasks: fee above 100%"
-    assert cfg.pool > 0, "tasks: empty pool"
-    task_id: uint256 = self.next_task_id
-    self.next_task_id = task_id + 1
+    assert msg.sender == task_registry, "tasks: not allowed"
     self.tasks[task_id] = Task(
-        sponsor=msg.sender,
+        sponsor=sponsor,
         recipe_hash=cfg.recipe_hash,
         model_root=cfg.model_root,
         model_cid=cfg.model_cid,
@@ -371,54 +312,24 @@ def create_task(cfg: TaskConfig) -> uint256:
         challenge_blocks=cfg.challenge_blocks,
         validator_fee_bps=cfg.validator_fee_bps,
         pool=cfg.pool,
+        max_commits=cfg.max_commits,
         finished=False,
     )
-    log TaskCreated(
-        task_id=task_id,
-        sponsor=msg.sender,
-        recipe_hash=cfg.recipe_hash,
-        model_root=cfg.model_root,
-        model_cid=cfg.model_cid,
-        num_rounds=cfg.num_rounds,
-        pool=cfg.pool,
-    )
     self._open_round(task_id, 0)
-    extcall vault.escrow(msg.sender, cfg.pool)
-    return task_id
 
 
 @external
-@nonreentrant
-def reclaim(task_id: uint256):
+def move_pool(task_id: uint256, amount: uint256, add: bool):
     """
-    @notice Return what is left of a finished task's pool to its sponsor.
-    @dev Requirements: caller is the sponsor, the task is finished, pool > 0.
-         Slashes never refill a pool (they are burned), so nothing a slash
-         takes reaches the sponsor.
+    @notice Add `amount` to a task's pool (a top-up) or take it out (a
+            reclaim), as the tasks contract says.
+    @dev Only the tasks contract, which checks who may and moves the tokens.
     """
-    assert self.tasks[task_id].sponsor == msg.sender, "tasks: not the sponsor"
-    assert self.tasks[task_id].finished, "tasks: not finished"
-    amount: uint256 = self.tasks[task_id].pool
-    assert amount > 0, "tasks: empty pool"
-    self.tasks[task_id].pool = 0
-    log PoolReclaimed(task_id=task_id, sponsor=msg.sender, amount=amount)
-    extcall vault.release(msg.sender, amount)
-
-
-@external
-@nonreentrant
-def fund_pool(task_id: uint256, amount: uint256):
-    """
-    @notice Add tokens to a task's reward pool: a sponsor topping it up, or
-            anyone else who wants to pay for the task's rounds.
-    @dev Requirements: an existing task, a positive amount, an allowance
-         to the vault.
-    """
-    assert self.tasks[task_id].sponsor != empty(address), "tasks: no such task"
-    assert amount > 0, "tasks: empty amount"
-    self.tasks[task_id].pool += amount
-    log PoolFunded(task_id=task_id, funder=msg.sender, amount=amount)
-    extcall vault.escrow(msg.sender, amount)
+    assert msg.sender == task_registry, "tasks: not allowed"
+    if add:
+        self.tasks[task_id].pool += amount
+    else:
+        self.tasks[task_id].pool -= amount
 
 
 # ---------------------------------------------------------------- rounds
@@ -432,9 +343,9 @@ def commit(task_id: uint256, round_id: uint256, commitment_: bytes32):
          (SeedDrawn). Requirements: the round's commit phase (opened < block
          <= commit_end; the seed exists from the block after the opening,
          for 256 blocks), the sender selected by trainer sortition, no
-         earlier commitment, a
-         non-zero commitment, fewer than 256 commitments so far (so every
-         commitment can be revealed: a trainer refused here is not slashable).
+         earlier commitment, a non-zero commitment, fewer than the task's
+         max_commits (<= 256) commitments so far (so every commitment can be
+         revealed: a trainer refused here is not slashable).
          Only the current round can be in its commit phase, so `round_id`
          needs no further check.
     """
@@ -444,7 +355,7 @@ def commit(task_id: uint256, round_id: uint256, commitment_: bytes32):
     assert commitment_ != empty(bytes32), "rounds: empty commitment"
     assert self.commitment[task_id][round_id][msg.sender] == empty(bytes32), "rounds: already committed"
     commits: uint256 = self.rounds[task_id][round_id].commits
-    assert commits < MAX_REVEALS, "rounds: too many commitments"
+    assert commits < self.tasks[task_id].max_commits, "rounds: too many commitments"
     seed: bytes32 = self._settle_seed(task_id, round_id, sched)
     assert self._weight_if_selected(task_id, round_id, msg.sender, staking.ROLE_TRAINER, sched, seed) > 0, "rounds: not selected"
     self.rounds[task_id][round_id].commits = commits + 1

@@ -6,10 +6,10 @@
         module, whose entry points nodes call here), task pools, round
         budgets not yet claimed, payout balances, and burned slashes. Bonds
         of challenges and availability requests are held by those games.
-@dev Money moves only on the instruction of the two contracts bound once at
-     deployment: fedchain (escrow and release a pool, turn pool into a round
-     budget, slash) and rewards (credit a claim from the round budgets to a
-     payout balance). Nothing else can move a token out, and nobody can
+@dev Money moves only on the instruction of the three contracts bound once
+     at deployment: tasks (escrow and release a pool), fedchain (turn pool
+     into a round budget, slash) and rewards (credit a claim from the round
+     budgets to a payout balance). Nothing else can move a token out, and nobody can
      change those addresses afterwards.
      Conservation, to the wei, after every call (a stateful hypothesis test
      checks it): token balance == total_active + total_unbonding +
@@ -43,9 +43,11 @@ MAX_REPORTER_BPS: constant(uint256) = 5_000
 deployer: immutable(address)
 # Share of a slash paid to whoever reported it; the rest is burned.
 reporter_bps: public(immutable(uint256))
-# The round logic (fedchain.vy) and the claims (rewards.vy), bound once.
+# The round logic (fedchain.vy), the claims (rewards.vy) and the tasks
+# (tasks.vy), bound once.
 fedchain: public(address)
 rewards: public(address)
+tasks: public(address)
 
 total_pools: public(uint256)
 # Round budgets not yet claimed plus payout balances not yet withdrawn.
@@ -80,16 +82,18 @@ def __init__(token_: IERC20, min_stake_: uint256, unbonding_delay_: uint256, rep
 
 
 @external
-def bind(fedchain_: address, rewards_: address):
+def bind(fedchain_: address, rewards_: address, tasks_: address):
     """
-    @notice Name the round logic and the claims contract (once, by the
-            deployer: both take this contract's address at deployment).
+    @notice Name the round logic, the claims contract and the tasks contract
+            (once, by the deployer: each takes this contract's address at
+            deployment).
     """
     assert msg.sender == deployer, "vault: not the deployer"
     assert self.fedchain == empty(address), "vault: already bound"
-    assert fedchain_ != empty(address) and rewards_ != empty(address), "vault: empty address"
+    assert fedchain_ != empty(address) and rewards_ != empty(address) and tasks_ != empty(address), "vault: empty address"
     self.fedchain = fedchain_
     self.rewards = rewards_
+    self.tasks = tasks_
 
 
 # ---------------------------------------------------------------- pools
@@ -101,9 +105,10 @@ def escrow(payer: address, amount: uint256):
     """
     @notice Take `amount` from `payer` into the pools (a task's creation or
             top-up; fedchain keeps each task's share).
-    @dev Only fedchain. Requirements: `payer`'s allowance to this contract.
+    @dev Only the tasks contract. Requirements: `payer`'s allowance to this
+         contract.
     """
-    assert msg.sender == self.fedchain, "vault: not fedchain"
+    assert msg.sender == self.tasks, "vault: not tasks"
     self.total_pools += amount
     assert extcall staking.token.transferFrom(payer, self, amount), "vault: transfer failed"
 
@@ -114,9 +119,9 @@ def release(to: address, amount: uint256):
     """
     @notice Pay `amount` of the pools to `to` (a finished task's sponsor
             reclaiming what is left).
-    @dev Only fedchain.
+    @dev Only the tasks contract.
     """
-    assert msg.sender == self.fedchain, "vault: not fedchain"
+    assert msg.sender == self.tasks, "vault: not tasks"
     self.total_pools -= amount
     assert extcall staking.token.transfer(to, amount), "vault: transfer failed"
 
