@@ -41,7 +41,7 @@ import numpy as np
 from fedchain.chain import commitments
 from fedchain.chain.interface import Contract
 from fedchain.errors import FedchainError, Reverted
-from fedchain.protocol.availability import KIND_MODEL, KIND_NAMES, request_args
+from fedchain.protocol.availability import KIND_MODEL, KIND_NAMES, KIND_UPDATE, request_args
 from fedchain.learning import fixedpoint as fp
 from fedchain.protocol.challenge import (Unchallengeable, Withheld, _decode_vector, find_score_fault, gather,
                                          gather_one_chunk)
@@ -217,6 +217,8 @@ class Watcher(Node):
             self.challenged.append((v.task_id, v.round_id, True))
             self.log.warning("round %d: nobody answered the availability request; round reverted", v.round_id)
             self.report_voters(log, v, req["leader"])
+            if req["kind"] == KIND_UPDATE:
+                self.report_trainer(log, v, req["index"])
 
     def descend(self, log: TaskLog, v: RoundView, walk: "_Walk", answer) -> None:
         """One step down the voted model's tree, whose node (walk.level, walk.position) was
@@ -271,6 +273,15 @@ class Watcher(Node):
                 self.log.info("round %d: reported %s for voting for the wrong result", v.round_id, e.args["validator"])
             except Reverted as err:  # reported already (by anyone), or a later equivocation withdrew the vote
                 self.log.debug("slash_wrong_vote not needed: %s", err.reason)
+
+    def report_trainer(self, log: TaskLog, v: RoundView, index: int) -> None:
+        """Report the trainer whose accepted update nobody put on chain when asked (liveness)."""
+        node = next(e.args["node"] for e in log.reveals.get(v.round_id, []) if e.args["index"] == index)
+        try:
+            self.send("slash_withheld", v.task_id, v.round_id, node, to=self.slashing)
+            self.log.info("round %d: reported %s for withholding its accepted update", v.round_id, node)
+        except Reverted as err:  # reported already, or slashed in the round for another fault
+            self.log.debug("slash_withheld not needed: %s", err.reason)
 
     def withdraw(self) -> int:
         """Withdraw the reporter shares earned by challenges (they count as its rewards)."""
