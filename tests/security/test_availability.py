@@ -484,3 +484,33 @@ def test_a_watcher_reports_the_trainer_of_an_update_nobody_can_produce(tmp_path)
     slashed = {(e.args["node"], e.args["reason"]) for e in fc.events() if e.name == "Slashed"}
     assert slashed == {(x.address, 4) for x in net.validators} | {(lost["node"], 6)}
     assert net.conservation_gap() == 0
+
+
+def test_a_watcher_answers_for_a_right_result_its_validators_do_not_defend(tmp_path):
+    """A request about an honest round whose validators are offline: the watcher, having
+    recomputed the round and found it right, answers from the blobs it fetched, so the
+    round finalizes and no honest voter is slashed ("one honest watcher is enough")."""
+    from fedchain.protocol.availability import request_args
+    from fedchain.sim.network import SimConfig, build_network, play_round, play_to_vote
+
+    net = build_network(SimConfig(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32,
+                                  seed=3, out=tmp_path, watchers=1))
+    v = play_to_vote(net)
+    net.chain.mine_to(v.validate_end + 1)
+    fc, av, t, watcher = net.deployment.fedchain, net.deployment.availability, net.task_id, net.watchers[0]
+    asker = net.trainers[0]
+    leader = fc.call("rounds", t, v.round_id)["leader"]
+    vote = next(e.args for e in asker.task(t).votes[v.round_id] if e.args["vote_hash"] == leader)
+    from fedchain.chain.interface import account_from_seed
+
+    sponsor = account_from_seed(f"{net.cfg.seed}:sponsor")  # the test token's minter in a simulation
+    net.deployment.token.tx("mint", asker.address, av.call("bond"), sender=sponsor)
+    net.deployment.token.tx("approve", av.address, MAX_UINT, sender=asker.account)
+    asker.send("request", *request_args(t, v.round_id, vote, net.recipe, KIND_MODEL, 0, 1, 1), to=av)
+    watcher.step(t)  # only the watcher is online
+    answered = [e.args for e in av.events() if e.name == "Answered"]
+    assert [a["answerer"] for a in answered] == [watcher.address]
+    outcome = play_round(net)
+    assert outcome.finalized and outcome.round_id == v.round_id
+    assert not [e for e in fc.events() if e.name == "Slashed"]
+    assert net.conservation_gap() == 0

@@ -16,11 +16,13 @@ from functools import cached_property
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
+from fedchain.chain import commitments
 from fedchain.chain.interface import Contract, Receipt, artifact
-from fedchain.errors import FedchainError
+from fedchain.errors import FedchainError, Reverted
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.models import build_model
 from fedchain.learning.train import flatten, get_params, param_shapes, unflatten
+from fedchain.protocol.availability import answer_from_store
 from fedchain.protocol.journal import Journal
 from fedchain.protocol.recipe import Recipe
 from fedchain.storage.cid import cid_from_digest
@@ -203,6 +205,33 @@ class Node:
                 if req["open"]:
                     out.append((a["request_id"], req))
         return out
+
+    def answer_requests_about(self, log: TaskLog, v: RoundView, vote) -> None:
+        """Answer every open availability request about the result ``vote`` (a Voted
+        event's fields) from the blobs this node can fetch: the voted model, the updates it
+        accepted, its distance table. A request nobody answers reverts the round and slashes
+        its voters, so whoever holds the data of a result it knows is right answers for it.
+        The answer's bond pays for its gas; a request another node answered first reverts
+        harmlessly."""
+        fields = ("model_root", "model_cid", "scores_root", "total_score", "rejected")
+        vote = {f: vote[f] for f in fields}
+        leader = commitments.vote_hash(*vote.values())
+        for rid, req in self.open_requests(v):
+            if req["leader"] != leader:
+                continue  # about another result
+            try:
+                fn, call = answer_from_store(req, vote, log.reveals.get(v.round_id, []), self.store, self.recipe,
+                                             self.shapes)
+            except (FedchainError, LookupError, StopIteration) as e:
+                self.log.warning("round %d: cannot answer availability request %s: %s", v.round_id, rid.hex()[:12], e)
+                continue
+            try:
+                self.send(fn, rid, *call, to=self.availability)
+            except Reverted as e:
+                self.log.debug("answer not needed: %s", e.reason)
+                continue
+            self.log.info("round %d: answered availability request %s (kind %d)", v.round_id, rid.hex()[:12],
+                          req["kind"])
 
     def round_seed(self, v: RoundView) -> bytes | None:
         """The round's sortition seed, or None while it cannot be read yet (in the

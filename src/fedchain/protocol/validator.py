@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fedchain.chain import commitments
-from fedchain.errors import BlobCorrupt, BlobNotFound, CodecError, FedchainError, LearningError, Reverted
+from fedchain.errors import BlobCorrupt, BlobNotFound, CodecError, LearningError, Reverted
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import (aggregate_update, enough_updates, needs_root_scores, needs_root_set,
                                          uses_prev_update)
 from fedchain.learning.train import flatten, param_shapes, unflatten
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.protocol import root_set
-from fedchain.protocol.availability import answer_from_store
 from fedchain.protocol.distances import DistanceTable, combined_scores_root, has_table
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.root_set import round_scores
@@ -165,23 +164,9 @@ class Validator(Node):
         voters. The answer's bond pays for its gas."""
         key = (v.task_id, v.round_id)
         entry = self.journal.get("vote", *key) if key in self._voted else None
-        if entry is None:
-            return
-        args = _vote_args(entry)
-        mine = commitments.vote_hash(*args)
-        vote = dict(zip(("model_root", "model_cid", "scores_root", "total_score", "rejected"), args))
-        for rid, req in self.open_requests(v):
-            if req["leader"] != mine:
-                continue  # about a result this validator did not vote for
-            try:
-                fn, call = answer_from_store(req, vote, log.reveals.get(v.round_id, []), self.store, self.recipe,
-                                             self.shapes)
-            except (FedchainError, LookupError, StopIteration) as e:
-                self.log.warning("round %d: cannot answer availability request %s: %s", v.round_id, rid.hex()[:12], e)
-                continue
-            if self.try_send(fn, rid, *call, to=self.availability):
-                self.log.info("round %d: answered availability request %s (kind %d)", v.round_id, rid.hex()[:12],
-                              req["kind"])
+        if entry is not None:
+            fields = ("model_root", "model_cid", "scores_root", "total_score", "rejected")
+            self.answer_requests_about(log, v, dict(zip(fields, _vote_args(entry))))
 
     def report_absent(self, log: TaskLog, v: RoundView) -> None:
         """Report every committee member that joined and never voted (a provable

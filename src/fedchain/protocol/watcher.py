@@ -62,6 +62,7 @@ class Watcher(Node):
         self.challenges = challenges
         self.token = token
         self._checked: set[tuple[int, int]] = set()
+        self.verified: dict[tuple[int, int], Mapping] = {}  # leading votes it recomputed and found right
         self.challenged: list[tuple[int, int, bool]] = []  # (task, round, success)
         self.unprovable: dict[tuple[int, int], str] = {}   # wrong results it could not prove on chain
         self.requested: dict[tuple[int, int], bytes] = {}  # availability requests it made, by round
@@ -76,6 +77,9 @@ class Watcher(Node):
         if key in self.requested:
             self.follow(log, v)
             return
+        if key in self.verified:
+            self.answer_requests_about(log, v, self.verified[key])  # a right result must not fall for want of data
+            return
         if phase != "challenge" or key in self._checked:
             return  # before validate_end a challenge could be dodged by an equivocation (L-3)
         leader = self.fc.call("rounds", *key)["leader"]
@@ -84,6 +88,8 @@ class Watcher(Node):
         vote = next(e.args for e in log.votes.get(v.round_id, []) if e.args["vote_hash"] == leader)
         self.check(log, v, vote, leader)  # if a blob cannot be fetched yet, it raises: the next step retries
         self._checked.add(key)
+        if key in self.verified:
+            self.answer_requests_about(log, v, vote)
 
     def check(self, log: TaskLog, v: RoundView, vote, leader: bytes) -> None:
         t, r = v.task_id, v.round_id
@@ -102,6 +108,7 @@ class Watcher(Node):
         wrong = [f for f, got in zip(VOTE_FIELDS, mine.vote_args()) if vote[f] != got]
         if not wrong:
             self.log.info("round %d: the leading result checks out", r)
+            self.verified[(t, r)] = vote
             return
         self.log.warning("round %d: the leading result is wrong in %s", r, ", ".join(wrong))
         try:
