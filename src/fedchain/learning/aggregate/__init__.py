@@ -3,7 +3,10 @@
 Each rule is a module that declares ``RULE = Rule(...)`` (``registry``: its
 parameters, the fewest updates it accepts, whether and how the contracts can
 challenge it); this package registers its own below, and a rule written
-elsewhere is added with ``register``.
+elsewhere is added with ``register``. The contracts can challenge FedAvg,
+FedMedian and FedTrimmedAvg value by value, and Krum, MultiKrum and Bulyan
+through the distance table their votes commit to; the others only the quorum
+and ``fedchain audit`` check.
 
 ``aggregate_update(rule, params, updates, samples, root_update=..., prev_update=...)``
 returns the round's aggregate UPDATE as int64 fixed point; the new model is

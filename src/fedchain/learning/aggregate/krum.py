@@ -135,7 +135,8 @@ def selected(params: Mapping[str, Any]) -> int | None:
     return int_param(params, "num_nodes_to_select", None, lo=1) if "num_nodes_to_select" in params else None
 
 
-def multikrum_selection(x: np.ndarray, params: Mapping[str, Any], seats: Sequence[int] | None, m: int | None):
+def multikrum_selection(x: np.ndarray, params: Mapping[str, Any], seats: Sequence[int] | None,
+                        m: int | None) -> dict[int, int]:
     """The kept updates (index -> seats kept) as the contracts recompute them from the distance table."""
     return select_multikrum(pairwise_sq_distances(x), malicious(params), m, seats)
 
