@@ -27,7 +27,7 @@ CONTRACT_NAMES = {"fedavg": "RULE_FEDAVG", "fedmedian": "RULE_MEDIAN", "fedtrimm
 def constants(name: str) -> dict[str, str]:
     """``NAME: constant(uint256) = VALUE`` of one contract, VALUE as written."""
     text = (CONTRACTS_DIR / f"{name}.vy").read_text()
-    return dict(re.findall(r"^(\w+): constant\(uint256\) = ([\w.]+)", text, re.M))
+    return dict(re.findall(r"^(\w+): constant\(uint256\) = ([\w.]+)", text, re.MULTILINE))
 
 
 def contract_codes() -> dict[str, int]:

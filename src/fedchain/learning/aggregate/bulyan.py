@@ -104,5 +104,5 @@ RULE = Rule("bulyan", lambda x, samples, p, e: bulyan(x, malicious(p), e.seats),
             params={"num_malicious_nodes": 0}, check=malicious, min_updates=lambda p: 4 * malicious(p) + 3,
             chain_code=6, chain_params=lambda p: (malicious(p), 1),
             selection=lambda x, p, seats: select_bulyan(x, malicious(p), seats), max_commits=CHALLENGEABLE_UPDATES,
-            tolerating=lambda trainers, share: {"num_malicious_nodes": min(int(round(share * trainers)),
+            tolerating=lambda trainers, share: {"num_malicious_nodes": min(round(share * trainers),
                                                                            (trainers - 3) // 4)})

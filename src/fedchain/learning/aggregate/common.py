@@ -161,7 +161,7 @@ def malicious(params: Mapping[str, Any]) -> int:
 
 def tolerating_f(trainers: int, share: float) -> dict:
     """``num_malicious_nodes`` = round(share * trainers): an f-rule configured for that share."""
-    return {"num_malicious_nodes": int(round(share * trainers))}
+    return {"num_malicious_nodes": round(share * trainers)}
 
 
 def bool_param(params: Mapping[str, Any], name: str) -> bool:
