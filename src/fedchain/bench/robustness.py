@@ -33,7 +33,7 @@ import torch
 from fedchain.chain.commitments import BPS
 from fedchain.chain.deploy import TOKEN
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.aggregate import RULES
+from fedchain.learning.aggregate import RULES, registry
 from fedchain.learning.data import load_dataset, partition
 from fedchain.learning.models import build_model
 from fedchain.learning.train import evaluate, flatten, get_params, param_shapes, train_local, unflatten
@@ -51,6 +51,7 @@ from fedchain.sim.simulate import model_accuracy
 MODELS = {"digits": "cnn", "mnist": "cnn", "mnist1d": "mlp"}
 TOLERANCE = 0.3  # the Byzantine share every rule is configured for
 VALIDATOR_FEE_BPS = 1_000  # create_task's default
+BASELINE = "fedavg"  # the undefended rule every table is read against (no-attack FedAvg)
 
 
 @dataclass(frozen=True)
@@ -78,25 +79,10 @@ class Setup:
 
 
 def rule_params(rule: str, trainers: int, tolerance: float = TOLERANCE) -> dict:
-    """The rule's parameters for a tolerance of ``tolerance`` Byzantine trainers.
-
-    Krum, MultiKrum, Zeno, Bulyan: num_malicious_nodes = f = round(tolerance * n),
-    Bulyan capped at its condition n >= 4f + 3; trimmed mean: beta = tolerance
-    (beta >= f / n, Yin et al.); centered clipping: tau = 2.5, about the median
-    norm of an honest round-0 update on digits (the rule's default, 10, clips
-    no honest update and lets each attacker move the aggregate by 10 / n), and
-    3 clipping iterations (one is not enough from a zero centre).
-    """
-    f = int(round(tolerance * trainers))
-    if rule in ("krum", "multikrum", "zeno"):
-        return {"num_malicious_nodes": f}
-    if rule == "bulyan":
-        return {"num_malicious_nodes": min(f, (trainers - 3) // 4)}
-    if rule == "fedtrimmedavg":
-        return {"beta": tolerance}
-    if rule == "centeredclipping":
-        return {"tau": 2.5, "iterations": 3}
-    return {}
+    """The rule's parameters for a tolerance of ``tolerance`` Byzantine trainers: its registry
+    entry's ``tolerating`` (e.g. Krum's f = round(tolerance * n), the trimmed mean's beta =
+    tolerance; each rule's module says why)."""
+    return registry.get(rule).tolerating(trainers, tolerance)
 
 
 @dataclass(frozen=True)
@@ -492,7 +478,7 @@ def markdown(result: dict) -> str:
         rules = list(dict.fromkeys(c["rule"] for c in dcells))
         cols = [(a, fr) for a, fr in dict.fromkeys((c["attack"], c["byzantine_fraction"]) for c in dcells)]
         by = {(c["rule"], c["attack"], c["byzantine_fraction"]): c for c in dcells}
-        base = by.get(("fedavg", "none", 0.0))
+        base = by.get((BASELINE, "none", 0.0))
         lines += [f"## {ds}", ""]
         if base:
             lines += [f"No-attack FedAvg: {_fmt(base['accuracy_mean'])} ± {_fmt(base['accuracy_std'])}.", ""]
@@ -559,7 +545,7 @@ def bars(result: dict, dataset: str = "digits") -> list[str]:
     """The done-when bars, each with the figures that decide it."""
     cells = [c for c in result["cells"] if c["dataset"] == dataset]
     by = {(c["rule"], c["attack"], c["byzantine_fraction"]): c for c in cells}
-    base = by.get(("fedavg", "none", 0.0))
+    base = by.get((BASELINE, "none", 0.0))
     if base is None or not set(BAR_ATTACKS) <= set(result["attacks"]):
         return []
     b = base["accuracy_mean"]
@@ -657,7 +643,7 @@ def write_report(result: dict, out) -> None:
 
 def variant_cells(datasets, variants, attacks, fractions, seeds) -> list[Cell]:
     """The grid of ``variants`` (names in VARIANTS), plus no-attack FedAvg per seed: the reference."""
-    return [Cell(ds, "fedavg", None, 0.0, seed) for ds in datasets for seed in seeds] + grid(
+    return [Cell(ds, BASELINE, None, 0.0, seed) for ds in datasets for seed in seeds] + grid(
         datasets, variants, attacks, fractions, seeds)
 
 
@@ -697,7 +683,7 @@ def variants_markdown(result: dict) -> str:
     for ds in result["datasets"]:
         dcells = [c for c in cells if c["dataset"] == ds]
         by = {(c["rule"], c["attack"], c["byzantine_fraction"]): c for c in dcells}
-        base = by.get(("fedavg", "none", 0.0))
+        base = by.get((BASELINE, "none", 0.0))
         b = base["accuracy_mean"] if base else None
         lines += [f"## {ds}", ""]
         if base:
@@ -731,7 +717,7 @@ def variants_markdown(result: dict) -> str:
                 if cands:
                     lines.append(f"- {'with' if trusted else 'without'} trusted data, {fr:.0%} Byzantine: best "
                                  "variant " + _bar_verdict(cands, b, limit))
-        cols = list(dict.fromkeys((c["attack"], c["byzantine_fraction"]) for c in dcells if c["rule"] != "fedavg"))
+        cols = list(dict.fromkeys((c["attack"], c["byzantine_fraction"]) for c in dcells if c["rule"] != BASELINE))
         lines += ["", "### Final accuracy", "",
                   "| variant | " + " | ".join(f"{a} {fr:.0%}" if fr else "no attack" for a, fr in cols) + " |",
                   "|---" * (len(cols) + 1) + "|"]

@@ -75,6 +75,7 @@ def simulate(
     store. Prints accuracy and gas per round, rewards and slashes per node,
     and compares against a centralized model and plain FedAvg (no chain).
     """
+    from fedchain.learning.aggregate import registry
     from fedchain.sim.simulate import run
 
     console = Console()
@@ -96,10 +97,10 @@ def simulate(
         raise typer.BadParameter(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
     console.print(f"[bold]fedchain simulate[/]: {trainers} trainers, {validators} validators, {rounds} rounds, "
                   f"{dataset} ({partition}, alpha={alpha}), model {model}, {epochs} local epochs, seed {seed}"
-                  + (f", rule {rule} {rule_params}" if rule != "fedavg" else "") + f", {score} score"
+                  + (f", rule {rule} {rule_params}" if rule != D.rule else "") + f", {score} score"
                   + (f"; attack {attack} by {byzantine_count(cfg)} trainers (omniscient)" if attack else ""))
     console.print("Each round: selected trainers train locally, commit a hash, reveal it; validators check every "
-                  f"update, aggregate with exact fixed-point {'FedAvg' if rule == 'fedavg' else rule}, vote; "
+                  f"update, aggregate with exact fixed-point {registry.get(rule).title}, vote; "
                   "2/3 of the committee's seats finalizes.")
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as bar:

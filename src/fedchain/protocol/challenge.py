@@ -38,13 +38,11 @@ from fedchain.chain import commitments
 from fedchain.chain.interface import Contract, Receipt
 from fedchain.errors import FedchainError
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.aggregate import aggregate_update, enough_updates
-from fedchain.learning.aggregate.common import int_param, pairwise_sq_distances, stack
-from fedchain.learning.aggregate.bulyan import select_bulyan
-from fedchain.learning.aggregate.krum import select_multikrum
+from fedchain.learning.aggregate import aggregate_update, enough_updates, registry
+from fedchain.learning.aggregate.common import stack
 from fedchain.learning.scoring import cosine_score
 from fedchain.protocol.distances import MAX_TABLE, DistanceTable, TableError, combined_scores_root, first_fault, has_table
-from fedchain.protocol.recipe import CHALLENGE_BULYAN, CHALLENGE_KRUM, CHALLENGE_NONE, SCORE_COSINE, Recipe
+from fedchain.protocol.recipe import CHALLENGE_NONE, SCORE_COSINE, Recipe
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_metadata, decode_tensors
 from fedchain.storage.merkle import ZERO, merkle_layers, proof_from_layers, score_leaf
@@ -282,17 +280,14 @@ class Evidence:
 
     def averaged(self) -> list[int]:
         """Positions (in ``accepted``) of the updates the rule averages: all of them, or
-        for Krum rules its selection, as the contract recomputes it from true distances."""
-        r, (rule, f, m, _) = self.recipe, self.recipe.challenge_rule
-        n = len(self.updates)
-        if rule < CHALLENGE_KRUM:
-            return list(range(n))
+        for a rule judged from a distance table its selection, as the contract recomputes
+        it from true distances."""
+        r = self.recipe
+        if not has_table(r):
+            return list(range(len(self.updates)))
         if not enough_updates(r.rule, r.rule_params, self.seats):
             return []
-        if rule == CHALLENGE_BULYAN:
-            return sorted(select_bulyan(stack(self.updates), f, self.seats))
-        m = 1 if rule == CHALLENGE_KRUM else (m or None)  # 0: the default, S - f seats
-        return sorted(select_multikrum(pairwise_sq_distances(stack(self.updates)), f, m, self.seats))
+        return sorted(registry.get(r.rule).selection(stack(self.updates), r.rule_params, self.seats))
 
     def first_wrong(self) -> tuple[int, int] | None:
         """(chunk, coordinate in it) of the first value of the voted model that is wrong."""

@@ -38,9 +38,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedchain.errors import FedchainError
+from fedchain.learning.aggregate import registry
 from fedchain.learning.aggregate.common import chunk_sums
 from fedchain.storage.merkle import keccak
-from fedchain.protocol.recipe import CHALLENGE_BULYAN, CHALLENGE_KRUM, CHALLENGE_MULTIKRUM, Recipe
+from fedchain.protocol.recipe import CHALLENGE_NONE, Recipe
 
 MAX_TABLE = 64  # challenges.vy: a table covers at most 64 reveals (2,016 pairs)
 _WORD = 32
@@ -51,9 +52,9 @@ class TableError(FedchainError):
 
 
 def has_table(recipe: Recipe) -> bool:
-    """Whether the task's votes commit to a distance table (Krum, MultiKrum and Bulyan, when
-    challengeable)."""
-    return recipe.challenge_rule[0] in (CHALLENGE_KRUM, CHALLENGE_MULTIKRUM, CHALLENGE_BULYAN)
+    """Whether the task's votes commit to a distance table: its rule is challengeable (and
+    without NNM) and judged from one (a ``selection``: Krum, MultiKrum and Bulyan)."""
+    return recipe.challenge_rule[0] != CHALLENGE_NONE and registry.get(recipe.rule).distance_table
 
 
 def pair_index(i: int, j: int) -> int:

@@ -15,6 +15,7 @@ from eth_account.signers.local import LocalAccount
 
 from fedchain.chain.interface import Contract
 from fedchain.learning import fixedpoint as fp
+from fedchain.learning.aggregate import registry
 from fedchain.learning.train import flatten, unflatten
 from fedchain.protocol.recipe import Recipe
 from fedchain.errors import FedchainError
@@ -31,18 +32,6 @@ def publish_model(store: BlobStore, params: dict[str, np.ndarray], recipe: Recip
     return fp.vector_root(q, recipe.chunk_size), cid
 
 
-# The most reveals at which a round of each rule can still be challenged on chain (review I-5):
-# a Krum rule's distance table covers at most 64 reveals (challenges' MAX_TABLE), and a Bulyan
-# value check needs about 24 updates or fewer to fit a block's gas (docs/decisions.md). Every
-# other rule: the contract's cap of 256.
-CHALLENGEABLE_COMMITS = {"krum": 64, "multikrum": 64, "bulyan": 24}
-MAX_COMMITS = 256
-
-
-def challengeable_commits(rule: str) -> int:
-    return CHALLENGEABLE_COMMITS.get(rule, MAX_COMMITS)
-
-
 def create_task(fedchain: Contract, token: Contract, sponsor: LocalAccount, store: BlobStore, recipe: Recipe,
                 initial: dict[str, np.ndarray], *, rounds: int, pool: int, trainers_per_round: int,
                 validators_per_round: int, min_reveals: int = 1, commit_blocks: int = 5, reveal_blocks: int = 5,
@@ -51,7 +40,7 @@ def create_task(fedchain: Contract, token: Contract, sponsor: LocalAccount, stor
     """Publish recipe and model blobs, escrow ``pool`` and open round 0; returns the task id.
 
     ``max_commits`` caps a round's commitments; by default the most at which the task's rule
-    can still be challenged on chain (``challengeable_commits``)."""
+    can still be challenged on chain (its registry entry's ``max_commits``, review I-5)."""
     store.put(recipe.to_bytes())
     root, cid = publish_model(store, initial, recipe, {"round": -1, "parent": None, "scores": [], "rejected": {},
                                                        "recipe": recipe.to_bytes().decode()})
@@ -62,7 +51,7 @@ def create_task(fedchain: Contract, token: Contract, sponsor: LocalAccount, stor
         "min_reveals": min_reveals, "commit_blocks": commit_blocks, "reveal_blocks": reveal_blocks,
         "validate_blocks": validate_blocks, "challenge_blocks": challenge_blocks,
         "validator_fee_bps": validator_fee_bps, "pool": pool,
-        "max_commits": challengeable_commits(recipe.rule) if max_commits is None else max_commits,
+        "max_commits": registry.get(recipe.rule).max_commits if max_commits is None else max_commits,
     }, sender=sponsor)
     return r.event("TaskCreated").args["task_id"]
 

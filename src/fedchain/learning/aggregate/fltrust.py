@@ -48,6 +48,7 @@ from math import isqrt
 import numpy as np
 
 from fedchain.learning.aggregate.common import SEAT, dots, seat_counts, sq_norms
+from fedchain.learning.aggregate.registry import Rule
 from fedchain.learning.fixedpoint import QMAX
 
 PPM = 10**6
@@ -87,3 +88,7 @@ def fltrust(x: np.ndarray, root: np.ndarray, seats: Sequence[int] | None = None)
         if t:
             acc += np.int64(t) * rescale(u, u_sq, g_sq)
     return acc // np.int64(total)
+
+
+RULE = Rule("fltrust", lambda x, samples, p, e: fltrust(x, e.root_update, e.seats), title="FLTrust",
+            needs_root_set=True)
