@@ -8,8 +8,8 @@ long enough for all of a phase's transactions.
 """
 
 import pytest
-from conftest import BALANCE, MAX_UINT, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, Net, make_net, reverts
 
+from conftest import BALANCE, MAX_UINT, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, Net, make_net, reverts
 from fedchain.chain.deploy import ProtocolParams, deploy
 from fedchain.chain.interface import account_from_seed
 

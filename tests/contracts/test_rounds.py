@@ -3,8 +3,8 @@ every phase boundary at b-1, b and b+1 (the embedded chain lets several
 transactions share a block, so ``mine_to(b)`` puts the next one in block b)."""
 
 import pytest
-from conftest import ZERO32, h32, reverts
 
+from conftest import ZERO32, h32, reverts
 from fedchain.chain import commitments as cm
 from fedchain.chain.interface import account_from_seed
 from fedchain.errors import Reverted

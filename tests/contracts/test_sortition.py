@@ -5,9 +5,9 @@ stake-weighted selection (committee size, splitting stake across identities)."""
 import math
 
 import pytest
-from conftest import ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, reverts
 from eth_utils import keccak, to_checksum_address
 
+from conftest import ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, reverts
 from fedchain.chain import commitments as cm
 from fedchain.chain.interface import account_from_seed
 

@@ -56,14 +56,26 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from conftest import (BALANCE, MAX_UINT, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, ZERO32, Result, Scores,
-                      deterministic, h32, make_net)
 from eth_abi import encode
 from eth_utils import keccak
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from conftest import (
+    BALANCE,
+    MAX_UINT,
+    ROLE_TRAINER,
+    ROLE_VALIDATOR,
+    STAKE,
+    TOKEN,
+    ZERO32,
+    Result,
+    Scores,
+    deterministic,
+    h32,
+    make_net,
+)
 from fedchain.chain import commitments as cm
 from fedchain.chain.deploy import ProtocolParams
 from fedchain.chain.embedded import EmbeddedChain, block_hash

@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import committed, reverts
 from eth_utils import keccak
 
+from conftest import committed, reverts
 from fedchain.chain.deploy import TOKEN
 from fedchain.chain.interface import account_from_seed
 from fedchain.errors import Reverted

@@ -16,25 +16,33 @@ from fractions import Fraction
 import boa
 import numpy as np
 import pytest
-from conftest import committed, reverts
 from eth_abi import encode
 from eth_utils import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import committed, reverts
 from fedchain.chain.deploy import TOKEN
 from fedchain.chain.interface import CONTRACTS_DIR, account_from_seed
 from fedchain.learning import aggregate
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.aggregate.common import pairwise_sq_distances, stack
 from fedchain.learning.aggregate.bulyan import bulyan_selection, closest_to_median_mean
+from fedchain.learning.aggregate.common import pairwise_sq_distances, stack
 from fedchain.learning.aggregate.fedmedian import coordinate_median, fedmedian
 from fedchain.learning.aggregate.fedtrimmedavg import fedtrimmedavg
 from fedchain.learning.aggregate.krum import krum_scores, neighbour_order, select_multikrum
 from fedchain.protocol.audit import Auditor, ContractEvents
 from fedchain.protocol.challenge import DistanceLeafChallenge, DistanceSumChallenge, OpenTable, Unchallengeable
-from fedchain.protocol.distances import (DistanceTable, TableError, digest, first_fault, leaf_hash, node_hash, pair_index,
-                                         pair_of)
+from fedchain.protocol.distances import (
+    DistanceTable,
+    TableError,
+    digest,
+    first_fault,
+    leaf_hash,
+    node_hash,
+    pair_index,
+    pair_of,
+)
 from fedchain.protocol.node import FAILED, OPEN
 from fedchain.sim.network import SimConfig, build_network, leading_evidence, play_round, play_to_vote
 from fedchain.storage.cid import cid_from_digest

@@ -15,8 +15,17 @@ from fedchain.learning import fixedpoint as fp
 from fedchain.learning.data import load_dataset
 from fedchain.learning.models import build_model
 from fedchain.learning.train import TrainConfig, evaluate, get_params, train_centralized
-from fedchain.sim.attacks import ATTACKS, PROTOCOL_ATTACKS, UPDATE_ATTACKS, Knowledge, finish
-from fedchain.sim.attacks import alie, backdoor, labelflip, sybil
+from fedchain.sim.attacks import (
+    ATTACKS,
+    PROTOCOL_ATTACKS,
+    UPDATE_ATTACKS,
+    Knowledge,
+    alie,
+    backdoor,
+    finish,
+    labelflip,
+    sybil,
+)
 from fedchain.sim.attacks.sybil import Sybil
 from fedchain.sim.attacks.trainer import AttackTrainer
 from fedchain.sim.network import SimConfig, build_network, play_round, settle

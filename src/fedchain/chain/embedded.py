@@ -31,7 +31,6 @@ from fedchain.chain.abi import Event, checksum, intrinsic_gas, revert_reason
 from fedchain.chain.interface import Artifact, Chain, Contract, Receipt
 from fedchain.errors import ChainError, Reverted
 
-
 GENESIS_TIMESTAMP = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 

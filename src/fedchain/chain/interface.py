@@ -94,7 +94,7 @@ def account_from_seed(seed: str) -> LocalAccount:
 class Contract:
     """A deployed contract on one chain: ``tx`` sends, ``call`` reads."""
 
-    def __init__(self, chain: "Chain", art: Artifact, address: str):
+    def __init__(self, chain: Chain, art: Artifact, address: str):
         self.chain = chain
         self.artifact = art
         self.address = address

@@ -7,8 +7,15 @@ from typing import Annotated
 
 import typer
 
-from fedchain.cli._common import AccountOpt, DevAccountOpt, KeystoreOpt, errors, fmt_tokens, parse_tokens, resolve_account
-
+from fedchain.cli._common import (
+    AccountOpt,
+    DevAccountOpt,
+    KeystoreOpt,
+    errors,
+    fmt_tokens,
+    parse_tokens,
+    resolve_account,
+)
 
 # A challenge window must outlast anyone who could censor challenges (one block
 # builder, a sequencer): on a public chain at least about an hour of blocks

@@ -11,9 +11,25 @@ from typing import Annotated
 
 import typer
 
-from fedchain.cli._common import (AccountOpt, AnnounceOpt, DeploymentOpt, DevAccountOpt, KeystoreOpt, ListenOpt,
-                                  PeerOpt, PeersFileOpt, PublicUrlOpt, RpcOpt, connect, errors, fail, open_store,
-                                  parse_tokens, resolve_account, setup_logging)
+from fedchain.cli._common import (
+    AccountOpt,
+    AnnounceOpt,
+    DeploymentOpt,
+    DevAccountOpt,
+    KeystoreOpt,
+    ListenOpt,
+    PeerOpt,
+    PeersFileOpt,
+    PublicUrlOpt,
+    RpcOpt,
+    connect,
+    errors,
+    fail,
+    open_store,
+    parse_tokens,
+    resolve_account,
+    setup_logging,
+)
 
 app = typer.Typer(help="Run a node: a trainer (your data stays here), a validator or a watcher.",
                   no_args_is_help=True)
@@ -71,9 +87,8 @@ def run(
     and checks every blob it fetches against its CID.
     """
     from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR
-    from fedchain.protocol.runner import ROLE_WATCHER
     from fedchain.protocol.journal import Journal
-    from fedchain.protocol.runner import NodeRunner
+    from fedchain.protocol.runner import ROLE_WATCHER, NodeRunner
     from fedchain.protocol.trainer import Trainer
     from fedchain.protocol.validator import Validator
     from fedchain.protocol.watcher import Watcher

@@ -32,11 +32,11 @@ from typing import Protocol
 
 import numpy as np
 
-from fedchain.chain.layout import FailReason, describe
 from fedchain.chain import commitments
 from fedchain.chain.abi import Event
 from fedchain.chain.deploy import Deployment, read_deployment_file
 from fedchain.chain.interface import Contract
+from fedchain.chain.layout import FailReason, describe
 from fedchain.errors import CodecError, FedchainError, StorageError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import uses_prev_update
@@ -44,8 +44,14 @@ from fedchain.learning.models import build_model
 from fedchain.learning.train import flatten, get_params, param_shapes, unflatten
 from fedchain.protocol.node import Model
 from fedchain.protocol.sponsor import task_recipe
-from fedchain.protocol.validator import (STORAGE_REASONS, RoundResult, aggregate_round, check_updates, compute_round,
-                                         previous_update)
+from fedchain.protocol.validator import (
+    STORAGE_REASONS,
+    RoundResult,
+    aggregate_round,
+    check_updates,
+    compute_round,
+    previous_update,
+)
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_metadata, decode_tensors
 from fedchain.storage.store import BlobStore

@@ -39,11 +39,18 @@ from fedchain.chain.interface import Contract, Receipt
 from fedchain.errors import FedchainError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import aggregate_update, enough_updates
-from fedchain.learning.aggregate.common import int_param, pairwise_sq_distances, stack
 from fedchain.learning.aggregate.bulyan import select_bulyan
+from fedchain.learning.aggregate.common import pairwise_sq_distances, stack
 from fedchain.learning.aggregate.krum import select_multikrum
 from fedchain.learning.scoring import cosine_score
-from fedchain.protocol.distances import MAX_TABLE, DistanceTable, TableError, combined_scores_root, first_fault, has_table
+from fedchain.protocol.distances import (
+    MAX_TABLE,
+    DistanceTable,
+    TableError,
+    combined_scores_root,
+    first_fault,
+    has_table,
+)
 from fedchain.protocol.recipe import CHALLENGE_BULYAN, CHALLENGE_KRUM, CHALLENGE_NONE, SCORE_COSINE, Recipe
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_metadata, decode_tensors
@@ -114,7 +121,7 @@ class Challenge(Step):
     parent_proof: list[bytes]
     claimed_chunk: bytes
     claimed_proof: list[bytes]
-    opening: "OpenTable | None" = None  # Krum rules: the table must be opened first (not an argument)
+    opening: OpenTable | None = None  # Krum rules: the table must be opened first (not an argument)
 
     fn = "challenge"
 
@@ -330,7 +337,7 @@ class Evidence:
                          [e.args["node"] for e in self.revealed],
                          (self._scores_tree_root(), *self.table.root_children(), self.table.totals))
 
-    def model_fault(self) -> "Challenge | DistanceSumChallenge | DistanceLeafChallenge | None":
+    def model_fault(self) -> Challenge | DistanceSumChallenge | DistanceLeafChallenge | None:
         """The first provable fault of the vote's model: a wrong distance table (Krum
         rules), else a wrong value; None if the model is right."""
         if self.table is not None and (t := self.table_challenge()) is not None:
@@ -346,7 +353,7 @@ class Evidence:
         return DistanceTable.of_round([by_node.get(e.args["node"]) for e in self.revealed], self.parent.size,
                                       self.recipe.chunk_size)
 
-    def table_challenge(self) -> "Challenge | DistanceSumChallenge | DistanceLeafChallenge | None":
+    def table_challenge(self) -> Challenge | DistanceSumChallenge | DistanceLeafChallenge | None:
         """One step of the bisection of the vote's table against the honest one, or None
         if its distances are right."""
         claimed = self.table

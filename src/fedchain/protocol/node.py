@@ -86,7 +86,7 @@ class TaskLog:
         self.finished = False
         self.created = from_block > 0  # a log that starts later starts after the creation
 
-    def poll(self) -> "TaskLog":
+    def poll(self) -> TaskLog:
         head = self.fc.chain.block_number()
         for e in self.fc.events(self.cursor, head):
             key = (e.block, e.log_index)

@@ -28,7 +28,6 @@ from eth_utils import keccak
 from fedchain.learning.fixedpoint import CHUNK_SIZE, FRAC_BITS
 from fedchain.learning.train import TrainConfig
 
-
 (CHALLENGE_NONE, CHALLENGE_FEDAVG, CHALLENGE_MEDIAN, CHALLENGE_TRIMMED, CHALLENGE_KRUM, CHALLENGE_MULTIKRUM,
  CHALLENGE_BULYAN) = range(7)
 
@@ -160,7 +159,7 @@ class Recipe:
         return recipe_hash(self.to_bytes(), self.challenge_rule)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Recipe":
+    def from_bytes(cls, data: bytes) -> Recipe:
         d = json.loads(data)
         d["input_shape"] = tuple(d["input_shape"])
         return cls(**d)

@@ -14,10 +14,10 @@ import numpy as np
 from eth_account.signers.local import LocalAccount
 
 from fedchain.chain.interface import Contract
+from fedchain.errors import FedchainError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.train import flatten, unflatten
 from fedchain.protocol.recipe import Recipe
-from fedchain.errors import FedchainError
 from fedchain.storage.cid import cid_from_digest, digest_of
 from fedchain.storage.codec import decode_metadata, encode_tensors
 from fedchain.storage.store import BlobStore

@@ -46,8 +46,17 @@ from typing import Any
 import numpy as np
 
 from fedchain.errors import LearningError
-from fedchain.learning.aggregate import (bulyan, centeredclipping, fedavg, fedmedian, fedtrimmedavg, fltrust, krum,
-                                         nnm, zeno)
+from fedchain.learning.aggregate import (
+    bulyan,
+    centeredclipping,
+    fedavg,
+    fedmedian,
+    fedtrimmedavg,
+    fltrust,
+    krum,
+    nnm,
+    zeno,
+)
 from fedchain.learning.aggregate.common import SEAT, int_param, stack, vector
 from fedchain.learning.fixedpoint import QMAX
 
