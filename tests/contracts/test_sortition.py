@@ -42,7 +42,7 @@ def test_contract_and_python_twin_agree(net):
     net.chain.mine(1)
     nodes = crowd + net.trainers + net.validators + net.outsiders
     outcomes = set()
-    for i in range(6):
+    for _ in range(6):
         task = net.create_task(trainers_per_round=3, validators_per_round=1, pool=TOKEN)
         rnd = net.fc.call("rounds", task, 0)
         for role, k, total in [(ROLE_TRAINER, 3, rnd["trainer_total"]), (ROLE_VALIDATOR, 1, rnd["validator_total"])]:

@@ -164,7 +164,6 @@ def test_the_contract_selects_what_krum_selects(selector, case, data):
                                 st.lists(st.sampled_from([10_000, 20_000, 30_000]), min_size=reveals,
                                          max_size=reveals)))
     accepted = [i for i in range(reveals) if not (rejected >> i) & 1]
-    n = len(accepted)
     mask = (2**reveals - 1) & ~rejected
     got = selector.krum_selection(mask, reveals, d, f, m, seats)
     want = 0
@@ -405,7 +404,7 @@ def test_every_step_against_an_honest_krum_round_fails(honest):
     steps += [ev._leaf_challenge(c, 0, 1) for c in range(1, 2**table.depth)]  # every chunk, padding ones too
     for h in range(1, table.depth + 1):
         for p in range(2**(table.depth - h)):
-            child = lambda q: (*table.children(h - 1, q), table.sums[h - 1][q])  # noqa: E731
+            child = lambda q: (*table.children(h - 1, q), table.sums[h - 1][q])  # noqa: E731, B023 - used in this iteration only
             steps.append(DistanceSumChallenge(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args,
                                               ev._scores_tree_root(), h, p, table.sums[h][p], child(2 * p),
                                               child(2 * p + 1), *table.path(h, p)))

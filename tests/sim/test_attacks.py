@@ -319,7 +319,8 @@ def test_zeno_on_chain_leaves_sign_flippers_out_of_the_model_and_the_rewards(tmp
     revealed = sorted(v.task(net.task_id).reveals[0], key=lambda e: e.args["index"])
     updates, samples, reasons = check_updates(revealed, net.store, v.shapes, net.recipe.chunk_size)
     assert not reasons and len(updates) == 6
-    scores = dict(zip(updates, validation_round_scores(net.recipe, parent.q, list(updates.values()), net.initial_params)))
+    scores = dict(zip(updates, validation_round_scores(net.recipe, parent.q, list(updates.values()),
+                                                       net.initial_params)))
     flippers = {t.address for t in net.trainers if isinstance(t, AttackTrainer)}
     assert len(flippers) == 2 and all(scores[a] == 0 for a in flippers)
     kept = [a for a in updates if scores[a] > 0]

@@ -102,7 +102,8 @@ class Codec:
         values = [_normalise(v, o) for v, o in zip(values, outputs)]
         return values[0] if len(values) == 1 else tuple(values)
 
-    def decode_log(self, topics: list[bytes], data: bytes, block: int, address: str, log_index: int = 0) -> Event | None:
+    def decode_log(self, topics: list[bytes], data: bytes, block: int, address: str,
+                   log_index: int = 0) -> Event | None:
         if not topics or topics[0] not in self.events:
             return None
         e = self.events[topics[0]]

@@ -135,7 +135,8 @@ class RpcChain(Chain):
         raise ChainError(f"{label}: not mined after {SEND_ATTEMPTS} attempts of {self.receipt_timeout:g}s "
                          f"(last hash 0x{hashes[-1].hex() if hashes else '-'})")
 
-    def transact_batch(self, contract: Contract, calls: list[tuple[str, tuple]], *, sender: LocalAccount) -> list[Receipt]:
+    def transact_batch(self, contract: Contract, calls: list[tuple[str, tuple]], *,
+                       sender: LocalAccount) -> list[Receipt]:
         """Send several calls from one sender back to back (consecutive nonces), then
         wait for them all: on a chain with a block time they share a block or two
         instead of taking one each. For setup scripts (minting to many accounts)."""
@@ -254,7 +255,8 @@ class RpcChain(Chain):
                     out.append(ev)
         return out
 
-    def transact(self, contract: Contract, fn: str, args: tuple, *, sender: LocalAccount, gas: int | None = None) -> Receipt:
+    def transact(self, contract: Contract, fn: str, args: tuple, *, sender: LocalAccount,
+                 gas: int | None = None) -> Receipt:
         data = contract.artifact.codec.encode_call(fn, args)
         tx = {"to": contract.address, "data": "0x" + data.hex(), "gas": gas}
         r = self._send(tx, sender, fn)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -35,7 +35,7 @@ app = typer.Typer(help="Run a node: a trainer (your data stays here), a validato
                   no_args_is_help=True)
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     trainer = "trainer"
     validator = "validator"
     watcher = "watcher"
@@ -128,7 +128,8 @@ def run(
             return Trainer(name, recipe=recipe, x=x, y=y, seed=s, **common)
 
         role_id = {Role.trainer: ROLE_TRAINER, Role.validator: ROLE_VALIDATOR, Role.watcher: ROLE_WATCHER}[role]
-        runner = NodeRunner(dep, acct, role_id, store, make_node, stake=0 if role is Role.watcher else parse_tokens(stake),
+        runner = NodeRunner(dep, acct, role_id, store, make_node,
+                            stake=0 if role is Role.watcher else parse_tokens(stake),
                             task_id=task, poll=poll, exit_when_done=exit_when_done, log=log)
         stop = threading.Event()
 

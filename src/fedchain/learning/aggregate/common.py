@@ -89,7 +89,7 @@ def exact_sums(s: np.ndarray) -> np.ndarray:
     """Exact sums over the last axis of int64 chunk sums, as an object array of Python ints."""
     hi, lo = (s >> 32).sum(axis=-1), (s & _LO).sum(axis=-1)
     out = np.empty(hi.shape, dtype=object)
-    out.flat[:] = [(int(h) << 32) + int(l) for h, l in zip(hi.flat, lo.flat)]
+    out.flat[:] = [(int(high) << 32) + int(low) for high, low in zip(hi.flat, lo.flat)]
     return out
 
 

@@ -99,7 +99,8 @@ class _TableColluder(Validator):
             self.store.put(table_blob)
         lineage = json.loads(decode_metadata(honest.blob)["fedchain"])
         lineage["distances"] = {"cid": cid_of(table_blob), "root": table.root.hex()}
-        blob = encode_tensors(decode_tensors(honest.blob, self.shapes), {"fedchain": json.dumps(lineage, sort_keys=True)})
+        blob = encode_tensors(decode_tensors(honest.blob, self.shapes),
+                              {"fedchain": json.dumps(lineage, sort_keys=True)})
         self.store.put(blob)
         tree = merkle_root([score_leaf(a, s) for a, s in honest.scores])
         return dataclasses.replace(honest, model_cid=cid_of(blob), blob=blob, table_blob=table_blob,
