@@ -28,8 +28,9 @@ chunk at a time and is left to the auditor (see docs/decisions.md, "Challenges")
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from eth_utils import keccak
@@ -87,6 +88,11 @@ class Step:
     vote: tuple
     rule: tuple[int, int, int, int]
     recipe_json_hash: bytes
+
+    fn: ClassVar[str]  # the challenges contract's function this step calls
+
+    def args(self) -> tuple:
+        raise NotImplementedError
 
     def head(self) -> tuple:
         return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash))
@@ -257,7 +263,7 @@ class Evidence:
     updates: list[np.ndarray]
     samples: list[int]
     recipe: Recipe
-    revealed: list = ()  # every Revealed event of the round, in reveal order
+    revealed: Sequence = ()  # every Revealed event of the round, in reveal order
     claimed_scores: list | None = None  # the voted model's lineage: [(node, score)] in reveal order
     table: DistanceTable | None = None  # Krum rules: the distance table the vote commits to
     # chunks of the voted model known only with their proof (the blob withheld, the chunk
@@ -270,7 +276,7 @@ class Evidence:
         return (v["model_root"], v["model_cid"], v["scores_root"], v["total_score"], v["rejected"])
 
     @property
-    def _rule_args(self) -> tuple:
+    def _rule_args(self) -> tuple[tuple[int, int, int, int], bytes]:
         return self.recipe.challenge_rule, keccak(self.recipe.to_bytes())
 
     def expected(self) -> np.ndarray:
@@ -298,8 +304,8 @@ class Evidence:
             return []
         if rule == CHALLENGE_BULYAN:
             return sorted(select_bulyan(stack(self.updates), f, self.seats))
-        m = 1 if rule == CHALLENGE_KRUM else (m or None)  # 0: the default, S - f seats
-        return sorted(select_multikrum(pairwise_sq_distances(stack(self.updates)), f, m, self.seats))
+        keep = 1 if rule == CHALLENGE_KRUM else (m or None)  # 0: the default, S - f seats
+        return sorted(select_multikrum(pairwise_sq_distances(stack(self.updates)), f, keep, self.seats))
 
     def first_wrong(self) -> tuple[int, int] | None:
         """(chunk, coordinate in it) of the first value of the voted model that is wrong."""
@@ -333,6 +339,7 @@ class Evidence:
 
     def open_table(self) -> OpenTable:
         """The step that opens the vote's table root (Krum rules)."""
+        assert self.table is not None, "only a Krum rule's vote has a table to open"
         return OpenTable(self.task_id, self.round_id, self.vote_tuple, *self._rule_args,
                          [e.args["node"] for e in self.revealed],
                          (self._scores_tree_root(), *self.table.root_children(), self.table.totals))
@@ -357,6 +364,7 @@ class Evidence:
         """One step of the bisection of the vote's table against the honest one, or None
         if its distances are right."""
         claimed = self.table
+        assert claimed is not None, "only a Krum rule's vote has a table to challenge"
         fault = first_fault(claimed, self.honest_table())
         if fault is None:
             return None
@@ -376,6 +384,7 @@ class Evidence:
         return self._leaf_challenge(*fault[1:])
 
     def _leaf_challenge(self, c: int, i: int, j: int) -> DistanceLeafChallenge:
+        assert self.table is not None, "only a Krum rule's vote has a table to challenge"
         return DistanceLeafChallenge(self.task_id, self.round_id, self.vote_tuple, *self._rule_args,
                                      self._scores_tree_root(), c, self.table.sums[0][c], *self.table.path(0, c),
                                      i, j, self._opening(i, c), self._opening(j, c))
@@ -401,10 +410,14 @@ class Evidence:
         by_node = {e.args["node"]: cosine_score(q, g) for e, q in zip(self.accepted, self.updates)}
         return [commitments.paid_score(by_node.get(e.args["node"], 0), e.args["seats_bps"]) for e in self.revealed]
 
-    def _score_tree(self) -> list[list[bytes]]:
+    def _scores(self) -> list:
+        """The voted model's scores list; ``Unchallengeable`` if its blob carries none."""
         if self.claimed_scores is None:
             raise Unchallengeable("the voted model blob carries no scores list: no score proof can be built")
-        layers = merkle_layers([score_leaf(a, s) for a, s in self.claimed_scores])
+        return self.claimed_scores
+
+    def _score_tree(self) -> list[list[bytes]]:
+        layers = merkle_layers([score_leaf(a, s) for a, s in self._scores()])
         root = layers[-1][0] if self.table is None else combined_scores_root(layers[-1][0], self.table.root)
         if root != self.vote["scores_root"]:
             raise Unchallengeable("the scores in the voted model blob do not match the voted scores root")
@@ -416,9 +429,10 @@ class Evidence:
     def score_challenge(self, i: int) -> ScoreChallenge:
         """The challenge of reveal ``i``'s score (of a right score, it fails and costs the bond)."""
         layers = self._score_tree()
-        node, score = self.claimed_scores[i]
+        node, score = self._scores()[i]
         e = self.revealed[i]
         rule, json_hash = self.recipe.challenge_rule, keccak(self.recipe.to_bytes())
+        vectors: tuple[bytes, ...]
         if e.args["node"] != node or (self.vote["rejected"] >> i) & 1:  # misnamed leaf, or rejected
             vectors, root, salt = (b"", b"", b""), bytes(32), bytes(32)
         else:
@@ -432,9 +446,10 @@ class Evidence:
 
     def total_challenge(self) -> TotalChallenge:
         self._score_tree()
+        scores = self._scores()
         return TotalChallenge(self.task_id, self.round_id, self.vote_tuple, self.recipe.challenge_rule,
-                              keccak(self.recipe.to_bytes()), [a for a, _ in self.claimed_scores],
-                              [s for _, s in self.claimed_scores], ZERO if self.table is None else self.table.root)
+                              keccak(self.recipe.to_bytes()), [a for a, _ in scores],
+                              [s for _, s in scores], ZERO if self.table is None else self.table.root)
 
 
 def gather(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable, vote: Mapping,
@@ -551,7 +566,8 @@ def find_score_fault(evidence: Evidence) -> ScoreChallenge | TotalChallenge | No
     large for one step, or a scores list that does not match the voted root."""
     r = evidence.recipe
     evidence._score_tree()
-    if len(evidence.claimed_scores) != len(evidence.revealed):
+    claimed_scores = evidence._scores()
+    if len(claimed_scores) != len(evidence.revealed):
         # one leaf per reveal, whatever the score: challenge_total counts them (review L-1)
         return evidence.total_challenge()
     if r.challenge_rule[3] != SCORE_COSINE:
@@ -560,8 +576,8 @@ def find_score_fault(evidence: Evidence) -> ScoreChallenge | TotalChallenge | No
         raise Unchallengeable(f"a score check reads whole vectors: at most {MAX_SCORE_CHUNKS * r.chunk_size} "
                               "parameters in one step")
     expected = evidence.expected_scores()
-    for i, ((node, got), want) in enumerate(zip(evidence.claimed_scores, expected)):
+    for i, ((node, got), want) in enumerate(zip(claimed_scores, expected)):
         if node != evidence.revealed[i].args["node"] or got != want:
             return evidence.score_challenge(i)
-    claimed = [s for _, s in evidence.claimed_scores]
+    claimed = [s for _, s in claimed_scores]
     return evidence.total_challenge() if sum(claimed) != evidence.vote["total_score"] else None

@@ -16,6 +16,7 @@ from functools import cached_property
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
+from fedchain.chain.abi import Event
 from fedchain.chain.interface import Contract, Receipt, artifact
 from fedchain.errors import FedchainError
 from fedchain.learning import fixedpoint as fp
@@ -82,7 +83,7 @@ class TaskLog:
         self.reveals: dict[int, list] = {}
         self.votes: dict[int, list] = {}
         self.joins: dict[int, list] = {}
-        self.outcome: dict[int, object] = {}  # round -> RoundFinalized or RoundFailed event
+        self.outcome: dict[int, Event] = {}  # round -> RoundFinalized or RoundFailed event
         self.finished = False
         self.created = from_block > 0  # a log that starts later starts after the creation
 
@@ -170,6 +171,14 @@ class Node:
         raise NotImplementedError
 
     def claim_all(self, log: TaskLog) -> None:
+        raise NotImplementedError
+
+    def resume(self, task_id: int) -> None:
+        """After a restart: rebuild what this node did in the task from its journal and the chain."""
+        raise NotImplementedError
+
+    def outstanding_claims(self, task_id: int) -> int:
+        """Rounds of the task whose reward or fee this node has yet to claim."""
         raise NotImplementedError
 
     # -- chain

@@ -19,7 +19,7 @@ one einsum for all pairs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -143,7 +143,7 @@ def weighted_upper_median(values: Sequence[int], weights: Sequence[int]) -> int:
     raise LearningError("no values to take the median of")
 
 
-def int_param(params: dict[str, Any], name: str, default: int | None, lo: int = 0) -> int:
+def int_param(params: Mapping[str, Any], name: str, default: int | None, lo: int = 0) -> int:
     value = params.get(name, default)
     if value is None:
         raise LearningError(f"parameter {name!r} is required")
@@ -154,7 +154,7 @@ def int_param(params: dict[str, Any], name: str, default: int | None, lo: int = 
     return value
 
 
-def fraction_param(params: dict[str, Any], name: str, default: Any) -> Fraction:
+def fraction_param(params: Mapping[str, Any], name: str, default: Any) -> Fraction:
     """A number as the exact decimal it is written as (0.2 is 1/5, not the nearest double).
 
     ``repr`` of a float is its shortest round-trip decimal, identical on every
