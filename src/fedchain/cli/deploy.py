@@ -85,6 +85,7 @@ def deploy(
         typer.echo(f"deploying from {owner.address} to chain {chain.chain_id} at {rpc} ...")
         dep = deploy_contracts(chain, owner, params)
         dep.save(out, rpc=rpc, deployer=owner.address)
+        assert dep.slashing is not None and dep.challenges is not None  # a new deployment has every contract
         typer.echo(f"  token    {dep.token.address}")
         typer.echo(f"  fedchain {dep.fedchain.address}")
         typer.echo(f"  slashing {dep.slashing.address}")

@@ -104,6 +104,7 @@ def run(
         log = logging.getLogger(f"fedchain.{name}")
         dep = _connect_patiently(deployment, rpc, log)
         if role is Role.trainer:
+            assert data is not None  # refused above
             x, y = _load_data(data)
             log.info("data: %d examples of shape %s from %s (kept here)", len(y), tuple(x.shape[1:]), data)
             # torch's first training call costs ~2 s: pay it now, beside startup, not in the first commit phase
