@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache, partial
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -261,12 +262,14 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
         # update: it could not commit one on chain either, so it sits the round out.
         valid = {i: u for i, u in updates.items() if _in_range(u)}
         if attacker_ids:
+            assert attack is not None  # attackers only under an attack (f > 0)
             honest = (np.stack([valid[i] for i in honest_ids if i in valid]).astype(np.float64)
                       if attack.omniscient and valid else np.zeros((0, q.size)))
             g = flatten(params).astype(np.float64)
             for i in attacker_ids:
                 own = trained(i).astype(np.float64) if attack.trains else None
                 if attack.craft is None:
+                    assert own is not None, "an attack that crafts nothing sends the update it trained"
                     valid[i] = finish(own)
                 else:
                     valid[i] = finish(attack.craft(Knowledge(model=g, own=own, honest=honest, n=n, f=f,
@@ -352,7 +355,7 @@ def cpu_count() -> int:
 # -- the grid, its summary and its report
 
 
-QUICK = dict(datasets=["digits"], rules=["fedavg", "fedmedian"], attacks=["signflip", "backdoor"],
+QUICK: dict[str, Any] = dict(datasets=["digits"], rules=["fedavg", "fedmedian"], attacks=["signflip", "backdoor"],
              fractions=[0.3], seeds=[0], rounds=2, workers=1, chain_attacks=["withholder"])
 
 
@@ -414,7 +417,7 @@ def merge(old: dict, new: dict) -> dict:
 
 def worst_cases(cells: list[dict]) -> list[dict]:
     """Per dataset, rule and share: the lowest mean accuracy over the attacks, and which."""
-    out = {}
+    out: dict[tuple, dict] = {}
     for c in cells:
         if c["byzantine_fraction"] == 0:
             continue
@@ -729,8 +732,8 @@ def variants_markdown(result: dict) -> str:
                       "FedAvg at 20% Byzantine and within 10 at 30%; with a root set held by validators, within 3 at "
                       "30%.", ""]
             for fr, limit, trusted in ((0.2, 5, False), (0.3, 10, False), (0.3, 3, True)):
-                cands = [(r, worst(r, fr)) for r in result["rules"]
-                         if worst(r, fr) and worst(r, fr)["uses_root_set"] == trusted]
+                cands = [(r, w) for r in result["rules"]
+                         if (w := worst(r, fr)) and w["uses_root_set"] == trusted]
                 if cands:
                     lines.append(f"- {'with' if trusted else 'without'} trusted data, {fr:.0%} Byzantine: best "
                                  "variant " + _bar_verdict(cands, b, limit))

@@ -149,7 +149,7 @@ class HidingColluder(Colluder):
     @property
     def private(self) -> dict:
         if "_private" not in self.__dict__:
-            self._private = {}
+            self._private: dict = {}
         return self._private
 
     def answer_requests(self, log, v):
