@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import MAX_UINT, STAKE, ZERO32, Result, Scores, Update, h32, make_net, reverts
 from eth_abi import encode
 from eth_utils import keccak
 
+from conftest import MAX_UINT, STAKE, ZERO32, Result, Scores, Update, h32, make_net, reverts
 from fedchain.chain.embedded import EmbeddedChain
 from fedchain.learning import fixedpoint as fp
 from fedchain.protocol.availability import (

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import pytest
 import typer
-from conftest import MAX_UINT, STAKE, TOKEN, ZERO32, committed, make_net, reverts
 from eth_abi import encode
 from eth_utils import keccak
 
+from conftest import MAX_UINT, STAKE, TOKEN, ZERO32, committed, make_net, reverts
 from fedchain.chain import commitments as cm
 from fedchain.chain.deploy import ProtocolParams
 from fedchain.chain.embedded import EmbeddedChain

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rules import seat_mean
 
 from fedchain.learning import aggregate
 from fedchain.learning import fixedpoint as fp
@@ -16,6 +15,7 @@ from fedchain.protocol.audit import Auditor, ContractEvents
 from fedchain.protocol.validator import check_updates
 from fedchain.sim.network import SimConfig, build_network, play_round
 from fedchain.sim.simulate import model_accuracy
+from rules import seat_mean
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from importlib import import_module
 
 import numpy as np
 import pytest
-from rules import seat_mean
 
 from fedchain.chain.interface import CONTRACTS_DIR
 from fedchain.errors import LearningError
@@ -18,6 +17,7 @@ from fedchain.learning import aggregate
 from fedchain.learning.aggregate import Rule, registry
 from fedchain.protocol.distances import MAX_TABLE
 from fedchain.protocol.recipe import Recipe
+from rules import seat_mean
 
 # the contracts' constant for each rule the challenge contracts can recompute
 CONTRACT_NAMES = {"fedavg": "RULE_FEDAVG", "fedmedian": "RULE_MEDIAN", "fedtrimmedavg": "RULE_TRIMMED",

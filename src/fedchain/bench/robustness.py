@@ -24,8 +24,9 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -233,10 +234,10 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
     for r in range(setup.rounds):
         params = unflatten(fp.from_fixed(q), template)
 
-        def trained(i):
-            if r == 0 and not (attack and attack.local_data and i in attacker_ids):
+        def trained(i):  # called only in this round: binding r and params late is what is meant
+            if r == 0 and not (attack and attack.local_data and i in attacker_ids):  # noqa: B023
                 return _first_round_update(cell.dataset, cell.seed, setup, i)
-            return _train(cell.dataset, cell.seed, setup, i, params, r, *xs[i])
+            return _train(cell.dataset, cell.seed, setup, i, params, r, *xs[i])  # noqa: B023
 
         updates = {i: trained(i) for i in honest_ids}
         if recipe.client_momentum:  # what honest trainers send (Trainer.make_update); attackers send raw crafts
@@ -247,12 +248,14 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
         # update: it could not commit one on chain either, so it sits the round out.
         valid = {i: u for i, u in updates.items() if _in_range(u)}
         if attacker_ids:
+            assert attack is not None  # attackers only under an attack (f > 0)
             honest = (np.stack([valid[i] for i in honest_ids if i in valid]).astype(np.float64)
                       if attack.omniscient and valid else np.zeros((0, q.size)))
             g = flatten(params).astype(np.float64)
             for i in attacker_ids:
                 own = trained(i).astype(np.float64) if attack.trains else None
                 if attack.craft is None:
+                    assert own is not None, "an attack that crafts nothing sends the update it trained"
                     valid[i] = finish(own)
                 else:
                     valid[i] = finish(attack.craft(Knowledge(model=g, own=own, honest=honest, n=n, f=f,
@@ -338,7 +341,7 @@ def cpu_count() -> int:
 # -- the grid, its summary and its report
 
 
-QUICK = dict(datasets=["digits"], rules=["fedavg", "fedmedian"], attacks=["signflip", "backdoor"],
+QUICK: dict[str, Any] = dict(datasets=["digits"], rules=["fedavg", "fedmedian"], attacks=["signflip", "backdoor"],
              fractions=[0.3], seeds=[0], rounds=2, workers=1, chain_attacks=["withholder"])
 
 
@@ -371,7 +374,8 @@ def summarize(rows: list[dict]) -> list[dict]:
             cell["honest_reward_share" + score] = float(np.mean(shares)) if shares else None
             cell["honest_reward_share_min" + score] = float(np.min(shares)) if shares else None
             for who in ("honest", "attacker"):
-                heads = [r[f"{who}_reward_per_head{score}"] for r in rs if r[f"{who}_reward_per_head{score}"] is not None]
+                key = f"{who}_reward_per_head{score}"
+                heads = [r[key] for r in rs if r[key] is not None]
                 cell[f"{who}_reward_per_head{score}"] = float(np.mean(heads)) if heads else None
         if attack == "backdoor":
             cell["attack_success_rate"] = float(np.mean([r["attack_success_rate"] for r in rs]))
@@ -399,7 +403,7 @@ def merge(old: dict, new: dict) -> dict:
 
 def worst_cases(cells: list[dict]) -> list[dict]:
     """Per dataset, rule and share: the lowest mean accuracy over the attacks, and which."""
-    out = {}
+    out: dict[tuple, dict] = {}
     for c in cells:
         if c["byzantine_fraction"] == 0:
             continue
@@ -469,10 +473,10 @@ def markdown(result: dict) -> str:
               f"thread each, on a machine with {result['cpu_count']} cores shared with other work).", "",
               f"Setup: {s['trainers']} trainers, Dirichlet alpha {s['alpha']}, {s['rounds']} rounds of "
               f"{s['epochs']} local epochs (SGD lr {s['lr']}, momentum {s['momentum']}, batch {s['batch_size']}), "
-              f"seeds {result['seeds']} (each cell lists its own); model per dataset {result['models']}. Accuracies in percent, mean ± std "
-              "over seeds; the attackers are the last trainers; rules configured for 30% Byzantine "
-              "(`rule_params` in results.json). Reward shares: the share of the trainer rewards that honest "
-              "trainers claim, from the validators' scores and the contract's payout formula.", ""]
+              f"seeds {result['seeds']} (each cell lists its own); model per dataset {result['models']}. "
+              "Accuracies in percent, mean ± std over seeds; the attackers are the last trainers; rules configured "
+              "for 30% Byzantine (`rule_params` in results.json). Reward shares: the share of the trainer rewards "
+              "that honest trainers claim, from the validators' scores and the contract's payout formula.", ""]
     for ds in result["datasets"]:
         dcells = [c for c in cells if c["dataset"] == ds]
         rules = list(dict.fromkeys(c["rule"] for c in dcells))
@@ -482,7 +486,8 @@ def markdown(result: dict) -> str:
         lines += [f"## {ds}", ""]
         if base:
             lines += [f"No-attack FedAvg: {_fmt(base['accuracy_mean'])} ± {_fmt(base['accuracy_std'])}.", ""]
-        header = "| rule | " + " | ".join(f"{a} {int(round(fr * 100))}%" if fr else "no attack" for a, fr in cols) + " |"
+        header = ("| rule | " + " | ".join(f"{a} {int(round(fr * 100))}%" if fr else "no attack" for a, fr in cols)
+                  + " |")
         lines += ["### Final accuracy", "", header, "|---" * (len(cols) + 1) + "|"]
         for rule in rules:
             vals = [by.get((rule, a, fr)) for a, fr in cols]
@@ -515,7 +520,8 @@ def markdown(result: dict) -> str:
         for score, title in (("", "cosine score (the default recipe)"),
                              ("_root_set", 'root-set score (recipe score = "validation")')):
             lines += ["", f"### Honest trainers' share of trainer rewards (%), {title}; per head honest / attacker "
-                      "(tokens)", "", "| rule | " + " | ".join(f"{a} {int(round(fr * 100))}%" for a, fr in acols) + " |",
+                      "(tokens)", "",
+                      "| rule | " + " | ".join(f"{a} {int(round(fr * 100))}%" for a, fr in acols) + " |",
                       "|---" * (len(acols) + 1) + "|"]
             for rule in rules:
                 lines.append(f"| {rule} | " + " | ".join(
@@ -529,8 +535,9 @@ def markdown(result: dict) -> str:
                   "| dataset | rule | attack | Byzantine | accuracy | honest reward share | per head honest / attacker "
                   "| attackers slashed | honest slashed | refused | seconds |", "|---" * 11 + "|"]
         for r in result["chain_runs"]:
-            lines.append(f"| {r['dataset']} | {r['rule']} | {r['attack']} | {int(round(100 * r['byzantine_fraction']))}% "
-                         f"| {_fmt(r['accuracy'])} | {_fmt(r['honest_reward_share'])} | {r['honest_reward_per_head']:.1f} / "
+            lines.append(f"| {r['dataset']} | {r['rule']} | {r['attack']} "
+                         f"| {int(round(100 * r['byzantine_fraction']))}% | {_fmt(r['accuracy'])} "
+                         f"| {_fmt(r['honest_reward_share'])} | {r['honest_reward_per_head']:.1f} / "
                          f"{_fmt(r['attacker_reward_per_head'], pct=False)} | {r['attackers_slashed']} "
                          f"| {r['honest_slashed']} | {', '.join(r.get('refusals', [])) or '–'} | {r['seconds']:.0f} |")
         lines.append("")
@@ -539,6 +546,12 @@ def markdown(result: dict) -> str:
 
 # The issue's bars, measured on digits over these attacks.
 BAR_ATTACKS = ("labelflip", "signflip", "gaussian", "alie", "ipm_0.1", "ipm_100", "freerider", "backdoor")
+
+
+def _worst(by: dict, rule: str, fr: float) -> dict | None:
+    """A rule's worst cell at Byzantine share ``fr`` over BAR_ATTACKS; None unless all were measured."""
+    cs = [by[(rule, a, fr)] for a in BAR_ATTACKS if (rule, a, fr) in by]
+    return min(cs, key=lambda c: c["accuracy_mean"]) if len(cs) == len(BAR_ATTACKS) else None
 
 
 def bars(result: dict, dataset: str = "digits") -> list[str]:
@@ -550,11 +563,7 @@ def bars(result: dict, dataset: str = "digits") -> list[str]:
         return []
     b = base["accuracy_mean"]
     lines = [f"## Done-when bars ({dataset}; no-attack FedAvg {_fmt(b)})", ""]
-
-    def worst(rule, fr):
-        cs = [by[(rule, a, fr)] for a in BAR_ATTACKS if (rule, a, fr) in by]
-        return min(cs, key=lambda c: c["accuracy_mean"]) if len(cs) == len(BAR_ATTACKS) else None
-
+    worst = partial(_worst, by)
     rules = list(dict.fromkeys(c["rule"] for c in cells))
     for fr, limit, trusted in ((0.2, 5, False), (0.3, 10, False), (0.3, 3, True)):
         cands = [(r, worst(r, fr)) for r in rules if by[(r, "none", 0.0)]["uses_root_set"] == trusted and worst(r, fr)]
@@ -690,10 +699,7 @@ def variants_markdown(result: dict) -> str:
             lines += [f"No-attack FedAvg (this run, seeds {base['seeds']}): {_fmt(b)} ± {_fmt(base['accuracy_std'])}.",
                       ""]
         fracs = sorted({c["byzantine_fraction"] for c in dcells if c["byzantine_fraction"] > 0})
-
-        def worst(rule, fr):
-            cs = [by[(rule, a, fr)] for a in BAR_ATTACKS if (rule, a, fr) in by]
-            return min(cs, key=lambda c: c["accuracy_mean"]) if len(cs) == len(BAR_ATTACKS) else None
+        worst = partial(_worst, by)
 
         lines += [f"### Worst case over the {len(BAR_ATTACKS)} model-poisoning attacks ({', '.join(BAR_ATTACKS)})",
                   "", "| variant | no attack | " + " | ".join(f"worst at {fr:.0%} (attack, vs no-attack FedAvg)"
@@ -712,8 +718,8 @@ def variants_markdown(result: dict) -> str:
                       "FedAvg at 20% Byzantine and within 10 at 30%; with a root set held by validators, within 3 at "
                       "30%.", ""]
             for fr, limit, trusted in ((0.2, 5, False), (0.3, 10, False), (0.3, 3, True)):
-                cands = [(r, worst(r, fr)) for r in result["rules"]
-                         if worst(r, fr) and worst(r, fr)["uses_root_set"] == trusted]
+                cands = [(r, w) for r in result["rules"]
+                         if (w := worst(r, fr)) and w["uses_root_set"] == trusted]
                 if cands:
                     lines.append(f"- {'with' if trusted else 'without'} trusted data, {fr:.0%} Byzantine: best "
                                  "variant " + _bar_verdict(cands, b, limit))
@@ -727,7 +733,8 @@ def variants_markdown(result: dict) -> str:
                 for c in (by.get((name, a, fr)) for a, fr in cols)) + " |")
         acols = [col for col in cols if col[1] > 0]
         lines += ["", "### Honest trainers' share of trainer rewards (%), cosine score", "",
-                  "| variant | " + " | ".join(f"{a} {fr:.0%}" for a, fr in acols) + " |", "|---" * (len(acols) + 1) + "|"]
+                  "| variant | " + " | ".join(f"{a} {fr:.0%}" for a, fr in acols) + " |",
+                  "|---" * (len(acols) + 1) + "|"]
         for name in result["rules"]:
             lines.append(f"| {name} | " + " | ".join(_fmt(c["honest_reward_share"]) if c else "–"
                                                       for c in (by.get((name, a, fr)) for a, fr in acols)) + " |")

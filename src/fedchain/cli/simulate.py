@@ -85,9 +85,8 @@ def simulate(
             out=out, adversaries=_parse_adversaries(misbehave), attack=attack, byzantine=byzantine if attack else 0.0,
             rule=rule, rule_params=parse_rule_params(rule, rule_params), score=score, colluders=colluders,
             collusion=collusion, watchers=watchers)
-    from fedchain.sim.adversaries.colluder import COLLUDERS
-
     from fedchain.protocol.root_set import SCORES
+    from fedchain.sim.adversaries.colluder import COLLUDERS
 
     if score not in SCORES:
         raise typer.BadParameter(f"unknown score {score!r}; choose from {', '.join(SCORES)}")

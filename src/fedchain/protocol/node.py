@@ -17,6 +17,7 @@ import numpy as np
 from eth_account.signers.local import LocalAccount
 
 from fedchain.chain import commitments
+from fedchain.chain.abi import Event
 from fedchain.chain.interface import Contract, Receipt, artifact
 from fedchain.errors import FedchainError, Reverted
 from fedchain.learning import fixedpoint as fp
@@ -84,11 +85,11 @@ class TaskLog:
         self.reveals: dict[int, list] = {}
         self.votes: dict[int, list] = {}
         self.joins: dict[int, list] = {}
-        self.outcome: dict[int, object] = {}  # round -> RoundFinalized or RoundFailed event
+        self.outcome: dict[int, Event] = {}  # round -> RoundFinalized or RoundFailed event
         self.finished = False
         self.created = from_block > 0  # a log that starts later starts after the creation
 
-    def poll(self) -> "TaskLog":
+    def poll(self) -> TaskLog:
         head = self.fc.chain.block_number()
         for e in self.fc.events(self.cursor, head):
             key = (e.block, e.log_index)
@@ -172,6 +173,14 @@ class Node:
         raise NotImplementedError
 
     def claim_all(self, log: TaskLog) -> None:
+        raise NotImplementedError
+
+    def resume(self, task_id: int) -> None:
+        """After a restart: rebuild what this node did in the task from its journal and the chain."""
+        raise NotImplementedError
+
+    def outstanding_claims(self, task_id: int) -> int:
+        """Rounds of the task whose reward or fee this node has yet to claim."""
         raise NotImplementedError
 
     # -- chain

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -55,7 +55,7 @@ class RuleParams(Mapping):
     """The aggregation rule's parameters: a read-only mapping of JSON scalars, compared and
     hashed by its canonical JSON, so equal parameters give one encoding (and one recipe hash)."""
 
-    def __init__(self, params: Mapping[str, Any] | Iterator = ()):
+    def __init__(self, params: Mapping[str, Any] | Iterable = ()):
         d = dict(params)
         if any(not isinstance(k, str) for k in d):
             raise ValueError("rule parameter names must be strings")
@@ -141,7 +141,7 @@ class Recipe:
         return recipe_hash(self.to_bytes(), self.challenge_rule)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Recipe":
+    def from_bytes(cls, data: bytes) -> Recipe:
         d = json.loads(data)
         d["input_shape"] = tuple(d["input_shape"])
         return cls(**d)

@@ -9,16 +9,19 @@ on-chain ``recipe_hash`` (``task_recipe``).
 from __future__ import annotations
 
 import json
+from typing import Protocol
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
+from fedchain.chain.abi import Event
+from fedchain.chain.fedchain import Fedchain
 from fedchain.chain.interface import Contract
+from fedchain.errors import FedchainError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import registry
 from fedchain.learning.train import flatten, unflatten
 from fedchain.protocol.recipe import Recipe
-from fedchain.errors import FedchainError
 from fedchain.storage.cid import cid_from_digest, digest_of
 from fedchain.storage.codec import decode_metadata, encode_tensors
 from fedchain.storage.store import BlobStore
@@ -32,7 +35,7 @@ def publish_model(store: BlobStore, params: dict[str, np.ndarray], recipe: Recip
     return fp.vector_root(q, recipe.chunk_size), cid
 
 
-def create_task(fedchain: Contract, token: Contract, sponsor: LocalAccount, store: BlobStore, recipe: Recipe,
+def create_task(fedchain: Fedchain, token: Contract, sponsor: LocalAccount, store: BlobStore, recipe: Recipe,
                 initial: dict[str, np.ndarray], *, rounds: int, pool: int, trainers_per_round: int,
                 validators_per_round: int, min_reveals: int = 1, commit_blocks: int = 5, reveal_blocks: int = 5,
                 validate_blocks: int = 5, challenge_blocks: int = 5, validator_fee_bps: int = 1_000,
@@ -56,7 +59,13 @@ def create_task(fedchain: Contract, token: Contract, sponsor: LocalAccount, stor
     return r.event("TaskCreated").args["task_id"]
 
 
-def task_recipe(fedchain: Contract, store: BlobStore, task_id: int) -> Recipe:
+class EventLog(Protocol):
+    """What lists a deployment's events: the ``Fedchain`` facade, or an auditor's ``EventSource``."""
+
+    def events(self) -> list[Event]: ...
+
+
+def task_recipe(fedchain: EventLog, store: BlobStore, task_id: int) -> Recipe:
     """The recipe of ``task_id``, read from its initial model blob and checked against the chain."""
     created = [e for e in fedchain.events() if e.name == "TaskCreated" and e.args["task_id"] == task_id]
     if not created:

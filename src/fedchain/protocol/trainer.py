@@ -164,6 +164,8 @@ class Trainer(Node):
         (slashing.slash_withheld), whatever its voters do. Validators answer too; the
         first answer closes the request and a later one reverts harmlessly."""
         entry = self.journal.get("commit", v.task_id, v.round_id)
+        if entry is None:
+            return  # revealed rounds are journalled; nothing to answer from otherwise
         mine = self.fc.call("record", v.task_id, v.round_id, self.address) & REVEAL_INDEX
         for rid, req in self.open_requests(v):
             if req["kind"] != KIND_UPDATE or req["index"] != mine - 1:

@@ -21,12 +21,17 @@ import numpy as np
 from fedchain.chain import commitments
 from fedchain.errors import BlobCorrupt, BlobNotFound, CodecError, LearningError, Reverted
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.aggregate import (aggregate_update, enough_updates, needs_root_scores, needs_root_set,
-                                         uses_prev_update)
+from fedchain.learning.aggregate import (
+    aggregate_update,
+    enough_updates,
+    needs_root_scores,
+    needs_root_set,
+    uses_prev_update,
+)
 from fedchain.learning.train import flatten, param_shapes, unflatten
-from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.protocol import root_set
 from fedchain.protocol.distances import DistanceTable, combined_scores_root, has_table
+from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.root_set import round_scores
 from fedchain.storage.cid import cid_from_digest, cid_of, digest_of

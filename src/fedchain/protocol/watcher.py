@@ -41,12 +41,18 @@ import numpy as np
 from fedchain.chain import commitments
 from fedchain.chain.interface import Contract
 from fedchain.errors import FedchainError, Reverted
-from fedchain.protocol.availability import KIND_MODEL, KIND_NAMES, KIND_UPDATE, request_args
 from fedchain.learning import fixedpoint as fp
-from fedchain.protocol.challenge import (Unchallengeable, Withheld, _decode_vector, find_score_fault, gather,
-                                         gather_one_chunk)
-from fedchain.protocol.recipe import CHALLENGE_NONE
+from fedchain.protocol.availability import KIND_MODEL, KIND_NAMES, KIND_UPDATE, request_args
+from fedchain.protocol.challenge import (
+    Unchallengeable,
+    Withheld,
+    _decode_vector,
+    find_score_fault,
+    gather,
+    gather_one_chunk,
+)
 from fedchain.protocol.node import Node, RoundView, TaskLog
+from fedchain.protocol.recipe import CHALLENGE_NONE
 from fedchain.protocol.validator import ZERO, compute_round
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.merkle import merkle_layers
@@ -227,7 +233,7 @@ class Watcher(Node):
             if req["kind"] == KIND_UPDATE:
                 self.report_trainer(log, v, req["index"])
 
-    def descend(self, log: TaskLog, v: RoundView, walk: "_Walk", answer) -> None:
+    def descend(self, log: TaskLog, v: RoundView, walk: _Walk, answer) -> None:
         """One step down the voted model's tree, whose node (walk.level, walk.position) was
         answered: request the child that differs from the honest tree's, or at a leaf
         challenge the wrong value in it with the path the answers gave."""

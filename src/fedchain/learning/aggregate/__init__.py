@@ -47,12 +47,25 @@ on that documented order and on nothing else.
 
 from __future__ import annotations
 
-from fedchain.learning.aggregate import (bulyan, centeredclipping, fedavg, fedmedian, fedtrimmedavg, fltrust, krum,
-                                         zeno)
-from fedchain.learning.aggregate.registry import (CHALLENGE_NONE, COMMON_PARAMS, MAX_COMMITS, RULES, Extra, Rule,
-                                                  aggregate_update, check_params, enough_updates, get, min_updates,
-                                                  needs_root_scores, needs_root_set, register, unregister,
-                                                  uses_prev_update)
+from fedchain.learning.aggregate import bulyan, centeredclipping, fedavg, fedmedian, fedtrimmedavg, fltrust, krum, zeno
+from fedchain.learning.aggregate.registry import (
+    CHALLENGE_NONE,
+    COMMON_PARAMS,
+    MAX_COMMITS,
+    RULES,
+    Extra,
+    Rule,
+    aggregate_update,
+    check_params,
+    enough_updates,
+    get,
+    min_updates,
+    needs_root_scores,
+    needs_root_set,
+    register,
+    unregister,
+    uses_prev_update,
+)
 
 # The built-in rules, in the order the CLI and the benchmarks list them.
 for _rule in (fedavg.RULE, fedmedian.RULE, fedtrimmedavg.RULE, krum.RULE, krum.MULTIKRUM, bulyan.RULE,

@@ -68,7 +68,7 @@ def bulyan_selection(dist: list[list[int]], f: int, seats: Sequence[int] | None 
     """``select_bulyan`` from the squared distances (what krum.vy recomputes on chain)."""
     order = neighbour_order(dist)
     left = seat_counts(seats, len(dist))  # the seats of each update not chosen yet
-    room, chosen = sum(left) - 2 * f * SEAT, {}
+    room, chosen = sum(left) - 2 * f * SEAT, dict[int, int]()
     while room > 0:
         cand = [i for i, m in enumerate(left) if m > 0]
         scores = krum_scores(order, dist, f, cand, left)

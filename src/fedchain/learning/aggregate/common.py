@@ -89,7 +89,7 @@ def exact_sums(s: np.ndarray) -> np.ndarray:
     """Exact sums over the last axis of int64 chunk sums, as an object array of Python ints."""
     hi, lo = (s >> 32).sum(axis=-1), (s & _LO).sum(axis=-1)
     out = np.empty(hi.shape, dtype=object)
-    out.flat[:] = [(int(h) << 32) + int(l) for h, l in zip(hi.flat, lo.flat)]
+    out.flat[:] = [(int(high) << 32) + int(low) for high, low in zip(hi.flat, lo.flat)]
     return out
 
 
@@ -171,7 +171,7 @@ def bool_param(params: Mapping[str, Any], name: str) -> bool:
     return params.get(name, False)
 
 
-def fraction_param(params: dict[str, Any], name: str, default: Any) -> Fraction:
+def fraction_param(params: Mapping[str, Any], name: str, default: Any) -> Fraction:
     """A number as the exact decimal it is written as (0.2 is 1/5, not the nearest double).
 
     ``repr`` of a float is its shortest round-trip decimal, identical on every

@@ -68,7 +68,8 @@ def weighted_trimmed_mean(x: np.ndarray, beta: Fraction, seats: Sequence[int]) -
     total = sum(seats)
     cut = floor(beta * Fraction(total, SEAT)) * SEAT
     if total - 2 * cut < 1:
-        raise LearningError(f"fedtrimmedavg: trimming {cut // SEAT} of {total / SEAT:g} seats at each end leaves nothing")
+        raise LearningError(f"fedtrimmedavg: trimming {cut // SEAT} of {total / SEAT:g} seats at each end "
+                            "leaves nothing")
     s, w = sorted_with_seats(x, seats)
     ends = np.cumsum(w, axis=0)  # each value covers positions ends - w to ends - 1
     kept = np.clip(np.minimum(ends, total - cut) - np.maximum(ends - w, cut), 0, None)

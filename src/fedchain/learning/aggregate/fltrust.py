@@ -90,5 +90,9 @@ def fltrust(x: np.ndarray, root: np.ndarray, seats: Sequence[int] | None = None)
     return acc // np.int64(total)
 
 
-RULE = Rule("fltrust", lambda x, samples, p, e: fltrust(x, e.root_update, e.seats), title="FLTrust",
-            needs_root_set=True)
+def _run(x, samples, p, e):
+    assert e.root_update is not None  # aggregate_update refuses a root-set rule without it
+    return fltrust(x, e.root_update, e.seats)
+
+
+RULE = Rule("fltrust", _run, title="FLTrust", needs_root_set=True)

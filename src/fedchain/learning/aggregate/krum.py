@@ -39,8 +39,15 @@ import numpy as np
 
 from fedchain.errors import LearningError
 from fedchain.learning.aggregate import fedavg
-from fedchain.learning.aggregate.common import (SEAT, int_param, malicious, nearest, pairwise_sq_distances, seat_counts,
-                                                tolerating_f)
+from fedchain.learning.aggregate.common import (
+    SEAT,
+    int_param,
+    malicious,
+    nearest,
+    pairwise_sq_distances,
+    seat_counts,
+    tolerating_f,
+)
 from fedchain.learning.aggregate.registry import Rule
 from fedchain.learning.fixedpoint import MAX_WEIGHT
 

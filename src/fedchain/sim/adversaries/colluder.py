@@ -33,11 +33,11 @@ committee's seats it leads, and only a watcher's challenge stops it.
 import dataclasses
 import json
 
+from fedchain.errors import BlobNotFound
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.train import flatten, unflatten
 from fedchain.protocol.distances import DistanceTable, combined_scores_root
 from fedchain.protocol.validator import Validator
-from fedchain.errors import BlobNotFound
 from fedchain.storage.cid import cid_of
 from fedchain.storage.codec import decode_metadata, decode_tensors, encode_tensors
 from fedchain.storage.merkle import merkle_root, score_leaf
@@ -99,7 +99,8 @@ class _TableColluder(Validator):
             self.store.put(table_blob)
         lineage = json.loads(decode_metadata(honest.blob)["fedchain"])
         lineage["distances"] = {"cid": cid_of(table_blob), "root": table.root.hex()}
-        blob = encode_tensors(decode_tensors(honest.blob, self.shapes), {"fedchain": json.dumps(lineage, sort_keys=True)})
+        blob = encode_tensors(decode_tensors(honest.blob, self.shapes),
+                              {"fedchain": json.dumps(lineage, sort_keys=True)})
         self.store.put(blob)
         tree = merkle_root([score_leaf(a, s) for a, s in honest.scores])
         return dataclasses.replace(honest, model_cid=cid_of(blob), blob=blob, table_blob=table_blob,
@@ -148,7 +149,7 @@ class HidingColluder(Colluder):
     @property
     def private(self) -> dict:
         if "_private" not in self.__dict__:
-            self._private = {}
+            self._private: dict = {}
         return self._private
 
     def answer_requests(self, log, v):
