@@ -156,8 +156,9 @@ def task_args(trainers: int, validators: int, rounds: int, commit: int, reveal: 
 def test_trainer_killed_after_commit_reveals_when_restarted_and_is_slashed_when_not(procnet):
     net = procnet
     nodes = start_network(net, 4, 2)
-    # a reveal phase of 20 blocks (10 s): time enough for a restarted process to start and reveal
-    net.create_task(*task_args(4, 2, rounds=1, commit=8, reveal=20), timeout=180)
+    # a reveal phase of 40 blocks (20 s): time enough for a restarted process to start and reveal
+    # on a loaded machine (20 blocks was too short with other test processes running)
+    net.create_task(*task_args(4, 2, rounds=1, commit=8, reveal=40), timeout=180)
     back, gone = net.address("trainer-0"), net.address("trainer-1")
     for who in (back, gone):
         net.wait_event("Committed", 60, f"{who} to commit", node=who)
