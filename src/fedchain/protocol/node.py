@@ -23,6 +23,7 @@ from fedchain.learning.models import build_model
 from fedchain.learning.train import flatten, get_params, param_shapes, unflatten
 from fedchain.protocol.journal import Journal
 from fedchain.protocol.recipe import Recipe
+from fedchain.protocol.round import Reveal
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_tensors
 from fedchain.storage.store import BlobStore
@@ -79,7 +80,7 @@ class TaskLog:
         self.config = fedchain.call("tasks", task_id)  # static fields only are used
         self.rounds: dict[int, RoundView] = {}
         self.commits: dict[int, list] = {}
-        self.reveals: dict[int, list] = {}
+        self.reveals: dict[int, list[Reveal]] = {}
         self.votes: dict[int, list] = {}
         self.joins: dict[int, list] = {}
         self.outcome: dict[int, object] = {}  # round -> RoundFinalized or RoundFailed event
@@ -111,7 +112,7 @@ class TaskLog:
         elif e.name == "Committed":
             self.commits.setdefault(a["round_id"], []).append(e)
         elif e.name == "Revealed":
-            self.reveals.setdefault(a["round_id"], []).append(e)
+            self.reveals.setdefault(a["round_id"], []).append(Reveal.from_event(e))
         elif e.name == "Voted":
             self.votes.setdefault(a["round_id"], []).append(e)
         elif e.name == "Joined":

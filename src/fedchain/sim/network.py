@@ -27,6 +27,7 @@ from fedchain.protocol.node import Node, RoundView
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.sponsor import create_task
 from fedchain.protocol.trainer import Trainer
+from fedchain.protocol.round import Vote
 from fedchain.protocol.validator import Validator
 from fedchain.protocol.watcher import Watcher
 from fedchain.sim.adversaries import ADVERSARIES
@@ -258,7 +259,7 @@ def leading_evidence(net: Network, v: RoundView) -> Evidence:
     observer, fc = net.validators[0], net.deployment.fedchain
     log = observer.task(net.task_id)
     leader = fc.call("rounds", net.task_id, v.round_id)["leader"]
-    vote = next(e.args for e in log.votes[v.round_id] if e.args["vote_hash"] == leader)
+    vote = Vote.from_event(next(e for e in log.votes[v.round_id] if e.args["vote_hash"] == leader))
     return gather(net.task_id, v.round_id, observer.current_model(net.task_id).q, log.reveals[v.round_id], vote,
                   net.store, net.recipe, observer.shapes)
 
