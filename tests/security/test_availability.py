@@ -32,6 +32,7 @@ from fedchain.protocol.availability import (
 )
 from fedchain.protocol.distances import DistanceTable, combined_scores_root
 from fedchain.protocol.node import FAILED, FINALIZED, OPEN
+from fedchain.protocol.round import Vote
 
 CHUNK = fp.CHUNK_SIZE
 SIZE = 300  # five chunks: a depth-3 tree with three padding leaves
@@ -390,7 +391,7 @@ def test_honest_validators_answer_a_request_and_the_round_finalizes(tmp_path):
     asker = net.watchers[0]  # any party may ask, even about a right result
     fc, t = net.deployment.fedchain, net.task_id
     leader = fc.call("rounds", t, v.round_id)["leader"]
-    vote = next(e.args for e in asker.task(t).votes[v.round_id] if e.args["vote_hash"] == leader)
+    vote = Vote.from_event(next(e for e in asker.task(t).votes[v.round_id] if e.args["vote_hash"] == leader))
     from fedchain.protocol.availability import request_args
 
     net.deployment.token.tx("approve", net.deployment.availability.address, MAX_UINT, sender=asker.account)

@@ -478,7 +478,7 @@ def test_a_krum_value_check_needs_the_table_opened_first(tmp_path):
     with reverts("challenges: table not opened"):
         net.deployment.challenges.tx(ch.fn, *ch.args(), sender=acct)
     rc = net.deployment.challenges.tx("open_table", *ch.opening.args(), sender=acct)
-    assert rc.event("TableOpened").args["selection"] == sum(1 << ev.accepted[k].args["index"] for k in ev.averaged())
+    assert rc.event("TableOpened").args["selection"] == sum(1 << ev.accepted[k].index for k in ev.averaged())
     net.deployment.challenges.tx("open_table", *ch.opening.args(), sender=acct)  # again: the same record
     committed(net.chain, net.deployment.challenges, acct, (ch.fn, ch.args()))
     assert net.deployment.challenges.tx(ch.fn, *ch.args(), sender=acct).event("Challenged").args["success"] is True
