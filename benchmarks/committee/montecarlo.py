@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             "seats": "weight = max(BPS, k*w*BPS//T); quorum: 3 * tally >= 2 * max(committee_seats, k*BPS//3)",
         },
         "elapsed_s": round(elapsed, 2),
-        "command": " ".join([".venv/bin/python benchmarks/committee/montecarlo.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join([".venv/bin/python benchmarks/committee/montecarlo.py",
+                             *(argv if argv is not None else sys.argv[1:])]),
         "results": res,
     }
     out.write_text(json.dumps(doc, indent=2) + "\n")

@@ -185,7 +185,8 @@ def real_updates(n: int, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray], l
     cfg = TrainConfig(epochs=1, batch_size=16, lr=0.05, momentum=0.9)
     updates, samples = [], []
     for i, idx in enumerate(parts):
-        params = train_local(model, initial, data.x_train[idx], data.y_train[idx], cfg, seed=(seed * 1000 + i) * 100_003)
+        params = train_local(model, initial, data.x_train[idx], data.y_train[idx], cfg,
+                             seed=(seed * 1000 + i) * 100_003)
         updates.append(fp.to_fixed(flatten({k: (params[k] - initial[k]).astype(np.float32) for k in initial})))
         samples.append(len(idx))
     return fp.to_fixed(flatten(initial)), updates, samples

@@ -8,8 +8,8 @@ long enough for all of a phase's transactions.
 """
 
 import pytest
-from conftest import BALANCE, MAX_UINT, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, Net, make_net, reverts
 
+from conftest import BALANCE, MAX_UINT, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, Net, make_net, reverts
 from fedchain.chain.deploy import ProtocolParams, deploy
 from fedchain.chain.interface import account_from_seed
 
@@ -67,7 +67,8 @@ def test_register_commit_reveal_vote_finalize_claim_unbond_withdraw(chain):
     # claim (credited) and withdraw the payout (transferred)
     budget = fc.call("rounds", task, 0)
     for t, score in zip(trainers, [1, 2, 3]):
-        assert net.claim(task, 0, t, result).event("RewardClaimed").args["amount"] == budget["trainer_budget"] * score // 6
+        claimed = net.claim(task, 0, t, result).event("RewardClaimed").args["amount"]
+        assert claimed == budget["trainer_budget"] * score // 6
     for v in validators:
         fc.tx("claim_validator", task, 0, sender=v)
     with reverts("rewards: already claimed"):  # both backends report the contract's reason

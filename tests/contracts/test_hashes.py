@@ -3,11 +3,11 @@ commitments (and what they are bound to), vote hashes, score leaves and the
 positional Merkle proofs that claims check."""
 
 import pytest
-from conftest import STAKE, make_net, reverts
 from eth_utils import keccak, to_checksum_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import STAKE, make_net, reverts
 from fedchain.chain import commitments as cm
 from fedchain.chain.deploy import deploy
 from fedchain.chain.embedded import EmbeddedChain

@@ -2,8 +2,8 @@
 committee weight in the majority), round budgets, and every revert reason."""
 
 import pytest
-from conftest import BALANCE, STAKE, TOKEN, reverts
 
+from conftest import BALANCE, STAKE, TOKEN, reverts
 from fedchain.chain.interface import account_from_seed
 from fedchain.errors import Reverted
 from fedchain.storage.merkle import merkle_proof, merkle_root, score_leaf

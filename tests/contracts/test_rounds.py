@@ -3,8 +3,8 @@ every phase boundary at b-1, b and b+1 (the embedded chain lets several
 transactions share a block, so ``mine_to(b)`` puts the next one in block b)."""
 
 import pytest
-from conftest import ZERO32, h32, reverts
 
+from conftest import ZERO32, h32, reverts
 from fedchain.chain import commitments as cm
 from fedchain.chain.interface import account_from_seed
 from fedchain.errors import Reverted
@@ -344,7 +344,8 @@ def test_finalize_rejects_a_result_other_than_the_quorums(net, task):
         net.finalize(task, wrong)
     for rejected in (1, 0):  # every field is bound, the rejected set too
         tweaked = res.__class__(res.model_root, res.model_cid, res.scores, rejected)
-        expect(OK if rejected == 0 else "rounds: result does not match quorum", lambda: net.finalize(task, tweaked))
+        expect(OK if rejected == 0 else "rounds: result does not match quorum",
+               lambda: net.finalize(task, tweaked))  # noqa: B023 - expect calls it at once
 
 
 def test_finalize_rejects_a_finished_task(net):

@@ -2,8 +2,8 @@
 equivocation (safety), reporter payouts, and where a penalty is taken from."""
 
 import pytest
-from conftest import BALANCE, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, ZERO32, make_net, reverts
 
+from conftest import BALANCE, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, ZERO32, make_net, reverts
 from fedchain.chain.deploy import ProtocolParams
 from fedchain.chain.embedded import EmbeddedChain
 from fedchain.errors import Reverted

@@ -5,9 +5,9 @@ stake-weighted selection (committee size, splitting stake across identities)."""
 import math
 
 import pytest
-from conftest import ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, reverts
 from eth_utils import keccak, to_checksum_address
 
+from conftest import ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, reverts
 from fedchain.chain import commitments as cm
 from fedchain.chain.interface import account_from_seed
 
@@ -42,7 +42,7 @@ def test_contract_and_python_twin_agree(net):
     net.chain.mine(1)
     nodes = crowd + net.trainers + net.validators + net.outsiders
     outcomes = set()
-    for i in range(6):
+    for _ in range(6):
         task = net.create_task(trainers_per_round=3, validators_per_round=1, pool=TOKEN)
         rnd = net.fc.call("rounds", task, 0)
         for role, k, total in [(ROLE_TRAINER, 3, rnd["trainer_total"]), (ROLE_VALIDATOR, 1, rnd["validator_total"])]:

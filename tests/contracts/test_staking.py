@@ -2,8 +2,8 @@
 unbond, withdraw, the unbonding boundary, and every revert reason."""
 
 import pytest
-from conftest import BALANCE, MAX_UINT, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, make_net, reverts
 
+from conftest import BALANCE, MAX_UINT, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, make_net, reverts
 from fedchain.chain.deploy import ProtocolParams, deploy
 from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import account_from_seed

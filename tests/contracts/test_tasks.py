@@ -1,8 +1,8 @@
 """Tasks: create_task (pool escrow, round 0, every validation), reclaim, the views."""
 
 import pytest
-from conftest import BALANCE, TOKEN, reverts
 
+from conftest import BALANCE, TOKEN, reverts
 from fedchain.chain.interface import account_from_seed
 from fedchain.errors import Reverted
 

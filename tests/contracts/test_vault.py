@@ -5,7 +5,6 @@ claims contract can credit by the budgets it was given, whatever that contract c
 from __future__ import annotations
 
 from conftest import STAKE, TOKEN, reverts
-
 from fedchain.chain.interface import account_from_seed, artifact
 
 

@@ -17,6 +17,7 @@ import re
 import time
 
 import pytest
+from procnet import PASSWORD, ProcessNetwork, accuracy, status_json
 
 from fedchain.chain.anvil import anvil_binary
 from fedchain.errors import ChainError
@@ -24,7 +25,6 @@ from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_metadata
 from fedchain.storage.http import BlobServer
 from fedchain.storage.store import LocalBlobStore
-from procnet import PASSWORD, ProcessNetwork, accuracy, status_json
 
 pytestmark = pytest.mark.anvil
 

@@ -56,14 +56,26 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from conftest import (BALANCE, MAX_UINT, ROLE_TRAINER, ROLE_VALIDATOR, STAKE, TOKEN, ZERO32, Result, Scores,
-                      deterministic, h32, make_net)
 from eth_abi import encode
 from eth_utils import keccak
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from conftest import (
+    BALANCE,
+    MAX_UINT,
+    ROLE_TRAINER,
+    ROLE_VALIDATOR,
+    STAKE,
+    TOKEN,
+    ZERO32,
+    Result,
+    Scores,
+    deterministic,
+    h32,
+    make_net,
+)
 from fedchain.chain import commitments as cm
 from fedchain.chain.deploy import ProtocolParams
 from fedchain.chain.embedded import EmbeddedChain, block_hash
@@ -847,7 +859,8 @@ class FedchainMachine(RuleBasedStateMachine):
                     else "challenges: table root only for Krum rules" if table_root != ZERO32
                     else "challenges: ragged inputs" if not nodes
                     else "challenges: not the scores tree" if Scores(tuple(nodes), tuple(scores)).root != result.args[2]
-                    else "erc20: transfer amount exceeds balance" if self.balances[sender.address] < PARAMS.challenge_bond
+                    else "erc20: transfer amount exceeds balance"
+                    if self.balances[sender.address] < PARAMS.challenge_bond
                     else None)
         receipt = self._send(expected, "challenge_total", *call, sender=sender, to=self.challenges)
         if not receipt:
@@ -996,10 +1009,10 @@ class FedchainMachine(RuleBasedStateMachine):
         """The watcher's reports (and the honest claims), once per round and duty."""
         for tid, t in self.tasks.items():
             for k, R in enumerate(t.rounds):
-                def due(duty: str, ready: bool) -> bool:
-                    if not ready or (tid, k, duty) in self.watched:
+                def due(duty: str, ready: bool) -> bool:  # called only for this round: tid and k are current
+                    if not ready or (tid, k, duty) in self.watched:  # noqa: B023
                         return False
-                    self.watched.add((tid, k, duty))
+                    self.watched.add((tid, k, duty))  # noqa: B023
                     return True
                 if due("reveals", self.block > R.reveal_end):
                     for a in sorted(set(R.commits) - set(R.reveals) - R.slashed):
@@ -1119,7 +1132,8 @@ class FedchainMachine(RuleBasedStateMachine):
     def _rejected_final(self, t: GTask, R: GRound) -> bool:
         """Whether a round's rejected set is final: finalized, or still open after its
         challenge window with a leader and enough reveals (it can only finalize)."""
-        return R.status == FINALIZED or (R.status == OPEN and R.leader is not None and self.block > self._window_end(t, R)
+        return R.status == FINALIZED or (R.status == OPEN and R.leader is not None
+                                         and self.block > self._window_end(t, R)
                                          and len(R.reveals) >= t.cfg["min_reveals"])
 
     @precondition(lambda self: self._any_round(lambda t, R: R.status != FAILED and R.leader, every=True))

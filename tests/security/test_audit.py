@@ -14,8 +14,15 @@ from typer.testing import CliRunner
 
 from fedchain.chain.interface import artifact
 from fedchain.cli import app
-from fedchain.protocol.audit import (AuditError, Auditor, ContractEvents, EventFile, event_from_json, event_to_json,
-                                     save_chain)
+from fedchain.protocol.audit import (
+    AuditError,
+    Auditor,
+    ContractEvents,
+    EventFile,
+    event_from_json,
+    event_to_json,
+    save_chain,
+)
 from fedchain.sim.network import SimConfig, build_network, play_round, settle
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.store import LocalBlobStore

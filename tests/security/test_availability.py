@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import MAX_UINT, STAKE, ZERO32, Result, Scores, Update, h32, make_net, reverts
 from eth_abi import encode
 from eth_utils import keccak
 
+from conftest import MAX_UINT, STAKE, ZERO32, Result, Scores, Update, h32, make_net, reverts
 from fedchain.chain.embedded import EmbeddedChain
 from fedchain.learning import fixedpoint as fp
 from fedchain.protocol.availability import (
@@ -204,6 +204,22 @@ def test_a_quorum_that_withholds_data_is_reverted_and_slashed(chain, what):
     share = STAKE // 2 * net.params.reporter_bps // 10_000
     assert net.fc.call("payouts", r.requester.address) == 3 * share
     assert net.fc.call("tasks", r.task)["round"] == 1  # the next round starts from the last good model
+    # the trainer of a withheld update is slashed too (liveness); nobody else's update was withheld
+    withheld = r.trainers[:1] if what == "update" else []
+    for t in r.trainers:
+        if t in withheld:
+            with reverts("slashing: cannot report yourself"):
+                net.slashing.tx("slash_withheld", r.task, 0, t.address, sender=t)
+            ev = net.slashing.tx("slash_withheld", r.task, 0, t.address, sender=net.outsiders[2]).event("Slashed")
+            assert (ev.args["node"], ev.args["reason"], ev.args["amount"]) == (t.address, 6,
+                                                                               net.params.liveness_penalty)
+            with reverts("slashing: already slashed"):
+                net.slashing.tx("slash_withheld", r.task, 0, t.address, sender=net.outsiders[2])
+        else:
+            with reverts("slashing: not withheld"):
+                net.slashing.tx("slash_withheld", r.task, 0, t.address, sender=net.outsiders[2])
+    with reverts("slashing: no reveal"):
+        net.slashing.tx("slash_withheld", r.task, 0, net.outsiders[1].address, sender=net.outsiders[2])
     with reverts("availability: no open request"):
         net.availability.tx("settle", rid, sender=net.outsiders[1])
     net.assert_conserved()
@@ -213,9 +229,24 @@ def test_a_withheld_update_can_still_be_answered_by_its_trainer(net):
     r = Round(net)
     rid = r.request(KIND_UPDATE, 2, 3, 1)
     r.answer(rid, sender=r.trainers[2])  # anyone holding the data may answer
+    with reverts("slashing: not withheld"):  # an answered request slashes nobody
+        net.slashing.tx("slash_withheld", r.task, 0, r.trainers[2].address, sender=net.outsiders[2])
     net.to_finalizable(r.task, 0)
     net.finalize(r.task, r.result)
     net.assert_conserved()
+
+
+def test_a_settle_after_another_revert_marks_no_update_withheld(net):
+    """Only the request that reverts the round withholds: one settled after a revert
+    (by another request or a challenge) slashes no trainer."""
+    r = Round(net, withheld_update=True)
+    first, second = r.request(KIND_MODEL, 0, 0, 0), r.request(KIND_UPDATE, 0, 0, 0)
+    r.past_deadline(second)
+    net.availability.tx("settle", first, sender=net.outsiders[1])  # the model request reverts the round
+    assert net.availability.tx("settle", second, sender=net.outsiders[1]).event("Unanswered").args["reverted"] is False
+    assert net.availability.call("withheld", r.task, 0) == 0
+    with reverts("slashing: not withheld"):
+        net.slashing.tx("slash_withheld", r.task, 0, r.trainers[0].address, sender=net.outsiders[2])
 
 
 def test_other_requests_of_a_reverted_round_are_settled_without_effect(net):
@@ -381,7 +412,10 @@ def test_a_watcher_makes_a_withholding_quorum_answer_or_be_slashed(tmp_path, col
     assert net.conservation_gap() == 0
 
 
-def test_honest_validators_answer_a_request_and_the_round_finalizes(tmp_path):
+def test_an_honest_trainer_answers_a_request_for_its_update_and_the_round_finalizes(tmp_path):
+    """A request for an accepted update is answered by its trainer (the first node stepped
+    that holds it; its validators would answer too), so an honest trainer is never slashed
+    for a withheld update whatever its quorum does."""
     from fedchain.sim.network import SimConfig, build_network, play_round, play_to_vote
 
     net = build_network(SimConfig(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32,
@@ -397,10 +431,12 @@ def test_honest_validators_answer_a_request_and_the_round_finalizes(tmp_path):
     net.deployment.token.tx("approve", net.deployment.availability.address, MAX_UINT, sender=asker.account)
     asker.send("request", *request_args(t, v.round_id, vote, net.recipe, KIND_UPDATE, 1, 2, 1),
                to=net.deployment.availability)
-    outcome = play_round(net)  # the validators answer it in the finalize phase, then finalize
+    owner = next(e.args["node"] for e in asker.task(t).reveals[v.round_id] if e.args["index"] == 1)
+    outcome = play_round(net)  # the trainer answers it in the challenge window, then the round finalizes
     assert outcome.finalized and outcome.round_id == v.round_id
     answered = [e for e in net.deployment.availability.events() if e.name == "Answered"]
-    assert len(answered) == 1 and answered[0].args["answerer"] in {x.address for x in net.validators}
+    assert len(answered) == 1 and answered[0].args["answerer"] == owner
+    assert not [e for e in fc.events() if e.name == "Slashed"]
     assert net.conservation_gap() == 0
 
 
@@ -426,4 +462,56 @@ def test_a_watcher_walks_down_a_hidden_model_and_proves_it_wrong(tmp_path):
     assert [c["kind"] for c in challenged] == [1] and challenged[0]["success"]
     slashed = sorted(e.args["node"] for e in fc.events() if e.name == "Slashed" and e.args["reason"] == 4)
     assert slashed == sorted(v.address for v in net.validators)
+    assert net.conservation_gap() == 0
+
+
+def test_a_watcher_reports_the_trainer_of_an_update_nobody_can_produce(tmp_path):
+    """An accepted update's blob is lost after the vote, to its trainer and its voters alike
+    (deleted from the network's one blob store): the watcher cannot recompute the round,
+    requests the update, nobody answers, it settles, and reports the voters and the trainer."""
+    from fedchain.sim.network import SimConfig, build_network, play_round, play_to_vote
+    from fedchain.storage.cid import cid_from_digest
+
+    net = build_network(SimConfig(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32,
+                                  seed=3, out=tmp_path, watchers=1))
+    v = play_to_vote(net)
+    fc, t, watcher = net.deployment.fedchain, net.task_id, net.watchers[0]
+    lost = next(e.args for e in watcher.task(t).reveals[v.round_id] if e.args["index"] == 1)
+    net.store._path(cid_from_digest(lost["update_cid"])).unlink()
+    outcome = play_round(net)
+    assert not outcome.finalized and watcher.challenged == [(t, v.round_id, True)]
+    requested = [e.args for e in net.deployment.availability.events() if e.name == "Requested"]
+    assert [(e["kind"], e["index"]) for e in requested] == [(KIND_UPDATE, 1)]
+    slashed = {(e.args["node"], e.args["reason"]) for e in fc.events() if e.name == "Slashed"}
+    assert slashed == {(x.address, 4) for x in net.validators} | {(lost["node"], 6)}
+    assert net.conservation_gap() == 0
+
+
+def test_a_watcher_answers_for_a_right_result_its_validators_do_not_defend(tmp_path):
+    """A request about an honest round whose validators are offline: the watcher, having
+    recomputed the round and found it right, answers from the blobs it fetched, so the
+    round finalizes and no honest voter is slashed ("one honest watcher is enough")."""
+    from fedchain.protocol.availability import request_args
+    from fedchain.sim.network import SimConfig, build_network, play_round, play_to_vote
+
+    net = build_network(SimConfig(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32,
+                                  seed=3, out=tmp_path, watchers=1))
+    v = play_to_vote(net)
+    net.chain.mine_to(v.validate_end + 1)
+    fc, av, t, watcher = net.deployment.fedchain, net.deployment.availability, net.task_id, net.watchers[0]
+    asker = net.trainers[0]
+    leader = fc.call("rounds", t, v.round_id)["leader"]
+    vote = next(e.args for e in asker.task(t).votes[v.round_id] if e.args["vote_hash"] == leader)
+    from fedchain.chain.interface import account_from_seed
+
+    sponsor = account_from_seed(f"{net.cfg.seed}:sponsor")  # the test token's minter in a simulation
+    net.deployment.token.tx("mint", asker.address, av.call("bond"), sender=sponsor)
+    net.deployment.token.tx("approve", av.address, MAX_UINT, sender=asker.account)
+    asker.send("request", *request_args(t, v.round_id, vote, net.recipe, KIND_MODEL, 0, 1, 1), to=av)
+    watcher.step(t)  # only the watcher is online
+    answered = [e.args for e in av.events() if e.name == "Answered"]
+    assert [a["answerer"] for a in answered] == [watcher.address]
+    outcome = play_round(net)
+    assert outcome.finalized and outcome.round_id == v.round_id
+    assert not [e for e in fc.events() if e.name == "Slashed"]
     assert net.conservation_gap() == 0

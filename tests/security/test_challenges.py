@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import committed, reverts
 from eth_utils import keccak
 
+from conftest import committed, reverts
 from fedchain.chain.deploy import TOKEN
 from fedchain.chain.interface import account_from_seed
 from fedchain.errors import Reverted
@@ -152,8 +152,9 @@ def test_a_challenge_after_the_window_is_refused(tmp_path):
     net = build_network(config(tmp_path, colluders=3))
     fc, ch = net.deployment.fedchain, net.deployment.challenges
     v = play_to_vote(net)
-    challenge = find_fault(net.task_id, v.round_id, leading_evidence(net, v).parent, net.validators[0].task(net.task_id)
-                           .reveals[v.round_id], leading_evidence(net, v).vote, net.store, net.recipe, net.validators[0].shapes)
+    reveals = net.validators[0].task(net.task_id).reveals[v.round_id]
+    challenge = find_fault(net.task_id, v.round_id, leading_evidence(net, v).parent, reveals,
+                           leading_evidence(net, v).vote, net.store, net.recipe, net.validators[0].shapes)
     assert challenge is not None
     acct = challenger(net)
     approve_bond(net, acct)
@@ -435,8 +436,9 @@ def test_a_score_leaf_naming_the_wrong_trainer_is_wrong(tmp_path, monkeypatch):
         def compute(self, log, v):
             honest = super().compute(log, v)
             (a, sa), (b, sb), *rest = honest.scores
-            return dataclasses.replace(honest, scores=[(b, sa), (a, sb), *rest],
-                                       scores_root=merkle_root([score_leaf(x, s) for x, s in [(b, sa), (a, sb), *rest]]))
+            swapped = [(b, sa), (a, sb), *rest]
+            return dataclasses.replace(honest, scores=swapped,
+                                       scores_root=merkle_root([score_leaf(x, s) for x, s in swapped]))
 
     monkeypatch.setitem(colluder.COLLUDERS, "misname", Misnamer)
     net = build_network(config(tmp_path, colluders=3, collusion="misname"))

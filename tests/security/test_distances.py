@@ -16,25 +16,33 @@ from fractions import Fraction
 import boa
 import numpy as np
 import pytest
-from conftest import committed, reverts
 from eth_abi import encode
 from eth_utils import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import committed, reverts
 from fedchain.chain.deploy import TOKEN
 from fedchain.chain.interface import CONTRACTS_DIR, account_from_seed
 from fedchain.learning import aggregate
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.aggregate.common import pairwise_sq_distances, stack
 from fedchain.learning.aggregate.bulyan import bulyan_selection, closest_to_median_mean
+from fedchain.learning.aggregate.common import pairwise_sq_distances, stack
 from fedchain.learning.aggregate.fedmedian import coordinate_median, fedmedian
 from fedchain.learning.aggregate.fedtrimmedavg import fedtrimmedavg
 from fedchain.learning.aggregate.krum import krum_scores, neighbour_order, select_multikrum
 from fedchain.protocol.audit import Auditor, ContractEvents
 from fedchain.protocol.challenge import DistanceLeafChallenge, DistanceSumChallenge, OpenTable, Unchallengeable
-from fedchain.protocol.distances import (DistanceTable, TableError, digest, first_fault, leaf_hash, node_hash, pair_index,
-                                         pair_of)
+from fedchain.protocol.distances import (
+    DistanceTable,
+    TableError,
+    digest,
+    first_fault,
+    leaf_hash,
+    node_hash,
+    pair_index,
+    pair_of,
+)
 from fedchain.protocol.node import FAILED, OPEN
 from fedchain.sim.network import SimConfig, build_network, leading_evidence, play_round, play_to_vote
 from fedchain.storage.cid import cid_from_digest
@@ -156,7 +164,6 @@ def test_the_contract_selects_what_krum_selects(selector, case, data):
                                 st.lists(st.sampled_from([10_000, 20_000, 30_000]), min_size=reveals,
                                          max_size=reveals)))
     accepted = [i for i in range(reveals) if not (rejected >> i) & 1]
-    n = len(accepted)
     mask = (2**reveals - 1) & ~rejected
     got = selector.krum_selection(mask, reveals, d, f, m, seats)
     want = 0
@@ -397,7 +404,7 @@ def test_every_step_against_an_honest_krum_round_fails(honest):
     steps += [ev._leaf_challenge(c, 0, 1) for c in range(1, 2**table.depth)]  # every chunk, padding ones too
     for h in range(1, table.depth + 1):
         for p in range(2**(table.depth - h)):
-            child = lambda q: (*table.children(h - 1, q), table.sums[h - 1][q])  # noqa: E731
+            child = lambda q: (*table.children(h - 1, q), table.sums[h - 1][q])  # noqa: E731, B023 - used in this iteration only
             steps.append(DistanceSumChallenge(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args,
                                               ev._scores_tree_root(), h, p, table.sums[h][p], child(2 * p),
                                               child(2 * p + 1), *table.path(h, p)))

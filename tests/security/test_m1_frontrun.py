@@ -12,10 +12,10 @@ the conftest network.
 from __future__ import annotations
 
 import pytest
-from conftest import MAX_UINT, ZERO32, committed, reverts
 from eth_abi import encode
 from eth_utils import keccak
 
+from conftest import MAX_UINT, ZERO32, committed, reverts
 from fedchain.chain.deploy import TOKEN
 from fedchain.chain.interface import account_from_seed, artifact
 from fedchain.errors import Reverted

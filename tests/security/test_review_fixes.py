@@ -21,10 +21,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import MAX_UINT, STAKE, TOKEN, ZERO32, committed, h32, reverts
 from eth_abi import encode
 from eth_utils import keccak
 
+from conftest import MAX_UINT, STAKE, TOKEN, ZERO32, committed, h32, reverts
 from fedchain.chain import commitments as cm
 from fedchain.chain.interface import account_from_seed, artifact
 from fedchain.protocol.distances import combined_scores_root, digest, leaf_hash, node_hash

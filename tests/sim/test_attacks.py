@@ -15,8 +15,17 @@ from fedchain.learning import fixedpoint as fp
 from fedchain.learning.data import load_dataset
 from fedchain.learning.models import build_model
 from fedchain.learning.train import TrainConfig, evaluate, get_params, train_centralized
-from fedchain.sim.attacks import ATTACKS, PROTOCOL_ATTACKS, UPDATE_ATTACKS, Knowledge, finish
-from fedchain.sim.attacks import alie, backdoor, labelflip, sybil
+from fedchain.sim.attacks import (
+    ATTACKS,
+    PROTOCOL_ATTACKS,
+    UPDATE_ATTACKS,
+    Knowledge,
+    alie,
+    backdoor,
+    finish,
+    labelflip,
+    sybil,
+)
 from fedchain.sim.attacks.sybil import Sybil
 from fedchain.sim.attacks.trainer import AttackTrainer
 from fedchain.sim.network import SimConfig, build_network, play_round, settle
@@ -310,7 +319,8 @@ def test_zeno_on_chain_leaves_sign_flippers_out_of_the_model_and_the_rewards(tmp
     revealed = in_reveal_order(v.task(net.task_id).reveals[0])
     updates, samples, reasons = check_updates(revealed, net.store, v.shapes, net.recipe.chunk_size)
     assert not reasons and len(updates) == 6
-    scores = dict(zip(updates, validation_round_scores(net.recipe, parent.q, list(updates.values()), net.initial_params)))
+    scores = dict(zip(updates, validation_round_scores(net.recipe, parent.q, list(updates.values()),
+                                                       net.initial_params)))
     flippers = {t.address for t in net.trainers if isinstance(t, AttackTrainer)}
     assert len(flippers) == 2 and all(scores[a] == 0 for a in flippers)
     kept = [a for a in updates if scores[a] > 0]

@@ -15,7 +15,8 @@ from fedchain.cli import app
 TINY = rb.Setup(trainers=6, rounds=2, epochs=1, lr=0.1, model="mlp")
 
 
-@pytest.mark.parametrize("rule,attack", [("fedmedian", "alie"), ("fedavg", "backdoor"), ("centeredclipping", "signflip")])
+@pytest.mark.parametrize("rule,attack", [("fedmedian", "alie"), ("fedavg", "backdoor"),
+                                         ("centeredclipping", "signflip")])
 def test_a_grid_cell_equals_a_full_run_on_the_chain(tmp_path, rule, attack):
     cell = rb.run_cell(rb.Cell("digits", rule, attack, 2 / 6, 2), TINY)
     chain = rb.chain_run("digits", rule, attack, 2 / 6, 2, TINY, tmp_path)

@@ -5,7 +5,8 @@ import re
 
 import boa
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fedchain.chain.interface import CONTRACTS_DIR
 from fedchain.chain.layout import SLASHED, FailReason, Record, Role, RoundStatus, Schedule, SlashReason

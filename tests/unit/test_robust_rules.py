@@ -16,13 +16,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedchain.errors import LearningError
-from fedchain.learning.aggregate import (RULES, aggregate_update, enough_updates, min_updates, needs_root_scores, needs_root_set,
-                                         uses_prev_update)
+from fedchain.learning.aggregate import (
+    RULES,
+    aggregate_update,
+    enough_updates,
+    min_updates,
+    needs_root_scores,
+    needs_root_set,
+    uses_prev_update,
+    zeno,
+)
 from fedchain.learning.aggregate.bulyan import select_bulyan
 from fedchain.learning.aggregate.centeredclipping import clip_rows
 from fedchain.learning.aggregate.common import dots, pairwise_sq_distances, sq_norms
 from fedchain.learning.aggregate.fltrust import trust_scores
-from fedchain.learning.aggregate import zeno
 from fedchain.learning.aggregate.nnm import nnm
 from fedchain.learning.fixedpoint import QMAX, SCALE
 from fedchain.protocol.recipe import Recipe

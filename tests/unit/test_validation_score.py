@@ -19,12 +19,12 @@ import torch.nn.functional as F
 from fedchain.errors import LearningError
 from fedchain.learning import exact
 from fedchain.learning import fixedpoint as fp
+from fedchain.learning.aggregate.common import SEAT as BPS
+from fedchain.learning.aggregate.common import weighted_upper_median
 from fedchain.learning.data import load_dataset, partition
 from fedchain.learning.models import build_model
 from fedchain.learning.scoring import scores as cosine_scores
 from fedchain.learning.train import TrainConfig, flatten, get_params, set_params, train_local, unflatten
-from fedchain.learning.aggregate.common import SEAT as BPS
-from fedchain.learning.aggregate.common import weighted_upper_median
 from fedchain.learning.validation_score import root_indices, root_update, true_class_mass, validation_scores
 from fedchain.protocol import root_set as rs
 from fedchain.protocol.recipe import Recipe

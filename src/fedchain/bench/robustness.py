@@ -24,7 +24,8 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
+from functools import lru_cache, partial
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,15 +33,15 @@ import torch
 from fedchain.chain.commitments import BPS
 from fedchain.chain.deploy import TOKEN
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.aggregate import RULES
+from fedchain.learning.aggregate import RULES, registry
 from fedchain.learning.data import load_dataset, partition
 from fedchain.learning.models import build_model
 from fedchain.learning.train import evaluate, flatten, get_params, param_shapes, train_local, unflatten
 from fedchain.protocol.node import Model
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.root_set import report_indices, round_scores
-from fedchain.protocol.trainer import client_momentum
 from fedchain.protocol.round import ZERO, Reveal, aggregate_round, decode_update
+from fedchain.protocol.trainer import client_momentum
 from fedchain.sim.attacks import ATTACKS, Knowledge, finish
 from fedchain.sim.attacks.backdoor import triggered_test_set
 from fedchain.sim.network import SimConfig, build_network, play_round, settle
@@ -50,6 +51,7 @@ from fedchain.sim.simulate import model_accuracy
 MODELS = {"digits": "cnn", "mnist": "cnn", "mnist1d": "mlp"}
 TOLERANCE = 0.3  # the Byzantine share every rule is configured for
 VALIDATOR_FEE_BPS = 1_000  # create_task's default
+BASELINE = "fedavg"  # the undefended rule every table is read against (no-attack FedAvg)
 
 
 @dataclass(frozen=True)
@@ -77,25 +79,10 @@ class Setup:
 
 
 def rule_params(rule: str, trainers: int, tolerance: float = TOLERANCE) -> dict:
-    """The rule's parameters for a tolerance of ``tolerance`` Byzantine trainers.
-
-    Krum, MultiKrum, Zeno, Bulyan: num_malicious_nodes = f = round(tolerance * n),
-    Bulyan capped at its condition n >= 4f + 3; trimmed mean: beta = tolerance
-    (beta >= f / n, Yin et al.); centered clipping: tau = 2.5, about the median
-    norm of an honest round-0 update on digits (the rule's default, 10, clips
-    no honest update and lets each attacker move the aggregate by 10 / n), and
-    3 clipping iterations (one is not enough from a zero centre).
-    """
-    f = int(round(tolerance * trainers))
-    if rule in ("krum", "multikrum", "zeno"):
-        return {"num_malicious_nodes": f}
-    if rule == "bulyan":
-        return {"num_malicious_nodes": min(f, (trainers - 3) // 4)}
-    if rule == "fedtrimmedavg":
-        return {"beta": tolerance}
-    if rule == "centeredclipping":
-        return {"tau": 2.5, "iterations": 3}
-    return {}
+    """The rule's parameters for a tolerance of ``tolerance`` Byzantine trainers: its registry
+    entry's ``tolerating`` (e.g. Krum's f = round(tolerance * n), the trimmed mean's beta =
+    tolerance; each rule's module says why)."""
+    return registry.get(rule).tolerating(trainers, tolerance)
 
 
 @dataclass(frozen=True)
@@ -246,10 +233,10 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
     for r in range(setup.rounds):
         params = unflatten(fp.from_fixed(q), template)
 
-        def trained(i):
-            if r == 0 and not (attack and attack.local_data and i in attacker_ids):
+        def trained(i):  # called only in this round: binding r and params late is what is meant
+            if r == 0 and not (attack and attack.local_data and i in attacker_ids):  # noqa: B023
                 return _first_round_update(cell.dataset, cell.seed, setup, i)
-            return _train(cell.dataset, cell.seed, setup, i, params, r, *xs[i])
+            return _train(cell.dataset, cell.seed, setup, i, params, r, *xs[i])  # noqa: B023
 
         updates = {i: trained(i) for i in honest_ids}
         if recipe.client_momentum:  # what honest trainers send (Trainer.make_update); attackers send raw crafts
@@ -260,12 +247,14 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
         # update: it could not commit one on chain either, so it sits the round out.
         valid = {i: u for i, u in updates.items() if _in_range(u)}
         if attacker_ids:
+            assert attack is not None  # attackers only under an attack (f > 0)
             honest = (np.stack([valid[i] for i in honest_ids if i in valid]).astype(np.float64)
                       if attack.omniscient and valid else np.zeros((0, q.size)))
             g = flatten(params).astype(np.float64)
             for i in attacker_ids:
                 own = trained(i).astype(np.float64) if attack.trains else None
                 if attack.craft is None:
+                    assert own is not None, "an attack that crafts nothing sends the update it trained"
                     valid[i] = finish(own)
                 else:
                     valid[i] = finish(attack.craft(Knowledge(model=g, own=own, honest=honest, n=n, f=f,
@@ -352,7 +341,7 @@ def cpu_count() -> int:
 # -- the grid, its summary and its report
 
 
-QUICK = dict(datasets=["digits"], rules=["fedavg", "fedmedian"], attacks=["signflip", "backdoor"],
+QUICK: dict[str, Any] = dict(datasets=["digits"], rules=["fedavg", "fedmedian"], attacks=["signflip", "backdoor"],
              fractions=[0.3], seeds=[0], rounds=2, workers=1, chain_attacks=["withholder"])
 
 
@@ -385,7 +374,8 @@ def summarize(rows: list[dict]) -> list[dict]:
             cell["honest_reward_share" + score] = float(np.mean(shares)) if shares else None
             cell["honest_reward_share_min" + score] = float(np.min(shares)) if shares else None
             for who in ("honest", "attacker"):
-                heads = [r[f"{who}_reward_per_head{score}"] for r in rs if r[f"{who}_reward_per_head{score}"] is not None]
+                key = f"{who}_reward_per_head{score}"
+                heads = [r[key] for r in rs if r[key] is not None]
                 cell[f"{who}_reward_per_head{score}"] = float(np.mean(heads)) if heads else None
         if attack == "backdoor":
             cell["attack_success_rate"] = float(np.mean([r["attack_success_rate"] for r in rs]))
@@ -413,7 +403,7 @@ def merge(old: dict, new: dict) -> dict:
 
 def worst_cases(cells: list[dict]) -> list[dict]:
     """Per dataset, rule and share: the lowest mean accuracy over the attacks, and which."""
-    out = {}
+    out: dict[tuple, dict] = {}
     for c in cells:
         if c["byzantine_fraction"] == 0:
             continue
@@ -483,20 +473,21 @@ def markdown(result: dict) -> str:
               f"thread each, on a machine with {result['cpu_count']} cores shared with other work).", "",
               f"Setup: {s['trainers']} trainers, Dirichlet alpha {s['alpha']}, {s['rounds']} rounds of "
               f"{s['epochs']} local epochs (SGD lr {s['lr']}, momentum {s['momentum']}, batch {s['batch_size']}), "
-              f"seeds {result['seeds']} (each cell lists its own); model per dataset {result['models']}. Accuracies in percent, mean ± std "
-              "over seeds; the attackers are the last trainers; rules configured for 30% Byzantine "
-              "(`rule_params` in results.json). Reward shares: the share of the trainer rewards that honest "
-              "trainers claim, from the validators' scores and the contract's payout formula.", ""]
+              f"seeds {result['seeds']} (each cell lists its own); model per dataset {result['models']}. "
+              "Accuracies in percent, mean ± std over seeds; the attackers are the last trainers; rules configured "
+              "for 30% Byzantine (`rule_params` in results.json). Reward shares: the share of the trainer rewards "
+              "that honest trainers claim, from the validators' scores and the contract's payout formula.", ""]
     for ds in result["datasets"]:
         dcells = [c for c in cells if c["dataset"] == ds]
         rules = list(dict.fromkeys(c["rule"] for c in dcells))
         cols = [(a, fr) for a, fr in dict.fromkeys((c["attack"], c["byzantine_fraction"]) for c in dcells)]
         by = {(c["rule"], c["attack"], c["byzantine_fraction"]): c for c in dcells}
-        base = by.get(("fedavg", "none", 0.0))
+        base = by.get((BASELINE, "none", 0.0))
         lines += [f"## {ds}", ""]
         if base:
             lines += [f"No-attack FedAvg: {_fmt(base['accuracy_mean'])} ± {_fmt(base['accuracy_std'])}.", ""]
-        header = "| rule | " + " | ".join(f"{a} {int(round(fr * 100))}%" if fr else "no attack" for a, fr in cols) + " |"
+        header = ("| rule | " + " | ".join(f"{a} {int(round(fr * 100))}%" if fr else "no attack" for a, fr in cols)
+                  + " |")
         lines += ["### Final accuracy", "", header, "|---" * (len(cols) + 1) + "|"]
         for rule in rules:
             vals = [by.get((rule, a, fr)) for a, fr in cols]
@@ -529,7 +520,8 @@ def markdown(result: dict) -> str:
         for score, title in (("", "cosine score (the default recipe)"),
                              ("_root_set", 'root-set score (recipe score = "validation")')):
             lines += ["", f"### Honest trainers' share of trainer rewards (%), {title}; per head honest / attacker "
-                      "(tokens)", "", "| rule | " + " | ".join(f"{a} {int(round(fr * 100))}%" for a, fr in acols) + " |",
+                      "(tokens)", "",
+                      "| rule | " + " | ".join(f"{a} {int(round(fr * 100))}%" for a, fr in acols) + " |",
                       "|---" * (len(acols) + 1) + "|"]
             for rule in rules:
                 lines.append(f"| {rule} | " + " | ".join(
@@ -543,8 +535,9 @@ def markdown(result: dict) -> str:
                   "| dataset | rule | attack | Byzantine | accuracy | honest reward share | per head honest / attacker "
                   "| attackers slashed | honest slashed | refused | seconds |", "|---" * 11 + "|"]
         for r in result["chain_runs"]:
-            lines.append(f"| {r['dataset']} | {r['rule']} | {r['attack']} | {int(round(100 * r['byzantine_fraction']))}% "
-                         f"| {_fmt(r['accuracy'])} | {_fmt(r['honest_reward_share'])} | {r['honest_reward_per_head']:.1f} / "
+            lines.append(f"| {r['dataset']} | {r['rule']} | {r['attack']} "
+                         f"| {int(round(100 * r['byzantine_fraction']))}% | {_fmt(r['accuracy'])} "
+                         f"| {_fmt(r['honest_reward_share'])} | {r['honest_reward_per_head']:.1f} / "
                          f"{_fmt(r['attacker_reward_per_head'], pct=False)} | {r['attackers_slashed']} "
                          f"| {r['honest_slashed']} | {', '.join(r.get('refusals', [])) or '–'} | {r['seconds']:.0f} |")
         lines.append("")
@@ -555,20 +548,22 @@ def markdown(result: dict) -> str:
 BAR_ATTACKS = ("labelflip", "signflip", "gaussian", "alie", "ipm_0.1", "ipm_100", "freerider", "backdoor")
 
 
+def _worst(by: dict, rule: str, fr: float) -> dict | None:
+    """A rule's worst cell at Byzantine share ``fr`` over BAR_ATTACKS; None unless all were measured."""
+    cs = [by[(rule, a, fr)] for a in BAR_ATTACKS if (rule, a, fr) in by]
+    return min(cs, key=lambda c: c["accuracy_mean"]) if len(cs) == len(BAR_ATTACKS) else None
+
+
 def bars(result: dict, dataset: str = "digits") -> list[str]:
     """The done-when bars, each with the figures that decide it."""
     cells = [c for c in result["cells"] if c["dataset"] == dataset]
     by = {(c["rule"], c["attack"], c["byzantine_fraction"]): c for c in cells}
-    base = by.get(("fedavg", "none", 0.0))
+    base = by.get((BASELINE, "none", 0.0))
     if base is None or not set(BAR_ATTACKS) <= set(result["attacks"]):
         return []
     b = base["accuracy_mean"]
     lines = [f"## Done-when bars ({dataset}; no-attack FedAvg {_fmt(b)})", ""]
-
-    def worst(rule, fr):
-        cs = [by[(rule, a, fr)] for a in BAR_ATTACKS if (rule, a, fr) in by]
-        return min(cs, key=lambda c: c["accuracy_mean"]) if len(cs) == len(BAR_ATTACKS) else None
-
+    worst = partial(_worst, by)
     rules = list(dict.fromkeys(c["rule"] for c in cells))
     for fr, limit, trusted in ((0.2, 5, False), (0.3, 10, False), (0.3, 3, True)):
         cands = [(r, worst(r, fr)) for r in rules if by[(r, "none", 0.0)]["uses_root_set"] == trusted and worst(r, fr)]
@@ -657,7 +652,7 @@ def write_report(result: dict, out) -> None:
 
 def variant_cells(datasets, variants, attacks, fractions, seeds) -> list[Cell]:
     """The grid of ``variants`` (names in VARIANTS), plus no-attack FedAvg per seed: the reference."""
-    return [Cell(ds, "fedavg", None, 0.0, seed) for ds in datasets for seed in seeds] + grid(
+    return [Cell(ds, BASELINE, None, 0.0, seed) for ds in datasets for seed in seeds] + grid(
         datasets, variants, attacks, fractions, seeds)
 
 
@@ -697,17 +692,14 @@ def variants_markdown(result: dict) -> str:
     for ds in result["datasets"]:
         dcells = [c for c in cells if c["dataset"] == ds]
         by = {(c["rule"], c["attack"], c["byzantine_fraction"]): c for c in dcells}
-        base = by.get(("fedavg", "none", 0.0))
+        base = by.get((BASELINE, "none", 0.0))
         b = base["accuracy_mean"] if base else None
         lines += [f"## {ds}", ""]
         if base:
             lines += [f"No-attack FedAvg (this run, seeds {base['seeds']}): {_fmt(b)} ± {_fmt(base['accuracy_std'])}.",
                       ""]
         fracs = sorted({c["byzantine_fraction"] for c in dcells if c["byzantine_fraction"] > 0})
-
-        def worst(rule, fr):
-            cs = [by[(rule, a, fr)] for a in BAR_ATTACKS if (rule, a, fr) in by]
-            return min(cs, key=lambda c: c["accuracy_mean"]) if len(cs) == len(BAR_ATTACKS) else None
+        worst = partial(_worst, by)
 
         lines += [f"### Worst case over the {len(BAR_ATTACKS)} model-poisoning attacks ({', '.join(BAR_ATTACKS)})",
                   "", "| variant | no attack | " + " | ".join(f"worst at {fr:.0%} (attack, vs no-attack FedAvg)"
@@ -726,12 +718,12 @@ def variants_markdown(result: dict) -> str:
                       "FedAvg at 20% Byzantine and within 10 at 30%; with a root set held by validators, within 3 at "
                       "30%.", ""]
             for fr, limit, trusted in ((0.2, 5, False), (0.3, 10, False), (0.3, 3, True)):
-                cands = [(r, worst(r, fr)) for r in result["rules"]
-                         if worst(r, fr) and worst(r, fr)["uses_root_set"] == trusted]
+                cands = [(r, w) for r in result["rules"]
+                         if (w := worst(r, fr)) and w["uses_root_set"] == trusted]
                 if cands:
                     lines.append(f"- {'with' if trusted else 'without'} trusted data, {fr:.0%} Byzantine: best "
                                  "variant " + _bar_verdict(cands, b, limit))
-        cols = list(dict.fromkeys((c["attack"], c["byzantine_fraction"]) for c in dcells if c["rule"] != "fedavg"))
+        cols = list(dict.fromkeys((c["attack"], c["byzantine_fraction"]) for c in dcells if c["rule"] != BASELINE))
         lines += ["", "### Final accuracy", "",
                   "| variant | " + " | ".join(f"{a} {fr:.0%}" if fr else "no attack" for a, fr in cols) + " |",
                   "|---" * (len(cols) + 1) + "|"]
@@ -741,7 +733,8 @@ def variants_markdown(result: dict) -> str:
                 for c in (by.get((name, a, fr)) for a, fr in cols)) + " |")
         acols = [col for col in cols if col[1] > 0]
         lines += ["", "### Honest trainers' share of trainer rewards (%), cosine score", "",
-                  "| variant | " + " | ".join(f"{a} {fr:.0%}" for a, fr in acols) + " |", "|---" * (len(acols) + 1) + "|"]
+                  "| variant | " + " | ".join(f"{a} {fr:.0%}" for a, fr in acols) + " |",
+                  "|---" * (len(acols) + 1) + "|"]
         for name in result["rules"]:
             lines.append(f"| {name} | " + " | ".join(_fmt(c["honest_reward_share"]) if c else "–"
                                                       for c in (by.get((name, a, fr)) for a, fr in acols)) + " |")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import eth_abi
+from eth_typing import ABIEvent, ABIFunction
 from eth_utils import event_abi_to_log_topic, function_abi_to_4byte_selector, to_checksum_address
 
 ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
@@ -66,11 +67,13 @@ class Codec:
     def __init__(self, abi: list[dict]):
         self.abi = abi
         self.functions = {f["name"]: f for f in abi if f["type"] == "function"}
-        self._selectors = {name: function_abi_to_4byte_selector(f) for name, f in self.functions.items()}
+        # the compiler's ABI entries, plain dicts with the keys eth_typing's TypedDicts name
+        self._selectors = {name: function_abi_to_4byte_selector(cast(ABIFunction, f))
+                           for name, f in self.functions.items()}
         self._inputs = {name: [_type(i) for i in f["inputs"]] for name, f in self.functions.items()}
         self._outputs = {name: [_type(o) for o in f["outputs"]] for name, f in self.functions.items()}
         self.events = {
-            event_abi_to_log_topic(e): e for e in abi if e["type"] == "event"
+            event_abi_to_log_topic(cast(ABIEvent, e)): e for e in abi if e["type"] == "event"
         }
         # topic -> (indexed params with their types, unindexed params, their types)
         self._layouts = {
@@ -98,11 +101,11 @@ class Codec:
 
     def decode_output(self, fn: str, data: bytes) -> Any:
         outputs = self.functions[fn]["outputs"]
-        values = eth_abi.decode(self._outputs[fn], data)
-        values = [_normalise(v, o) for v, o in zip(values, outputs)]
+        values = [_normalise(v, o) for v, o in zip(eth_abi.decode(self._outputs[fn], data), outputs)]
         return values[0] if len(values) == 1 else tuple(values)
 
-    def decode_log(self, topics: list[bytes], data: bytes, block: int, address: str, log_index: int = 0) -> Event | None:
+    def decode_log(self, topics: list[bytes], data: bytes, block: int, address: str,
+                   log_index: int = 0) -> Event | None:
         if not topics or topics[0] not in self.events:
             return None
         e = self.events[topics[0]]

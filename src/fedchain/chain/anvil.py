@@ -84,7 +84,7 @@ class Anvil:
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> "Anvil":
+    def __enter__(self) -> Anvil:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -31,7 +31,6 @@ from fedchain.chain.abi import Event, checksum, intrinsic_gas, revert_reason
 from fedchain.chain.interface import Artifact, Chain, Contract, Receipt
 from fedchain.errors import ChainError, Reverted
 
-
 GENESIS_TIMESTAMP = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 
@@ -70,7 +69,8 @@ class EmbeddedChain(Chain):
         self._artifacts[checksum(address)] = art
         return Contract(self, art, address)
 
-    def transact(self, contract: Contract, fn: str, args: tuple, *, sender: LocalAccount, gas: int | None = None) -> Receipt:
+    def transact(self, contract: Contract, fn: str, args: tuple, *, sender: LocalAccount,
+                 gas: int | None = None) -> Receipt:
         data = contract.artifact.codec.encode_call(fn, args)
         self._new_transaction()
         c = self.env.execute_code(to_address=contract.address, sender=sender.address, data=data, gas=gas)

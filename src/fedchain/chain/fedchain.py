@@ -42,7 +42,7 @@ class Fedchain:
                     self._route[item["name"]] = member
 
     @classmethod
-    def at(cls, chain: Chain, core_address: str) -> "Fedchain":
+    def at(cls, chain: Chain, core_address: str) -> Fedchain:
         """The deployment whose core is at ``core_address``: the core names its vault and
         tasks contract (immutables) and the vault its rewards contract (bound once)."""
         core = chain.at(artifact("fedchain"), core_address)

@@ -94,7 +94,7 @@ def account_from_seed(seed: str) -> LocalAccount:
 class Contract:
     """A deployed contract on one chain: ``tx`` sends, ``call`` reads."""
 
-    def __init__(self, chain: "Chain", art: Artifact, address: str):
+    def __init__(self, chain: Chain, art: Artifact, address: str):
         self.chain = chain
         self.artifact = art
         self.address = address
@@ -121,7 +121,8 @@ class Chain(abc.ABC):
     def deploy(self, art: Artifact, *args: Any, sender: LocalAccount) -> Contract: ...
 
     @abc.abstractmethod
-    def transact(self, contract: Contract, fn: str, args: tuple, *, sender: LocalAccount, gas: int | None = None) -> Receipt: ...
+    def transact(self, contract: Contract, fn: str, args: tuple, *, sender: LocalAccount,
+                 gas: int | None = None) -> Receipt: ...
 
     @abc.abstractmethod
     def call(self, contract: Contract, fn: str, args: tuple) -> Any: ...
@@ -153,5 +154,5 @@ class Chain(abc.ABC):
         if gap > 0:
             self.mine(gap)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: a backend holding nothing has nothing to close
         pass

@@ -46,10 +46,12 @@ class SlashReason(IntEnum):
     REJECTED = 3
     WRONG_VOTE = 4
     ABSENT = 5
+    WITHHELD = 6
 
     def describe(self) -> str:
         return {1: "commit not revealed", 2: "equivocation", 3: "update rejected",
-                4: "voted for a wrong result", 5: "joined the committee, never voted"}[self.value]
+                4: "voted for a wrong result", 5: "joined the committee, never voted",
+                6: "accepted update withheld when asked"}[self.value]
 
 
 class Role(IntEnum):

@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import requests
 from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress, Hash32, HexStr
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.types import LogReceipt, RPCEndpoint, TxParams, TxReceipt
 
 from fedchain.chain.abi import Event, revert_reason
 from fedchain.chain.interface import Artifact, Chain, Contract, Receipt
@@ -35,6 +37,12 @@ def _reason(err: ContractLogicError) -> str:
         return revert_reason(bytes.fromhex(data[2:]))
     msg = str(err.message or err)
     return msg.removeprefix("execution reverted: ").removeprefix("execution reverted")  or "no reason given"
+
+
+def _checksummed(address: str) -> ChecksumAddress:
+    """``address`` as web3's typed API wants it: our addresses are already checksummed
+    (web3 refuses any other at run time), so this only tells mypy so."""
+    return cast(ChecksumAddress, address)
 
 
 def _rpc_message(err: Web3RPCError) -> str:
@@ -81,13 +89,15 @@ class RpcChain(Chain):
 
     # -- transactions
 
-    def _send(self, tx: dict, sender: LocalAccount, label: str) -> dict:
+    # web3's typed API takes TypedDicts: the dicts built here hold exactly a TxParams' keys.
+
+    def _send(self, tx: dict, sender: LocalAccount, label: str) -> TxReceipt:
         with self._reachable():
             tx = {k: v for k, v in tx.items() if v is not None}
             tx.update(chainId=self.chain_id, **{"from": sender.address})
             if "gas" not in tx:
                 try:
-                    tx["gas"] = int(self.w3.eth.estimate_gas(tx) * GAS_MARGIN)
+                    tx["gas"] = int(self.w3.eth.estimate_gas(cast(TxParams, tx)) * GAS_MARGIN)
                 except ContractLogicError as e:
                     raise Reverted(_reason(e), label) from None
             tx.pop("from")
@@ -102,7 +112,7 @@ class RpcChain(Chain):
                 raise Reverted(self._replay_reason(tx, sender, receipt["blockNumber"]), label)
         return receipt
 
-    def _mine(self, tx: dict, sender: LocalAccount, label: str, tip: int, cap: int) -> dict:
+    def _mine(self, tx: dict, sender: LocalAccount, label: str, tip: int, cap: int) -> TxReceipt:
         """Send ``tx`` and wait for it; replace it with higher fees if it is not mined in time."""
         nonce = self._next_nonce(sender.address)
         hashes: list[bytes] = []
@@ -135,17 +145,18 @@ class RpcChain(Chain):
         raise ChainError(f"{label}: not mined after {SEND_ATTEMPTS} attempts of {self.receipt_timeout:g}s "
                          f"(last hash 0x{hashes[-1].hex() if hashes else '-'})")
 
-    def transact_batch(self, contract: Contract, calls: list[tuple[str, tuple]], *, sender: LocalAccount) -> list[Receipt]:
+    def transact_batch(self, contract: Contract, calls: list[tuple[str, tuple]], *,
+                       sender: LocalAccount) -> list[Receipt]:
         """Send several calls from one sender back to back (consecutive nonces), then
         wait for them all: on a chain with a block time they share a block or two
         instead of taking one each. For setup scripts (minting to many accounts)."""
         with self._reachable():
             txs = []
             for fn, args in calls:
-                tx = {"to": contract.address, "data": "0x" + contract.artifact.codec.encode_call(fn, args).hex(),
-                      "from": sender.address, "chainId": self.chain_id}
+                tx: dict[str, Any] = {"to": contract.address, "from": sender.address, "chainId": self.chain_id,
+                                      "data": "0x" + contract.artifact.codec.encode_call(fn, args).hex()}
                 try:
-                    tx["gas"] = int(self.w3.eth.estimate_gas(tx) * GAS_MARGIN)
+                    tx["gas"] = int(self.w3.eth.estimate_gas(cast(TxParams, tx)) * GAS_MARGIN)
                 except ContractLogicError as e:
                     raise Reverted(_reason(e), fn) from None
                 tx.pop("from")
@@ -172,15 +183,15 @@ class RpcChain(Chain):
             out.append(Receipt(r["gasUsed"], r["blockNumber"], self._receipt_events(contract, r["logs"])))
         return out
 
-    def _receipt(self, hashes: list[bytes]) -> dict | None:
+    def _receipt(self, hashes: list[bytes]) -> TxReceipt | None:
         for h in hashes:
             try:
-                return self.w3.eth.get_transaction_receipt(h)
+                return self.w3.eth.get_transaction_receipt(Hash32(h))
             except TransactionNotFound:
                 continue
         return None
 
-    def _wait(self, hashes: list[bytes], timeout: float) -> dict | None:
+    def _wait(self, hashes: list[bytes], timeout: float) -> TxReceipt | None:
         deadline = time.monotonic() + timeout
         while True:
             receipt = self._receipt(hashes)
@@ -192,7 +203,7 @@ class RpcChain(Chain):
         call = {k: tx[k] for k in ("to", "data") if k in tx}
         call["from"] = sender.address
         try:
-            self.w3.eth.call(call, block - 1)
+            self.w3.eth.call(cast(TxParams, call), block - 1)
         except ContractLogicError as e:
             return _reason(e)
         return "reverted (out of gas?)"
@@ -205,7 +216,7 @@ class RpcChain(Chain):
         return n
 
     def _resync(self, address: str) -> int:
-        self._nonces[address] = self.w3.eth.get_transaction_count(address, "pending")
+        self._nonces[address] = self.w3.eth.get_transaction_count(_checksummed(address), "pending")
         return self._nonces[address]
 
     def settle(self, address: str, timeout: float = 30.0) -> bool:
@@ -213,28 +224,31 @@ class RpcChain(Chain):
         the chain shows what we did before deciding what to do). False on timeout."""
         deadline = time.monotonic() + timeout
         with self._reachable():
-            while self.w3.eth.get_transaction_count(address, "pending") > self.w3.eth.get_transaction_count(address):
+            sent = _checksummed(address)
+            while self.w3.eth.get_transaction_count(sent, "pending") > self.w3.eth.get_transaction_count(sent):
                 if time.monotonic() > deadline:
                     return False
                 time.sleep(0.1)
         self._nonces.pop(address, None)
         return True
 
-    def transfer(self, to: str, wei: int, sender: LocalAccount) -> dict:
+    def transfer(self, to: str, wei: int, sender: LocalAccount) -> TxReceipt:
         """Send native currency (gas money) from ``sender`` to ``to``."""
         return self._send({"to": to, "value": wei, "gas": 21_000}, sender, "transfer")
 
     def balance(self, address: str) -> int:
         with self._reachable():
-            return self.w3.eth.get_balance(address)
+            return self.w3.eth.get_balance(_checksummed(address))
 
     def code_at(self, address: str) -> bytes:
         with self._reachable():
-            return bytes(self.w3.eth.get_code(address))
+            return bytes(self.w3.eth.get_code(_checksummed(address)))
 
     def deploy(self, art: Artifact, *args: Any, sender: LocalAccount) -> Contract:
         data = art.bytecode + art.codec.encode_constructor(args)
         receipt = self._send({"data": "0x" + data.hex()}, sender, f"deploy {art.name}")
+        if receipt["contractAddress"] is None:
+            raise ChainError(f"deploy {art.name}: the receipt names no contract address")
         return self.at(art, receipt["contractAddress"])
 
     def at(self, art: Artifact, address: str) -> Contract:
@@ -254,7 +268,8 @@ class RpcChain(Chain):
                     out.append(ev)
         return out
 
-    def transact(self, contract: Contract, fn: str, args: tuple, *, sender: LocalAccount, gas: int | None = None) -> Receipt:
+    def transact(self, contract: Contract, fn: str, args: tuple, *, sender: LocalAccount,
+                 gas: int | None = None) -> Receipt:
         data = contract.artifact.codec.encode_call(fn, args)
         tx = {"to": contract.address, "data": "0x" + data.hex(), "gas": gas}
         r = self._send(tx, sender, fn)
@@ -264,14 +279,14 @@ class RpcChain(Chain):
         data = contract.artifact.codec.encode_call(fn, args)
         try:
             with self._reachable():
-                out = self.w3.eth.call({"to": contract.address, "data": "0x" + data.hex()})
+                out = self.w3.eth.call({"to": _checksummed(contract.address), "data": HexStr("0x" + data.hex())})
         except ContractLogicError as e:
             raise Reverted(_reason(e), fn) from None
         return contract.artifact.codec.decode_output(fn, bytes(out))
 
     # -- reading
 
-    def _decode(self, contract: Contract, log: dict) -> Event | None:
+    def _decode(self, contract: Contract, log: LogReceipt) -> Event | None:
         if log["address"].lower() != contract.address.lower():
             return None
         return contract.artifact.codec.decode_log(
@@ -281,7 +296,7 @@ class RpcChain(Chain):
     def events(self, contract: Contract, from_block: int = 0, to_block: int | None = None) -> list[Event]:
         with self._reachable():
             logs = self.w3.eth.get_logs({
-                "address": contract.address,
+                "address": _checksummed(contract.address),
                 "fromBlock": from_block,
                 "toBlock": "latest" if to_block is None else to_block,
             })
@@ -291,7 +306,7 @@ class RpcChain(Chain):
         by_address = {c.address.lower(): c for c in contracts}
         with self._reachable():
             logs = self.w3.eth.get_logs({
-                "address": [c.address for c in contracts],
+                "address": [_checksummed(c.address) for c in contracts],
                 "fromBlock": from_block,
                 "toBlock": "latest" if to_block is None else to_block,
             })
@@ -306,11 +321,11 @@ class RpcChain(Chain):
     def mine(self, blocks: int = 1) -> None:
         if blocks > 0:
             with self._reachable():
-                self.w3.provider.make_request("anvil_mine", [hex(blocks)])
+                self.w3.provider.make_request(RPCEndpoint("anvil_mine"), [hex(blocks)])
 
     def fund(self, address: str, wei: int) -> None:
         with self._reachable():
-            self.w3.provider.make_request("anvil_setBalance", [address, hex(wei)])
+            self.w3.provider.make_request(RPCEndpoint("anvil_setBalance"), [address, hex(wei)])
 
     def wait_for_block(self, block: int, poll: float = 0.2) -> None:
         """Block until the chain reaches ``block`` (for nodes on a live chain)."""

@@ -3,8 +3,8 @@
 
 import importlib
 
-import click
 import typer
+from typer import _click as click  # typer vendors click: its Context and Command, not the click package's
 from typer.core import TyperGroup
 
 # name -> (module, attribute): a typer.Typer (a command group) or a command function.
@@ -32,6 +32,7 @@ class _LazyGroup(TyperGroup):
             return None
         module, attr = COMMANDS[name]
         obj = getattr(importlib.import_module(module), attr)
+        cmd: click.Command
         if isinstance(obj, typer.Typer):
             cmd = typer.main.get_group(obj)  # a group even when it has one command (`chain up`)
         else:

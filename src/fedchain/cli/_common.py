@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -41,7 +41,7 @@ KeystoreOpt = Annotated[Path | None, typer.Option(
     "--keystore", envvar="FEDCHAIN_KEYSTORE", help="Keystore folder (default: ~/.fedchain/keystore).")]
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
@@ -85,6 +85,7 @@ def resolve_account(account: str | None, dev_account: int | None, keystore: Path
         fail("choose the signing account with --account NAME (a keystore) or --dev-account N (local anvil only)", 2)
     if dev_account is not None:
         return keys.dev_account(dev_account)
+    assert account is not None  # exactly one of the two was given
     key = keys.find_key(keystore or keys.default_keystore(), account)
     return keys.unlock(key, password(f"Password for {key.name} ({key.address})"))
 

@@ -96,9 +96,9 @@ def _source(sim, events, rpc, deployment, fedchain, from_block):
 
 def _store(folders: list[Path], peer: list[str], peers_file: Path | None, deployment: Path | None):
     """Local folders first, then HTTP peers (given, or in the peers file)."""
-    from fedchain.storage.store import LocalBlobStore, MultiStore
+    from fedchain.storage.store import BlobStore, LocalBlobStore, MultiStore
 
-    stores = []
+    stores: list[BlobStore] = []
     for folder in folders:
         if not folder.is_dir():
             fail(f"no blob folder at {folder}", EXIT["storage"])

@@ -34,7 +34,8 @@ def robustness(
     out: Annotated[Path, typer.Option(help="Where README.md, heatmap.png and results.json go.")] = Path(
         "benchmarks/robustness"),
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
-    datasets: Annotated[str, typer.Option(help="Comma-separated datasets (digits, mnist1d, mnist).")] = "digits,mnist1d",
+    datasets: Annotated[str, typer.Option(
+        help="Comma-separated datasets (digits, mnist1d, mnist).")] = "digits,mnist1d",
     rules: Annotated[str | None, typer.Option(help="Comma-separated aggregation rules (default: all).")] = None,
     attacks: Annotated[str | None, typer.Option(help="Comma-separated update attacks (default: all).")] = None,
     fractions: Annotated[str, typer.Option(help="Comma-separated Byzantine shares (0 is always run).")] = "0.2,0.3",

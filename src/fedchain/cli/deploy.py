@@ -7,8 +7,15 @@ from typing import Annotated
 
 import typer
 
-from fedchain.cli._common import AccountOpt, DevAccountOpt, KeystoreOpt, errors, fmt_tokens, parse_tokens, resolve_account
-
+from fedchain.cli._common import (
+    AccountOpt,
+    DevAccountOpt,
+    KeystoreOpt,
+    errors,
+    fmt_tokens,
+    parse_tokens,
+    resolve_account,
+)
 
 # A challenge window must outlast anyone who could censor challenges (one block
 # builder, a sequencer): on a public chain at least about an hour of blocks
@@ -78,6 +85,7 @@ def deploy(
         typer.echo(f"deploying from {owner.address} to chain {chain.chain_id} at {rpc} ...")
         dep = deploy_contracts(chain, owner, params)
         dep.save(out, rpc=rpc, deployer=owner.address)
+        assert dep.slashing is not None and dep.challenges is not None  # a new deployment has every contract
         typer.echo(f"  token    {dep.token.address}")
         typer.echo(f"  fedchain {dep.fedchain.address}")
         typer.echo(f"  slashing {dep.slashing.address}")

@@ -7,8 +7,18 @@ from typing import Annotated
 
 import typer
 
-from fedchain.cli._common import (AccountOpt, DeploymentOpt, DevAccountOpt, KeystoreOpt, RpcOpt, connect, errors,
-                                  fmt_tokens, parse_tokens, resolve_account)
+from fedchain.cli._common import (
+    AccountOpt,
+    DeploymentOpt,
+    DevAccountOpt,
+    KeystoreOpt,
+    RpcOpt,
+    connect,
+    errors,
+    fmt_tokens,
+    parse_tokens,
+    resolve_account,
+)
 
 
 def fund(

@@ -5,21 +5,37 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from fedchain.cli._common import (AccountOpt, AnnounceOpt, DeploymentOpt, DevAccountOpt, KeystoreOpt, ListenOpt,
-                                  PeerOpt, PeersFileOpt, PublicUrlOpt, RpcOpt, connect, errors, fail, open_store,
-                                  parse_tokens, resolve_account, setup_logging)
+from fedchain.cli._common import (
+    AccountOpt,
+    AnnounceOpt,
+    DeploymentOpt,
+    DevAccountOpt,
+    KeystoreOpt,
+    ListenOpt,
+    PeerOpt,
+    PeersFileOpt,
+    PublicUrlOpt,
+    RpcOpt,
+    connect,
+    errors,
+    fail,
+    open_store,
+    parse_tokens,
+    resolve_account,
+    setup_logging,
+)
 
 app = typer.Typer(help="Run a node: a trainer (your data stays here), a validator or a watcher.",
                   no_args_is_help=True)
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     trainer = "trainer"
     validator = "validator"
     watcher = "watcher"
@@ -71,9 +87,8 @@ def run(
     and checks every blob it fetches against its CID.
     """
     from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR
-    from fedchain.protocol.runner import ROLE_WATCHER
     from fedchain.protocol.journal import Journal
-    from fedchain.protocol.runner import NodeRunner
+    from fedchain.protocol.runner import ROLE_WATCHER, NodeRunner
     from fedchain.protocol.trainer import Trainer
     from fedchain.protocol.validator import Validator
     from fedchain.protocol.watcher import Watcher
@@ -89,6 +104,7 @@ def run(
         log = logging.getLogger(f"fedchain.{name}")
         dep = _connect_patiently(deployment, rpc, log)
         if role is Role.trainer:
+            assert data is not None  # refused above
             x, y = _load_data(data)
             log.info("data: %d examples of shape %s from %s (kept here)", len(y), tuple(x.shape[1:]), data)
             # torch's first training call costs ~2 s: pay it now, beside startup, not in the first commit phase
@@ -113,7 +129,8 @@ def run(
             return Trainer(name, recipe=recipe, x=x, y=y, seed=s, **common)
 
         role_id = {Role.trainer: ROLE_TRAINER, Role.validator: ROLE_VALIDATOR, Role.watcher: ROLE_WATCHER}[role]
-        runner = NodeRunner(dep, acct, role_id, store, make_node, stake=0 if role is Role.watcher else parse_tokens(stake),
+        runner = NodeRunner(dep, acct, role_id, store, make_node,
+                            stake=0 if role is Role.watcher else parse_tokens(stake),
                             task_id=task, poll=poll, exit_when_done=exit_when_done, log=log)
         stop = threading.Event()
 

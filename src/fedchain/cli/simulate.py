@@ -75,6 +75,7 @@ def simulate(
     store. Prints accuracy and gas per round, rewards and slashes per node,
     and compares against a centralized model and plain FedAvg (no chain).
     """
+    from fedchain.learning.aggregate import registry
     from fedchain.sim.simulate import run
 
     console = Console()
@@ -84,9 +85,8 @@ def simulate(
             out=out, adversaries=_parse_adversaries(misbehave), attack=attack, byzantine=byzantine if attack else 0.0,
             rule=rule, rule_params=parse_rule_params(rule, rule_params), score=score, colluders=colluders,
             collusion=collusion, watchers=watchers)
-    from fedchain.sim.adversaries.colluder import COLLUDERS
-
     from fedchain.protocol.root_set import SCORES
+    from fedchain.sim.adversaries.colluder import COLLUDERS
 
     if score not in SCORES:
         raise typer.BadParameter(f"unknown score {score!r}; choose from {', '.join(SCORES)}")
@@ -96,10 +96,10 @@ def simulate(
         raise typer.BadParameter(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
     console.print(f"[bold]fedchain simulate[/]: {trainers} trainers, {validators} validators, {rounds} rounds, "
                   f"{dataset} ({partition}, alpha={alpha}), model {model}, {epochs} local epochs, seed {seed}"
-                  + (f", rule {rule} {rule_params}" if rule != "fedavg" else "") + f", {score} score"
+                  + (f", rule {rule} {rule_params}" if rule != D.rule else "") + f", {score} score"
                   + (f"; attack {attack} by {byzantine_count(cfg)} trainers (omniscient)" if attack else ""))
     console.print("Each round: selected trainers train locally, commit a hash, reveal it; validators check every "
-                  f"update, aggregate with exact fixed-point {'FedAvg' if rule == 'fedavg' else rule}, vote; "
+                  f"update, aggregate with exact fixed-point {registry.get(rule).title}, vote; "
                   "2/3 of the committee's seats finalizes.")
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as bar:

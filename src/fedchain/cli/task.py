@@ -11,10 +11,26 @@ from typing import Annotated
 
 import typer
 
-from fedchain.cli._common import (AccountOpt, AnnounceOpt, DeploymentOpt, DevAccountOpt, KeystoreOpt, ListenOpt,
-                                  PeerOpt, PeersFileOpt, PublicUrlOpt, RpcOpt, connect, errors, fmt_tokens,
-                                  open_store, parse_rule_params, parse_tokens, resolve_account,
-                                  setup_logging)
+from fedchain.cli._common import (
+    AccountOpt,
+    AnnounceOpt,
+    DeploymentOpt,
+    DevAccountOpt,
+    KeystoreOpt,
+    ListenOpt,
+    PeerOpt,
+    PeersFileOpt,
+    PublicUrlOpt,
+    RpcOpt,
+    connect,
+    errors,
+    fmt_tokens,
+    open_store,
+    parse_rule_params,
+    parse_tokens,
+    resolve_account,
+    setup_logging,
+)
 
 app = typer.Typer(help="Tasks: what the network trains, for how long, for what reward.", no_args_is_help=True)
 

@@ -32,20 +32,31 @@ from typing import Protocol
 
 import numpy as np
 
-from fedchain.chain.layout import FailReason, describe
 from fedchain.chain import commitments
 from fedchain.chain.abi import Event
 from fedchain.chain.deploy import Deployment, read_deployment_file
+from fedchain.chain.fedchain import Fedchain
 from fedchain.chain.interface import Contract
+from fedchain.chain.layout import FailReason, describe
 from fedchain.errors import CodecError, FedchainError, StorageError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import uses_prev_update
 from fedchain.learning.models import build_model
 from fedchain.learning.train import flatten, get_params, param_shapes, unflatten
 from fedchain.protocol.node import Model
+from fedchain.protocol.round import (
+    STORAGE_REASONS,
+    Lineage,
+    Reveal,
+    RoundResult,
+    Vote,
+    aggregate_round,
+    check_updates,
+    compute_round,
+    in_reveal_order,
+    previous_update,
+)
 from fedchain.protocol.sponsor import task_recipe
-from fedchain.protocol.round import (STORAGE_REASONS, Lineage, Reveal, RoundResult, Vote, aggregate_round,
-                                     check_updates, compute_round, in_reveal_order, previous_update)
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_tensors
 from fedchain.storage.store import BlobStore
@@ -96,7 +107,7 @@ class EventSource(Protocol):
 class ContractEvents:
     """Events of a live contract (either backend), from ``from_block`` on."""
 
-    def __init__(self, contract: Contract, from_block: int = 0):
+    def __init__(self, contract: Fedchain | Contract, from_block: int = 0):
         self.contract = contract
         self.chain_id = contract.chain.chain_id
         self.address = contract.address
@@ -424,6 +435,7 @@ class Auditor:
                 raise AuditError(r, ev.node, "reveal index", i, ev.index)
 
     def _check_failure(self, r: int, rnd: _Round, revealed: list[Reveal], model: Model) -> None:
+        assert rnd.outcome is not None  # called for a failed round only
         reason = rnd.outcome.args["reason"]
         if reason == 3:  # reverted by a challenge: the leading result must indeed be wrong
             h = _quorum(rnd, self._least_committee())
@@ -464,7 +476,9 @@ class Auditor:
                 if node in updates:
                     version.notes.append(f"{node} was rejected ({stated[node]}), but the auditor fetched it")
                     del updates[node], samples[node]
-                reasons[node] = stated.get(node, reasons.get(node))
+                why = stated.get(node, reasons.get(node))
+                assert why is not None, "check_updates gives a reason for every blob it could not fetch"
+                reasons[node] = why
             elif node not in reasons:  # the auditor fetched a valid update
                 raise AuditError(r, node, "rejected set", "accepted", f"rejected ({stated.get(node, 'no reason')})")
             elif stated.get(node) != reasons[node]:

@@ -84,7 +84,8 @@ NO_OPENING = ("0x" + "00" * 20, ZERO, ZERO)
 
 
 def answer_call(request: Mapping, vote: Vote, *, model: np.ndarray | None = None,
-                update: tuple | None = None, table: tuple | None = None, chunk_size: int = fp.CHUNK_SIZE
+                update: tuple | None = None, table: tuple[DistanceTable, bytes] | None = None,
+                chunk_size: int = fp.CHUNK_SIZE
                 ) -> tuple[str, tuple]:
     """The (function, arguments after the request id) that answer ``request`` (the
     contract's ``requests`` record). ``model``: the voted model's vector; ``update``:

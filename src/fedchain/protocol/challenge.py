@@ -28,8 +28,9 @@ chunk at a time and is left to the auditor (see docs/decisions.md, "Challenges")
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from eth_utils import keccak
@@ -38,13 +39,18 @@ from fedchain.chain import commitments
 from fedchain.chain.interface import Contract, Receipt
 from fedchain.errors import FedchainError
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.aggregate import aggregate_update, enough_updates
-from fedchain.learning.aggregate.common import int_param, pairwise_sq_distances, stack
-from fedchain.learning.aggregate.bulyan import select_bulyan
-from fedchain.learning.aggregate.krum import select_multikrum
+from fedchain.learning.aggregate import aggregate_update, enough_updates, registry
+from fedchain.learning.aggregate.common import stack
 from fedchain.learning.scoring import cosine_score
-from fedchain.protocol.distances import MAX_TABLE, DistanceTable, TableError, combined_scores_root, first_fault, has_table
-from fedchain.protocol.recipe import CHALLENGE_BULYAN, CHALLENGE_KRUM, CHALLENGE_NONE, SCORE_COSINE, Recipe
+from fedchain.protocol.distances import (
+    MAX_TABLE,
+    DistanceTable,
+    TableError,
+    combined_scores_root,
+    first_fault,
+    has_table,
+)
+from fedchain.protocol.recipe import CHALLENGE_NONE, SCORE_COSINE, Recipe
 from fedchain.protocol.round import Reveal, Vote, in_reveal_order
 from fedchain.storage.codec import decode_metadata, decode_tensors
 from fedchain.storage.merkle import ZERO, merkle_layers, proof_from_layers, score_leaf
@@ -81,6 +87,11 @@ class Step:
     rule: tuple[int, int, int, int]
     recipe_json_hash: bytes
 
+    fn: ClassVar[str]  # the challenges contract's function this step calls
+
+    def args(self) -> tuple:
+        raise NotImplementedError
+
     def head(self) -> tuple:
         return (self.task_id, self.round_id, self.vote, (*self.rule, self.recipe_json_hash))
 
@@ -114,7 +125,7 @@ class Challenge(Step):
     parent_proof: list[bytes]
     claimed_chunk: bytes
     claimed_proof: list[bytes]
-    opening: "OpenTable | None" = None  # Krum rules: the table must be opened first (not an argument)
+    opening: OpenTable | None = None  # Krum rules: the table must be opened first (not an argument)
 
     fn = "challenge"
 
@@ -250,7 +261,7 @@ class Evidence:
     updates: list[np.ndarray]
     samples: list[int]
     recipe: Recipe
-    revealed: list[Reveal] = ()  # every reveal of the round, in reveal order
+    revealed: Sequence[Reveal] = ()  # every reveal of the round, in reveal order
     claimed_scores: list | None = None  # the voted model's lineage: [(node, score)] in reveal order
     table: DistanceTable | None = None  # Krum rules: the distance table the vote commits to
     # chunks of the voted model known only with their proof (the blob withheld, the chunk
@@ -262,7 +273,7 @@ class Evidence:
         return self.vote.args()
 
     @property
-    def _rule_args(self) -> tuple:
+    def _rule_args(self) -> tuple[tuple[int, int, int, int], bytes]:
         return self.recipe.challenge_rule, keccak(self.recipe.to_bytes())
 
     def expected(self) -> np.ndarray:
@@ -281,17 +292,16 @@ class Evidence:
 
     def averaged(self) -> list[int]:
         """Positions (in ``accepted``) of the updates the rule averages: all of them, or
-        for Krum rules its selection, as the contract recomputes it from true distances."""
-        r, (rule, f, m, _) = self.recipe, self.recipe.challenge_rule
-        n = len(self.updates)
-        if rule < CHALLENGE_KRUM:
-            return list(range(n))
+        for a rule judged from a distance table its selection, as the contract recomputes
+        it from true distances."""
+        r = self.recipe
+        if not has_table(r):
+            return list(range(len(self.updates)))
         if not enough_updates(r.rule, r.rule_params, self.seats):
             return []
-        if rule == CHALLENGE_BULYAN:
-            return sorted(select_bulyan(stack(self.updates), f, self.seats))
-        m = 1 if rule == CHALLENGE_KRUM else (m or None)  # 0: the default, S - f seats
-        return sorted(select_multikrum(pairwise_sq_distances(stack(self.updates)), f, m, self.seats))
+        selection = registry.get(r.rule).selection
+        assert selection is not None  # has_table: a rule judged from a distance table has a selection
+        return sorted(selection(stack(self.updates), r.rule_params, self.seats))
 
     def first_wrong(self) -> tuple[int, int] | None:
         """(chunk, coordinate in it) of the first value of the voted model that is wrong."""
@@ -325,11 +335,12 @@ class Evidence:
 
     def open_table(self) -> OpenTable:
         """The step that opens the vote's table root (Krum rules)."""
+        assert self.table is not None, "only a Krum rule's vote has a table to open"
         return OpenTable(self.task_id, self.round_id, self.vote_tuple, *self._rule_args,
                          [e.node for e in self.revealed],
                          (self._scores_tree_root(), *self.table.root_children(), self.table.totals))
 
-    def model_fault(self) -> "Challenge | DistanceSumChallenge | DistanceLeafChallenge | None":
+    def model_fault(self) -> Challenge | DistanceSumChallenge | DistanceLeafChallenge | None:
         """The first provable fault of the vote's model: a wrong distance table (Krum
         rules), else a wrong value; None if the model is right."""
         if self.table is not None and (t := self.table_challenge()) is not None:
@@ -345,10 +356,11 @@ class Evidence:
         return DistanceTable.of_round([by_node.get(e.node) for e in self.revealed], self.parent.size,
                                       self.recipe.chunk_size)
 
-    def table_challenge(self) -> "Challenge | DistanceSumChallenge | DistanceLeafChallenge | None":
+    def table_challenge(self) -> Challenge | DistanceSumChallenge | DistanceLeafChallenge | None:
         """One step of the bisection of the vote's table against the honest one, or None
         if its distances are right."""
         claimed = self.table
+        assert claimed is not None, "only a Krum rule's vote has a table to challenge"
         fault = first_fault(claimed, self.honest_table())
         if fault is None:
             return None
@@ -368,6 +380,7 @@ class Evidence:
         return self._leaf_challenge(*fault[1:])
 
     def _leaf_challenge(self, c: int, i: int, j: int) -> DistanceLeafChallenge:
+        assert self.table is not None, "only a Krum rule's vote has a table to challenge"
         return DistanceLeafChallenge(self.task_id, self.round_id, self.vote_tuple, *self._rule_args,
                                      self._scores_tree_root(), c, self.table.sums[0][c], *self.table.path(0, c),
                                      i, j, self._opening(i, c), self._opening(j, c))
@@ -393,10 +406,14 @@ class Evidence:
         by_node = {e.node: cosine_score(q, g) for e, q in zip(self.accepted, self.updates)}
         return [commitments.paid_score(by_node.get(e.node, 0), e.seats_bps) for e in self.revealed]
 
-    def _score_tree(self) -> list[list[bytes]]:
+    def _scores(self) -> list:
+        """The voted model's scores list; ``Unchallengeable`` if its blob carries none."""
         if self.claimed_scores is None:
             raise Unchallengeable("the voted model blob carries no scores list: no score proof can be built")
-        layers = merkle_layers([score_leaf(a, s) for a, s in self.claimed_scores])
+        return self.claimed_scores
+
+    def _score_tree(self) -> list[list[bytes]]:
+        layers = merkle_layers([score_leaf(a, s) for a, s in self._scores()])
         root = layers[-1][0] if self.table is None else combined_scores_root(layers[-1][0], self.table.root)
         if root != self.vote.scores_root:
             raise Unchallengeable("the scores in the voted model blob do not match the voted scores root")
@@ -408,9 +425,10 @@ class Evidence:
     def score_challenge(self, i: int) -> ScoreChallenge:
         """The challenge of reveal ``i``'s score (of a right score, it fails and costs the bond)."""
         layers = self._score_tree()
-        node, score = self.claimed_scores[i]
+        node, score = self._scores()[i]
         e = self.revealed[i]
         rule, json_hash = self.recipe.challenge_rule, keccak(self.recipe.to_bytes())
+        vectors: tuple[bytes, ...]
         if e.node != node or (self.vote.rejected >> i) & 1:  # misnamed leaf, or rejected
             vectors, root, salt = (b"", b"", b""), bytes(32), bytes(32)
         else:
@@ -424,9 +442,10 @@ class Evidence:
 
     def total_challenge(self) -> TotalChallenge:
         self._score_tree()
+        scores = self._scores()
         return TotalChallenge(self.task_id, self.round_id, self.vote_tuple, self.recipe.challenge_rule,
-                              keccak(self.recipe.to_bytes()), [a for a, _ in self.claimed_scores],
-                              [s for _, s in self.claimed_scores], ZERO if self.table is None else self.table.root)
+                              keccak(self.recipe.to_bytes()), [a for a, _ in scores],
+                              [s for _, s in scores], ZERO if self.table is None else self.table.root)
 
 
 def gather(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable[Reveal], vote: Vote,
@@ -545,7 +564,8 @@ def find_score_fault(evidence: Evidence) -> ScoreChallenge | TotalChallenge | No
     large for one step, or a scores list that does not match the voted root."""
     r = evidence.recipe
     evidence._score_tree()
-    if len(evidence.claimed_scores) != len(evidence.revealed):
+    claimed_scores = evidence._scores()
+    if len(claimed_scores) != len(evidence.revealed):
         # one leaf per reveal, whatever the score: challenge_total counts them (review L-1)
         return evidence.total_challenge()
     if r.challenge_rule[3] != SCORE_COSINE:
@@ -554,8 +574,8 @@ def find_score_fault(evidence: Evidence) -> ScoreChallenge | TotalChallenge | No
         raise Unchallengeable(f"a score check reads whole vectors: at most {MAX_SCORE_CHUNKS * r.chunk_size} "
                               "parameters in one step")
     expected = evidence.expected_scores()
-    for i, ((node, got), want) in enumerate(zip(evidence.claimed_scores, expected)):
+    for i, ((node, got), want) in enumerate(zip(claimed_scores, expected)):
         if node != evidence.revealed[i].node or got != want:
             return evidence.score_challenge(i)
-    claimed = [s for _, s in evidence.claimed_scores]
+    claimed = [s for _, s in claimed_scores]
     return evidence.total_challenge() if sum(claimed) != evidence.vote.total_score else None

@@ -38,9 +38,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedchain.errors import FedchainError
+from fedchain.learning.aggregate import registry
 from fedchain.learning.aggregate.common import chunk_sums
+from fedchain.protocol.recipe import CHALLENGE_NONE, Recipe
 from fedchain.storage.merkle import keccak
-from fedchain.protocol.recipe import CHALLENGE_BULYAN, CHALLENGE_KRUM, CHALLENGE_MULTIKRUM, Recipe
 
 MAX_TABLE = 64  # challenges.vy: a table covers at most 64 reveals (2,016 pairs)
 _WORD = 32
@@ -51,9 +52,9 @@ class TableError(FedchainError):
 
 
 def has_table(recipe: Recipe) -> bool:
-    """Whether the task's votes commit to a distance table (Krum, MultiKrum and Bulyan, when
-    challengeable)."""
-    return recipe.challenge_rule[0] in (CHALLENGE_KRUM, CHALLENGE_MULTIKRUM, CHALLENGE_BULYAN)
+    """Whether the task's votes commit to a distance table: its rule is challengeable (and
+    without NNM) and judged from one (a ``selection``: Krum, MultiKrum and Bulyan)."""
+    return recipe.challenge_rule[0] != CHALLENGE_NONE and registry.get(recipe.rule).distance_table
 
 
 def pair_index(i: int, j: int) -> int:
@@ -119,7 +120,7 @@ class DistanceTable:
     hashes: list[list[bytes]]
 
     @classmethod
-    def build(cls, leaves: list[list[int]]) -> "DistanceTable":
+    def build(cls, leaves: list[list[int]]) -> DistanceTable:
         if not leaves or len(leaves) & (len(leaves) - 1):
             raise TableError(f"a distance table needs a power-of-two number of leaves, got {len(leaves)}")
         sums, hashes = [leaves], [[leaf_hash(c, s) for c, s in enumerate(leaves)]]
@@ -131,7 +132,7 @@ class DistanceTable:
         return cls(sums, hashes)
 
     @classmethod
-    def of_round(cls, vectors: Sequence[np.ndarray | None], size: int, chunk_size: int) -> "DistanceTable":
+    def of_round(cls, vectors: Sequence[np.ndarray | None], size: int, chunk_size: int) -> DistanceTable:
         return cls.build(leaf_sums(vectors, size, chunk_size))
 
     @property
@@ -176,7 +177,7 @@ class DistanceTable:
         return self.depth.to_bytes(_WORD, "big") + pairs.to_bytes(_WORD, "big") + body
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "DistanceTable":
+    def from_bytes(cls, data: bytes) -> DistanceTable:
         """Parse a published table, recomputing every hash from its sums (never trusting any)."""
         if len(data) < 2 * _WORD:
             raise TableError("a distance table blob is shorter than its header")

@@ -16,14 +16,16 @@ from functools import cached_property
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
+from fedchain.chain.abi import Event
 from fedchain.chain.interface import Contract, Receipt, artifact
-from fedchain.errors import FedchainError
+from fedchain.errors import FedchainError, Reverted
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.models import build_model
 from fedchain.learning.train import flatten, get_params, param_shapes, unflatten
+from fedchain.protocol.availability import answer_from_store
 from fedchain.protocol.journal import Journal
 from fedchain.protocol.recipe import Recipe
-from fedchain.protocol.round import Reveal
+from fedchain.protocol.round import Reveal, Vote
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_tensors
 from fedchain.storage.store import BlobStore
@@ -83,11 +85,11 @@ class TaskLog:
         self.reveals: dict[int, list[Reveal]] = {}
         self.votes: dict[int, list] = {}
         self.joins: dict[int, list] = {}
-        self.outcome: dict[int, object] = {}  # round -> RoundFinalized or RoundFailed event
+        self.outcome: dict[int, Event] = {}  # round -> RoundFinalized or RoundFailed event
         self.finished = False
         self.created = from_block > 0  # a log that starts later starts after the creation
 
-    def poll(self) -> "TaskLog":
+    def poll(self) -> TaskLog:
         head = self.fc.chain.block_number()
         for e in self.fc.events(self.cursor, head):
             key = (e.block, e.log_index)
@@ -173,6 +175,14 @@ class Node:
     def claim_all(self, log: TaskLog) -> None:
         raise NotImplementedError
 
+    def resume(self, task_id: int) -> None:
+        """After a restart: rebuild what this node did in the task from its journal and the chain."""
+        raise NotImplementedError
+
+    def outstanding_claims(self, task_id: int) -> int:
+        """Rounds of the task whose reward or fee this node has yet to claim."""
+        raise NotImplementedError
+
     # -- chain
 
     def send(self, fn: str, *args, to: Contract | None = None) -> Receipt:
@@ -204,6 +214,30 @@ class Node:
                 if req["open"]:
                     out.append((a["request_id"], req))
         return out
+
+    def answer_requests_about(self, log: TaskLog, v: RoundView, vote: Vote) -> None:
+        """Answer every open availability request about the result ``vote`` from the
+        blobs this node can fetch: the voted model, the updates it accepted, its distance
+        table. A request nobody answers reverts the round and slashes its voters, so
+        whoever holds the data of a result it knows is right answers for it. The answer's
+        bond pays for its gas; a request another node answered first reverts harmlessly."""
+        leader = vote.hash()
+        for rid, req in self.open_requests(v):
+            if req["leader"] != leader:
+                continue  # about another result
+            try:
+                fn, call = answer_from_store(req, vote, log.reveals.get(v.round_id, []), self.store, self.recipe,
+                                             self.shapes)
+            except (FedchainError, LookupError, StopIteration) as e:
+                self.log.warning("round %d: cannot answer availability request %s: %s", v.round_id, rid.hex()[:12], e)
+                continue
+            try:
+                self.send(fn, rid, *call, to=self.availability)
+            except Reverted as e:
+                self.log.debug("answer not needed: %s", e.reason)
+                continue
+            self.log.info("round %d: answered availability request %s (kind %d)", v.round_id, rid.hex()[:12],
+                          req["kind"])
 
     def round_seed(self, v: RoundView) -> bytes | None:
         """The round's sortition seed, or None while it cannot be read yet (in the

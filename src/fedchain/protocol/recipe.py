@@ -2,14 +2,14 @@
 
 The recipe travels as a canonical JSON blob (sorted keys, no spaces); the task
 stores ``keccak256(abi_encode(rule, num, den, score, keccak256(those bytes)))`` and
-every node checks the hash before use. ``challenge_rule`` = (rule, num, den, score)
-tells the challenge contract, which cannot parse JSON, how the round may be
-recomputed on chain (with the contract's chunk size and scale, without NNM):
-rule (1, 0, 1) FedAvg, (2, 0, 1) FedMedian, (3, num, den) FedTrimmedAvg with
-beta = num / den, (4, f, 1) Krum and (5, f, m) MultiKrum (m = 0: n - f; their
-votes also commit to a distance table, ``protocol.distances``), (6, f, 1) Bulyan
-(the same table), (0, 0, 1) a rule it
-cannot check; score 1 the cosine score, 0 a score it cannot check. See ``recipe_hash``.
+every node checks the hash before use. ``challenge_rule`` = (rule, param1, param2,
+score) tells the challenge contract, which cannot parse JSON, how the round may be
+recomputed on chain (with the contract's chunk size and scale, without NNM): the
+registered rule's ``chain_code`` and ``chain_params`` (``fedchain.learning.aggregate.registry``:
+1 FedAvg, 2 FedMedian, 3 FedTrimmedAvg with beta = param1 / param2, 4 Krum, 5
+MultiKrum and 6 Bulyan with f = param1, MultiKrum's m = param2; 0 a rule it cannot
+check, or one this code does not know); score 1 the cosine score, 0 a score it
+cannot check. See ``recipe_hash``.
 ``rule_params`` holds the aggregation rule's parameters (see
 ``fedchain.learning.aggregate``) as a JSON object inside that blob.
 """
@@ -18,20 +18,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from eth_abi import encode
 from eth_utils import keccak
 
+from fedchain.learning.aggregate import registry
+from fedchain.learning.aggregate.registry import CHALLENGE_NONE
 from fedchain.learning.fixedpoint import CHUNK_SIZE, FRAC_BITS
 from fedchain.learning.train import TrainConfig
-
-
-(CHALLENGE_NONE, CHALLENGE_FEDAVG, CHALLENGE_MEDIAN, CHALLENGE_TRIMMED, CHALLENGE_KRUM, CHALLENGE_MULTIKRUM,
- CHALLENGE_BULYAN) = range(7)
-
 
 SCORE_NONE, SCORE_COSINE = 0, 1
 
@@ -58,7 +55,7 @@ class RuleParams(Mapping):
     """The aggregation rule's parameters: a read-only mapping of JSON scalars, compared and
     hashed by its canonical JSON, so equal parameters give one encoding (and one recipe hash)."""
 
-    def __init__(self, params: Mapping[str, Any] | Iterator = ()):
+    def __init__(self, params: Mapping[str, Any] | Iterable = ()):
         d = dict(params)
         if any(not isinstance(k, str) for k in d):
             raise ValueError("rule parameter names must be strings")
@@ -129,38 +126,22 @@ class Recipe:
 
     @property
     def challenge_rule(self) -> tuple[int, int, int, int]:
-        """The on-chain challenge rule (see challenges.vy): (rule, param1, param2, score);
-        FedTrimmedAvg's beta is param1 / param2, Krum's, MultiKrum's and Bulyan's f is param1,
-        MultiKrum's m param2 (0: n - f)."""
-        from fedchain.learning.aggregate.fedtrimmedavg import beta_of
-
+        """The on-chain challenge rule (see challenges.vy): (rule, param1, param2, score), the
+        registered rule's ``chain_code`` and ``chain_params``."""
         if self.chunk_size != 64 or self.frac_bits != 16:
             return (CHALLENGE_NONE, 0, 1, SCORE_NONE)
         score = SCORE_COSINE if self.score == "cosine" else SCORE_NONE
-        if self.rule_params.get("nnm"):
+        rule = registry.RULES.get(self.rule)  # unknown here: its nodes refuse it when they aggregate
+        if rule is None or not rule.challengeable or self.rule_params.get("nnm"):
             return (CHALLENGE_NONE, 0, 1, score)
-        if self.rule == "fedavg":
-            return (CHALLENGE_FEDAVG, 0, 1, score)
-        if self.rule == "fedmedian":
-            return (CHALLENGE_MEDIAN, 0, 1, score)
-        if self.rule == "fedtrimmedavg":
-            beta = beta_of(self.rule_params)
-            return (CHALLENGE_TRIMMED, beta.numerator, beta.denominator, score)
-        if self.rule == "bulyan":
-            return (CHALLENGE_BULYAN, int(self.rule_params.get("num_malicious_nodes", 0)), 1, score)
-        if self.rule in ("krum", "multikrum"):
-            f = int(self.rule_params.get("num_malicious_nodes", 0))
-            if self.rule == "krum":
-                return (CHALLENGE_KRUM, f, 1, score)
-            return (CHALLENGE_MULTIKRUM, f, int(self.rule_params.get("num_nodes_to_select", 0)), score)
-        return (CHALLENGE_NONE, 0, 1, score)
+        return (rule.chain_code, *rule.chain_params(self.rule_params), score)
 
     @property
     def hash(self) -> bytes:
         return recipe_hash(self.to_bytes(), self.challenge_rule)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Recipe":
+    def from_bytes(cls, data: bytes) -> Recipe:
         d = json.loads(data)
         d["input_shape"] = tuple(d["input_shape"])
         return cls(**d)

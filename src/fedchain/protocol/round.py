@@ -22,8 +22,13 @@ import numpy as np
 from fedchain.chain import commitments
 from fedchain.errors import BlobCorrupt, BlobNotFound, CodecError, LearningError, LineageError
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.aggregate import (aggregate_update, enough_updates, needs_root_scores, needs_root_set,
-                                         uses_prev_update)
+from fedchain.learning.aggregate import (
+    aggregate_update,
+    enough_updates,
+    needs_root_scores,
+    needs_root_set,
+    uses_prev_update,
+)
 from fedchain.learning.train import flatten, param_shapes, unflatten
 from fedchain.protocol import root_set
 from fedchain.protocol.distances import DistanceTable, combined_scores_root, has_table

@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 from eth_account.signers.local import LocalAccount
 
-from fedchain.chain.layout import FailReason, describe
 from fedchain.chain import commitments
 from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR, Deployment
+from fedchain.chain.layout import FailReason, describe
 from fedchain.errors import ChainError, ChainUnavailable, FedchainError, Reverted, StorageError
 from fedchain.protocol.node import Node, RoundView, TaskLog
 from fedchain.protocol.recipe import Recipe

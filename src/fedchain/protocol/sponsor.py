@@ -8,21 +8,28 @@ on-chain ``recipe_hash`` (``task_recipe``).
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
+from fedchain.chain.abi import Event
+from fedchain.chain.fedchain import Fedchain
 from fedchain.chain.interface import Contract
+from fedchain.errors import CodecError, FedchainError
 from fedchain.learning import fixedpoint as fp
+from fedchain.learning.aggregate import registry
 from fedchain.learning.train import flatten, unflatten
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.round import Lineage
-from fedchain.errors import CodecError, FedchainError
 from fedchain.storage.cid import cid_from_digest, digest_of
 from fedchain.storage.codec import encode_tensors
 from fedchain.storage.store import BlobStore
 
 
-def publish_model(store: BlobStore, params: dict[str, np.ndarray], recipe: Recipe, lineage: Lineage) -> tuple[bytes, str]:
+def publish_model(
+    store: BlobStore, params: dict[str, np.ndarray], recipe: Recipe, lineage: Lineage
+) -> tuple[bytes, str]:
     """Store a model blob exactly representable in fixed point; return (root, cid)."""
     q = fp.to_fixed(flatten(params))
     exact = unflatten(fp.from_fixed(q), params)
@@ -30,19 +37,7 @@ def publish_model(store: BlobStore, params: dict[str, np.ndarray], recipe: Recip
     return fp.vector_root(q, recipe.chunk_size), cid
 
 
-# The most reveals at which a round of each rule can still be challenged on chain (review I-5):
-# a Krum rule's distance table covers at most 64 reveals (challenges' MAX_TABLE), and a Bulyan
-# value check needs about 24 updates or fewer to fit a block's gas (docs/decisions.md). Every
-# other rule: the contract's cap of 256.
-CHALLENGEABLE_COMMITS = {"krum": 64, "multikrum": 64, "bulyan": 24}
-MAX_COMMITS = 256
-
-
-def challengeable_commits(rule: str) -> int:
-    return CHALLENGEABLE_COMMITS.get(rule, MAX_COMMITS)
-
-
-def create_task(fedchain: Contract, token: Contract, sponsor: LocalAccount, store: BlobStore, recipe: Recipe,
+def create_task(fedchain: Fedchain, token: Contract, sponsor: LocalAccount, store: BlobStore, recipe: Recipe,
                 initial: dict[str, np.ndarray], *, rounds: int, pool: int, trainers_per_round: int,
                 validators_per_round: int, min_reveals: int = 1, commit_blocks: int = 5, reveal_blocks: int = 5,
                 validate_blocks: int = 5, challenge_blocks: int = 5, validator_fee_bps: int = 1_000,
@@ -50,7 +45,7 @@ def create_task(fedchain: Contract, token: Contract, sponsor: LocalAccount, stor
     """Publish recipe and model blobs, escrow ``pool`` and open round 0; returns the task id.
 
     ``max_commits`` caps a round's commitments; by default the most at which the task's rule
-    can still be challenged on chain (``challengeable_commits``)."""
+    can still be challenged on chain (its registry entry's ``max_commits``, review I-5)."""
     store.put(recipe.to_bytes())
     root, cid = publish_model(store, initial, recipe, Lineage(-1, None, recipe=recipe.to_bytes().decode()))
     token.tx("approve", fedchain.vault.address, pool, sender=sponsor)
@@ -60,12 +55,18 @@ def create_task(fedchain: Contract, token: Contract, sponsor: LocalAccount, stor
         "min_reveals": min_reveals, "commit_blocks": commit_blocks, "reveal_blocks": reveal_blocks,
         "validate_blocks": validate_blocks, "challenge_blocks": challenge_blocks,
         "validator_fee_bps": validator_fee_bps, "pool": pool,
-        "max_commits": challengeable_commits(recipe.rule) if max_commits is None else max_commits,
+        "max_commits": registry.get(recipe.rule).max_commits if max_commits is None else max_commits,
     }, sender=sponsor)
     return r.event("TaskCreated").args["task_id"]
 
 
-def task_recipe(fedchain: Contract, store: BlobStore, task_id: int) -> Recipe:
+class EventLog(Protocol):
+    """What lists a deployment's events: the ``Fedchain`` facade, or an auditor's ``EventSource``."""
+
+    def events(self) -> list[Event]: ...
+
+
+def task_recipe(fedchain: EventLog, store: BlobStore, task_id: int) -> Recipe:
     """The recipe of ``task_id``, read from its initial model blob and checked against the chain."""
     created = [e for e in fedchain.events() if e.name == "TaskCreated" and e.args["task_id"] == task_id]
     if not created:
@@ -73,9 +74,12 @@ def task_recipe(fedchain: Contract, store: BlobStore, task_id: int) -> Recipe:
     a = created[0].args
     blob = store.get(cid_from_digest(a["model_cid"]))
     try:
-        data = Lineage.from_blob(blob).recipe.encode()
-    except (CodecError, AttributeError):  # no lineage, a malformed one, or no recipe in it
-        raise FedchainError(f"task {task_id}: its initial model carries no recipe") from None
+        text = Lineage.from_blob(blob).recipe
+    except CodecError:  # no lineage, or a malformed one
+        text = None
+    if not isinstance(text, str):
+        raise FedchainError(f"task {task_id}: its initial model carries no recipe")
+    data = text.encode()
     try:
         recipe = Recipe.from_bytes(data)
     except (ValueError, TypeError) as e:

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from fedchain.chain import commitments
 from fedchain.chain.layout import Record
-from fedchain.errors import FedchainError, Reverted
+from fedchain.errors import Reverted
 from fedchain.protocol.node import Node, RoundView, TaskLog
-from fedchain.protocol.availability import answer_from_store
 from fedchain.protocol.round import ZERO, RoundResult, Vote, compute_round
 
 ROLE_VALIDATOR = 2
@@ -127,21 +126,8 @@ class Validator(Node):
         voters. The answer's bond pays for its gas."""
         key = (v.task_id, v.round_id)
         entry = self.journal.get("vote", *key) if key in self._voted else None
-        if entry is None:
-            return
-        vote = Vote.from_journal(entry)
-        for rid, req in self.open_requests(v):
-            if req["leader"] != vote.hash():
-                continue  # about a result this validator did not vote for
-            try:
-                fn, call = answer_from_store(req, vote, log.reveals.get(v.round_id, []), self.store, self.recipe,
-                                             self.shapes)
-            except (FedchainError, LookupError, StopIteration) as e:
-                self.log.warning("round %d: cannot answer availability request %s: %s", v.round_id, rid.hex()[:12], e)
-                continue
-            if self.try_send(fn, rid, *call, to=self.availability):
-                self.log.info("round %d: answered availability request %s (kind %d)", v.round_id, rid.hex()[:12],
-                              req["kind"])
+        if entry is not None:
+            self.answer_requests_about(log, v, Vote.from_journal(entry))
 
     def report_absent(self, log: TaskLog, v: RoundView) -> None:
         """Report every committee member that joined and never voted (a provable

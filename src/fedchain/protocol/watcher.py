@@ -39,14 +39,21 @@ import numpy as np
 
 from fedchain.chain.interface import Contract
 from fedchain.errors import FedchainError, Reverted
-from fedchain.protocol.availability import KIND_MODEL, KIND_NAMES, request_args
 from fedchain.learning import fixedpoint as fp
-from fedchain.protocol.challenge import (Unchallengeable, Withheld, _decode_vector, find_score_fault, gather,
-                                         gather_one_chunk)
-from fedchain.protocol.recipe import CHALLENGE_NONE
+from fedchain.protocol.availability import KIND_MODEL, KIND_NAMES, KIND_UPDATE, request_args
+from fedchain.protocol.challenge import (
+    Unchallengeable,
+    Withheld,
+    _decode_vector,
+    find_score_fault,
+    gather,
+    gather_one_chunk,
+)
 from fedchain.protocol.node import Node, RoundView, TaskLog
+from fedchain.protocol.recipe import CHALLENGE_NONE
 from fedchain.protocol.round import VOTE_FIELDS, ZERO, Vote, compute_round
 from fedchain.storage.merkle import merkle_layers
+
 
 class Watcher(Node):
     role = "watcher"
@@ -56,6 +63,7 @@ class Watcher(Node):
         self.challenges = challenges
         self.token = token
         self._checked: set[tuple[int, int]] = set()
+        self.verified: dict[tuple[int, int], Vote] = {}  # leading votes it recomputed and found right
         self.challenged: list[tuple[int, int, bool]] = []  # (task, round, success)
         self.unprovable: dict[tuple[int, int], str] = {}   # wrong results it could not prove on chain
         self.requested: dict[tuple[int, int], bytes] = {}  # availability requests it made, by round
@@ -70,6 +78,9 @@ class Watcher(Node):
         if key in self.requested:
             self.follow(log, v)
             return
+        if key in self.verified:
+            self.answer_requests_about(log, v, self.verified[key])  # a right result must not fall for want of data
+            return
         if phase != "challenge" or key in self._checked:
             return  # before validate_end a challenge could be dodged by an equivocation (L-3)
         leader = self.fc.call("rounds", *key)["leader"]
@@ -78,6 +89,8 @@ class Watcher(Node):
         vote = Vote.from_event(next(e for e in log.votes.get(v.round_id, []) if e.args["vote_hash"] == leader))
         self.check(log, v, vote, leader)  # if a blob cannot be fetched yet, it raises: the next step retries
         self._checked.add(key)
+        if key in self.verified:
+            self.answer_requests_about(log, v, vote)
 
     def check(self, log: TaskLog, v: RoundView, vote: Vote, leader: bytes) -> None:
         t, r = v.task_id, v.round_id
@@ -96,6 +109,7 @@ class Watcher(Node):
         wrong = [f for f, got, voted in zip(VOTE_FIELDS, mine.vote().args(), vote.args()) if voted != got]
         if not wrong:
             self.log.info("round %d: the leading result checks out", r)
+            self.verified[(t, r)] = vote
             return
         self.log.warning("round %d: the leading result is wrong in %s", r, ", ".join(wrong))
         try:
@@ -211,8 +225,10 @@ class Watcher(Node):
             self.challenged.append((v.task_id, v.round_id, True))
             self.log.warning("round %d: nobody answered the availability request; round reverted", v.round_id)
             self.report_voters(log, v, req["leader"])
+            if req["kind"] == KIND_UPDATE:
+                self.report_trainer(log, v, req["index"])
 
-    def descend(self, log: TaskLog, v: RoundView, walk: "_Walk", answer) -> None:
+    def descend(self, log: TaskLog, v: RoundView, walk: _Walk, answer) -> None:
         """One step down the voted model's tree, whose node (walk.level, walk.position) was
         answered: request the child that differs from the honest tree's, or at a leaf
         challenge the wrong value in it with the path the answers gave."""
@@ -265,6 +281,15 @@ class Watcher(Node):
                 self.log.info("round %d: reported %s for voting for the wrong result", v.round_id, e.args["validator"])
             except Reverted as err:  # reported already (by anyone), or a later equivocation withdrew the vote
                 self.log.debug("slash_wrong_vote not needed: %s", err.reason)
+
+    def report_trainer(self, log: TaskLog, v: RoundView, index: int) -> None:
+        """Report the trainer whose accepted update nobody put on chain when asked (liveness)."""
+        node = next(e.node for e in log.reveals.get(v.round_id, []) if e.index == index)
+        try:
+            self.send("slash_withheld", v.task_id, v.round_id, node, to=self.slashing)
+            self.log.info("round %d: reported %s for withholding its accepted update", v.round_id, node)
+        except Reverted as err:  # reported already, or slashed in the round for another fault
+            self.log.debug("slash_withheld not needed: %s", err.reason)
 
     def withdraw(self) -> int:
         """Withdraw the reporter shares earned by challenges (they count as its rewards)."""

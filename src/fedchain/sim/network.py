@@ -25,9 +25,9 @@ from fedchain.protocol.challenge import Evidence, gather
 from fedchain.protocol.journal import Journal
 from fedchain.protocol.node import Node, RoundView
 from fedchain.protocol.recipe import Recipe
+from fedchain.protocol.round import Vote
 from fedchain.protocol.sponsor import create_task
 from fedchain.protocol.trainer import Trainer
-from fedchain.protocol.round import Vote
 from fedchain.protocol.validator import Validator
 from fedchain.protocol.watcher import Watcher
 from fedchain.sim.adversaries import ADVERSARIES
@@ -143,7 +143,8 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
     fc, tok = dep.fedchain, dep.token
 
     kinds = [kind for kind, n in cfg.adversaries.items() for _ in range(n)]
-    kinds += [cfg.attack] * byzantine_count(cfg)
+    byzantine = byzantine_count(cfg)  # 0 without an attack (and an error for a share without one)
+    kinds += [cfg.attack] * byzantine if cfg.attack is not None else []
     if len(kinds) > cfg.trainers:
         raise ValueError(f"{len(kinds)} adversaries but only {cfg.trainers} trainers")
     kinds = ["honest"] * (cfg.trainers - len(kinds)) + kinds
@@ -182,6 +183,7 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
                       else (Validator, f"validator-{j}"))
         validators.append(cls(label, account=acct, journal=journal(f"validator-{j}"), **common))
     watchers = []
+    assert dep.challenges is not None  # deploy() deploys every contract
     for k in range(cfg.watchers):
         acct = account(f"watcher-{k}")  # holds tokens for challenge bonds, stakes nothing
         tok.tx("mint", acct.address, 10 * dep.challenges.call("bond"), sender=owner)
@@ -228,13 +230,14 @@ def play_round(net: Network) -> RoundOutcome:
             net.chain.mine_to(boundary)
     # an open availability request holds the round: a block at a time until it is answered or settled
     av = net.deployment.availability
-    for _ in range(av.call("answer_blocks") + 2 if av is not None else 0):
-        log = observer.task(t)
-        if log.finished or log.current.round_id != v.round_id or not av.call("open_requests", t, v.round_id):
-            break
-        net.chain.mine(1)
-        for node in net.nodes:
-            node.step(t)
+    if av is not None:
+        for _ in range(av.call("answer_blocks") + 2):
+            log = observer.task(t)
+            if log.finished or log.current.round_id != v.round_id or not av.call("open_requests", t, v.round_id):
+                break
+            net.chain.mine(1)
+            for node in net.nodes:
+                node.step(t)
     status = fc.call("rounds", t, v.round_id)["status"]
     return RoundOutcome(v.round_id, status == 1, sum(n.gas_used for n in net.nodes) - gas0,
                         time.perf_counter() - start)

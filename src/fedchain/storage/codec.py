@@ -5,9 +5,8 @@ its input as hostile: size is capped before parsing, and dtype, names, shapes an
 finiteness are checked before any array is handed back.
 """
 
-from collections.abc import Mapping
-
 import json
+from collections.abc import Mapping
 
 import numpy as np
 import safetensors.numpy

@@ -38,7 +38,7 @@ MAX_BLOB_BYTES = 256 * 1024 * 1024  # the codec's cap: nothing larger is worth r
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
     protocol_version = "HTTP/1.1"
     timeout = 30  # seconds a connection may sit idle: a silent client does not hold a thread for ever
 
@@ -122,7 +122,7 @@ class BlobServer:
         host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
         return f"http://{host}:{self.port}"
 
-    def start(self) -> "BlobServer":
+    def start(self) -> BlobServer:
         self._thread.start()
         return self
 
@@ -130,7 +130,7 @@ class BlobServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> "BlobServer":
+    def __enter__(self) -> BlobServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

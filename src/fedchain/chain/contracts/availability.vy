@@ -122,6 +122,10 @@ open_requests: public(HashMap[uint256, HashMap[uint256, uint256]])
 made: public(HashMap[uint256, HashMap[uint256, uint256]])
 # bonds of open requests: this contract's whole token balance
 held: public(uint256)
+# task -> round -> bitmap of reveal indices whose accepted update was asked for,
+# never answered, and so reverted the round: its trainer withheld it
+# (slashing.slash_withheld)
+withheld: public(HashMap[uint256, HashMap[uint256, uint256]])
 
 
 event Requested:
@@ -317,8 +321,11 @@ def settle(request_id: bytes32):
     @notice Close a request nobody answered by its deadline: the requester
             gets its bond back and, if the round is still open on the same
             leading vote, the round is reverted with the requester as its
-            challenger (its voters become slashable, slashing.slash_wrong_vote).
-    @dev Anyone may call it. Requirements: an open request past its deadline.
+            challenger (its voters become slashable, slashing.slash_wrong_vote;
+            for an accepted update, its trainer too, slashing.slash_withheld).
+    @dev Anyone may call it. Effects: for an update request that reverts the
+         round, the reveal index is marked in `withheld`. Requirements: an
+         open request past its deadline.
     """
     r: Request = self.requests[request_id]
     assert r.open, "availability: no open request"
@@ -331,6 +338,8 @@ def settle(request_id: bytes32):
     reverted: bool = facts.status == layout.OPEN and facts.leader == r.leader
     log Unanswered(task_id=r.task_id, round_id=r.round_id, request_id=request_id, reverted=reverted)
     if reverted:
+        if r.kind == KIND_UPDATE:
+            self.withheld[r.task_id][r.round_id] |= 1 << r.index
         extcall fc.revert_round(r.task_id, r.round_id, r.requester)
     assert extcall (staticcall fc.token()).transfer(r.requester, bond), "availability: bond refund failed"
 

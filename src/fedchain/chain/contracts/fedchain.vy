@@ -135,6 +135,7 @@ interface Vault:
 
 interface Availability:
     def open_requests(task_id: uint256, round_id: uint256) -> uint256: view
+    def withheld(task_id: uint256, round_id: uint256) -> uint256: view
     def answer_blocks() -> uint256: view
 
 

@@ -30,6 +30,7 @@ SLASH_EQUIVOCATION: constant(uint8) = 2
 SLASH_REJECTED: constant(uint8) = 3
 SLASH_WRONG_VOTE: constant(uint8) = 4
 SLASH_ABSENT: constant(uint8) = 5  # joined a committee, never voted
+SLASH_WITHHELD: constant(uint8) = 6  # an accepted update nobody put on chain when asked
 
 # the reveal record
 INDEX_MASK: constant(uint256) = 2**32 - 1

@@ -3,7 +3,7 @@
 """
 @title slashing
 @notice Judges provable faults from fedchain's public state; fedchain takes
-        the penalty (`fedchain.penalize`, through the vault). Four faults, each a fact anyone can
+        the penalty (`fedchain.penalize`, through the vault). Five faults, each a fact anyone can
         check on chain:
           - a commitment never revealed (liveness);
           - an update the finalized quorum rejected (liveness: availability
@@ -12,6 +12,9 @@
           - a joined committee member that never voted in a round that could
             be voted on (liveness: otherwise joining and staying silent
             stalls a round for free, SECURITY-REVIEW H-1);
+          - an accepted update that its trainer (and everyone else) withheld
+            when the availability game asked for it, which reverted the round
+            (liveness: the data was not there, as for a rejected update);
           - a vote for a result a challenge proved wrong (safety).
 @dev Holds no tokens and no state but fedchain's address: fedchain marks each
      penalized address in the round's record and the vault pays the reporter
@@ -134,6 +137,26 @@ def slash_absent(task_id: uint256, round_id: uint256, validator: address):
     assert staticcall fc.vote_of(task_id, round_id, validator) == empty(bytes32), "slashing: voted"
     assert not staticcall fc.equivocated(task_id, round_id, validator), "slashing: voted"
     self._liveness(fc, task_id, round_id, validator, layout.SLASH_ABSENT)
+
+
+@external
+def slash_withheld(task_id: uint256, round_id: uint256, node: address):
+    """
+    @notice Report a trainer whose accepted update was asked for by the
+            availability game and never answered, so the round was reverted
+            (liveness fault: the trainer holds its update and may answer for
+            it, SECURITY-REVIEW H-3).
+    @dev Requirements: the node's reveal index is marked in the game's
+         `withheld` for the round, not slashed in the round yet, not reported
+         by the node itself.
+    """
+    fc: fedchain.__interface__ = self.fc
+    rec: uint256 = staticcall fc.record(task_id, round_id, node)
+    assert rec & layout.INDEX_MASK != 0, "slashing: no reveal"
+    game: fedchain.Availability = staticcall fc.availability()
+    withheld: uint256 = staticcall game.withheld(task_id, round_id)
+    assert (withheld >> ((rec & layout.INDEX_MASK) - 1)) & 1 == 1, "slashing: not withheld"
+    self._liveness(fc, task_id, round_id, node, layout.SLASH_WITHHELD)
 
 
 @external

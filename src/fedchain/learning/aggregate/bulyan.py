@@ -39,9 +39,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from fedchain.errors import LearningError
-from fedchain.learning.aggregate.common import SEAT, pairwise_sq_distances, seat_counts
+from fedchain.learning.aggregate.common import SEAT, malicious, pairwise_sq_distances, seat_counts
 from fedchain.learning.aggregate.fedmedian import weighted_coordinate_median
 from fedchain.learning.aggregate.krum import krum_scores, neighbour_order
+from fedchain.learning.aggregate.registry import Rule
+
+# The most updates a Bulyan round can be challenged at: opening its distance table recomputes the
+# selection (Krum's scoring S - 2f times) in one transaction, under 5M gas up to 24 updates
+# (docs/decisions.md, "Challenges", Gas; SECURITY-REVIEW I-5).
+CHALLENGEABLE_UPDATES = 24
 
 
 def check_bulyan(n: int, f: int, seats: Sequence[int] | None = None) -> None:
@@ -62,7 +68,7 @@ def bulyan_selection(dist: list[list[int]], f: int, seats: Sequence[int] | None 
     """``select_bulyan`` from the squared distances (what krum.vy recomputes on chain)."""
     order = neighbour_order(dist)
     left = seat_counts(seats, len(dist))  # the seats of each update not chosen yet
-    room, chosen = sum(left) - 2 * f * SEAT, {}
+    room, chosen = sum(left) - 2 * f * SEAT, dict[int, int]()
     while room > 0:
         cand = [i for i, m in enumerate(left) if m > 0]
         scores = krum_scores(order, dist, f, cand, left)
@@ -91,3 +97,12 @@ def bulyan(x: np.ndarray, f: int, seats: Sequence[int] | None = None) -> np.ndar
     check_bulyan(len(x), f, seats)
     chosen = select_bulyan(x, f, seats)
     return closest_to_median_mean(x[list(chosen)], sum(chosen.values()) - 2 * f * SEAT, list(chosen.values()))
+
+
+# tolerating a share of Byzantine trainers: f = round(share * n), capped at Bulyan's n >= 4f + 3
+RULE = Rule("bulyan", lambda x, samples, p, e: bulyan(x, malicious(p), e.seats), title="Bulyan",
+            params={"num_malicious_nodes": 0}, check=malicious, min_updates=lambda p: 4 * malicious(p) + 3,
+            chain_code=6, chain_params=lambda p: (malicious(p), 1),
+            selection=lambda x, p, seats: select_bulyan(x, malicious(p), seats), max_commits=CHALLENGEABLE_UPDATES,
+            tolerating=lambda trainers, share: {"num_malicious_nodes": min(round(share * trainers),
+                                                                           (trainers - 3) // 4)})

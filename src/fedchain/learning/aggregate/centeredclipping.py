@@ -48,7 +48,8 @@ from typing import Any
 import numpy as np
 
 from fedchain.errors import LearningError
-from fedchain.learning.aggregate.common import fraction_param, seat_counts, sq_norms
+from fedchain.learning.aggregate.common import fraction_param, int_param, seat_counts, sq_norms
+from fedchain.learning.aggregate.registry import Rule
 from fedchain.learning.fixedpoint import SCALE
 
 DEFAULT_TAU = 10.0
@@ -85,3 +86,17 @@ def centered_clipping(x: np.ndarray, tau_q: int, iterations: int = 1, centre: np
     for _ in range(iterations):
         v = v + (w @ clip_rows(x - v, tau_q)) // w.sum()
     return v
+
+
+def iterations_of(params: Mapping[str, Any]) -> int:
+    return int_param(params, "iterations", 1, lo=1)
+
+
+# What the robustness benchmark tolerates attackers with: tau 2.5, about the median norm of an
+# honest round-0 update on digits (the default, 10, clips no honest update and lets each
+# attacker move the aggregate by 10 / n), and 3 iterations (one is not enough from a zero centre).
+RULE = Rule("centeredclipping", lambda x, samples, p, e: centered_clipping(x, tau_of(p), iterations_of(p),
+                                                                          e.prev_update, e.seats),
+            title="centered clipping", params={"tau": DEFAULT_TAU, "iterations": 1},
+            check=lambda p: (tau_of(p), iterations_of(p)), uses_prev_update=True,
+            tolerating=lambda trainers, share: {"tau": 2.5, "iterations": 3})

@@ -19,7 +19,7 @@ one einsum for all pairs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -89,7 +89,7 @@ def exact_sums(s: np.ndarray) -> np.ndarray:
     """Exact sums over the last axis of int64 chunk sums, as an object array of Python ints."""
     hi, lo = (s >> 32).sum(axis=-1), (s & _LO).sum(axis=-1)
     out = np.empty(hi.shape, dtype=object)
-    out.flat[:] = [(int(h) << 32) + int(l) for h, l in zip(hi.flat, lo.flat)]
+    out.flat[:] = [(int(high) << 32) + int(low) for high, low in zip(hi.flat, lo.flat)]
     return out
 
 
@@ -143,7 +143,7 @@ def weighted_upper_median(values: Sequence[int], weights: Sequence[int]) -> int:
     raise LearningError("no values to take the median of")
 
 
-def int_param(params: dict[str, Any], name: str, default: int | None, lo: int = 0) -> int:
+def int_param(params: Mapping[str, Any], name: str, default: int | None, lo: int = 0) -> int:
     value = params.get(name, default)
     if value is None:
         raise LearningError(f"parameter {name!r} is required")
@@ -154,7 +154,24 @@ def int_param(params: dict[str, Any], name: str, default: int | None, lo: int = 
     return value
 
 
-def fraction_param(params: dict[str, Any], name: str, default: Any) -> Fraction:
+def malicious(params: Mapping[str, Any]) -> int:
+    """f, the Byzantine updates a rule is told to tolerate (``num_malicious_nodes``, default 0)."""
+    return int_param(params, "num_malicious_nodes", 0)
+
+
+def tolerating_f(trainers: int, share: float) -> dict:
+    """``num_malicious_nodes`` = round(share * trainers): an f-rule configured for that share."""
+    return {"num_malicious_nodes": round(share * trainers)}
+
+
+def bool_param(params: Mapping[str, Any], name: str) -> bool:
+    """A true/false parameter (default false); 1 or "yes" is an error, not a truth value."""
+    if not isinstance(params.get(name, False), bool):
+        raise LearningError(f"parameter {name!r} must be true or false, got {params[name]!r}")
+    return params.get(name, False)
+
+
+def fraction_param(params: Mapping[str, Any], name: str, default: Any) -> Fraction:
     """A number as the exact decimal it is written as (0.2 is 1/5, not the nearest double).
 
     ``repr`` of a float is its shortest round-trip decimal, identical on every

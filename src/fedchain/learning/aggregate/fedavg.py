@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fedchain.errors import LearningError
+from fedchain.learning.aggregate.registry import Rule
 from fedchain.learning.fixedpoint import MAX_UPDATES, MAX_WEIGHT, clip_fixed
 
 
@@ -56,3 +57,6 @@ def fedavg_float(model: np.ndarray, updates: Sequence[np.ndarray], samples: Sequ
     w = np.asarray(weights_of(samples), dtype=np.float64)
     stacked = np.stack([np.asarray(u, dtype=np.float64) for u in updates])
     return np.asarray(model, dtype=np.float64) + (w[:, None] * stacked).sum(axis=0) / w.sum()
+
+
+RULE = Rule("fedavg", lambda x, samples, p, e: aggregate_update(list(x), samples), title="FedAvg", chain_code=1)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fedchain.learning.aggregate.common import seat_counts
+from fedchain.learning.aggregate.registry import Rule
 
 
 def coordinate_median(x: np.ndarray) -> np.ndarray:
@@ -62,3 +63,6 @@ def fedmedian(x: np.ndarray, seats: Sequence[int] | None = None) -> np.ndarray:
     if len(set(seats)) == 1:  # equal seats: the plain median, and no cumulative sums
         return coordinate_median(x)
     return weighted_coordinate_median(x, seats)
+
+
+RULE = Rule("fedmedian", lambda x, samples, p, e: fedmedian(x, e.seats), title="FedMedian", chain_code=2)

@@ -32,6 +32,7 @@ import numpy as np
 from fedchain.errors import LearningError
 from fedchain.learning.aggregate.common import SEAT, fraction_param, seat_counts
 from fedchain.learning.aggregate.fedmedian import sorted_with_seats
+from fedchain.learning.aggregate.registry import Rule
 
 DEFAULT_BETA = 0.2
 
@@ -67,9 +68,22 @@ def weighted_trimmed_mean(x: np.ndarray, beta: Fraction, seats: Sequence[int]) -
     total = sum(seats)
     cut = floor(beta * Fraction(total, SEAT)) * SEAT
     if total - 2 * cut < 1:
-        raise LearningError(f"fedtrimmedavg: trimming {cut // SEAT} of {total / SEAT:g} seats at each end leaves nothing")
+        raise LearningError(f"fedtrimmedavg: trimming {cut // SEAT} of {total / SEAT:g} seats at each end "
+                            "leaves nothing")
     s, w = sorted_with_seats(x, seats)
     ends = np.cumsum(w, axis=0)  # each value covers positions ends - w to ends - 1
     kept = np.clip(np.minimum(ends, total - cut) - np.maximum(ends - w, cut), 0, None)
     # |value| <= 2**23 and at most n + k seats (max(1, k w / T) each): the sums fit int64
     return (s * kept).sum(axis=0) // np.int64(total - 2 * cut)
+
+
+def chain_params(params: Mapping[str, Any]) -> tuple[int, int]:
+    """beta as the contracts read it: param1 / param2."""
+    beta = beta_of(params)
+    return beta.numerator, beta.denominator
+
+
+# tolerating a share of Byzantine trainers: beta = the share (beta >= f / n, Yin et al.)
+RULE = Rule("fedtrimmedavg", lambda x, samples, p, e: fedtrimmedavg(x, beta_of(p), e.seats), title="FedTrimmedAvg",
+            params={"beta": DEFAULT_BETA}, check=beta_of, chain_code=3, chain_params=chain_params,
+            tolerating=lambda trainers, share: {"beta": share})

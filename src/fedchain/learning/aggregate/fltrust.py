@@ -48,6 +48,7 @@ from math import isqrt
 import numpy as np
 
 from fedchain.learning.aggregate.common import SEAT, dots, seat_counts, sq_norms
+from fedchain.learning.aggregate.registry import Rule
 from fedchain.learning.fixedpoint import QMAX
 
 PPM = 10**6
@@ -87,3 +88,11 @@ def fltrust(x: np.ndarray, root: np.ndarray, seats: Sequence[int] | None = None)
         if t:
             acc += np.int64(t) * rescale(u, u_sq, g_sq)
     return acc // np.int64(total)
+
+
+def _run(x, samples, p, e):
+    assert e.root_update is not None  # aggregate_update refuses a root-set rule without it
+    return fltrust(x, e.root_update, e.seats)
+
+
+RULE = Rule("fltrust", _run, title="FLTrust", needs_root_set=True)

@@ -32,14 +32,26 @@ selection and the result are the plain rule's, bit for bit. The validity checks
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from fedchain.errors import LearningError
 from fedchain.learning.aggregate import fedavg
-from fedchain.learning.aggregate.common import SEAT, nearest, pairwise_sq_distances, seat_counts
+from fedchain.learning.aggregate.common import (
+    SEAT,
+    int_param,
+    malicious,
+    nearest,
+    pairwise_sq_distances,
+    seat_counts,
+    tolerating_f,
+)
+from fedchain.learning.aggregate.registry import Rule
 from fedchain.learning.fixedpoint import MAX_WEIGHT
+
+TABLE_REVEALS = 64  # challenges.vy's MAX_TABLE: a distance table covers at most 64 reveals
 
 
 def check_krum(n: int, f: int, seats: Sequence[int] | None = None) -> None:
@@ -123,3 +135,29 @@ def krum(x: np.ndarray, f: int, seats: Sequence[int] | None = None) -> np.ndarra
     """The aggregate update: the single update with the lowest Krum score."""
     check_krum(len(x), f, seats)
     return x[next(iter(select_multikrum(pairwise_sq_distances(x), f, 1, seats)))].copy()
+
+
+def selected(params: Mapping[str, Any]) -> int | None:
+    """MultiKrum's m (``num_nodes_to_select``); None: the default, n - f seats."""
+    return int_param(params, "num_nodes_to_select", None, lo=1) if "num_nodes_to_select" in params else None
+
+
+def multikrum_selection(x: np.ndarray, params: Mapping[str, Any], seats: Sequence[int] | None,
+                        m: int | None) -> dict[int, int]:
+    """The kept updates (index -> seats kept) as the contracts recompute them from the distance table."""
+    return select_multikrum(pairwise_sq_distances(x), malicious(params), m, seats)
+
+
+RULE = Rule("krum", lambda x, samples, p, e: krum(x, malicious(p), e.seats), title="Krum",
+            params={"num_malicious_nodes": 0}, check=malicious, min_updates=lambda p: 2 * malicious(p) + 3,
+            chain_code=4, chain_params=lambda p: (malicious(p), 1),
+            selection=lambda x, p, seats: multikrum_selection(x, p, seats, 1), max_commits=TABLE_REVEALS,
+            tolerating=tolerating_f)
+
+MULTIKRUM = Rule("multikrum", lambda x, samples, p, e: multikrum(x, samples, malicious(p), selected(p), e.seats),
+                 title="MultiKrum", params={"num_malicious_nodes": 0, "num_nodes_to_select": None},
+                 check=lambda p: (malicious(p), selected(p)),
+                 min_updates=lambda p: max(2 * malicious(p) + 3, selected(p) or 1),
+                 chain_code=5, chain_params=lambda p: (malicious(p), selected(p) or 0),  # 0: n - f
+                 selection=lambda x, p, seats: multikrum_selection(x, p, seats, selected(p)),
+                 max_commits=TABLE_REVEALS, tolerating=tolerating_f)

@@ -60,7 +60,16 @@ import numpy as np
 from fedchain.errors import LearningError
 from fedchain.learning.aggregate import fedavg
 from fedchain.learning.aggregate.centeredclipping import clip_rows
-from fedchain.learning.aggregate.common import SEAT, seat_counts, sq_norms, weighted_upper_median
+from fedchain.learning.aggregate.common import (
+    SEAT,
+    bool_param,
+    malicious,
+    seat_counts,
+    sq_norms,
+    tolerating_f,
+    weighted_upper_median,
+)
+from fedchain.learning.aggregate.registry import Rule
 
 
 def select(root_scores: Sequence[int], b: int, seats: Sequence[int] | None = None) -> dict[int, int]:
@@ -98,3 +107,14 @@ def zeno(x: np.ndarray, samples: Sequence[int], root_scores: Sequence[int], b: i
         rows = clip_rows(rows, isqrt(weighted_upper_median(sq_norms(x), seats)))
     # an update kept in part weighs that part of its samples (at least one: FedAvg needs positive weights)
     return fedavg.aggregate_update(list(rows), [max(1, samples[i] * take // seats[i]) for i, take in kept.items()])
+
+
+def _run(x, samples, p, e):
+    assert e.root_scores is not None  # aggregate_update refuses a root-score rule without them
+    return zeno(x, samples, e.root_scores, malicious(p), bool_param(p, "clip"), e.seats)
+
+
+RULE = Rule("zeno", _run,
+            title="Zeno", params={"num_malicious_nodes": 0, "clip": False},
+            check=lambda p: (malicious(p), bool_param(p, "clip")), min_updates=lambda p: malicious(p) + 1,
+            needs_root_scores=True, tolerating=tolerating_f)

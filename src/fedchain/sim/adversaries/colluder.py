@@ -32,12 +32,12 @@ committee's seats it leads, and only a watcher's challenge stops it.
 
 import dataclasses
 
+from fedchain.errors import BlobNotFound
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.train import flatten, unflatten
 from fedchain.protocol.distances import DistanceTable, combined_scores_root
 from fedchain.protocol.round import Lineage
 from fedchain.protocol.validator import Validator
-from fedchain.errors import BlobNotFound
 from fedchain.storage.cid import cid_of
 from fedchain.storage.codec import decode_metadata, decode_tensors, encode_tensors
 from fedchain.storage.merkle import merkle_root, score_leaf
@@ -147,7 +147,7 @@ class HidingColluder(Colluder):
     @property
     def private(self) -> dict:
         if "_private" not in self.__dict__:
-            self._private = {}
+            self._private: dict = {}
         return self._private
 
     def answer_requests(self, log, v):

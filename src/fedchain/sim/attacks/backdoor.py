@@ -61,5 +61,5 @@ def triggered_test_set(x: np.ndarray, y: np.ndarray, target: int = TARGET) -> tu
     return add_trigger(x[keep]), np.full(int(keep.sum()), target, dtype=np.int64)
 
 
-ATTACK = Attack("backdoor", craft=lambda k: craft(k.own, k.n, k.f),
+ATTACK = Attack("backdoor", craft=lambda k: craft(k.trained, k.n, k.f),
                 local_data=lambda x, y, num_classes, rng: poison(x, y, rng))

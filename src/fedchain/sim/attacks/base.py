@@ -47,6 +47,13 @@ class Knowledge:
     f: int
     rng: np.random.Generator
 
+    @property
+    def trained(self) -> np.ndarray:
+        """``own``, for an attack that crafts from the update it trained (``Attack.trains``)."""
+        if self.own is None:
+            raise ValueError("this attack does not train: it has no update of its own to craft from")
+        return self.own
+
 
 # (x, y, num_classes, rng) -> the (x, y) an attacker trains on
 LocalData = Callable[[np.ndarray, np.ndarray, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]

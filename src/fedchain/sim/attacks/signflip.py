@@ -18,4 +18,4 @@ def craft(own: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return -float(scale) * np.asarray(own, dtype=np.float64)
 
 
-ATTACK = Attack("signflip", craft=lambda k: craft(k.own))
+ATTACK = Attack("signflip", craft=lambda k: craft(k.trained))

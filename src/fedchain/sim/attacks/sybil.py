@@ -62,7 +62,7 @@ def sampled_seats(seeds: Sequence[bytes], nodes: Sequence[str], weights: Sequenc
 class SybilParty:
     """The one party behind every Sybil identity: pools their data and trains once a round."""
 
-    def __init__(self, identities: Sequence["Sybil"]):
+    def __init__(self, identities: Sequence[Sybil]):
         self.identities = list(identities)
         self.x = np.concatenate([t.x for t in self.identities])
         self.y = np.concatenate([t.y for t in self.identities])

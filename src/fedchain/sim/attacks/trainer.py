@@ -42,8 +42,10 @@ class AttackTrainer(Trainer):
     def make_update(self, model, round_id):
         own = flatten(self.train(model, round_id)).astype(np.float64) if self.attack.trains else None
         if self.attack.craft is None:
+            assert own is not None, "an attack that crafts nothing sends the update it trained"
             vec = finish(own)
         else:
+            assert self.coordinator is not None, "arm() connects every attacker before its first round"
             vec = finish(self.attack.craft(self.coordinator.knowledge(self, model, round_id, own)))
         delta = unflatten(vec, model.params)
         return encode_tensors(delta), fp.vector_root(fp.to_fixed(flatten(delta)), self.recipe.chunk_size)
@@ -55,7 +57,7 @@ class Coordinator:
     def __init__(self, attack: Attack, honest: Sequence[Trainer], attackers: Sequence[AttackTrainer]):
         self.attack = attack
         self.honest, self.attackers = list(honest), list(attackers)
-        self._round: tuple[int, int] | None = None
+        self._round: tuple[int | None, int] | None = None
         self._updates: np.ndarray | None = None
 
     def knowledge(self, attacker: AttackTrainer, model, round_id: int, own: np.ndarray | None) -> Knowledge:
@@ -67,7 +69,7 @@ class Coordinator:
 
     def honest_updates(self, task_id: int | None, model, round_id: int) -> np.ndarray:
         """(h, d) float64: every honest trainer's update of the round."""
-        if self._round != (task_id, round_id):
+        if self._round != (task_id, round_id) or self._updates is None:  # (both are set together)
             shapes = param_shapes(model.params)
             rows = []
             for t in self.honest:
@@ -97,8 +99,8 @@ def arm(trainers: Sequence[Trainer]) -> None:
     sybils = [t for t in trainers if isinstance(t, Sybil)]
     if sybils:
         party = SybilParty(sybils)
-        for t in sybils:
-            t.party = party
+        for s in sybils:
+            s.party = party
 
 
 def byzantine_count(cfg) -> int:
