@@ -28,6 +28,7 @@ from fedchain.chain import commitments as cm
 from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR, TOKEN, ProtocolParams, deploy
 from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import Chain, Contract, Receipt, account_from_seed
+from fedchain.chain.layout import Schedule
 from fedchain.errors import Reverted
 from fedchain.storage.merkle import merkle_proof, merkle_root, score_leaf
 
@@ -199,8 +200,7 @@ class Net:
 
     def schedule(self, task: int, rnd: int) -> tuple[int, int, int, int]:
         """(opened, commit_end, reveal_end, validate_end)."""
-        s = self.fc.call("rounds", task, rnd)["schedule"]  # four packed 64-bit block numbers
-        return tuple((s >> (64 * i)) & (2**64 - 1) for i in range(4))
+        return Schedule.unpack(self.fc.call("rounds", task, rnd)["schedule"]).astuple()
 
     def current_round(self, task: int) -> int:
         return self.fc.call("tasks", task)["round"]

@@ -77,6 +77,7 @@ from fedchain.chain.abi import intrinsic_gas
 from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR, TOKEN, ProtocolParams
 from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import CONTRACTS_DIR, Artifact, account_from_seed
+from fedchain.chain.layout import Schedule
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.data import load_dataset, partition
 from fedchain.learning.models import build_model
@@ -259,8 +260,7 @@ def measure(contracts: Contracts, size: int, bound_updates: int, rule: str, data
               sender=t)
     for v in validators:
         fc.tx("join", task, rnd, sender=v)
-    sched = fc.call("rounds", task, rnd)["schedule"]
-    opened, commit_end, reveal_end, validate_end = ((sched >> (64 * i)) & (2**64 - 1) for i in range(4))
+    opened, commit_end, reveal_end, validate_end = Schedule.unpack(fc.call("rounds", task, rnd)["schedule"]).astuple()
     chain.mine_to(commit_end + 1)
     for i, (t, root, salt, s) in enumerate(zip(trainers, roots, salts, samples)):
         idx = fc.tx("reveal", task, rnd, root, keccak(text=f"cid:{i}"), s, salt, sender=t).event("Revealed")

@@ -67,6 +67,7 @@ from eth_utils import keccak
 from fedchain.chain import commitments as cm
 from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR, TOKEN, ProtocolParams, deploy
 from fedchain.chain.interface import Chain, account_from_seed
+from fedchain.chain.layout import Schedule
 from fedchain.learning import fixedpoint as fp
 from fedchain.protocol.availability import NO_OPENING, vector_node
 from fedchain.storage.merkle import merkle_layers, proof_from_layers, score_leaf
@@ -124,8 +125,7 @@ class Bench:
         return r.event("TaskCreated").args["task_id"]
 
     def schedule(self, task: int, rnd: int):
-        s = self.fc.call("rounds", task, rnd)["schedule"]  # four packed 64-bit block numbers
-        return tuple((s >> (64 * i)) & (2**64 - 1) for i in range(4))
+        return Schedule.unpack(self.fc.call("rounds", task, rnd)["schedule"]).astuple()
 
     def commit(self, task: int, rnd: int, node, record: bool = True) -> None:
         c = cm.commitment(self.chain.chain_id, self.fc.address, task, rnd, node.address,

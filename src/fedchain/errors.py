@@ -45,5 +45,9 @@ class CodecError(StorageError):
     """A blob is not a valid tensor file, or its tensors fail a check."""
 
 
+class LineageError(CodecError):
+    """A model blob's lineage (its ``fedchain`` metadata) is missing or malformed."""
+
+
 class LearningError(FedchainError):
     """Training, aggregation or fixed-point conversion failed."""

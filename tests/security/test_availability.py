@@ -32,6 +32,7 @@ from fedchain.protocol.availability import (
 )
 from fedchain.protocol.distances import DistanceTable, combined_scores_root
 from fedchain.protocol.node import FAILED, FINALIZED, OPEN
+from fedchain.protocol.round import Vote
 
 CHUNK = fp.CHUNK_SIZE
 SIZE = 300  # five chunks: a depth-3 tree with three padding leaves
@@ -424,13 +425,13 @@ def test_an_honest_trainer_answers_a_request_for_its_update_and_the_round_finali
     asker = net.watchers[0]  # any party may ask, even about a right result
     fc, t = net.deployment.fedchain, net.task_id
     leader = fc.call("rounds", t, v.round_id)["leader"]
-    vote = next(e.args for e in asker.task(t).votes[v.round_id] if e.args["vote_hash"] == leader)
+    vote = Vote.from_event(next(e for e in asker.task(t).votes[v.round_id] if e.args["vote_hash"] == leader))
     from fedchain.protocol.availability import request_args
 
     net.deployment.token.tx("approve", net.deployment.availability.address, MAX_UINT, sender=asker.account)
     asker.send("request", *request_args(t, v.round_id, vote, net.recipe, KIND_UPDATE, 1, 2, 1),
                to=net.deployment.availability)
-    owner = next(e.args["node"] for e in asker.task(t).reveals[v.round_id] if e.args["index"] == 1)
+    owner = next(e.node for e in asker.task(t).reveals[v.round_id] if e.index == 1)
     outcome = play_round(net)  # the trainer answers it in the challenge window, then the round finalizes
     assert outcome.finalized and outcome.round_id == v.round_id
     answered = [e for e in net.deployment.availability.events() if e.name == "Answered"]
@@ -469,20 +470,19 @@ def test_a_watcher_reports_the_trainer_of_an_update_nobody_can_produce(tmp_path)
     (deleted from the network's one blob store): the watcher cannot recompute the round,
     requests the update, nobody answers, it settles, and reports the voters and the trainer."""
     from fedchain.sim.network import SimConfig, build_network, play_round, play_to_vote
-    from fedchain.storage.cid import cid_from_digest
 
     net = build_network(SimConfig(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32,
                                   seed=3, out=tmp_path, watchers=1))
     v = play_to_vote(net)
     fc, t, watcher = net.deployment.fedchain, net.task_id, net.watchers[0]
-    lost = next(e.args for e in watcher.task(t).reveals[v.round_id] if e.args["index"] == 1)
-    net.store._path(cid_from_digest(lost["update_cid"])).unlink()
+    lost = next(e for e in watcher.task(t).reveals[v.round_id] if e.index == 1)
+    net.store._path(lost.cid).unlink()
     outcome = play_round(net)
     assert not outcome.finalized and watcher.challenged == [(t, v.round_id, True)]
     requested = [e.args for e in net.deployment.availability.events() if e.name == "Requested"]
     assert [(e["kind"], e["index"]) for e in requested] == [(KIND_UPDATE, 1)]
     slashed = {(e.args["node"], e.args["reason"]) for e in fc.events() if e.name == "Slashed"}
-    assert slashed == {(x.address, 4) for x in net.validators} | {(lost["node"], 6)}
+    assert slashed == {(x.address, 4) for x in net.validators} | {(lost.node, 6)}
     assert net.conservation_gap() == 0
 
 
@@ -500,7 +500,7 @@ def test_a_watcher_answers_for_a_right_result_its_validators_do_not_defend(tmp_p
     fc, av, t, watcher = net.deployment.fedchain, net.deployment.availability, net.task_id, net.watchers[0]
     asker = net.trainers[0]
     leader = fc.call("rounds", t, v.round_id)["leader"]
-    vote = next(e.args for e in asker.task(t).votes[v.round_id] if e.args["vote_hash"] == leader)
+    vote = Vote.from_event(next(e for e in asker.task(t).votes[v.round_id] if e.args["vote_hash"] == leader))
     from fedchain.chain.interface import account_from_seed
 
     sponsor = account_from_seed(f"{net.cfg.seed}:sponsor")  # the test token's minter in a simulation

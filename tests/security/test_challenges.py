@@ -23,6 +23,7 @@ from fedchain.learning import fixedpoint as fp
 from fedchain.protocol.audit import Auditor, ContractEvents
 from fedchain.protocol.challenge import Unchallengeable, find_fault, find_score_fault, gather
 from fedchain.protocol.node import FAILED, FINALIZED, OPEN
+from fedchain.protocol.round import Vote
 from fedchain.protocol.validator import Validator
 from fedchain.sim.adversaries import colluder
 from fedchain.sim.network import SimConfig, build_network, leading_evidence, play_round, play_to_vote
@@ -120,7 +121,7 @@ def test_a_false_challenge_loses_its_bond_and_changes_nothing(tmp_path, rule, pa
     ev = leading_evidence(net, v)
     assert ev.first_wrong() is None  # the honest result is right everywhere
     if stakes:
-        assert sorted(e.args["seats_bps"] for e in ev.accepted) == [10_000] * 3 + [20_000]
+        assert sorted(e.seats_bps for e in ev.accepted) == [10_000] * 3 + [20_000]
     bond = ch.call("bond")
     chunks = fp.chunks(ev.parent).shape[0]
     # every value of chunk 0 and one value of every other chunk (the last one
@@ -178,7 +179,7 @@ def colluded(tmp_path):
     net = build_network(config(tmp_path, trainers=5, colluders=3, adversaries={"garbage": 1}))
     v = play_to_vote(net)
     ev = leading_evidence(net, v)
-    assert ev.vote["rejected"] != 0 and len(ev.accepted) == 4
+    assert ev.vote.rejected != 0 and len(ev.accepted) == 4
     wrong = ev.first_wrong()
     assert wrong is not None
     acct = challenger(net)
@@ -215,11 +216,11 @@ def test_every_malformed_challenge_is_refused(colluded):
             ch.tx("challenge", *bad.args(), sender=acct)
     # the rejected update cannot be slipped in
     log = net.validators[0].task(net.task_id)
-    rejected = next(e for e in log.reveals[v.round_id] if e.args["node"] == other.address)
+    rejected = next(e for e in log.reveals[v.round_id] if e.node == other.address)
     with reverts("challenges: not the averaged updates in reveal order"):
         ch.tx("challenge", *rep(good, nodes=[*good.nodes, other.address],
-                                update_roots=[*good.update_roots, rejected.args["update_root"]],
-                                salts=[*good.salts, rejected.args["salt"]],
+                                update_roots=[*good.update_roots, rejected.update_root],
+                                salts=[*good.salts, rejected.salt],
                                 update_chunks=good.update_chunks + good.update_chunks[-256:],
                                 update_proofs=good.update_proofs + good.update_proofs[-good.depth:]).args(),
               sender=acct)
@@ -336,8 +337,8 @@ def test_rules_the_contract_cannot_recompute_are_refused(tmp_path):
     # a proof built as if the task were a plain median: refused whatever rule it names
     plain = dataclasses.replace(net.recipe, rule_params={})
     log, fc = net.validators[0].task(net.task_id), net.deployment.fedchain
-    vote = next(e.args for e in log.votes[v.round_id]
-                if e.args["vote_hash"] == fc.call("rounds", net.task_id, v.round_id)["leader"])
+    vote = Vote.from_event(next(e for e in log.votes[v.round_id]
+                                if e.args["vote_hash"] == fc.call("rounds", net.task_id, v.round_id)["leader"]))
     ev = gather(net.task_id, v.round_id, net.validators[0].current_model(net.task_id).q, log.reveals[v.round_id],
                 vote, net.store, plain, net.validators[0].shapes)
     acct = challenger(net)
@@ -383,7 +384,7 @@ def test_every_honest_score_and_total_survives_a_challenge(tmp_path, extra):
     ev = leading_evidence(net, v)
     assert find_score_fault(ev) is None
     if extra:
-        assert sorted(e.args["seats_bps"] for e in ev.revealed) == [10_000] * 3 + [20_000]
+        assert sorted(e.seats_bps for e in ev.revealed) == [10_000] * 3 + [20_000]
     attempts = [ev.score_challenge(i) for i in range(len(ev.revealed))] + [ev.total_challenge()]
     acct = challenger(net, tokens=len(attempts) * ch.call("bond"))
     committed(net.chain, ch, acct, *[(c.fn, c.args()) for c in attempts])

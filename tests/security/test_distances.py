@@ -334,7 +334,7 @@ def test_krum_rules_count_seats_on_chain_as_the_validators_do(tmp_path, monkeypa
     net = build_network(cfg)
     v = play_to_vote(net)
     ev = leading_evidence(net, v)
-    seats = [e.args["seats_bps"] for e in ev.accepted]
+    seats = [e.seats_bps for e in ev.accepted]
     assert sorted(seats) == [10_000] * (trainers - 2) + [20_000]
     assert ev.model_fault() is None
     acct = funded(net, tokens=100 * TOKEN)
@@ -344,10 +344,10 @@ def test_krum_rules_count_seats_on_chain_as_the_validators_do(tmp_path, monkeypa
     f = params["num_malicious_nodes"]
     kept = (select_multikrum(d, f, params["num_nodes_to_select"], seats) if rule == "multikrum"
             else bulyan_selection(d, f, seats))
-    assert sel & (2**64 - 1) == sum(1 << ev.accepted[k].args["index"] for k in kept)
+    assert sel & (2**64 - 1) == sum(1 << ev.accepted[k].index for k in kept)
     whale = seats.index(20_000)
     if rule == "multikrum":
-        assert (sel >> 128 == ev.accepted[whale].args["index"] + 1 and (sel >> 64) & (2**64 - 1) == 10_000) == in_part
+        assert (sel >> 128 == ev.accepted[whale].index + 1 and (sel >> 64) & (2**64 - 1) == 10_000) == in_part
     else:
         assert (kept[whale] == 10_000) == in_part
     assert not any(send_all(net, acct, [ev.challenge(0, j) for j in range(0, fp.CHUNK_SIZE, 7)]))
@@ -372,7 +372,7 @@ def honest(tmp_path_factory):
     net = build_network(config(tmp_path_factory.mktemp("honest"), trainers=7, adversaries={"garbage": 1}))
     v = play_to_vote(net)
     ev = leading_evidence(net, v)
-    assert ev.vote["rejected"] != 0 and len(ev.accepted) == 6 and ev.model_fault() is None
+    assert ev.vote.rejected != 0 and len(ev.accepted) == 6 and ev.model_fault() is None
     return net, v, ev
 
 
@@ -397,7 +397,7 @@ def test_every_step_against_an_honest_krum_round_fails(honest):
     net, v, ev, = honest
     table = ev.table
     n, chunks = len(ev.revealed), fp.chunks(ev.parent).shape[0]
-    bad = next(e.args["index"] for e in ev.revealed if (ev.vote["rejected"] >> e.args["index"]) & 1)
+    bad = next(e.index for e in ev.revealed if (ev.vote.rejected >> e.index) & 1)
     steps = [ev.challenge(0, j) for j in range(fp.CHUNK_SIZE)]  # Krum's selection, then the mean's values
     steps += [ev.challenge(c, c % fp.CHUNK_SIZE) for c in range(1, chunks)]
     steps += [ev._leaf_challenge(0, *pair_of(e)) for e in range(n * (n - 1) // 2)]  # every pair, rejected ones too
@@ -465,7 +465,7 @@ def test_distance_steps_are_refused_for_other_rules(tmp_path):
                                  ("0x" + "00" * 20, bytes(32), bytes(32), b"", []))
     with reverts("challenges: no distance table"):
         net.deployment.challenges.tx(fake.fn, *fake.args(), sender=acct)
-    opening = OpenTable(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args, [e.args["node"] for e in ev.revealed],
+    opening = OpenTable(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args, [e.node for e in ev.revealed],
                         (tree, bytes(32), bytes(32), []))
     node = DistanceSumChallenge(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args, tree, 1, 0, [],
                                 (bytes(32), bytes(32), []), (bytes(32), bytes(32), []), [], [])
@@ -485,7 +485,7 @@ def test_a_krum_value_check_needs_the_table_opened_first(tmp_path):
     with reverts("challenges: table not opened"):
         net.deployment.challenges.tx(ch.fn, *ch.args(), sender=acct)
     rc = net.deployment.challenges.tx("open_table", *ch.opening.args(), sender=acct)
-    assert rc.event("TableOpened").args["selection"] == sum(1 << ev.accepted[k].args["index"] for k in ev.averaged())
+    assert rc.event("TableOpened").args["selection"] == sum(1 << ev.accepted[k].index for k in ev.averaged())
     net.deployment.challenges.tx("open_table", *ch.opening.args(), sender=acct)  # again: the same record
     committed(net.chain, net.deployment.challenges, acct, (ch.fn, ch.args()))
     assert net.deployment.challenges.tx(ch.fn, *ch.args(), sender=acct).event("Challenged").args["success"] is True
@@ -496,7 +496,7 @@ def test_a_withheld_table_cannot_be_proven_wrong(tmp_path):
     net = build_network(config(tmp_path, colluders=3, collusion="distance-leaf"))
     v = play_to_vote(net)
     ev = leading_evidence(net, v)
-    blob = net.store.get(cid_from_digest(ev.vote["model_cid"]))
+    blob = net.store.get(cid_from_digest(ev.vote.model_cid))
     cid = json.loads(decode_metadata(blob)["fedchain"])["distances"]["cid"]
     net.store._path(cid).unlink()  # the committee never published it
     with pytest.raises(Unchallengeable, match="distance table cannot be used"):

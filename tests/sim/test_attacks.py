@@ -306,7 +306,7 @@ def test_zeno_on_chain_leaves_sign_flippers_out_of_the_model_and_the_rewards(tmp
     among them and earn nothing."""
     from fedchain.learning.aggregate import fedavg
     from fedchain.protocol.root_set import validation_round_scores
-    from fedchain.protocol.validator import check_updates
+    from fedchain.protocol.round import check_updates, in_reveal_order
 
     cfg = SimConfig(trainers=6, validators=3, rounds=1, model="mlp", epochs=1, lr=0.1, seed=6, out=tmp_path,
                     rule="zeno", rule_params={"num_malicious_nodes": 2}, score="validation",
@@ -316,7 +316,7 @@ def test_zeno_on_chain_leaves_sign_flippers_out_of_the_model_and_the_rewards(tmp
     parent = v.current_model(net.task_id)
     assert play_round(net).finalized
     settle(net)
-    revealed = sorted(v.task(net.task_id).reveals[0], key=lambda e: e.args["index"])
+    revealed = in_reveal_order(v.task(net.task_id).reveals[0])
     updates, samples, reasons = check_updates(revealed, net.store, v.shapes, net.recipe.chunk_size)
     assert not reasons and len(updates) == 6
     scores = dict(zip(updates, validation_round_scores(net.recipe, parent.q, list(updates.values()),

@@ -8,7 +8,7 @@ import numpy as np
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import aggregate_update
 from fedchain.protocol.audit import Auditor, ContractEvents
-from fedchain.protocol.validator import check_updates, previous_update
+from fedchain.protocol.round import check_updates, in_reveal_order, previous_update
 from fedchain.sim.network import SimConfig, build_network, play_round
 
 
@@ -28,7 +28,7 @@ def test_the_centre_is_the_last_aggregate_update_and_the_audit_agrees(tmp_path):
     centre = previous_update(models[2], net.store, v.shapes)
     assert np.array_equal(centre, models[2].q - models[1].q)
     log = v.task(t)
-    updates, samples, _ = check_updates(sorted(log.reveals[2], key=lambda e: e.args["index"]), net.store, v.shapes,
+    updates, samples, _ = check_updates(in_reveal_order(log.reveals[2]), net.store, v.shapes,
                                         net.recipe.chunk_size)
     args = (net.recipe.rule, net.recipe.rule_params, list(updates.values()), list(samples.values()))
     with_centre = fp.clip_fixed(models[2].q + aggregate_update(*args, prev_update=centre))

@@ -12,7 +12,7 @@ from fedchain.learning import aggregate
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate.common import stack
 from fedchain.protocol.audit import Auditor, ContractEvents
-from fedchain.protocol.validator import check_updates
+from fedchain.protocol.round import check_updates, in_reveal_order
 from fedchain.sim.network import SimConfig, build_network, play_round
 from fedchain.sim.simulate import model_accuracy
 from rules import seat_mean
@@ -44,10 +44,10 @@ def test_a_rule_registered_from_outside_runs_a_network_that_learns(tmp_path, reg
     assert acc > initial + 0.2 and acc > 0.5  # 10 classes: chance is 0.1
 
     # the last round by hand: the model is the parent plus 1.5 times the seat-weighted mean
-    events = sorted(v.task(net.task_id).reveals[cfg.rounds - 1], key=lambda e: e.args["index"])
+    events = in_reveal_order(v.task(net.task_id).reveals[cfg.rounds - 1])
     updates, samples, reasons = check_updates(events, net.store, v.shapes, net.recipe.chunk_size)
     assert not reasons
-    seats = [e.args["seats_bps"] for e in events]
+    seats = [e.seats_bps for e in events]
     assert len(set(seats)) > 1  # the whale stands for more seats than the others
     x = stack(list(updates.values()))
     mean = seat_mean.seat_mean(x, seats=seats)

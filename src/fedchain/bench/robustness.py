@@ -5,7 +5,7 @@ learning path of the simulation without the chain: the same partitions, model,
 initial weights, local training and training seeds as ``fedchain simulate``
 (``fedchain.sim.network``), the same attack code as the on-chain attackers
 (``fedchain.sim.attacks``), and for the round result the very function the
-validators run, ``fedchain.protocol.validator.aggregate_round`` (aggregation
+validators run, ``fedchain.protocol.round.aggregate_round`` (aggregation
 by the recipe's rule, scores, the model blob). What it leaves out is what does
 not change the numbers: blobs, commitments, votes. Rewards are the contract's
 ``claim`` formula applied to those scores (``trainer_budget * score //
@@ -25,7 +25,6 @@ import os
 import time
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache, partial
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -41,8 +40,8 @@ from fedchain.learning.train import evaluate, flatten, get_params, param_shapes,
 from fedchain.protocol.node import Model
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.root_set import report_indices, round_scores
+from fedchain.protocol.round import ZERO, Reveal, aggregate_round, decode_update
 from fedchain.protocol.trainer import client_momentum
-from fedchain.protocol.validator import aggregate_round, decode_update
 from fedchain.sim.attacks import ATTACKS, Knowledge, finish
 from fedchain.sim.attacks.backdoor import triggered_test_set
 from fedchain.sim.network import SimConfig, build_network, play_round, settle
@@ -229,7 +228,7 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
 
     q = fp.to_fixed(flatten(initial))
     cosine, validation, curve = Payouts(setup.pool, setup.rounds, n), Payouts(setup.pool, setup.rounds, n), []
-    prev = None  # the update that made the current model: centered clipping's centre (validator.previous_update)
+    prev = None  # the update that made the current model: centered clipping's centre (round.previous_update)
     momentum: dict[int, np.ndarray] = {}  # honest trainers' client momentum buffers (recipe.client_momentum)
     for r in range(setup.rounds):
         params = unflatten(fp.from_fixed(q), template)
@@ -262,7 +261,8 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
                                                              rng=np.random.default_rng([cell.seed * 1000 + i, r]))))
         ids = sorted(valid)  # reveal order: trainer order, as the simulation steps them
         # as on the chain: every trainer holds one minimum stake and k = n, so each stands for one seat
-        revealed = [SimpleNamespace(args={"node": nodes[i], "index": k, "seats_bps": BPS}) for k, i in enumerate(ids)]
+        # (no blobs, no commitments: the updates are in memory and aggregate_round reads no root, CID or salt)
+        revealed = [Reveal(0, r, nodes[i], k, ZERO, ZERO, samples[i], ZERO, BPS) for k, i in enumerate(ids)]
         qs = {nodes[i]: fp.to_fixed(valid[i]) for i in ids}
         model_now = Model(params=params, q=q, root=b"", cid="")
         result = aggregate_round(0, r, model_now, revealed, qs, {nodes[i]: samples[i] for i in ids}, {},

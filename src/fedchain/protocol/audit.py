@@ -44,17 +44,21 @@ from fedchain.learning.aggregate import uses_prev_update
 from fedchain.learning.models import build_model
 from fedchain.learning.train import flatten, get_params, param_shapes, unflatten
 from fedchain.protocol.node import Model
-from fedchain.protocol.sponsor import task_recipe
-from fedchain.protocol.validator import (
+from fedchain.protocol.round import (
     STORAGE_REASONS,
+    Lineage,
+    Reveal,
     RoundResult,
+    Vote,
     aggregate_round,
     check_updates,
     compute_round,
+    in_reveal_order,
     previous_update,
 )
+from fedchain.protocol.sponsor import task_recipe
 from fedchain.storage.cid import cid_from_digest
-from fedchain.storage.codec import decode_metadata, decode_tensors
+from fedchain.storage.codec import decode_tensors
 from fedchain.storage.store import BlobStore
 
 BPS = 10_000
@@ -241,7 +245,7 @@ class _Round:
 
     opened: Event
     commits: dict[str, Event] = field(default_factory=dict)
-    reveals: list[Event] = field(default_factory=list)
+    reveals: list[Reveal] = field(default_factory=list)
     joins: dict[str, int] = field(default_factory=dict)
     votes: list[Event] = field(default_factory=list)
     equivocated: set[str] = field(default_factory=set)
@@ -352,7 +356,7 @@ class Auditor:
             if e.name == "Committed":
                 rnd.commits[a["node"]] = e
             elif e.name == "Revealed":
-                rnd.reveals.append(e)
+                rnd.reveals.append(Reveal.from_event(e))
             elif e.name == "Joined":
                 rnd.joins[a["validator"]] = a["weight"]
             elif e.name == "Voted":
@@ -391,7 +395,7 @@ class Auditor:
     # -- one round
 
     def _round(self, r: int, rnd: _Round, model: Model, budgets) -> tuple[Version, Model]:
-        revealed = sorted(rnd.reveals, key=lambda e: e.args["index"])
+        revealed = in_reveal_order(rnd.reveals)
         self._check_reveals(r, rnd, revealed)
         self.report.updates += len(revealed)
         version = Version(r, "open", model.cid)
@@ -417,28 +421,27 @@ class Auditor:
         return version, self._model(fp.to_fixed(flatten(decode_tensors(result.blob))), result.model_root,
                                     result.model_cid)
 
-    def _check_reveals(self, r: int, rnd: _Round, revealed: list[Event]) -> None:
+    def _check_reveals(self, r: int, rnd: _Round, revealed: list[Reveal]) -> None:
         """Each reveal opens its sender's commitment, and reveal indices count from 0."""
         for i, ev in enumerate(revealed):
-            a = ev.args
-            committed = rnd.commits.get(a["node"])
+            committed = rnd.commits.get(ev.node)
             if committed is None:
-                raise AuditError(r, a["node"], "commitment", "a Committed event before the reveal", "none")
-            opened = commitments.commitment(self.source.chain_id, self.source.address, self.task_id, r, a["node"],
-                                            a["update_root"], a["salt"])
+                raise AuditError(r, ev.node, "commitment", "a Committed event before the reveal", "none")
+            opened = commitments.commitment(self.source.chain_id, self.source.address, self.task_id, r, ev.node,
+                                            ev.update_root, ev.salt)
             if opened != committed.args["commitment"]:
-                raise AuditError(r, a["node"], "commitment", committed.args["commitment"], opened)
-            if a["index"] != i:
-                raise AuditError(r, a["node"], "reveal index", i, a["index"])
+                raise AuditError(r, ev.node, "commitment", committed.args["commitment"], opened)
+            if ev.index != i:
+                raise AuditError(r, ev.node, "reveal index", i, ev.index)
 
-    def _check_failure(self, r: int, rnd: _Round, revealed: list[Event], model: Model) -> None:
+    def _check_failure(self, r: int, rnd: _Round, revealed: list[Reveal], model: Model) -> None:
         assert rnd.outcome is not None  # called for a failed round only
         reason = rnd.outcome.args["reason"]
         if reason == 3:  # reverted by a challenge: the leading result must indeed be wrong
             h = _quorum(rnd, self._least_committee())
             lead = next((e.args for e in rnd.votes if e.args["vote_hash"] == h), None)
             mine = compute_round(self.task_id, r, model, revealed, self.store, self.recipe, self.template)
-            if lead is not None and commitments.vote_hash(*mine.vote_args()) == h:
+            if lead is not None and mine.vote().hash() == h:
                 raise AuditError(r, "challenger", "reverted result", "a wrong result", _show(h))
             return
         min_reveals = self.source.facts(self.task_id).get("min_reveals")
@@ -449,20 +452,19 @@ class Auditor:
             raise AuditError(r, "committee", "failure (no quorum)", "no vote with 2/3 of the committee seats",
                              f"vote {_show(h)} has it")
 
-    def _recompute(self, r: int, revealed: list[Event], model: Model, f: dict, version: Version) -> RoundResult:
+    def _recompute(self, r: int, revealed: list[Reveal], model: Model, f: dict, version: Version) -> RoundResult:
         """The round as an honest validator computes it, with the committee's
         unprovable judgments (availability) taken from the finalized lineage."""
         cid = cid_from_digest(f["model_cid"])
         try:
-            lineage = json.loads(decode_metadata(self._blob(cid, r, "finalized result", "model blob"))["fedchain"])
-            stated = {node: str(why) for node, why in lineage["rejected"].items()}
-        except (CodecError, KeyError, ValueError, TypeError, AttributeError):
+            stated = dict(Lineage.from_blob(self._blob(cid, r, "finalized result", "model blob")).rejected)
+        except CodecError:  # no lineage, or a malformed one (LineageError)
             stated = {}  # the CID comparison below names the difference
         store = _Recording(self.store)
         updates, samples, reasons = check_updates(revealed, store, param_shapes(self.template), self.recipe.chunk_size)
         for ev in revealed:
-            node, ucid = ev.args["node"], cid_from_digest(ev.args["update_cid"])
-            rejected_on_chain = bool(f["rejected"] >> ev.args["index"] & 1)
+            node, ucid = ev.node, ev.cid
+            rejected_on_chain = bool(f["rejected"] >> ev.index & 1)
             failure = store.failures.get(ucid)
             if not rejected_on_chain:
                 if failure is not None:
@@ -482,7 +484,7 @@ class Auditor:
             elif stated.get(node) != reasons[node]:
                 raise AuditError(r, node, "rejection reason", reasons[node], stated.get(node))
         # keep reveal order, as check_updates does
-        reasons = {ev.args["node"]: reasons[ev.args["node"]] for ev in revealed if ev.args["node"] in reasons}
+        reasons = {ev.node: reasons[ev.node] for ev in revealed if ev.node in reasons}
         prev = (previous_update(model, self.store, param_shapes(self.template))
                  if uses_prev_update(self.recipe.rule) else None)
         return aggregate_round(self.task_id, r, model, revealed, updates, samples, reasons, self.recipe,
@@ -502,15 +504,13 @@ class Auditor:
 
     def _check_votes(self, r: int, rnd: _Round, f: dict, result: RoundResult, version: Version) -> int:
         """The finalized result had a quorum; returns the majority seats it was paid by."""
-        winner = commitments.vote_hash(f["model_root"], f["model_cid"], f["scores_root"], f["total_score"],
-                                       f["rejected"])
+        winner = Vote.from_event(f).hash()
         majority = 0
         for ev in rnd.votes:
             a, v = ev.args, ev.args["validator"]
             if a["vote_hash"] == winner:
                 self._check_result(r, v, a, result)
-            own = commitments.vote_hash(a["model_root"], a["model_cid"], a["scores_root"], a["total_score"],
-                                        a["rejected"])
+            own = Vote.from_event(a).hash()
             if own != a["vote_hash"]:
                 raise AuditError(r, v, "vote hash", own, a["vote_hash"])
             if v not in rnd.joins:

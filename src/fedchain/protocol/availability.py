@@ -13,7 +13,6 @@ answered with the leaf above the position, as the contract accepts.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 import numpy as np
@@ -23,16 +22,11 @@ from fedchain.learning import fixedpoint as fp
 from fedchain.protocol.challenge import KIND_MODEL, KIND_TABLE, KIND_UPDATE, Withheld  # noqa: F401 (re-exported)
 from fedchain.protocol.distances import DistanceTable
 from fedchain.protocol.recipe import Recipe
-from fedchain.storage.cid import cid_from_digest
-from fedchain.storage.codec import decode_metadata
+from fedchain.protocol.round import Lineage, Reveal, Vote
 from fedchain.storage.merkle import ZERO, merkle_layers, merkle_root, score_leaf
 from fedchain.storage.store import BlobStore
 
 KIND_NAMES = {KIND_MODEL: "the voted model", KIND_UPDATE: "an accepted update", KIND_TABLE: "the distance table"}
-
-
-def vote_tuple(vote: Mapping) -> tuple:
-    return (vote["model_root"], vote["model_cid"], vote["scores_root"], vote["total_score"], vote["rejected"])
 
 
 def rule_tuple(recipe: Recipe) -> tuple:
@@ -40,10 +34,10 @@ def rule_tuple(recipe: Recipe) -> tuple:
     return (*recipe.challenge_rule, keccak(recipe.to_bytes()))
 
 
-def request_args(task_id: int, round_id: int, vote: Mapping, recipe: Recipe, kind: int, index: int = 0,
+def request_args(task_id: int, round_id: int, vote: Vote, recipe: Recipe, kind: int, index: int = 0,
                  level: int = 0, position: int = 0) -> tuple:
     """The arguments of ``availability.request`` (the default asks for the tree's root)."""
-    return (task_id, round_id, vote_tuple(vote), rule_tuple(recipe), kind, index, level, position)
+    return (task_id, round_id, vote.args(), rule_tuple(recipe), kind, index, level, position)
 
 
 def request_id(task_id: int, round_id: int, kind: int, index: int, level: int, position: int) -> bytes:
@@ -89,7 +83,7 @@ def table_node(table: DistanceTable, scores_tree_root: bytes, level: int, positi
 NO_OPENING = ("0x" + "00" * 20, ZERO, ZERO)
 
 
-def answer_call(request: Mapping, vote: Mapping, *, model: np.ndarray | None = None,
+def answer_call(request: Mapping, vote: Vote, *, model: np.ndarray | None = None,
                 update: tuple | None = None, table: tuple[DistanceTable, bytes] | None = None,
                 chunk_size: int = fp.CHUNK_SIZE
                 ) -> tuple[str, tuple]:
@@ -101,34 +95,36 @@ def answer_call(request: Mapping, vote: Mapping, *, model: np.ndarray | None = N
     if kind == KIND_TABLE:
         if table is None:
             raise LookupError("no distance table to answer with")
-        return "answer_table", (vote_tuple(vote), table_node(*table, level, position))
+        return "answer_table", (vote.args(), table_node(*table, level, position))
     if kind == KIND_MODEL:
         if model is None:
             raise LookupError("no model to answer with")
-        return "answer", (vote_tuple(vote), vector_node(model, chunk_size, level, position), NO_OPENING)
+        return "answer", (vote.args(), vector_node(model, chunk_size, level, position), NO_OPENING)
     if update is None:
         raise LookupError("no update to answer with")
     q, node, root, salt = update
-    return "answer", (vote_tuple(vote), vector_node(q, chunk_size, level, position), (node, root, salt))
+    return "answer", (vote.args(), vector_node(q, chunk_size, level, position), (node, root, salt))
 
 
-def answer_from_store(request: Mapping, vote: Mapping, revealed: list, store: BlobStore, recipe: Recipe,
+def answer_from_store(request: Mapping, vote: Vote, revealed: list[Reveal], store: BlobStore, recipe: Recipe,
                       shapes: Mapping[str, tuple[int, ...]]) -> tuple[str, tuple]:
     """``answer_call`` for ``request`` with the data in ``store``: the voted model's blob,
-    the requested update's blob (``revealed``: the round's Revealed events), or the
+    the requested update's blob (``revealed``: the round's reveals), or the
     distance table its lineage names. ``FedchainError`` if the data is not there."""
     from fedchain.protocol.challenge import _decode_vector, _lineage_scores
 
-    blob = store.get(cid_from_digest(vote["model_cid"]))
+    blob = store.get(vote.cid)
     if request["kind"] == KIND_MODEL:
         return answer_call(request, vote, model=_decode_vector(blob, shapes), chunk_size=recipe.chunk_size)
     if request["kind"] == KIND_TABLE:
-        lineage = json.loads(decode_metadata(blob)["fedchain"])
-        table = DistanceTable.from_bytes(store.get(str(lineage["distances"]["cid"])))
+        distances = Lineage.from_blob(blob).distances
+        if distances is None:
+            raise LookupError("the voted model's lineage names no distance table")
+        table = DistanceTable.from_bytes(store.get(distances["cid"]))
         scores = _lineage_scores(blob) or []
         tree = merkle_root([score_leaf(a, s) for a, s in scores]) if scores else ZERO
         return answer_call(request, vote, table=(table, tree), chunk_size=recipe.chunk_size)
-    e = next(e for e in revealed if e.args["index"] == request["index"])
-    q = _decode_vector(store.get(cid_from_digest(e.args["update_cid"])), shapes)
-    return answer_call(request, vote, update=(q, e.args["node"], e.args["update_root"], e.args["salt"]),
+    e = next(e for e in revealed if e.index == request["index"])
+    q = _decode_vector(store.get(e.cid), shapes)
+    return answer_call(request, vote, update=(q, e.node, e.update_root, e.salt),
                        chunk_size=recipe.chunk_size)

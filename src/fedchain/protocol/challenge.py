@@ -51,7 +51,7 @@ from fedchain.protocol.distances import (
     has_table,
 )
 from fedchain.protocol.recipe import CHALLENGE_NONE, SCORE_COSINE, Recipe
-from fedchain.storage.cid import cid_from_digest
+from fedchain.protocol.round import Reveal, Vote, in_reveal_order
 from fedchain.storage.codec import decode_metadata, decode_tensors
 from fedchain.storage.merkle import ZERO, merkle_layers, proof_from_layers, score_leaf
 from fedchain.storage.store import BlobStore
@@ -243,8 +243,8 @@ def _chunk_and_proof(q: np.ndarray, c: int, chunk_size: int) -> tuple[bytes, lis
 
 
 def accepted_reveals(revealed: Iterable, rejected: int) -> list:
-    """The Revealed events the vote accepted, in reveal order."""
-    return [e for e in sorted(revealed, key=lambda e: e.args["index"]) if not (rejected >> e.args["index"]) & 1]
+    """The reveals the vote accepted, in reveal order."""
+    return [e for e in in_reveal_order(revealed) if not (rejected >> e.index) & 1]
 
 
 @dataclass(frozen=True)
@@ -254,14 +254,14 @@ class Evidence:
 
     task_id: int
     round_id: int
-    vote: Mapping
+    vote: Vote
     parent: np.ndarray
     claimed: np.ndarray
-    accepted: list       # Revealed events, in reveal order
+    accepted: list[Reveal]  # in reveal order
     updates: list[np.ndarray]
     samples: list[int]
     recipe: Recipe
-    revealed: Sequence = ()  # every Revealed event of the round, in reveal order
+    revealed: Sequence[Reveal] = ()  # every reveal of the round, in reveal order
     claimed_scores: list | None = None  # the voted model's lineage: [(node, score)] in reveal order
     table: DistanceTable | None = None  # Krum rules: the distance table the vote commits to
     # chunks of the voted model known only with their proof (the blob withheld, the chunk
@@ -270,8 +270,7 @@ class Evidence:
 
     @property
     def vote_tuple(self) -> tuple:
-        v = self.vote
-        return (v["model_root"], v["model_cid"], v["scores_root"], v["total_score"], v["rejected"])
+        return self.vote.args()
 
     @property
     def _rule_args(self) -> tuple[tuple[int, int, int, int], bytes]:
@@ -289,7 +288,7 @@ class Evidence:
     @property
     def seats(self) -> list[int]:
         """The accepted updates' seats (basis points), in reveal order."""
-        return [e.args["seats_bps"] for e in self.accepted]
+        return [e.seats_bps for e in self.accepted]
 
     def averaged(self) -> list[int]:
         """Positions (in ``accepted``) of the updates the rule averages: all of them, or
@@ -330,15 +329,15 @@ class Evidence:
         events = [self.accepted[k] for k in chosen]
         return Challenge(
             self.task_id, self.round_id, self.vote_tuple, *self._rule_args, c, j, len(parent_proof),
-            [e.args["node"] for e in events], [e.args["update_root"] for e in events],
-            [e.args["salt"] for e in events], update_chunks, update_proofs, parent_chunk, parent_proof,
+            [e.node for e in events], [e.update_root for e in events],
+            [e.salt for e in events], update_chunks, update_proofs, parent_chunk, parent_proof,
             claimed_chunk, claimed_proof, opening)
 
     def open_table(self) -> OpenTable:
         """The step that opens the vote's table root (Krum rules)."""
         assert self.table is not None, "only a Krum rule's vote has a table to open"
         return OpenTable(self.task_id, self.round_id, self.vote_tuple, *self._rule_args,
-                         [e.args["node"] for e in self.revealed],
+                         [e.node for e in self.revealed],
                          (self._scores_tree_root(), *self.table.root_children(), self.table.totals))
 
     def model_fault(self) -> Challenge | DistanceSumChallenge | DistanceLeafChallenge | None:
@@ -353,8 +352,8 @@ class Evidence:
 
     def honest_table(self) -> DistanceTable:
         """The table over the vote's own accepted set, as it should be."""
-        by_node = {e.args["node"]: q for e, q in zip(self.accepted, self.updates)}
-        return DistanceTable.of_round([by_node.get(e.args["node"]) for e in self.revealed], self.parent.size,
+        by_node = {e.node: q for e, q in zip(self.accepted, self.updates)}
+        return DistanceTable.of_round([by_node.get(e.node) for e in self.revealed], self.parent.size,
                                       self.recipe.chunk_size)
 
     def table_challenge(self) -> Challenge | DistanceSumChallenge | DistanceLeafChallenge | None:
@@ -368,7 +367,7 @@ class Evidence:
         if fault[0] == "size":
             return self.challenge(0, 0)
         if fault[0] == "depth":  # any accepted pair shows the table has the wrong shape
-            ok = [e.args["index"] for e in self.accepted]
+            ok = [e.index for e in self.accepted]
             if len(ok) < 2:
                 raise Unchallengeable("the distance table has the wrong shape but no two updates show it")
             return self._leaf_challenge(0, ok[0], ok[1])
@@ -389,13 +388,13 @@ class Evidence:
     def _opening(self, index: int, c: int) -> tuple:
         """Chunk ``c`` of reveal ``index``'s update, with its proof (unused if rejected)."""
         e = self.revealed[index]
-        if (self.vote["rejected"] >> index) & 1:
+        if (self.vote.rejected >> index) & 1:
             return ("0x" + "00" * 20, ZERO, ZERO, b"", [])
-        q = self.updates[[a.args["index"] for a in self.accepted].index(index)]
+        q = self.updates[[a.index for a in self.accepted].index(index)]
         rows = fp.chunks(q, self.recipe.chunk_size)
         proof = proof_from_layers(merkle_layers(fp.chunk_leaves(q, self.recipe.chunk_size)), c)
         data = fp.chunk_bytes(rows[c]) if c < rows.shape[0] else b""
-        return (e.args["node"], e.args["update_root"], e.args["salt"], data, proof)
+        return (e.node, e.update_root, e.salt, data, proof)
 
     # -- scores
 
@@ -404,8 +403,8 @@ class Evidence:
         model's update (voted model - parent), 0 for a rejected update, times the
         trainer's seats."""
         g = self.claimed - self.parent
-        by_node = {e.args["node"]: cosine_score(q, g) for e, q in zip(self.accepted, self.updates)}
-        return [commitments.paid_score(by_node.get(e.args["node"], 0), e.args["seats_bps"]) for e in self.revealed]
+        by_node = {e.node: cosine_score(q, g) for e, q in zip(self.accepted, self.updates)}
+        return [commitments.paid_score(by_node.get(e.node, 0), e.seats_bps) for e in self.revealed]
 
     def _scores(self) -> list:
         """The voted model's scores list; ``Unchallengeable`` if its blob carries none."""
@@ -416,7 +415,7 @@ class Evidence:
     def _score_tree(self) -> list[list[bytes]]:
         layers = merkle_layers([score_leaf(a, s) for a, s in self._scores()])
         root = layers[-1][0] if self.table is None else combined_scores_root(layers[-1][0], self.table.root)
-        if root != self.vote["scores_root"]:
+        if root != self.vote.scores_root:
             raise Unchallengeable("the scores in the voted model blob do not match the voted scores root")
         return layers
 
@@ -430,13 +429,13 @@ class Evidence:
         e = self.revealed[i]
         rule, json_hash = self.recipe.challenge_rule, keccak(self.recipe.to_bytes())
         vectors: tuple[bytes, ...]
-        if e.args["node"] != node or (self.vote["rejected"] >> i) & 1:  # misnamed leaf, or rejected
+        if e.node != node or (self.vote.rejected >> i) & 1:  # misnamed leaf, or rejected
             vectors, root, salt = (b"", b"", b""), bytes(32), bytes(32)
         else:
-            q = self.updates[[a.args["node"] for a in self.accepted].index(node)]
+            q = self.updates[[a.node for a in self.accepted].index(node)]
             vectors = tuple(fp.chunk_bytes(fp.chunks(v, self.recipe.chunk_size).ravel())
                             for v in (q, self.parent, self.claimed))
-            root, salt = e.args["update_root"], e.args["salt"]
+            root, salt = e.update_root, e.salt
         proof = proof_from_layers(layers, i) + ([] if self.table is None else [self.table.root])
         return ScoreChallenge(self.task_id, self.round_id, self.vote_tuple, rule, json_hash, i, node, score,
                               proof, root, salt, *vectors)
@@ -449,9 +448,9 @@ class Evidence:
                               [s for _, s in scores], ZERO if self.table is None else self.table.root)
 
 
-def gather(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable, vote: Mapping,
+def gather(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable[Reveal], vote: Vote,
            store: BlobStore, recipe: Recipe, shapes: Mapping[str, tuple[int, ...]]) -> Evidence:
-    """Fetch and check everything a challenge of ``vote`` (a Voted event's args) needs.
+    """Fetch and check everything a challenge of ``vote`` needs.
 
     Raises ``Withheld`` (an ``Unchallengeable``) when no proof can be built for want of
     data: the voted model's blob is unavailable or does not match its root, an update
@@ -460,21 +459,21 @@ def gather(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable
     """
     size = recipe.chunk_size
     try:
-        blob = store.get(cid_from_digest(vote["model_cid"]))
+        blob = store.get(vote.cid)
         claimed = _decode_vector(blob, shapes)
     except FedchainError as e:
         raise Withheld(f"the voted model blob cannot be used: {e}", KIND_MODEL) from None
-    if claimed.size != parent_q.size or fp.vector_root(claimed, size) != vote["model_root"]:
+    if claimed.size != parent_q.size or fp.vector_root(claimed, size) != vote.model_root:
         raise Withheld("the voted model blob does not match the voted model root", KIND_MODEL)
     accepted, updates, samples = accepted_updates(revealed, vote, store, recipe, shapes, parent_q.size)
-    revealed = sorted(revealed, key=lambda e: e.args["index"])
+    revealed = in_reveal_order(revealed)
     scores = _lineage_scores(blob)
     table = _published_table(blob, store, vote, scores, len(revealed)) if has_table(recipe) else None
     return Evidence(task_id, round_id, vote, parent_q, claimed, accepted, updates, samples, recipe, revealed,
                     scores, table)
 
 
-def gather_one_chunk(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable, vote: Mapping,
+def gather_one_chunk(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable[Reveal], vote: Vote,
                      store: BlobStore, recipe: Recipe, shapes: Mapping[str, tuple[int, ...]], honest: np.ndarray,
                      chunk: int, data: bytes, proof: list) -> Evidence:
     """Evidence for a vote whose model blob is withheld but whose chunk ``chunk`` is known
@@ -489,38 +488,40 @@ def gather_one_chunk(task_id: int, round_id: int, parent_q: np.ndarray, revealed
     claimed[chunk] = values
     claimed = claimed.ravel()[: honest.size]
     accepted, updates, samples = accepted_updates(revealed, vote, store, recipe, shapes, parent_q.size)
-    revealed = sorted(revealed, key=lambda e: e.args["index"])
+    revealed = in_reveal_order(revealed)
     return Evidence(task_id, round_id, vote, parent_q, claimed, accepted, updates, samples, recipe, revealed,
                     claimed_proofs={chunk: list(proof)})
 
 
-def accepted_updates(revealed: Iterable, vote: Mapping, store: BlobStore, recipe: Recipe,
+def accepted_updates(revealed: Iterable[Reveal], vote: Vote, store: BlobStore, recipe: Recipe,
                      shapes: Mapping[str, tuple[int, ...]], size: int) -> tuple[list, list, list]:
-    """The Revealed events the vote accepted, their fixed-point vectors and sample counts
+    """The reveals the vote accepted, their fixed-point vectors and sample counts
     (``Withheld`` if one cannot be fetched or does not match its revealed root)."""
-    accepted = accepted_reveals(revealed, vote["rejected"])
+    accepted = accepted_reveals(revealed, vote.rejected)
     updates, samples = [], []
     for e in accepted:
         try:
-            q = _decode_vector(store.get(cid_from_digest(e.args["update_cid"])), shapes)
+            q = _decode_vector(store.get(e.cid), shapes)
         except FedchainError as err:
-            raise Withheld(f"accepted update of {e.args['node']} is unusable: {err}", KIND_UPDATE,
-                           e.args["index"]) from None
-        if q.size != size or fp.vector_root(q, recipe.chunk_size) != e.args["update_root"]:
-            raise Withheld(f"accepted update of {e.args['node']} does not match its revealed root", KIND_UPDATE,
-                           e.args["index"])
+            raise Withheld(f"accepted update of {e.node} is unusable: {err}", KIND_UPDATE,
+                           e.index) from None
+        if q.size != size or fp.vector_root(q, recipe.chunk_size) != e.update_root:
+            raise Withheld(f"accepted update of {e.node} does not match its revealed root", KIND_UPDATE,
+                           e.index)
         updates.append(q)
-        samples.append(e.args["samples"])
+        samples.append(e.samples)
     return accepted, updates, samples
 
 
-def _published_table(blob: bytes, store: BlobStore, vote: Mapping, scores: list | None,
+def _published_table(blob: bytes, store: BlobStore, vote: Vote, scores: list | None,
                      reveals: int) -> DistanceTable:
     """The distance table a Krum vote commits to, from the blob its model's lineage names,
     checked against the vote (``Unchallengeable`` if it is missing or does not match:
     the scheme's data-availability assumption, see ``protocol.distances``)."""
     if reveals > MAX_TABLE:
         raise Unchallengeable(f"{reveals} reveals: a distance table covers at most {MAX_TABLE}")
+    # This and _lineage_scores read the one field they need from the voted blob, not a whole
+    # ``Lineage``: a malformed field they do not need must not make a wrong vote unchallengeable.
     try:
         named = json.loads(decode_metadata(blob)["fedchain"])["distances"]
         cid, root = str(named["cid"]), bytes.fromhex(named["root"])
@@ -533,7 +534,7 @@ def _published_table(blob: bytes, store: BlobStore, vote: Mapping, scores: list 
     if table.root != root or scores is None:
         raise Withheld("the published distance table does not match the voted model's lineage", KIND_TABLE)
     tree = merkle_layers([score_leaf(a, s) for a, s in scores])[-1][0] if scores else ZERO
-    if combined_scores_root(tree, root) != vote["scores_root"]:
+    if combined_scores_root(tree, root) != vote.scores_root:
         raise Withheld("the published distance table and scores do not match the voted scores root", KIND_TABLE)
     return table
 
@@ -547,7 +548,7 @@ def _lineage_scores(blob: bytes) -> list[tuple[str, int]] | None:
         return None
 
 
-def find_fault(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable, vote: Mapping,
+def find_fault(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable[Reveal], vote: Vote,
                store: BlobStore, recipe: Recipe, shapes: Mapping[str, tuple[int, ...]]):
     """The challenge of the first provable fault of ``vote``'s model (a wrong distance
     table, then a wrong value), or None if the model is the rule's aggregate of the
@@ -574,7 +575,7 @@ def find_score_fault(evidence: Evidence) -> ScoreChallenge | TotalChallenge | No
                               "parameters in one step")
     expected = evidence.expected_scores()
     for i, ((node, got), want) in enumerate(zip(claimed_scores, expected)):
-        if node != evidence.revealed[i].args["node"] or got != want:
+        if node != evidence.revealed[i].node or got != want:
             return evidence.score_challenge(i)
     claimed = [s for _, s in claimed_scores]
-    return evidence.total_challenge() if sum(claimed) != evidence.vote["total_score"] else None
+    return evidence.total_challenge() if sum(claimed) != evidence.vote.total_score else None

@@ -16,7 +16,6 @@ from functools import cached_property
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
-from fedchain.chain import commitments
 from fedchain.chain.abi import Event
 from fedchain.chain.interface import Contract, Receipt, artifact
 from fedchain.errors import FedchainError, Reverted
@@ -26,6 +25,7 @@ from fedchain.learning.train import flatten, get_params, param_shapes, unflatten
 from fedchain.protocol.availability import answer_from_store
 from fedchain.protocol.journal import Journal
 from fedchain.protocol.recipe import Recipe
+from fedchain.protocol.round import Reveal, Vote
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_tensors
 from fedchain.storage.store import BlobStore
@@ -82,7 +82,7 @@ class TaskLog:
         self.config = fedchain.call("tasks", task_id)  # static fields only are used
         self.rounds: dict[int, RoundView] = {}
         self.commits: dict[int, list] = {}
-        self.reveals: dict[int, list] = {}
+        self.reveals: dict[int, list[Reveal]] = {}
         self.votes: dict[int, list] = {}
         self.joins: dict[int, list] = {}
         self.outcome: dict[int, Event] = {}  # round -> RoundFinalized or RoundFailed event
@@ -114,7 +114,7 @@ class TaskLog:
         elif e.name == "Committed":
             self.commits.setdefault(a["round_id"], []).append(e)
         elif e.name == "Revealed":
-            self.reveals.setdefault(a["round_id"], []).append(e)
+            self.reveals.setdefault(a["round_id"], []).append(Reveal.from_event(e))
         elif e.name == "Voted":
             self.votes.setdefault(a["round_id"], []).append(e)
         elif e.name == "Joined":
@@ -215,16 +215,13 @@ class Node:
                     out.append((a["request_id"], req))
         return out
 
-    def answer_requests_about(self, log: TaskLog, v: RoundView, vote) -> None:
-        """Answer every open availability request about the result ``vote`` (a Voted
-        event's fields) from the blobs this node can fetch: the voted model, the updates it
-        accepted, its distance table. A request nobody answers reverts the round and slashes
-        its voters, so whoever holds the data of a result it knows is right answers for it.
-        The answer's bond pays for its gas; a request another node answered first reverts
-        harmlessly."""
-        fields = ("model_root", "model_cid", "scores_root", "total_score", "rejected")
-        vote = {f: vote[f] for f in fields}
-        leader = commitments.vote_hash(*vote.values())
+    def answer_requests_about(self, log: TaskLog, v: RoundView, vote: Vote) -> None:
+        """Answer every open availability request about the result ``vote`` from the
+        blobs this node can fetch: the voted model, the updates it accepted, its distance
+        table. A request nobody answers reverts the round and slashes its voters, so
+        whoever holds the data of a result it knows is right answers for it. The answer's
+        bond pays for its gas; a request another node answered first reverts harmlessly."""
+        leader = vote.hash()
         for rid, req in self.open_requests(v):
             if req["leader"] != leader:
                 continue  # about another result

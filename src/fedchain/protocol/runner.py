@@ -24,8 +24,8 @@ from fedchain.chain.layout import FailReason, describe
 from fedchain.errors import ChainError, ChainUnavailable, FedchainError, Reverted, StorageError
 from fedchain.protocol.node import Node, RoundView, TaskLog
 from fedchain.protocol.recipe import Recipe
+from fedchain.protocol.round import Vote
 from fedchain.protocol.sponsor import task_recipe
-from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.store import BlobStore
 
 ROLE_WATCHER = 0  # no stake: a watcher only observes and challenges
@@ -100,10 +100,10 @@ class Narrator:
         self._outcomes.add(r)
         e = tl.outcome[r]
         if e.name == "RoundFinalized":
-            a = e.args
+            a, vote = e.args, Vote.from_event(e)
             self.log.info("round %d finalized at block %d: model %s, total score %d, %d rejected, "
-                          "%s tokens for trainers, %s for validators", r, e.block, cid_from_digest(a["model_cid"]),
-                          a["total_score"], bin(a["rejected"]).count("1"), tokens(a["trainer_budget"]),
+                          "%s tokens for trainers, %s for validators", r, e.block, vote.cid,
+                          vote.total_score, bin(vote.rejected).count("1"), tokens(a["trainer_budget"]),
                           tokens(a["validator_budget"]))
         else:
             self.log.info("round %d failed at block %d: %s; the next round starts from the last finalized model",

@@ -8,7 +8,6 @@ on-chain ``recipe_hash`` (``task_recipe``).
 
 from __future__ import annotations
 
-import json
 from typing import Protocol
 
 import numpy as np
@@ -17,21 +16,24 @@ from eth_account.signers.local import LocalAccount
 from fedchain.chain.abi import Event
 from fedchain.chain.fedchain import Fedchain
 from fedchain.chain.interface import Contract
-from fedchain.errors import FedchainError
+from fedchain.errors import CodecError, FedchainError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import registry
 from fedchain.learning.train import flatten, unflatten
 from fedchain.protocol.recipe import Recipe
+from fedchain.protocol.round import Lineage
 from fedchain.storage.cid import cid_from_digest, digest_of
-from fedchain.storage.codec import decode_metadata, encode_tensors
+from fedchain.storage.codec import encode_tensors
 from fedchain.storage.store import BlobStore
 
 
-def publish_model(store: BlobStore, params: dict[str, np.ndarray], recipe: Recipe, lineage: dict) -> tuple[bytes, str]:
+def publish_model(
+    store: BlobStore, params: dict[str, np.ndarray], recipe: Recipe, lineage: Lineage
+) -> tuple[bytes, str]:
     """Store a model blob exactly representable in fixed point; return (root, cid)."""
     q = fp.to_fixed(flatten(params))
     exact = unflatten(fp.from_fixed(q), params)
-    cid = store.put(encode_tensors(exact, {"fedchain": json.dumps(lineage, sort_keys=True)}))
+    cid = store.put(encode_tensors(exact, {"fedchain": lineage.to_json()}))
     return fp.vector_root(q, recipe.chunk_size), cid
 
 
@@ -45,8 +47,7 @@ def create_task(fedchain: Fedchain, token: Contract, sponsor: LocalAccount, stor
     ``max_commits`` caps a round's commitments; by default the most at which the task's rule
     can still be challenged on chain (its registry entry's ``max_commits``, review I-5)."""
     store.put(recipe.to_bytes())
-    root, cid = publish_model(store, initial, recipe, {"round": -1, "parent": None, "scores": [], "rejected": {},
-                                                       "recipe": recipe.to_bytes().decode()})
+    root, cid = publish_model(store, initial, recipe, Lineage(-1, None, recipe=recipe.to_bytes().decode()))
     token.tx("approve", fedchain.vault.address, pool, sender=sponsor)
     r = fedchain.tx("create_task", {
         "recipe_hash": recipe.hash, "model_root": root, "model_cid": digest_of(cid), "num_rounds": rounds,
@@ -71,11 +72,14 @@ def task_recipe(fedchain: EventLog, store: BlobStore, task_id: int) -> Recipe:
     if not created:
         raise FedchainError(f"no task {task_id} on this contract")
     a = created[0].args
-    meta = decode_metadata(store.get(cid_from_digest(a["model_cid"])))
+    blob = store.get(cid_from_digest(a["model_cid"]))
     try:
-        data = json.loads(meta["fedchain"])["recipe"].encode()
-    except (KeyError, ValueError, TypeError, AttributeError):
-        raise FedchainError(f"task {task_id}: its initial model carries no recipe") from None
+        text = Lineage.from_blob(blob).recipe
+    except CodecError:  # no lineage, or a malformed one
+        text = None
+    if not isinstance(text, str):
+        raise FedchainError(f"task {task_id}: its initial model carries no recipe")
+    data = text.encode()
     try:
         recipe = Recipe.from_bytes(data)
     except (ValueError, TypeError) as e:

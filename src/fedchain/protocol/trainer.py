@@ -9,12 +9,12 @@ Adversarial trainers in ``fedchain.sim.adversaries`` subclass this and override
 from __future__ import annotations
 
 import functools
-import json
 import os
 
 import numpy as np
 
 from fedchain.chain import commitments
+from fedchain.chain.layout import Record
 from fedchain.errors import Reverted, StorageError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.models import build_model
@@ -22,12 +22,12 @@ from fedchain.learning.train import flatten, train_local
 from fedchain.protocol.availability import KIND_UPDATE, answer_call
 from fedchain.protocol.challenge import _decode_vector
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
+from fedchain.protocol.round import Lineage, Vote
 from fedchain.storage.cid import cid_from_digest, digest_of
-from fedchain.storage.codec import decode_metadata, encode_tensors
+from fedchain.storage.codec import encode_tensors
 from fedchain.storage.merkle import merkle_proof, score_leaf
 
 ROLE_TRAINER = 1
-REVEAL_INDEX = 2**32 - 1  # in a trainer's packed round record (see fedchain.vy)
 
 
 def client_momentum(buffer: dict[str, np.ndarray] | None, delta: dict[str, np.ndarray],
@@ -166,11 +166,12 @@ class Trainer(Node):
         entry = self.journal.get("commit", v.task_id, v.round_id)
         if entry is None:
             return  # revealed rounds are journalled; nothing to answer from otherwise
-        mine = self.fc.call("record", v.task_id, v.round_id, self.address) & REVEAL_INDEX
+        mine = Record.unpack(self.fc.call("record", v.task_id, v.round_id, self.address)).index
         for rid, req in self.open_requests(v):
-            if req["kind"] != KIND_UPDATE or req["index"] != mine - 1:
+            if req["kind"] != KIND_UPDATE or mine is None or req["index"] != mine:
                 continue
-            vote = next(e.args for e in log.votes.get(v.round_id, []) if e.args["vote_hash"] == req["leader"])
+            voted = next(e for e in log.votes.get(v.round_id, []) if e.args["vote_hash"] == req["leader"])
+            vote = Vote.from_event(voted)
             try:
                 q = _decode_vector(self.store.get(entry["cid"]), self.shapes)
             except StorageError as e:
@@ -195,10 +196,10 @@ class Trainer(Node):
             key = (task_id, entry["round"])
             if self.fc.call("commitment", *key, self.address) != b"\0" * 32:
                 self._committed.add(key)
-            record = self.fc.call("record", *key, self.address)
-            if record & REVEAL_INDEX:
+            revealed = Record.unpack(self.fc.call("record", *key, self.address)).revealed
+            if revealed:
                 self._revealed.add(key)
-            if record & REVEAL_INDEX and self.fc.call("claimed", *key, self.address):
+            if revealed and self.fc.call("claimed", *key, self.address):
                 self._claimed.add(key)
 
     def outstanding_claims(self, task_id: int) -> int:
@@ -221,14 +222,14 @@ class Trainer(Node):
             self._claimed.add((t, r))
 
     def _claim(self, task_id: int, round_id: int, result: dict) -> None:
-        lineage = json.loads(decode_metadata(self.store.get(cid_from_digest(result["model_cid"])))["fedchain"])
-        contributors = [(a, s) for a, s in lineage["scores"]]
+        lineage = Lineage.from_blob(self.store.get(cid_from_digest(result["model_cid"])))
+        contributors = list(lineage.scores)
         me = next((i for i, (a, _) in enumerate(contributors) if a == self.address), None)
         if me is None or contributors[me][1] == 0:
             return
         proof = merkle_proof([score_leaf(a, s) for a, s in contributors], me)
-        if "distances" in lineage:  # a Krum vote: the scores tree sits beside the distance table
-            proof.append(bytes.fromhex(lineage["distances"]["root"]))
+        if lineage.distances is not None:  # a Krum vote: the scores tree sits beside the distance table
+            proof.append(bytes.fromhex(lineage.distances["root"]))
         try:
             r = self.send("claim", task_id, round_id, contributors[me][1], proof)
         except Reverted as e:

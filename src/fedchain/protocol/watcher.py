@@ -33,12 +33,10 @@ rules without a judge) are logged loudly and left to ``fedchain audit``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedchain.chain import commitments
 from fedchain.chain.interface import Contract
 from fedchain.errors import FedchainError, Reverted
 from fedchain.learning import fixedpoint as fp
@@ -53,11 +51,8 @@ from fedchain.protocol.challenge import (
 )
 from fedchain.protocol.node import Node, RoundView, TaskLog
 from fedchain.protocol.recipe import CHALLENGE_NONE
-from fedchain.protocol.validator import ZERO, compute_round
-from fedchain.storage.cid import cid_from_digest
+from fedchain.protocol.round import VOTE_FIELDS, ZERO, Vote, compute_round
 from fedchain.storage.merkle import merkle_layers
-
-VOTE_FIELDS = ("model_root", "model_cid", "scores_root", "total_score", "rejected")
 
 
 class Watcher(Node):
@@ -68,7 +63,7 @@ class Watcher(Node):
         self.challenges = challenges
         self.token = token
         self._checked: set[tuple[int, int]] = set()
-        self.verified: dict[tuple[int, int], Mapping] = {}  # leading votes it recomputed and found right
+        self.verified: dict[tuple[int, int], Vote] = {}  # leading votes it recomputed and found right
         self.challenged: list[tuple[int, int, bool]] = []  # (task, round, success)
         self.unprovable: dict[tuple[int, int], str] = {}   # wrong results it could not prove on chain
         self.requested: dict[tuple[int, int], bytes] = {}  # availability requests it made, by round
@@ -91,27 +86,27 @@ class Watcher(Node):
         leader = self.fc.call("rounds", *key)["leader"]
         if leader == ZERO:
             return  # no quorum yet (or ever): nothing to check
-        vote = next(e.args for e in log.votes.get(v.round_id, []) if e.args["vote_hash"] == leader)
+        vote = Vote.from_event(next(e for e in log.votes.get(v.round_id, []) if e.args["vote_hash"] == leader))
         self.check(log, v, vote, leader)  # if a blob cannot be fetched yet, it raises: the next step retries
         self._checked.add(key)
         if key in self.verified:
             self.answer_requests_about(log, v, vote)
 
-    def check(self, log: TaskLog, v: RoundView, vote, leader: bytes) -> None:
+    def check(self, log: TaskLog, v: RoundView, vote: Vote, leader: bytes) -> None:
         t, r = v.task_id, v.round_id
         parent = self.current_model(t)
         revealed = log.reveals.get(r, [])
         mine = compute_round(t, r, parent, revealed, self.store, self.recipe, self.template)
         try:  # the voted model must be available, right or wrong: the next round builds on it
-            self.store.get(cid_from_digest(vote["model_cid"]))
+            self.store.get(vote.cid)
         except FedchainError as e:
-            if vote["model_root"] != mine.model_root:  # and it is wrong: walk down its tree to a wrong chunk
+            if vote.model_root != mine.model_root:  # and it is wrong: walk down its tree to a wrong chunk
                 honest = _decode_vector(mine.blob, self.shapes)
                 tree = merkle_layers(fp.chunk_leaves(honest, self.recipe.chunk_size))
                 self.walks[(t, r)] = _Walk(vote, honest, tree)
             self.request(v, vote, Withheld(f"the voted model blob cannot be fetched: {e}", KIND_MODEL))
             return
-        wrong = [f for f, got in zip(VOTE_FIELDS, mine.vote_args()) if vote[f] != got]
+        wrong = [f for f, got, voted in zip(VOTE_FIELDS, mine.vote().args(), vote.args()) if voted != got]
         if not wrong:
             self.log.info("round %d: the leading result checks out", r)
             self.verified[(t, r)] = vote
@@ -188,7 +183,7 @@ class Watcher(Node):
             self.log.error("round %d: challenge of %s failed; bond lost", ch.round_id, what)
         return success
 
-    def request(self, v: RoundView, vote, missing: Withheld, level: int = 0, position: int = 0) -> None:
+    def request(self, v: RoundView, vote: Vote, missing: Withheld, level: int = 0, position: int = 0) -> None:
         """Ask the availability game for a node (by default the root) of the tree a proof lacks."""
         self.log.warning("round %d: %s; requesting node (%d, %d) on chain", v.round_id, missing, level, position)
         bond = self.availability.call("bond")
@@ -289,7 +284,7 @@ class Watcher(Node):
 
     def report_trainer(self, log: TaskLog, v: RoundView, index: int) -> None:
         """Report the trainer whose accepted update nobody put on chain when asked (liveness)."""
-        node = next(e.args["node"] for e in log.reveals.get(v.round_id, []) if e.args["index"] == index)
+        node = next(e.node for e in log.reveals.get(v.round_id, []) if e.index == index)
         try:
             self.send("slash_withheld", v.task_id, v.round_id, node, to=self.slashing)
             self.log.info("round %d: reported %s for withholding its accepted update", v.round_id, node)
@@ -325,7 +320,7 @@ class _Pending:
 class _Walk:
     """A walk down a withheld voted model's chunk tree, one answered request a level."""
 
-    vote: Mapping
+    vote: Vote
     honest: np.ndarray  # the honest model's fixed-point vector
     layers: list  # its chunk tree (merkle_layers: leaves first)
     level: int = 0
@@ -334,7 +329,5 @@ class _Walk:
 
     @property
     def leader(self) -> bytes:
-        v = self.vote
-        return commitments.vote_hash(v["model_root"], v["model_cid"], v["scores_root"], v["total_score"],
-                                     v["rejected"])
+        return self.vote.hash()
 

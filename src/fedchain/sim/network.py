@@ -25,6 +25,7 @@ from fedchain.protocol.challenge import Evidence, gather
 from fedchain.protocol.journal import Journal
 from fedchain.protocol.node import Node, RoundView
 from fedchain.protocol.recipe import Recipe
+from fedchain.protocol.round import Vote
 from fedchain.protocol.sponsor import create_task
 from fedchain.protocol.trainer import Trainer
 from fedchain.protocol.validator import Validator
@@ -261,7 +262,7 @@ def leading_evidence(net: Network, v: RoundView) -> Evidence:
     observer, fc = net.validators[0], net.deployment.fedchain
     log = observer.task(net.task_id)
     leader = fc.call("rounds", net.task_id, v.round_id)["leader"]
-    vote = next(e.args for e in log.votes[v.round_id] if e.args["vote_hash"] == leader)
+    vote = Vote.from_event(next(e for e in log.votes[v.round_id] if e.args["vote_hash"] == leader))
     return gather(net.task_id, v.round_id, observer.current_model(net.task_id).q, log.reveals[v.round_id], vote,
                   net.store, net.recipe, observer.shapes)
 

@@ -31,12 +31,12 @@ committee's seats it leads, and only a watcher's challenge stops it.
 """
 
 import dataclasses
-import json
 
 from fedchain.errors import BlobNotFound
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.train import flatten, unflatten
 from fedchain.protocol.distances import DistanceTable, combined_scores_root
+from fedchain.protocol.round import Lineage
 from fedchain.protocol.validator import Validator
 from fedchain.storage.cid import cid_of
 from fedchain.storage.codec import decode_metadata, decode_tensors, encode_tensors
@@ -63,14 +63,13 @@ class ScoreColluder(Validator):
     def compute(self, log, v):
         honest = super().compute(log, v)
         scores = [(a, 0) for a, _ in honest.scores[:-1]] + [(honest.scores[-1][0], 10**6)]
-        meta = decode_metadata(honest.blob)
-        lineage = json.loads(meta["fedchain"]) | {"scores": scores}
+        lineage = dataclasses.replace(Lineage.from_blob(honest.blob), scores=tuple(scores))
         tensors = decode_tensors(honest.blob, self.shapes)
-        blob = encode_tensors(tensors, {"fedchain": json.dumps(lineage, sort_keys=True)})
+        blob = encode_tensors(tensors, {"fedchain": lineage.to_json()})
         self.store.put(blob)
         scores_root = merkle_root([score_leaf(a, s) for a, s in scores])
-        if "distances" in lineage:  # a Krum task: the scores tree sits beside the distance table
-            scores_root = combined_scores_root(scores_root, bytes.fromhex(lineage["distances"]["root"]))
+        if lineage.distances is not None:  # a Krum task: the scores tree sits beside the distance table
+            scores_root = combined_scores_root(scores_root, bytes.fromhex(lineage.distances["root"]))
         return dataclasses.replace(honest, model_cid=cid_of(blob), blob=blob, scores=scores,
                                    scores_root=scores_root, total_score=sum(s for _, s in scores))
 
@@ -97,10 +96,9 @@ class _TableColluder(Validator):
         table_blob = table.to_bytes()
         if self.publish:
             self.store.put(table_blob)
-        lineage = json.loads(decode_metadata(honest.blob)["fedchain"])
-        lineage["distances"] = {"cid": cid_of(table_blob), "root": table.root.hex()}
-        blob = encode_tensors(decode_tensors(honest.blob, self.shapes),
-                              {"fedchain": json.dumps(lineage, sort_keys=True)})
+        lineage = dataclasses.replace(Lineage.from_blob(honest.blob),
+                                      distances={"cid": cid_of(table_blob), "root": table.root.hex()})
+        blob = encode_tensors(decode_tensors(honest.blob, self.shapes), {"fedchain": lineage.to_json()})
         self.store.put(blob)
         tree = merkle_root([score_leaf(a, s) for a, s in honest.scores])
         return dataclasses.replace(honest, model_cid=cid_of(blob), blob=blob, table_blob=table_blob,
