@@ -20,10 +20,10 @@ receipts: intrinsic gas included, refunds applied, cold storage).
 Two bounds B are measured: B = 256, the source's 65536 bytes at S = 64 (any
 round up to the 256-reveal limit can be challenged), and B = N ("tight": the
 least that admits the round measured, a contract that could only challenge
-rounds of up to N averaged updates). The bound used to cost memory expansion
-over the whole ``Bytes[B * CHUNK_BYTES]`` region, when the step re-encoded its
-arguments in memory; since challenges.vy passes its calldata through to the
-judge (docs/gas.md) it should cost next to nothing.
+rounds of up to N averaged updates). The bound costs memory expansion over the
+whole ``Bytes[B * CHUNK_BYTES]`` region however few updates a step carries:
+vyper copies every ``Bytes`` argument into a buffer of its largest size on
+entry, in challenges.vy and again in its judge (docs/gas.md).
 
 The round is real on those contracts: N staked trainers (N = 20 and 50) commit
 and reveal, three staked validators join and vote, all through fedchain's own
