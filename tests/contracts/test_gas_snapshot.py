@@ -21,7 +21,7 @@ def _run_module():
 
 run = _run_module()
 SNAPSHOT = json.loads((GAS / "snapshot.json").read_text())
-# like with like: the fresh measurement runs on the snapshot's backend (embedded: ~10 s)
+# like with like: the fresh measurement runs on the backend the snapshot records (~10 s on either)
 MEASURED = [pytest.mark.slow, *([pytest.mark.anvil] if SNAPSHOT["backend"] == "anvil" else [])]
 
 
