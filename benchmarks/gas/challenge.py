@@ -62,12 +62,14 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 
 from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import account_from_seed
 from fedchain.learning import fixedpoint as fp
+from fedchain.protocol import sponsor
 from fedchain.protocol.challenge import commit, find_score_fault
 from fedchain.protocol.distances import MAX_TABLE
 from fedchain.sim.network import SimConfig, build_network, leading_evidence, play_to_vote
@@ -135,7 +137,9 @@ STEP_FNS = ("open_table", *KRUM_STEPS.values())
 
 def measure_krum(n: int, rule: str, collusion: str) -> dict:
     """One Krum-rule fraud proof: whatever ``Evidence.model_fault`` sends against the collusion."""
-    with tempfile.TemporaryDirectory() as out:
+    # past a rule's default commitment cap (sponsor.CHALLENGEABLE_COMMITS, review I-5: Bulyan 24),
+    # which these measurements set: the sponsor may lift it (create_task's max_commits)
+    with tempfile.TemporaryDirectory() as out, patch.dict(sponsor.CHALLENGEABLE_COMMITS, {rule: sponsor.MAX_COMMITS}):
         # Dirichlet(0.5) cannot give more than ~60 digits partitions 10 examples each: IID above 50
         cfg = SimConfig(trainers=n, validators=3, rounds=2, epochs=1, colluders=3, collusion=collusion,
                         out=Path(out), rule=rule, rule_params=dict(KRUM_PARAMS),

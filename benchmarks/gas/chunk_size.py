@@ -4,26 +4,26 @@ Run from the repository root::
 
     PYTHONPATH=src .venv/bin/python benchmarks/gas/chunk_size.py
 
-The chunk size is a constant of challenges.vy (``CHUNK = 64``, ``CHUNK_BYTES =
-256``) shared with the recipe (``chunk_size = 64``). For each chunk size S in
-64, 256, 1024, 2048, 4096 this script copies every ``*.vy`` of
+The chunk size is a constant of judging.vy (``CHUNK = 64``, ``CHUNK_BYTES =
+256``, which challenges.vy and the judges import; availability.vy has its own
+``CHUNK_BYTES``) shared with the recipe (``chunk_size = 64``). For each chunk
+size S in 64, 256, 1024, 2048, 4096 this script copies every ``*.vy`` of
 src/fedchain/chain/contracts (the working tree's, or ``--rev``'s) into a
-temporary folder, patches that copy of challenges.vy (``CHUNK = S``,
-``CHUNK_BYTES = 4 S`` and the bound of ``update_chunks: Bytes[B * CHUNK_BYTES]``;
-``parent_chunk``, ``claimed_chunk``, ``Opening.data`` and the chunk variables
-follow ``CHUNK_BYTES``), compiles it with the pinned vyper (titanoboa) and
-deploys token, krum, challenges(bond, krum), fedchain(..., challenges) and ``bind`` exactly
-as fedchain.chain.deploy does, on a fresh embedded EVM per measurement (gas as
-anvil's receipts: intrinsic gas included, refunds applied, cold storage).
+temporary folder, patches the copies (``CHUNK = S``, ``CHUNK_BYTES = 4 S`` and
+the bound of ``update_chunks: Bytes[B * CHUNK_BYTES]`` in challenges.vy and
+model_judge.vy; every argument and variable of a chunk follows
+``CHUNK_BYTES``), compiles them with the pinned vyper (titanoboa) and deploys
+them with fedchain.chain.deploy's own ``deploy`` (its ``artifact`` pointed at
+the patched folder), on a fresh embedded EVM per measurement (gas as anvil's
+receipts: intrinsic gas included, refunds applied, cold storage).
 
-The bound B matters as much as S: vyper allocates memory statically, so the
-step pays memory expansion for the whole ``Bytes[B * CHUNK_BYTES]`` region
-(quadratic in its size) however few updates it carries. Two bounds are
-measured: B = 256, the source's 65536 bytes at S = 64 (any round up to the
-256-reveal limit can be challenged), and B = N ("tight": the least that admits
-the round measured, a contract that could only challenge rounds of up to N
-averaged updates). Already at S = 64 the 256 bound costs about 100k gas over
-the tight one.
+Two bounds B are measured: B = 256, the source's 65536 bytes at S = 64 (any
+round up to the 256-reveal limit can be challenged), and B = N ("tight": the
+least that admits the round measured, a contract that could only challenge
+rounds of up to N averaged updates). The bound costs memory expansion over the
+whole ``Bytes[B * CHUNK_BYTES]`` region however few updates a step carries:
+vyper copies every ``Bytes`` argument into a buffer of its largest size on
+entry, in challenges.vy and again in its judge (docs/gas.md).
 
 The round is real on those contracts: N staked trainers (N = 20 and 50) commit
 and reveal, three staked validators join and vote, all through fedchain's own
@@ -47,13 +47,18 @@ under the EIP-7623 calldata floor (Prague: a transaction pays at least
 21000 + 10 * (zeros + 4 * non-zeros)), which binds for calldata-heavy steps.
 Then the largest chunk size whose step stays under 5M gas at each N.
 
-Writes ``benchmarks/gas/chunk_size.json`` (``--out``). Takes about four minutes
-on one core (the trainings, one compile per chunk size and bound, 50 rounds).
-The committed json was made with ``--rev HEAD`` (the json names the commit,
-dbf5b26, the Bulyan contract). Check of the harness: at S = 64, B = 256, N = 20,
-FedAvg it measures 1,150,522 gas and 13,732 calldata bytes; challenge.py's
-simulated round on the same contracts, 1,150,814 and 13,732 (challenge.json's
-1,126,676 predates the Bulyan change).
+The challenge is committed to a block before it is sent (challenges.vy's
+commit-reveal, SECURITY-REVIEW M-1); the commitment's gas is not counted.
+
+Writes ``benchmarks/gas/chunk_size.json`` (``--out``). Takes about half an hour
+on the shared 2-core machine (the trainings, every contract compiled per chunk
+size and bound, 50 rounds; chunk 4096 alone, ~100M gas a step on py-evm, is
+most of it: ``--sizes`` to leave it out). At chunk 4096 and 50 updates the
+calldata is above the 2**19 bytes that ``challenges.commitment`` takes, so the
+commitment is hashed here.
+Check of the harness: at S = 64, B = 256, N = 20, FedAvg it measures
+1,089,571 gas and 13,540 calldata bytes; challenge.py's simulated round on the
+same contracts (other updates), 1,089,887 and 13,540.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -74,7 +80,7 @@ from eth_utils import keccak
 
 from fedchain.chain import commitments as cm
 from fedchain.chain.abi import intrinsic_gas
-from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR, TOKEN, ProtocolParams
+from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR, TOKEN, ProtocolParams, deploy
 from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import CONTRACTS_DIR, Artifact, account_from_seed
 from fedchain.chain.layout import Schedule
@@ -92,26 +98,32 @@ RULES = {"fedavg": 1, "fedmedian": 2}
 MAX_UPDATES = 256  # challenges.vy: the bound of nodes/update_roots/salts
 VALIDATORS = 3
 STAKE = 100 * TOKEN
-ZERO32 = bytes(32)
 COMMAND = "PYTHONPATH=src .venv/bin/python benchmarks/gas/chunk_size.py"
 
 
 # ---------------------------------------------------------------- the patched contracts
 
 
-def patch_source(src: str, size: int, chunks_bound: int) -> tuple[str, dict]:
-    """challenges.vy with CHUNK = size, CHUNK_BYTES = 4 size and update_chunks: Bytes[chunks_bound];
-    every substitution must match exactly once (a changed source fails loudly)."""
-    subs = [
-        (r"^CHUNK: constant\(uint256\) = \d+", f"CHUNK: constant(uint256) = {size}"),
-        (r"^CHUNK_BYTES: constant\(uint256\) = \d+", f"CHUNK_BYTES: constant(uint256) = {4 * size}"),
-        (r"update_chunks: Bytes\[\d+\]", f"update_chunks: Bytes[{chunks_bound}]"),
+# (file, pattern, replacement): the chunk constants live in judging.vy (challenges.vy and the judges
+# import them) and availability.vy; the bound of update_chunks is in challenges.vy and model_judge.vy
+def _subs(size: int, chunks_bound: int) -> list[tuple[str, str, str]]:
+    return [
+        ("judging.vy", r"^CHUNK: constant\(uint256\) = \d+", f"CHUNK: constant(uint256) = {size}"),
+        ("judging.vy", r"^CHUNK_BYTES: constant\(uint256\) = \d+", f"CHUNK_BYTES: constant(uint256) = {4 * size}"),
+        ("availability.vy", r"^CHUNK_BYTES: constant\(uint256\) = \d+", f"CHUNK_BYTES: constant(uint256) = {4 * size}"),
+        ("challenges.vy", r"update_chunks: Bytes\[\d+\]", f"update_chunks: Bytes[{chunks_bound}]"),
+        ("model_judge.vy", r"update_chunks: Bytes\[\d+\]", f"update_chunks: Bytes[{chunks_bound}]"),
     ]
-    out = src
-    for pattern, repl in subs:
-        out, k = re.subn(pattern, repl, out, flags=re.M)
+
+
+def patch_sources(sources: dict[str, str], size: int, chunks_bound: int) -> tuple[dict[str, str], dict]:
+    """The contract sources with CHUNK = size, CHUNK_BYTES = 4 size and update_chunks:
+    Bytes[chunks_bound]; every substitution must match exactly once (a changed source fails loudly)."""
+    out = dict(sources)
+    for name, pattern, repl in _subs(size, chunks_bound):
+        out[name], k = re.subn(pattern, repl, out[name], flags=re.M)
         if k != 1:
-            raise SystemExit(f"challenges.vy: expected one match of {pattern!r}, found {k}")
+            raise SystemExit(f"{name}: expected one match of {pattern!r}, found {k}")
     return out, {"CHUNK": size, "CHUNK_BYTES": 4 * size, "update_chunks": f"Bytes[{chunks_bound}]"}
 
 
@@ -137,38 +149,37 @@ def compile_dir(folder: Path, name: str) -> Artifact:
 
 
 class Contracts:
-    """The contract sources copied once, challenges.vy compiled per chunk size."""
+    """The contract sources, copied and compiled once per chunk size and bound."""
 
     def __init__(self, root: Path, rev: str | None = None):
         self.root = root
         self.sources = contract_sources(rev)
         self.source_sha = keccak(b"".join(n.encode() + s.encode() for n, s in self.sources.items())).hex()[:16]
-        base = self._folder("base")
-        self.token = compile_dir(base, "test_token")
-        self.fedchain = compile_dir(base, "fedchain")
-        # Krum's selections moved to a contract of their own, which challenges.vy is built with
-        self.krum = compile_dir(base, "krum") if "krum.vy" in self.sources else None
-        self._challenges: dict[tuple[int, int], tuple[Artifact, dict]] = {}
+        self._folders: dict[tuple[int, int], tuple[Path, dict]] = {}
+        self._artifacts: dict[tuple[Path, str], Artifact] = {}
 
-    def _folder(self, tag: str, challenges: str | None = None) -> Path:
-        folder = self.root / tag
-        folder.mkdir()
-        for name, text in self.sources.items():
-            (folder / name).write_text(challenges if challenges is not None and name == "challenges.vy" else text)
-        return folder
-
-    def challenges(self, size: int, bound_updates: int) -> tuple[Artifact, dict]:
-        """challenges.vy with chunks of ``size`` values whose update_chunks holds ``bound_updates`` chunks."""
+    def patched(self, size: int, bound_updates: int) -> tuple[Path, dict]:
+        """The folder of sources with chunks of ``size`` values and update_chunks holding
+        ``bound_updates`` chunks, challenges.vy compiled there (its time and code size in the patch)."""
         bound = bound_updates * 4 * size
         key = (size, bound)
-        if key not in self._challenges:
-            text, patch = patch_source(self.sources["challenges.vy"], size, bound)
+        if key not in self._folders:
+            texts, patch = patch_sources(self.sources, size, bound)
+            folder = self.root / f"chunk{size}-b{bound}"
+            folder.mkdir()
+            for name, text in texts.items():
+                (folder / name).write_text(text)
             t0 = time.time()
-            art = compile_dir(self._folder(f"chunk{size}-b{bound}", text), "challenges")
+            art = self.artifact(folder, "challenges")
             patch["compile_s"] = round(time.time() - t0, 1)
             patch["bytecode_bytes"] = len(art.bytecode)
-            self._challenges[key] = (art, patch)
-        return self._challenges[key]
+            self._folders[key] = (folder, patch)
+        return self._folders[key]
+
+    def artifact(self, folder: Path, name: str) -> Artifact:
+        if (folder, name) not in self._artifacts:
+            self._artifacts[folder, name] = compile_dir(folder, name)
+        return self._artifacts[folder, name]
 
 
 # ---------------------------------------------------------------- real updates
@@ -216,18 +227,15 @@ def measure(contracts: Contracts, size: int, bound_updates: int, rule: str, data
     parent, updates, samples = data
     n = len(updates)
     j = size - 1 if coordinate is None else coordinate
-    chal_art, patch = contracts.challenges(size, bound_updates)
+    folder, patch = contracts.patched(size, bound_updates)
     chain = EmbeddedChain()
     owner = account_from_seed("chunk-bench:owner")
     chain.fund(owner.address, 10**22)
     params = ProtocolParams()
-    token = chain.deploy(contracts.token, "fedchain test token", "FED", sender=owner)
-    selector = [chain.deploy(contracts.krum, sender=owner).address] if contracts.krum else []
-    challenges = chain.deploy(chal_art, params.challenge_bond, *selector, sender=owner)
-    fc = chain.deploy(contracts.fedchain, token.address, params.min_stake, params.unbonding_delay,
-                      params.liveness_penalty, params.safety_penalty_bps, params.reporter_bps, challenges.address,
-                      sender=owner)
-    challenges.tx("bind", fc.address, sender=owner)
+    # fedchain.chain.deploy's own sequence, on the patched folder's contracts
+    with mock.patch("fedchain.chain.deploy.artifact", lambda name: contracts.artifact(folder, name)):
+        d = deploy(chain, owner, params)
+    token, fc, challenges = d.token, d.fedchain, d.challenges
 
     trainers = [account_from_seed(f"chunk-bench:trainer{i}") for i in range(n)]
     validators = [account_from_seed(f"chunk-bench:validator{i}") for i in range(VALIDATORS)]
@@ -251,6 +259,7 @@ def measure(contracts: Contracts, size: int, bound_updates: int, rule: str, data
         num_rounds=2, trainers_per_round=n, validators_per_round=VALIDATORS, min_reveals=1,
         commit_blocks=phase, reveal_blocks=phase, validate_blocks=phase, challenge_blocks=phase,
         validator_fee_bps=1_000, pool=100 * TOKEN, max_commits=256), sender=owner).event("TaskCreated").args["task_id"]
+    chain.mine(1)  # round 0's seed is its opening block's hash: readable from the next block (M-4)
     rnd = 0
 
     roots = [fp.vector_root(q, size) for q in updates]
@@ -288,10 +297,14 @@ def measure(contracts: Contracts, size: int, bound_updates: int, rule: str, data
         update_proofs += proof
     depth = len(parent_proof)
     args = (task, rnd, vote, recipe, chunk, j, depth, [t.address for t in trainers], roots, salts,
-            update_chunks, update_proofs, parent_chunk, parent_proof, claimed_chunk, claimed_proof,
-            (ZERO32, ZERO32, ZERO32, []))
+            update_chunks, update_proofs, parent_chunk, parent_proof, claimed_chunk, claimed_proof)
     token.tx("approve", challenges.address, params.challenge_bond, sender=challenger)
-    calldata = chal_art.codec.encode_call("challenge", args)
+    calldata = challenges.artifact.codec.encode_call("challenge", args)
+    # M-1: committed a block before. Hashed here, not by challenges.commitment, whose argument
+    # is bounded at 2**19 bytes (the largest chunks' calldata is above it)
+    h = keccak(encode(["address", "bytes32"], [challenger.address, keccak(calldata)]))
+    challenges.tx("commit_challenge", h, sender=challenger)
+    chain.mine(1)
     rc = challenges.tx("challenge", *args, sender=challenger)
     success = rc.event("Challenged").args["success"]
     assert success == wrong, (success, wrong)
@@ -329,7 +342,7 @@ def main() -> None:
                 for size in args.sizes:
                     key = f"{size}/{b}"
                     try:
-                        patches[key] = contracts.challenges(size, b)[1]
+                        patches[key] = contracts.patched(size, b)[1]
                     except Exception as e:  # a bound the compiler refuses: report it and go on
                         patches[key] = {"compile_error": f"{type(e).__name__}: {e}"}
                         print(f"chunk {size}, bound {b} updates: does not compile: {patches[key]['compile_error']}")

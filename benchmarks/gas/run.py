@@ -49,7 +49,13 @@ On anvil every transaction mines its own block and the receipt's ``gasUsed``
 is what a user pays. ``--embedded`` is faster and its receipts are the same
 (each transaction starts cold, with committed storage, and gets its refunds:
 ``tests/contracts/test_full_round.py`` compares them transaction for
-transaction); the committed snapshot is measured on anvil all the same.
+transaction, and both give the same ``functions`` figure for figure); the
+committed snapshot is measured on anvil all the same.
+
+The regression gate: ``tests/contracts/test_gas_snapshot.py`` measures ``functions``
+afresh on the snapshot's backend (``measure_snapshot_functions``, about ten seconds)
+and fails, naming each function and both figures, if any is more than 10% above the
+snapshot (``regressions``). docs/gas.md says why each figure is what it is.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +130,7 @@ class Bench:
                     pool=100 * TOKEN, max_commits=256)
         full.update(cfg)
         r = self.tx("create_task", full, sender=self.owner, record=record)
+        self.chain.mine(1)  # round 0's seed is its opening block's hash: readable from the next block (M-4)
         return r.event("TaskCreated").args["task_id"]
 
     def schedule(self, task: int, rnd: int):
@@ -259,6 +268,48 @@ def measure_scaling(chain: Chain, n: int) -> tuple[int, int]:
     return fin, claim
 
 
+@contextmanager
+def chains(backend: str) -> Iterator[Callable[[], Chain]]:
+    """A maker of fresh chains on ``backend``: "embedded" (an in-process EVM each) or
+    "anvil" (one node started here, a fresh deployment per measurement, stopped after)."""
+    if backend == "embedded":
+        from fedchain.chain.embedded import EmbeddedChain
+        yield EmbeddedChain
+        return
+    if backend != "anvil":
+        raise ValueError(f"gas: unknown backend {backend!r} (embedded or anvil)")
+    from fedchain.chain.anvil import Anvil
+    from fedchain.chain.rpc import RpcChain
+    anvil = Anvil()
+    try:
+        yield lambda: RpcChain(anvil.url)
+    finally:
+        anvil.stop()
+
+
+def measure_snapshot_functions(backend: str) -> dict[str, int]:
+    """The snapshot's ``functions`` measured afresh on ``backend`` (no scaling)."""
+    with chains(backend) as make:
+        return measure_functions(make())
+
+
+def regressions(snapshot: dict[str, int], fresh: dict[str, int], tolerance_pct: int = 10) -> list[str]:
+    """One line per function of ``fresh`` more than ``tolerance_pct`` percent above
+    ``snapshot`` (exact integers: fresh * 100 > snapshot * (100 + tolerance_pct)),
+    naming it and both figures; also every function measured in only one of the two
+    (re-measure the snapshot when the contracts gain or lose one)."""
+    lines = []
+    for fn in sorted(snapshot.keys() | fresh.keys()):
+        if fn not in fresh:
+            lines.append(f"{fn}: in the snapshot ({snapshot[fn]:,}) but not measured")
+        elif fn not in snapshot:
+            lines.append(f"{fn}: measured ({fresh[fn]:,}) but not in the snapshot")
+        elif fresh[fn] * 100 > snapshot[fn] * (100 + tolerance_pct):
+            lines.append(f"{fn}: {fresh[fn]:,} gas against {snapshot[fn]:,} in the snapshot "
+                         f"({(fresh[fn] - snapshot[fn]) * 100 / snapshot[fn]:+.1f}%, more than +{tolerance_pct}%)")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     here = Path(__file__).resolve().parent
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -267,18 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="registered participants, comma-separated")
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
+    backend = "embedded" if args.embedded else "anvil"
 
-    anvil = None
     started = time.monotonic()
-    try:
-        if args.embedded:
-            from fedchain.chain.embedded import EmbeddedChain
-            make = EmbeddedChain
-        else:
-            from fedchain.chain.anvil import Anvil
-            from fedchain.chain.rpc import RpcChain
-            anvil = Anvil()
-            make = lambda: RpcChain(anvil.url)  # noqa: E731  one node, a fresh deployment per measurement
+    with chains(backend) as make:
         functions = measure_functions(make())
         scaling = {"finalize": {}, "claim": {}}
         for n in sizes:
@@ -286,11 +329,8 @@ def main(argv: list[str] | None = None) -> int:
             scaling["finalize"][str(n)] = fin
             scaling["claim"][str(n)] = claim
             print(f"  measured N={n} ({time.monotonic() - started:.0f}s)", file=sys.stderr)
-    finally:
-        if anvil is not None:
-            anvil.stop()
 
-    snapshot = {"backend": "embedded" if args.embedded else "anvil", "functions": functions, "scaling": scaling}
+    snapshot = {"backend": backend, "functions": functions, "scaling": scaling}
     args.out.write_text(json.dumps(snapshot, indent=2) + "\n")
 
     print(f"{'function':<22}{'gas':>10}")

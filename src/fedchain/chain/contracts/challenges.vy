@@ -92,6 +92,13 @@ struct Distances:
 
 
 deployer: immutable(address)
+# keccak256 of its whole calldata, returned as one word: a 30-byte contract
+# deployed by __init__, since Vyper cannot hash msg.data of a variable length
+# in place. Its code: CALLDATASIZE PUSH1 0 PUSH1 0 CALLDATACOPY CALLDATASIZE
+# PUSH1 0 KECCAK256 PUSH1 0 MSTORE PUSH1 32 PUSH1 0 RETURN, behind an initcode
+# that returns it (CODECOPY of the 18 bytes after its own 12).
+HASHER_INITCODE: constant(Bytes[30]) = x"6012600c60003960126000f33660006000373660002060005260206000f3"
+hasher: public(immutable(address))
 bond: public(immutable(uint256))
 selector: public(immutable(krum.__interface__))  # Krum's and Bulyan's selections, a contract of their own
 models_judge: public(immutable(model_judge.__interface__))  # challenge's judge
@@ -148,6 +155,7 @@ def __init__(bond_: uint256, selector_: krum.__interface__, model_: model_judge.
            (table_judge.vy): stateless, fixed here for ever.
     """
     deployer = msg.sender
+    hasher = raw_create(HASHER_INITCODE)
     bond = bond_
     selector = selector_
     models_judge = model_
@@ -246,14 +254,7 @@ def challenge(
     """
     task: fedchain.Task = staticcall self.fc.tasks(task_id)
     r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
-    call: Bytes[256_804] = abi_encode(task_id, round_id, vote, recipe, chunk, coordinate, depth, nodes, update_roots, salts,
-                                update_chunks, update_proofs, parent_chunk, parent_proof, claimed_chunk, claimed_proof,
-                                method_id=method_id(
-        "challenge(uint256,uint256,(bytes32,bytes32,bytes32,uint256,uint256),"
-        "(uint256,uint256,uint256,uint256,bytes32),uint256,uint256,uint256,address[],bytes32[],bytes32[],bytes,"
-        "bytes32[],bytes,bytes32[],bytes,bytes32[])"))
-    wrong: bool = abi_decode(raw_call(models_judge.address, call, max_outsize=32, is_static_call=True), bool)
-    self._redeem(keccak256(call), r)
+    wrong: bool = self._judge(models_judge.address, r)
     log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=1,
                    at=chunk * CHUNK + coordinate, success=wrong)
     self._settle(task_id, round_id, wrong)
@@ -346,13 +347,7 @@ def challenge_distance_sum(
     """
     task: fedchain.Task = staticcall self.fc.tasks(task_id)
     r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
-    call: Bytes[195_812] = abi_encode(task_id, round_id, vote, recipe, scores_tree_root, height, position, sums, left,
-                                      right, siblings, digests, method_id=method_id(
-        "challenge_distance_sum(uint256,uint256,(bytes32,bytes32,bytes32,uint256,uint256),"
-        "(uint256,uint256,uint256,uint256,bytes32),bytes32,uint256,uint256,uint256[],(bytes32,bytes32,uint256[]),"
-        "(bytes32,bytes32,uint256[]),bytes32[],bytes32[])"))
-    wrong: bool = abi_decode(raw_call(tables_judge.address, call, max_outsize=32, is_static_call=True), bool)
-    self._redeem(keccak256(call), r)
+    wrong: bool = self._judge(tables_judge.address, r)
     log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=4,
                    at=height * 2**32 + position, success=wrong)
     self._settle(task_id, round_id, wrong)
@@ -388,13 +383,7 @@ def challenge_distance_leaf(
     """
     task: fedchain.Task = staticcall self.fc.tasks(task_id)
     r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
-    call: Bytes[68_804] = abi_encode(task_id, round_id, vote, recipe, scores_tree_root, chunk, sums, siblings, digests,
-                                     i, j, a, b, method_id=method_id(
-        "challenge_distance_leaf(uint256,uint256,(bytes32,bytes32,bytes32,uint256,uint256),"
-        "(uint256,uint256,uint256,uint256,bytes32),bytes32,uint256,uint256[],bytes32[],bytes32[],uint256,uint256,"
-        "(address,bytes32,bytes32,bytes,bytes32[]),(address,bytes32,bytes32,bytes,bytes32[]))"))
-    wrong: bool = abi_decode(raw_call(tables_judge.address, call, max_outsize=32, is_static_call=True), bool)
-    self._redeem(keccak256(call), r)
+    wrong: bool = self._judge(tables_judge.address, r)
     log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=5, at=chunk, success=wrong)
     self._settle(task_id, round_id, wrong)
     return wrong
@@ -429,13 +418,7 @@ def challenge_score(
     """
     task: fedchain.Task = staticcall self.fc.tasks(task_id)
     r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
-    call: Bytes[198_436] = abi_encode(task_id, round_id, vote, recipe, index, node, score, score_proof, update_root,
-                                      salt, update, parent, claimed, method_id=method_id(
-        "challenge_score(uint256,uint256,(bytes32,bytes32,bytes32,uint256,uint256),"
-        "(uint256,uint256,uint256,uint256,bytes32),uint256,address,uint256,bytes32[],bytes32,bytes32,bytes,bytes,"
-        "bytes)"))
-    wrong: bool = abi_decode(raw_call(scores_judge.address, call, max_outsize=32, is_static_call=True), bool)
-    self._redeem(keccak256(call), r)
+    wrong: bool = self._judge(scores_judge.address, r)
     log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=2, at=index, success=wrong)
     self._settle(task_id, round_id, wrong)
     return wrong
@@ -465,11 +448,7 @@ def challenge_total(
     """
     task: fedchain.Task = staticcall self.fc.tasks(task_id)
     r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
-    call: Bytes[16_932] = abi_encode(task_id, round_id, vote, recipe, nodes, scores, table_root, method_id=method_id(
-        "challenge_total(uint256,uint256,(bytes32,bytes32,bytes32,uint256,uint256),"
-        "(uint256,uint256,uint256,uint256,bytes32),address[],uint256[],bytes32)"))
-    wrong: bool = abi_decode(raw_call(scores_judge.address, call, max_outsize=32, is_static_call=True), bool)
-    self._redeem(keccak256(call), r)
+    wrong: bool = self._judge(scores_judge.address, r)
     log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=3, at=0, success=wrong)
     self._settle(task_id, round_id, wrong)
     return wrong
@@ -493,17 +472,34 @@ def _under_challenge(task: fedchain.Task, task_id: uint256, round_id: uint256, v
 
 
 @internal
-def _redeem(call: bytes32, r: fedchain.Round):
+def _judge(judge: address, r: fedchain.Round) -> bool:
     """
-    @dev Use the sender's commitment to this challenge (commit_challenge):
-         `call` is keccak256 of the challenge's calldata. The commitment must
-         be the sender's own, made while the round was open (at or after its
+    @dev Judge this challenge: staticcall `judge` with the challenge's own
+         calldata (its function has the same name and arguments, so the same
+         selector), then use the sender's commitment to that calldata
+         (_redeem). msg.data goes to the judge as it came, copied once to the
+         top of memory: re-encoding the arguments would put a buffer of their
+         largest size in this function's frame, and every temporary above it
+         would pay memory expansion over the whole bound (docs/gas.md).
+    """
+    wrong: bool = abi_decode(raw_call(judge, msg.data, max_outsize=32, is_static_call=True), bool)
+    self._redeem(r)
+    return wrong
+
+
+@internal
+def _redeem(r: fedchain.Round):
+    """
+    @dev Use the sender's commitment to this challenge (commit_challenge),
+         whose calldata is hashed by `hasher`. The commitment must be the
+         sender's own, made while the round was open (at or after its
          opening block; also during the vote phase, when a challenge is
          already possible) and in an earlier block than this one, so a copy
          of a pending challenge finds none. Checked after the judgment, so a
          malformed proof reverts with what is wrong with it. The commitment
          is used up.
     """
+    call: bytes32 = abi_decode(raw_call(hasher, msg.data, max_outsize=32, is_static_call=True), bytes32)
     commitment: bytes32 = keccak256(abi_encode(msg.sender, call))
     at: uint256 = self.committed[msg.sender][commitment]
     assert at != 0, "challenges: not committed"

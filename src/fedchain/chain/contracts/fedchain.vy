@@ -115,6 +115,21 @@ struct TrainerFacts:
     total_score: uint256
     trainer_budget: uint256
 
+struct FaultFacts:
+    # what a trainer's liveness fault is judged by (slashing.vy): five
+    # storage reads in one call, not RoundFacts' nine and two more calls
+    schedule: uint256
+    status: uint8
+    rejected: uint256
+    commitment: bytes32
+    record: uint256
+
+struct PoolFacts:
+    # what a reclaim of a task's pool is judged by (tasks.vy)
+    sponsor: address
+    finished: bool
+    pool: uint256
+
 struct ValidatorFacts:
     # what a validator's claim is judged by (rewards.vy)
     status: uint8
@@ -643,6 +658,29 @@ def round_facts(task_id: uint256, round_id: uint256) -> RoundFacts:
         challenge_blocks=self.tasks[task_id].challenge_blocks,
         recipe_hash=self.tasks[task_id].recipe_hash,
     )
+
+
+@external
+@view
+def fault_facts(task_id: uint256, round_id: uint256, node: address) -> FaultFacts:
+    """
+    @notice What a missing reveal or a rejected update of `node` in the
+            round is judged by: see FaultFacts.
+    """
+    return FaultFacts(schedule=self.rounds[task_id][round_id].schedule, status=self.rounds[task_id][round_id].status,
+                      rejected=self.rounds[task_id][round_id].rejected,
+                      commitment=self.commitment[task_id][round_id][node], record=self.record[task_id][round_id][node])
+
+
+@external
+@view
+def pool_facts(task_id: uint256) -> PoolFacts:
+    """
+    @notice What a reclaim of the task's pool is judged by (three storage
+            reads, not the whole Task's seventeen).
+    """
+    return PoolFacts(sponsor=self.tasks[task_id].sponsor, finished=self.tasks[task_id].finished,
+                     pool=self.tasks[task_id].pool)
 
 
 @external

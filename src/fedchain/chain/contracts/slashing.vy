@@ -59,11 +59,11 @@ def slash_missing_reveal(task_id: uint256, round_id: uint256, node: address):
          slashed in the round yet, not reported by the node itself.
     """
     fc: fedchain.__interface__ = self.fc
-    sched: uint256 = (staticcall fc.round_facts(task_id, round_id)).schedule
-    assert sched != 0, "slashing: no such round"
-    assert block.number > layout._reveal_end(sched), "slashing: reveal phase not over"
-    assert staticcall fc.commitment(task_id, round_id, node) != empty(bytes32), "slashing: no commitment"
-    assert (staticcall fc.record(task_id, round_id, node)) & layout.INDEX_MASK == 0, "slashing: revealed"
+    f: fedchain.FaultFacts = staticcall fc.fault_facts(task_id, round_id, node)
+    assert f.schedule != 0, "slashing: no such round"
+    assert block.number > layout._reveal_end(f.schedule), "slashing: reveal phase not over"
+    assert f.commitment != empty(bytes32), "slashing: no commitment"
+    assert f.record & layout.INDEX_MASK == 0, "slashing: revealed"
     self._liveness(fc, task_id, round_id, node, layout.SLASH_MISSING_REVEAL)
 
 
@@ -78,11 +78,10 @@ def slash_rejected(task_id: uint256, round_id: uint256, node: address):
          node itself.
     """
     fc: fedchain.__interface__ = self.fc
-    facts: fedchain.RoundFacts = staticcall fc.round_facts(task_id, round_id)
-    assert facts.status == layout.FINALIZED, "slashing: round not finalized"
-    rec: uint256 = staticcall fc.record(task_id, round_id, node)
-    assert rec & layout.INDEX_MASK != 0, "slashing: no reveal"
-    assert (facts.rejected >> ((rec & layout.INDEX_MASK) - 1)) & 1 == 1, "slashing: not rejected"
+    f: fedchain.FaultFacts = staticcall fc.fault_facts(task_id, round_id, node)
+    assert f.status == layout.FINALIZED, "slashing: round not finalized"
+    assert f.record & layout.INDEX_MASK != 0, "slashing: no reveal"
+    assert (f.rejected >> ((f.record & layout.INDEX_MASK) - 1)) & 1 == 1, "slashing: not rejected"
     self._liveness(fc, task_id, round_id, node, layout.SLASH_REJECTED)
 
 

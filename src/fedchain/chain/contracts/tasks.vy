@@ -171,7 +171,7 @@ def reclaim(task_id: uint256):
          Slashes never refill a pool (they are burned), so nothing a slash
          takes reaches the sponsor.
     """
-    t: fedchain.Task = staticcall self.core.tasks(task_id)
+    t: fedchain.PoolFacts = staticcall self.core.pool_facts(task_id)
     assert t.sponsor == msg.sender, "tasks: not the sponsor"
     assert t.finished, "tasks: not finished"
     assert t.pool > 0, "tasks: empty pool"
