@@ -205,8 +205,8 @@ def measure_functions(chain: Chain) -> dict[str, int]:
     b.tx("slash_absent", task, 0, validators[2].address, sender=reporter)
 
     # the availability game on a voted model of 5 chunks (depth 3): a request for the root and
-    # for a leaf, each answered (the leaf's answer carries its 256 bytes), and one left to settle,
-    # which reverts the round
+    # for a leaf, each answered (the leaf's answer carries its 256 bytes), and one for the
+    # accepted update left to settle, which reverts the round and makes its trainer slashable
     model = np.random.default_rng(0).integers(-2**20, 2**20, 300)
     vote = (fp.vector_root(model, fp.CHUNK_SIZE), h32("model-cid", 2), result[2], result[3], 0)
     task = b.create_task(record=False, trainers_per_round=5, challenge_blocks=10)  # anvil: a block a transaction
@@ -220,14 +220,15 @@ def measure_functions(chain: Chain) -> dict[str, int]:
         b.tx("vote", task, 0, *vote, sender=v, record=False)
     chain.mine_to(b.schedule(task, 0)[3] + 1)
     fedavg = (1, 0, 1, 1, h32("json"))
-    for level, position in ((0, 0), (3, 1), (1, 1)):
-        r = b.tx("request", task, 0, vote, fedavg, 1, 0, level, position, sender=reporter, to=b.availability)
+    for kind, level, position in ((1, 0, 0), (1, 3, 1), (2, 1, 1)):
+        r = b.tx("request", task, 0, vote, fedavg, kind, 0, level, position, sender=reporter, to=b.availability)
         rid = r.event("Requested").args["request_id"]
-        if (level, position) != (1, 1):
+        if kind == 1:
             b.tx("answer", rid, vote, vector_node(model, fp.CHUNK_SIZE, level, position), NO_OPENING,
                  sender=validators[0], to=b.availability)
     chain.mine_to(b.availability.call("requests", rid)["deadline"] + 1)
     b.tx("settle", rid, sender=reporter, to=b.availability)
+    b.tx("slash_withheld", task, 0, trainers[1].address, sender=reporter)
 
     r = b.tx("unbond", STAKE, sender=trainers[0])
     chain.mine_to(r.block + ProtocolParams().unbonding_delay)
