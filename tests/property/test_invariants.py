@@ -1,8 +1,8 @@
 """Stateful property test of the fedchain contracts: a hypothesis state machine
 drives random sequences of every user action against a fresh EmbeddedChain
-(fedchain, its slashing and challenges contracts) and keeps a ghost model
-(stakes, balances, pools, rounds, seats, votes, claims, payouts, slashes,
-burned stake and forfeited bonds).
+(fedchain, its slashing, challenges and availability contracts) and keeps a
+ghost model (stakes, balances, pools, rounds, seats, votes, claims, payouts,
+slashes, burned stake, forfeited bonds and availability requests).
 
 Every action's outcome is predicted by the ghost model first: it must succeed,
 or revert with exactly the reason the model names. After every step:
@@ -30,16 +30,36 @@ or revert with exactly the reason the model names. After every step:
   checked against (a rejected update's is the end of the challenge window:
   ``slash_rejected_before_finalize``, no ``finalize`` needed); and where the
   watcher is vigilant, no withdrawal takes stake whose fault is not slashed yet.
+  An availability request defers a round's end (its finalize, its rejected set,
+  its revert) by up to ``answer_blocks`` past the window: what it defers must
+  stay provable for the slash grace less ``answer_blocks``.
 
 Dishonest nodes commit without revealing, commit updates the validators reject,
 join a committee and stay silent, equivocate, or collude on a wrong result (a
 scores tree with a phantom leaf, or a total that its leaves do not sum to:
-both provable with ``challenge_total``; tasks name rule 0, whose model cannot
-be recomputed on chain, so the model root is never challenged). A watcher
+both provable with ``challenge_total``; or a model they withhold, which only the
+availability game reverts; tasks name rule 0 or Krum, whose models this machine
+never recomputes, so the model root is never challenged). A watcher
 challenges a provably wrong leading vote after the vote phase and reports every
-slashable fault once per round; every other rule interleaves anywhere. Random
+slashable fault once per round; every other rule interleaves anywhere.
+
+The availability game (availability.vy) runs on real trees: every model and
+update is a fixed-point vector (one to five chunks; a Krum task's all of one
+shape, its votes committing to the distance table of the updates they accept),
+and answers are built by the protocol's own ``vector_node`` and ``table_node``.
+Anyone requests nodes of the leading vote's model, of an accepted update or of
+its table, in the window or not, refused for every reason the contract has
+(the 64-request cap included); anyone answers, right or wrong (forged data,
+malformed nodes, another opening, another function), and wrong answers revert;
+honest nodes answer every request for data they hold in its last block (the
+correct result's validators hold all of it, a trainer its update), so a round
+they vote for is never reverted; colluders that hide their model answer
+nothing, and the watcher, who requests the root of a model nobody published
+(or spot-checks one node of another), settles past the deadline: the round is
+reverted, the requester its challenger, its voters slashed. ``finalize`` and
+``slash_rejected_before_finalize`` must refuse while a request is open. Random
 rules alone rarely line up a whole round inside one example, so an
-``honest_network`` rule plays the honest nodes' part of one to four phases
+``honest_network`` rule plays the honest nodes' part of one to eight phases
 (commit and join, watch the challenge window, finalize or advance, claim),
 moving to the next phase each time; and a vigilant watcher (drawn once per
 example) acts at every deadline as honest nodes do.
@@ -841,6 +861,14 @@ class FedchainMachine(RuleBasedStateMachine):
             if mask >> k & 1:
                 self._join(tid, node, plan)
 
+    @precondition(lambda self: self._any_round(lambda t, R: self.block <= R.reveal_end))
+    @rule(j=picks)
+    def a_withholding_quorum(self, j):
+        """Every staked validator tries to join the round's committee to vote a model it
+        withholds: unless honest members outvote them, only an availability request (and its
+        settle) reverts the round."""
+        self.join_to_collude(255, j, "hidden")
+
     def _join(self, tid: int, node, plan: str | None = None) -> None:
         """``plan``: None (honest: votes the correct result), "silent" or a wrong result's kind."""
         t = self.tasks[tid]
@@ -1382,14 +1410,15 @@ class FedchainMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ the honest network
 
-    @rule(mask=masks, phases=st.integers(1, 4))
+    @rule(mask=masks, phases=st.integers(1, 8))
     def honest_network(self, mask, phases):
         """Honest nodes (those in ``mask``) do what the current phase of every task's
         round asks of them (commit and join; their reveals and votes come by
         themselves), a watcher challenges a provably wrong leading vote once the vote
         phase is over, requests the root of a model nobody published or else spot-checks
-        one node, settles what nobody answered, then the round is finalized or advanced; the chain moves on to
-        the block after the first of those phases ends, ``phases`` times over. Honest
+        one node, settles what nobody answered, then the round is finalized or advanced;
+        the chain moves on to the block after the first of those phases ends, ``phases``
+        times over (up to eight: a whole round and more). Honest
         nodes also claim what finalized rounds owe them, and the watcher reports every
         slashable fault, once per round and kind."""
         for _ in range(phases):
