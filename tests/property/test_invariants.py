@@ -133,11 +133,12 @@ def recipe_hash(recipe: tuple) -> bytes:
 
 NO_VOTE = Result(h32("model"), h32("model-cid"), Scores((), ()))  # a vote nobody cast
 MAX_REQUESTS = 64  # availability requests a round takes
+KIND_NAMES = {KIND_MODEL: "model", KIND_UPDATE: "update", KIND_TABLE: "table"}
 MAX_LEVEL = 20  # the deepest node a request may name
 CHUNK = fp.CHUNK_SIZE
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def vector(*name, size: int | None = None) -> np.ndarray:
     """The fixed-point vector (a model or an update) named by ``name``: ``size`` values,
     or one to five chunks, the last one partial, so chunk trees of depth 0 to 3 with
@@ -147,7 +148,7 @@ def vector(*name, size: int | None = None) -> np.ndarray:
     return rng.integers(-2**20, 2**20, size)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def vector_root(*name, size: int | None = None) -> bytes:
     return fp.vector_root(vector(*name, size=size), CHUNK)
 
@@ -662,12 +663,12 @@ class FedchainMachine(RuleBasedStateMachine):
         krum=st.booleans(),
     )
 
-    @initialize(vigilant=st.booleans(), flooding=st.integers(0, 4))
+    @initialize(vigilant=st.booleans(), flooding=st.integers(0, 7))
     def a_watcher(self, vigilant, flooding):
         """A vigilant watcher challenges a provably wrong leading vote as soon as the vote
         phase is over and reports every fault in the block it becomes provable; the other
         acts only in ``honest_network`` steps, so that late reports, unchallenged wrong
-        results and their finalization happen too. ``flooding`` (one example in five)
+        results and their finalization happen too. ``flooding`` (one example in eight)
         lets a round be flooded with the 64 requests it takes."""
         self.vigilant = vigilant
         self.flooding = flooding == 0
@@ -1073,13 +1074,18 @@ class FedchainMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._any_round(lambda t, R: R.leader is not None))
     @rule(j=picks, who=picks, kind=st.sampled_from([KIND_MODEL, KIND_UPDATE, KIND_TABLE]), which=picks,
           level=st.integers(0, 4), position=st.integers(0, 2**MAX_LEVEL - 1),
-          tamper=st.sampled_from([None] * 8 + ["duplicate", "other vote", "deepest", "bad level", "bad position",
-                                               "rejected", "table of another rule", "unknown kind", "last round"]))
-    def request(self, j, who, kind, which, level, position, tamper):
+          tampers=st.lists(st.sampled_from([None] * 4 + ["duplicate", "other vote", "deepest", "bad level",
+                                                         "bad position", "rejected", "table of another rule",
+                                                         "unknown kind", "last round"]), min_size=1, max_size=4))
+    def request(self, j, who, kind, which, level, position, tampers):
         """Anyone requests a node of the leading vote's model tree, of an accepted update's
         tree or (a Krum task's; a rule-0 vote has none) of its distance table, preferably
-        where the contract allows it; ``tamper`` names one way to make a request the
-        contract must refuse (``deepest``: a level-20 node, which it takes)."""
+        where the contract allows it, once per tamper: each names one way to make a request
+        the contract must refuse (``deepest``: a level-20 node, which it takes)."""
+        for tamper in tampers:
+            self._request_variant(j, who, kind, which, level, position, tamper)
+
+    def _request_variant(self, j, who, kind, which, level, position, tamper) -> None:
         tid, t = self._task(j, self._requestable)
         r = t.round - 1 if tamper == "last round" and t.round else t.round
         R = t.rounds[r]
@@ -1109,13 +1115,16 @@ class FedchainMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.flooding and self._any_round(self._requestable))
     @rule(j=picks)
     def request_a_whole_level(self, j):
-        """Requests of the model tree's level-6 nodes, from whoever can post the bond, until
-        the round holds its 64; one more is refused. In one example in five (see
-        ``a_watcher``): 128 transactions, the costliest rule."""
+        """A flood of requests (see ``_flood``), where ``a_watcher`` drew one."""
         tid, t = self._task(j, self._requestable)
+        if self._requestable(t, t.rounds[t.round]):
+            self._flood(tid, t)
+
+    def _flood(self, tid: int, t: GTask) -> None:
+        """Requests of the model tree's level-6 nodes, from whoever can post the bond, until
+        the round holds its 64; one more is refused. 128 transactions with the answers: in
+        one example in eight only."""
         R = t.rounds[t.round]
-        if not self._requestable(t, R):
-            return
         vote = self.results[R.leader]
         for position in range(2**6):
             if len(R.requests) < MAX_REQUESTS and request_id(tid, t.round, KIND_MODEL, 0, 6, position) not in self.requests:
@@ -1214,7 +1223,7 @@ class FedchainMachine(RuleBasedStateMachine):
                     else "availability: not the requested node" if tamper == "shallow"
                     else "availability: bad proof" if tamper == "other data"
                     else None)
-        event(f"answer: {expected or 'answered'}")
+        event(f"answer: {expected or 'answered'} ({KIND_NAMES[q.kind]})")
         receipt = self._send(expected, fn, rid, vote.args, *args, sender=sender, to=self.availability)
         if receipt:
             node = args[0]
@@ -1235,12 +1244,14 @@ class FedchainMachine(RuleBasedStateMachine):
         return rids[i % len(rids)]
 
     @precondition(lambda self: self.requests)
-    @rule(i=picks, who=picks, tamper=st.sampled_from([None, None, None, "other vote", "other data", "malformed",
-                                                       "shallow", "other reveal", "wrong salt", "wrong function"]))
-    def answer(self, i, who, tamper):
+    @rule(i=picks, who=picks, tampers=st.lists(st.sampled_from([None, "other vote", "other data", "malformed",
+                                                                 "shallow", "other reveal", "wrong salt",
+                                                                 "wrong function"]), min_size=1, max_size=3))
+    def answer(self, i, who, tampers):
         """Anyone answers a request: with the right node if it holds the data (a colluder its
-        own model), or with a wrong one, which must revert."""
-        self._answer(self._pick_request(i), self.accounts[who % len(self.accounts)], tamper)
+        own model), or with a wrong one, which must revert; once per tamper."""
+        for tamper in tampers:
+            self._answer(self._pick_request(i), self.accounts[who % len(self.accounts)], tamper)
         if self.vigilant:
             self._keep_watch()  # an answer can make a rejected update slashable at once
 
@@ -1306,8 +1317,12 @@ class FedchainMachine(RuleBasedStateMachine):
                 self._settle(rid, self.reporter)
 
     def _spot_check(self, tid: int, t: GTask, mask: int) -> None:
-        """The watcher asks for one node (named by ``mask``) of the leading vote's model or
-        of an update it accepts, as watchers sample what they could not fetch."""
+        """The watcher asks for one node (named by ``mask``) of the leading vote's model, of
+        an update it accepts or of its table, as watchers sample what they could not fetch
+        (or, where ``a_watcher`` drew a flood, for 64 nodes)."""
+        if self.flooding:
+            self._flood(tid, t)
+            return
         R = t.rounds[t.round]
         vote = self.results[R.leader]
         accepted = [i for i in range(len(R.reveals)) if not vote.args[4] >> i & 1]
