@@ -1,8 +1,8 @@
 """Stateful property test of the fedchain contracts: a hypothesis state machine
 drives random sequences of every user action against a fresh EmbeddedChain
-(fedchain, its slashing and challenges contracts) and keeps a ghost model
-(stakes, balances, pools, rounds, seats, votes, claims, payouts, slashes,
-burned stake and forfeited bonds).
+(fedchain, its slashing, challenges and availability contracts) and keeps a
+ghost model (stakes, balances, pools, rounds, seats, votes, claims, payouts,
+slashes, burned stake, forfeited bonds and availability requests).
 
 Every action's outcome is predicted by the ghost model first: it must succeed,
 or revert with exactly the reason the model names. After every step:
@@ -10,7 +10,7 @@ or revert with exactly the reason the model names. After every step:
 - token conservation to the wei: fedchain's balance == stakes + unbonding +
   pools + owed (unclaimed budgets plus payouts) + burned slashes, the challenges
   contract's balance == its forfeited bonds, the availability game's == its
-  held bonds (none: this machine makes no availability requests), every total
+  held bonds (those of its open requests), every total
   as the ghost model has it, and the ghost model equals the contract's state;
 - no double claim: a successful claim is immediately retried and must revert,
   and what a round paid never exceeds its trainer or validator budget; no
@@ -30,16 +30,36 @@ or revert with exactly the reason the model names. After every step:
   checked against (a rejected update's is the end of the challenge window:
   ``slash_rejected_before_finalize``, no ``finalize`` needed); and where the
   watcher is vigilant, no withdrawal takes stake whose fault is not slashed yet.
+  An availability request defers a round's end (its finalize, its rejected set,
+  its revert) by up to ``answer_blocks`` past the window: what it defers must
+  stay provable for the slash grace less ``answer_blocks``.
 
 Dishonest nodes commit without revealing, commit updates the validators reject,
 join a committee and stay silent, equivocate, or collude on a wrong result (a
 scores tree with a phantom leaf, or a total that its leaves do not sum to:
-both provable with ``challenge_total``; tasks name rule 0, whose model cannot
-be recomputed on chain, so the model root is never challenged). A watcher
+both provable with ``challenge_total``; or a model they withhold, which only the
+availability game reverts; tasks name rule 0 or Krum, whose models this machine
+never recomputes, so the model root is never challenged). A watcher
 challenges a provably wrong leading vote after the vote phase and reports every
-slashable fault once per round; every other rule interleaves anywhere. Random
+slashable fault once per round; every other rule interleaves anywhere.
+
+The availability game (availability.vy) runs on real trees: every model and
+update is a fixed-point vector (one to five chunks; a Krum task's all of one
+shape, its votes committing to the distance table of the updates they accept),
+and answers are built by the protocol's own ``vector_node`` and ``table_node``.
+Anyone requests nodes of the leading vote's model, of an accepted update or of
+its table, in the window or not, refused for every reason the contract has
+(the 64-request cap included); anyone answers, right or wrong (forged data,
+malformed nodes, another opening, another function), and wrong answers revert;
+honest nodes answer every request for data they hold in its last block (the
+correct result's validators hold all of it, a trainer its update), so a round
+they vote for is never reverted; colluders that hide their model answer
+nothing, and the watcher, who requests the root of a model nobody published
+(or spot-checks one node of another), settles past the deadline: the round is
+reverted, the requester its challenger, its voters slashed. ``finalize`` and
+``slash_rejected_before_finalize`` must refuse while a request is open. Random
 rules alone rarely line up a whole round inside one example, so an
-``honest_network`` rule plays the honest nodes' part of one to four phases
+``honest_network`` rule plays the honest nodes' part of one to eight phases
 (commit and join, watch the challenge window, finalize or advance, claim),
 moving to the next phase each time; and a vigilant watcher (drawn once per
 example) acts at every deadline as honest nodes do.
@@ -53,12 +73,14 @@ Effort comes from the environment:
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
 from eth_abi import encode
 from eth_utils import keccak
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -80,7 +102,18 @@ from fedchain.chain import commitments as cm
 from fedchain.chain.deploy import ProtocolParams
 from fedchain.chain.embedded import EmbeddedChain, block_hash
 from fedchain.errors import Reverted
+from fedchain.learning import fixedpoint as fp
+from fedchain.protocol.availability import (
+    KIND_MODEL,
+    KIND_TABLE,
+    KIND_UPDATE,
+    NO_OPENING,
+    request_id,
+    table_node,
+    vector_node,
+)
 from fedchain.protocol.challenge import commit
+from fedchain.protocol.distances import DistanceTable, combined_scores_root
 
 PROFILES = {"default": (30, 50), "ci": (200, 50)}  # (max_examples, stateful_step_count)
 PROFILE = os.environ.get("FEDCHAIN_HYPOTHESIS_PROFILE", "default")
@@ -103,28 +136,87 @@ NOBODY = "0x" + "00" * 20
 TASK_FUNCTIONS = {"commit", "reveal", "join", "vote", "finalize", "advance", "claim", "claim_validator",
                   "slash_missing_reveal", "slash_rejected", "slash_rejected_before_finalize", "slash_absent",
                   "slash_wrong_vote", "reclaim",
-                  "challenge_total"}  # their first argument is a task id
-# Every task names rule 0 (its model is not recomputable on chain; its scores
-# tree and total are: challenge_total); the preimage of its recipe hash:
+                  "challenge_total", "request"}  # their first argument is a task id
+# A task names rule 0 (its model is not recomputable on chain; its scores tree
+# and total are: challenge_total) or Krum (rule 4: its votes also commit to a
+# distance table, which the availability game can be asked for); the preimages
+# of their recipe hashes:
 RECIPE = (0, 0, 0, 0, keccak(b"recipe"))
-RECIPE_HASH = keccak(encode(["uint256"] * 4 + ["bytes32"], list(RECIPE)))
+KRUM = (4, 0, 1, 1, keccak(b"recipe"))
+KRUM_SIZE = 3 * fp.CHUNK_SIZE - 5  # a Krum task's models and updates: one shape (a table of depth 2)
+
+
+def recipe_hash(recipe: tuple) -> bytes:
+    return keccak(encode(["uint256"] * 4 + ["bytes32"], list(recipe)))
 
 NO_VOTE = Result(h32("model"), h32("model-cid"), Scores((), ()))  # a vote nobody cast
+MAX_REQUESTS = 64  # availability requests a round takes
+KIND_NAMES = {KIND_MODEL: "model", KIND_UPDATE: "update", KIND_TABLE: "table"}
+MAX_LEVEL = 20  # the deepest node a request may name
+CHUNK = fp.CHUNK_SIZE
+
+
+@functools.cache
+def vector(*name, size: int | None = None) -> np.ndarray:
+    """The fixed-point vector (a model or an update) named by ``name``: ``size`` values,
+    or one to five chunks, the last one partial, so chunk trees of depth 0 to 3 with
+    padding leaves."""
+    rng = np.random.default_rng(int.from_bytes(h32("vector", *name)[:8], "big"))
+    size = size or CHUNK * int(rng.integers(1, 6)) - int(rng.integers(0, CHUNK))
+    return rng.integers(-2**20, 2**20, size)
+
+
+@functools.cache
+def vector_root(*name, size: int | None = None) -> bytes:
+    return fp.vector_root(vector(*name, size=size), CHUNK)
+
+
+def tree_depth(q: np.ndarray) -> int:
+    return (len(fp.chunks(q, CHUNK)) - 1).bit_length()
 
 picks = st.integers(0, 15)  # an index into whatever list the rule picks from
 masks = st.integers(1, 255)  # a subset of the eight nodes
 
 
 @dataclass(frozen=True)
-class Inflated(Result):
-    """A vote whose total score is not what its scores tree's leaves sum to."""
+class Vote(Result):
+    """A vote: with ``extra``, one whose total score is not what its scores tree's leaves
+    sum to; with ``table_root``, a Krum-rule vote's, whose scores root is keccak(scores
+    tree root ++ distance table root)."""
 
-    extra: int = 1
+    extra: int = 0
+    table_root: bytes = b""
 
     @property
     def args(self) -> tuple:
         root, cid, scores_root, total, rejected = super().args
+        if self.table_root:
+            scores_root = combined_scores_root(scores_root, self.table_root)
         return root, cid, scores_root, total + self.extra, rejected
+
+
+@dataclass
+class GRequest:
+    """An availability request: a node (level, position) of a tree the leading vote rests on."""
+
+    requester: str
+    tid: int
+    r: int
+    kind: int
+    index: int
+    level: int
+    position: int
+    deadline: int                                   # the last block an answer is due in
+    leader: bytes
+    correct: bool                                   # the leader is the round's correct result
+    open: bool = True
+    closed_at: int | None = None                    # block of its answer or settle
+
+    @property
+    def resolved_by(self) -> int:
+        """The block by which it no longer holds the round up: its answer, or the first
+        block anyone may settle it (a watcher does, reverting the round)."""
+        return min(self.closed_at or self.deadline + 1, self.deadline + 1)
 
 
 @dataclass
@@ -163,6 +255,8 @@ class GRound:
     result: Result | None = None
     challenger: str | None = None
     closed_at: int | None = None                    # block of its finalize, advance or revert
+    reverted_from: int | None = None                # an unanswered request's: the first block it could be settled
+    requests: list = field(default_factory=list)    # GRequest, in order
     trainer_budget: int = 0
     validator_budget: int = 0
     majority: int = 0
@@ -173,15 +267,30 @@ class GRound:
     def committee_seats(self) -> int:
         return sum(self.weights.values())
 
+    @property
+    def open_requests(self) -> list:
+        return [q for q in self.requests if q.open]
+
+    @property
+    def requests_end(self) -> int:
+        """The last block a request holds the round up to (0: none ever made)."""
+        return max((q.resolved_by for q in self.requests), default=0)
+
 
 @dataclass
 class GTask:
     sponsor: str
     cfg: dict
     pool: int
+    recipe: tuple = RECIPE
     round: int = 0
     finished: bool = False
     rounds: list = field(default_factory=list)
+
+    @property
+    def size(self) -> int | None:
+        """Its vectors' length: fixed for a Krum task (its distance table needs one shape)."""
+        return KRUM_SIZE if self.recipe == KRUM else None
 
 
 class FedchainMachine(RuleBasedStateMachine):
@@ -192,7 +301,7 @@ class FedchainMachine(RuleBasedStateMachine):
         self.net = make_net(deterministic(EmbeddedChain()), PARAMS, trainers=4, validators=3, outsiders=3)
         net = self.net
         self.fc, self.slashing, self.challenges, self.chain = net.fc, net.slashing, net.challenges, net.chain
-        self.availability = net.availability  # no availability requests here: it must hold nothing
+        self.availability = net.availability
         assert self.fc.call("min_challenge_blocks") == PARAMS.min_challenge_blocks
         assert self.fc.call("slash_grace") == PARAMS.slash_grace
         assert self.challenges.call("bond") == PARAMS.challenge_bond
@@ -204,8 +313,9 @@ class FedchainMachine(RuleBasedStateMachine):
         self.fc.tx("stake", ROLE_VALIDATOR, 2 * STAKE, sender=net.validators[0])
         self.chain.mine(1)
         self.accounts = [net.owner, *net.outsiders, *net.trainers, *net.validators]
-        for a in self.accounts:  # anyone may challenge: every account can post a bond
+        for a in self.accounts:  # anyone may challenge or request: every account can post a bond
             net.token.tx("approve", self.challenges.address, MAX_UINT, sender=a)
+            net.token.tx("approve", self.availability.address, MAX_UINT, sender=a)
         self.stakes = {a.address: GStake(**dict(zip(
             ["role", "active", "unbonding", "release", "since"], net.stake_of(a).values()))) for a in self.nodes}
         self.balances = {a.address: net.balance(a) for a in self.accounts}
@@ -213,6 +323,10 @@ class FedchainMachine(RuleBasedStateMachine):
         self.unclaimed = 0
         self.burned = 0
         self.forfeited = 0
+        self.requests: dict[bytes, GRequest] = {}  # request id -> request
+        self.held = 0  # the bonds of open requests
+        self.models: dict[bytes, tuple] = {}  # model root -> (name, size) of its vector (a model someone holds)
+        self.tables: dict[tuple, DistanceTable] = {}  # (task, round, reveals) -> the correct result's table
         self.next_task_id = 1
         self.tasks: dict[int, GTask] = {}
         self.honest = {a.address for a in self.nodes}
@@ -224,6 +338,7 @@ class FedchainMachine(RuleBasedStateMachine):
         self.results: dict[bytes, Result] = {}  # vote hash -> the result it stands for
         self.watched: set[tuple[int, int, str]] = set()  # (task, round, duty) the watcher has done
         self.vigilant = False  # whether the watcher acts at every deadline (see a_watcher)
+        self.flooding = False  # whether request_a_whole_level may run (see a_watcher)
         self.watching = False  # inside the watcher's turn (it mines the block between commit and challenge)
         self.dirty_accounts: set[str] = set()  # touched since the last invariant check
         self.dirty_tasks: set[int] = set()
@@ -372,24 +487,44 @@ class FedchainMachine(RuleBasedStateMachine):
         s = self.stakes[node]
         return (s.active + s.unbonding) * PARAMS.safety_penalty_bps // BPS
 
-    def _correct_result(self, tid: int, r: int, tag: str = "") -> Result:
+    def _correct_result(self, tid: int, r: int, tag: str = "") -> Vote:
         """What honest validators vote: one leaf per reveal in reveal order, 0 for the
-        updates they reject (and those only)."""
-        R = self.tasks[tid].rounds[r]
+        updates they reject (and those only); in a Krum task, with the distance table of
+        the updates it accepts."""
+        t = self.tasks[tid]
+        R = t.rounds[r]
         scores = Scores(tuple(R.reveals), tuple(0 if a in R.bad else (tid + r + int(a, 16)) % 3
                                                 for a in R.reveals))  # 0 happens
         rejected = sum(1 << i for i, a in enumerate(R.reveals) if a in R.bad)
-        return Result(h32("model", tid, r, tag), h32("model-cid", tid, r, tag), scores, rejected)
+        root = vector_root("model", tid, r, tag, size=t.size)  # a real chunk tree: its holders can answer requests
+        self.models[root] = (("model", tid, r, tag), t.size)
+        table = self._table(tid, r).root if t.recipe == KRUM else b""
+        return Vote(root, h32("model-cid", tid, r, tag), scores, rejected, table_root=table)
+
+    def _table(self, tid: int, r: int) -> DistanceTable:
+        """A Krum round's distance table over the updates the correct result accepts."""
+        R = self.tasks[tid].rounds[r]
+        key = (tid, r, len(R.reveals))
+        if key not in self.tables:
+            self.tables[key] = DistanceTable.of_round(
+                [None if a in R.bad else vector("update", tid, r, a, size=KRUM_SIZE) for a in R.reveals],
+                KRUM_SIZE, CHUNK)
+        return self.tables[key]
 
     def _wrong_result(self, tid: int, r: int, kind: str) -> Result:
         """A result colluders vote for: the correct one with a phantom leaf (one leaf more
-        than the round's reveals) or with a total its leaves do not sum to."""
+        than the round's reveals) or with a total its leaves do not sum to, or (hidden) the
+        correct scores with a model nobody holds a tree for: no challenge proves it wrong,
+        only an unanswered availability request reverts it."""
         good = self._correct_result(tid, r, tag=kind)
+        if kind == "hidden":  # a Krum vote's table too
+            return Vote(h32("hidden model", tid, r), good.model_cid, good.scores, good.rejected,
+                        table_root=good.table_root and h32("hidden table", tid, r))
         if kind == "phantom":
             s = good.scores
-            return Result(good.model_root, good.model_cid, Scores((*s.nodes, self.net.owner.address), (*s.scores, 1)),
-                          good.rejected)
-        return Inflated(good.model_root, good.model_cid, good.scores, good.rejected)
+            return Vote(good.model_root, good.model_cid, Scores((*s.nodes, self.net.owner.address), (*s.scores, 1)),
+                        good.rejected, table_root=good.table_root)
+        return Vote(good.model_root, good.model_cid, good.scores, good.rejected, extra=1, table_root=good.table_root)
 
     @staticmethod
     def _provably_wrong(R: GRound, result: Result) -> bool:
@@ -484,34 +619,41 @@ class FedchainMachine(RuleBasedStateMachine):
             if s.active == 0:
                 s.role = 0
 
-    def _pending_faults(self, a: str) -> list[tuple[str, int, int]]:
+    def _pending_faults(self, a: str) -> list[tuple[str, int, int, int]]:
         """(fault, block the node took its role in the round, the first block the slashing
-        contract accepts its report, or the latest it may) for every fault of ``a`` not
-        yet slashed, and every one it may still commit: an unrevealed commitment, an
-        update the leading vote rejects, a silent seat, a vote the window may still
-        prove wrong."""
+        contract accepts its report, or the latest it may, the blocks it must stay
+        provable before the stake's release) for every fault of ``a`` not yet slashed,
+        and every one it may still commit: an unrevealed commitment, an update the
+        leading vote rejects, a silent seat, a vote the window (or an availability
+        request) may still prove wrong. A request defers a round's end by up to
+        answer_blocks past its window, which the slash grace covers: what it defers
+        stays provable for slash_grace - answer_blocks (availability.vy's design)."""
         out = []
+        short = PARAMS.slash_grace - PARAMS.answer_blocks
         for t in self.tasks.values():
             for R in t.rounds:
                 if a in R.slashed or a not in R.since:
                     continue
                 since, window_end = R.since[a], self._window_end(t, R)
                 if a in R.commits and a not in R.reveals:
-                    out.append(("missing reveal", since, R.reveal_end + 1))
+                    out.append(("missing reveal", since, R.reveal_end + 1, PARAMS.slash_grace))
                 elif a in R.commits and self._rejected(t, R, a):
-                    out.append(("rejected update", since, window_end + 1))
+                    end = max(window_end + 1, R.requests_end)
+                    out.append(("rejected update", since, end, PARAMS.slash_grace if end == window_end + 1 else short))
                 if a in R.weights and a in R.votes:
                     if R.challenger is not None and R.votes[a] == R.leader:
-                        out.append(("wrong vote", since, R.closed_at))
-                    elif R.status == OPEN and self.block <= window_end:
-                        out.append(("wrong vote", since, window_end))
+                        out.append(("wrong vote", since, R.closed_at, PARAMS.slash_grace) if R.reverted_from is None
+                                   else ("wrong vote", since, R.reverted_from, short))
+                    elif R.status == OPEN and (self.block <= window_end or R.open_requests):
+                        end = max(window_end, R.requests_end)
+                        out.append(("wrong vote", since, end, PARAMS.slash_grace if end == window_end else short))
                 elif a in R.weights and a not in R.equivocated and not self._exempt(t, R):
-                    out.append(("absent", since, R.validate_end + 1))
+                    out.append(("absent", since, R.validate_end + 1, PARAMS.slash_grace))
         return out
 
     def _rejected(self, t: GTask, R: GRound, a: str) -> bool:
         """Whether ``a``'s revealed update is, or may still be, slashable as rejected."""
-        if R.status == OPEN and self.block <= self._window_end(t, R):
+        if R.status == OPEN and (self.block <= self._window_end(t, R) or R.open_requests):
             return a in R.bad  # every vote cast rejects exactly these
         if not self._rejected_final(t, R):
             return False  # failed, or will fail: no rejected set counts
@@ -523,9 +665,9 @@ class FedchainMachine(RuleBasedStateMachine):
         of that round must have been provable for the slash grace before ``release``, so
         that a watcher can slash it before any withdrawal (SECURITY-REVIEW M-2)."""
         unbonded_at = release - PARAMS.unbonding_delay
-        for fault, since, provable in self._pending_faults(a):
+        for fault, since, provable, grace in self._pending_faults(a):
             if since <= unbonded_at:  # else the queue was unbonded before the role was taken: it backed nothing
-                assert provable + PARAMS.slash_grace <= release, \
+                assert provable + grace <= release, \
                     f"{fault} of {a} provable at block {provable}, its stake released at {release}"
 
     # ------------------------------------------------------------ tasks and blocks
@@ -537,15 +679,18 @@ class FedchainMachine(RuleBasedStateMachine):
         min_reveals=st.integers(1, 2),
         phases=st.tuples(*[st.integers(1, 4)] * 3, st.sampled_from([1, 2, 3, 4, 5, 12])),  # 12: mostly too long
         fee=st.sampled_from([0, 1_000, 10_000]), pool=st.sampled_from([7, 10**18 + 3, 100 * TOKEN, 100 * TOKEN]),
+        krum=st.booleans(),
     )
 
-    @initialize(vigilant=st.booleans())
-    def a_watcher(self, vigilant):
+    @initialize(vigilant=st.booleans(), flooding=st.integers(0, 9))
+    def a_watcher(self, vigilant, flooding):
         """A vigilant watcher challenges a provably wrong leading vote as soon as the vote
         phase is over and reports every fault in the block it becomes provable; the other
         acts only in ``honest_network`` steps, so that late reports, unchallenged wrong
-        results and their finalization happen too."""
+        results and their finalization happen too. ``flooding`` (one example in ten)
+        lets a round be flooded with the 64 requests it takes."""
         self.vigilant = vigilant
+        self.flooding = flooding == 0
 
     @initialize(**task_configs)
     def first_task(self, phases, **cfg):
@@ -559,9 +704,10 @@ class FedchainMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: sum(not t.finished for t in self.tasks.values()) < 2)
     @rule(**task_configs)
-    def create_task(self, i, rounds, kt, kv, min_reveals, phases, fee, pool):
+    def create_task(self, i, rounds, kt, kv, min_reveals, phases, fee, pool, krum):
         sponsor = self.sponsors[i % 2]
-        cfg = self.net.task_config(recipe_hash=RECIPE_HASH, num_rounds=rounds, trainers_per_round=kt,
+        recipe = KRUM if krum else RECIPE
+        cfg = self.net.task_config(recipe_hash=recipe_hash(recipe), num_rounds=rounds, trainers_per_round=kt,
                                    validators_per_round=kv, min_reveals=min_reveals, commit_blocks=phases[0],
                                    reveal_blocks=phases[1], validate_blocks=phases[2], challenge_blocks=phases[3],
                                    validator_fee_bps=fee, pool=pool)
@@ -574,7 +720,7 @@ class FedchainMachine(RuleBasedStateMachine):
             tid = r.event("TaskCreated").args["task_id"]
             assert tid == self.next_task_id
             self.next_task_id += 1
-            self.tasks[tid] = GTask(sponsor.address, cfg, pool)
+            self.tasks[tid] = GTask(sponsor.address, cfg, pool, recipe)
             self.dirty_tasks.add(tid)
             self.balances[sponsor.address] -= pool
             self._open_round(tid, r)
@@ -583,33 +729,40 @@ class FedchainMachine(RuleBasedStateMachine):
     def mine(self, n):
         self._mine_to(self.block + n)
 
-    @rule(j=picks, deadline=st.integers(0, 4), offset=st.integers(-1, 1))
+    @rule(j=picks, deadline=st.integers(0, 5), offset=st.integers(-1, 1))
     def mine_to_deadline(self, j, deadline, offset):
         """Jump to one block around a deadline: the end of the commit, reveal or
-        vote phase or of the challenge window of a task's current round, or the
-        next block where unbonding stake is released."""
+        vote phase or of the challenge window of a task's current round, the
+        next block where unbonding stake is released, or the first open request's
+        answer deadline."""
         tid, t = self._task(j)
         R = t.rounds[t.round]
         releases = [s.release for s in self.stakes.values() if s.unbonding and s.release >= self.block]
-        ends = [R.commit_end, R.reveal_end, R.validate_end, self._window_end(t, R), min(releases, default=self.block)]
+        deadlines = [q.deadline for q in self.requests.values() if q.open]
+        ends = [R.commit_end, R.reveal_end, R.validate_end, self._window_end(t, R), min(releases, default=self.block),
+                min(deadlines, default=self.block)]
         self._mine_to(ends[deadline] + offset)
 
     def _mine_to(self, target: int) -> None:
-        """Mine forward to ``target``, stopping where honest trainers must reveal and
-        honest committee members must vote, and with a vigilant watcher at every deadline
-        of every current round."""
+        """Mine forward to ``target``, stopping where honest trainers must reveal, honest
+        committee members must vote and honest nodes must answer the requests for data they
+        hold, and with a vigilant watcher at every deadline of every current round and
+        every request."""
         if self.vigilant and not self.watching:
             self._keep_watch()
         while True:
             stops = {self.tasks[tid].rounds[r].commit_end + 1 for tid, r, _ in self.pending}
             stops |= {self.tasks[tid].rounds[r].reveal_end + 1 for tid, r, _, _ in self.pending_votes}
+            stops |= {q.deadline for q in self.requests.values() if q.open and self._honest_holds(q)}
             if self.vigilant:
                 stops |= {end + 1 for t in self.tasks.values() if not t.finished for R in t.rounds[-1:]
                           for end in (R.reveal_end, R.validate_end, self._window_end(t, R))}
+                stops |= {q.deadline + 1 for q in self.requests.values() if q.open}
             stop = min((s for s in stops if self.block < s <= target), default=target)
             self.chain.mine_to(stop)
             self._reveal_pending()
             self._vote_pending()
+            self._answer_due()
             if self.vigilant and not self.watching:
                 self._keep_watch()
             if stop >= target:
@@ -617,7 +770,8 @@ class FedchainMachine(RuleBasedStateMachine):
 
     def _keep_watch(self) -> None:
         """The vigilant watcher: a challenge of every provably wrong leading vote whose vote
-        phase is over, then every report that is due. It commits to a challenge and sends it
+        phase is over (else a request for its model's root if nobody published it, or a spot
+        check of one node), then every settlement and report that is due. It commits to a challenge and sends it
         a block later (challenges.vy's commit-reveal): the block between is mined without
         watching again."""
         self.watching = True
@@ -634,6 +788,8 @@ class FedchainMachine(RuleBasedStateMachine):
                     and leading.scores.nodes and self._provably_wrong(R, leading):
                 self._challenge(tid, t.round, leading, list(leading.scores.nodes), list(leading.scores.scores),
                                 self.reporter)
+            elif not t.finished and not self._request_hidden(tid, t) and self._requestable(t, R) and not R.requests:
+                self._spot_check(tid, t, 1 + self.block * 37 % 255)
         self._watch(claims=False)
 
     # ------------------------------------------------------------ trainers
@@ -648,8 +804,9 @@ class FedchainMachine(RuleBasedStateMachine):
                     else "rounds: too many commitments" if len(R.commits) >= MAX_COMMITS
                     else self._seed_error(R) or ("rounds: not selected"
                                                  if not self._selected(tid, r, node.address, ROLE_TRAINER) else None))
-        upd = self.net.update_for(tid, r, node)
-        upd = upd.__class__(upd.root, upd.salt, upd.cid, 1 + int(node.address, 16) % 7)
+        upd = self.net.update_for(tid, r, node)  # its root: a real chunk tree's, which an answer opens
+        upd = upd.__class__(vector_root("update", tid, r, node.address, size=t.size), upd.salt, upd.cid,
+                            1 + int(node.address, 16) % 7)
         if expected is None and kind != "honest":
             self.honest.discard(node.address)  # before the tx: it is already a fault
         receipt = self._send(expected, "commit", tid, r, self.net.commitment(tid, r, node, upd), sender=node)
@@ -711,17 +868,26 @@ class FedchainMachine(RuleBasedStateMachine):
             self._join(tid, node)
 
     @precondition(lambda self: self._any_round(lambda t, R: self.block <= R.reveal_end))
-    @rule(mask=masks, j=picks, plan=st.sampled_from(["silent", "phantom", "inflated"]))
+    @rule(mask=masks, j=picks, plan=st.sampled_from(["silent", "phantom", "inflated", "hidden"]))
     def join_to_collude(self, mask, j, plan):
         """The validators in ``mask`` (a subset of those staked) try to join the round's
         committee meaning to stay silent (slash_absent applies once the vote phase is
         over) or to vote a wrong result as soon as the vote phase opens: a phantom leaf
-        or an inflated total, which a challenge proves wrong."""
+        or an inflated total, which a challenge proves wrong, or a model they withhold
+        (hidden), which only an availability request reverts."""
         tid, _ = self._task(j, lambda t, R: self.block <= R.reveal_end)
         validators = [n for n in self.nodes if self.stakes[n.address].role == ROLE_VALIDATOR]
         for k, node in enumerate(validators):
             if mask >> k & 1:
                 self._join(tid, node, plan)
+
+    @precondition(lambda self: self._any_round(lambda t, R: self.block <= R.reveal_end))
+    @rule(j=picks)
+    def a_withholding_quorum(self, j):
+        """Every staked validator tries to join the round's committee to vote a model it
+        withholds: unless honest members outvote them, only an availability request (and its
+        settle) reverts the round."""
+        self.join_to_collude(255, j, "hidden")
 
     def _join(self, tid: int, node, plan: str | None = None) -> None:
         """``plan``: None (honest: votes the correct result), "silent" or a wrong result's kind."""
@@ -807,9 +973,10 @@ class FedchainMachine(RuleBasedStateMachine):
         self._vote(tid, t.round, node, good if first else evil)
 
     @precondition(lambda self: self._any_round(lambda t, R: self._voting(t, R) and set(R.weights) - set(R.votes)))
-    @rule(mask=masks, j=picks, kind=st.sampled_from(["phantom", "inflated"]))
+    @rule(mask=masks, j=picks, kind=st.sampled_from(["phantom", "inflated", "hidden"]))
     def collude_on_a_wrong_result(self, mask, j, kind):
-        """The silent members in ``mask`` vote a result a challenge can prove wrong."""
+        """The silent members in ``mask`` vote a result a challenge can prove wrong (or a
+        request revert)."""
         tid, t = self._task(j, self._voting)
         r, R = t.round, t.rounds[t.round]
         wrong = self._wrong_result(tid, r, kind)
@@ -821,8 +988,8 @@ class FedchainMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ challenges
 
     @precondition(lambda self: self._any_round(lambda t, R: not t.finished and R.leader is not None))
-    @rule(j=picks, who=picks, tamper=st.sampled_from([None, None, None, "other vote", "table root", "other rule",
-                                                       "no leaves", "one leaf short", "other round"]))
+    @rule(j=picks, who=picks, tamper=st.sampled_from([None, None, None, "other vote", "table root", "no table root",
+                                                       "other rule", "no leaves", "one leaf short", "other round"]))
     def challenge_the_leading_vote(self, j, who, tamper):
         """Anyone challenges the leading vote's scores tree with its own leaves (or, with
         ``tamper``, with arguments that must be refused)."""
@@ -838,29 +1005,34 @@ class FedchainMachine(RuleBasedStateMachine):
             nodes, scores = [], []
         elif tamper == "one leaf short":
             nodes, scores = nodes[:-1], scores[:-1]
+        table_root = {"table root": h32("table"), "no table root": ZERO32}.get(tamper)
         self._challenge(tid, r + (1 if tamper == "other round" else 0), result, nodes, scores,
-                        self.accounts[who % len(self.accounts)],
-                        table_root=h32("table") if tamper == "table root" else ZERO32,
-                        recipe=(1, *RECIPE[1:]) if tamper == "other rule" else RECIPE)
+                        self.accounts[who % len(self.accounts)], table_root=table_root,
+                        recipe=(1, *RECIPE[1:]) if tamper == "other rule" else None)
 
     def _challenge(self, tid: int, r: int, result: Result, nodes: list, scores: list, sender,
-                   table_root: bytes = ZERO32, recipe: tuple = RECIPE) -> None:
+                   table_root: bytes | None = None, recipe: tuple | None = None) -> None:
+        """challenge_total; by default with the vote's own table root and the task's rule."""
+        t = self.tasks[tid]
+        recipe = recipe or t.recipe
+        table_root = getattr(result, "table_root", b"") or ZERO32 if table_root is None else table_root
         # commit first, send a block later (challenges.vy's commit-reveal)
         call = (tid, r, result.args, recipe, nodes, scores, table_root)
         commit(self.challenges, sender, "challenge_total", call)
         self._mine_to(self.block + 1)
-        t = self.tasks[tid]
         R = self._round(tid, r)
-        expected = ("challenges: not the task's rule" if recipe != RECIPE
+        scores_root = Scores(tuple(nodes), tuple(scores)).root
+        expected = ("challenges: not the task's rule" if recipe != t.recipe
                     else "challenges: not the current round" if r != t.round or t.finished
                     else "challenges: no quorum" if R.leader is None
                     else "challenges: not the leading vote" if result.hash != R.leader
                     else "challenges: window closed" if self.block > self._window_end(t, R)
-                    else "challenges: table root only for Krum rules" if table_root != ZERO32
+                    else "challenges: Krum rules need the table root" if t.recipe == KRUM and table_root == ZERO32
+                    else "challenges: table root only for Krum rules" if t.recipe != KRUM and table_root != ZERO32
                     else "challenges: ragged inputs" if not nodes
-                    else "challenges: not the scores tree" if Scores(tuple(nodes), tuple(scores)).root != result.args[2]
-                    else "erc20: transfer amount exceeds balance"
-                    if self.balances[sender.address] < PARAMS.challenge_bond
+                    else "challenges: not the scores tree"
+                    if (combined_scores_root(scores_root, table_root) if t.recipe == KRUM else scores_root) != result.args[2]
+                    else "erc20: transfer amount exceeds balance" if self.balances[sender.address] < PARAMS.challenge_bond
                     else None)
         receipt = self._send(expected, "challenge_total", *call, sender=sender, to=self.challenges)
         if not receipt:
@@ -874,6 +1046,320 @@ class FedchainMachine(RuleBasedStateMachine):
         else:  # the bond forfeited: it stays in the challenges contract
             self.balances[sender.address] -= PARAMS.challenge_bond
             self.forfeited += PARAMS.challenge_bond
+
+    # ------------------------------------------------------------ the availability game
+
+    def _requestable(self, t: GTask, R: GRound) -> bool:
+        """A leading vote after its vote phase, within its challenge window."""
+        return R.status == OPEN and R.leader is not None and R.validate_end < self.block <= self._window_end(t, R)
+
+    def _request(self, tid: int, r: int, vote: Result, kind: int, index: int, level: int, position: int, sender,
+                 recipe: tuple | None = None) -> bytes | None:
+        """``availability.request`` (by default with the task's rule) with the reason the
+        model expects, checked in the contract's order; on success the bond moves from
+        ``sender`` to the game."""
+        t, R = self.tasks.get(tid), self._round(tid, r)
+        recipe = recipe or t.recipe
+        rid = request_id(tid, r, kind, index, level, position)
+        expected = ("availability: no leading vote" if R is None or R.status != OPEN or R.leader is None
+                    else "availability: not the leading vote" if vote.hash != R.leader
+                    else "availability: vote phase open" if self.block <= R.validate_end
+                    else "availability: window closed" if self.block > self._window_end(t, R)
+                    else "availability: bad node" if level > MAX_LEVEL or position >= 2**level
+                    else "availability: not an accepted update" if kind == KIND_UPDATE
+                    and not (index < len(R.reveals) and not vote.args[4] >> index & 1)
+                    else "availability: not the task's rule" if kind == KIND_TABLE and recipe != t.recipe
+                    else "availability: no distance table" if kind == KIND_TABLE and t.recipe != KRUM
+                    else "availability: unknown kind" if kind not in (KIND_MODEL, KIND_UPDATE, KIND_TABLE)
+                    else "availability: too many requests" if len(R.requests) >= MAX_REQUESTS
+                    else "availability: already requested" if rid in self.requests
+                    else "erc20: transfer amount exceeds balance" if self.balances[sender.address] < PARAMS.request_bond
+                    else None)
+        event(f"request: {expected or 'made'}")
+        receipt = self._send(expected, "request", tid, r, vote.args, recipe, kind, index, level, position,
+                             sender=sender, to=self.availability)
+        if not receipt:
+            return None
+        q = GRequest(sender.address, tid, r, kind, index, level, position, receipt.block + PARAMS.answer_blocks,
+                     R.leader, R.leader == self._correct_result(tid, r).hash)
+        ev = receipt.event("Requested").args
+        assert (ev["request_id"], ev["requester"], ev["deadline"]) == (rid, sender.address, q.deadline)
+        self.requests[rid] = q
+        R.requests.append(q)
+        self.balances[sender.address] -= PARAMS.request_bond
+        self.held += PARAMS.request_bond
+        return rid
+
+    @precondition(lambda self: self._any_round(lambda t, R: R.leader is not None))
+    @rule(j=picks, who=picks, kind=st.sampled_from([KIND_MODEL, KIND_UPDATE, KIND_TABLE]), which=picks,
+          level=st.integers(0, 4), position=st.integers(0, 2**MAX_LEVEL - 1),
+          tampers=st.lists(st.sampled_from([None] * 4 + ["duplicate", "other vote", "deepest", "bad level",
+                                                         "bad position", "rejected", "table of another rule",
+                                                         "unknown kind", "last round"]), min_size=1, max_size=3))
+    def request(self, j, who, kind, which, level, position, tampers):
+        """Anyone requests a node of the leading vote's model tree, of an accepted update's
+        tree or (a Krum task's; a rule-0 vote has none) of its distance table, preferably
+        where the contract allows it, once per tamper: each names one way to make a request
+        the contract must refuse (``deepest``: a level-20 node, which it takes)."""
+        for tamper in tampers:
+            self._request_variant(j, who, kind, which, level, position, tamper)
+
+    def _request_variant(self, j, who, kind, which, level, position, tamper) -> None:
+        tid, t = self._task(j, self._requestable)
+        r = t.round - 1 if tamper == "last round" and t.round else t.round
+        R = t.rounds[r]
+        vote = self.results[R.leader] if R.leader else NO_VOTE
+        if tamper == "other vote":
+            vote = self._correct_result(tid, r, tag="other")
+        position %= 2**level
+        level, position = {"deepest": (MAX_LEVEL, position), "bad level": (MAX_LEVEL + 1, 0),
+                           "bad position": (level, 2**level + position)}.get(tamper, (level, position))
+        accepted = [i for i in range(len(R.reveals)) if not vote.args[4] >> i & 1]
+        rejected = [i for i in range(len(R.reveals)) if vote.args[4] >> i & 1]
+        index = accepted[which % len(accepted)] if kind == KIND_UPDATE and accepted else which % (len(R.reveals) + 1)
+        if tamper == "rejected":
+            kind, index = KIND_UPDATE, rejected[which % len(rejected)] if rejected else len(R.reveals)
+        recipe = (RECIPE if t.recipe == KRUM else KRUM) if tamper == "table of another rule" else t.recipe
+        if tamper == "table of another rule":
+            kind = KIND_TABLE
+        if kind in (KIND_MODEL, KIND_TABLE):
+            index = 0
+        if tamper == "unknown kind":
+            kind = 4
+        elif tamper == "duplicate" and R.requests:
+            q = R.requests[which % len(R.requests)]
+            kind, index, level, position = q.kind, q.index, q.level, q.position
+        self._request(tid, r, vote, kind, index, level, position, self.accounts[who % len(self.accounts)], recipe)
+
+    @precondition(lambda self: self.flooding and self._any_round(self._requestable))
+    @rule(j=picks)
+    def request_a_whole_level(self, j):
+        """A flood of requests (see ``_flood``), where ``a_watcher`` drew one."""
+        tid, t = self._task(j, self._requestable)
+        if self._requestable(t, t.rounds[t.round]):
+            self._flood(tid, t)
+
+    def _flood(self, tid: int, t: GTask) -> None:
+        """Requests of the model tree's level-6 nodes, from whoever can post the bond, until
+        the round holds its 64; one more is refused. 128 transactions with the answers: in
+        one example in ten only."""
+        R = t.rounds[t.round]
+        vote = self.results[R.leader]
+        for position in range(2**6):
+            if len(R.requests) < MAX_REQUESTS and request_id(tid, t.round, KIND_MODEL, 0, 6, position) not in self.requests:
+                payer = next(a for a in self.accounts if self.balances[a.address] >= PARAMS.request_bond)
+                assert self._request(tid, t.round, vote, KIND_MODEL, 0, 6, position, payer)
+        self._request(tid, t.round, vote, KIND_MODEL, 0, 7, 0, self.reporter)
+
+    def _data(self, q: GRequest) -> tuple:
+        """(data, opening) the requested tree is built from, None if nobody holds it (a hidden
+        model or table): the voted model's vector, the requested reveal's update and its
+        opening, or the correct result's distance table."""
+        vote = self.results[q.leader]
+        if q.kind == KIND_TABLE:
+            table = self._table(q.tid, q.r)
+            return (table if table.root == vote.table_root else None), None
+        if q.kind == KIND_MODEL:
+            held = self.models.get(vote.model_root)
+            return (vector(*held[0], size=held[1]) if held else None), NO_OPENING
+        R = self._round(q.tid, q.r)
+        a = R.reveals[q.index]
+        return vector("update", q.tid, q.r, a, size=self.tasks[q.tid].size), (a, R.commits[a].root, R.commits[a].salt)
+
+    def _honest_holds(self, q: GRequest) -> bool:
+        """Whether honest nodes hold what ``q`` asks for: the correct result's validators hold
+        its model, its table and the updates it accepts, an honest trainer its own update."""
+        if q.correct:
+            return True
+        return q.kind == KIND_UPDATE and self._round(q.tid, q.r).reveals[q.index] in self.honest
+
+    def _vector_answer(self, q: GRequest, real, opening: tuple, tamper: str | None) -> tuple[str | None, tuple]:
+        """(tamper, answer's arguments) for a model or update request: the node built by the
+        protocol's ``vector_node``, or the tampered one (a forgery of the real tree's shape,
+        a malformed node, the node's parent, another reveal's opening, a wrong salt)."""
+        shape = vector("unknown", q.tid, q.r) if real is None else real
+        if tamper == "shallow" and not 1 <= q.level <= tree_depth(shape):
+            tamper = "other data"
+        # a forgery has the real tree's shape (same depth, same path lengths), other chunks
+        q_vec = np.resize(vector("forged", q.tid, q.r), shape.size) if tamper == "other data" else shape
+        up = int(tamper == "shallow")
+        node = vector_node(q_vec, CHUNK, q.level - up, q.position >> up)
+        if tamper == "malformed":
+            inner, left, right, data, siblings = node
+            node = (inner, left, right, bytes(256) if inner else (data or bytes(256))[:100], siblings)
+            tamper = "malformed inner" if inner else "malformed leaf"
+        if q.kind == KIND_UPDATE and tamper == "other reveal":
+            opening = (self.reporter.address, *opening[1:])
+        elif q.kind == KIND_UPDATE and tamper == "wrong salt":
+            opening = (opening[0], opening[1], h32("wrong salt"))
+        elif tamper in ("other reveal", "wrong salt"):
+            tamper = None  # a model has no opening to get wrong
+        return tamper, (node, opening)
+
+    def _table_answer(self, q: GRequest, real: DistanceTable | None, tamper: str | None) -> tuple[str | None, tuple]:
+        """(tamper, answer_table's arguments): the node built by the protocol's ``table_node``,
+        or a forgery (the table of other updates, or of another scores tree where the round
+        has no pair to get wrong)."""
+        R = self._round(q.tid, q.r)
+        scores_tree = self.results[q.leader].scores.root
+        if tamper is not None and tamper != "other vote":
+            tamper = "other data"
+        table = real
+        if tamper == "other data":
+            table = DistanceTable.of_round(
+                [None if a in R.bad else vector("forged", q.tid, q.r, a, size=KRUM_SIZE) for a in R.reveals],
+                KRUM_SIZE, CHUNK)
+            if real is None or table.root == real.root:
+                scores_tree = h32("forged scores")
+        return tamper, (table_node(table, scores_tree, q.level, q.position),)
+
+    def _answer(self, rid: bytes, sender, tamper: str | None = None) -> None:
+        """An answer to the request ``rid``: the right node, or with ``tamper`` one the
+        contract must refuse (another vote, another function, forged data, ...); nobody
+        holds a hidden model or table, so whatever is sent for one is a forgery."""
+        q = self.requests[rid]
+        vote = self.results[q.leader]
+        real, opening = self._data(q)
+        if real is None and tamper not in ("other vote", "malformed", "wrong function"):
+            tamper = "other data"
+        if tamper == "other vote":
+            vote = self._correct_result(q.tid, q.r, tag="other")
+        if tamper == "wrong function":
+            fn, args = (("answer", (vector_node(vector("unknown"), CHUNK, 0, 0), NO_OPENING)) if q.kind == KIND_TABLE
+                        else ("answer_table", ((ZERO32, False, ZERO32, ZERO32, [], [], []),)))
+        elif q.kind == KIND_TABLE:
+            fn, (tamper, args) = "answer_table", self._table_answer(q, real, tamper)
+        else:
+            fn, (tamper, args) = "answer", self._vector_answer(q, real, opening, tamper)
+        expected = ("availability: no open request" if not q.open
+                    else "availability: not the request's vote" if tamper == "other vote"
+                    else "availability: a table request" if tamper == "wrong function" and q.kind == KIND_TABLE
+                    else "availability: not a table request" if tamper == "wrong function"
+                    else "availability: not that reveal" if tamper == "other reveal"
+                    else "availability: root does not match commitment" if tamper == "wrong salt"
+                    else "availability: bad node" if tamper == "malformed inner"
+                    else "availability: bad chunk length" if tamper == "malformed leaf"
+                    else "availability: not the requested node" if tamper == "shallow"
+                    else "availability: bad proof" if tamper == "other data"
+                    else None)
+        event(f"answer: {expected or 'answered'} ({KIND_NAMES[q.kind]})")
+        receipt = self._send(expected, fn, rid, vote.args, *args, sender=sender, to=self.availability)
+        if receipt:
+            node = args[0]
+            if fn == "answer":
+                ev = receipt.event("Answered").args
+                assert (ev["answerer"], ev["inner"], ev["data"]) == (sender.address, node[0], node[3])
+            else:
+                ev = receipt.event("TableAnswered").args
+                assert (ev["answerer"], ev["inner"], list(ev["sums"])) == (sender.address, node[1], node[4])
+            q.open, q.closed_at = False, receipt.block
+            self.balances[sender.address] += PARAMS.request_bond
+            self.held -= PARAMS.request_bond
+            self.dirty_tasks.add(q.tid)
+
+    def _pick_request(self, i: int) -> bytes:
+        """The i-th open request if any is open, else of all."""
+        rids = [rid for rid, q in self.requests.items() if q.open] or list(self.requests)
+        return rids[i % len(rids)]
+
+    @precondition(lambda self: self.requests)
+    @rule(i=picks, who=picks, tampers=st.lists(st.sampled_from([None, "other vote", "other data", "malformed",
+                                                                 "shallow", "other reveal", "wrong salt",
+                                                                 "wrong function"]), min_size=1, max_size=2))
+    def answer(self, i, who, tampers):
+        """Anyone answers a request: with the right node if it holds the data (a colluder its
+        own model), or with a wrong one, which must revert; once per tamper."""
+        for tamper in tampers:
+            self._answer(self._pick_request(i), self.accounts[who % len(self.accounts)], tamper)
+        if self.vigilant:
+            self._keep_watch()  # an answer can make a rejected update slashable at once
+
+    def _settle(self, rid: bytes, sender) -> None:
+        """``availability.settle``: after the deadline an unanswered request reverts its round
+        if still open (the requester its challenger, the voters slashable) and returns the
+        bond to the requester."""
+        q = self.requests.get(rid)
+        expected = ("availability: no open request" if q is None or not q.open
+                    else "availability: answer not due yet" if self.block <= q.deadline else None)
+        R = self._round(q.tid, q.r) if q else None
+        reverted = expected is None and R.status == OPEN
+        event(f"settle: {expected or ('reverted' if reverted else 'refunded')}")
+        receipt = self._send(expected, "settle", rid, sender=sender, to=self.availability)
+        if not receipt:
+            return
+        assert receipt.event("Unanswered").args["reverted"] == reverted
+        q.open, q.closed_at = False, receipt.block
+        self.balances[q.requester] += PARAMS.request_bond
+        self.held -= PARAMS.request_bond
+        self.dirty_accounts.add(q.requester)
+        self.dirty_tasks.add(q.tid)
+        if reverted:
+            assert R.leader == q.leader and not self._honest_holds(q), "a request against honest data reverted"
+            assert receipt.event("RoundFailed").args["reason"] == FAIL_CHALLENGED
+            R.status, R.challenger, R.reverted_from = FAILED, q.requester, q.deadline + 1
+            self._next_round(q.tid, receipt)
+
+    @precondition(lambda self: self.requests)
+    @rule(i=picks, who=picks, unknown=st.booleans())
+    def settle(self, i, who, unknown):
+        """Anyone settles a request (or one never made): refused before its deadline."""
+        rid = h32("no such request") if unknown else self._pick_request(i)
+        self._settle(rid, self.accounts[who % len(self.accounts)])
+        if self.vigilant:
+            self._keep_watch()
+
+    def _finalize_waits(self, q: GRequest) -> None:
+        """Past the window, a round with an open request cannot finalize."""
+        t = self.tasks[q.tid]
+        if q.open and not t.finished and t.round == q.r and self.block > self._window_end(t, t.rounds[q.r]):
+            self._finalize(q.tid, wrong=False)
+            event("finalize waits for a request")
+
+    def _answer_due(self) -> None:
+        """Honest nodes answer every request for data they hold in its last block."""
+        for rid, q in list(self.requests.items()):
+            if q.open and self._honest_holds(q):
+                assert self.block <= q.deadline, f"an honest answer was skipped: {q}"
+                if self.block == q.deadline:
+                    self._finalize_waits(q)
+                    R = self._round(q.tid, q.r)
+                    holders = sorted(a for a, h in R.votes.items() if h == q.leader and a in self.honest)
+                    if q.kind == KIND_UPDATE:
+                        holders.append(R.reveals[q.index])  # its trainer (an honest one, if nobody else)
+                    self._answer(rid, self._node(holders[0]) if holders else self.reporter)  # the watcher has it too
+
+    def _settle_due(self) -> None:
+        """The watcher settles every request past its deadline."""
+        for rid, q in list(self.requests.items()):
+            if q.open and self.block > q.deadline:
+                self._finalize_waits(q)
+                self._settle(rid, self.reporter)
+
+    def _spot_check(self, tid: int, t: GTask, mask: int) -> None:
+        """The watcher asks for one node (named by ``mask``) of the leading vote's model, of
+        an update it accepts or of its table, as watchers sample what they could not fetch
+        (or, where ``a_watcher`` drew a flood, for 64 nodes)."""
+        if self.flooding:
+            self._flood(tid, t)
+            return
+        R = t.rounds[t.round]
+        vote = self.results[R.leader]
+        accepted = [i for i in range(len(R.reveals)) if not vote.args[4] >> i & 1]
+        kind = (KIND_TABLE if mask & 8 and t.recipe == KRUM
+                else KIND_UPDATE if mask & 2 and accepted else KIND_MODEL)
+        index = accepted[(mask >> 2) % len(accepted)] if kind == KIND_UPDATE else 0
+        level = (mask >> 2) % 5
+        self._request(tid, t.round, vote, kind, index, level, (mask >> 4) % 2**level, self.reporter)
+
+    def _request_hidden(self, tid: int, t: GTask) -> bool:
+        """The watcher requests the root of a leading model it cannot fetch (nobody
+        published it), once; whether it did."""
+        R = t.rounds[t.round]
+        leading = self.results.get(R.leader) if R.leader else None
+        if not (self._requestable(t, R) and leading.model_root not in self.models) \
+                or request_id(tid, t.round, KIND_MODEL, 0, 0, 0) in self.requests:
+            return False
+        return self._request(tid, t.round, leading, KIND_MODEL, 0, 0, 0, self.reporter) is not None
 
     # ------------------------------------------------------------ finalize and advance
 
@@ -898,6 +1384,7 @@ class FedchainMachine(RuleBasedStateMachine):
                     else "rounds: no quorum" if R.leader is None
                     else "rounds: too few reveals" if len(R.reveals) < t.cfg["min_reveals"]
                     else "rounds: challenge window open" if self.block <= self._window_end(t, R)
+                    else "rounds: availability request open" if R.open_requests
                     else "rounds: result does not match quorum" if result.hash != R.leader
                     else None)
         receipt = self._send(expected, "finalize", tid, *result.args, sender=self.reporter)
@@ -957,13 +1444,15 @@ class FedchainMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ the honest network
 
-    @rule(mask=masks, phases=st.integers(1, 4))
+    @rule(mask=masks, phases=st.integers(1, 8))
     def honest_network(self, mask, phases):
         """Honest nodes (those in ``mask``) do what the current phase of every task's
         round asks of them (commit and join; their reveals and votes come by
         themselves), a watcher challenges a provably wrong leading vote once the vote
-        phase is over, then the round is finalized or advanced; the chain moves on to
-        the block after the first of those phases ends, ``phases`` times over. Honest
+        phase is over, requests the root of a model nobody published or else spot-checks
+        one node, settles what nobody answered, then the round is finalized or advanced;
+        the chain moves on to the block after the first of those phases ends, ``phases``
+        times over (up to eight: a whole round and more). Honest
         nodes also claim what finalized rounds owe them, and the watcher reports every
         slashable fault, once per round and kind."""
         for _ in range(phases):
@@ -997,8 +1486,17 @@ class FedchainMachine(RuleBasedStateMachine):
             return [R.validate_end + 1]
         if self.block <= window_end and leading and leading.scores.nodes and self._provably_wrong(R, leading):
             self._challenge(tid, r, leading, list(leading.scores.nodes), list(leading.scores.scores), self.reporter)
+        elif self._request_hidden(tid, t):
+            return [window_end + 1]
+        elif self._requestable(t, R) and not R.requests:
+            if mask & 1 and self.block < window_end:
+                return [window_end]  # a spot check in the window's last block: finalize waits for it
+            self._spot_check(tid, t, mask)
+            return [window_end + 1]
         elif self._failed(t, R):
             self._advance(tid)
+        elif R.open_requests:  # answered by their deadline, or settled right after it
+            return [max(q.deadline for q in R.open_requests) + 1]
         elif self._finalizable(t, R):
             self._finalize(tid, wrong=False)
         else:
@@ -1006,7 +1504,9 @@ class FedchainMachine(RuleBasedStateMachine):
         return []
 
     def _watch(self, claims: bool = True) -> None:
-        """The watcher's reports (and the honest claims), once per round and duty."""
+        """The watcher's settlements of unanswered requests and its reports (and the
+        honest claims), once per round and duty."""
+        self._settle_due()
         for tid, t in self.tasks.items():
             for k, R in enumerate(t.rounds):
                 def due(duty: str, ready: bool) -> bool:  # called only for this round: tid and k are current
@@ -1049,6 +1549,8 @@ class FedchainMachine(RuleBasedStateMachine):
         total = R.result.args[3] if finalized else 0  # the voted total (a wrong vote's may exceed the leaves' sum)
         score = scores.score(a) if finalized and a in scores.nodes else 1
         proof = scores.proof(a) if finalized and a in scores.nodes else []
+        if finalized and R.result.table_root and a in scores.nodes:
+            proof.append(R.result.table_root)  # a Krum vote's scores root is the tree's parent, with the table
         amount = R.trainer_budget * score // total if finalized and a in scores.nodes and total else 0
         expected = ("rewards: round not finalized" if not finalized
                     else "rewards: no reveal" if a not in R.reveals
@@ -1131,10 +1633,10 @@ class FedchainMachine(RuleBasedStateMachine):
 
     def _rejected_final(self, t: GTask, R: GRound) -> bool:
         """Whether a round's rejected set is final: finalized, or still open after its
-        challenge window with a leader and enough reveals (it can only finalize)."""
-        return R.status == FINALIZED or (R.status == OPEN and R.leader is not None
-                                         and self.block > self._window_end(t, R)
-                                         and len(R.reveals) >= t.cfg["min_reveals"])
+        challenge window with a leader and enough reveals and no open availability request
+        (it can only finalize)."""
+        return R.status == FINALIZED or (R.status == OPEN and R.leader is not None and self.block > self._window_end(t, R)
+                                         and len(R.reveals) >= t.cfg["min_reveals"] and not R.open_requests)
 
     @precondition(lambda self: self._any_round(lambda t, R: R.status != FAILED and R.leader, every=True))
     @rule(i=picks, j=picks, r=st.integers(0, 3), self_report=st.booleans(), before_finalize=st.booleans(),
@@ -1174,6 +1676,7 @@ class FedchainMachine(RuleBasedStateMachine):
             expected = ("slashing: round not open" if R is None or R.status != OPEN
                         or len(R.reveals) < t.cfg["min_reveals"]
                         else "slashing: challenge window open" if self.block <= self._window_end(t, R)
+                        else "slashing: availability request open" if R.open_requests
                         else "slashing: not the leading vote" if R.leader is None or result.hash != R.leader
                         else None)
         if expected is None:
@@ -1241,7 +1744,8 @@ class FedchainMachine(RuleBasedStateMachine):
         nothing), each total as the ghost model has
         it (no slash ever refills a pool: the model's pools change only by create_task,
         finalize and reclaim); the challenges contract holds exactly its forfeited
-        bonds; then the accounts and tasks the step touched match the model too."""
+        bonds and the availability game the bonds of its open requests; then the
+        accounts and tasks the step touched match the model too."""
         fc = self.fc
         contract = [fc.call("total_active", ROLE_TRAINER), fc.call("total_active", ROLE_VALIDATOR),
                     fc.call("total_unbonding"), fc.call("total_pools"), fc.call("total_owed"), fc.call("burned")]
@@ -1253,16 +1757,17 @@ class FedchainMachine(RuleBasedStateMachine):
         assert self.net.balance(fc.core.address) == self.net.balance(fc.rewards.address) == 0
         assert fc.call("unclaimed") == self.unclaimed
         assert self.net.balance(self.challenges.address) == self.challenges.call("forfeited") == self.forfeited
-        assert self.net.balance(self.availability.address) == self.availability.call("held") == 0
-        assert sum(self.balances.values()) + sum(ghost) + self.forfeited == len(self.accounts) * BALANCE
+        assert self.net.balance(self.availability.address) == self.availability.call("held") == self.held
+        assert self.held == PARAMS.request_bond * sum(q.open for q in self.requests.values())
+        assert sum(self.balances.values()) + sum(ghost) + self.forfeited + self.held == len(self.accounts) * BALANCE
         self._check_accounts(self.dirty_accounts)
         self._check_tasks(self.dirty_tasks)
         self.dirty_accounts.clear()
         self.dirty_tasks.clear()
 
     def teardown(self):
-        """Every account and task, once per example, and every address's slashed flag
-        and seat in every round."""
+        """Every account and task, once per example, every address's slashed flag and
+        seat in every round, and every availability request."""
         self._check_accounts(self.balances)
         self._check_tasks(self.tasks)
         for tid, t in self.tasks.items():
@@ -1271,6 +1776,9 @@ class FedchainMachine(RuleBasedStateMachine):
                     a = node.address
                     assert bool(self.fc.call("record", tid, r, a) & SLASHED) == (a in R.slashed)
                     assert self.fc.call("committee_weight", tid, r, a) == R.weights.get(a, 0)
+        for rid, q in self.requests.items():
+            c = self.availability.call("requests", rid)
+            assert (c["requester"], c["open"], c["deadline"], c["leader"]) == (q.requester, q.open, q.deadline, q.leader)
 
     def _check_accounts(self, addresses) -> None:
         for a in addresses:
@@ -1296,6 +1804,9 @@ class FedchainMachine(RuleBasedStateMachine):
                 assert (c["leader"], c["challenger"]) == (R.leader or ZERO32, R.challenger or NOBODY)
                 assert (c["trainer_budget"], c["validator_budget"], c["majority_seats"]) == \
                     (R.trainer_budget, R.validator_budget, R.majority)
+                if R.requests:
+                    assert (self.availability.call("made", tid, r), self.availability.call("open_requests", tid, r)) \
+                        == (len(R.requests), len(R.open_requests))
 
     @invariant()
     def rounds_never_pay_more_than_their_budget(self):
