@@ -16,8 +16,8 @@ from fedchain.chain.deploy import deploy
 from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import account_from_seed
 
-LIMIT = 24_576            # EIP-170: the most code an address may hold
-TARGET = LIMIT * 3 // 4   # 18,432
+LIMIT = 24_576  # EIP-170: the most code an address may hold
+TARGET = LIMIT * 3 // 4  # 18,432
 
 
 def deployed_sizes() -> dict[str, int]:

@@ -38,8 +38,21 @@ MAX_UINT = 2**256 - 1
 ZERO32 = bytes(32)
 
 __all__ = [
-    "BALANCE", "MAX_UINT", "ROLE_TRAINER", "ROLE_VALIDATOR", "STAKE", "TOKEN", "ZERO32",
-    "Net", "Result", "Scores", "Update", "deterministic", "h32", "make_net", "reverts",
+    "BALANCE",
+    "MAX_UINT",
+    "ROLE_TRAINER",
+    "ROLE_VALIDATOR",
+    "STAKE",
+    "TOKEN",
+    "ZERO32",
+    "Net",
+    "Result",
+    "Scores",
+    "Update",
+    "deterministic",
+    "h32",
+    "make_net",
+    "reverts",
 ]
 
 
@@ -155,9 +168,14 @@ class Net:
         """Everything the vault holds tokens for: stakes, unbonding, pools, unclaimed
         rewards, payouts, and burned slashes (owed to nobody)."""
         fc = self.fc
-        return (fc.call("total_active", ROLE_TRAINER) + fc.call("total_active", ROLE_VALIDATOR)
-                + fc.call("total_unbonding") + fc.call("total_pools")
-                + fc.call("total_owed") + fc.call("burned"))
+        return (
+            fc.call("total_active", ROLE_TRAINER)
+            + fc.call("total_active", ROLE_VALIDATOR)
+            + fc.call("total_unbonding")
+            + fc.call("total_pools")
+            + fc.call("total_owed")
+            + fc.call("burned")
+        )
 
     def assert_conserved(self) -> None:
         assert self.balance(self.fc.vault.address) == self.liabilities()
@@ -181,10 +199,20 @@ class Net:
 
     def task_config(self, **overrides) -> dict:
         cfg = dict(
-            recipe_hash=h32("recipe"), model_root=h32("model", 0), model_cid=h32("cid", 0),
-            num_rounds=2, trainers_per_round=len(self.trainers), validators_per_round=len(self.validators),
-            min_reveals=1, commit_blocks=5, reveal_blocks=5, validate_blocks=5, challenge_blocks=5,
-            validator_fee_bps=1_000, pool=100 * TOKEN, max_commits=256,
+            recipe_hash=h32("recipe"),
+            model_root=h32("model", 0),
+            model_cid=h32("cid", 0),
+            num_rounds=2,
+            trainers_per_round=len(self.trainers),
+            validators_per_round=len(self.validators),
+            min_reveals=1,
+            commit_blocks=5,
+            reveal_blocks=5,
+            validate_blocks=5,
+            challenge_blocks=5,
+            validator_fee_bps=1_000,
+            pool=100 * TOKEN,
+            max_commits=256,
         )
         unknown = set(overrides) - set(cfg)
         if unknown:
@@ -206,8 +234,11 @@ class Net:
         return self.fc.call("tasks", task)["round"]
 
     def update_for(self, task: int, rnd: int, node: LocalAccount) -> Update:
-        return Update(h32("update", task, rnd, node.address), h32("salt", task, rnd, node.address),
-                      h32("cid", task, rnd, node.address))
+        return Update(
+            h32("update", task, rnd, node.address),
+            h32("salt", task, rnd, node.address),
+            h32("cid", task, rnd, node.address),
+        )
 
     def commitment(self, task: int, rnd: int, node: LocalAccount, upd: Update) -> bytes:
         return cm.commitment(self.chain.chain_id, self.fc.address, task, rnd, node.address, upd.root, upd.salt)
@@ -257,8 +288,18 @@ class Net:
         challenge = self.fc.call("tasks", task)["challenge_blocks"]
         self.chain.mine_to(self.schedule(task, rnd)[3] + challenge + 1)
 
-    def play_round(self, task: int, rnd: int | None = None, *, revealers=None, silent=(), voters=None,
-                   joiners=None, scores=None, finalize: bool = True) -> Result:
+    def play_round(
+        self,
+        task: int,
+        rnd: int | None = None,
+        *,
+        revealers=None,
+        silent=(),
+        voters=None,
+        joiners=None,
+        scores=None,
+        finalize: bool = True,
+    ) -> Result:
         """Run a round: ``revealers`` (default: three trainers) commit and reveal,
         ``silent`` commit only, ``joiners`` (default: ``voters``) join, ``voters``
         (default: every validator) vote the correct result (scores default to 1, 2,
@@ -283,16 +324,31 @@ class Net:
         return result
 
 
-def make_net(chain: Chain, params: ProtocolParams = ProtocolParams(), *, trainers: int = 4,
-             validators: int = 3, outsiders: int = 3) -> Net:
+def make_net(
+    chain: Chain,
+    params: ProtocolParams = ProtocolParams(),
+    *,
+    trainers: int = 4,
+    validators: int = 3,
+    outsiders: int = 3,
+) -> Net:
     """Deploy on ``chain`` and fund, approve and stake the accounts (see the module docstring)."""
     owner = account_from_seed("owner")
     chain.fund(owner.address, 10**21)
     d = deploy(chain, owner, params)
-    net = Net(chain, d.token, d.fedchain, d.slashing, d.challenges, d.availability, owner,
-              [account_from_seed(f"trainer{i}") for i in range(trainers)],
-              [account_from_seed(f"validator{i}") for i in range(validators)],
-              [account_from_seed(f"outsider{i}") for i in range(outsiders)], params)
+    net = Net(
+        chain,
+        d.token,
+        d.fedchain,
+        d.slashing,
+        d.challenges,
+        d.availability,
+        owner,
+        [account_from_seed(f"trainer{i}") for i in range(trainers)],
+        [account_from_seed(f"validator{i}") for i in range(validators)],
+        [account_from_seed(f"outsider{i}") for i in range(outsiders)],
+        params,
+    )
     net.fund([owner])
     net.fund(net.trainers, ROLE_TRAINER)
     net.fund(net.validators, ROLE_VALIDATOR)

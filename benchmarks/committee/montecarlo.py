@@ -51,6 +51,7 @@ from fedchain.chain.commitments import BPS, has_quorum, seats_bps
 # and `_has_quorum` (when a tally leads the round), twinned in fedchain.chain.commitments and
 # checked against the contract by tests/security/test_review_fixes_rounds.py.
 
+
 def stake_weight(k: int, weight: int, total: int) -> int:
     """Today's rule (before the fix): a joined validator counts its full stake."""
     return weight
@@ -79,8 +80,9 @@ def quorum(rule: str, tally: int, committee: int, k: int) -> bool:
     return tally > 0 and RULES[rule][1](tally, committee, k)
 
 
-def outcome(rule: str, k: int, total: int, attacker_stake: int, attacker_in: bool,
-            honest_in: int) -> tuple[bool, bool, float, bool]:
+def outcome(
+    rule: str, k: int, total: int, attacker_stake: int, attacker_in: bool, honest_in: int
+) -> tuple[bool, bool, float, bool]:
     """(blocks, alone, attacker's share of committee weight, base) for one committee."""
     weigh = RULES[rule][0]
     a = weigh(k, attacker_stake, total) if attacker_in else 0
@@ -130,16 +132,19 @@ def monte_carlo(shares: list[Fraction], seeds: int, honest: int, k: int) -> dict
             "total_stake_tokens": total / TOKEN,
             "attacker_selected": selected_rounds / seeds,
             "mean_honest_selected": honest_sum / seeds,
-            "rules": {r: {
-                "blocks": a["blocks"] / seeds,
-                "blocks_rounds": a["blocks"],
-                "blocks_upper95": wilson_upper(a["blocks"], seeds),
-                "alone": a["alone"] / seeds,
-                "alone_rounds": a["alone"],
-                "alone_upper95": wilson_upper(a["alone"], seeds),
-                "mean_share": a["share_sum"] / seeds,
-                "base": a["base"] / seeds,
-            } for r, a in acc.items()},
+            "rules": {
+                r: {
+                    "blocks": a["blocks"] / seeds,
+                    "blocks_rounds": a["blocks"],
+                    "blocks_upper95": wilson_upper(a["blocks"], seeds),
+                    "alone": a["alone"] / seeds,
+                    "alone_rounds": a["alone"],
+                    "alone_upper95": wilson_upper(a["alone"], seeds),
+                    "mean_share": a["share_sum"] / seeds,
+                    "base": a["base"] / seeds,
+                }
+                for r, a in acc.items()
+            },
         }
     return out
 
@@ -187,16 +192,25 @@ def pct(v: float) -> str:
 
 
 def print_table(res: dict, ex: dict, seeds: int) -> None:
-    head = ["share", "rule", "sel", "blocks", "exact", "base", "alone", "exact",
-            "seat share", "exact"]
+    head = ["share", "rule", "sel", "blocks", "exact", "base", "alone", "exact", "seat share", "exact"]
     rows = []
     for x, m in res.items():
         for r in RULES:
             mr, er = m["rules"][r], ex[x][r]
-            rows.append([pct(float(Fraction(x))), r, pct(m["attacker_selected"]),
-                         pct(mr["blocks"]), pct(er["blocks"]), pct(mr["base"]),
-                         pct(mr["alone"]), pct(er["alone"]),
-                         pct(mr["mean_share"]), pct(er["mean_share"])])
+            rows.append(
+                [
+                    pct(float(Fraction(x))),
+                    r,
+                    pct(m["attacker_selected"]),
+                    pct(mr["blocks"]),
+                    pct(er["blocks"]),
+                    pct(mr["base"]),
+                    pct(mr["alone"]),
+                    pct(er["alone"]),
+                    pct(mr["mean_share"]),
+                    pct(er["mean_share"]),
+                ]
+            )
     title = f"one attacker identity vs honest validators, {seeds} seeds"
     try:
         from rich.console import Console
@@ -221,10 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=1000, help="round seeds per share (default 1000)")
     p.add_argument("--honest", type=int, default=90, help="honest validators of 100 tokens (default 90)")
     p.add_argument("--k", type=int, default=10, help="validators_per_round (default 10)")
-    p.add_argument("--shares", default="0.05,0.10,0.15,0.20",
-                   help="attacker shares of the validator stake, comma-separated")
-    p.add_argument("--out", default="benchmarks/committee/results.json",
-                   help="JSON output; a relative path is taken from the repository root")
+    p.add_argument(
+        "--shares", default="0.05,0.10,0.15,0.20", help="attacker shares of the validator stake, comma-separated"
+    )
+    p.add_argument(
+        "--out",
+        default="benchmarks/committee/results.json",
+        help="JSON output; a relative path is taken from the repository root",
+    )
     args = p.parse_args(argv)
     shares = [Fraction(s.strip()) for s in args.shares.split(",") if s.strip()]
     if not all(0 < x < 1 for x in shares):
@@ -260,8 +278,9 @@ def main(argv: list[str] | None = None) -> int:
             "seats": "weight = max(BPS, k*w*BPS//T); quorum: 3 * tally >= 2 * max(committee_seats, k*BPS//3)",
         },
         "elapsed_s": round(elapsed, 2),
-        "command": " ".join([".venv/bin/python benchmarks/committee/montecarlo.py",
-                             *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            [".venv/bin/python benchmarks/committee/montecarlo.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "results": res,
     }
     out.write_text(json.dumps(doc, indent=2) + "\n")

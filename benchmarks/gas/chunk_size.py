@@ -196,8 +196,9 @@ def real_updates(n: int, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray], l
     cfg = TrainConfig(epochs=1, batch_size=16, lr=0.05, momentum=0.9)
     updates, samples = [], []
     for i, idx in enumerate(parts):
-        params = train_local(model, initial, data.x_train[idx], data.y_train[idx], cfg,
-                             seed=(seed * 1000 + i) * 100_003)
+        params = train_local(
+            model, initial, data.x_train[idx], data.y_train[idx], cfg, seed=(seed * 1000 + i) * 100_003
+        )
         updates.append(fp.to_fixed(flatten({k: (params[k] - initial[k]).astype(np.float32) for k in initial})))
         samples.append(len(idx))
     return fp.to_fixed(flatten(initial)), updates, samples
@@ -222,8 +223,17 @@ def chunk_and_proof(q: np.ndarray, c: int, size: int) -> tuple[bytes, list[bytes
 # ---------------------------------------------------------------- one round and its challenge
 
 
-def measure(contracts: Contracts, size: int, bound_updates: int, rule: str, data, *, wrong: bool = True,
-            chunk: int = 0, coordinate: int | None = None) -> dict:
+def measure(
+    contracts: Contracts,
+    size: int,
+    bound_updates: int,
+    rule: str,
+    data,
+    *,
+    wrong: bool = True,
+    chunk: int = 0,
+    coordinate: int | None = None,
+) -> dict:
     parent, updates, samples = data
     n = len(updates)
     j = size - 1 if coordinate is None else coordinate
@@ -240,8 +250,12 @@ def measure(contracts: Contracts, size: int, bound_updates: int, rule: str, data
     trainers = [account_from_seed(f"chunk-bench:trainer{i}") for i in range(n)]
     validators = [account_from_seed(f"chunk-bench:validator{i}") for i in range(VALIDATORS)]
     challenger = account_from_seed("chunk-bench:challenger")
-    for a, role in [(owner, 0), *((t, ROLE_TRAINER) for t in trainers), *((v, ROLE_VALIDATOR) for v in validators),
-                    (challenger, 0)]:
+    for a, role in [
+        (owner, 0),
+        *((t, ROLE_TRAINER) for t in trainers),
+        *((v, ROLE_VALIDATOR) for v in validators),
+        (challenger, 0),
+    ]:
         chain.fund(a.address, 10**21)
         token.tx("mint", a.address, 1_000 * TOKEN, sender=owner)
         token.tx("approve", fc.vault.address, 2**256 - 1, sender=a)
@@ -254,19 +268,39 @@ def measure(contracts: Contracts, size: int, bound_updates: int, rule: str, data
     recipe = (rule_id, 0, 1, 1, json_hash)  # (rule, param1, param2, score = cosine, keccak(recipe JSON))
     recipe_hash = keccak(encode(["uint256"] * 4 + ["bytes32"], list(recipe)))
     phase = 5
-    task = fc.tx("create_task", dict(
-        recipe_hash=recipe_hash, model_root=fp.vector_root(parent, size), model_cid=keccak(text="parent-cid"),
-        num_rounds=2, trainers_per_round=n, validators_per_round=VALIDATORS, min_reveals=1,
-        commit_blocks=phase, reveal_blocks=phase, validate_blocks=phase, challenge_blocks=phase,
-        validator_fee_bps=1_000, pool=100 * TOKEN, max_commits=256), sender=owner).event("TaskCreated").args["task_id"]
+    task = (
+        fc.tx(
+            "create_task",
+            dict(
+                recipe_hash=recipe_hash,
+                model_root=fp.vector_root(parent, size),
+                model_cid=keccak(text="parent-cid"),
+                num_rounds=2,
+                trainers_per_round=n,
+                validators_per_round=VALIDATORS,
+                min_reveals=1,
+                commit_blocks=phase,
+                reveal_blocks=phase,
+                validate_blocks=phase,
+                challenge_blocks=phase,
+                validator_fee_bps=1_000,
+                pool=100 * TOKEN,
+                max_commits=256,
+            ),
+            sender=owner,
+        )
+        .event("TaskCreated")
+        .args["task_id"]
+    )
     chain.mine(1)  # round 0's seed is its opening block's hash: readable from the next block (M-4)
     rnd = 0
 
     roots = [fp.vector_root(q, size) for q in updates]
     salts = [keccak(text=f"salt:{i}") for i in range(n)]
     for t, root, salt in zip(trainers, roots, salts):
-        fc.tx("commit", task, rnd, cm.commitment(chain.chain_id, fc.address, task, rnd, t.address, root, salt),
-              sender=t)
+        fc.tx(
+            "commit", task, rnd, cm.commitment(chain.chain_id, fc.address, task, rnd, t.address, root, salt), sender=t
+        )
     for v in validators:
         fc.tx("join", task, rnd, sender=v)
     opened, commit_end, reveal_end, validate_end = Schedule.unpack(fc.call("rounds", task, rnd)["schedule"]).astuple()
@@ -296,8 +330,24 @@ def measure(contracts: Contracts, size: int, bound_updates: int, rule: str, data
         update_chunks += data_c
         update_proofs += proof
     depth = len(parent_proof)
-    args = (task, rnd, vote, recipe, chunk, j, depth, [t.address for t in trainers], roots, salts,
-            update_chunks, update_proofs, parent_chunk, parent_proof, claimed_chunk, claimed_proof)
+    args = (
+        task,
+        rnd,
+        vote,
+        recipe,
+        chunk,
+        j,
+        depth,
+        [t.address for t in trainers],
+        roots,
+        salts,
+        update_chunks,
+        update_proofs,
+        parent_chunk,
+        parent_proof,
+        claimed_chunk,
+        claimed_proof,
+    )
     token.tx("approve", challenges.address, params.challenge_bond, sender=challenger)
     calldata = challenges.artifact.codec.encode_call("challenge", args)
     # M-1: committed a block before. Hashed here, not by challenges.commitment, whose argument
@@ -310,13 +360,26 @@ def measure(contracts: Contracts, size: int, bound_updates: int, rule: str, data
     assert success == wrong, (success, wrong)
     zeros = calldata.count(0)
     floor = 21_000 + 10 * (zeros + 4 * (len(calldata) - zeros))  # EIP-7623
-    return {"chunk_size": size, "bound_updates": bound_updates, "update_chunks": patch["update_chunks"],
-            "updates": n, "rule": rule, "success": success, "parameters": int(parent.size),
-            "chunks": int(fp.chunks(parent, size).shape[0]), "depth": depth, "chunk": chunk, "coordinate": j,
-            "calldata_bytes": len(calldata), "calldata_zero_bytes": zeros,
-            "calldata_gas": intrinsic_gas(calldata) - 21_000, "challenge_gas": rc.gas_used,
-            "execution_gas": rc.gas_used - intrinsic_gas(calldata),
-            "eip7623_gas": max(rc.gas_used, floor), "under_5M": rc.gas_used < LIMIT}
+    return {
+        "chunk_size": size,
+        "bound_updates": bound_updates,
+        "update_chunks": patch["update_chunks"],
+        "updates": n,
+        "rule": rule,
+        "success": success,
+        "parameters": int(parent.size),
+        "chunks": int(fp.chunks(parent, size).shape[0]),
+        "depth": depth,
+        "chunk": chunk,
+        "coordinate": j,
+        "calldata_bytes": len(calldata),
+        "calldata_zero_bytes": zeros,
+        "calldata_gas": intrinsic_gas(calldata) - 21_000,
+        "challenge_gas": rc.gas_used,
+        "execution_gas": rc.gas_used - intrinsic_gas(calldata),
+        "eip7623_gas": max(rc.gas_used, floor),
+        "under_5M": rc.gas_used < LIMIT,
+    }
 
 
 def main() -> None:
@@ -324,12 +387,17 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=HERE / "chunk_size.json")
     p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     p.add_argument("--updates", type=int, nargs="+", default=[20, 50])
-    p.add_argument("--rev", help="measure the contracts as committed at this git revision "
-                   "(default: the working tree's sources)")
-    p.add_argument("--bound-updates", nargs="+", default=[str(MAX_UPDATES), "tight"],
-                   help="update_chunks is patched to Bytes[B * CHUNK_BYTES] for each B given: a number, or "
-                        "'tight' for B = the round's N (default: %(default)s; 256 is the source's 65536 at "
-                        "chunk 64, the contract's reveal limit)")
+    p.add_argument(
+        "--rev", help="measure the contracts as committed at this git revision (default: the working tree's sources)"
+    )
+    p.add_argument(
+        "--bound-updates",
+        nargs="+",
+        default=[str(MAX_UPDATES), "tight"],
+        help="update_chunks is patched to Bytes[B * CHUNK_BYTES] for each B given: a number, or "
+        "'tight' for B = the round's N (default: %(default)s; 256 is the source's 65536 at "
+        "chunk 64, the contract's reveal limit)",
+    )
     args = p.parse_args()
     t0 = time.time()
     rows, patches = [], {}
@@ -351,40 +419,67 @@ def main() -> None:
                         rows.append(measure(contracts, size, b, rule, data))
                         rows[-1]["bound_policy"] = policy
                         r = rows[-1]
-                        print(f"  chunk {size:5d} N={n:3d} bound {b:3d} {rule:>9}: {r['challenge_gas']:>10,} gas, "
-                              f"calldata {r['calldata_bytes']:>8,} B ({r['calldata_gas']:,} gas), depth "
-                              f"{r['depth']}, EIP-7623 {r['eip7623_gas']:,}")
+                        print(
+                            f"  chunk {size:5d} N={n:3d} bound {b:3d} {rule:>9}: {r['challenge_gas']:>10,} gas, "
+                            f"calldata {r['calldata_bytes']:>8,} B ({r['calldata_gas']:,} gas), depth "
+                            f"{r['depth']}, EIP-7623 {r['eip7623_gas']:,}"
+                        )
                         sys.stdout.flush()
                     if n == 20:
                         rows.append(measure(contracts, size, b, "fedavg", data, wrong=False))
                         rows[-1]["bound_policy"] = policy
-                        print(f"  chunk {size:5d} N={n:3d} bound {b:3d} fedavg failed challenge: "
-                              f"{rows[-1]['challenge_gas']:,} gas")
+                        print(
+                            f"  chunk {size:5d} N={n:3d} bound {b:3d} fedavg failed challenge: "
+                            f"{rows[-1]['challenge_gas']:,} gas"
+                        )
 
     best = {}
     for policy in args.bound_updates:
         for n in args.updates:
             for key in ("challenge_gas", "eip7623_gas"):
-                ok = [s for s in args.sizes
-                      if (rs := [r for r in rows if r["bound_policy"] == policy and r["updates"] == n
-                                 and r["chunk_size"] == s]) and all(r[key] < LIMIT for r in rs)]
+                ok = [
+                    s
+                    for s in args.sizes
+                    if (
+                        rs := [
+                            r
+                            for r in rows
+                            if r["bound_policy"] == policy and r["updates"] == n and r["chunk_size"] == s
+                        ]
+                    )
+                    and all(r[key] < LIMIT for r in rs)
+                ]
                 best.setdefault(f"bound {policy}", {}).setdefault(f"N={n}", {})[key] = max(ok, default=None)
     print("\nchunk  updates  update_chunks bound  rule       success        gas   calldata B   EIP-7623 gas")
     for r in rows:
-        print(f"{r['chunk_size']:5d}  {r['updates']:7d}  {r['update_chunks']:>19}  {r['rule']:<10} "
-              f"{str(r['success']):<7} {r['challenge_gas']:>10,}  {r['calldata_bytes']:>11,}  "
-              f"{r['eip7623_gas']:>13,}")
+        print(
+            f"{r['chunk_size']:5d}  {r['updates']:7d}  {r['update_chunks']:>19}  {r['rule']:<10} "
+            f"{str(r['success']):<7} {r['challenge_gas']:>10,}  {r['calldata_bytes']:>11,}  "
+            f"{r['eip7623_gas']:>13,}"
+        )
     for policy, by_n in best.items():
         for n, b in by_n.items():
-            print(f"{policy}, {n}: largest chunk size with every measured step under 5M gas: "
-                  f"{b['challenge_gas']} (counting the EIP-7623 floor: {b['eip7623_gas']})")
+            print(
+                f"{policy}, {n}: largest chunk size with every measured step under 5M gas: "
+                f"{b['challenge_gas']} (counting the EIP-7623 floor: {b['eip7623_gas']})"
+            )
     head = git("rev-parse", "HEAD").strip()
     dirty = args.rev is None and bool(git("status", "--porcelain", "--", CONTRACTS_DIR.relative_to(REPO).as_posix()))
-    result = {"command": " ".join([COMMAND, *sys.argv[1:]]), "backend": "embedded", "limit": LIMIT,
-              "contracts": {"rev": git("rev-parse", args.rev).strip() if args.rev else "working tree", "head": head,
-                            "working_tree_differs_from_head": dirty, "sources_keccak": contracts.source_sha},
-              "patches": patches, "rows": rows, "largest_chunk_under_5M": best,
-              "seconds": round(time.time() - t0)}
+    result = {
+        "command": " ".join([COMMAND, *sys.argv[1:]]),
+        "backend": "embedded",
+        "limit": LIMIT,
+        "contracts": {
+            "rev": git("rev-parse", args.rev).strip() if args.rev else "working tree",
+            "head": head,
+            "working_tree_differs_from_head": dirty,
+            "sources_keccak": contracts.source_sha,
+        },
+        "patches": patches,
+        "rows": rows,
+        "largest_chunk_under_5M": best,
+        "seconds": round(time.time() - t0),
+    }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -124,10 +124,22 @@ class Bench:
                 self.tx("stake", role, STAKE, sender=a, record=record)
 
     def create_task(self, record: bool = True, **cfg) -> int:
-        full = dict(recipe_hash=h32("recipe"), model_root=h32("model"), model_cid=h32("cid"), num_rounds=1,
-                    trainers_per_round=1, validators_per_round=3, min_reveals=1, commit_blocks=10,
-                    reveal_blocks=10, validate_blocks=10, challenge_blocks=5, validator_fee_bps=1_000,
-                    pool=100 * TOKEN, max_commits=256)
+        full = dict(
+            recipe_hash=h32("recipe"),
+            model_root=h32("model"),
+            model_cid=h32("cid"),
+            num_rounds=1,
+            trainers_per_round=1,
+            validators_per_round=3,
+            min_reveals=1,
+            commit_blocks=10,
+            reveal_blocks=10,
+            validate_blocks=10,
+            challenge_blocks=5,
+            validator_fee_bps=1_000,
+            pool=100 * TOKEN,
+            max_commits=256,
+        )
         full.update(cfg)
         r = self.tx("create_task", full, sender=self.owner, record=record)
         self.chain.mine(1)  # round 0's seed is its opening block's hash: readable from the next block (M-4)
@@ -137,13 +149,29 @@ class Bench:
         return Schedule.unpack(self.fc.call("rounds", task, rnd)["schedule"]).astuple()
 
     def commit(self, task: int, rnd: int, node, record: bool = True) -> None:
-        c = cm.commitment(self.chain.chain_id, self.fc.address, task, rnd, node.address,
-                          h32("update", node.address), h32("salt", node.address))
+        c = cm.commitment(
+            self.chain.chain_id,
+            self.fc.address,
+            task,
+            rnd,
+            node.address,
+            h32("update", node.address),
+            h32("salt", node.address),
+        )
         self.tx("commit", task, rnd, c, sender=node, record=record)
 
     def reveal(self, task: int, rnd: int, node, record: bool = True) -> None:
-        self.tx("reveal", task, rnd, h32("update", node.address), h32("blob", node.address), 100,
-                h32("salt", node.address), sender=node, record=record)
+        self.tx(
+            "reveal",
+            task,
+            rnd,
+            h32("update", node.address),
+            h32("blob", node.address),
+            100,
+            h32("salt", node.address),
+            sender=node,
+            record=record,
+        )
 
     def finalizable(self, task: int, rnd: int) -> None:
         self.chain.mine_to(self.schedule(task, rnd)[3] + self.fc.call("tasks", task)["challenge_blocks"] + 1)
@@ -207,7 +235,7 @@ def measure_functions(chain: Chain) -> dict[str, int]:
     # the availability game on a voted model of 5 chunks (depth 3): a request for the root and
     # for a leaf, each answered (the leaf's answer carries its 256 bytes), and one for the
     # accepted update left to settle, which reverts the round and makes its trainer slashable
-    model = np.random.default_rng(0).integers(-2**20, 2**20, 300)
+    model = np.random.default_rng(0).integers(-(2**20), 2**20, 300)
     vote = (fp.vector_root(model, fp.CHUNK_SIZE), h32("model-cid", 2), result[2], result[3], 0)
     task = b.create_task(record=False, trainers_per_round=5, challenge_blocks=10)  # anvil: a block a transaction
     b.commit(task, 0, trainers[1], record=False)
@@ -224,8 +252,15 @@ def measure_functions(chain: Chain) -> dict[str, int]:
         r = b.tx("request", task, 0, vote, fedavg, kind, 0, level, position, sender=reporter, to=b.availability)
         rid = r.event("Requested").args["request_id"]
         if kind == 1:
-            b.tx("answer", rid, vote, vector_node(model, fp.CHUNK_SIZE, level, position), NO_OPENING,
-                 sender=validators[0], to=b.availability)
+            b.tx(
+                "answer",
+                rid,
+                vote,
+                vector_node(model, fp.CHUNK_SIZE, level, position),
+                NO_OPENING,
+                sender=validators[0],
+                to=b.availability,
+            )
     chain.mine_to(b.availability.call("requests", rid)["deadline"] + 1)
     b.tx("settle", rid, sender=reporter, to=b.availability)
     b.tx("slash_withheld", task, 0, trainers[1].address, sender=reporter)
@@ -246,8 +281,9 @@ def measure_scaling(chain: Chain, n: int) -> tuple[int, int]:
     b.register(validators, ROLE_VALIDATOR)
     chain.mine(1)
     reveals = min(n, MAX_REVEALS)
-    task = b.create_task(record=False, num_rounds=2, trainers_per_round=n, commit_blocks=reveals + 10,
-                         reveal_blocks=reveals + 10)
+    task = b.create_task(
+        record=False, num_rounds=2, trainers_per_round=n, commit_blocks=reveals + 10, reveal_blocks=reveals + 10
+    )
     for t in trainers[:reveals]:
         b.commit(task, 0, t, record=False)
     for v in validators:
@@ -275,12 +311,14 @@ def chains(backend: str) -> Iterator[Callable[[], Chain]]:
     "anvil" (one node started here, a fresh deployment per measurement, stopped after)."""
     if backend == "embedded":
         from fedchain.chain.embedded import EmbeddedChain
+
         yield EmbeddedChain
         return
     if backend != "anvil":
         raise ValueError(f"gas: unknown backend {backend!r} (embedded or anvil)")
     from fedchain.chain.anvil import Anvil
     from fedchain.chain.rpc import RpcChain
+
     anvil = Anvil()
     try:
         yield lambda: RpcChain(anvil.url)
@@ -306,8 +344,10 @@ def regressions(snapshot: dict[str, int], fresh: dict[str, int], tolerance_pct: 
         elif fn not in snapshot:
             lines.append(f"{fn}: measured ({fresh[fn]:,}) but not in the snapshot")
         elif fresh[fn] * 100 > snapshot[fn] * (100 + tolerance_pct):
-            lines.append(f"{fn}: {fresh[fn]:,} gas against {snapshot[fn]:,} in the snapshot "
-                         f"({(fresh[fn] - snapshot[fn]) * 100 / snapshot[fn]:+.1f}%, more than +{tolerance_pct}%)")
+            lines.append(
+                f"{fn}: {fresh[fn]:,} gas against {snapshot[fn]:,} in the snapshot "
+                f"({(fresh[fn] - snapshot[fn]) * 100 / snapshot[fn]:+.1f}%, more than +{tolerance_pct}%)"
+            )
     return lines
 
 

@@ -59,6 +59,7 @@ class Stopwatch:
             finally:
                 inner = self.seconds["chain"] - chain_before if part != "chain" else 0.0
                 self.seconds[part] += time.perf_counter() - start - inner
+
         return timed
 
     def take(self) -> dict[str, float]:
@@ -103,25 +104,43 @@ def main() -> None:
         plain, chain = float(np.median(plains)), float(np.median(chains))
         ratio = float(np.median(np.array(chains) / np.array(plains)))
         median = {k: float(np.median([p[k] for p in parts])) for k in PARTS}
-        median["trainer protocol and the rest"] = float(np.median(
-            [c - sum(p.values()) for c, p in zip(chains, parts)]))
+        median["trainer protocol and the rest"] = float(np.median([c - sum(p.values()) for c, p in zip(chains, parts)]))
         floor = float(np.median([(p + q["chain"]) / p for p, q in zip(plains, parts)]))
-        rows.append({"trainers": n, "partition": part, "validators": net.cfg.validators, "model": net.cfg.model,
-                     "local_epochs": net.cfg.epochs, "plain_seconds_per_round": plain,
-                     "fedchain_seconds_per_round": chain, "ratio": ratio,
-                     "ratio_min_max": [float(min(np.array(chains) / np.array(plains))),
-                                       float(max(np.array(chains) / np.array(plains)))],
-                     "fedchain_parts_seconds_per_round": median, "chain_floor_ratio": floor,
-                     "plain_seconds": plains, "fedchain_seconds": chains,
-                     "load_average_1min": os.getloadavg()[0]})
-        print(f"{n:>4} trainers ({part}): plain FedAvg {plain:.3f} s/round, fedchain {chain:.3f} s/round "
-              f"(medians), ratio {ratio:.3f} (median of {len(plains)} paired rounds; "
-              f"{rows[-1]['ratio_min_max'][0]:.2f}-{rows[-1]['ratio_min_max'][1]:.2f})", flush=True)
-        print("      fedchain round, medians: " + ", ".join(f"{k} {v:.3f} s" for k, v in median.items())
-              + f"; chain floor {floor:.3f}", flush=True)
+        rows.append(
+            {
+                "trainers": n,
+                "partition": part,
+                "validators": net.cfg.validators,
+                "model": net.cfg.model,
+                "local_epochs": net.cfg.epochs,
+                "plain_seconds_per_round": plain,
+                "fedchain_seconds_per_round": chain,
+                "ratio": ratio,
+                "ratio_min_max": [
+                    float(min(np.array(chains) / np.array(plains))),
+                    float(max(np.array(chains) / np.array(plains))),
+                ],
+                "fedchain_parts_seconds_per_round": median,
+                "chain_floor_ratio": floor,
+                "plain_seconds": plains,
+                "fedchain_seconds": chains,
+                "load_average_1min": os.getloadavg()[0],
+            }
+        )
+        print(
+            f"{n:>4} trainers ({part}): plain FedAvg {plain:.3f} s/round, fedchain {chain:.3f} s/round "
+            f"(medians), ratio {ratio:.3f} (median of {len(plains)} paired rounds; "
+            f"{rows[-1]['ratio_min_max'][0]:.2f}-{rows[-1]['ratio_min_max'][1]:.2f})",
+            flush=True,
+        )
+        print(
+            "      fedchain round, medians: "
+            + ", ".join(f"{k} {v:.3f} s" for k, v in median.items())
+            + f"; chain floor {floor:.3f}",
+            flush=True,
+        )
     out = Path(__file__).with_name("results.json")
-    out.write_text(json.dumps({"command": " ".join([".venv/bin/python", *sys.argv]), "rows": rows},
-                              indent=2))
+    out.write_text(json.dumps({"command": " ".join([".venv/bin/python", *sys.argv]), "rows": rows}, indent=2))
     print(f"written {out}")
 
 

@@ -67,8 +67,10 @@ def main():
         return fp.to_fixed(flatten(train_local(net, unflatten(fp.from_fixed(q), template), x, y, c, seed))) - q
 
     q, r = fp.to_fixed(flatten(template)), 0
-    print(f"# {args.dataset} {args.model}, {args.attackers} attackers of {N}, seed {args.seed}; cells: "
-          "honest share of the score, honest/attacker per head, honest trainers at zero")
+    print(
+        f"# {args.dataset} {args.model}, {args.attackers} attackers of {N}, seed {args.seed}; cells: "
+        "honest share of the score, honest/attacker per head, honest trainers at zero"
+    )
     for target in sorted(args.round):
         while r < target:
             ups = [local(q, data.x_train[p], data.y_train[p], 1000 * r + i) for i, p in enumerate(parts)]
@@ -89,7 +91,7 @@ def main():
                     sc = np.array(cosine_scores(ups, g), dtype=float)
                 else:
                     sc = np.array(validation_scores(args.model, q, ups, template, *root), dtype=float)
-                hs, bs = sc[: N - f], sc[N - f:]
+                hs, bs = sc[: N - f], sc[N - f :]
                 share = hs.sum() / sc.sum() if sc.sum() else float("nan")
                 ratio = min(hs.mean() / bs.mean(), 99.0) if bs.mean() else 99.0
                 cells.append(f"{share:6.3f} {ratio:5.1f} {int((hs == 0).sum()):2d}h0")
@@ -104,10 +106,12 @@ def make_attacks(args, data, parts, honest, q, local, r):
     mu, sd = h.mean(0), h.std(0)
     s = N // 2 + 1 - f
     zmax = norm.ppf((N - s) / N)
-    out = {"none": [honest[i] for i in bad_ids],
-           "label_flip": [local(q, data.x_train[parts[i]], c - 1 - data.y_train[parts[i]], i) for i in bad_ids],
-           "sign_flip": [-honest[i] for i in bad_ids],
-           "gaussian": [np.rint(rng.normal(0, sd.mean(), mu.size)).astype(np.int64) for _ in bad_ids]}
+    out = {
+        "none": [honest[i] for i in bad_ids],
+        "label_flip": [local(q, data.x_train[parts[i]], c - 1 - data.y_train[parts[i]], i) for i in bad_ids],
+        "sign_flip": [-honest[i] for i in bad_ids],
+        "gaussian": [np.rint(rng.normal(0, sd.mean(), mu.size)).astype(np.int64) for _ in bad_ids],
+    }
     for z in (zmax, 1.0):
         out[f"alie_z{z:.2f}"] = [np.rint(mu - z * sd).astype(np.int64)] * f
     for eps in (0.1, 100.0):

@@ -70,15 +70,32 @@ CONFIGS = {  # name -> (rule, score[, parameters set over the benchmark's rule_p
 }
 
 
-def run_once(rule: str, score: str, attack: str | None, fraction: float, seed: int, args,
-             extra: dict | None = None, split: bool = True) -> dict:
+def run_once(
+    rule: str,
+    score: str,
+    attack: str | None,
+    fraction: float,
+    seed: int,
+    args,
+    extra: dict | None = None,
+    split: bool = True,
+) -> dict:
     """One simulation on the embedded chain; every trainer's reward in wei."""
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        cfg = SimConfig(trainers=args.trainers, rounds=args.rounds, dataset=args.dataset, seed=seed, out=Path(out),
-                        attack=attack, byzantine=fraction if attack else 0.0, rule=rule,
-                        rule_params=rule_params(rule, args.trainers) | (extra or {}), score=score,
-                        sybil_split=split)
+        cfg = SimConfig(
+            trainers=args.trainers,
+            rounds=args.rounds,
+            dataset=args.dataset,
+            seed=seed,
+            out=Path(out),
+            attack=attack,
+            byzantine=fraction if attack else 0.0,
+            rule=rule,
+            rule_params=rule_params(rule, args.trainers) | (extra or {}),
+            score=score,
+            sybil_split=split,
+        )
         # SimConfig passes data_seed = seed to the recipe: the validation score's root set is drawn
         # from this run's held-out split (docs/decisions.md, "Scores on a root set")
         net = build_network(cfg)
@@ -91,13 +108,22 @@ def run_once(rule: str, score: str, attack: str | None, fraction: float, seed: i
         for e in events:
             if e.name == "RewardClaimed" and e.args["node"] in index:
                 by_round[e.args["round_id"]][index[e.args["node"]]] += e.args["amount"]
-        return {"rule": rule, "score": score, "attack": attack, "byzantine_fraction": fraction if attack else 0.0,
-                "seed": seed, "rounds": cfg.rounds, "rounds_finalized": finalized, "accuracy": model_accuracy(net),
-                "kinds": [type(t).__name__ for t in net.trainers],
-                "rewards_wei": [t.rewards for t in net.trainers], "round_rewards_wei": by_round,
-                "slashed": sum(t.address in slashed for t in net.trainers),
-                "conservation_gap_wei": net.conservation_gap(),
-                "seconds": time.perf_counter() - start}
+        return {
+            "rule": rule,
+            "score": score,
+            "attack": attack,
+            "byzantine_fraction": fraction if attack else 0.0,
+            "seed": seed,
+            "rounds": cfg.rounds,
+            "rounds_finalized": finalized,
+            "accuracy": model_accuracy(net),
+            "kinds": [type(t).__name__ for t in net.trainers],
+            "rewards_wei": [t.rewards for t in net.trainers],
+            "round_rewards_wei": by_round,
+            "slashed": sum(t.address in slashed for t in net.trainers),
+            "conservation_gap_wei": net.conservation_gap(),
+            "seconds": time.perf_counter() - start,
+        }
 
 
 def compare(sybil: dict, honest: dict, whole: dict) -> dict:
@@ -109,21 +135,26 @@ def compare(sybil: dict, honest: dict, whole: dict) -> dict:
     total, p = sum(rw), sum(rw[i] for i in party)
     per_honest = sum(rw[i] for i in others) / len(others)
     ref = sum(honest["rewards_wei"][i] for i in party)
-    rounds = [(sum(r[i] for i in party) / sum(r) if sum(r) else None,
-               sum(h[i] for i in party) / sum(h) if sum(h) else None)
-              for r, h in zip(sybil["round_rewards_wei"], honest["round_rewards_wei"])]
-    return {"identities": len(party), "stake_share": len(party) / len(rw),
-            "party_share": p / total if total else None,
-            "per_stake_ratio": (p / len(party)) / per_honest if per_honest else None,
-            "vs_honest_ratio": p / ref if ref else None,
-            "vs_whole_ratio": p / whole_reward if whole_reward else None,
-            "accuracy_whole": whole["accuracy"],
-            "honest_run_share_of_same_identities": ref / sum(honest["rewards_wei"]) if ref else None,
-            "party_share_by_round": [a for a, _ in rounds],
-            "same_identities_share_by_round_honest_run": [b for _, b in rounds],
-            "accuracy_sybil": sybil["accuracy"], "accuracy_honest": honest["accuracy"],
-            "slashed": sybil["slashed"] + honest["slashed"] + whole["slashed"],
-            "rounds_finalized": [sybil["rounds_finalized"], honest["rounds_finalized"], whole["rounds_finalized"]]}
+    rounds = [
+        (sum(r[i] for i in party) / sum(r) if sum(r) else None, sum(h[i] for i in party) / sum(h) if sum(h) else None)
+        for r, h in zip(sybil["round_rewards_wei"], honest["round_rewards_wei"])
+    ]
+    return {
+        "identities": len(party),
+        "stake_share": len(party) / len(rw),
+        "party_share": p / total if total else None,
+        "per_stake_ratio": (p / len(party)) / per_honest if per_honest else None,
+        "vs_honest_ratio": p / ref if ref else None,
+        "vs_whole_ratio": p / whole_reward if whole_reward else None,
+        "accuracy_whole": whole["accuracy"],
+        "honest_run_share_of_same_identities": ref / sum(honest["rewards_wei"]) if ref else None,
+        "party_share_by_round": [a for a, _ in rounds],
+        "same_identities_share_by_round_honest_run": [b for _, b in rounds],
+        "accuracy_sybil": sybil["accuracy"],
+        "accuracy_honest": honest["accuracy"],
+        "slashed": sybil["slashed"] + honest["slashed"] + whole["slashed"],
+        "rounds_finalized": [sybil["rounds_finalized"], honest["rounds_finalized"], whole["rounds_finalized"]],
+    }
 
 
 def main(argv=None) -> int:
@@ -152,25 +183,45 @@ def main(argv=None) -> int:
                 sybil = run_once(rule, score, "sybil", fraction, seed, args, extra)
                 whole = run_once(rule, score, "sybil", fraction, seed, args, extra, split=False)
                 runs += [sybil, whole]
-                row = {"config": name, "rule": rule, "score": score, "byzantine_fraction": fraction, "seed": seed,
-                       **compare(sybil, honest, whole)}
+                row = {
+                    "config": name,
+                    "rule": rule,
+                    "score": score,
+                    "byzantine_fraction": fraction,
+                    "seed": seed,
+                    **compare(sybil, honest, whole),
+                }
                 rows.append(row)
-                print(f"{name:22s} f={fraction:.1f} seed={seed} party {row['party_share']:.3f} of rewards "
-                      f"(stake {row['stake_share']:.2f}), x{row['vs_whole_ratio']:.3f} of its reward whole, "
-                      f"per stake x{row['per_stake_ratio']:.2f} honest, x{row['vs_honest_ratio']:.2f} of its "
-                      f"honest run  [{sybil['seconds']:.0f}+{whole['seconds']:.0f}+{honest['seconds']:.0f} s]",
-                      flush=True)
-    result = {"command": cmd, "commit": commit, "dataset": args.dataset, "trainers": args.trainers,
-              "rounds": args.rounds, "seconds": time.perf_counter() - start, "rows": rows, "runs": runs}
+                print(
+                    f"{name:22s} f={fraction:.1f} seed={seed} party {row['party_share']:.3f} of rewards "
+                    f"(stake {row['stake_share']:.2f}), x{row['vs_whole_ratio']:.3f} of its reward whole, "
+                    f"per stake x{row['per_stake_ratio']:.2f} honest, x{row['vs_honest_ratio']:.2f} of its "
+                    f"honest run  [{sybil['seconds']:.0f}+{whole['seconds']:.0f}+{honest['seconds']:.0f} s]",
+                    flush=True,
+                )
+    result = {
+        "command": cmd,
+        "commit": commit,
+        "dataset": args.dataset,
+        "trainers": args.trainers,
+        "rounds": args.rounds,
+        "seconds": time.perf_counter() - start,
+        "rows": rows,
+        "runs": runs,
+    }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print()
-    print("| config | Byzantine | seed | party share | stake share | split / whole | per stake / honest "
-          "| vs own honest run |")
+    print(
+        "| config | Byzantine | seed | party share | stake share | split / whole | per stake / honest "
+        "| vs own honest run |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['config']} | {r['byzantine_fraction']:.0%} | {r['seed']} | {r['party_share']:.1%} "
-              f"| {r['stake_share']:.0%} | x{r['vs_whole_ratio']:.3f} | x{r['per_stake_ratio']:.2f} "
-              f"| x{r['vs_honest_ratio']:.2f} |")
+        print(
+            f"| {r['config']} | {r['byzantine_fraction']:.0%} | {r['seed']} | {r['party_share']:.1%} "
+            f"| {r['stake_share']:.0%} | x{r['vs_whole_ratio']:.3f} | x{r['per_stake_ratio']:.2f} "
+            f"| x{r['vs_honest_ratio']:.2f} |"
+        )
     return 0
 
 

@@ -35,8 +35,16 @@ def test_register_commit_reveal_vote_finalize_claim_unbond_withdraw(chain):
     chain.mine(1)  # stake counts from the next round opened
 
     # the sponsor opens a task; its round 0 selects everyone (k * stake >= total)
-    task = net.create_task(num_rounds=1, trainers_per_round=3, validators_per_round=3, commit_blocks=10,
-                           reveal_blocks=10, validate_blocks=10, challenge_blocks=5, pool=90 * TOKEN)
+    task = net.create_task(
+        num_rounds=1,
+        trainers_per_round=3,
+        validators_per_round=3,
+        commit_blocks=10,
+        reveal_blocks=10,
+        validate_blocks=10,
+        challenge_blocks=5,
+        pool=90 * TOKEN,
+    )
     assert fc.call("tasks", task)["pool"] == 90 * TOKEN
     net.assert_conserved()
     for t in trainers:

@@ -43,5 +43,10 @@ def test_regressions_name_the_function_and_both_figures():
 @pytest.mark.parametrize("backend", [pytest.param(SNAPSHOT["backend"], marks=MEASURED)])
 def test_no_function_more_than_10_percent_above_the_snapshot(backend):
     found = run.regressions(SNAPSHOT["functions"], run.measure_snapshot_functions(backend))
-    assert not found, "\n".join(["gas against benchmarks/gas/snapshot.json (if intended, re-measure it with "
-                                 "benchmarks/gas/run.py and say why in docs/gas.md):", *found])
+    assert not found, "\n".join(
+        [
+            "gas against benchmarks/gas/snapshot.json (if intended, re-measure it with "
+            "benchmarks/gas/run.py and say why in docs/gas.md):",
+            *found,
+        ]
+    )

@@ -29,8 +29,9 @@ def deployed():
 @given(task=u256, rnd=u256, node=addresses, root=b32, salt=b32)
 def test_commitment_twin_matches_the_contract(deployed, task, rnd, node, root, salt):
     chain, fc = deployed
-    assert fc.call("commitment_of", task, rnd, node, root, salt) == \
-        cm.commitment(chain.chain_id, fc.address, task, rnd, node, root, salt)
+    assert fc.call("commitment_of", task, rnd, node, root, salt) == cm.commitment(
+        chain.chain_id, fc.address, task, rnd, node, root, salt
+    )
 
 
 def test_commitment_domain():

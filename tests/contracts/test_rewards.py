@@ -39,8 +39,7 @@ def test_claim_rounding_never_pays_more_than_the_budget(net):
     scores = [7, 11, 13]
     res = net.play_round(task, 0, scores=scores)
     budget = net.fc.call("rounds", task, 0)["trainer_budget"]
-    paid = sum(net.claim(task, 0, t, res).event("RewardClaimed").args["amount"]
-               for t in net.trainers[:3])
+    paid = sum(net.claim(task, 0, t, res).event("RewardClaimed").args["amount"] for t in net.trainers[:3])
     assert budget - len(scores) < paid <= budget
 
 
@@ -122,9 +121,11 @@ def test_claim_with_a_padded_tree_uses_the_reveal_index(net, task):
     res = net.play_round(task, 0, revealers=net.trainers[:2], scores=[5, 5], finalize=False)
     ghost = account_from_seed("ghost")
     leaves = [score_leaf(t.address, 5) for t in net.trainers[:2]] + [score_leaf(ghost.address, 90)] * 6
-    padded = res.__class__(res.model_root, res.model_cid,
-                           res.scores.__class__(tuple(t.address for t in net.trainers[:2]) + (ghost.address,) * 6,
-                                                (5, 5) + (90,) * 6))
+    padded = res.__class__(
+        res.model_root,
+        res.model_cid,
+        res.scores.__class__(tuple(t.address for t in net.trainers[:2]) + (ghost.address,) * 6, (5, 5) + (90,) * 6),
+    )
     assert merkle_root(leaves) == padded.scores.root
     # the quorum voted `res`; a padded tree would be another vote. Check the proof path only:
     net.to_finalizable(task, 0)
@@ -141,11 +142,16 @@ def test_claim_with_a_padded_tree_uses_the_reveal_index(net, task):
 def test_claim_validator_splits_the_fee_by_weight(net, task):
     net.fc.tx("stake", 2, STAKE, sender=net.validators[0])  # 200 of 400 stake, eligible next task
     net.chain.mine(1)
-    task = net.create_task(num_rounds=1, pool=90 * TOKEN, validator_fee_bps=1_000,  # fee 9
-                           validators_per_round=4)  # 100 * 4 >= 400: everyone is selected
+    task = net.create_task(
+        num_rounds=1,
+        pool=90 * TOKEN,
+        validator_fee_bps=1_000,  # fee 9
+        validators_per_round=4,
+    )  # 100 * 4 >= 400: everyone is selected
     net.play_round(task, 0)
-    amounts = [net.fc.tx("claim_validator", task, 0, sender=v).event("RewardClaimed").args["amount"]
-               for v in net.validators]
+    amounts = [
+        net.fc.tx("claim_validator", task, 0, sender=v).event("RewardClaimed").args["amount"] for v in net.validators
+    ]
     assert amounts == [9 * TOKEN * 200 // 400, 9 * TOKEN * 100 // 400, 9 * TOKEN * 100 // 400]
     assert net.fc.call("validator_claimed", task, 0, net.validators[0].address)
     assert [net.fc.call("payouts", v.address) for v in net.validators] == amounts

@@ -80,19 +80,31 @@ def test_reveal_records_index_and_samples(net, task):
         upd = net.update_for(task, 0, t)
         ev = net.reveal(task, 0, t).event("Revealed").args
         # equal stakes, k = 4 of 4: each stake stands for exactly one seat (10,000 basis points)
-        assert ev == {"task_id": task, "round_id": 0, "node": t.address, "index": i, "update_root": upd.root,
-                      "update_cid": upd.cid, "samples": upd.samples, "salt": upd.salt, "seats_bps": 10_000}
+        assert ev == {
+            "task_id": task,
+            "round_id": 0,
+            "node": t.address,
+            "index": i,
+            "update_root": upd.root,
+            "update_cid": upd.cid,
+            "samples": upd.samples,
+            "salt": upd.salt,
+            "seats_bps": 10_000,
+        }
         assert net.fc.call("record", task, 0, t.address) == (i + 1) | (upd.samples << 32) | (10_000 << 160)
     assert net.fc.call("rounds", task, 0)["reveals"] == 2
 
 
-@pytest.mark.parametrize("block, outcome", [
-    ("commit_end", "rounds: reveal phase not started"),
-    ("commit_end+1", OK),
-    ("reveal_end-1", OK),
-    ("reveal_end", OK),
-    ("reveal_end+1", "rounds: reveal phase over"),
-])
+@pytest.mark.parametrize(
+    "block, outcome",
+    [
+        ("commit_end", "rounds: reveal phase not started"),
+        ("commit_end+1", OK),
+        ("reveal_end-1", OK),
+        ("reveal_end", OK),
+        ("reveal_end+1", "rounds: reveal phase over"),
+    ],
+)
 def test_reveal_boundaries(net, task, block, outcome):
     t = net.trainers[0]
     net.commit(task, 0, t)
@@ -133,9 +145,15 @@ def test_reveal_rejects_a_mismatch(net, task, field):
     assert net.fc.call("record", task, 0, t.address) == 0
 
 
-@pytest.mark.parametrize("samples, outcome", [
-    (0, "rounds: bad sample count"), (1, OK), (2**128 - 1, OK), (2**128, "rounds: bad sample count"),
-])
+@pytest.mark.parametrize(
+    "samples, outcome",
+    [
+        (0, "rounds: bad sample count"),
+        (1, OK),
+        (2**128 - 1, OK),
+        (2**128, "rounds: bad sample count"),
+    ],
+)
 def test_reveal_sample_count_limits(net, task, samples, outcome):
     t = net.trainers[0]
     upd = net.commit(task, 0, t)
@@ -244,13 +262,16 @@ def test_split_votes_reach_no_quorum(net, task):
     assert net.fc.call("rounds", task, 0)["leader"] == ZERO32
 
 
-@pytest.mark.parametrize("block, outcome", [
-    ("reveal_end", "rounds: vote phase not started"),
-    ("reveal_end+1", OK),
-    ("validate_end-1", OK),
-    ("validate_end", OK),
-    ("validate_end+1", "rounds: vote phase over"),
-])
+@pytest.mark.parametrize(
+    "block, outcome",
+    [
+        ("reveal_end", "rounds: vote phase not started"),
+        ("reveal_end+1", OK),
+        ("validate_end-1", OK),
+        ("validate_end", OK),
+        ("validate_end+1", "rounds: vote phase over"),
+    ],
+)
 def test_vote_boundaries(net, task, block, outcome):
     net.join(task, 0)
     _, _, reveal_end, validate_end = net.schedule(task, 0)
@@ -297,9 +318,17 @@ def test_finalize_pays_the_round_budget_and_opens_the_next_round(net, task):
     r = net.finalize(task, res)
     ev = r.event("RoundFinalized").args
     # pool 100, two rounds: budget 50; fee 10% -> 5 to validators, 45 to trainers
-    assert ev == {"task_id": task, "round_id": 0, "model_root": res.model_root, "model_cid": res.model_cid,
-                  "scores_root": res.scores.root, "total_score": res.scores.total, "rejected": 0,
-                  "trainer_budget": 45 * 10**18, "validator_budget": 5 * 10**18}
+    assert ev == {
+        "task_id": task,
+        "round_id": 0,
+        "model_root": res.model_root,
+        "model_cid": res.model_cid,
+        "scores_root": res.scores.root,
+        "total_score": res.scores.total,
+        "rejected": 0,
+        "trainer_budget": 45 * 10**18,
+        "validator_budget": 5 * 10**18,
+    }
     assert r.event("RoundOpened").args["round_id"] == 1
     assert net.schedule(task, 1)[0] == r.block
     rnd = net.fc.call("rounds", task, 0)
@@ -320,9 +349,14 @@ def test_finalize_of_the_last_round_finishes_the_task(net):
     assert net.fc.call("tasks", task)["pool"] == 0
 
 
-@pytest.mark.parametrize("offset, outcome", [
-    (-1, "rounds: challenge window open"), (0, "rounds: challenge window open"), (1, OK),
-])
+@pytest.mark.parametrize(
+    "offset, outcome",
+    [
+        (-1, "rounds: challenge window open"),
+        (0, "rounds: challenge window open"),
+        (1, OK),
+    ],
+)
 def test_finalize_boundary_at_challenge_window_end(net, task, offset, outcome):
     res = net.play_round(task, 0, finalize=False)
     window_end = net.schedule(task, 0)[3] + net.fc.call("tasks", task)["challenge_blocks"]
@@ -344,8 +378,7 @@ def test_finalize_rejects_a_result_other_than_the_quorums(net, task):
         net.finalize(task, wrong)
     for rejected in (1, 0):  # every field is bound, the rejected set too
         tweaked = res.__class__(res.model_root, res.model_cid, res.scores, rejected)
-        expect(OK if rejected == 0 else "rounds: result does not match quorum",
-               lambda: net.finalize(task, tweaked))  # noqa: B023 - expect calls it at once
+        expect(OK if rejected == 0 else "rounds: result does not match quorum", lambda: net.finalize(task, tweaked))  # noqa: B023 - expect calls it at once
 
 
 def test_finalize_rejects_a_finished_task(net):
@@ -366,9 +399,14 @@ def test_finalize_with_zero_total_score_keeps_the_trainer_budget(net, task):
 # ---------------------------------------------------------------- advance
 
 
-@pytest.mark.parametrize("offset, outcome", [
-    (-1, "rounds: nothing to advance"), (0, "rounds: nothing to advance"), (1, OK),
-])
+@pytest.mark.parametrize(
+    "offset, outcome",
+    [
+        (-1, "rounds: nothing to advance"),
+        (0, "rounds: nothing to advance"),
+        (1, OK),
+    ],
+)
 def test_advance_too_few_reveals_boundary_at_reveal_end(net, offset, outcome):
     task = net.create_task(min_reveals=2)
     t = net.trainers[0]
@@ -384,9 +422,14 @@ def test_advance_too_few_reveals_boundary_at_reveal_end(net, offset, outcome):
         assert net.fc.call("tasks", task)["round"] == 1
 
 
-@pytest.mark.parametrize("offset, outcome", [
-    (-1, "rounds: nothing to advance"), (0, "rounds: nothing to advance"), (1, OK),
-])
+@pytest.mark.parametrize(
+    "offset, outcome",
+    [
+        (-1, "rounds: nothing to advance"),
+        (0, "rounds: nothing to advance"),
+        (1, OK),
+    ],
+)
 def test_advance_no_quorum_boundary_at_validate_end(net, task, offset, outcome):
     t = net.trainers[0]
     net.commit(task, 0, t)

@@ -35,8 +35,12 @@ def test_slash_missing_reveal_takes_the_liveness_penalty(net, task):
     net.to_vote_phase(task, 0)
     pool = net.fc.call("tasks", task)["pool"]
     r = net.slashing.tx("slash_missing_reveal", task, 0, node.address, sender=reporter)
-    assert r.event("Slashed").args == {"node": node.address, "amount": PENALTY, "reason": 1,
-                                       "reporter": reporter.address}
+    assert r.event("Slashed").args == {
+        "node": node.address,
+        "amount": PENALTY,
+        "reason": 1,
+        "reporter": reporter.address,
+    }
     assert net.stake_of(node)["active"] == STAKE - PENALTY
     assert net.fc.call("total_active", ROLE_TRAINER) == 4 * STAKE - PENALTY
     assert net.fc.call("payouts", reporter.address) == SHARE
@@ -45,9 +49,14 @@ def test_slash_missing_reveal_takes_the_liveness_penalty(net, task):
     assert net.fc.call("record", task, 0, node.address) & 2**253  # the SLASHED flag
 
 
-@pytest.mark.parametrize("offset, outcome", [
-    (-1, "slashing: reveal phase not over"), (0, "slashing: reveal phase not over"), (1, OK),
-])
+@pytest.mark.parametrize(
+    "offset, outcome",
+    [
+        (-1, "slashing: reveal phase not over"),
+        (0, "slashing: reveal phase not over"),
+        (1, OK),
+    ],
+)
 def test_slash_missing_reveal_boundary_at_reveal_end(net, task, offset, outcome):
     node = committed_silently(net, task)
     net.chain.mine_to(net.schedule(task, 0)[2] + offset)
@@ -199,8 +208,12 @@ def test_slash_rejected_takes_the_liveness_penalty(net, task):
     net.finalize(task, res)
     bad = net.trainers[1]
     r = net.slashing.tx("slash_rejected", task, 0, bad.address, sender=net.validators[0])
-    assert r.event("Slashed").args == {"node": bad.address, "amount": PENALTY, "reason": 3,
-                                       "reporter": net.validators[0].address}
+    assert r.event("Slashed").args == {
+        "node": bad.address,
+        "amount": PENALTY,
+        "reason": 3,
+        "reporter": net.validators[0].address,
+    }
     assert net.fc.call("payouts", net.validators[0].address) == SHARE
     with reverts("slashing: already slashed"):
         net.slashing.tx("slash_rejected", task, 0, bad.address, sender=net.validators[0])
@@ -255,11 +268,15 @@ def test_equivocation_slashes_and_withdraws_the_first_vote(net, task):
     pool = net.fc.call("tasks", task)["pool"]
     r = net.vote(task, 0, v0, bad)
     assert [e.name for e in r.events] == ["Equivocated", "Slashed"]
-    assert r.event("Equivocated").args == {"task_id": task, "round_id": 0, "validator": v0.address,
-                                           "first_vote": good.hash, "second_vote": bad.hash}
+    assert r.event("Equivocated").args == {
+        "task_id": task,
+        "round_id": 0,
+        "validator": v0.address,
+        "first_vote": good.hash,
+        "second_vote": bad.hash,
+    }
     safety = STAKE * ProtocolParams().safety_penalty_bps // BPS
-    assert r.event("Slashed").args == {"node": v0.address, "amount": safety, "reason": 2,
-                                       "reporter": "0x" + "0" * 40}
+    assert r.event("Slashed").args == {"node": v0.address, "amount": safety, "reason": 2, "reporter": "0x" + "0" * 40}
     assert net.stake_of(v0)["active"] == STAKE - safety
     assert net.fc.call("tasks", task)["pool"] == pool  # burned, and no reporter share
     assert net.fc.call("burned") == safety

@@ -25,11 +25,14 @@ def test_views_report_the_deployment_parameters(net):
     assert net.fc.call("next_task_id") == 1
 
 
-@pytest.mark.parametrize("params, reason", [
-    (ProtocolParams(min_stake=0), "staking: zero minimum stake"),
-    (ProtocolParams(safety_penalty_bps=10_001), "fedchain: penalty above 100%"),
-    (ProtocolParams(reporter_bps=5_001), "vault: reporter share too large"),
-])
+@pytest.mark.parametrize(
+    "params, reason",
+    [
+        (ProtocolParams(min_stake=0), "staking: zero minimum stake"),
+        (ProtocolParams(safety_penalty_bps=10_001), "fedchain: penalty above 100%"),
+        (ProtocolParams(reporter_bps=5_001), "vault: reporter share too large"),
+    ],
+)
 def test_deploy_rejects_bad_parameters(params, reason):
     chain = EmbeddedChain()
     owner = account_from_seed("owner")
@@ -52,8 +55,13 @@ def test_stake_locks_tokens_and_counts_from_the_next_round(net):
     total = net.fc.call("total_active", ROLE_TRAINER)
     r = net.fc.tx("stake", ROLE_TRAINER, STAKE, sender=a)
     assert r.event("Staked").args == {"node": a.address, "role": ROLE_TRAINER, "amount": STAKE, "active": STAKE}
-    assert net.stake_of(a) == {"role": ROLE_TRAINER, "active": STAKE, "unbonding": 0, "release_block": 0,
-                               "since_block": r.block}
+    assert net.stake_of(a) == {
+        "role": ROLE_TRAINER,
+        "active": STAKE,
+        "unbonding": 0,
+        "release_block": 0,
+        "since_block": r.block,
+    }
     assert net.fc.call("total_active", ROLE_TRAINER) == total + STAKE
     assert net.balance(a) == BALANCE - STAKE
 

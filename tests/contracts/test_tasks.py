@@ -14,9 +14,15 @@ def test_create_task_escrows_the_pool_and_opens_round_zero(net):
     cfg = net.task_config(pool=70 * TOKEN, num_rounds=3)
     r = net.fc.tx("create_task", cfg, sender=net.owner)
     created = r.event("TaskCreated").args
-    assert created == {"task_id": 1, "sponsor": net.owner.address, "recipe_hash": cfg["recipe_hash"],
-                       "model_root": cfg["model_root"], "model_cid": cfg["model_cid"], "num_rounds": 3,
-                       "pool": 70 * TOKEN}
+    assert created == {
+        "task_id": 1,
+        "sponsor": net.owner.address,
+        "recipe_hash": cfg["recipe_hash"],
+        "model_root": cfg["model_root"],
+        "model_cid": cfg["model_cid"],
+        "num_rounds": 3,
+        "pool": 70 * TOKEN,
+    }
     opened = r.event("RoundOpened").args
     b = r.block
     assert (opened["task_id"], opened["round_id"]) == (1, 0)
@@ -51,45 +57,55 @@ def test_anyone_may_sponsor(net):
     assert net.fc.call("tasks", t)["sponsor"] == net.outsiders[0].address
 
 
-@pytest.mark.parametrize("fields, reason", [
-    ({"num_rounds": 0}, "tasks: zero rounds"),
-    ({"trainers_per_round": 0}, "tasks: empty committee"),
-    ({"validators_per_round": 0}, "tasks: empty committee"),
-    ({"min_reveals": 0}, "tasks: bad min_reveals"),
-    ({"min_reveals": 257}, "tasks: bad min_reveals"),
-    ({"commit_blocks": 0}, "tasks: zero phase length"),
-    ({"reveal_blocks": 0}, "tasks: zero phase length"),
-    ({"validate_blocks": 0}, "tasks: zero phase length"),
-    ({"challenge_blocks": 0}, "tasks: zero phase length"),
-    # the deployment's least challenge window (ProtocolParams.min_challenge_blocks = 5; review L-7)
-    ({"challenge_blocks": 4}, "tasks: challenge window too short"),
-    # the other three phases are 5 blocks each: the whole round and the slash grace after it must
-    # end before unbonding does (review M-2)
-    ({"challenge_blocks": DELAY - GRACE - 15}, "tasks: round + slash grace not shorter than unbonding delay"),
-    ({"validate_blocks": DELAY}, "tasks: round + slash grace not shorter than unbonding delay"),
-    ({"commit_blocks": 2**32}, "tasks: phases too long"),
-    ({"trainers_per_round": 2**32 + 1}, "tasks: committee too large"),
-    ({"validators_per_round": 2**32 + 1}, "tasks: committee too large"),
-    ({"validator_fee_bps": 10_001}, "tasks: fee above 100%"),
-    ({"pool": 0}, "tasks: empty pool"),
-    # the per-task commitment cap (review I-5): at least min_reveals, at most the contract's 256
-    ({"max_commits": 0}, "tasks: bad max_commits"),
-    ({"max_commits": 2, "min_reveals": 3}, "tasks: bad max_commits"),
-    ({"max_commits": 257}, "tasks: bad max_commits"),
-])
+@pytest.mark.parametrize(
+    "fields, reason",
+    [
+        ({"num_rounds": 0}, "tasks: zero rounds"),
+        ({"trainers_per_round": 0}, "tasks: empty committee"),
+        ({"validators_per_round": 0}, "tasks: empty committee"),
+        ({"min_reveals": 0}, "tasks: bad min_reveals"),
+        ({"min_reveals": 257}, "tasks: bad min_reveals"),
+        ({"commit_blocks": 0}, "tasks: zero phase length"),
+        ({"reveal_blocks": 0}, "tasks: zero phase length"),
+        ({"validate_blocks": 0}, "tasks: zero phase length"),
+        ({"challenge_blocks": 0}, "tasks: zero phase length"),
+        # the deployment's least challenge window (ProtocolParams.min_challenge_blocks = 5; review L-7)
+        ({"challenge_blocks": 4}, "tasks: challenge window too short"),
+        # the other three phases are 5 blocks each: the whole round and the slash grace after it must
+        # end before unbonding does (review M-2)
+        ({"challenge_blocks": DELAY - GRACE - 15}, "tasks: round + slash grace not shorter than unbonding delay"),
+        ({"validate_blocks": DELAY}, "tasks: round + slash grace not shorter than unbonding delay"),
+        ({"commit_blocks": 2**32}, "tasks: phases too long"),
+        ({"trainers_per_round": 2**32 + 1}, "tasks: committee too large"),
+        ({"validators_per_round": 2**32 + 1}, "tasks: committee too large"),
+        ({"validator_fee_bps": 10_001}, "tasks: fee above 100%"),
+        ({"pool": 0}, "tasks: empty pool"),
+        # the per-task commitment cap (review I-5): at least min_reveals, at most the contract's 256
+        ({"max_commits": 0}, "tasks: bad max_commits"),
+        ({"max_commits": 2, "min_reveals": 3}, "tasks: bad max_commits"),
+        ({"max_commits": 257}, "tasks: bad max_commits"),
+    ],
+)
 def test_create_task_rejects_a_bad_config(net, fields, reason):
     with reverts(reason):
         net.create_task(**fields)
     assert net.fc.call("next_task_id") == 1
 
 
-@pytest.mark.parametrize("fields", [
-    {"min_reveals": 256}, {"challenge_blocks": DELAY - GRACE - 16}, {"validator_fee_bps": 10_000},
-    {"max_commits": 1}, {"max_commits": 3, "min_reveals": 3},
-    {"trainers_per_round": 2**32, "validators_per_round": 2**32},
-    {"validator_fee_bps": 0}, {"pool": 1}, {"commit_blocks": 1, "reveal_blocks": 1, "validate_blocks": 1,
-                                            "challenge_blocks": 5},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"min_reveals": 256},
+        {"challenge_blocks": DELAY - GRACE - 16},
+        {"validator_fee_bps": 10_000},
+        {"max_commits": 1},
+        {"max_commits": 3, "min_reveals": 3},
+        {"trainers_per_round": 2**32, "validators_per_round": 2**32},
+        {"validator_fee_bps": 0},
+        {"pool": 1},
+        {"commit_blocks": 1, "reveal_blocks": 1, "validate_blocks": 1, "challenge_blocks": 5},
+    ],
+)
 def test_create_task_accepts_the_limits(net, fields):
     t = net.create_task(**fields)
     task = net.fc.call("tasks", t)

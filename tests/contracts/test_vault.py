@@ -53,8 +53,8 @@ def test_a_claims_contract_cannot_credit_more_than_the_budgets(net):
     vault = net.chain.deploy(artifact("vault"), net.token.address, STAKE, 100, 1_000, sender=owner)
     vault.tx("bind", core.address, rogue.address, tasks.address, sender=owner)
     net.token.tx("approve", vault.address, 10 * TOKEN, sender=tasks)
-    vault.tx("escrow", tasks.address, 10 * TOKEN, sender=tasks)   # a pool of 10
-    vault.tx("spend", 4 * TOKEN, sender=core)                      # a round budget of 4
+    vault.tx("escrow", tasks.address, 10 * TOKEN, sender=tasks)  # a pool of 10
+    vault.tx("spend", 4 * TOKEN, sender=core)  # a round budget of 4
     with reverts("vault: more than the budgets"):
         vault.tx("credit", rogue.address, 4 * TOKEN + 1, sender=rogue)
     vault.tx("credit", rogue.address, 4 * TOKEN, sender=rogue)

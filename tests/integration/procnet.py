@@ -50,8 +50,12 @@ class ProcessNetwork:
         for i in range(DEV_ACCOUNTS):
             key = dev_account(i).key.hex().removeprefix("0x")
             self.secrets |= {key, key.upper()}
-        self._env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
-                     "FEDCHAIN_KEYSTORE": str(root / "keystore")}
+        self._env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1",
+            "FEDCHAIN_KEYSTORE": str(root / "keystore"),
+        }
         self._env.pop("FEDCHAIN_PASSWORD", None)
 
     # -- processes
@@ -61,8 +65,15 @@ class ProcessNetwork:
         assert name not in self.procs or self.procs[name].poll() is not None, f"{name} is running"
         env = dict(self._env, FEDCHAIN_PASSWORD=PASSWORD) if password else self._env
         log = open(self.root / f"{name}.log", "ab")
-        proc = subprocess.Popen([*FEDCHAIN, *args], cwd=self.root, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [*FEDCHAIN, *args],
+            cwd=self.root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         self.procs[name] = proc
         return proc
@@ -70,8 +81,9 @@ class ProcessNetwork:
     def run(self, *args: str, password: bool = False, timeout: float = 120, input: str | None = None) -> str:
         """Run ``fedchain ARGS`` to completion; its output (also saved in cli.log)."""
         env = dict(self._env, FEDCHAIN_PASSWORD=PASSWORD) if password else self._env
-        out = subprocess.run([*FEDCHAIN, *args], cwd=self.root, env=env, input=input,
-                             capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(
+            [*FEDCHAIN, *args], cwd=self.root, env=env, input=input, capture_output=True, text=True, timeout=timeout
+        )
         with open(self.root / "cli.log", "a") as f:
             f.write(f"$ fedchain {' '.join(args)}\n{out.stdout}{out.stderr}\n")
         assert out.returncode == 0, f"fedchain {' '.join(args)} exited {out.returncode}:\n{out.stdout}{out.stderr}"
@@ -113,15 +125,28 @@ class ProcessNetwork:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def tails(self, n: int = 15) -> str:
-        return "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-n:])
-                         for p in sorted(self.root.glob("*.log")))
+        return "\n".join(
+            f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-n:])
+            for p in sorted(self.root.glob("*.log"))
+        )
 
     # -- the chain
 
     def chain_up(self) -> None:
         """``fedchain chain up`` (it becomes anvil: one PID), state saved on SIGTERM."""
-        self.start("chain", "chain", "up", "--port", str(self.port), "--block-time", str(BLOCK_TIME),
-                   "--state", str(self.state), "--accounts", str(DEV_ACCOUNTS))
+        self.start(
+            "chain",
+            "chain",
+            "up",
+            "--port",
+            str(self.port),
+            "--block-time",
+            str(BLOCK_TIME),
+            "--state",
+            str(self.state),
+            "--accounts",
+            str(DEV_ACCOUNTS),
+        )
         self.wait_for(lambda: self._reachable() or not self.alive("chain"), 60, "the chain to answer")
         assert self.alive("chain"), self.log("chain")
 
@@ -137,16 +162,28 @@ class ProcessNetwork:
         here may have a one-block challenge window (a local chain that nobody censors:
         the tests stay fast)."""
         if cli:
-            self.run("deploy", "--rpc", self.url, "--dev-account", "0", "--dev-accounts", str(DEV_ACCOUNTS),
-                     "--min-challenge-blocks", "1")
+            self.run(
+                "deploy",
+                "--rpc",
+                self.url,
+                "--dev-account",
+                "0",
+                "--dev-accounts",
+                str(DEV_ACCOUNTS),
+                "--min-challenge-blocks",
+                "1",
+            )
         else:
             from fedchain.chain.deploy import ProtocolParams, deploy
 
             owner = dev_account(0)
             dep = deploy(self.chain, owner, ProtocolParams(min_challenge_blocks=1))
             dep.save(self.root / "deployment.json", rpc=self.url, deployer=owner.address)
-            self.chain.transact_batch(dep.token, [("mint", (dev_account(i).address, 10_000 * 10**18))
-                                                  for i in range(1, DEV_ACCOUNTS)], sender=owner)
+            self.chain.transact_batch(
+                dep.token,
+                [("mint", (dev_account(i).address, 10_000 * 10**18)) for i in range(1, DEV_ACCOUNTS)],
+                sender=owner,
+            )
         self.dep = load_deployment(self.chain, read_deployment_file(self.root / "deployment.json"))
 
     def write_data(self, trainers: int, seed: int = 0) -> None:
@@ -163,14 +200,39 @@ class ProcessNetwork:
 
     def trainer(self, i: int, dev: int, *extra: str) -> subprocess.Popen:
         self.data[f"trainer-{i}"] = dev_account(dev).address
-        return self.start(f"trainer-{i}", "node", "run", "--role", "trainer", "--dev-account", str(dev),
-                          "--data", f"data/trainer-{i}.npz", "--home", f"trainer-{i}", "--name", f"trainer-{i}",
-                          *extra)
+        return self.start(
+            f"trainer-{i}",
+            "node",
+            "run",
+            "--role",
+            "trainer",
+            "--dev-account",
+            str(dev),
+            "--data",
+            f"data/trainer-{i}.npz",
+            "--home",
+            f"trainer-{i}",
+            "--name",
+            f"trainer-{i}",
+            *extra,
+        )
 
     def validator(self, j: int, dev: int, *extra: str) -> subprocess.Popen:
         self.data[f"validator-{j}"] = dev_account(dev).address
-        return self.start(f"validator-{j}", "node", "run", "--role", "validator", "--dev-account", str(dev),
-                          "--home", f"validator-{j}", "--name", f"validator-{j}", *extra)
+        return self.start(
+            f"validator-{j}",
+            "node",
+            "run",
+            "--role",
+            "validator",
+            "--dev-account",
+            str(dev),
+            "--home",
+            f"validator-{j}",
+            "--name",
+            f"validator-{j}",
+            *extra,
+        )
 
     def address(self, name: str) -> str:
         return self.data[name]
@@ -182,10 +244,12 @@ class ProcessNetwork:
             for n in names:
                 assert self.alive(n), f"{n} exited:\n{self.log(n)[-3000:]}"
             return all(fc.call("stakes", self.address(n))["active"] > 0 for n in names)
+
         self.wait_for(staked, timeout, f"{len(names)} nodes to stake")
 
-    def create_task(self, *args: str, signer: tuple[str, ...] = ("--dev-account", "1"), password: bool = False,
-                    timeout: float = 90) -> int:
+    def create_task(
+        self, *args: str, signer: tuple[str, ...] = ("--dev-account", "1"), password: bool = False, timeout: float = 90
+    ) -> int:
         """Start the sponsor (it stays up serving the initial model); the new task's id."""
         self.start("sponsor", "task", "create", *signer, "--home", "sponsor", *args, password=password)
         fc = self.dep.fedchain
@@ -221,11 +285,13 @@ class ProcessNetwork:
     def wait_event(self, name: str, timeout: float, what: str, **match):
         def found():
             return next((e for e in self.events(name) if all(e.args.get(k) == v for k, v in match.items())), None)
+
         return self.wait_for(found, timeout, what)
 
     def wait_finished(self, timeout: float) -> None:
-        self.wait_for(lambda: self.dep.fedchain.call("tasks", self.task_id)["finished"], timeout,
-                      f"task {self.task_id} to finish")
+        self.wait_for(
+            lambda: self.dep.fedchain.call("tasks", self.task_id)["finished"], timeout, f"task {self.task_id} to finish"
+        )
 
     # -- secrets
 

@@ -46,6 +46,7 @@ def procnet(tmp_path):
         net.stop_all()
         net.assert_no_secrets()
 
+
 TRAINERS, VALIDATORS, ROUNDS = 5, 3, 3
 
 
@@ -65,27 +66,81 @@ def test_processes_train_for_three_rounds_and_everyone_is_paid(procnet):
     for j in range(VALIDATORS):
         net.validator(j, dev=1 + TRAINERS + j)
     # a watcher: no stake, no data; it recomputes every round as it reaches a quorum
-    net.start("watcher", "node", "run", "--role", "watcher", "--dev-account", str(2 + TRAINERS + VALIDATORS),
-              "--home", "watcher", "--name", "watcher")
+    net.start(
+        "watcher",
+        "node",
+        "run",
+        "--role",
+        "watcher",
+        "--dev-account",
+        str(2 + TRAINERS + VALIDATORS),
+        "--home",
+        "watcher",
+        "--name",
+        "watcher",
+    )
 
     sponsor = re.search(r"0x[0-9a-fA-F]{40}", net.wait_exit("new-sponsor"))[0]
     keyed = re.search(r"0x[0-9a-fA-F]{40}", net.wait_exit("new-trainer"))[0]
     assert sponsor in net.run("account", "list")
     net.run("fund", sponsor, keyed, "--tokens", "2000", "--eth", "10", "--dev-account", "0")
     net.data["trainer-0"] = keyed
-    net.start("trainer-0", "node", "run", "--role", "trainer", "--account", "keyed-trainer", "--data",
-              "data/trainer-0.npz", "--home", "trainer-0", "--name", "trainer-0", password=True)
+    net.start(
+        "trainer-0",
+        "node",
+        "run",
+        "--role",
+        "trainer",
+        "--account",
+        "keyed-trainer",
+        "--data",
+        "data/trainer-0.npz",
+        "--home",
+        "trainer-0",
+        "--name",
+        "trainer-0",
+        password=True,
+    )
     nodes = [f"trainer-{i}" for i in range(TRAINERS)] + [f"validator-{j}" for j in range(VALIDATORS)]
 
     # the sponsor starts now and creates the task once every node is staked
     # MultiKrum (f = 1: 4 of 5 updates averaged): validators in separate processes must agree on the
     # distance table their votes commit to, and claims carry its root as one more proof sibling
-    task = net.create_task("--rounds", str(ROUNDS), "--pool", "300", "--trainers-per-round", str(TRAINERS),
-                           "--rule", "multikrum", "--rule-params", '{"num_malicious_nodes": 1}',
-                           "--validators-per-round", str(VALIDATORS), "--wait-for-trainers", str(TRAINERS),
-                           "--wait-for-validators", str(VALIDATORS), "--commit-blocks", "8", "--reveal-blocks",
-                           "4", "--validate-blocks", "6", "--challenge-blocks", "1", "--epochs", "1", "--lr", "0.1",
-                           "--batch-size", "16", signer=("--account", "sponsor"), password=True, timeout=180)
+    task = net.create_task(
+        "--rounds",
+        str(ROUNDS),
+        "--pool",
+        "300",
+        "--trainers-per-round",
+        str(TRAINERS),
+        "--rule",
+        "multikrum",
+        "--rule-params",
+        '{"num_malicious_nodes": 1}',
+        "--validators-per-round",
+        str(VALIDATORS),
+        "--wait-for-trainers",
+        str(TRAINERS),
+        "--wait-for-validators",
+        str(VALIDATORS),
+        "--commit-blocks",
+        "8",
+        "--reveal-blocks",
+        "4",
+        "--validate-blocks",
+        "6",
+        "--challenge-blocks",
+        "1",
+        "--epochs",
+        "1",
+        "--lr",
+        "0.1",
+        "--batch-size",
+        "16",
+        signer=("--account", "sponsor"),
+        password=True,
+        timeout=180,
+    )
     for n in nodes:
         assert net.alive(n), net.log(n)
     net.wait_finished(timeout=40 * ROUNDS)
@@ -95,8 +150,11 @@ def test_processes_train_for_three_rounds_and_everyone_is_paid(procnet):
 
     # everyone claims and withdraws after the task finished
     addresses = {net.address(n) for n in nodes}
-    net.wait_for(lambda: addresses <= {e.args["node"] for e in net.events("PayoutWithdrawn")}, 60,
-                 "every node to withdraw its rewards")
+    net.wait_for(
+        lambda: addresses <= {e.args["node"] for e in net.events("PayoutWithdrawn")},
+        60,
+        "every node to withdraw its rewards",
+    )
     assert not net.events("Slashed") and not net.events("Equivocated")
 
     # the model improved
@@ -147,10 +205,25 @@ def start_network(net, trainers: int, validators: int, *trainer_extra) -> list[s
 
 
 def task_args(trainers: int, validators: int, rounds: int, commit: int, reveal: int) -> tuple[str, ...]:
-    return ("--rounds", str(rounds), "--pool", "100", "--trainers-per-round", str(trainers),
-            "--validators-per-round", str(validators), "--wait-for-trainers", str(trainers),
-            "--wait-for-validators", str(validators), "--commit-blocks", str(commit), "--reveal-blocks", str(reveal),
-            *FAST)
+    return (
+        "--rounds",
+        str(rounds),
+        "--pool",
+        "100",
+        "--trainers-per-round",
+        str(trainers),
+        "--validators-per-round",
+        str(validators),
+        "--wait-for-trainers",
+        str(trainers),
+        "--wait-for-validators",
+        str(validators),
+        "--commit-blocks",
+        str(commit),
+        "--reveal-blocks",
+        str(reveal),
+        *FAST,
+    )
 
 
 def test_trainer_killed_after_commit_reveals_when_restarted_and_is_slashed_when_not(procnet):
@@ -214,8 +287,9 @@ def test_a_peer_serving_corrupt_blobs_is_caught_and_nothing_crashes(procnet):
     net.write_data(2)
     # trainer-1 keeps its server out of the peers file; the only copy of its update
     # that validators can reach is at a peer that flips a byte of everything it serves
-    evil = BlobServer(LocalBlobStore(net.root / "trainer-1" / "blobs"),
-                      transform=lambda cid, data: bytes([data[0] ^ 0xFF]) + data[1:]).start()
+    evil = BlobServer(
+        LocalBlobStore(net.root / "trainer-1" / "blobs"), transform=lambda cid, data: bytes([data[0] ^ 0xFF]) + data[1:]
+    ).start()
     try:
         net.trainer(0, 2)
         net.trainer(1, 3, "--no-announce")

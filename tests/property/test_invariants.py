@@ -133,10 +133,24 @@ SLASHED = 2**253  # a record's slashed flag: one per address and round, whatever
 OPEN, FINALIZED, FAILED = 0, 1, 2
 FAIL_TOO_FEW_REVEALS, FAIL_NO_QUORUM, FAIL_CHALLENGED = 1, 2, 3
 NOBODY = "0x" + "00" * 20
-TASK_FUNCTIONS = {"commit", "reveal", "join", "vote", "finalize", "advance", "claim", "claim_validator",
-                  "slash_missing_reveal", "slash_rejected", "slash_rejected_before_finalize", "slash_absent",
-                  "slash_wrong_vote", "reclaim",
-                  "challenge_total", "request"}  # their first argument is a task id
+TASK_FUNCTIONS = {
+    "commit",
+    "reveal",
+    "join",
+    "vote",
+    "finalize",
+    "advance",
+    "claim",
+    "claim_validator",
+    "slash_missing_reveal",
+    "slash_rejected",
+    "slash_rejected_before_finalize",
+    "slash_absent",
+    "slash_wrong_vote",
+    "reclaim",
+    "challenge_total",
+    "request",
+}  # their first argument is a task id
 # A task names rule 0 (its model is not recomputable on chain; its scores tree
 # and total are: challenge_total) or Krum (rule 4: its votes also commit to a
 # distance table, which the availability game can be asked for); the preimages
@@ -148,6 +162,7 @@ KRUM_SIZE = 3 * fp.CHUNK_SIZE - 5  # a Krum task's models and updates: one shape
 
 def recipe_hash(recipe: tuple) -> bytes:
     return keccak(encode(["uint256"] * 4 + ["bytes32"], list(recipe)))
+
 
 NO_VOTE = Result(h32("model"), h32("model-cid"), Scores((), ()))  # a vote nobody cast
 MAX_REQUESTS = 64  # availability requests a round takes
@@ -163,7 +178,7 @@ def vector(*name, size: int | None = None) -> np.ndarray:
     padding leaves."""
     rng = np.random.default_rng(int.from_bytes(h32("vector", *name)[:8], "big"))
     size = size or CHUNK * int(rng.integers(1, 6)) - int(rng.integers(0, CHUNK))
-    return rng.integers(-2**20, 2**20, size)
+    return rng.integers(-(2**20), 2**20, size)
 
 
 @functools.cache
@@ -173,6 +188,7 @@ def vector_root(*name, size: int | None = None) -> bytes:
 
 def tree_depth(q: np.ndarray) -> int:
     return (len(fp.chunks(q, CHUNK)) - 1).bit_length()
+
 
 picks = st.integers(0, 15)  # an index into whatever list the rule picks from
 masks = st.integers(1, 255)  # a subset of the eight nodes
@@ -206,11 +222,11 @@ class GRequest:
     index: int
     level: int
     position: int
-    deadline: int                                   # the last block an answer is due in
+    deadline: int  # the last block an answer is due in
     leader: bytes
-    correct: bool                                   # the leader is the round's correct result
+    correct: bool  # the leader is the round's correct result
     open: bool = True
-    closed_at: int | None = None                    # block of its answer or settle
+    closed_at: int | None = None  # block of its answer or settle
 
     @property
     def resolved_by(self) -> int:
@@ -234,29 +250,29 @@ class GRound:
     commit_end: int
     reveal_end: int
     validate_end: int
-    seed: bytes                                     # the contract's once drawn (from the opening block's hash)
+    seed: bytes  # the contract's once drawn (from the opening block's hash)
     trainer_total: int
     validator_total: int
-    drawn: bool = False                             # the first commit or join stored the seed
-    commits: dict = field(default_factory=dict)     # node -> Update
-    reveals: list = field(default_factory=list)     # nodes in reveal order
-    samples: dict = field(default_factory=dict)     # node -> samples
-    bad: set = field(default_factory=set)           # revealers whose update the correct result rejects
-    since: dict = field(default_factory=dict)       # node -> block of its commitment or join
-    weights: dict = field(default_factory=dict)     # validator -> committee seats (basis points)
-    votes: dict = field(default_factory=dict)       # validator -> vote hash
-    tally: dict = field(default_factory=dict)       # vote hash -> seats
+    drawn: bool = False  # the first commit or join stored the seed
+    commits: dict = field(default_factory=dict)  # node -> Update
+    reveals: list = field(default_factory=list)  # nodes in reveal order
+    samples: dict = field(default_factory=dict)  # node -> samples
+    bad: set = field(default_factory=set)  # revealers whose update the correct result rejects
+    since: dict = field(default_factory=dict)  # node -> block of its commitment or join
+    weights: dict = field(default_factory=dict)  # validator -> committee seats (basis points)
+    votes: dict = field(default_factory=dict)  # validator -> vote hash
+    tally: dict = field(default_factory=dict)  # vote hash -> seats
     equivocated: set = field(default_factory=set)
-    slashed: set = field(default_factory=set)       # any penalty of the address in this round
+    slashed: set = field(default_factory=set)  # any penalty of the address in this round
     claimed: set = field(default_factory=set)
     vclaimed: set = field(default_factory=set)
     leader: bytes | None = None
     status: int = OPEN
     result: Result | None = None
     challenger: str | None = None
-    closed_at: int | None = None                    # block of its finalize, advance or revert
-    reverted_from: int | None = None                # an unanswered request's: the first block it could be settled
-    requests: list = field(default_factory=list)    # GRequest, in order
+    closed_at: int | None = None  # block of its finalize, advance or revert
+    reverted_from: int | None = None  # an unanswered request's: the first block it could be settled
+    requests: list = field(default_factory=list)  # GRequest, in order
     trainer_budget: int = 0
     validator_budget: int = 0
     majority: int = 0
@@ -316,8 +332,12 @@ class FedchainMachine(RuleBasedStateMachine):
         for a in self.accounts:  # anyone may challenge or request: every account can post a bond
             net.token.tx("approve", self.challenges.address, MAX_UINT, sender=a)
             net.token.tx("approve", self.availability.address, MAX_UINT, sender=a)
-        self.stakes = {a.address: GStake(**dict(zip(
-            ["role", "active", "unbonding", "release", "since"], net.stake_of(a).values()))) for a in self.nodes}
+        self.stakes = {
+            a.address: GStake(
+                **dict(zip(["role", "active", "unbonding", "release", "since"], net.stake_of(a).values()))
+            )
+            for a in self.nodes
+        }
         self.balances = {a.address: net.balance(a) for a in self.accounts}
         self.payouts = {a.address: 0 for a in self.accounts}
         self.unclaimed = 0
@@ -421,10 +441,14 @@ class FedchainMachine(RuleBasedStateMachine):
 
     def _selected(self, tid: int, r: int, node: str, role: int) -> bool:
         t, R = self.tasks[tid], self.tasks[tid].rounds[r]
-        k, total = ((t.cfg["trainers_per_round"], R.trainer_total) if role == ROLE_TRAINER
-                    else (t.cfg["validators_per_round"], R.validator_total))
-        twin = self._seed_error(R) is None and cm.is_selected(R.seed, node, self._weight(node, role, R.opened),
-                                                               total, k)
+        k, total = (
+            (t.cfg["trainers_per_round"], R.trainer_total)
+            if role == ROLE_TRAINER
+            else (t.cfg["validators_per_round"], R.validator_total)
+        )
+        twin = self._seed_error(R) is None and cm.is_selected(
+            R.seed, node, self._weight(node, role, R.opened), total, k
+        )
         assert self.fc.call("is_selected", tid, r, node, role) == twin
         return twin
 
@@ -454,8 +478,17 @@ class FedchainMachine(RuleBasedStateMachine):
         reveal_end = commit_end + c["reveal_blocks"]
         validate_end = reveal_end + c["validate_blocks"]
         assert (ev["commit_end"], ev["reveal_end"], ev["validate_end"]) == (commit_end, reveal_end, validate_end)
-        t.rounds.append(GRound(b, commit_end, reveal_end, validate_end, cm.round_seed(tid, t.round, block_hash(b)),
-                               self._total_active(ROLE_TRAINER), self._total_active(ROLE_VALIDATOR)))
+        t.rounds.append(
+            GRound(
+                b,
+                commit_end,
+                reveal_end,
+                validate_end,
+                cm.round_seed(tid, t.round, block_hash(b)),
+                self._total_active(ROLE_TRAINER),
+                self._total_active(ROLE_VALIDATOR),
+            )
+        )
 
     def _next_round(self, tid: int, receipt) -> None:
         t = self.tasks[tid]
@@ -493,8 +526,9 @@ class FedchainMachine(RuleBasedStateMachine):
         the updates it accepts."""
         t = self.tasks[tid]
         R = t.rounds[r]
-        scores = Scores(tuple(R.reveals), tuple(0 if a in R.bad else (tid + r + int(a, 16)) % 3
-                                                for a in R.reveals))  # 0 happens
+        scores = Scores(
+            tuple(R.reveals), tuple(0 if a in R.bad else (tid + r + int(a, 16)) % 3 for a in R.reveals)
+        )  # 0 happens
         rejected = sum(1 << i for i, a in enumerate(R.reveals) if a in R.bad)
         root = vector_root("model", tid, r, tag, size=t.size)  # a real chunk tree: its holders can answer requests
         self.models[root] = (("model", tid, r, tag), t.size)
@@ -508,7 +542,9 @@ class FedchainMachine(RuleBasedStateMachine):
         if key not in self.tables:
             self.tables[key] = DistanceTable.of_round(
                 [None if a in R.bad else vector("update", tid, r, a, size=KRUM_SIZE) for a in R.reveals],
-                KRUM_SIZE, CHUNK)
+                KRUM_SIZE,
+                CHUNK,
+            )
         return self.tables[key]
 
     def _wrong_result(self, tid: int, r: int, kind: str) -> Result:
@@ -518,12 +554,22 @@ class FedchainMachine(RuleBasedStateMachine):
         only an unanswered availability request reverts it."""
         good = self._correct_result(tid, r, tag=kind)
         if kind == "hidden":  # a Krum vote's table too
-            return Vote(h32("hidden model", tid, r), good.model_cid, good.scores, good.rejected,
-                        table_root=good.table_root and h32("hidden table", tid, r))
+            return Vote(
+                h32("hidden model", tid, r),
+                good.model_cid,
+                good.scores,
+                good.rejected,
+                table_root=good.table_root and h32("hidden table", tid, r),
+            )
         if kind == "phantom":
             s = good.scores
-            return Vote(good.model_root, good.model_cid, Scores((*s.nodes, self.net.owner.address), (*s.scores, 1)),
-                        good.rejected, table_root=good.table_root)
+            return Vote(
+                good.model_root,
+                good.model_cid,
+                Scores((*s.nodes, self.net.owner.address), (*s.scores, 1)),
+                good.rejected,
+                table_root=good.table_root,
+            )
         return Vote(good.model_root, good.model_cid, good.scores, good.rejected, extra=1, table_root=good.table_root)
 
     @staticmethod
@@ -567,16 +613,25 @@ class FedchainMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ staking
 
-    @rule(i=picks, role=st.sampled_from([ROLE_TRAINER, ROLE_VALIDATOR]),
-          amount=st.sampled_from([0, 1, STAKE // 2, STAKE, 3 * STAKE]))
+    @rule(
+        i=picks,
+        role=st.sampled_from([ROLE_TRAINER, ROLE_VALIDATOR]),
+        amount=st.sampled_from([0, 1, STAKE // 2, STAKE, 3 * STAKE]),
+    )
     def stake(self, i, role, amount):
         node = self.nodes[i % len(self.nodes)]
         s = self.stakes[node.address]
-        expected = ("staking: role mismatch" if s.role not in (0, role)
-                    else "staking: zero amount" if amount == 0
-                    else "staking: below minimum stake" if s.active + amount < PARAMS.min_stake
-                    else "erc20: transfer amount exceeds balance" if self.balances[node.address] < amount
-                    else None)
+        expected = (
+            "staking: role mismatch"
+            if s.role not in (0, role)
+            else "staking: zero amount"
+            if amount == 0
+            else "staking: below minimum stake"
+            if s.active + amount < PARAMS.min_stake
+            else "erc20: transfer amount exceeds balance"
+            if self.balances[node.address] < amount
+            else None
+        )
         r = self._send(expected, "stake", role, amount, sender=node)
         if r:
             s.role, s.active, s.since = role, s.active + amount, r.block
@@ -588,10 +643,15 @@ class FedchainMachine(RuleBasedStateMachine):
         s = self.stakes[node.address]
         amount = {"all": s.active, "half": s.active // 2, "min": PARAMS.min_stake}.get(how, how)
         remaining = s.active - amount
-        expected = ("staking: zero amount" if amount == 0
-                    else "staking: amount exceeds active stake" if amount > s.active
-                    else "staking: below minimum stake" if 0 < remaining < PARAMS.min_stake
-                    else None)
+        expected = (
+            "staking: zero amount"
+            if amount == 0
+            else "staking: amount exceeds active stake"
+            if amount > s.active
+            else "staking: below minimum stake"
+            if 0 < remaining < PARAMS.min_stake
+            else None
+        )
         r = self._send(expected, "unbond", amount, sender=node)
         if r:
             s.active, s.unbonding, s.release = remaining, s.unbonding + amount, r.block + PARAMS.unbonding_delay
@@ -605,8 +665,13 @@ class FedchainMachine(RuleBasedStateMachine):
         unbonding = [n for n in self.nodes if self.stakes[n.address].unbonding] or self.nodes
         node = unbonding[i % len(unbonding)]
         s = self.stakes[node.address]
-        expected = ("staking: nothing unbonding" if s.unbonding == 0
-                    else "staking: still unbonding" if self.block < s.release else None)
+        expected = (
+            "staking: nothing unbonding"
+            if s.unbonding == 0
+            else "staking: still unbonding"
+            if self.block < s.release
+            else None
+        )
         if expected is None:
             self._check_release(node.address, s.release)
             if self.vigilant:  # then every fault the stake backed was slashed in time
@@ -642,8 +707,11 @@ class FedchainMachine(RuleBasedStateMachine):
                     out.append(("rejected update", since, end, PARAMS.slash_grace if end == window_end + 1 else short))
                 if a in R.weights and a in R.votes:
                     if R.challenger is not None and R.votes[a] == R.leader:
-                        out.append(("wrong vote", since, R.closed_at, PARAMS.slash_grace) if R.reverted_from is None
-                                   else ("wrong vote", since, R.reverted_from, short))
+                        out.append(
+                            ("wrong vote", since, R.closed_at, PARAMS.slash_grace)
+                            if R.reverted_from is None
+                            else ("wrong vote", since, R.reverted_from, short)
+                        )
                     elif R.status == OPEN and (self.block <= window_end or R.open_requests):
                         end = max(window_end, R.requests_end)
                         out.append(("wrong vote", since, end, PARAMS.slash_grace if end == window_end else short))
@@ -667,18 +735,23 @@ class FedchainMachine(RuleBasedStateMachine):
         unbonded_at = release - PARAMS.unbonding_delay
         for fault, since, provable, grace in self._pending_faults(a):
             if since <= unbonded_at:  # else the queue was unbonded before the role was taken: it backed nothing
-                assert provable + grace <= release, \
+                assert provable + grace <= release, (
                     f"{fault} of {a} provable at block {provable}, its stake released at {release}"
+                )
 
     # ------------------------------------------------------------ tasks and blocks
 
     task_configs = dict(
         # kv up to 6: the quorum's floor of k/3 seats binds only where k/3 exceeds the
         # seats that joined (k >= 5 with a small validator alone, say)
-        i=picks, rounds=st.integers(1, 3), kt=st.integers(1, 4), kv=st.integers(1, 6),
+        i=picks,
+        rounds=st.integers(1, 3),
+        kt=st.integers(1, 4),
+        kv=st.integers(1, 6),
         min_reveals=st.integers(1, 2),
         phases=st.tuples(*[st.integers(1, 4)] * 3, st.sampled_from([1, 2, 3, 4, 5, 12])),  # 12: mostly too long
-        fee=st.sampled_from([0, 1_000, 10_000]), pool=st.sampled_from([7, 10**18 + 3, 100 * TOKEN, 100 * TOKEN]),
+        fee=st.sampled_from([0, 1_000, 10_000]),
+        pool=st.sampled_from([7, 10**18 + 3, 100 * TOKEN, 100 * TOKEN]),
         krum=st.booleans(),
     )
 
@@ -707,14 +780,28 @@ class FedchainMachine(RuleBasedStateMachine):
     def create_task(self, i, rounds, kt, kv, min_reveals, phases, fee, pool, krum):
         sponsor = self.sponsors[i % 2]
         recipe = KRUM if krum else RECIPE
-        cfg = self.net.task_config(recipe_hash=recipe_hash(recipe), num_rounds=rounds, trainers_per_round=kt,
-                                   validators_per_round=kv, min_reveals=min_reveals, commit_blocks=phases[0],
-                                   reveal_blocks=phases[1], validate_blocks=phases[2], challenge_blocks=phases[3],
-                                   validator_fee_bps=fee, pool=pool)
-        expected = ("tasks: challenge window too short" if phases[3] < PARAMS.min_challenge_blocks
-                    else "tasks: round + slash grace not shorter than unbonding delay"
-                    if sum(phases) + PARAMS.slash_grace >= PARAMS.unbonding_delay
-                    else "erc20: transfer amount exceeds balance" if self.balances[sponsor.address] < pool else None)
+        cfg = self.net.task_config(
+            recipe_hash=recipe_hash(recipe),
+            num_rounds=rounds,
+            trainers_per_round=kt,
+            validators_per_round=kv,
+            min_reveals=min_reveals,
+            commit_blocks=phases[0],
+            reveal_blocks=phases[1],
+            validate_blocks=phases[2],
+            challenge_blocks=phases[3],
+            validator_fee_bps=fee,
+            pool=pool,
+        )
+        expected = (
+            "tasks: challenge window too short"
+            if phases[3] < PARAMS.min_challenge_blocks
+            else "tasks: round + slash grace not shorter than unbonding delay"
+            if sum(phases) + PARAMS.slash_grace >= PARAMS.unbonding_delay
+            else "erc20: transfer amount exceeds balance"
+            if self.balances[sponsor.address] < pool
+            else None
+        )
         r = self._send(expected, "create_task", cfg, sender=sponsor)
         if r:
             tid = r.event("TaskCreated").args["task_id"]
@@ -739,8 +826,14 @@ class FedchainMachine(RuleBasedStateMachine):
         R = t.rounds[t.round]
         releases = [s.release for s in self.stakes.values() if s.unbonding and s.release >= self.block]
         deadlines = [q.deadline for q in self.requests.values() if q.open]
-        ends = [R.commit_end, R.reveal_end, R.validate_end, self._window_end(t, R), min(releases, default=self.block),
-                min(deadlines, default=self.block)]
+        ends = [
+            R.commit_end,
+            R.reveal_end,
+            R.validate_end,
+            self._window_end(t, R),
+            min(releases, default=self.block),
+            min(deadlines, default=self.block),
+        ]
         self._mine_to(ends[deadline] + offset)
 
     def _mine_to(self, target: int) -> None:
@@ -755,8 +848,13 @@ class FedchainMachine(RuleBasedStateMachine):
             stops |= {self.tasks[tid].rounds[r].reveal_end + 1 for tid, r, _, _ in self.pending_votes}
             stops |= {q.deadline for q in self.requests.values() if q.open and self._honest_holds(q)}
             if self.vigilant:
-                stops |= {end + 1 for t in self.tasks.values() if not t.finished for R in t.rounds[-1:]
-                          for end in (R.reveal_end, R.validate_end, self._window_end(t, R))}
+                stops |= {
+                    end + 1
+                    for t in self.tasks.values()
+                    if not t.finished
+                    for R in t.rounds[-1:]
+                    for end in (R.reveal_end, R.validate_end, self._window_end(t, R))
+                }
                 stops |= {q.deadline + 1 for q in self.requests.values() if q.open}
             stop = min((s for s in stops if self.block < s <= target), default=target)
             self.chain.mine_to(stop)
@@ -784,10 +882,16 @@ class FedchainMachine(RuleBasedStateMachine):
         for tid, t in list(self.tasks.items()):
             R = t.rounds[t.round]
             leading = self.results.get(R.leader) if R.leader else None
-            if not t.finished and R.validate_end < self.block <= self._window_end(t, R) and leading \
-                    and leading.scores.nodes and self._provably_wrong(R, leading):
-                self._challenge(tid, t.round, leading, list(leading.scores.nodes), list(leading.scores.scores),
-                                self.reporter)
+            if (
+                not t.finished
+                and R.validate_end < self.block <= self._window_end(t, R)
+                and leading
+                and leading.scores.nodes
+                and self._provably_wrong(R, leading)
+            ):
+                self._challenge(
+                    tid, t.round, leading, list(leading.scores.nodes), list(leading.scores.scores), self.reporter
+                )
             elif not t.finished and not self._request_hidden(tid, t) and self._requestable(t, R) and not R.requests:
                 self._spot_check(tid, t, 1 + self.block * 37 % 255)
         self._watch(claims=False)
@@ -799,14 +903,20 @@ class FedchainMachine(RuleBasedStateMachine):
         the honest validators reject, say an unavailable blob)."""
         t = self.tasks[tid]
         r, R = t.round, t.rounds[t.round]
-        expected = ("rounds: commit phase over" if self.block > R.commit_end
-                    else "rounds: already committed" if node.address in R.commits
-                    else "rounds: too many commitments" if len(R.commits) >= MAX_COMMITS
-                    else self._seed_error(R) or ("rounds: not selected"
-                                                 if not self._selected(tid, r, node.address, ROLE_TRAINER) else None))
+        expected = (
+            "rounds: commit phase over"
+            if self.block > R.commit_end
+            else "rounds: already committed"
+            if node.address in R.commits
+            else "rounds: too many commitments"
+            if len(R.commits) >= MAX_COMMITS
+            else self._seed_error(R)
+            or ("rounds: not selected" if not self._selected(tid, r, node.address, ROLE_TRAINER) else None)
+        )
         upd = self.net.update_for(tid, r, node)  # its root: a real chunk tree's, which an answer opens
-        upd = upd.__class__(vector_root("update", tid, r, node.address, size=t.size), upd.salt, upd.cid,
-                            1 + int(node.address, 16) % 7)
+        upd = upd.__class__(
+            vector_root("update", tid, r, node.address, size=t.size), upd.salt, upd.cid, 1 + int(node.address, 16) % 7
+        )
         if expected is None and kind != "honest":
             self.honest.discard(node.address)  # before the tx: it is already a fault
         receipt = self._send(expected, "commit", tid, r, self.net.commitment(tid, r, node, upd), sender=node)
@@ -849,11 +959,24 @@ class FedchainMachine(RuleBasedStateMachine):
             for r, R in enumerate(t.rounds):
                 for node in self.nodes:
                     a = node.address
-                    if a in R.commits and a not in R.reveals and a not in self.honest \
-                            and R.commit_end < self.block <= R.reveal_end:
+                    if (
+                        a in R.commits
+                        and a not in R.reveals
+                        and a not in self.honest
+                        and R.commit_end < self.block <= R.reveal_end
+                    ):
                         upd = R.commits[a]
-                        self._send("rounds: reveal does not match commitment", "reveal", tid, r, upd.root,
-                                   upd.cid, upd.samples, h32("wrong salt", j), sender=node)
+                        self._send(
+                            "rounds: reveal does not match commitment",
+                            "reveal",
+                            tid,
+                            r,
+                            upd.root,
+                            upd.cid,
+                            upd.samples,
+                            h32("wrong salt", j),
+                            sender=node,
+                        )
                         return
 
     # ------------------------------------------------------------ validators
@@ -893,17 +1016,22 @@ class FedchainMachine(RuleBasedStateMachine):
         """``plan``: None (honest: votes the correct result), "silent" or a wrong result's kind."""
         t = self.tasks[tid]
         r, R, a = t.round, t.rounds[t.round], node.address
-        expected = ("rounds: joining closed" if self.block > R.reveal_end
-                    else "rounds: already joined" if a in R.weights
-                    else self._seed_error(R) or ("rounds: not selected"
-                                                 if not self._selected(tid, r, a, ROLE_VALIDATOR) else None))
+        expected = (
+            "rounds: joining closed"
+            if self.block > R.reveal_end
+            else "rounds: already joined"
+            if a in R.weights
+            else self._seed_error(R)
+            or ("rounds: not selected" if not self._selected(tid, r, a, ROLE_VALIDATOR) else None)
+        )
         if expected is None and plan:
             self.honest.discard(a)  # before the tx: a seat taken in bad faith
         receipt = self._send(expected, "join", tid, r, sender=node)
         if receipt:
             self._drew(tid, r, R, receipt)
-            seats = self._seats(self._weight(a, ROLE_VALIDATOR, R.opened), R.validator_total,
-                                t.cfg["validators_per_round"])
+            seats = self._seats(
+                self._weight(a, ROLE_VALIDATOR, R.opened), R.validator_total, t.cfg["validators_per_round"]
+            )
             assert receipt.event("Joined").args["weight"] == seats
             R.weights[a], R.since[a] = seats, receipt.block
             if plan != "silent":
@@ -914,13 +1042,21 @@ class FedchainMachine(RuleBasedStateMachine):
         t = self.tasks.get(tid)
         a, h = node.address, result.hash
         reveal_end, validate_end = (R.reveal_end, R.validate_end) if R else (0, 0)
-        expected = ("rounds: vote phase not started" if self.block <= reveal_end
-                    else "rounds: vote phase over" if self.block > validate_end
-                    else "rounds: round closed" if R.status != OPEN
-                    else "rounds: not in committee" if R.weights.get(a, 0) == 0
-                    else "rounds: equivocated" if a in R.equivocated
-                    else "rounds: already voted" if R.votes.get(a) == h
-                    else None)
+        expected = (
+            "rounds: vote phase not started"
+            if self.block <= reveal_end
+            else "rounds: vote phase over"
+            if self.block > validate_end
+            else "rounds: round closed"
+            if R.status != OPEN
+            else "rounds: not in committee"
+            if R.weights.get(a, 0) == 0
+            else "rounds: equivocated"
+            if a in R.equivocated
+            else "rounds: already voted"
+            if R.votes.get(a) == h
+            else None
+        )
         first = R.votes.get(a) if R else None
         if expected is None and (first is not None or not honest):
             self.honest.discard(a)
@@ -988,8 +1124,24 @@ class FedchainMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ challenges
 
     @precondition(lambda self: self._any_round(lambda t, R: not t.finished and R.leader is not None))
-    @rule(j=picks, who=picks, tamper=st.sampled_from([None, None, None, "other vote", "table root", "no table root",
-                                                       "other rule", "no leaves", "one leaf short", "other round"]))
+    @rule(
+        j=picks,
+        who=picks,
+        tamper=st.sampled_from(
+            [
+                None,
+                None,
+                None,
+                "other vote",
+                "table root",
+                "no table root",
+                "other rule",
+                "no leaves",
+                "one leaf short",
+                "other round",
+            ]
+        ),
+    )
     def challenge_the_leading_vote(self, j, who, tamper):
         """Anyone challenges the leading vote's scores tree with its own leaves (or, with
         ``tamper``, with arguments that must be refused)."""
@@ -1006,12 +1158,28 @@ class FedchainMachine(RuleBasedStateMachine):
         elif tamper == "one leaf short":
             nodes, scores = nodes[:-1], scores[:-1]
         table_root = {"table root": h32("table"), "no table root": ZERO32}.get(tamper)
-        self._challenge(tid, r + (1 if tamper == "other round" else 0), result, nodes, scores,
-                        self.accounts[who % len(self.accounts)], table_root=table_root,
-                        recipe=(1, *RECIPE[1:]) if tamper == "other rule" else None)
+        self._challenge(
+            tid,
+            r + (1 if tamper == "other round" else 0),
+            result,
+            nodes,
+            scores,
+            self.accounts[who % len(self.accounts)],
+            table_root=table_root,
+            recipe=(1, *RECIPE[1:]) if tamper == "other rule" else None,
+        )
 
-    def _challenge(self, tid: int, r: int, result: Result, nodes: list, scores: list, sender,
-                   table_root: bytes | None = None, recipe: tuple | None = None) -> None:
+    def _challenge(
+        self,
+        tid: int,
+        r: int,
+        result: Result,
+        nodes: list,
+        scores: list,
+        sender,
+        table_root: bytes | None = None,
+        recipe: tuple | None = None,
+    ) -> None:
         """challenge_total; by default with the vote's own table root and the task's rule."""
         t = self.tasks[tid]
         recipe = recipe or t.recipe
@@ -1022,18 +1190,29 @@ class FedchainMachine(RuleBasedStateMachine):
         self._mine_to(self.block + 1)
         R = self._round(tid, r)
         scores_root = Scores(tuple(nodes), tuple(scores)).root
-        expected = ("challenges: not the task's rule" if recipe != t.recipe
-                    else "challenges: not the current round" if r != t.round or t.finished
-                    else "challenges: no quorum" if R.leader is None
-                    else "challenges: not the leading vote" if result.hash != R.leader
-                    else "challenges: window closed" if self.block > self._window_end(t, R)
-                    else "challenges: Krum rules need the table root" if t.recipe == KRUM and table_root == ZERO32
-                    else "challenges: table root only for Krum rules" if t.recipe != KRUM and table_root != ZERO32
-                    else "challenges: ragged inputs" if not nodes
-                    else "challenges: not the scores tree"
-                    if (combined_scores_root(scores_root, table_root) if t.recipe == KRUM else scores_root) != result.args[2]
-                    else "erc20: transfer amount exceeds balance" if self.balances[sender.address] < PARAMS.challenge_bond
-                    else None)
+        expected = (
+            "challenges: not the task's rule"
+            if recipe != t.recipe
+            else "challenges: not the current round"
+            if r != t.round or t.finished
+            else "challenges: no quorum"
+            if R.leader is None
+            else "challenges: not the leading vote"
+            if result.hash != R.leader
+            else "challenges: window closed"
+            if self.block > self._window_end(t, R)
+            else "challenges: Krum rules need the table root"
+            if t.recipe == KRUM and table_root == ZERO32
+            else "challenges: table root only for Krum rules"
+            if t.recipe != KRUM and table_root != ZERO32
+            else "challenges: ragged inputs"
+            if not nodes
+            else "challenges: not the scores tree"
+            if (combined_scores_root(scores_root, table_root) if t.recipe == KRUM else scores_root) != result.args[2]
+            else "erc20: transfer amount exceeds balance"
+            if self.balances[sender.address] < PARAMS.challenge_bond
+            else None
+        )
         receipt = self._send(expected, "challenge_total", *call, sender=sender, to=self.challenges)
         if not receipt:
             return
@@ -1053,35 +1232,80 @@ class FedchainMachine(RuleBasedStateMachine):
         """A leading vote after its vote phase, within its challenge window."""
         return R.status == OPEN and R.leader is not None and R.validate_end < self.block <= self._window_end(t, R)
 
-    def _request(self, tid: int, r: int, vote: Result, kind: int, index: int, level: int, position: int, sender,
-                 recipe: tuple | None = None) -> bytes | None:
+    def _request(
+        self,
+        tid: int,
+        r: int,
+        vote: Result,
+        kind: int,
+        index: int,
+        level: int,
+        position: int,
+        sender,
+        recipe: tuple | None = None,
+    ) -> bytes | None:
         """``availability.request`` (by default with the task's rule) with the reason the
         model expects, checked in the contract's order; on success the bond moves from
         ``sender`` to the game."""
         t, R = self.tasks.get(tid), self._round(tid, r)
         recipe = recipe or t.recipe
         rid = request_id(tid, r, kind, index, level, position)
-        expected = ("availability: no leading vote" if R is None or R.status != OPEN or R.leader is None
-                    else "availability: not the leading vote" if vote.hash != R.leader
-                    else "availability: vote phase open" if self.block <= R.validate_end
-                    else "availability: window closed" if self.block > self._window_end(t, R)
-                    else "availability: bad node" if level > MAX_LEVEL or position >= 2**level
-                    else "availability: not an accepted update" if kind == KIND_UPDATE
-                    and not (index < len(R.reveals) and not vote.args[4] >> index & 1)
-                    else "availability: not the task's rule" if kind == KIND_TABLE and recipe != t.recipe
-                    else "availability: no distance table" if kind == KIND_TABLE and t.recipe != KRUM
-                    else "availability: unknown kind" if kind not in (KIND_MODEL, KIND_UPDATE, KIND_TABLE)
-                    else "availability: too many requests" if len(R.requests) >= MAX_REQUESTS
-                    else "availability: already requested" if rid in self.requests
-                    else "erc20: transfer amount exceeds balance" if self.balances[sender.address] < PARAMS.request_bond
-                    else None)
+        expected = (
+            "availability: no leading vote"
+            if R is None or R.status != OPEN or R.leader is None
+            else "availability: not the leading vote"
+            if vote.hash != R.leader
+            else "availability: vote phase open"
+            if self.block <= R.validate_end
+            else "availability: window closed"
+            if self.block > self._window_end(t, R)
+            else "availability: bad node"
+            if level > MAX_LEVEL or position >= 2**level
+            else "availability: not an accepted update"
+            if kind == KIND_UPDATE and not (index < len(R.reveals) and not vote.args[4] >> index & 1)
+            else "availability: not the task's rule"
+            if kind == KIND_TABLE and recipe != t.recipe
+            else "availability: no distance table"
+            if kind == KIND_TABLE and t.recipe != KRUM
+            else "availability: unknown kind"
+            if kind not in (KIND_MODEL, KIND_UPDATE, KIND_TABLE)
+            else "availability: too many requests"
+            if len(R.requests) >= MAX_REQUESTS
+            else "availability: already requested"
+            if rid in self.requests
+            else "erc20: transfer amount exceeds balance"
+            if self.balances[sender.address] < PARAMS.request_bond
+            else None
+        )
         event(f"request: {expected or 'made'}")
-        receipt = self._send(expected, "request", tid, r, vote.args, recipe, kind, index, level, position,
-                             sender=sender, to=self.availability)
+        receipt = self._send(
+            expected,
+            "request",
+            tid,
+            r,
+            vote.args,
+            recipe,
+            kind,
+            index,
+            level,
+            position,
+            sender=sender,
+            to=self.availability,
+        )
         if not receipt:
             return None
-        q = GRequest(sender.address, tid, r, kind, index, level, position, receipt.block + PARAMS.answer_blocks,
-                     R.leader, R.leader == self._correct_result(tid, r).hash)
+        q = GRequest(
+            sender.address,
+            tid,
+            r,
+            kind,
+            index,
+            level,
+            position,
+            receipt.block + PARAMS.answer_blocks,
+            R.leader,
+            R.leader == self._correct_result(tid, r).hash,
+        )
         ev = receipt.event("Requested").args
         assert (ev["request_id"], ev["requester"], ev["deadline"]) == (rid, sender.address, q.deadline)
         self.requests[rid] = q
@@ -1091,11 +1315,32 @@ class FedchainMachine(RuleBasedStateMachine):
         return rid
 
     @precondition(lambda self: self._any_round(lambda t, R: R.leader is not None))
-    @rule(j=picks, who=picks, kind=st.sampled_from([KIND_MODEL, KIND_UPDATE, KIND_TABLE]), which=picks,
-          level=st.integers(0, 4), position=st.integers(0, 2**MAX_LEVEL - 1),
-          tampers=st.lists(st.sampled_from([None] * 4 + ["duplicate", "other vote", "deepest", "bad level",
-                                                         "bad position", "rejected", "table of another rule",
-                                                         "unknown kind", "last round"]), min_size=1, max_size=3))
+    @rule(
+        j=picks,
+        who=picks,
+        kind=st.sampled_from([KIND_MODEL, KIND_UPDATE, KIND_TABLE]),
+        which=picks,
+        level=st.integers(0, 4),
+        position=st.integers(0, 2**MAX_LEVEL - 1),
+        tampers=st.lists(
+            st.sampled_from(
+                [None] * 4
+                + [
+                    "duplicate",
+                    "other vote",
+                    "deepest",
+                    "bad level",
+                    "bad position",
+                    "rejected",
+                    "table of another rule",
+                    "unknown kind",
+                    "last round",
+                ]
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+    )
     def request(self, j, who, kind, which, level, position, tampers):
         """Anyone requests a node of the leading vote's model tree, of an accepted update's
         tree or (a Krum task's; a rule-0 vote has none) of its distance table, preferably
@@ -1112,8 +1357,11 @@ class FedchainMachine(RuleBasedStateMachine):
         if tamper == "other vote":
             vote = self._correct_result(tid, r, tag="other")
         position %= 2**level
-        level, position = {"deepest": (MAX_LEVEL, position), "bad level": (MAX_LEVEL + 1, 0),
-                           "bad position": (level, 2**level + position)}.get(tamper, (level, position))
+        level, position = {
+            "deepest": (MAX_LEVEL, position),
+            "bad level": (MAX_LEVEL + 1, 0),
+            "bad position": (level, 2**level + position),
+        }.get(tamper, (level, position))
         accepted = [i for i in range(len(R.reveals)) if not vote.args[4] >> i & 1]
         rejected = [i for i in range(len(R.reveals)) if vote.args[4] >> i & 1]
         index = accepted[which % len(accepted)] if kind == KIND_UPDATE and accepted else which % (len(R.reveals) + 1)
@@ -1146,7 +1394,10 @@ class FedchainMachine(RuleBasedStateMachine):
         R = t.rounds[t.round]
         vote = self.results[R.leader]
         for position in range(2**6):
-            if len(R.requests) < MAX_REQUESTS and request_id(tid, t.round, KIND_MODEL, 0, 6, position) not in self.requests:
+            if (
+                len(R.requests) < MAX_REQUESTS
+                and request_id(tid, t.round, KIND_MODEL, 0, 6, position) not in self.requests
+            ):
                 payer = next(a for a in self.accounts if self.balances[a.address] >= PARAMS.request_bond)
                 assert self._request(tid, t.round, vote, KIND_MODEL, 0, 6, position, payer)
         self._request(tid, t.round, vote, KIND_MODEL, 0, 7, 0, self.reporter)
@@ -1208,7 +1459,9 @@ class FedchainMachine(RuleBasedStateMachine):
         if tamper == "other data":
             table = DistanceTable.of_round(
                 [None if a in R.bad else vector("forged", q.tid, q.r, a, size=KRUM_SIZE) for a in R.reveals],
-                KRUM_SIZE, CHUNK)
+                KRUM_SIZE,
+                CHUNK,
+            )
             if real is None or table.root == real.root:
                 scores_tree = h32("forged scores")
         return tamper, (table_node(table, scores_tree, q.level, q.position),)
@@ -1225,23 +1478,38 @@ class FedchainMachine(RuleBasedStateMachine):
         if tamper == "other vote":
             vote = self._correct_result(q.tid, q.r, tag="other")
         if tamper == "wrong function":
-            fn, args = (("answer", (vector_node(vector("unknown"), CHUNK, 0, 0), NO_OPENING)) if q.kind == KIND_TABLE
-                        else ("answer_table", ((ZERO32, False, ZERO32, ZERO32, [], [], []),)))
+            fn, args = (
+                ("answer", (vector_node(vector("unknown"), CHUNK, 0, 0), NO_OPENING))
+                if q.kind == KIND_TABLE
+                else ("answer_table", ((ZERO32, False, ZERO32, ZERO32, [], [], []),))
+            )
         elif q.kind == KIND_TABLE:
             fn, (tamper, args) = "answer_table", self._table_answer(q, real, tamper)
         else:
             fn, (tamper, args) = "answer", self._vector_answer(q, real, opening, tamper)
-        expected = ("availability: no open request" if not q.open
-                    else "availability: not the request's vote" if tamper == "other vote"
-                    else "availability: a table request" if tamper == "wrong function" and q.kind == KIND_TABLE
-                    else "availability: not a table request" if tamper == "wrong function"
-                    else "availability: not that reveal" if tamper == "other reveal"
-                    else "availability: root does not match commitment" if tamper == "wrong salt"
-                    else "availability: bad node" if tamper == "malformed inner"
-                    else "availability: bad chunk length" if tamper == "malformed leaf"
-                    else "availability: not the requested node" if tamper == "shallow"
-                    else "availability: bad proof" if tamper == "other data"
-                    else None)
+        expected = (
+            "availability: no open request"
+            if not q.open
+            else "availability: not the request's vote"
+            if tamper == "other vote"
+            else "availability: a table request"
+            if tamper == "wrong function" and q.kind == KIND_TABLE
+            else "availability: not a table request"
+            if tamper == "wrong function"
+            else "availability: not that reveal"
+            if tamper == "other reveal"
+            else "availability: root does not match commitment"
+            if tamper == "wrong salt"
+            else "availability: bad node"
+            if tamper == "malformed inner"
+            else "availability: bad chunk length"
+            if tamper == "malformed leaf"
+            else "availability: not the requested node"
+            if tamper == "shallow"
+            else "availability: bad proof"
+            if tamper == "other data"
+            else None
+        )
         event(f"answer: {expected or 'answered'} ({KIND_NAMES[q.kind]})")
         receipt = self._send(expected, fn, rid, vote.args, *args, sender=sender, to=self.availability)
         if receipt:
@@ -1263,9 +1531,26 @@ class FedchainMachine(RuleBasedStateMachine):
         return rids[i % len(rids)]
 
     @precondition(lambda self: self.requests)
-    @rule(i=picks, who=picks, tampers=st.lists(st.sampled_from([None, "other vote", "other data", "malformed",
-                                                                 "shallow", "other reveal", "wrong salt",
-                                                                 "wrong function"]), min_size=1, max_size=2))
+    @rule(
+        i=picks,
+        who=picks,
+        tampers=st.lists(
+            st.sampled_from(
+                [
+                    None,
+                    "other vote",
+                    "other data",
+                    "malformed",
+                    "shallow",
+                    "other reveal",
+                    "wrong salt",
+                    "wrong function",
+                ]
+            ),
+            min_size=1,
+            max_size=2,
+        ),
+    )
     def answer(self, i, who, tampers):
         """Anyone answers a request: with the right node if it holds the data (a colluder its
         own model), or with a wrong one, which must revert; once per tamper."""
@@ -1279,8 +1564,13 @@ class FedchainMachine(RuleBasedStateMachine):
         if still open (the requester its challenger, the voters slashable) and returns the
         bond to the requester."""
         q = self.requests.get(rid)
-        expected = ("availability: no open request" if q is None or not q.open
-                    else "availability: answer not due yet" if self.block <= q.deadline else None)
+        expected = (
+            "availability: no open request"
+            if q is None or not q.open
+            else "availability: answer not due yet"
+            if self.block <= q.deadline
+            else None
+        )
         R = self._round(q.tid, q.r) if q else None
         reverted = expected is None and R.status == OPEN
         event(f"settle: {expected or ('reverted' if reverted else 'refunded')}")
@@ -1345,8 +1635,7 @@ class FedchainMachine(RuleBasedStateMachine):
         R = t.rounds[t.round]
         vote = self.results[R.leader]
         accepted = [i for i in range(len(R.reveals)) if not vote.args[4] >> i & 1]
-        kind = (KIND_TABLE if mask & 8 and t.recipe == KRUM
-                else KIND_UPDATE if mask & 2 and accepted else KIND_MODEL)
+        kind = KIND_TABLE if mask & 8 and t.recipe == KRUM else KIND_UPDATE if mask & 2 and accepted else KIND_MODEL
         index = accepted[(mask >> 2) % len(accepted)] if kind == KIND_UPDATE else 0
         level = (mask >> 2) % 5
         self._request(tid, t.round, vote, kind, index, level, (mask >> 4) % 2**level, self.reporter)
@@ -1356,8 +1645,10 @@ class FedchainMachine(RuleBasedStateMachine):
         published it), once; whether it did."""
         R = t.rounds[t.round]
         leading = self.results.get(R.leader) if R.leader else None
-        if not (self._requestable(t, R) and leading.model_root not in self.models) \
-                or request_id(tid, t.round, KIND_MODEL, 0, 0, 0) in self.requests:
+        if (
+            not (self._requestable(t, R) and leading.model_root not in self.models)
+            or request_id(tid, t.round, KIND_MODEL, 0, 0, 0) in self.requests
+        ):
             return False
         return self._request(tid, t.round, leading, KIND_MODEL, 0, 0, 0, self.reporter) is not None
 
@@ -1380,13 +1671,21 @@ class FedchainMachine(RuleBasedStateMachine):
         result = self.results.get(R.leader) or self._correct_result(tid, r)
         if wrong:
             result = self._correct_result(tid, r, tag="wrong")
-        expected = ("rounds: task finished" if t.finished
-                    else "rounds: no quorum" if R.leader is None
-                    else "rounds: too few reveals" if len(R.reveals) < t.cfg["min_reveals"]
-                    else "rounds: challenge window open" if self.block <= self._window_end(t, R)
-                    else "rounds: availability request open" if R.open_requests
-                    else "rounds: result does not match quorum" if result.hash != R.leader
-                    else None)
+        expected = (
+            "rounds: task finished"
+            if t.finished
+            else "rounds: no quorum"
+            if R.leader is None
+            else "rounds: too few reveals"
+            if len(R.reveals) < t.cfg["min_reveals"]
+            else "rounds: challenge window open"
+            if self.block <= self._window_end(t, R)
+            else "rounds: availability request open"
+            if R.open_requests
+            else "rounds: result does not match quorum"
+            if result.hash != R.leader
+            else None
+        )
         receipt = self._send(expected, "finalize", tid, *result.args, sender=self.reporter)
         if not receipt:
             return
@@ -1408,14 +1707,23 @@ class FedchainMachine(RuleBasedStateMachine):
         self._advance(tid)
 
     def _failed(self, t: GTask, R: GRound) -> bool:
-        return not t.finished and (self.block > R.reveal_end and len(R.reveals) < t.cfg["min_reveals"]
-                                   or self.block > R.validate_end and R.leader is None)
+        return not t.finished and (
+            self.block > R.reveal_end
+            and len(R.reveals) < t.cfg["min_reveals"]
+            or self.block > R.validate_end
+            and R.leader is None
+        )
 
     def _advance(self, tid: int) -> None:
         t = self.tasks[tid]
         R = t.rounds[t.round]
-        reason = (FAIL_TOO_FEW_REVEALS if self.block > R.reveal_end and len(R.reveals) < t.cfg["min_reveals"]
-                  else FAIL_NO_QUORUM if self.block > R.validate_end and R.leader is None else 0)
+        reason = (
+            FAIL_TOO_FEW_REVEALS
+            if self.block > R.reveal_end and len(R.reveals) < t.cfg["min_reveals"]
+            else FAIL_NO_QUORUM
+            if self.block > R.validate_end and R.leader is None
+            else 0
+        )
         expected = "rounds: task finished" if t.finished else None if reason else "rounds: nothing to advance"
         receipt = self._send(expected, "advance", tid, sender=self.reporter)
         if receipt:
@@ -1475,11 +1783,18 @@ class FedchainMachine(RuleBasedStateMachine):
         if self.block <= R.reveal_end:
             for node in self._masked(mask):
                 role = self.stakes[node.address].role
-                if role == ROLE_TRAINER and self.block <= R.commit_end and node.address not in R.commits \
-                        and self._selected(tid, r, node.address, ROLE_TRAINER):
+                if (
+                    role == ROLE_TRAINER
+                    and self.block <= R.commit_end
+                    and node.address not in R.commits
+                    and self._selected(tid, r, node.address, ROLE_TRAINER)
+                ):
                     self._commit(tid, node, "honest")
-                if role == ROLE_VALIDATOR and node.address not in R.weights \
-                        and self._selected(tid, r, node.address, ROLE_VALIDATOR):
+                if (
+                    role == ROLE_VALIDATOR
+                    and node.address not in R.weights
+                    and self._selected(tid, r, node.address, ROLE_VALIDATOR)
+                ):
                     self._join(tid, node)
             return [(R.commit_end if self.block <= R.commit_end else R.reveal_end) + 1]
         if self.block <= R.validate_end:
@@ -1509,11 +1824,13 @@ class FedchainMachine(RuleBasedStateMachine):
         self._settle_due()
         for tid, t in self.tasks.items():
             for k, R in enumerate(t.rounds):
+
                 def due(duty: str, ready: bool) -> bool:  # called only for this round: tid and k are current
                     if not ready or (tid, k, duty) in self.watched:  # noqa: B023
                         return False
                     self.watched.add((tid, k, duty))  # noqa: B023
                     return True
+
                 if due("reveals", self.block > R.reveal_end):
                     for a in sorted(set(R.commits) - set(R.reveals) - R.slashed):
                         self._slash_missing_reveal(tid, k, self._node(a), self.reporter)
@@ -1552,11 +1869,17 @@ class FedchainMachine(RuleBasedStateMachine):
         if finalized and R.result.table_root and a in scores.nodes:
             proof.append(R.result.table_root)  # a Krum vote's scores root is the tree's parent, with the table
         amount = R.trainer_budget * score // total if finalized and a in scores.nodes and total else 0
-        expected = ("rewards: round not finalized" if not finalized
-                    else "rewards: no reveal" if a not in R.reveals
-                    else "rewards: already claimed" if a in R.claimed
-                    else "rewards: nothing to claim" if total == 0 or amount == 0
-                    else None)
+        expected = (
+            "rewards: round not finalized"
+            if not finalized
+            else "rewards: no reveal"
+            if a not in R.reveals
+            else "rewards: already claimed"
+            if a in R.claimed
+            else "rewards: nothing to claim"
+            if total == 0 or amount == 0
+            else None
+        )
         receipt = self._send(expected, "claim", tid, r, score, proof, sender=node)
         if receipt:
             assert receipt.event("RewardClaimed").args["amount"] == amount
@@ -1576,11 +1899,17 @@ class FedchainMachine(RuleBasedStateMachine):
         R, a = self._round(tid, r), node.address
         finalized = R is not None and R.status == FINALIZED
         amount = R.validator_budget * R.weights.get(a, 0) // R.majority if finalized else 0
-        expected = ("rewards: round not finalized" if not finalized
-                    else "rewards: not in majority" if R.votes.get(a) != R.leader
-                    else "rewards: already claimed" if a in R.vclaimed
-                    else "rewards: nothing to claim" if amount == 0
-                    else None)
+        expected = (
+            "rewards: round not finalized"
+            if not finalized
+            else "rewards: not in majority"
+            if R.votes.get(a) != R.leader
+            else "rewards: already claimed"
+            if a in R.vclaimed
+            else "rewards: nothing to claim"
+            if amount == 0
+            else None
+        )
         receipt = self._send(expected, "claim_validator", tid, r, sender=node)
         if receipt:
             assert receipt.event("RewardClaimed").args["amount"] == amount
@@ -1601,8 +1930,18 @@ class FedchainMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ slashing and reclaim
 
-    def _penalize(self, expected: str | None, fn: str, tid: int, r: int, a: str, reporter, penalty: int,
-                  share_to: str, evidence: tuple = ()) -> None:
+    def _penalize(
+        self,
+        expected: str | None,
+        fn: str,
+        tid: int,
+        r: int,
+        a: str,
+        reporter,
+        penalty: int,
+        share_to: str,
+        evidence: tuple = (),
+    ) -> None:
         """Report a fault to the slashing contract; on success the round's one slashed
         flag for ``a`` is set and fedchain takes ``penalty``, ``share_to`` earning the
         reporter share. A successful report is immediately sent again by someone else:
@@ -1621,38 +1960,57 @@ class FedchainMachine(RuleBasedStateMachine):
 
     def _slash_missing_reveal(self, tid: int, r: int, node, reporter) -> None:
         R, a = self._round(tid, r), node.address
-        expected = ("slashing: no such round" if R is None
-                    else "slashing: reveal phase not over" if self.block <= R.reveal_end
-                    else "slashing: no commitment" if a not in R.commits
-                    else "slashing: revealed" if a in R.reveals
-                    else "slashing: cannot report yourself" if reporter.address == a
-                    else "slashing: already slashed" if a in R.slashed
-                    else None)
-        self._penalize(expected, "slash_missing_reveal", tid, r, a, reporter, PARAMS.liveness_penalty,
-                       reporter.address)
+        expected = (
+            "slashing: no such round"
+            if R is None
+            else "slashing: reveal phase not over"
+            if self.block <= R.reveal_end
+            else "slashing: no commitment"
+            if a not in R.commits
+            else "slashing: revealed"
+            if a in R.reveals
+            else "slashing: cannot report yourself"
+            if reporter.address == a
+            else "slashing: already slashed"
+            if a in R.slashed
+            else None
+        )
+        self._penalize(expected, "slash_missing_reveal", tid, r, a, reporter, PARAMS.liveness_penalty, reporter.address)
 
     def _rejected_final(self, t: GTask, R: GRound) -> bool:
         """Whether a round's rejected set is final: finalized, or still open after its
         challenge window with a leader and enough reveals and no open availability request
         (it can only finalize)."""
-        return R.status == FINALIZED or (R.status == OPEN and R.leader is not None and self.block > self._window_end(t, R)
-                                         and len(R.reveals) >= t.cfg["min_reveals"] and not R.open_requests)
+        return R.status == FINALIZED or (
+            R.status == OPEN
+            and R.leader is not None
+            and self.block > self._window_end(t, R)
+            and len(R.reveals) >= t.cfg["min_reveals"]
+            and not R.open_requests
+        )
 
     @precondition(lambda self: self._any_round(lambda t, R: R.status != FAILED and R.leader, every=True))
-    @rule(i=picks, j=picks, r=st.integers(0, 3), self_report=st.booleans(), before_finalize=st.booleans(),
-          other_vote=st.booleans())
+    @rule(
+        i=picks,
+        j=picks,
+        r=st.integers(0, 3),
+        self_report=st.booleans(),
+        before_finalize=st.booleans(),
+        other_vote=st.booleans(),
+    )
     def slash_rejected(self, i, j, r, self_report, before_finalize, other_vote):
         """A rejected update reported after finalize, or (``before_finalize``) after the
         challenge window with the leading vote's preimage; ``other_vote`` sends another one."""
+
         def revealers(R):  # before finalize: of open rounds, inside their window or past it
             return R.reveals if R.leader and (R.status == OPEN or not before_finalize) else []
+
         tid, r, node = self._target(i, j, r, revealers)
         R = self._round(tid, r)
         result = None
         if before_finalize:
             leading = self.results[R.leader] if R and R.leader else None
-            result = (leading if leading and not other_vote
-                      else self._wrong_result(tid, r, "phantom") if R else NO_VOTE)
+            result = leading if leading and not other_vote else self._wrong_result(tid, r, "phantom") if R else NO_VOTE
         self._slash_rejected(tid, r, node, node if self_report else self.reporter, result)
 
     def _report_rejected_early(self, tid: int, r: int, result: Result) -> None:
@@ -1673,18 +2031,29 @@ class FedchainMachine(RuleBasedStateMachine):
             rejected = R.result.args[4] if expected is None else 0
         else:
             fn, args, rejected = "slash_rejected_before_finalize", result.args, result.args[4]
-            expected = ("slashing: round not open" if R is None or R.status != OPEN
-                        or len(R.reveals) < t.cfg["min_reveals"]
-                        else "slashing: challenge window open" if self.block <= self._window_end(t, R)
-                        else "slashing: availability request open" if R.open_requests
-                        else "slashing: not the leading vote" if R.leader is None or result.hash != R.leader
-                        else None)
+            expected = (
+                "slashing: round not open"
+                if R is None or R.status != OPEN or len(R.reveals) < t.cfg["min_reveals"]
+                else "slashing: challenge window open"
+                if self.block <= self._window_end(t, R)
+                else "slashing: availability request open"
+                if R.open_requests
+                else "slashing: not the leading vote"
+                if R.leader is None or result.hash != R.leader
+                else None
+            )
         if expected is None:
-            expected = ("slashing: no reveal" if a not in R.reveals
-                        else "slashing: not rejected" if not rejected >> R.reveals.index(a) & 1
-                        else "slashing: cannot report yourself" if reporter.address == a
-                        else "slashing: already slashed" if a in R.slashed
-                        else None)
+            expected = (
+                "slashing: no reveal"
+                if a not in R.reveals
+                else "slashing: not rejected"
+                if not rejected >> R.reveals.index(a) & 1
+                else "slashing: cannot report yourself"
+                if reporter.address == a
+                else "slashing: already slashed"
+                if a in R.slashed
+                else None
+            )
         self._penalize(expected, fn, tid, r, a, reporter, PARAMS.liveness_penalty, reporter.address, args)
 
     @precondition(lambda self: self._any_round(lambda t, R: R.weights, every=True))
@@ -1695,14 +2064,23 @@ class FedchainMachine(RuleBasedStateMachine):
 
     def _slash_absent(self, tid: int, r: int, node, reporter) -> None:
         R, a = self._round(tid, r), node.address
-        expected = ("slashing: no such round" if R is None
-                    else "slashing: vote phase not over" if self.block <= R.validate_end
-                    else "slashing: round exempt" if self._exempt(self.tasks[tid], R)
-                    else "slashing: not in committee" if R.weights.get(a, 0) == 0
-                    else "slashing: voted" if a in R.votes or a in R.equivocated
-                    else "slashing: cannot report yourself" if reporter.address == a
-                    else "slashing: already slashed" if a in R.slashed
-                    else None)
+        expected = (
+            "slashing: no such round"
+            if R is None
+            else "slashing: vote phase not over"
+            if self.block <= R.validate_end
+            else "slashing: round exempt"
+            if self._exempt(self.tasks[tid], R)
+            else "slashing: not in committee"
+            if R.weights.get(a, 0) == 0
+            else "slashing: voted"
+            if a in R.votes or a in R.equivocated
+            else "slashing: cannot report yourself"
+            if reporter.address == a
+            else "slashing: already slashed"
+            if a in R.slashed
+            else None
+        )
         self._penalize(expected, "slash_absent", tid, r, a, reporter, PARAMS.liveness_penalty, reporter.address)
 
     @precondition(lambda self: self._any_round(lambda t, R: R.votes or R.challenger, every=True))
@@ -1715,10 +2093,15 @@ class FedchainMachine(RuleBasedStateMachine):
 
     def _slash_wrong_vote(self, tid: int, r: int, node, reporter) -> None:
         R, a = self._round(tid, r), node.address
-        expected = ("slashing: round not challenged" if R is None or R.challenger is None
-                    else "slashing: no wrong vote" if R.votes.get(a) != R.leader
-                    else "slashing: already slashed" if a in R.slashed
-                    else None)
+        expected = (
+            "slashing: round not challenged"
+            if R is None or R.challenger is None
+            else "slashing: no wrong vote"
+            if R.votes.get(a) != R.leader
+            else "slashing: already slashed"
+            if a in R.slashed
+            else None
+        )
         penalty = self._safety_penalty(a) if a in self.stakes else 0
         self._penalize(expected, "slash_wrong_vote", tid, r, a, reporter, penalty, R and R.challenger)
 
@@ -1727,10 +2110,15 @@ class FedchainMachine(RuleBasedStateMachine):
     def reclaim(self, j, by_sponsor):
         tid, t = self._task(j, lambda t, R: t.finished and t.pool > 0)
         sender = next(s for s in self.sponsors if (s.address == t.sponsor) == by_sponsor)
-        expected = ("tasks: not the sponsor" if sender.address != t.sponsor
-                    else "tasks: not finished" if not t.finished
-                    else "tasks: empty pool" if t.pool == 0
-                    else None)
+        expected = (
+            "tasks: not the sponsor"
+            if sender.address != t.sponsor
+            else "tasks: not finished"
+            if not t.finished
+            else "tasks: empty pool"
+            if t.pool == 0
+            else None
+        )
         if self._send(expected, "reclaim", tid, sender=sender):
             self.balances[sender.address] += t.pool
             t.pool = 0
@@ -1747,11 +2135,22 @@ class FedchainMachine(RuleBasedStateMachine):
         bonds and the availability game the bonds of its open requests; then the
         accounts and tasks the step touched match the model too."""
         fc = self.fc
-        contract = [fc.call("total_active", ROLE_TRAINER), fc.call("total_active", ROLE_VALIDATOR),
-                    fc.call("total_unbonding"), fc.call("total_pools"), fc.call("total_owed"), fc.call("burned")]
-        ghost = [self._total_active(ROLE_TRAINER), self._total_active(ROLE_VALIDATOR),
-                 sum(s.unbonding for s in self.stakes.values()), sum(t.pool for t in self.tasks.values()),
-                 self.unclaimed + sum(self.payouts.values()), self.burned]
+        contract = [
+            fc.call("total_active", ROLE_TRAINER),
+            fc.call("total_active", ROLE_VALIDATOR),
+            fc.call("total_unbonding"),
+            fc.call("total_pools"),
+            fc.call("total_owed"),
+            fc.call("burned"),
+        ]
+        ghost = [
+            self._total_active(ROLE_TRAINER),
+            self._total_active(ROLE_VALIDATOR),
+            sum(s.unbonding for s in self.stakes.values()),
+            sum(t.pool for t in self.tasks.values()),
+            self.unclaimed + sum(self.payouts.values()),
+            self.burned,
+        ]
         assert contract == ghost
         assert self.net.balance(fc.vault.address) == sum(contract)
         assert self.net.balance(fc.core.address) == self.net.balance(fc.rewards.address) == 0
@@ -1778,14 +2177,24 @@ class FedchainMachine(RuleBasedStateMachine):
                     assert self.fc.call("committee_weight", tid, r, a) == R.weights.get(a, 0)
         for rid, q in self.requests.items():
             c = self.availability.call("requests", rid)
-            assert (c["requester"], c["open"], c["deadline"], c["leader"]) == (q.requester, q.open, q.deadline, q.leader)
+            assert (c["requester"], c["open"], c["deadline"], c["leader"]) == (
+                q.requester,
+                q.open,
+                q.deadline,
+                q.leader,
+            )
 
     def _check_accounts(self, addresses) -> None:
         for a in addresses:
             if a in self.stakes:
                 s = self.stakes[a]
-                assert self.fc.call("stakes", a) == {"role": s.role, "active": s.active, "unbonding": s.unbonding,
-                                                     "release_block": s.release, "since_block": s.since}
+                assert self.fc.call("stakes", a) == {
+                    "role": s.role,
+                    "active": s.active,
+                    "unbonding": s.unbonding,
+                    "release_block": s.release,
+                    "since_block": s.since,
+                }
             if a in self.balances:
                 assert self.net.balance(a) == self.balances[a]
                 assert self.fc.call("payouts", a) == self.payouts[a]
@@ -1799,14 +2208,23 @@ class FedchainMachine(RuleBasedStateMachine):
             assert (c["pool"], c["round"], c["finished"]) == (t.pool, t.round, t.finished)
             for r, R in enumerate(t.rounds):
                 c = self.fc.call("rounds", tid, r)
-                assert (c["reveals"], c["commits"], c["committee_seats"], c["status"]) == \
-                    (len(R.reveals), len(R.commits), R.committee_seats, R.status)
+                assert (c["reveals"], c["commits"], c["committee_seats"], c["status"]) == (
+                    len(R.reveals),
+                    len(R.commits),
+                    R.committee_seats,
+                    R.status,
+                )
                 assert (c["leader"], c["challenger"]) == (R.leader or ZERO32, R.challenger or NOBODY)
-                assert (c["trainer_budget"], c["validator_budget"], c["majority_seats"]) == \
-                    (R.trainer_budget, R.validator_budget, R.majority)
+                assert (c["trainer_budget"], c["validator_budget"], c["majority_seats"]) == (
+                    R.trainer_budget,
+                    R.validator_budget,
+                    R.majority,
+                )
                 if R.requests:
-                    assert (self.availability.call("made", tid, r), self.availability.call("open_requests", tid, r)) \
-                        == (len(R.requests), len(R.open_requests))
+                    assert (
+                        self.availability.call("made", tid, r),
+                        self.availability.call("open_requests", tid, r),
+                    ) == (len(R.requests), len(R.open_requests))
 
     @invariant()
     def rounds_never_pay_more_than_their_budget(self):

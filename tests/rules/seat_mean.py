@@ -43,5 +43,10 @@ def seat_mean(x: np.ndarray, eta: Fraction = Fraction(1), seats: Sequence[int] |
     return (total // (eta.denominator * int(w.sum()))).astype(np.int64)
 
 
-RULE = Rule("seat_mean", lambda x, samples, p, e: seat_mean(x, server_lr_of(p), e.seats), title="seat-weighted mean",
-            params={"server_lr": 1}, check=server_lr_of)
+RULE = Rule(
+    "seat_mean",
+    lambda x, samples, p, e: seat_mean(x, server_lr_of(p), e.seats),
+    title="seat-weighted mean",
+    params={"server_lr": 1},
+    check=server_lr_of,
+)

@@ -34,8 +34,17 @@ ROUNDS = 3
 def sim(tmp_path_factory):
     """A finished small network (two of its trainers misbehave) and its saved chain."""
     out = tmp_path_factory.mktemp("sim")
-    cfg = SimConfig(trainers=6, validators=2, rounds=ROUNDS, model="mlp", epochs=1, lr=0.1, seed=5, out=out,
-                    adversaries={"garbage": 1, "cid_mismatch": 1})
+    cfg = SimConfig(
+        trainers=6,
+        validators=2,
+        rounds=ROUNDS,
+        model="mlp",
+        epochs=1,
+        lr=0.1,
+        seed=5,
+        out=out,
+        adversaries={"garbage": 1, "cid_mismatch": 1},
+    )
     net = build_network(cfg)
     assert all(play_round(net).finalized for _ in range(ROUNDS))
     settle(net)
@@ -44,8 +53,11 @@ def sim(tmp_path_factory):
 
 
 def events_of(net, name: str, round_id: int | None = None) -> list:
-    return [e for e in net.deployment.fedchain.events()
-            if e.name == name and (round_id is None or e.args.get("round_id") == round_id)]
+    return [
+        e
+        for e in net.deployment.fedchain.events()
+        if e.name == name and (round_id is None or e.args.get("round_id") == round_id)
+    ]
 
 
 def audit_file(net, chain_dir: Path, blobs: Path | None = None):
@@ -139,8 +151,9 @@ def test_availability_is_the_committees_judgment(sim, tmp_path):
     report = audit_file(sim, Path(sim.cfg.out) / "chain", blobs)
     assert report.rounds == ROUNDS
     assert report.versions[0].rejected[liar.address].startswith("CID mismatch")
-    assert report.versions[0].notes == [f"{liar.address} was rejected ({report.versions[0].rejected[liar.address]}), "
-                                        "but the auditor fetched it"]
+    assert report.versions[0].notes == [
+        f"{liar.address} was rejected ({report.versions[0].rejected[liar.address]}), but the auditor fetched it"
+    ]
 
 
 # ---------------------------------------------------------------- tampering
@@ -180,8 +193,13 @@ def test_a_tampered_scores_root_in_a_vote(sim, tmp_path):
     chain, root = tampered(sim, tmp_path, "Voted", 1, "scores_root", b"\7" * 32, nth=1)
     err = fails(sim, chain)
     voter = events_of(sim, "Voted", 1)[1].args["validator"]
-    assert (err.round_id, err.node, err.quantity, err.expected, err.found) == (1, voter, "scores root", root,
-                                                                             b"\7" * 32)
+    assert (err.round_id, err.node, err.quantity, err.expected, err.found) == (
+        1,
+        voter,
+        "scores root",
+        root,
+        b"\7" * 32,
+    )
     assert str(err) == f"round 1, node {voter}: scores root: expected 0x{root.hex()}, found 0x{'07' * 32}"
 
 
@@ -195,7 +213,12 @@ def test_a_wrong_aggregate(sim, tmp_path):
     chain, root = tampered(sim, tmp_path, "RoundFinalized", 2, "model_root", b"\5" * 32)
     err = fails(sim, chain)
     assert (err.round_id, err.node, err.quantity, err.expected, err.found) == (
-        2, "finalized result", "model root", root, b"\5" * 32)
+        2,
+        "finalized result",
+        "model root",
+        root,
+        b"\5" * 32,
+    )
     assert str(err) == f"round 2, finalized result: model root: expected 0x{root.hex()}, found 0x{'05' * 32}"
 
 
@@ -212,13 +235,17 @@ def test_a_wrong_reward(sim, tmp_path):
     chain, amount = tampered(sim, tmp_path, "RewardClaimed", 1, "amount", claim.args["amount"] + 1)
     err = fails(sim, chain)
     assert (err.round_id, err.node, err.quantity, err.expected, err.found) == (
-        1, claim.args["node"], "reward", amount, amount + 1)
+        1,
+        claim.args["node"],
+        "reward",
+        amount,
+        amount + 1,
+    )
 
 
 def test_the_cli_exits_40_with_one_line_naming_the_mismatch(sim, tmp_path):
     chain, _ = tampered(sim, tmp_path, "RoundFinalized", 2, "model_root", b"\5" * 32)
-    result = CliRunner().invoke(app, ["audit", "--events", str(chain / "events.jsonl"),
-                                      "--blobs", str(sim.store.root)])
+    result = CliRunner().invoke(app, ["audit", "--events", str(chain / "events.jsonl"), "--blobs", str(sim.store.root)])
     assert result.exit_code == 40, result.output
     assert "audit failed: round 2, finalized result: model root: expected 0x" in result.output
 
@@ -239,12 +266,23 @@ def test_the_cli_audits_a_live_chain_over_rpc(tmp_path):
         pytest.skip(str(e))
     with anvil:
         # on anvil every transaction mines a block: phases must outlast a round's transactions
-        cfg = SimConfig(trainers=3, validators=2, rounds=2, model="mlp", epochs=1, lr=0.1, seed=6, out=tmp_path,
-                        phase_blocks=19)  # 4 x 19 + the slash grace (20) < the unbonding delay (100)
+        cfg = SimConfig(
+            trainers=3, validators=2, rounds=2, model="mlp", epochs=1, lr=0.1, seed=6, out=tmp_path, phase_blocks=19
+        )  # 4 x 19 + the slash grace (20) < the unbonding delay (100)
         net = build_network(cfg, chain=RpcChain(anvil.url))
         assert all(play_round(net).finalized for _ in range(cfg.rounds))
         settle(net)
-        result = CliRunner().invoke(app, ["audit", "--rpc", anvil.url, "--fedchain", net.deployment.fedchain.address,
-                                          "--blobs", str(tmp_path / "blobs")])
+        result = CliRunner().invoke(
+            app,
+            [
+                "audit",
+                "--rpc",
+                anvil.url,
+                "--fedchain",
+                net.deployment.fedchain.address,
+                "--blobs",
+                str(tmp_path / "blobs"),
+            ],
+        )
     assert result.exit_code == 0, result.output
     assert "verified 2 rounds (2 finalized), 6 updates" in result.output

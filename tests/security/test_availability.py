@@ -46,7 +46,7 @@ def rule_hash(rule: tuple) -> bytes:
 
 
 def vector(seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(-2**20, 2**20, SIZE)
+    return np.random.default_rng(seed).integers(-(2**20), 2**20, SIZE)
 
 
 class Round:
@@ -55,8 +55,9 @@ class Round:
     def __init__(self, net, rule=FEDAVG, *, model_root=None, withheld_update=False, table_root=None):
         self.net, self.rule = net, rule
         # ten-block phases: on anvil every transaction mines a block
-        self.task = net.create_task(recipe_hash=rule_hash(rule), commit_blocks=10, reveal_blocks=10,
-                                    validate_blocks=10, challenge_blocks=10)
+        self.task = net.create_task(
+            recipe_hash=rule_hash(rule), commit_blocks=10, reveal_blocks=10, validate_blocks=10, challenge_blocks=10
+        )
         self.trainers = net.trainers[:3]
         self.updates = [vector(10 + i) for i in range(3)]
         self.model = vector(1)
@@ -88,8 +89,9 @@ class Round:
         return Update(fp.vector_root(vector(10 + i), CHUNK), h32("salt", t.address), h32("cid", t.address))
 
     def request(self, kind=KIND_MODEL, index=0, level=0, position=0, sender=None) -> bytes:
-        r = self.av.tx("request", self.task, 0, self.vote, self.rule, kind, index, level, position,
-                       sender=sender or self.requester)
+        r = self.av.tx(
+            "request", self.task, 0, self.vote, self.rule, kind, index, level, position, sender=sender or self.requester
+        )
         rid = r.event("Requested").args["request_id"]
         assert rid == request_id(self.task, 0, kind, index, level, position)
         return rid
@@ -102,8 +104,9 @@ class Round:
             node = table_node(self.table, self.scores.root, level, position)
             return self.av.tx("answer_table", rid, self.vote, node, sender=sender)
         if req["kind"] == KIND_MODEL:
-            return self.av.tx("answer", rid, self.vote, vector_node(self.model, CHUNK, level, position), NO_OPENING,
-                              sender=sender)
+            return self.av.tx(
+                "answer", rid, self.vote, vector_node(self.model, CHUNK, level, position), NO_OPENING, sender=sender
+            )
         t = self.trainers[req["index"]]
         u = self.update_of(t)
         node = vector_node(self.updates[req["index"]], CHUNK, level, position)
@@ -211,8 +214,11 @@ def test_a_quorum_that_withholds_data_is_reverted_and_slashed(chain, what):
             with reverts("slashing: cannot report yourself"):
                 net.slashing.tx("slash_withheld", r.task, 0, t.address, sender=t)
             ev = net.slashing.tx("slash_withheld", r.task, 0, t.address, sender=net.outsiders[2]).event("Slashed")
-            assert (ev.args["node"], ev.args["reason"], ev.args["amount"]) == (t.address, 6,
-                                                                               net.params.liveness_penalty)
+            assert (ev.args["node"], ev.args["reason"], ev.args["amount"]) == (
+                t.address,
+                6,
+                net.params.liveness_penalty,
+            )
             with reverts("slashing: already slashed"):
                 net.slashing.tx("slash_withheld", r.task, 0, t.address, sender=net.outsiders[2])
         else:
@@ -281,14 +287,17 @@ def test_requests_come_after_the_vote_phase_and_within_the_window(net):
         av.tx("request", task, 1, res.args, FEDAVG, KIND_MODEL, 0, 0, 0, sender=who)
 
 
-@pytest.mark.parametrize("kind, index, level, position, rule, reason", [
-    (KIND_MODEL, 0, 21, 0, FEDAVG, "availability: bad node"),
-    (KIND_MODEL, 0, 2, 4, FEDAVG, "availability: bad node"),
-    (KIND_UPDATE, 3, 0, 0, FEDAVG, "availability: not an accepted update"),
-    (KIND_TABLE, 0, 0, 0, FEDAVG, "availability: no distance table"),
-    (KIND_TABLE, 0, 0, 0, KRUM, "availability: not the task's rule"),
-    (4, 0, 0, 0, FEDAVG, "availability: unknown kind"),
-])
+@pytest.mark.parametrize(
+    "kind, index, level, position, rule, reason",
+    [
+        (KIND_MODEL, 0, 21, 0, FEDAVG, "availability: bad node"),
+        (KIND_MODEL, 0, 2, 4, FEDAVG, "availability: bad node"),
+        (KIND_UPDATE, 3, 0, 0, FEDAVG, "availability: not an accepted update"),
+        (KIND_TABLE, 0, 0, 0, FEDAVG, "availability: no distance table"),
+        (KIND_TABLE, 0, 0, 0, KRUM, "availability: not the task's rule"),
+        (4, 0, 0, 0, FEDAVG, "availability: unknown kind"),
+    ],
+)
 def test_a_request_for_data_that_does_not_exist_is_refused(net, kind, index, level, position, rule, reason):
     r = Round(net)
     with reverts(reason):
@@ -389,16 +398,29 @@ def test_only_fedchain_binds_and_only_the_game_or_a_challenge_reverts(net):
 MULTIKRUM = dict(rule="multikrum", rule_params={"num_malicious_nodes": 1, "num_nodes_to_select": 3})
 
 
-@pytest.mark.parametrize("collusion, extra, kind", [("withhold-model", {}, KIND_MODEL),
-                                                    ("withhold-table", MULTIKRUM, KIND_TABLE)])
+@pytest.mark.parametrize(
+    "collusion, extra, kind", [("withhold-model", {}, KIND_MODEL), ("withhold-table", MULTIKRUM, KIND_TABLE)]
+)
 def test_a_watcher_makes_a_withholding_quorum_answer_or_be_slashed(tmp_path, collusion, extra, kind):
     """Three colluders vote a sabotaged result and publish nothing of it: without the game no
     proof could be built. The watcher requests what it cannot fetch; nobody answers; it
     settles the request, the round is reverted and every colluder is slashed."""
     from fedchain.sim.network import SimConfig, build_network, play_round
 
-    cfg = SimConfig(trainers=6, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32, seed=3,
-                    out=tmp_path, colluders=3, collusion=collusion, watchers=1, **extra)
+    cfg = SimConfig(
+        trainers=6,
+        validators=3,
+        rounds=2,
+        model="logreg",
+        epochs=1,
+        batch_size=32,
+        seed=3,
+        out=tmp_path,
+        colluders=3,
+        collusion=collusion,
+        watchers=1,
+        **extra,
+    )
     net = build_network(cfg)
     outcome = play_round(net)
     watcher, fc = net.watchers[0], net.deployment.fedchain
@@ -418,8 +440,19 @@ def test_an_honest_trainer_answers_a_request_for_its_update_and_the_round_finali
     for a withheld update whatever its quorum does."""
     from fedchain.sim.network import SimConfig, build_network, play_round, play_to_vote
 
-    net = build_network(SimConfig(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32,
-                                  seed=3, out=tmp_path, watchers=1))
+    net = build_network(
+        SimConfig(
+            trainers=4,
+            validators=3,
+            rounds=2,
+            model="logreg",
+            epochs=1,
+            batch_size=32,
+            seed=3,
+            out=tmp_path,
+            watchers=1,
+        )
+    )
     v = play_to_vote(net)
     net.chain.mine_to(v.validate_end + 1)
     asker = net.watchers[0]  # any party may ask, even about a right result
@@ -429,8 +462,9 @@ def test_an_honest_trainer_answers_a_request_for_its_update_and_the_round_finali
     from fedchain.protocol.availability import request_args
 
     net.deployment.token.tx("approve", net.deployment.availability.address, MAX_UINT, sender=asker.account)
-    asker.send("request", *request_args(t, v.round_id, vote, net.recipe, KIND_UPDATE, 1, 2, 1),
-               to=net.deployment.availability)
+    asker.send(
+        "request", *request_args(t, v.round_id, vote, net.recipe, KIND_UPDATE, 1, 2, 1), to=net.deployment.availability
+    )
     owner = next(e.node for e in asker.task(t).reveals[v.round_id] if e.index == 1)
     outcome = play_round(net)  # the trainer answers it in the challenge window, then the round finalizes
     assert outcome.finalized and outcome.round_id == v.round_id
@@ -446,8 +480,20 @@ def test_a_watcher_walks_down_a_hidden_model_and_proves_it_wrong(tmp_path):
     child that differs from the honest tree, and proves the wrong chunk it reaches."""
     from fedchain.sim.network import SimConfig, build_network, play_round
 
-    cfg = SimConfig(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32, seed=3,
-                    out=tmp_path, colluders=3, collusion="hide-model", watchers=1, phase_blocks=12)
+    cfg = SimConfig(
+        trainers=4,
+        validators=3,
+        rounds=2,
+        model="logreg",
+        epochs=1,
+        batch_size=32,
+        seed=3,
+        out=tmp_path,
+        colluders=3,
+        collusion="hide-model",
+        watchers=1,
+        phase_blocks=12,
+    )
     net = build_network(cfg)
     outcome = play_round(net)
     watcher, av, fc = net.watchers[0], net.deployment.availability, net.deployment.fedchain
@@ -471,8 +517,19 @@ def test_a_watcher_reports_the_trainer_of_an_update_nobody_can_produce(tmp_path)
     requests the update, nobody answers, it settles, and reports the voters and the trainer."""
     from fedchain.sim.network import SimConfig, build_network, play_round, play_to_vote
 
-    net = build_network(SimConfig(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32,
-                                  seed=3, out=tmp_path, watchers=1))
+    net = build_network(
+        SimConfig(
+            trainers=4,
+            validators=3,
+            rounds=2,
+            model="logreg",
+            epochs=1,
+            batch_size=32,
+            seed=3,
+            out=tmp_path,
+            watchers=1,
+        )
+    )
     v = play_to_vote(net)
     fc, t, watcher = net.deployment.fedchain, net.task_id, net.watchers[0]
     lost = next(e for e in watcher.task(t).reveals[v.round_id] if e.index == 1)
@@ -493,8 +550,19 @@ def test_a_watcher_answers_for_a_right_result_its_validators_do_not_defend(tmp_p
     from fedchain.protocol.availability import request_args
     from fedchain.sim.network import SimConfig, build_network, play_round, play_to_vote
 
-    net = build_network(SimConfig(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32,
-                                  seed=3, out=tmp_path, watchers=1))
+    net = build_network(
+        SimConfig(
+            trainers=4,
+            validators=3,
+            rounds=2,
+            model="logreg",
+            epochs=1,
+            batch_size=32,
+            seed=3,
+            out=tmp_path,
+            watchers=1,
+        )
+    )
     v = play_to_vote(net)
     net.chain.mine_to(v.validate_end + 1)
     fc, av, t, watcher = net.deployment.fedchain, net.deployment.availability, net.task_id, net.watchers[0]

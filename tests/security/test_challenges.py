@@ -34,8 +34,7 @@ SLASH_WRONG_VOTE = 4
 
 
 def config(tmp_path, **kw) -> SimConfig:
-    base = dict(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32, seed=3,
-                out=tmp_path)
+    base = dict(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32, seed=3, out=tmp_path)
     return SimConfig(**base | kw)
 
 
@@ -153,8 +152,16 @@ def test_a_challenge_after_the_window_is_refused(tmp_path):
     fc, ch = net.deployment.fedchain, net.deployment.challenges
     v = play_to_vote(net)
     reveals = net.validators[0].task(net.task_id).reveals[v.round_id]
-    challenge = find_fault(net.task_id, v.round_id, leading_evidence(net, v).parent, reveals,
-                           leading_evidence(net, v).vote, net.store, net.recipe, net.validators[0].shapes)
+    challenge = find_fault(
+        net.task_id,
+        v.round_id,
+        leading_evidence(net, v).parent,
+        reveals,
+        leading_evidence(net, v).vote,
+        net.store,
+        net.recipe,
+        net.validators[0].shapes,
+    )
     assert challenge is not None
     acct = challenger(net)
     approve_bond(net, acct)
@@ -203,27 +210,42 @@ def test_every_malformed_challenge_is_refused(colluded):
         "challenges: bad claimed proof": rep(good, claimed_chunk=flip(good.claimed_chunk)),
         "challenges: not the averaged updates in reveal order": rep(good, nodes=good.nodes[::-1]),
         "challenges: not revealed": rep(good, nodes=[acct.address, *good.nodes[1:]]),
-        "challenges: root does not match commitment": rep(good, update_roots=[flip(good.update_roots[0]),
-                                                                             *good.update_roots[1:]]),
+        "challenges: root does not match commitment": rep(
+            good, update_roots=[flip(good.update_roots[0]), *good.update_roots[1:]]
+        ),
         "challenges: bad update proof": rep(good, update_chunks=flip(good.update_chunks)),
         "challenges: an averaged update is missing": rep(
-            good, nodes=good.nodes[:-1], update_roots=good.update_roots[:-1], salts=good.salts[:-1],
-            update_chunks=good.update_chunks[:-256], update_proofs=good.update_proofs[:-good.depth]),
+            good,
+            nodes=good.nodes[:-1],
+            update_roots=good.update_roots[:-1],
+            salts=good.salts[:-1],
+            update_chunks=good.update_chunks[:-256],
+            update_proofs=good.update_proofs[: -good.depth],
+        ),
     }
-    for reason, bad in [*cases.items(), ("challenges: bad chunk index", rep(good, coordinate=fp.CHUNK_SIZE)),
-                        ("challenges: not the task's rule", rep(good, rule=(2, 0, 1, 1)))]:  # a median proof of a mean
+    for reason, bad in [
+        *cases.items(),
+        ("challenges: bad chunk index", rep(good, coordinate=fp.CHUNK_SIZE)),
+        ("challenges: not the task's rule", rep(good, rule=(2, 0, 1, 1))),
+    ]:  # a median proof of a mean
         with reverts(reason):
             ch.tx("challenge", *bad.args(), sender=acct)
     # the rejected update cannot be slipped in
     log = net.validators[0].task(net.task_id)
     rejected = next(e for e in log.reveals[v.round_id] if e.node == other.address)
     with reverts("challenges: not the averaged updates in reveal order"):
-        ch.tx("challenge", *rep(good, nodes=[*good.nodes, other.address],
-                                update_roots=[*good.update_roots, rejected.update_root],
-                                salts=[*good.salts, rejected.salt],
-                                update_chunks=good.update_chunks + good.update_chunks[-256:],
-                                update_proofs=good.update_proofs + good.update_proofs[-good.depth:]).args(),
-              sender=acct)
+        ch.tx(
+            "challenge",
+            *rep(
+                good,
+                nodes=[*good.nodes, other.address],
+                update_roots=[*good.update_roots, rejected.update_root],
+                salts=[*good.salts, rejected.salt],
+                update_chunks=good.update_chunks + good.update_chunks[-256:],
+                update_proofs=good.update_proofs + good.update_proofs[-good.depth :],
+            ).args(),
+            sender=acct,
+        )
     # no bond, no challenge
     poor = challenger(net, "poor", tokens=0)
     committed(net.chain, ch, poor, ("challenge", good.args()))
@@ -270,8 +292,9 @@ def test_fund_pool_and_future_rounds(tmp_path):
     good = ev.challenge(*ev.first_wrong())
     # a later round has no votes yet
     with reverts("challenges: not the current round"):
-        net.deployment.challenges.tx("challenge", *dataclasses.replace(good, round_id=v.round_id + 1).args(),
-                                     sender=acct)
+        net.deployment.challenges.tx(
+            "challenge", *dataclasses.replace(good, round_id=v.round_id + 1).args(), sender=acct
+        )
     tok.tx("approve", fc.vault.address, 5 * TOKEN, sender=acct)
     with reverts("tasks: no such task"):
         fc.tx("fund_pool", 99, TOKEN, sender=acct)
@@ -306,8 +329,11 @@ def test_a_committee_counting_identities_not_seats_is_proven_wrong(tmp_path, mon
     net = build_network(config(tmp_path, rule=rule, rule_params=params, **WHALE))
     seated = aggregate.RULES[rule]
     with monkeypatch.context() as m:
-        m.setitem(aggregate.RULES, rule, dataclasses.replace(
-            seated, run=lambda x, s, p, e: seated.run(x, s, p, dataclasses.replace(e, seats=None))))
+        m.setitem(
+            aggregate.RULES,
+            rule,
+            dataclasses.replace(seated, run=lambda x, s, p, e: seated.run(x, s, p, dataclasses.replace(e, seats=None))),
+        )
         v = play_to_vote(net)
     ev = leading_evidence(net, v)
     wrong = ev.first_wrong()
@@ -337,18 +363,39 @@ def test_rules_the_contract_cannot_recompute_are_refused(tmp_path):
     # a proof built as if the task were a plain median: refused whatever rule it names
     plain = dataclasses.replace(net.recipe, rule_params={})
     log, fc = net.validators[0].task(net.task_id), net.deployment.fedchain
-    vote = Vote.from_event(next(e for e in log.votes[v.round_id]
-                                if e.args["vote_hash"] == fc.call("rounds", net.task_id, v.round_id)["leader"]))
-    ev = gather(net.task_id, v.round_id, net.validators[0].current_model(net.task_id).q, log.reveals[v.round_id],
-                vote, net.store, plain, net.validators[0].shapes)
+    vote = Vote.from_event(
+        next(
+            e
+            for e in log.votes[v.round_id]
+            if e.args["vote_hash"] == fc.call("rounds", net.task_id, v.round_id)["leader"]
+        )
+    )
+    ev = gather(
+        net.task_id,
+        v.round_id,
+        net.validators[0].current_model(net.task_id).q,
+        log.reveals[v.round_id],
+        vote,
+        net.store,
+        plain,
+        net.validators[0].shapes,
+    )
     acct = challenger(net)
     approve_bond(net, acct)
     median = ev.challenge(0, 0)
     with reverts("challenges: not the task's rule"):
         net.deployment.challenges.tx("challenge", *median.args(), sender=acct)
     with pytest.raises(Unchallengeable, match="not challengeable on chain"):
-        find_fault(net.task_id, v.round_id, ev.parent, log.reveals[v.round_id], vote, net.store, net.recipe,
-                   net.validators[0].shapes)
+        find_fault(
+            net.task_id,
+            v.round_id,
+            ev.parent,
+            log.reveals[v.round_id],
+            vote,
+            net.store,
+            net.recipe,
+            net.validators[0].shapes,
+        )
     honest_hash = dataclasses.replace(median, rule=(0, 0, 1, 1), recipe_json_hash=keccak(net.recipe.to_bytes()))
     with reverts("challenges: rule not challengeable"):
         net.deployment.challenges.tx("challenge", *honest_hash.args(), sender=acct)
@@ -373,8 +420,11 @@ def test_a_watcher_reverts_wrong_scores_and_totals(tmp_path, collusion, kind):
     assert net.conservation_gap() == 0
 
 
-@pytest.mark.parametrize("extra", [{}, {"attack": "sybil", "byzantine": 0.4, "sybil_split": False}],
-                         ids=["equal-stakes", "one-with-two-stakes"])
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"attack": "sybil", "byzantine": 0.4, "sybil_split": False}],
+    ids=["equal-stakes", "one-with-two-stakes"],
+)
 def test_every_honest_score_and_total_survives_a_challenge(tmp_path, extra):
     # one rejected update (score 0); with extra, one trainer holds two stakes (2 of 5 seats' worth:
     # its paid score is twice its cosine score, and the contract must agree)
@@ -437,8 +487,9 @@ def test_a_score_leaf_naming_the_wrong_trainer_is_wrong(tmp_path, monkeypatch):
             honest = super().compute(log, v)
             (a, sa), (b, sb), *rest = honest.scores
             swapped = [(b, sa), (a, sb), *rest]
-            return dataclasses.replace(honest, scores=swapped,
-                                       scores_root=merkle_root([score_leaf(x, s) for x, s in swapped]))
+            return dataclasses.replace(
+                honest, scores=swapped, scores_root=merkle_root([score_leaf(x, s) for x, s in swapped])
+            )
 
     monkeypatch.setitem(colluder.COLLUDERS, "misname", Misnamer)
     net = build_network(config(tmp_path, colluders=3, collusion="misname"))

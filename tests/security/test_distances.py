@@ -84,7 +84,7 @@ def contract():
 
 
 def random_vectors(rng, n, size, rejected=()):
-    return [None if i in rejected else rng.integers(-2**23, 2**23, size) for i in range(n)]
+    return [None if i in rejected else rng.integers(-(2**23), 2**23, size) for i in range(n)]
 
 
 def test_the_table_holds_the_exact_distances_and_survives_its_blob():
@@ -130,6 +130,7 @@ def test_bisection_finds_a_bad_node_or_a_bad_leaf():
     leaves = [list(s) for s in honest.sums[0]]
     leaves[5][4] += 1  # a padding leaf (chunk 5 of 5): a distance where there are no values
     assert first_fault(DistanceTable.build(leaves), honest) == ("leaf", 5, *pair_of(4))
+
     def lie(*nodes):
         sums = [[list(n) for n in level] for level in honest.sums]
         for h, p in nodes:
@@ -149,8 +150,7 @@ def krum_cases(draw):
     f = draw(st.integers(0, 4))
     m = draw(st.integers(0, reveals))
     # small distances so that equal Krum scores (ties) are common
-    d = draw(st.lists(st.integers(0, 6), min_size=reveals * (reveals - 1) // 2,
-                      max_size=reveals * (reveals - 1) // 2))
+    d = draw(st.lists(st.integers(0, 6), min_size=reveals * (reveals - 1) // 2, max_size=reveals * (reveals - 1) // 2))
     return reveals, rejected, f, m, d
 
 
@@ -159,18 +159,23 @@ def krum_cases(draw):
 def test_the_contract_selects_what_krum_selects(selector, case, data):
     # seats in basis points: one each, or whole and part seats (a stake above the sortition cap)
     reveals, rejected, f, m, d = case
-    seats = data.draw(st.one_of(st.just([10_000] * reveals),
-                                st.lists(st.integers(10_000, 35_000), min_size=reveals, max_size=reveals),
-                                st.lists(st.sampled_from([10_000, 20_000, 30_000]), min_size=reveals,
-                                         max_size=reveals)))
+    seats = data.draw(
+        st.one_of(
+            st.just([10_000] * reveals),
+            st.lists(st.integers(10_000, 35_000), min_size=reveals, max_size=reveals),
+            st.lists(st.sampled_from([10_000, 20_000, 30_000]), min_size=reveals, max_size=reveals),
+        )
+    )
     accepted = [i for i in range(reveals) if not (rejected >> i) & 1]
     mask = (2**reveals - 1) & ~rejected
     got = selector.krum_selection(mask, reveals, d, f, m, seats)
     want = 0
     seats_in = sum(seats[i] for i in accepted)  # the validity checks count seats, as copies would
     if seats_in >= (2 * f + 3) * 10_000 and seats_in >= m * 10_000:
-        dist = [[0 if a == b else d[pair_index(min(i, j), max(i, j))] for b, j in enumerate(accepted)]
-                for a, i in enumerate(accepted)]
+        dist = [
+            [0 if a == b else d[pair_index(min(i, j), max(i, j))] for b, j in enumerate(accepted)]
+            for a, i in enumerate(accepted)
+        ]
         kept = select_multikrum(dist, f, m or None, [seats[i] for i in accepted])
         want = sum(1 << accepted[k] for k in kept)
         for k, take in kept.items():
@@ -188,8 +193,10 @@ def test_krum_with_whole_seats_selects_as_copies_would(case):
     k = [1 + (i % 3 == 0) for i in range(reveals)]
     dist = [[0 if i == j else d[pair_index(min(i, j), max(i, j))] for j in range(reveals)] for i in range(reveals)]
     copy_of = [i for i in range(reveals) for _ in range(k[i])]
-    copies = [[0 if copy_of[a] == copy_of[b] else dist[copy_of[a]][copy_of[b]] for b in range(len(copy_of))]
-              for a in range(len(copy_of))]
+    copies = [
+        [0 if copy_of[a] == copy_of[b] else dist[copy_of[a]][copy_of[b]] for b in range(len(copy_of))]
+        for a in range(len(copy_of))
+    ]
     seats = [10_000 * m for m in k]
     order = neighbour_order(dist)
     by_copies = krum_scores(neighbour_order(copies), copies, f)
@@ -205,15 +212,20 @@ def test_krum_with_whole_seats_selects_as_copies_would(case):
 def test_the_contract_selects_what_bulyan_selects(selector, case, data):
     reveals, rejected, f, _, d = case
     f = f // 2
-    seats = data.draw(st.one_of(st.just([10_000] * reveals),
-                                st.lists(st.integers(10_000, 25_000), min_size=reveals, max_size=reveals)))
+    seats = data.draw(
+        st.one_of(
+            st.just([10_000] * reveals), st.lists(st.integers(10_000, 25_000), min_size=reveals, max_size=reveals)
+        )
+    )
     accepted = [i for i in range(reveals) if not (rejected >> i) & 1]
     mask = (2**reveals - 1) & ~rejected
     got = selector.bulyan_selection(mask, reveals, d, f, seats)
     want = []
     if sum(seats[i] for i in accepted) >= (4 * f + 3) * 10_000:
-        dist = [[0 if a == b else d[pair_index(min(i, j), max(i, j))] for b, j in enumerate(accepted)]
-                for a, i in enumerate(accepted)]
+        dist = [
+            [0 if a == b else d[pair_index(min(i, j), max(i, j))] for b, j in enumerate(accepted)]
+            for a, i in enumerate(accepted)
+        ]
         chosen = bulyan_selection(dist, f, [seats[i] for i in accepted])
         want = [0] * reveals
         for k, take in chosen.items():
@@ -222,8 +234,10 @@ def test_the_contract_selects_what_bulyan_selects(selector, case, data):
 
 
 @settings(deadline=None)
-@given(st.lists(st.tuples(st.integers(-8, 8), st.integers(10_000, 40_000)), min_size=1, max_size=12),
-       st.sampled_from([(0, 1), (1, 5), (1, 4), (3, 10), (2, 5)]))
+@given(
+    st.lists(st.tuples(st.integers(-8, 8), st.integers(10_000, 40_000)), min_size=1, max_size=12),
+    st.sampled_from([(0, 1), (1, 5), (1, 4), (3, 10), (2, 5)]),
+)
 def test_the_contract_counts_seats_as_the_median_and_trimmed_mean_do(contract, col, beta):
     # seats in basis points, whole or not (a stake above the sortition cap); small values: ties
     x = [np.array([v], np.int64) for v, _ in col]
@@ -241,8 +255,9 @@ def test_the_contract_counts_seats_as_the_median_and_trimmed_mean_do(contract, c
 @given(st.lists(st.integers(-8, 8), min_size=1, max_size=12), st.data())
 def test_the_contract_keeps_the_values_bulyan_keeps(contract, col, data):
     # small values: ties around the median are common; one seat each, or seats in part
-    seats = data.draw(st.one_of(st.just([10_000] * len(col)),
-                                st.lists(st.integers(1, 30_000), min_size=len(col), max_size=len(col))))
+    seats = data.draw(
+        st.one_of(st.just([10_000] * len(col)), st.lists(st.integers(1, 30_000), min_size=len(col), max_size=len(col)))
+    )
     beta = data.draw(st.integers(1, sum(seats)))
     s = np.array(col, dtype=np.int64).reshape(-1, 1)
     want = int(closest_to_median_mean(s, beta, seats)[0])
@@ -250,7 +265,7 @@ def test_the_contract_keeps_the_values_bulyan_keeps(contract, col, data):
     packed = [v * 2**64 + w for v, w in zip(col, seats)]  # the challenge packs each value with its seats
     assert contract.internal._closest_to_median_sum(packed, med, beta) // beta == want
     if seats == [10_000] * len(col) and beta % 10_000 == 0:  # one seat each: Bulyan's beta rows
-        rows = np.argsort(np.abs(s - coordinate_median(s)), axis=0, kind="stable")[:beta // 10_000, 0]
+        rows = np.argsort(np.abs(s - coordinate_median(s)), axis=0, kind="stable")[: beta // 10_000, 0]
         assert want == int(s[rows, 0].sum()) // (beta // 10_000)
 
 
@@ -299,8 +314,9 @@ def test_every_value_of_an_honest_bulyan_round_checks_out(tmp_path):
 
 
 def test_a_lying_table_is_proven_wrong_on_anvil_too(chain, tmp_path):
-    net = build_network(config(tmp_path, colluders=3, collusion="distance-leaf", watchers=1, phase_blocks=12),
-                        chain=chain)
+    net = build_network(
+        config(tmp_path, colluders=3, collusion="distance-leaf", watchers=1, phase_blocks=12), chain=chain
+    )
     outcome = play_round(net)
     assert not outcome.finalized and net.watchers[0].challenged == [(net.task_id, 0, True)]
     assert net.conservation_gap() == 0
@@ -316,21 +332,33 @@ def test_an_honest_krum_round_finalizes_and_pays_with_the_longer_proof(tmp_path)
     assert net.conservation_gap() == 0
 
 
-@pytest.mark.parametrize("rule,params,trainers,seed,in_part", [
-    ("multikrum", {"num_malicious_nodes": 1, "num_nodes_to_select": 2}, 6, 3, False),
-    ("multikrum", {"num_malicious_nodes": 1, "num_nodes_to_select": 3}, 6, 3, False),
-    ("multikrum", {"num_malicious_nodes": 0, "num_nodes_to_select": 2}, 6, 3, True),
-    ("bulyan", {"num_malicious_nodes": 1}, 8, 3, False),
-    ("bulyan", {"num_malicious_nodes": 1}, 8, 4, True),
-])
-def test_krum_rules_count_seats_on_chain_as_the_validators_do(tmp_path, monkeypatch, rule, params, trainers, seed,
-                                                               in_part):
+@pytest.mark.parametrize(
+    "rule,params,trainers,seed,in_part",
+    [
+        ("multikrum", {"num_malicious_nodes": 1, "num_nodes_to_select": 2}, 6, 3, False),
+        ("multikrum", {"num_malicious_nodes": 1, "num_nodes_to_select": 3}, 6, 3, False),
+        ("multikrum", {"num_malicious_nodes": 0, "num_nodes_to_select": 2}, 6, 3, True),
+        ("bulyan", {"num_malicious_nodes": 1}, 8, 3, False),
+        ("bulyan", {"num_malicious_nodes": 1}, 8, 4, True),
+    ],
+)
+def test_krum_rules_count_seats_on_chain_as_the_validators_do(
+    tmp_path, monkeypatch, rule, params, trainers, seed, in_part
+):
     # one identity holds two stakes: seats 1, ..., 1, 2. Honest validators keep the best m seats
     # (MultiKrum; with f = 0, m = 2 the two-seat update is second and kept in part, at half its
     # weight) or Bulyan's theta = S - 2f seats (seed 4: one of the two-seat update's), and every
     # value checks out; validators that count identities instead are proven wrong.
-    cfg = config(tmp_path, trainers=trainers, attack="sybil", byzantine=2 / trainers + 0.01, sybil_split=False,
-                 rule=rule, rule_params=params, seed=seed)
+    cfg = config(
+        tmp_path,
+        trainers=trainers,
+        attack="sybil",
+        byzantine=2 / trainers + 0.01,
+        sybil_split=False,
+        rule=rule,
+        rule_params=params,
+        seed=seed,
+    )
     net = build_network(cfg)
     v = play_to_vote(net)
     ev = leading_evidence(net, v)
@@ -342,8 +370,11 @@ def test_krum_rules_count_seats_on_chain_as_the_validators_do(tmp_path, monkeypa
     sel = rc.event("TableOpened").args["selection"]
     d = pairwise_sq_distances(stack(ev.updates))
     f = params["num_malicious_nodes"]
-    kept = (select_multikrum(d, f, params["num_nodes_to_select"], seats) if rule == "multikrum"
-            else bulyan_selection(d, f, seats))
+    kept = (
+        select_multikrum(d, f, params["num_nodes_to_select"], seats)
+        if rule == "multikrum"
+        else bulyan_selection(d, f, seats)
+    )
     assert sel & (2**64 - 1) == sum(1 << ev.accepted[k].index for k in kept)
     whale = seats.index(20_000)
     if rule == "multikrum":
@@ -355,8 +386,11 @@ def test_krum_rules_count_seats_on_chain_as_the_validators_do(tmp_path, monkeypa
     net2 = build_network(dataclasses.replace(cfg, out=tmp_path / "identities"))
     seated = aggregate.RULES[rule]
     with monkeypatch.context() as mp:
-        mp.setitem(aggregate.RULES, rule, dataclasses.replace(
-            seated, run=lambda x, s, p, e: seated.run(x, s, p, dataclasses.replace(e, seats=None))))
+        mp.setitem(
+            aggregate.RULES,
+            rule,
+            dataclasses.replace(seated, run=lambda x, s, p, e: seated.run(x, s, p, dataclasses.replace(e, seats=None))),
+        )
         v2 = play_to_vote(net2)
     fault = leading_evidence(net2, v2).model_fault()
     assert fault is not None and send(net2, funded(net2), fault)
@@ -394,7 +428,11 @@ def send_all(net, acct, steps):
 
 
 def test_every_step_against_an_honest_krum_round_fails(honest):
-    net, v, ev, = honest
+    (
+        net,
+        v,
+        ev,
+    ) = honest
     table = ev.table
     n, chunks = len(ev.revealed), fp.chunks(ev.parent).shape[0]
     bad = next(e.index for e in ev.revealed if (ev.vote.rejected >> e.index) & 1)
@@ -403,11 +441,23 @@ def test_every_step_against_an_honest_krum_round_fails(honest):
     steps += [ev._leaf_challenge(0, *pair_of(e)) for e in range(n * (n - 1) // 2)]  # every pair, rejected ones too
     steps += [ev._leaf_challenge(c, 0, 1) for c in range(1, 2**table.depth)]  # every chunk, padding ones too
     for h in range(1, table.depth + 1):
-        for p in range(2**(table.depth - h)):
+        for p in range(2 ** (table.depth - h)):
             child = lambda q: (*table.children(h - 1, q), table.sums[h - 1][q])  # noqa: E731, B023 - used in this iteration only
-            steps.append(DistanceSumChallenge(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args,
-                                              ev._scores_tree_root(), h, p, table.sums[h][p], child(2 * p),
-                                              child(2 * p + 1), *table.path(h, p)))
+            steps.append(
+                DistanceSumChallenge(
+                    ev.task_id,
+                    ev.round_id,
+                    ev.vote_tuple,
+                    *ev._rule_args,
+                    ev._scores_tree_root(),
+                    h,
+                    p,
+                    table.sums[h][p],
+                    child(2 * p),
+                    child(2 * p + 1),
+                    *table.path(h, p),
+                )
+            )
     assert any(s.fn == "challenge_distance_leaf" and bad in (s.i, s.j) for s in steps)
     acct = funded(net, tokens=len(steps) * 10 * TOKEN)
     results = send_all(net, acct, steps)
@@ -425,13 +475,27 @@ def test_every_malformed_table_step_is_refused(honest):
     leaf = ev._leaf_challenge(0, 0, 1)
     h = table.depth
     child = lambda q: (*table.children(h - 1, q), table.sums[h - 1][q])  # noqa: E731
-    node = DistanceSumChallenge(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args, ev._scores_tree_root(), h, 0,
-                                table.sums[h][0], child(0), child(1), *table.path(h, 0))
+    node = DistanceSumChallenge(
+        ev.task_id,
+        ev.round_id,
+        ev.vote_tuple,
+        *ev._rule_args,
+        ev._scores_tree_root(),
+        h,
+        0,
+        table.sums[h][0],
+        child(0),
+        child(1),
+        *table.path(h, 0),
+    )
     opening = ev.open_table()
     a = leaf.a
     cases = [
-        ("challenges: not the vote's distance table", opening, dict(distances=(*opening.distances[:3], [
-            x + 1 for x in opening.distances[3]]))),
+        (
+            "challenges: not the vote's distance table",
+            opening,
+            dict(distances=(*opening.distances[:3], [x + 1 for x in opening.distances[3]])),
+        ),
         ("challenges: not the vote's distance table", node, dict(sums=[x + 1 for x in node.sums])),
         ("challenges: not the vote's distance table", leaf, dict(chunk=1)),
         ("challenges: bad node", node, dict(height=0)),
@@ -460,15 +524,45 @@ def test_distance_steps_are_refused_for_other_rules(tmp_path):
     acct = funded(net)
     approve_bond(net, acct)
     tree = ev._scores_tree_root()
-    fake = DistanceLeafChallenge(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args, tree, 0, [0], [], [], 0, 1,
-                                 ("0x" + "00" * 20, bytes(32), bytes(32), b"", []),
-                                 ("0x" + "00" * 20, bytes(32), bytes(32), b"", []))
+    fake = DistanceLeafChallenge(
+        ev.task_id,
+        ev.round_id,
+        ev.vote_tuple,
+        *ev._rule_args,
+        tree,
+        0,
+        [0],
+        [],
+        [],
+        0,
+        1,
+        ("0x" + "00" * 20, bytes(32), bytes(32), b"", []),
+        ("0x" + "00" * 20, bytes(32), bytes(32), b"", []),
+    )
     with reverts("challenges: no distance table"):
         net.deployment.challenges.tx(fake.fn, *fake.args(), sender=acct)
-    opening = OpenTable(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args, [e.node for e in ev.revealed],
-                        (tree, bytes(32), bytes(32), []))
-    node = DistanceSumChallenge(ev.task_id, ev.round_id, ev.vote_tuple, *ev._rule_args, tree, 1, 0, [],
-                                (bytes(32), bytes(32), []), (bytes(32), bytes(32), []), [], [])
+    opening = OpenTable(
+        ev.task_id,
+        ev.round_id,
+        ev.vote_tuple,
+        *ev._rule_args,
+        [e.node for e in ev.revealed],
+        (tree, bytes(32), bytes(32), []),
+    )
+    node = DistanceSumChallenge(
+        ev.task_id,
+        ev.round_id,
+        ev.vote_tuple,
+        *ev._rule_args,
+        tree,
+        1,
+        0,
+        [],
+        (bytes(32), bytes(32), []),
+        (bytes(32), bytes(32), []),
+        [],
+        [],
+    )
     for step in (opening, node):
         with reverts("challenges: no distance table"):
             net.deployment.challenges.tx(step.fn, *step.args(), sender=acct)

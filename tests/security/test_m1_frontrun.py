@@ -68,8 +68,19 @@ class FrontRunner:
 
 @pytest.mark.parametrize("collusion", ["model", "total"])
 def test_a_copied_challenge_is_refused_and_the_watcher_keeps_its_reward(tmp_path, collusion):
-    cfg = SimConfig(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32, seed=3,
-                    out=tmp_path, colluders=3, collusion=collusion, watchers=1)
+    cfg = SimConfig(
+        trainers=4,
+        validators=3,
+        rounds=2,
+        model="logreg",
+        epochs=1,
+        batch_size=32,
+        seed=3,
+        out=tmp_path,
+        colluders=3,
+        collusion=collusion,
+        watchers=1,
+    )
     net = build_network(cfg)
     fc, tok, ch, t = net.deployment.fedchain, net.deployment.token, net.deployment.challenges, net.task_id
     watcher = net.watchers[0]
@@ -84,8 +95,11 @@ def test_a_copied_challenge_is_refused_and_the_watcher_keeps_its_reward(tmp_path
     assert not play_round(net).finalized
 
     fn = {"model": "challenge", "total": "challenge_total"}[collusion]
-    assert watcher.challenges.tried == [("commit_challenge", "ok"), (fn, "challenges: not committed"),
-                                        (fn, "challenges: committed in this block")]
+    assert watcher.challenges.tried == [
+        ("commit_challenge", "ok"),
+        (fn, "challenges: not committed"),
+        (fn, "challenges: committed in this block"),
+    ]
     assert watcher.challenged == [(t, 0, True)]
     r = fc.call("rounds", t, 0)
     assert (r["status"], r["challenger"]) == (FAILED, watcher.address)
@@ -197,11 +211,41 @@ def test_a_commitment_made_before_its_round_opened_is_refused(net, ch):
         return vote
 
     # round 0: a table of the wrong size (one entry where no reveal has a pair): provably wrong
-    wrong = (t, 0, vote_without_reveals(0, node_hash(leaf_hash(0, [7]), leaf_hash(1, [0]), [7])), KRUM, ZERO32,
-             1, 0, [7], (ZERO32, ZERO32, [7]), (ZERO32, ZERO32, [0]), [], [])
+    wrong = (
+        t,
+        0,
+        vote_without_reveals(0, node_hash(leaf_hash(0, [7]), leaf_hash(1, [0]), [7])),
+        KRUM,
+        ZERO32,
+        1,
+        0,
+        [7],
+        (ZERO32, ZERO32, [7]),
+        (ZERO32, ZERO32, [0]),
+        [],
+        [],
+    )
     empty = (ZERO32, ZERO32, [])
-    early = (t, 1, (keccak(b"model1"), keccak(b"cid1"), combined_scores_root(
-        ZERO32, node_hash(leaf_hash(0, []), leaf_hash(1, []), [])), 0, 0), KRUM, ZERO32, 1, 0, [], empty, empty, [], [])
+    early = (
+        t,
+        1,
+        (
+            keccak(b"model1"),
+            keccak(b"cid1"),
+            combined_scores_root(ZERO32, node_hash(leaf_hash(0, []), leaf_hash(1, []), [])),
+            0,
+            0,
+        ),
+        KRUM,
+        ZERO32,
+        1,
+        0,
+        [],
+        empty,
+        empty,
+        [],
+        [],
+    )
     committed(net.chain, ch, acct, ("challenge_distance_sum", wrong), ("challenge_distance_sum", early))
     assert ch.tx("challenge_distance_sum", *wrong, sender=acct).event("Challenged").args["success"] is True
     assert net.fc.call("tasks", t)["round"] == 1

@@ -63,7 +63,7 @@ def halves(leaves: list[bytes]) -> tuple[int, bytes]:
     half's root: the tree's root is keccak256(left root ++ right root)."""
     width = 1 << (len(leaves) - 1).bit_length()
     padded = leaves + [ZERO32] * (width - len(leaves))
-    return width // 2, merkle_root(padded[width // 2:])
+    return width // 2, merkle_root(padded[width // 2 :])
 
 
 def total_args(t: int, vote: tuple, rule: tuple, nodes, scores, table_root: bytes = ZERO32) -> tuple:
@@ -94,8 +94,11 @@ def assert_untouched(net, t: int, rnd: int, leader: bytes) -> None:
 # ---------------------------------------------------------------- C-1
 
 
-@pytest.mark.parametrize("rule,revealers", [(FEDAVG, 3), (FEDAVG, 4), (FEDMEDIAN, 3), (NOT_RECOMPUTABLE, 3)],
-                         ids=["fedavg-3", "fedavg-4", "fedmedian-3", "rule0-3"])
+@pytest.mark.parametrize(
+    "rule,revealers",
+    [(FEDAVG, 3), (FEDAVG, 4), (FEDMEDIAN, 3), (NOT_RECOMPUTABLE, 3)],
+    ids=["fedavg-3", "fedavg-4", "fedmedian-3", "rule0-3"],
+)
 def test_half_an_honest_scores_tree_cannot_pass_for_the_whole_one(net, ch, attacker, rule, revealers):
     recipe = rule_of(rule)
     t = net.create_task(recipe_hash=rule_hash(recipe))
@@ -105,8 +108,9 @@ def test_half_an_honest_scores_tree_cannot_pass_for_the_whole_one(net, ch, attac
     held = net.balance(attacker)
     # the review's attack: the left half's leaves, the right half's root as the "table root"
     with reverts("challenges: table root only for Krum rules"):
-        ch.tx("challenge_total", *total_args(t, res.args, recipe, s.nodes[:half], s.scores[:half], right),
-              sender=attacker)
+        ch.tx(
+            "challenge_total", *total_args(t, res.args, recipe, s.nodes[:half], s.scores[:half], right), sender=attacker
+        )
     # nor with the honest leaves and any table root, nor with the left half alone
     with reverts("challenges: table root only for Krum rules"):
         ch.tx("challenge_total", *total_args(t, res.args, recipe, s.nodes, s.scores, right), sender=attacker)
@@ -145,15 +149,26 @@ def test_a_krum_vote_needs_its_table_root_and_cannot_be_split_either(net, ch, at
         ch.tx("challenge_total", *total_args(t, vote, recipe, s.nodes, s.scores), sender=attacker)
     half, right = halves(s.leaves)
     with reverts("challenges: not the scores tree"):
-        ch.tx("challenge_total", *total_args(t, vote, recipe, s.nodes[:half], s.scores[:half], right),
-              sender=attacker)
+        ch.tx("challenge_total", *total_args(t, vote, recipe, s.nodes[:half], s.scores[:half], right), sender=attacker)
     assert judged(net, ch, attacker, "challenge_total", *total_args(t, vote, recipe, s.nodes, s.scores, table)) is False
     assert_untouched(net, t, 0, cm.vote_hash(*vote))
 
 
 def test_an_honest_krum_vote_survives_its_total_challenge_with_the_table_root(tmp_path):
-    net = build_network(SimConfig(trainers=6, validators=3, rounds=1, model="logreg", epochs=1, batch_size=32,
-                                  seed=3, out=tmp_path, rule="krum", rule_params={"num_malicious_nodes": 1}))
+    net = build_network(
+        SimConfig(
+            trainers=6,
+            validators=3,
+            rounds=1,
+            model="logreg",
+            epochs=1,
+            batch_size=32,
+            seed=3,
+            out=tmp_path,
+            rule="krum",
+            rule_params={"num_malicious_nodes": 1},
+        )
+    )
     fc, ch, t = net.deployment.fedchain, net.deployment.challenges, net.task_id
     v = play_to_vote(net)
     ev = leading_evidence(net, v)
@@ -187,8 +202,11 @@ def test_a_scores_tree_without_one_leaf_per_reveal_is_proven_wrong(net, ch, atta
     for tr in revealers:
         net.reveal(t, 0, tr)
     # the last revealer left out, or a phantom leaf after the last reveal; the total matches the leaves
-    scored = dict(zip(revealers[:2], [1, 2])) if shape == "omitted" else {**dict(zip(revealers, [1, 2, 3])),
-                                                                          net.outsiders[2]: 4}
+    scored = (
+        dict(zip(revealers[:2], [1, 2]))
+        if shape == "omitted"
+        else {**dict(zip(revealers, [1, 2, 3])), net.outsiders[2]: 4}
+    )
     res = net.result(t, 0, scored)
     net.to_vote_phase(t, 0)
     for v in net.validators:
@@ -231,19 +249,73 @@ def test_a_krum_round_without_reveals_can_be_challenged(net, ch, attacker):
     assert (opened.args["malformed"], opened.args["selection"]) == (True, 0)
     no_chunk = (attacker.address, ZERO32, ZERO32, b"", [])
     with reverts("challenges: no such pair"):  # a leaf step needs a pair: refused with a reason
-        ch.tx("challenge_distance_leaf", t, 0, vote, recipe, ZERO32, 0, [7], [hi], [digest([0])], 0, 1,
-              no_chunk, no_chunk, sender=attacker)
+        ch.tx(
+            "challenge_distance_leaf",
+            t,
+            0,
+            vote,
+            recipe,
+            ZERO32,
+            0,
+            [7],
+            [hi],
+            [digest([0])],
+            0,
+            1,
+            no_chunk,
+            no_chunk,
+            sender=attacker,
+        )
     # the root (height 1, position 0) is the sum of its children, but of the wrong size
-    assert judged(net, ch, attacker, "challenge_distance_sum", t, 0, vote, recipe, ZERO32, 1, 0, [7],
-                  (ZERO32, ZERO32, [7]), (ZERO32, ZERO32, [0]), [], []) is True
+    assert (
+        judged(
+            net,
+            ch,
+            attacker,
+            "challenge_distance_sum",
+            t,
+            0,
+            vote,
+            recipe,
+            ZERO32,
+            1,
+            0,
+            [7],
+            (ZERO32, ZERO32, [7]),
+            (ZERO32, ZERO32, [0]),
+            [],
+            [],
+        )
+        is True
+    )
     assert net.fc.call("rounds", t, 0)["status"] == FAILED
     # round 1 (opened by the revert): a table of the right size, no pairs; the bisection judges it right
     table = node_hash(leaf_hash(0, []), leaf_hash(1, []), [])
     vote = vote_without_reveals(net, t, 1, table)
     empty_node = (ZERO32, ZERO32, [])
-    opened = ch.tx("open_table", t, 1, vote, recipe, [], (ZERO32, leaf_hash(0, []), leaf_hash(1, []), []),
-                   sender=attacker).event("TableOpened")
+    opened = ch.tx(
+        "open_table", t, 1, vote, recipe, [], (ZERO32, leaf_hash(0, []), leaf_hash(1, []), []), sender=attacker
+    ).event("TableOpened")
     assert (opened.args["malformed"], opened.args["selection"]) == (False, 0)
-    assert judged(net, ch, attacker, "challenge_distance_sum", t, 1, vote, recipe, ZERO32, 1, 0, [], empty_node,
-                  empty_node, [], []) is False
+    assert (
+        judged(
+            net,
+            ch,
+            attacker,
+            "challenge_distance_sum",
+            t,
+            1,
+            vote,
+            recipe,
+            ZERO32,
+            1,
+            0,
+            [],
+            empty_node,
+            empty_node,
+            [],
+            [],
+        )
+        is False
+    )
     assert net.fc.call("rounds", t, 1)["status"] == OPEN

@@ -178,8 +178,12 @@ def test_slash_absent_takes_the_liveness_penalty_once(net, task):
     with reverts("slashing: not in committee"):
         net.slashing.tx("slash_absent", task, 0, net.trainers[0].address, sender=reporter)
     r = net.slashing.tx("slash_absent", task, 0, silent.address, sender=reporter)
-    assert r.event("Slashed").args == {"node": silent.address, "amount": net.params.liveness_penalty,
-                                       "reason": SLASH_ABSENT, "reporter": reporter.address}
+    assert r.event("Slashed").args == {
+        "node": silent.address,
+        "amount": net.params.liveness_penalty,
+        "reason": SLASH_ABSENT,
+        "reporter": reporter.address,
+    }
     assert net.fc.call("payouts", reporter.address) == net.params.liveness_penalty // 10
     with reverts("slashing: already slashed"):
         net.slashing.tx("slash_absent", task, 0, silent.address, sender=reporter)
@@ -207,8 +211,7 @@ def test_an_equivocator_is_slashed_once_not_again_for_absence(net, task):
 
 def test_only_the_slashing_contract_penalizes(net, task):
     with reverts("slashing: not allowed"):
-        net.fc.tx("penalize", task, 0, net.trainers[0].address, 1, net.outsiders[0].address,
-                  sender=net.outsiders[0])
+        net.fc.tx("penalize", task, 0, net.trainers[0].address, 1, net.outsiders[0].address, sender=net.outsiders[0])
     with reverts("slashing: not the deployer"):
         net.slashing.tx("bind", net.outsiders[0].address, sender=net.outsiders[0])
     with reverts("slashing: already bound"):
@@ -260,8 +263,20 @@ def test_the_node_ignores_a_tasks_events_from_before_its_creation():
     ev.n = 0
 
     ghosts = [ev("RoundFailed", 3, round_id=0, reason=1), ev("TaskFinished", 3)]
-    real = [ev("TaskCreated", 5), ev("RoundOpened", 5, round_id=0, seed=ZERO32, commit_end=10, reveal_end=15,
-                                     validate_end=20, trainer_total=1, validator_total=1)]
+    real = [
+        ev("TaskCreated", 5),
+        ev(
+            "RoundOpened",
+            5,
+            round_id=0,
+            seed=ZERO32,
+            commit_end=10,
+            reveal_end=15,
+            validate_end=20,
+            trainer_total=1,
+            validator_total=1,
+        ),
+    ]
     log = TaskLog(_Log(ghosts + real, 7), 7).poll()
     assert not log.finished and log.outcome == {} and list(log.rounds) == [0]
 
@@ -298,8 +313,9 @@ def test_a_wrong_voter_that_unbonds_at_the_opening_is_still_slashed_after_the_ch
     block, a challenge lands in the window's last block; every slash comes a block later."""
     recipe = (1, 0, 1, 1, keccak(b"recipe"))  # FedAvg, cosine scores
     longest = net.params.unbonding_delay - net.params.slash_grace - 15 - 1
-    t = net.create_task(recipe_hash=keccak(encode(["uint256"] * 4 + ["bytes32"], list(recipe))),
-                        challenge_blocks=longest)
+    t = net.create_task(
+        recipe_hash=keccak(encode(["uint256"] * 4 + ["bytes32"], list(recipe))), challenge_blocks=longest
+    )
     opened = net.schedule(t, 0)[0]
     for v in net.validators:
         net.fc.tx("join", t, 0, sender=v)
@@ -380,8 +396,11 @@ def test_an_open_availability_request_holds_a_rejected_updates_slash(net, task):
     sl, reporter, av = net.slashing, net.outsiders[0], net.availability
     net.token.tx("approve", av.address, MAX_UINT, sender=net.outsiders[1])
     net.chain.mine_to(net.schedule(task, 0)[3] + net.fc.call("tasks", task)["challenge_blocks"])  # the window's last
-    rid = av.tx("request", task, 0, res.args, (1, 0, 1, 1, keccak(b"recipe")), 1, 0, 0, 0,
-                sender=net.outsiders[1]).event("Requested").args["request_id"]
+    rid = (
+        av.tx("request", task, 0, res.args, (1, 0, 1, 1, keccak(b"recipe")), 1, 0, 0, 0, sender=net.outsiders[1])
+        .event("Requested")
+        .args["request_id"]
+    )
     net.to_finalizable(task, 0)
     with reverts("slashing: availability request open"):
         sl.tx("slash_rejected_before_finalize", task, 0, bad.address, *res.args, sender=reporter)
@@ -397,8 +416,20 @@ def test_an_open_availability_request_holds_a_rejected_updates_slash(net, task):
 
 
 def test_the_watcher_challenges_only_after_the_vote_phase(tmp_path):
-    net = build_network(SimConfig(trainers=4, validators=3, rounds=2, model="logreg", epochs=1, batch_size=32,
-                                  seed=3, out=tmp_path, colluders=3, watchers=1))
+    net = build_network(
+        SimConfig(
+            trainers=4,
+            validators=3,
+            rounds=2,
+            model="logreg",
+            epochs=1,
+            batch_size=32,
+            seed=3,
+            out=tmp_path,
+            colluders=3,
+            watchers=1,
+        )
+    )
     watcher, t = net.watchers[0], net.task_id
     v = play_to_vote(net)  # the colluders' wrong result leads; the vote phase is still open
     assert net.deployment.fedchain.call("rounds", t, v.round_id)["leader"] != ZERO32
@@ -425,13 +456,13 @@ def test_deploy_refuses_a_short_challenge_window_on_a_public_chain():
         least_challenge_window(11155111, PUBLIC_MIN_CHALLENGE - 1)
 
 
-
 # ---------------------------------------------------------------- M-4
 
 
 def _hash_of(chain, number: int) -> bytes:
     if isinstance(chain, EmbeddedChain):
         from fedchain.chain.embedded import block_hash
+
         return block_hash(number)
     return bytes(chain.w3.eth.get_block(number)["hash"])
 
@@ -445,22 +476,31 @@ def test_nobody_can_compute_a_round_seed_before_its_opening_block_exists(chain):
     opening block's hash, whatever the block before it was."""
     net = make_net(chain)
     before = chain.block_number()
-    predicted = keccak(encode(["uint256", "uint256", "bytes32", "bytes32"],
-                              [1, 0, bytes(32), _hash_of(chain, before - 1)]))  # the old formula
+    predicted = keccak(
+        encode(["uint256", "uint256", "bytes32", "bytes32"], [1, 0, bytes(32), _hash_of(chain, before - 1)])
+    )  # the old formula
     r = net.fc.tx("create_task", net.task_config(), sender=net.owner)
     n = r.block
     if chain.block_number() == n:  # the embedded chain: still in the opening block
         assert net.fc.call("seed_of", 1, 0) == ZERO32
         assert not any(net.fc.call("is_selected", 1, 0, t.address, 1) for t in net.trainers)
         with reverts("rounds: seed not drawn yet"):
-            net.fc.tx("commit", 1, 0, net.commitment(1, 0, net.trainers[0], net.update_for(1, 0, net.trainers[0])),
-                      sender=net.trainers[0])
+            net.fc.tx(
+                "commit",
+                1,
+                0,
+                net.commitment(1, 0, net.trainers[0], net.update_for(1, 0, net.trainers[0])),
+                sender=net.trainers[0],
+            )
         chain.mine(1)
     seed = net.fc.call("seed_of", 1, 0)
     assert seed == cm.round_seed(1, 0, _hash_of(chain, n)) != predicted
     chosen = next(t for t in net.trainers if net.fc.call("is_selected", 1, 0, t.address, 1))
-    drawn = net.fc.tx("commit", 1, 0, net.commitment(1, 0, chosen, net.update_for(1, 0, chosen)),
-                      sender=chosen).event("SeedDrawn").args
+    drawn = (
+        net.fc.tx("commit", 1, 0, net.commitment(1, 0, chosen, net.update_for(1, 0, chosen)), sender=chosen)
+        .event("SeedDrawn")
+        .args
+    )
     assert drawn == {"task_id": 1, "round_id": 0, "seed": seed} and net.fc.call("rounds", 1, 0)["seed"] == seed
     net.assert_conserved()
 
@@ -514,8 +554,12 @@ def test_nobody_can_push_a_krum_round_past_what_a_challenge_can_judge(tmp_path):
     from fedchain.learning.aggregate import get
 
     assert [get(r).max_commits for r in ("krum", "multikrum", "bulyan", "fedavg")] == [64, 64, 24, 256]
-    sim = build_network(SimConfig(trainers=3, validators=3, rounds=1, partition="iid", rule="krum",
-                                  rule_params={"num_malicious_nodes": 0}), EmbeddedChain())
+    sim = build_network(
+        SimConfig(
+            trainers=3, validators=3, rounds=1, partition="iid", rule="krum", rule_params={"num_malicious_nodes": 0}
+        ),
+        EmbeddedChain(),
+    )
     assert sim.deployment.fedchain.call("tasks", sim.task_id)["max_commits"] == 64
 
     net = make_net(EmbeddedChain())

@@ -40,8 +40,16 @@ def knowledge(own=None, h=14, n=20, f=6, seed=0):
 
 
 def test_registry_names_every_attack_of_the_issue():
-    assert set(UPDATE_ATTACKS) == {"labelflip", "signflip", "gaussian", "alie", "ipm_0.1", "ipm_100", "backdoor",
-                                   "freerider"}
+    assert set(UPDATE_ATTACKS) == {
+        "labelflip",
+        "signflip",
+        "gaussian",
+        "alie",
+        "ipm_0.1",
+        "ipm_100",
+        "backdoor",
+        "freerider",
+    }
     assert set(PROTOCOL_ATTACKS) == {"copier", "withholder", "sybil"}
 
 
@@ -137,9 +145,19 @@ def test_a_model_trained_on_backdoored_data_obeys_the_trigger():
 def protocol_net(tmp_path_factory):
     """6 trainers: 3 honest, a withholder, and two copiers (one copies a commitment,
     one waits for a reveal and commits late)."""
-    cfg = SimConfig(trainers=6, validators=3, rounds=2, model="mlp", epochs=1, lr=0.1, seed=3,
-                    out=tmp_path_factory.mktemp("protocol"), adversaries={"withholder": 1}, attack="copier",
-                    byzantine=2 / 6)
+    cfg = SimConfig(
+        trainers=6,
+        validators=3,
+        rounds=2,
+        model="mlp",
+        epochs=1,
+        lr=0.1,
+        seed=3,
+        out=tmp_path_factory.mktemp("protocol"),
+        adversaries={"withholder": 1},
+        attack="copier",
+        byzantine=2 / 6,
+    )
     net = build_network(cfg)
     copiers = [t for t in net.trainers if "copier" in t.name]
     copiers[1].strategy = "late"
@@ -199,8 +217,18 @@ def test_sybil_split_at_the_cap_only_recovers_the_stake_proportional_share():
 
 
 def test_sybil_identities_each_hold_one_stake_and_share_one_update(tmp_path):
-    cfg = SimConfig(trainers=6, validators=3, rounds=2, model="mlp", epochs=1, lr=0.1, seed=4, out=tmp_path,
-                    attack="sybil", byzantine=0.5)
+    cfg = SimConfig(
+        trainers=6,
+        validators=3,
+        rounds=2,
+        model="mlp",
+        epochs=1,
+        lr=0.1,
+        seed=4,
+        out=tmp_path,
+        attack="sybil",
+        byzantine=0.5,
+    )
     net = build_network(cfg)
     for _ in range(cfg.rounds):
         play_round(net)
@@ -228,16 +256,32 @@ def test_sybil_party_earns_no_more_split_than_whole(tmp_path, score):
     each split identity reveals with one; its FedAvg weight is the pooled sample count
     either way, and the root-set score counts its update once per seat (n, the median norm).
     Without seats the split party earned 2.6 times what the whole one did (cosine, measured)."""
+
     def run(split: bool) -> tuple[list, list, list]:
-        cfg = SimConfig(trainers=20, validators=3, rounds=3, model="mlp", epochs=1, lr=0.1, seed=1,
-                        out=tmp_path / str(split), attack="sybil", byzantine=0.2, sybil_split=split, score=score)
+        cfg = SimConfig(
+            trainers=20,
+            validators=3,
+            rounds=3,
+            model="mlp",
+            epochs=1,
+            lr=0.1,
+            seed=1,
+            out=tmp_path / str(split),
+            attack="sybil",
+            byzantine=0.2,
+            sybil_split=split,
+            score=score,
+        )
         net = build_network(cfg)
         for _ in range(cfg.rounds):
             assert play_round(net).finalized
         settle(net)
         party = [t for t in net.trainers if isinstance(t, Sybil)]
-        seats = [e.args["seats_bps"] for e in net.deployment.fedchain.events()
-                 if e.name == "Revealed" and e.args["node"] in {t.address for t in party}]
+        seats = [
+            e.args["seats_bps"]
+            for e in net.deployment.fedchain.events()
+            if e.name == "Revealed" and e.args["node"] in {t.address for t in party}
+        ]
         assert net.conservation_gap() == 0
         return [t.rewards for t in party], seats, [t.rewards for t in net.trainers if not isinstance(t, Sybil)]
 
@@ -253,8 +297,18 @@ def test_sybil_party_earns_no_more_split_than_whole(tmp_path, score):
 
 
 def _trainer_rewards(tmp_path, attack: str | None, seed: int = 0) -> tuple[list[str], list[int]]:
-    cfg = SimConfig(trainers=20, validators=3, rounds=4, model="mlp", epochs=2, lr=0.1, seed=seed,
-                    out=tmp_path / (attack or "honest"), attack=attack, byzantine=0.2 if attack else 0.0)
+    cfg = SimConfig(
+        trainers=20,
+        validators=3,
+        rounds=4,
+        model="mlp",
+        epochs=2,
+        lr=0.1,
+        seed=seed,
+        out=tmp_path / (attack or "honest"),
+        attack=attack,
+        byzantine=0.2 if attack else 0.0,
+    )
     net = build_network(cfg)
     for _ in range(cfg.rounds):
         play_round(net)
@@ -262,10 +316,13 @@ def _trainer_rewards(tmp_path, attack: str | None, seed: int = 0) -> tuple[list[
     return [type(t).__name__ for t in net.trainers], [t.rewards for t in net.trainers]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="known gap, docs/robustness.md 'Sybil, rewards': under FedAvg and the cosine score "
-                          "a party's copies of its pooled update earn 1.5-2.0x what its identities earn as "
-                          "separate honest trainers")
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="known gap, docs/robustness.md 'Sybil, rewards': under FedAvg and the cosine score "
+    "a party's copies of its pooled update earn 1.5-2.0x what its identities earn as "
+    "separate honest trainers",
+)
 def test_sybil_party_earns_no_more_than_its_identities_would_honestly(tmp_path):
     # A stricter comparison than issue 4's bar (splitting gains nothing: the split-vs-whole test
     # above): the same seed, partitions and initial model run twice: the last 4 of 20 trainers as
@@ -286,8 +343,18 @@ def test_sybil_party_earns_no_more_than_its_identities_would_honestly(tmp_path):
 
 
 def test_free_riders_earn_clearly_less_than_honest_trainers(tmp_path):
-    cfg = SimConfig(trainers=6, validators=3, rounds=3, model="mlp", epochs=1, lr=0.1, seed=5, out=tmp_path,
-                    attack="freerider", byzantine=2 / 6)
+    cfg = SimConfig(
+        trainers=6,
+        validators=3,
+        rounds=3,
+        model="mlp",
+        epochs=1,
+        lr=0.1,
+        seed=5,
+        out=tmp_path,
+        attack="freerider",
+        byzantine=2 / 6,
+    )
     net = build_network(cfg)
     for _ in range(cfg.rounds):
         play_round(net)
@@ -308,9 +375,21 @@ def test_zeno_on_chain_leaves_sign_flippers_out_of_the_model_and_the_rewards(tmp
     from fedchain.protocol.root_set import validation_round_scores
     from fedchain.protocol.round import check_updates, in_reveal_order
 
-    cfg = SimConfig(trainers=6, validators=3, rounds=1, model="mlp", epochs=1, lr=0.1, seed=6, out=tmp_path,
-                    rule="zeno", rule_params={"num_malicious_nodes": 2}, score="validation",
-                    attack="signflip", byzantine=2 / 6)
+    cfg = SimConfig(
+        trainers=6,
+        validators=3,
+        rounds=1,
+        model="mlp",
+        epochs=1,
+        lr=0.1,
+        seed=6,
+        out=tmp_path,
+        rule="zeno",
+        rule_params={"num_malicious_nodes": 2},
+        score="validation",
+        attack="signflip",
+        byzantine=2 / 6,
+    )
     net = build_network(cfg)
     v = net.validators[0]
     parent = v.current_model(net.task_id)
@@ -319,8 +398,9 @@ def test_zeno_on_chain_leaves_sign_flippers_out_of_the_model_and_the_rewards(tmp
     revealed = in_reveal_order(v.task(net.task_id).reveals[0])
     updates, samples, reasons = check_updates(revealed, net.store, v.shapes, net.recipe.chunk_size)
     assert not reasons and len(updates) == 6
-    scores = dict(zip(updates, validation_round_scores(net.recipe, parent.q, list(updates.values()),
-                                                       net.initial_params)))
+    scores = dict(
+        zip(updates, validation_round_scores(net.recipe, parent.q, list(updates.values()), net.initial_params))
+    )
     flippers = {t.address for t in net.trainers if isinstance(t, AttackTrainer)}
     assert len(flippers) == 2 and all(scores[a] == 0 for a in flippers)
     kept = [a for a in updates if scores[a] > 0]

@@ -15,8 +15,9 @@ from fedchain.cli import app
 TINY = rb.Setup(trainers=6, rounds=2, epochs=1, lr=0.1, model="mlp")
 
 
-@pytest.mark.parametrize("rule,attack", [("fedmedian", "alie"), ("fedavg", "backdoor"),
-                                         ("centeredclipping", "signflip")])
+@pytest.mark.parametrize(
+    "rule,attack", [("fedmedian", "alie"), ("fedavg", "backdoor"), ("centeredclipping", "signflip")]
+)
 def test_a_grid_cell_equals_a_full_run_on_the_chain(tmp_path, rule, attack):
     cell = rb.run_cell(rb.Cell("digits", rule, attack, 2 / 6, 2), TINY)
     chain = rb.chain_run("digits", rule, attack, 2 / 6, 2, TINY, tmp_path)
@@ -41,8 +42,16 @@ def test_quick_benchmark_writes_markdown_heatmap_and_results(tmp_path):
     result = json.loads((out / "results.json").read_text())
     q = rb.QUICK
     assert len(result["cells"]) == len(q["rules"]) * (1 + len(q["attacks"]))
-    keys = {"dataset", "rule", "attack", "byzantine_fraction", "accuracy_mean", "accuracy_std",
-            "honest_reward_share", "uses_root_set"}
+    keys = {
+        "dataset",
+        "rule",
+        "attack",
+        "byzantine_fraction",
+        "accuracy_mean",
+        "accuracy_std",
+        "honest_reward_share",
+        "uses_root_set",
+    }
     for c in result["cells"]:
         assert keys <= set(c)
         assert ("attack_success_rate" in c) == (c["attack"] == "backdoor")
@@ -56,11 +65,25 @@ def test_quick_benchmark_writes_markdown_heatmap_and_results(tmp_path):
 
 
 def test_results_of_two_invocations_merge_only_with_the_same_setup():
-    base = {"setup": {"rounds": 8}, "seeds": [0], "rules": ["fedavg"], "fractions": [0.3], "attacks": ["alie"],
-            "models": {"digits": "cnn"}, "seconds": 1.0, "chain_runs": [],
-            "runs": [{"dataset": "digits", "seed": 0}], "commands": ["a"], "datasets": ["digits"]}
-    other = base | {"models": {"mnist1d": "mlp"}, "runs": [{"dataset": "mnist1d", "seed": 0}], "commands": ["b"],
-                    "datasets": ["mnist1d"]}
+    base = {
+        "setup": {"rounds": 8},
+        "seeds": [0],
+        "rules": ["fedavg"],
+        "fractions": [0.3],
+        "attacks": ["alie"],
+        "models": {"digits": "cnn"},
+        "seconds": 1.0,
+        "chain_runs": [],
+        "runs": [{"dataset": "digits", "seed": 0}],
+        "commands": ["a"],
+        "datasets": ["digits"],
+    }
+    other = base | {
+        "models": {"mnist1d": "mlp"},
+        "runs": [{"dataset": "mnist1d", "seed": 0}],
+        "commands": ["b"],
+        "datasets": ["mnist1d"],
+    }
     merged = rb.merge(base, other)
     assert merged["datasets"] == ["digits", "mnist1d"] and merged["commands"] == ["a", "b"]
     assert len(merged["runs"]) == 2 and merged["seconds"] == 2.0

@@ -14,8 +14,18 @@ from fedchain.sim.network import SimConfig, build_network, play_round
 
 def test_the_centre_is_the_last_aggregate_update_and_the_audit_agrees(tmp_path):
     # a small tau so that clipping bites and the centre matters
-    cfg = SimConfig(trainers=4, validators=3, rounds=3, model="logreg", epochs=1, batch_size=32, seed=4,
-                    rule="centeredclipping", rule_params={"tau": 0.05, "iterations": 2}, out=tmp_path)
+    cfg = SimConfig(
+        trainers=4,
+        validators=3,
+        rounds=3,
+        model="logreg",
+        epochs=1,
+        batch_size=32,
+        seed=4,
+        rule="centeredclipping",
+        rule_params={"tau": 0.05, "iterations": 2},
+        out=tmp_path,
+    )
     net = build_network(cfg)
     v = net.validators[0]
     t = net.task_id
@@ -28,8 +38,7 @@ def test_the_centre_is_the_last_aggregate_update_and_the_audit_agrees(tmp_path):
     centre = previous_update(models[2], net.store, v.shapes)
     assert np.array_equal(centre, models[2].q - models[1].q)
     log = v.task(t)
-    updates, samples, _ = check_updates(in_reveal_order(log.reveals[2]), net.store, v.shapes,
-                                        net.recipe.chunk_size)
+    updates, samples, _ = check_updates(in_reveal_order(log.reveals[2]), net.store, v.shapes, net.recipe.chunk_size)
     args = (net.recipe.rule, net.recipe.rule_params, list(updates.values()), list(samples.values()))
     with_centre = fp.clip_fixed(models[2].q + aggregate_update(*args, prev_update=centre))
     from_zero = fp.clip_fixed(models[2].q + aggregate_update(*args))

@@ -21,8 +21,13 @@ print(json.dumps({"root": report["aggregate_root"], "kernel": kernel}))
 
 
 def run_sim(tmp_path, name: str, **env) -> dict:
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / name)], env={**os.environ, **env},
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / name)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -27,9 +27,22 @@ def registered():
 
 def test_a_rule_registered_from_outside_runs_a_network_that_learns(tmp_path, registered):
     # one party stakes twice as one identity (sybil, not split): its update counts for two seats
-    cfg = SimConfig(trainers=8, validators=3, rounds=3, model="mlp", epochs=5, lr=0.1, seed=1, watchers=1,
-                    attack="sybil", byzantine=0.25, sybil_split=False,
-                    rule="seat_mean", rule_params={"server_lr": 1.5}, out=tmp_path)
+    cfg = SimConfig(
+        trainers=8,
+        validators=3,
+        rounds=3,
+        model="mlp",
+        epochs=5,
+        lr=0.1,
+        seed=1,
+        watchers=1,
+        attack="sybil",
+        byzantine=0.25,
+        sybil_split=False,
+        rule="seat_mean",
+        rule_params={"server_lr": 1.5},
+        out=tmp_path,
+    )
     net = build_network(cfg)
     fc = net.deployment.fedchain
     assert net.recipe.challenge_rule[0] == aggregate.CHALLENGE_NONE  # no contract recomputes it

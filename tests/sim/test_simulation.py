@@ -12,15 +12,22 @@ from fedchain.sim.simulate import model_accuracy
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_metadata
 
-BAD = {"garbage": "malformed tensor file", "nan": "NaN/Inf", "wrong_shape": "shape",
-       "cid_mismatch": "CID mismatch"}
+BAD = {"garbage": "malformed tensor file", "nan": "NaN/Inf", "wrong_shape": "shape", "cid_mismatch": "CID mismatch"}
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    cfg = SimConfig(trainers=14, validators=3, rounds=3, model="mlp", epochs=5, lr=0.1, seed=1,
-                    out=tmp_path_factory.mktemp("sim"),
-                    adversaries={**{k: 1 for k in BAD}, "silent": 1, "withholder": 1})
+    cfg = SimConfig(
+        trainers=14,
+        validators=3,
+        rounds=3,
+        model="mlp",
+        epochs=5,
+        lr=0.1,
+        seed=1,
+        out=tmp_path_factory.mktemp("sim"),
+        adversaries={**{k: 1 for k in BAD}, "silent": 1, "withholder": 1},
+    )
     net = build_network(cfg)
     initial = model_accuracy(net)
     outcomes = [play_round(net) for _ in range(cfg.rounds)]
@@ -29,8 +36,9 @@ def finished(tmp_path_factory):
 
 
 def lineage(net, round_id):
-    ev = next(e for e in net.deployment.fedchain.events()
-              if e.name == "RoundFinalized" and e.args["round_id"] == round_id)
+    ev = next(
+        e for e in net.deployment.fedchain.events() if e.name == "RoundFinalized" and e.args["round_id"] == round_id
+    )
     meta = decode_metadata(net.store.get(cid_from_digest(ev.args["model_cid"])))
     return ev.args, json.loads(meta["fedchain"])
 
@@ -100,12 +108,15 @@ def test_only_the_withholder_is_slashed_and_tokens_are_conserved(finished):
         assert net.deployment.token.call("balanceOf", node.address) == earned
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--rule", "zeno", "--rule-params", '{"clip": 1}'], "'clip' must be true or false"),
-    (["--rule", "zeno", "--rule-params", "[6]"], "not a JSON object"),
-    (["--rule", "fedavg", "--rule-params", '{"beta": 0.1}'], "has no parameter beta"),
-    (["--score", "accuracy"], "unknown score 'accuracy'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--rule", "zeno", "--rule-params", '{"clip": 1}'], "'clip' must be true or false"),
+        (["--rule", "zeno", "--rule-params", "[6]"], "not a JSON object"),
+        (["--rule", "fedavg", "--rule-params", '{"beta": 0.1}'], "has no parameter beta"),
+        (["--score", "accuracy"], "unknown score 'accuracy'"),
+    ],
+)
 def test_simulate_refuses_bad_rule_params_and_scores_before_running(args, message, tmp_path):
     from typer.testing import CliRunner
 
@@ -113,6 +124,7 @@ def test_simulate_refuses_bad_rule_params_and_scores_before_running(args, messag
 
     r = CliRunner().invoke(app, ["simulate", "--rounds", "1", "--out", str(tmp_path), *args])
     assert r.exit_code == 2, r.output
+
     def squeeze(text):  # rich wraps the error panel: compare without its borders and whitespace
         return "".join(text.replace("│", "").split())
 

@@ -15,29 +15,46 @@ BOB = to_checksum_address("0x" + "0f" * 20)
 # and a struct return
 ABI = [
     {
-        "type": "function", "name": "submit", "stateMutability": "nonpayable",
+        "type": "function",
+        "name": "submit",
+        "stateMutability": "nonpayable",
         "inputs": [
             {"name": "task", "type": "uint256"},
-            {"name": "entry", "type": "tuple", "components": [
-                {"name": "root", "type": "bytes32"},
-                {"name": "owner", "type": "address"},
-                {"name": "samples", "type": "uint64"},
-            ]},
+            {
+                "name": "entry",
+                "type": "tuple",
+                "components": [
+                    {"name": "root", "type": "bytes32"},
+                    {"name": "owner", "type": "address"},
+                    {"name": "samples", "type": "uint64"},
+                ],
+            },
         ],
         "outputs": [{"name": "", "type": "uint256"}, {"name": "", "type": "address"}],
     },
     {
-        "type": "function", "name": "entry", "stateMutability": "view",
+        "type": "function",
+        "name": "entry",
+        "stateMutability": "view",
         "inputs": [{"name": "i", "type": "uint256"}],
-        "outputs": [{"name": "", "type": "tuple", "components": [
-            {"name": "root", "type": "bytes32"},
-            {"name": "owner", "type": "address"},
-            {"name": "samples", "type": "uint64"},
-        ]}],
+        "outputs": [
+            {
+                "name": "",
+                "type": "tuple",
+                "components": [
+                    {"name": "root", "type": "bytes32"},
+                    {"name": "owner", "type": "address"},
+                    {"name": "samples", "type": "uint64"},
+                ],
+            }
+        ],
     },
     {
-        "type": "function", "name": "count", "stateMutability": "view",
-        "inputs": [], "outputs": [{"name": "", "type": "uint256"}],
+        "type": "function",
+        "name": "count",
+        "stateMutability": "view",
+        "inputs": [],
+        "outputs": [{"name": "", "type": "uint256"}],
     },
 ]
 
@@ -109,12 +126,15 @@ def test_error_selector_is_error_string():
     assert ERROR_SELECTOR == keccak(text="Error(string)")[:4]
 
 
-@pytest.mark.parametrize("data", [
-    bytes.fromhex("4e487b71") + eth_abi.encode(["uint256"], [0x11]),  # Panic(uint256)
-    b"\xde\xad\xbe\xef",
-    ERROR_SELECTOR + b"\x00\x01",  # Error(string) selector with a malformed payload
-    b"\x01",
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytes.fromhex("4e487b71") + eth_abi.encode(["uint256"], [0x11]),  # Panic(uint256)
+        b"\xde\xad\xbe\xef",
+        ERROR_SELECTOR + b"\x00\x01",  # Error(string) selector with a malformed payload
+        b"\x01",
+    ],
+)
 def test_revert_reason_falls_back_to_hex(data):
     assert revert_reason(data) == "0x" + data.hex()
 

@@ -25,8 +25,10 @@ def rounds(draw, max_updates=8, max_len=70, bound=HALF):
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
     model = rng.integers(-hi, hi, n, endpoint=True)
     updates = [rng.integers(-hi, hi, n, endpoint=True) for _ in range(k)]
-    samples = draw(st.lists(st.one_of(st.integers(1, 5000), st.integers(1, 4 * MAX_WEIGHT)), min_size=k, max_size=k),
-                   label="samples")
+    samples = draw(
+        st.lists(st.one_of(st.integers(1, 5000), st.integers(1, 4 * MAX_WEIGHT)), min_size=k, max_size=k),
+        label="samples",
+    )
     return model, updates, samples
 
 
@@ -41,12 +43,18 @@ def test_identical_updates_give_model_plus_update_exactly(r, copies):
 
 def test_weights_are_capped_at_max_weight():
     assert weights_of([1, MAX_WEIGHT - 1, MAX_WEIGHT, MAX_WEIGHT + 1, 10**18]) == [
-        1, MAX_WEIGHT - 1, MAX_WEIGHT, MAX_WEIGHT, MAX_WEIGHT]
+        1,
+        MAX_WEIGHT - 1,
+        MAX_WEIGHT,
+        MAX_WEIGHT,
+        MAX_WEIGHT,
+    ]
     model = np.zeros(3, dtype=np.int64)
     big, small = np.array([1000, -1000, 7]), np.array([0, 0, 0])
     # a trainer claiming 10**12 samples weighs exactly as much as one claiming MAX_WEIGHT
-    assert np.array_equal(fedavg(model, [big, small], [10**12, MAX_WEIGHT]),
-                          fedavg(model, [big, small], [MAX_WEIGHT, MAX_WEIGHT]))
+    assert np.array_equal(
+        fedavg(model, [big, small], [10**12, MAX_WEIGHT]), fedavg(model, [big, small], [MAX_WEIGHT, MAX_WEIGHT])
+    )
     assert np.array_equal(fedavg(model, [big, small], [10**12, MAX_WEIGHT]), np.array([500, -500, 3]))
 
 
@@ -90,8 +98,10 @@ def test_max_updates_at_max_weight_and_extreme_values_do_not_overflow():
     out = aggregate_update(ups, [MAX_WEIGHT] * MAX_UPDATES)
     exact_sum = ((MAX_UPDATES - 1) * 2 * QMAX + QMAX - 1) * MAX_WEIGHT
     assert out.tolist() == [exact_sum // (MAX_UPDATES * MAX_WEIGHT)] * n
-    assert np.array_equal(aggregate_update([-u for u in ups], [MAX_WEIGHT] * MAX_UPDATES),
-                          np.full(n, -exact_sum // (MAX_UPDATES * MAX_WEIGHT)))
+    assert np.array_equal(
+        aggregate_update([-u for u in ups], [MAX_WEIGHT] * MAX_UPDATES),
+        np.full(n, -exact_sum // (MAX_UPDATES * MAX_WEIGHT)),
+    )
 
 
 def test_more_than_max_updates_is_refused():

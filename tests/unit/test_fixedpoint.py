@@ -85,7 +85,7 @@ def test_to_fixed_of_float32_input_is_exact():
 # ---------------------------------------------------------------- packing
 
 
-@pytest.mark.parametrize("values", [[0], [1, -1], [QMAX, -QMAX], [123456, -7654321, 2, -2**20], list(range(-5, 6))])
+@pytest.mark.parametrize("values", [[0], [1, -1], [QMAX, -QMAX], [123456, -7654321, 2, -(2**20)], list(range(-5, 6))])
 def test_chunk_bytes_is_big_endian_int32_twos_complement(values):
     assert chunk_bytes(np.array(values)) == b"".join(struct.pack(">i", v) for v in values)
 
@@ -107,7 +107,7 @@ def reference_root(values: list[int]) -> bytes:
     """The root computed by hand: pad to whole chunks, pack with struct, keccak, Merkle."""
     n = max(1, -(-len(values) // CHUNK_SIZE))
     padded = values + [0] * (n * CHUNK_SIZE - len(values))
-    leaves = [keccak(struct.pack(f">{CHUNK_SIZE}i", *padded[i * CHUNK_SIZE:(i + 1) * CHUNK_SIZE])) for i in range(n)]
+    leaves = [keccak(struct.pack(f">{CHUNK_SIZE}i", *padded[i * CHUNK_SIZE : (i + 1) * CHUNK_SIZE])) for i in range(n)]
     return merkle_root(leaves)
 
 

@@ -39,13 +39,16 @@ def test_server_returns_raw_bytes_at_the_gateway_path(served):
         assert resp.status == 200 and resp.read() == b""
 
 
-@pytest.mark.parametrize("path, code", [
-    ("/ipfs/" + cid_of(b"not held"), 404),
-    ("/ipfs/not-a-cid", 400),
-    ("/ipfs/../../etc/passwd", 400),
-    ("/ipfs/bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi", 400),  # dag-pb, not raw
-    ("/blobs/x", 404),
-])
+@pytest.mark.parametrize(
+    "path, code",
+    [
+        ("/ipfs/" + cid_of(b"not held"), 404),
+        ("/ipfs/not-a-cid", 400),
+        ("/ipfs/../../etc/passwd", 400),
+        ("/ipfs/bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi", 400),  # dag-pb, not raw
+        ("/blobs/x", 404),
+    ],
+)
 def test_server_refuses_what_it_does_not_hold_or_cannot_parse(served, path, code):
     server, _ = served
     with pytest.raises(urllib.error.HTTPError) as err:

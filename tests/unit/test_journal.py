@@ -89,7 +89,8 @@ def test_torn_last_line_is_ignored_with_a_warning(tmp_path):
 def test_corrupt_line_in_the_middle_is_an_error(tmp_path):
     # unlike a torn tail, a bad line followed by good ones is corruption: never skip it
     path = tmp_path / "journal.jsonl"
-    path.write_text('{"kind": "commit", "task": 1, "round": 0}\n{"kind": "vo\n'
-                    '{"kind": "vote", "task": 1, "round": 0}\n')
+    path.write_text(
+        '{"kind": "commit", "task": 1, "round": 0}\n{"kind": "vo\n{"kind": "vote", "task": 1, "round": 0}\n'
+    )
     with pytest.raises(ValueError):
         Journal(path)

@@ -57,8 +57,9 @@ def test_account_commands_never_print_keys_or_passwords(tmp_path):
     secret = Account.create()
     key_hex = secret.key.hex().removeprefix("0x")
     (tmp_path / "key.txt").write_text(key_hex)
-    out_import = runner.invoke(app, ["account", "import", "bob", "--key-file", str(tmp_path / "key.txt"),
-                                     "--light-kdf"], env=env)
+    out_import = runner.invoke(
+        app, ["account", "import", "bob", "--key-file", str(tmp_path / "key.txt"), "--light-kdf"], env=env
+    )
     assert out_import.exit_code == 0, out_import.output
     out_list = runner.invoke(app, ["account", "list"], env=env)
     assert secret.address in out_list.output and "alice" in out_list.output
@@ -67,6 +68,7 @@ def test_account_commands_never_print_keys_or_passwords(tmp_path):
         for s in (PASSWORD, key_hex, alice.key.hex().removeprefix("0x")):
             assert s.lower() not in out.output.lower()
     # no password and no terminal: a clear error, not a hang
-    no_pw = runner.invoke(app, ["account", "new", "carol"], env={"FEDCHAIN_KEYSTORE": str(tmp_path),
-                                                                 "FEDCHAIN_PASSWORD": ""})
+    no_pw = runner.invoke(
+        app, ["account", "new", "carol"], env={"FEDCHAIN_KEYSTORE": str(tmp_path), "FEDCHAIN_PASSWORD": ""}
+    )
     assert no_pw.exit_code != 0 and "FEDCHAIN_PASSWORD" in no_pw.output

@@ -86,15 +86,18 @@ def test_imports_flow_one_way(path):
 # ---------------------------------------------------------------- the checker itself
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("import fedchain.chain.abi", {"fedchain.chain.abi"}),
-    ("from fedchain.protocol.journal import Journal", {"fedchain.protocol.journal"}),
-    ("from fedchain import chain", {"fedchain.chain"}),
-    ("from ..chain import abi", {"fedchain.chain.abi"}),
-    ("from .. import protocol", {"fedchain.protocol"}),
-    ("from . import fixedpoint", {"fedchain.learning.fixedpoint"}),
-    ("def f():\n    from fedchain.sim import network\n", {"fedchain.sim.network"}),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("import fedchain.chain.abi", {"fedchain.chain.abi"}),
+        ("from fedchain.protocol.journal import Journal", {"fedchain.protocol.journal"}),
+        ("from fedchain import chain", {"fedchain.chain"}),
+        ("from ..chain import abi", {"fedchain.chain.abi"}),
+        ("from .. import protocol", {"fedchain.protocol"}),
+        ("from . import fixedpoint", {"fedchain.learning.fixedpoint"}),
+        ("def f():\n    from fedchain.sim import network\n", {"fedchain.sim.network"}),
+    ],
+)
 def test_checker_resolves_imports(source, expected):
     found = imported_modules(source, "fedchain.learning.scoring")
     assert expected <= found

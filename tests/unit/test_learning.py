@@ -97,6 +97,7 @@ def test_dataset_shapes_classes_and_split(name):
     assert np.abs(counts_test - 0.2 * (counts_train + counts_test)).max() <= 1
     # train and test partition the whole dataset: each example exactly once
     x, y = _load_raw(name)
+
     def rows(xs, ys):
         return sorted(xi.tobytes() + yi.tobytes() for xi, yi in zip(xs.reshape(len(xs), -1), ys))
 
@@ -187,9 +188,7 @@ def test_pathological_gives_k_classes_per_partition(digits, k):
 
 def test_pathological_random_mode_warns_about_dropped_classes(digits):
     with pytest.warns(UserWarning, match="dropped"):
-        parts = partition_pathological(
-            digits.y_train, 3, 2, seed=0, class_assignment_mode="random"
-        )
+        parts = partition_pathological(digits.y_train, 3, 2, seed=0, class_assignment_mode="random")
     assert len(np.unique(digits.y_train[np.concatenate(parts)])) <= 6
 
 

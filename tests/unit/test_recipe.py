@@ -111,8 +111,9 @@ def test_the_challenge_rule_names_what_the_contract_can_recompute():
     assert Recipe(rule="krum").challenge_rule == (4, 0, 1, 1)
     assert Recipe(rule="krum", rule_params={"num_malicious_nodes": 2}).challenge_rule == (4, 2, 1, 1)
     assert Recipe(rule="multikrum", rule_params={"num_malicious_nodes": 1}).challenge_rule == (5, 1, 0, 1)
-    assert Recipe(rule="multikrum", rule_params={"num_malicious_nodes": 1, "num_nodes_to_select": 3}
-                  ).challenge_rule == (5, 1, 3, 1)
+    assert Recipe(
+        rule="multikrum", rule_params={"num_malicious_nodes": 1, "num_nodes_to_select": 3}
+    ).challenge_rule == (5, 1, 3, 1)
     assert Recipe(rule="multikrum", rule_params={"nnm": True, "num_malicious_nodes": 1}).challenge_rule == (0, 0, 1, 1)
     assert Recipe(rule="bulyan", rule_params={"num_malicious_nodes": 1}).challenge_rule == (6, 1, 1, 1)
     assert Recipe(rule="fedavg", score="validation").challenge_rule == (1, 0, 1, 0)

@@ -14,13 +14,17 @@ from fedchain.sim.network import SimConfig, build_network, play_round, settle
 
 @pytest.fixture
 def net(tmp_path):
-    return build_network(SimConfig(trainers=3, validators=3, rounds=1, model="mlp", epochs=1, out=tmp_path,
-                                   partition="iid", phase_blocks=5))
+    return build_network(
+        SimConfig(
+            trainers=3, validators=3, rounds=1, model="mlp", epochs=1, out=tmp_path, partition="iid", phase_blocks=5
+        )
+    )
 
 
 def restart(node, task_id: int):
-    common = dict(fedchain=node.fc, account=node.account, store=node.store, journal=Journal(node.journal.path),
-                  recipe=node.recipe)
+    common = dict(
+        fedchain=node.fc, account=node.account, store=node.store, journal=Journal(node.journal.path), recipe=node.recipe
+    )
     if isinstance(node, Trainer):
         fresh = Trainer(node.name, x=node.x, y=node.y, seed=node.seed, **common)
     else:
@@ -30,8 +34,9 @@ def restart(node, task_id: int):
 
 
 def count(net, event: str, **match) -> int:
-    return sum(all(e.args.get(k) == v for k, v in match.items()) for e in net.deployment.fedchain.events()
-               if e.name == event)
+    return sum(
+        all(e.args.get(k) == v for k, v in match.items()) for e in net.deployment.fedchain.events() if e.name == event
+    )
 
 
 def test_trainer_restarted_after_commit_reveals_and_claims_once(net):

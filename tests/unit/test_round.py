@@ -43,21 +43,39 @@ def test_a_vote_goes_through_the_contracts_unchanged(net):
     net.to_finalizable(task, 0)
     finalized = net.fc.tx("finalize", task, *vote.args(), sender=net.owner).event("RoundFinalized")
     assert Vote.from_event(finalized) == vote
-    entry = {"model_root": vote.model_root.hex(), "model_cid": vote.cid, "scores_root": vote.scores_root.hex(),
-             "total_score": vote.total_score, "rejected": vote.rejected}  # as the validator journals it
+    entry = {
+        "model_root": vote.model_root.hex(),
+        "model_cid": vote.cid,
+        "scores_root": vote.scores_root.hex(),
+        "total_score": vote.total_score,
+        "rejected": vote.rejected,
+    }  # as the validator journals it
     assert Vote.from_journal(entry) == vote
 
 
-ROUND = Lineage(3, "bafkparent", (("0xa", 5), ("0xb", 0)), {"0xb": "update root does not match the blob"},
-                task=1, rule="krum", distances={"cid": "bafktable", "root": "ab" * 32})
+ROUND = Lineage(
+    3,
+    "bafkparent",
+    (("0xa", 5), ("0xb", 0)),
+    {"0xb": "update root does not match the blob"},
+    task=1,
+    rule="krum",
+    distances={"cid": "bafktable", "root": "ab" * 32},
+)
 INITIAL = Lineage(-1, None, recipe='{"rule": "fedavg"}')
 
 
 def test_a_lineage_is_the_json_model_blobs_have_always_carried():
     # the dicts validators and sponsors wrote before Lineage: the same bytes, so the same model CIDs
-    before = {"task": 1, "round": 3, "parent": "bafkparent", "rule": "krum", "scores": [("0xa", 5), ("0xb", 0)],
-              "rejected": {"0xb": "update root does not match the blob"},
-              "distances": {"cid": "bafktable", "root": "ab" * 32}}
+    before = {
+        "task": 1,
+        "round": 3,
+        "parent": "bafkparent",
+        "rule": "krum",
+        "scores": [("0xa", 5), ("0xb", 0)],
+        "rejected": {"0xb": "update root does not match the blob"},
+        "distances": {"cid": "bafktable", "root": "ab" * 32},
+    }
     assert ROUND.to_json() == json.dumps(before, sort_keys=True)
     initial = {"round": -1, "parent": None, "scores": [], "rejected": {}, "recipe": '{"rule": "fedavg"}'}
     assert INITIAL.to_json() == json.dumps(initial, sort_keys=True)
@@ -72,14 +90,17 @@ def test_a_lineage_round_trips_through_json_and_a_blob(lineage):
     assert Lineage.from_blob(blob) == lineage
 
 
-@pytest.mark.parametrize("text, why", [
-    ("not json", "JSONDecodeError"),
-    ("[1, 2]", "a JSON object, not list"),
-    ('{"round": 0, "parent": null, "rejected": {}}', "KeyError: 'scores'"),
-    ('{"round": 0, "parent": null, "scores": [["0xa", "five"]], "rejected": {}}', "ValueError"),
-    ('{"round": 0, "parent": 7, "scores": [], "rejected": {}}', "parent is not a CID"),
-    ('{"round": 0, "parent": null, "scores": [], "rejected": []}', "rejected and distances must be objects"),
-])
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("not json", "JSONDecodeError"),
+        ("[1, 2]", "a JSON object, not list"),
+        ('{"round": 0, "parent": null, "rejected": {}}', "KeyError: 'scores'"),
+        ('{"round": 0, "parent": null, "scores": [["0xa", "five"]], "rejected": {}}', "ValueError"),
+        ('{"round": 0, "parent": 7, "scores": [], "rejected": {}}', "parent is not a CID"),
+        ('{"round": 0, "parent": null, "scores": [], "rejected": []}', "rejected and distances must be objects"),
+    ],
+)
 def test_a_malformed_lineage_says_what_is_wrong(text, why):
     with pytest.raises(LineageError, match="malformed model lineage") as err:
         Lineage.from_json(text)

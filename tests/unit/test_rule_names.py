@@ -51,16 +51,21 @@ def rule_knowledge(source: str, names: set[str], dict_keys: bool = True) -> list
 
 def test_the_check_finds_rule_knowledge_and_nothing_else():
     names = {"krum", "bulyan", "fedavg", "zeno"}
-    knowledge = '''
+    knowledge = """
 if rule == "krum": pass
 ok = "bulyan" != rule or rule in ("fedavg", "x") or rule not in ["zeno"]
 CAPS = {"krum": 64}
 match rule:
     case "zeno": pass
-'''
+"""
     assert rule_knowledge(knowledge, names) == [
-        "2: compares 'krum'", "3: compares 'bulyan'", "3: compares 'fedavg'", "3: compares 'zeno'",
-        "4: keys a dict by 'krum'", "6: matches 'zeno'"]
+        "2: compares 'krum'",
+        "3: compares 'bulyan'",
+        "3: compares 'fedavg'",
+        "3: compares 'zeno'",
+        "4: keys a dict by 'krum'",
+        "6: matches 'zeno'",
+    ]
     assert rule_knowledge('CAPS = {"krum": 64}', names, dict_keys=False) == []
     naming = '''
 def f(rule: str = "fedavg", help="fedavg | krum"):

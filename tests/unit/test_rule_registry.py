@@ -20,8 +20,14 @@ from fedchain.protocol.recipe import Recipe
 from rules import seat_mean
 
 # the contracts' constant for each rule the challenge contracts can recompute
-CONTRACT_NAMES = {"fedavg": "RULE_FEDAVG", "fedmedian": "RULE_MEDIAN", "fedtrimmedavg": "RULE_TRIMMED",
-                  "krum": "RULE_KRUM", "multikrum": "RULE_MULTIKRUM", "bulyan": "RULE_BULYAN"}
+CONTRACT_NAMES = {
+    "fedavg": "RULE_FEDAVG",
+    "fedmedian": "RULE_MEDIAN",
+    "fedtrimmedavg": "RULE_TRIMMED",
+    "krum": "RULE_KRUM",
+    "multikrum": "RULE_MULTIKRUM",
+    "bulyan": "RULE_BULYAN",
+}
 
 
 def constants(name: str) -> dict[str, str]:
@@ -32,8 +38,11 @@ def constants(name: str) -> dict[str, str]:
 
 def contract_codes() -> dict[str, int]:
     judging = {k: int(v) for k, v in constants("judging").items() if k.startswith("RULE_")}
-    model_judge = {k: judging[v.split(".")[1]] if v.startswith("judging.") else int(v)
-                   for k, v in constants("model_judge").items() if k.startswith("RULE_")}
+    model_judge = {
+        k: judging[v.split(".")[1]] if v.startswith("judging.") else int(v)
+        for k, v in constants("model_judge").items()
+        if k.startswith("RULE_")
+    }
     assert judging.items() <= model_judge.items()
     return model_judge
 
@@ -70,8 +79,7 @@ def test_chain_codes_are_the_contracts():
 def test_commitment_caps_are_what_a_challenge_can_judge():
     assert registry.MAX_COMMITS == int(constants("tasks")["MAX_REVEALS"])
     caps = {r.name: r.max_commits for r in aggregate.RULES.values()}
-    assert caps == dict.fromkeys(caps, registry.MAX_COMMITS) | {"krum": MAX_TABLE, "multikrum": MAX_TABLE,
-                                                                 "bulyan": 24}
+    assert caps == dict.fromkeys(caps, registry.MAX_COMMITS) | {"krum": MAX_TABLE, "multikrum": MAX_TABLE, "bulyan": 24}
 
 
 def test_a_name_or_a_chain_code_is_registered_once():
@@ -89,8 +97,11 @@ def test_a_name_or_a_chain_code_is_registered_once():
 
 
 def test_an_unknown_rule_is_a_clear_error_naming_the_known_ones():
-    with pytest.raises(LearningError, match="unknown aggregation rule 'seat_mean'; known rules: fedavg, fedmedian, "
-                                            "fedtrimmedavg, krum, multikrum, bulyan, centeredclipping, fltrust, zeno"):
+    with pytest.raises(
+        LearningError,
+        match="unknown aggregation rule 'seat_mean'; known rules: fedavg, fedmedian, "
+        "fedtrimmedavg, krum, multikrum, bulyan, centeredclipping, fltrust, zeno",
+    ):
         aggregate.get("seat_mean")
     with pytest.raises(LearningError, match="unknown aggregation rule"):
         aggregate.unregister("seat_mean")
@@ -105,8 +116,9 @@ def test_a_registered_rule_is_known_everywhere_until_unregistered(registered):
     assert np.array_equal(got, want) and got.dtype == np.int64
     assert aggregate.min_updates("seat_mean", {}) == 1
     assert aggregate.min_updates("seat_mean", {"nnm": True, "num_malicious_nodes": 2}) == 3
-    with pytest.raises(LearningError, match="has no parameter server_rate; it accepts: nnm, num_malicious_nodes, "
-                                            "server_lr"):
+    with pytest.raises(
+        LearningError, match="has no parameter server_rate; it accepts: nnm, num_malicious_nodes, server_lr"
+    ):
         aggregate.check_params("seat_mean", {"server_rate": 1})
     with pytest.raises(LearningError, match=r"server_lr must be in \(0, 2\]"):
         aggregate.check_params("seat_mean", {"server_lr": 0})
@@ -122,7 +134,8 @@ def test_a_registered_rule_is_known_everywhere_until_unregistered(registered):
 def test_seat_mean_counts_a_trainer_once_per_seat():
     # one update with two seats is two one-seat copies of it
     x = np.array([[7, -3], [-2, 9]], dtype=np.int64)
-    assert np.array_equal(seat_mean.seat_mean(x, seats=[20_000, 10_000]),
-                          seat_mean.seat_mean(np.array([x[0], x[0], x[1]])))
+    assert np.array_equal(
+        seat_mean.seat_mean(x, seats=[20_000, 10_000]), seat_mean.seat_mean(np.array([x[0], x[0], x[1]]))
+    )
     assert np.array_equal(seat_mean.seat_mean(x), np.array([5 // 2, 6 // 2]))
     assert np.array_equal(seat_mean.seat_mean(np.array([[-3], [0]])), np.array([-2]))  # floor, not truncation

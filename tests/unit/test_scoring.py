@@ -56,11 +56,14 @@ def test_opposite_direction_scores_zero(pair, k):
     assert cosine_score(-k * g, g) == 0
 
 
-@pytest.mark.parametrize("u, g", [
-    ([1, 0], [0, 1]),
-    ([3, -3, 5], [3, 3, 0]),
-    ([QMAX, QMAX] * 40, [QMAX, -QMAX] * 40),  # orthogonal across chunk boundaries
-])
+@pytest.mark.parametrize(
+    "u, g",
+    [
+        ([1, 0], [0, 1]),
+        ([3, -3, 5], [3, 3, 0]),
+        ([QMAX, QMAX] * 40, [QMAX, -QMAX] * 40),  # orthogonal across chunk boundaries
+    ],
+)
 def test_orthogonal_scores_zero(u, g):
     assert cosine_score(np.array(u), np.array(g)) == 0
 

@@ -10,8 +10,20 @@ from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import account_from_seed
 
 TARGET = 24_576 * 3 // 4
-CONTRACTS = ["fedchain", "vault", "rewards", "tasks", "challenges", "model_judge", "score_judge", "table_judge", "krum",
-             "slashing", "availability", "token"]
+CONTRACTS = [
+    "fedchain",
+    "vault",
+    "rewards",
+    "tasks",
+    "challenges",
+    "model_judge",
+    "score_judge",
+    "table_judge",
+    "krum",
+    "slashing",
+    "availability",
+    "token",
+]
 
 
 @pytest.fixture(scope="module")

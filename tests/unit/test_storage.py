@@ -319,15 +319,18 @@ def test_score_leaf_equals_eth_abi_encoding(raw, score):
     assert score_leaf(address, score) == keccak(keccak(encode(["address", "uint256"], [address, score])))
 
 
-@pytest.mark.parametrize("address, score", [
-    ("0x" + "ab" * 19, 1),       # 19 bytes
-    ("ab" * 21, 1),              # no 0x
-    ("0x" + "zz" * 20, 1),       # not hex
-    (bytes(20), 1),              # not a string
-    ("0x" + "ab" * 20, -1),
-    ("0x" + "ab" * 20, 2**256),
-    ("0x" + "ab" * 20, 1.0),
-])
+@pytest.mark.parametrize(
+    "address, score",
+    [
+        ("0x" + "ab" * 19, 1),  # 19 bytes
+        ("ab" * 21, 1),  # no 0x
+        ("0x" + "zz" * 20, 1),  # not hex
+        (bytes(20), 1),  # not a string
+        ("0x" + "ab" * 20, -1),
+        ("0x" + "ab" * 20, 2**256),
+        ("0x" + "ab" * 20, 1.0),
+    ],
+)
 def test_score_leaf_rejects_bad_input(address, score):
     with pytest.raises(ValueError):
         score_leaf(address, score)

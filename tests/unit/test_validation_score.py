@@ -86,8 +86,12 @@ def test_argmax_ties_go_to_the_lowest_class():
 
 def test_activations_saturate_instead_of_overflowing():
     # every weight and input at the fixed-point maximum: int64 sums stay exact and saturate at +-128
-    template = {"hidden.bias": np.zeros(64, np.float32), "hidden.weight": np.zeros((64, 784), np.float32),
-                "out.bias": np.zeros(10, np.float32), "out.weight": np.zeros((10, 64), np.float32)}
+    template = {
+        "hidden.bias": np.zeros(64, np.float32),
+        "hidden.weight": np.zeros((64, 784), np.float32),
+        "out.bias": np.zeros(10, np.float32),
+        "out.weight": np.zeros((10, 64), np.float32),
+    }
     q = np.full(sum(v.size for v in template.values()), fp.QMAX, dtype=np.int64)
     z = exact.logits("mlp", exact.int_params(q, template), np.full((2, 784), fp.QMAX, np.int64))
     assert (z == fp.QMAX).all()
@@ -133,13 +137,30 @@ def round_of_updates():
     template, parent = trained("logreg", epochs=1)
     parts = partition("dirichlet", data.y_train, 20, seed=0, alpha=0.5)[:8]
     net = build_model("logreg", data.input_shape, 10)
-    honest = [fp.to_fixed(flatten(train_local(net, unflatten(fp.from_fixed(parent), template), data.x_train[p],
-                                               data.y_train[p], TrainConfig(epochs=2, lr=0.1), seed=i))) - parent
-              for i, p in enumerate(parts)]
+    honest = [
+        fp.to_fixed(
+            flatten(
+                train_local(
+                    net,
+                    unflatten(fp.from_fixed(parent), template),
+                    data.x_train[p],
+                    data.y_train[p],
+                    TrainConfig(epochs=2, lr=0.1),
+                    seed=i,
+                )
+            )
+        )
+        - parent
+        for i, p in enumerate(parts)
+    ]
     rng = np.random.default_rng(1)
     sd = int(np.std(np.stack(honest)))
-    attacked = {"sign_flip": -honest[0], "noise": rng.integers(-sd, sd, parent.size, endpoint=True),
-                "free_rider": rng.integers(-60, 60, parent.size, endpoint=True), "boosted": 6 * honest[1]}
+    attacked = {
+        "sign_flip": -honest[0],
+        "noise": rng.integers(-sd, sd, parent.size, endpoint=True),
+        "free_rider": rng.integers(-60, 60, parent.size, endpoint=True),
+        "boosted": 6 * honest[1],
+    }
     return template, parent, honest, attacked
 
 
@@ -212,8 +233,9 @@ def test_one_update_with_k_seats_scores_as_k_copies_of_it_would():
     assert whole == copies[:-2]
     plain = validation_scores("logreg", parent, [*honest, big], template, xq, y)
     assert plain != whole  # without its seats the large update is scored against a different n and median
-    assert validation_scores("logreg", parent, honest, template, xq, y, seats=[BPS] * len(honest)) == \
-        validation_scores("logreg", parent, honest, template, xq, y)
+    assert validation_scores("logreg", parent, honest, template, xq, y, seats=[BPS] * len(honest)) == validation_scores(
+        "logreg", parent, honest, template, xq, y
+    )
     with pytest.raises(LearningError, match="seat"):
         validation_scores("logreg", parent, honest, template, xq, y, seats=[BPS, 0] * (len(honest) // 2))
 
@@ -240,8 +262,21 @@ def test_root_update_moves_like_float_sgd_and_helps_the_root_set(model):
     assert g0.dtype == np.int64 and g0.any()
     net = build_model(model, (1, 8, 8), 10)
     x = digits().x_test[root_indices(digits().y_test, 100, 0)[0]]
-    ref = fp.to_fixed(flatten(train_local(net, unflatten(fp.from_fixed(parent), template), x, y,
-                                          TrainConfig(epochs=1, batch_size=len(y), lr=0.1), seed=0))) - parent
+    ref = (
+        fp.to_fixed(
+            flatten(
+                train_local(
+                    net,
+                    unflatten(fp.from_fixed(parent), template),
+                    x,
+                    y,
+                    TrainConfig(epochs=1, batch_size=len(y), lr=0.1),
+                    seed=0,
+                )
+            )
+        )
+        - parent
+    )
     assert cosine_scores([g0], ref)[0] > 990_000
     after = true_class_mass(model, exact.int_params(parent + g0, template), xq, y)
     assert after > true_class_mass(model, exact.int_params(parent, template), xq, y)
@@ -267,8 +302,7 @@ def test_recipe_root_set_is_cached_and_read_only():
     a = rs.root_set(recipe)
     assert a is rs.root_set(dataclasses.replace(recipe, lr=0.3))  # only the data fields matter
     assert a.xq.shape == (50, 1, 8, 8) and not a.xq.flags.writeable and not a.y.flags.writeable
-    assert np.array_equal(rs.report_indices(recipe, digits().y_test),
-                          root_indices(digits().y_test, 50, 0)[1])
+    assert np.array_equal(rs.report_indices(recipe, digits().y_test), root_indices(digits().y_test, 50, 0)[1])
 
 
 def test_round_scores_follow_the_recipe():
@@ -277,8 +311,9 @@ def test_round_scores_follow_the_recipe():
     g = np.sum(ups, axis=0) // len(ups)
     assert rs.round_scores(Recipe(model="logreg"), parent, ups, g, template) == cosine_scores(ups, g)
     recipe = Recipe(model="logreg", score="validation", root_set_size=100, data_seed=0)
-    assert rs.round_scores(recipe, parent, ups, g, template) == validation_scores("logreg", parent, ups, template,
-                                                                                   *root())
+    assert rs.round_scores(recipe, parent, ups, g, template) == validation_scores(
+        "logreg", parent, ups, template, *root()
+    )
     with pytest.raises(LearningError, match="unknown score"):
         rs.round_scores(Recipe(score="shapley"), parent, ups, g, template)
 
@@ -318,11 +353,14 @@ for model in ("logreg", "mlp", "cnn"):
 digest = h.hexdigest()
 """
 
-SCRIPT = DIGEST + """
+SCRIPT = (
+    DIGEST
+    + """
 from numpy.lib.introspect import opt_func_info
 kernel = opt_func_info(func_name="add", signature="int64")["add"]["qqq"]["current"]
 print(json.dumps({"digest": digest, "kernel": kernel}))
 """
+)
 
 
 def digest_here() -> str:

@@ -111,18 +111,27 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
-    "nnm+centeredclipping": Variant("centeredclipping", nnm=True, about="NNM (f = 6) before centered clipping "
-                                    "(tau 2.5, 3 iterations)"),
+    "nnm+centeredclipping": Variant(
+        "centeredclipping", nnm=True, about="NNM (f = 6) before centered clipping (tau 2.5, 3 iterations)"
+    ),
     "nnm+fedtrimmedavg": Variant("fedtrimmedavg", nnm=True, about="NNM (f = 6) before the trimmed mean (beta 0.3)"),
     "nnm+multikrum": Variant("multikrum", nnm=True, about="NNM (f = 6) before MultiKrum (f = 6)"),
-    "centeredclipping+momentum0.9": Variant("centeredclipping", client_momentum=0.9,
-                                            about="centered clipping (tau 2.5, 3 iterations), honest trainers "
-                                                  "send client momentum 0.9 of their updates"),
-    "zeno+clip": Variant("zeno", params=(("clip", True),), about="Zeno (b = 6) on the root-set score, kept "
-                                                                  "updates clipped to the round's median norm"),
-    "multikrum_f_matched": Variant("multikrum", f_matched=True,
-                                   about="MultiKrum with f matched to the attack share: f = the actual attacker "
-                                         "count (4 at 20%, 6 at 30%, 0 without attack)"),
+    "centeredclipping+momentum0.9": Variant(
+        "centeredclipping",
+        client_momentum=0.9,
+        about="centered clipping (tau 2.5, 3 iterations), honest trainers send client momentum 0.9 of their updates",
+    ),
+    "zeno+clip": Variant(
+        "zeno",
+        params=(("clip", True),),
+        about="Zeno (b = 6) on the root-set score, kept updates clipped to the round's median norm",
+    ),
+    "multikrum_f_matched": Variant(
+        "multikrum",
+        f_matched=True,
+        about="MultiKrum with f matched to the attack share: f = the actual attacker "
+        "count (4 at 20%, 6 at 30%, 0 without attack)",
+    ),
 }
 
 
@@ -132,8 +141,11 @@ def cell_recipe(dataset: str, rule: str, byzantine_fraction: float, setup: Setup
     v = VARIANTS.get(rule) if rule not in RULES else None
     if v is None:
         return recipe_of(dataset, rule, setup, data, seed)
-    return replace(recipe_of(dataset, v.rule, setup, data, seed),
-                   rule_params=v.rule_params(setup.trainers, byzantine_fraction), client_momentum=v.client_momentum)
+    return replace(
+        recipe_of(dataset, v.rule, setup, data, seed),
+        rule_params=v.rule_params(setup.trainers, byzantine_fraction),
+        client_momentum=v.client_momentum,
+    )
 
 
 def uses_root_set(rule: str, recipe: Recipe | None = None) -> bool:
@@ -163,8 +175,9 @@ def _first_round_update(dataset: str, seed: int, setup: Setup, i: int) -> np.nda
     return _train(dataset, seed, setup, i, initial, 0, data.x_train[parts[i]], data.y_train[parts[i]])
 
 
-def _train(dataset: str, seed: int, setup: Setup, i: int, params: dict, round_id: int, x: np.ndarray,
-           y: np.ndarray) -> np.ndarray:
+def _train(
+    dataset: str, seed: int, setup: Setup, i: int, params: dict, round_id: int, x: np.ndarray, y: np.ndarray
+) -> np.ndarray:
     """Trainer i's update, as ``Trainer.train`` computes it (same seed, same float32 delta)."""
     data, _, _, _, _, net = _world(dataset, seed, setup)
     tc = recipe_of(dataset, "fedavg", setup, data).train_config()
@@ -175,10 +188,20 @@ def _train(dataset: str, seed: int, setup: Setup, i: int, params: dict, round_id
 def recipe_of(dataset: str, rule: str, setup: Setup, data=None, seed: int = 0, score: str = "cosine") -> Recipe:
     """The recipe ``build_network`` writes for this setup (root set drawn from seed's held-out split)."""
     data = data or load_dataset(dataset)
-    return Recipe(model=setup.model or MODELS[dataset], dataset=dataset, input_shape=tuple(data.input_shape),
-                  num_classes=data.num_classes, epochs=setup.epochs, batch_size=setup.batch_size, lr=setup.lr,
-                  momentum=setup.momentum, rule=rule, rule_params=rule_params(rule, setup.trainers), score=score,
-                  data_seed=seed)
+    return Recipe(
+        model=setup.model or MODELS[dataset],
+        dataset=dataset,
+        input_shape=tuple(data.input_shape),
+        num_classes=data.num_classes,
+        epochs=setup.epochs,
+        batch_size=setup.batch_size,
+        lr=setup.lr,
+        momentum=setup.momentum,
+        rule=rule,
+        rule_params=rule_params(rule, setup.trainers),
+        score=score,
+        data_seed=seed,
+    )
 
 
 class Payouts:
@@ -199,9 +222,11 @@ class Payouts:
 
     def shares(self, honest: list[int], attackers: list[int]) -> dict:
         total, h = sum(self.rewards), sum(self.rewards[i] for i in honest)
-        return {"honest_reward_share": h / total if total else None,
-                "honest_reward_per_head": h / len(honest) / TOKEN,
-                "attacker_reward_per_head": (total - h) / len(attackers) / TOKEN if attackers else None}
+        return {
+            "honest_reward_share": h / total if total else None,
+            "honest_reward_per_head": h / len(honest) / TOKEN,
+            "attacker_reward_per_head": (total - h) / len(attackers) / TOKEN if attackers else None,
+        }
 
 
 def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
@@ -242,14 +267,18 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
         if recipe.client_momentum:  # what honest trainers send (Trainer.make_update); attackers send raw crafts
             for i in honest_ids:
                 updates[i] = momentum[i] = client_momentum(
-                    {"u": momentum[i]} if i in momentum else None, {"u": updates[i]}, recipe.client_momentum)["u"]
+                    {"u": momentum[i]} if i in momentum else None, {"u": updates[i]}, recipe.client_momentum
+                )["u"]
         # An honest trainer whose training diverged (a wrecked model) cannot send a valid
         # update: it could not commit one on chain either, so it sits the round out.
         valid = {i: u for i, u in updates.items() if _in_range(u)}
         if attacker_ids:
             assert attack is not None  # attackers only under an attack (f > 0)
-            honest = (np.stack([valid[i] for i in honest_ids if i in valid]).astype(np.float64)
-                      if attack.omniscient and valid else np.zeros((0, q.size)))
+            honest = (
+                np.stack([valid[i] for i in honest_ids if i in valid]).astype(np.float64)
+                if attack.omniscient and valid
+                else np.zeros((0, q.size))
+            )
             g = flatten(params).astype(np.float64)
             for i in attacker_ids:
                 own = trained(i).astype(np.float64) if attack.trains else None
@@ -257,33 +286,60 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
                     assert own is not None, "an attack that crafts nothing sends the update it trained"
                     valid[i] = finish(own)
                 else:
-                    valid[i] = finish(attack.craft(Knowledge(model=g, own=own, honest=honest, n=n, f=f,
-                                                             rng=np.random.default_rng([cell.seed * 1000 + i, r]))))
+                    valid[i] = finish(
+                        attack.craft(
+                            Knowledge(
+                                model=g,
+                                own=own,
+                                honest=honest,
+                                n=n,
+                                f=f,
+                                rng=np.random.default_rng([cell.seed * 1000 + i, r]),
+                            )
+                        )
+                    )
         ids = sorted(valid)  # reveal order: trainer order, as the simulation steps them
         # as on the chain: every trainer holds one minimum stake and k = n, so each stands for one seat
         # (no blobs, no commitments: the updates are in memory and aggregate_round reads no root, CID or salt)
         revealed = [Reveal(0, r, nodes[i], k, ZERO, ZERO, samples[i], ZERO, BPS) for k, i in enumerate(ids)]
         qs = {nodes[i]: fp.to_fixed(valid[i]) for i in ids}
         model_now = Model(params=params, q=q, root=b"", cid="")
-        result = aggregate_round(0, r, model_now, revealed, qs, {nodes[i]: samples[i] for i in ids}, {},
-                                 recipe, template, prev_update=prev)
+        result = aggregate_round(
+            0, r, model_now, revealed, qs, {nodes[i]: samples[i] for i in ids}, {}, recipe, template, prev_update=prev
+        )
         new_q = decode_update(result.blob, shapes)
         cosine.pay(r, _by_trainer(n, ids, [s for _, s in result.scores]))
         # the same round scored on the root set, by the function validators call for score = "validation"
-        root_scores = (result.root_set_scores if result.root_set_scores is not None  # Zeno computed them already
-                       else round_scores(by_root_set, q, list(qs.values()), new_q - q, template) if ids else [])
+        root_scores = (
+            result.root_set_scores
+            if result.root_set_scores is not None  # Zeno computed them already
+            else round_scores(by_root_set, q, list(qs.values()), new_q - q, template)
+            if ids
+            else []
+        )
         validation.pay(r, _by_trainer(n, ids, root_scores))
         q, prev = new_q, new_q - q
         curve.append(evaluate(net, unflatten(fp.from_fixed(q), template), data.x_test[test], data.y_test[test]))
 
     final = unflatten(fp.from_fixed(q), template)
     model_root = result.model_root.hex()
-    row = {**asdict(cell), "attack": cell.attack or "none", "rounds": setup.rounds, "model": model,
-           "local_epochs": setup.epochs, "byzantine_trainers": f, "rule_params": dict(recipe.rule_params),
-           "uses_root_set": uses_root_set(recipe.rule, recipe), "accuracy": curve[-1], "accuracy_curve": curve,
-           **cosine.shares(honest_ids, attacker_ids),
-           **{k + "_root_set": v for k, v in validation.shares(honest_ids, attacker_ids).items()},
-           "model_root": "0x" + model_root, "rewards_wei": cosine.rewards, "seconds": time.perf_counter() - start}
+    row = {
+        **asdict(cell),
+        "attack": cell.attack or "none",
+        "rounds": setup.rounds,
+        "model": model,
+        "local_epochs": setup.epochs,
+        "byzantine_trainers": f,
+        "rule_params": dict(recipe.rule_params),
+        "uses_root_set": uses_root_set(recipe.rule, recipe),
+        "accuracy": curve[-1],
+        "accuracy_curve": curve,
+        **cosine.shares(honest_ids, attacker_ids),
+        **{k + "_root_set": v for k, v in validation.shares(honest_ids, attacker_ids).items()},
+        "model_root": "0x" + model_root,
+        "rewards_wei": cosine.rewards,
+        "seconds": time.perf_counter() - start,
+    }
     if cell.rule in VARIANTS and cell.rule not in RULES:
         row |= {"variant": cell.rule, "base_rule": recipe.rule, "client_momentum": recipe.client_momentum}
     if cell.attack == "backdoor":
@@ -341,8 +397,16 @@ def cpu_count() -> int:
 # -- the grid, its summary and its report
 
 
-QUICK: dict[str, Any] = dict(datasets=["digits"], rules=["fedavg", "fedmedian"], attacks=["signflip", "backdoor"],
-             fractions=[0.3], seeds=[0], rounds=2, workers=1, chain_attacks=["withholder"])
+QUICK: dict[str, Any] = dict(
+    datasets=["digits"],
+    rules=["fedavg", "fedmedian"],
+    attacks=["signflip", "backdoor"],
+    fractions=[0.3],
+    seeds=[0],
+    rounds=2,
+    workers=1,
+    chain_attacks=["withholder"],
+)
 
 
 def grid(datasets, rules, attacks, fractions, seeds) -> list[Cell]:
@@ -364,11 +428,20 @@ def summarize(rows: list[dict]) -> list[dict]:
     cells = []
     for (ds, rule, attack, fr), rs in groups.items():
         acc = np.array([r["accuracy"] for r in rs])
-        cell = {"dataset": ds, "rule": rule, "attack": attack, "byzantine_fraction": fr,
-                "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()),
-                "accuracy_min": float(acc.min()), "seeds": [r["seed"] for r in rs],
-                "uses_root_set": rs[0]["uses_root_set"], "rule_params": rs[0]["rule_params"],
-                "rounds": rs[0]["rounds"], "model": rs[0]["model"]}
+        cell = {
+            "dataset": ds,
+            "rule": rule,
+            "attack": attack,
+            "byzantine_fraction": fr,
+            "accuracy_mean": float(acc.mean()),
+            "accuracy_std": float(acc.std()),
+            "accuracy_min": float(acc.min()),
+            "seeds": [r["seed"] for r in rs],
+            "uses_root_set": rs[0]["uses_root_set"],
+            "rule_params": rs[0]["rule_params"],
+            "rounds": rs[0]["rounds"],
+            "model": rs[0]["model"],
+        }
         for score in ("", "_root_set"):
             shares = [r["honest_reward_share" + score] for r in rs if r["honest_reward_share" + score] is not None]
             cell["honest_reward_share" + score] = float(np.mean(shares)) if shares else None
@@ -392,13 +465,17 @@ def merge(old: dict, new: dict) -> dict:
     overlap = {(r["dataset"], r["seed"]) for r in old["runs"]} & {(r["dataset"], r["seed"]) for r in new["runs"]}
     if overlap:
         raise ValueError(f"the results hold (dataset, seed) {sorted(overlap)} already")
-    return new | {"commands": old.get("commands", [old.get("command")]) + new["commands"],
-                  "datasets": list(dict.fromkeys(old["datasets"] + new["datasets"])),
-                  "attacks": list(dict.fromkeys(old["attacks"] + new["attacks"])),
-                  "seeds": sorted(set(old["seeds"]) | set(new["seeds"])),
-                  "fractions": sorted(set(old["fractions"]) | set(new["fractions"])),
-                  "models": old["models"] | new["models"], "seconds": old["seconds"] + new["seconds"],
-                  "chain_runs": old["chain_runs"] + new["chain_runs"], "runs": old["runs"] + new["runs"]}
+    return new | {
+        "commands": old.get("commands", [old.get("command")]) + new["commands"],
+        "datasets": list(dict.fromkeys(old["datasets"] + new["datasets"])),
+        "attacks": list(dict.fromkeys(old["attacks"] + new["attacks"])),
+        "seeds": sorted(set(old["seeds"]) | set(new["seeds"])),
+        "fractions": sorted(set(old["fractions"]) | set(new["fractions"])),
+        "models": old["models"] | new["models"],
+        "seconds": old["seconds"] + new["seconds"],
+        "chain_runs": old["chain_runs"] + new["chain_runs"],
+        "runs": old["runs"] + new["runs"],
+    }
 
 
 def worst_cases(cells: list[dict]) -> list[dict]:
@@ -409,8 +486,14 @@ def worst_cases(cells: list[dict]) -> list[dict]:
             continue
         key = (c["dataset"], c["rule"], c["byzantine_fraction"])
         if key not in out or c["accuracy_mean"] < out[key]["accuracy_mean"]:
-            out[key] = {"dataset": c["dataset"], "rule": c["rule"], "byzantine_fraction": c["byzantine_fraction"],
-                        "accuracy_mean": c["accuracy_mean"], "attack": c["attack"], "uses_root_set": c["uses_root_set"]}
+            out[key] = {
+                "dataset": c["dataset"],
+                "rule": c["rule"],
+                "byzantine_fraction": c["byzantine_fraction"],
+                "accuracy_mean": c["accuracy_mean"],
+                "attack": c["attack"],
+                "uses_root_set": c["uses_root_set"],
+            }
     return list(out.values())
 
 
@@ -420,10 +503,24 @@ def worst_cases(cells: list[dict]) -> list[dict]:
 def chain_run(dataset: str, rule: str, attack: str, fraction: float, seed: int, setup: Setup, out) -> dict:
     """One whole simulation on the embedded chain with ``attack`` run by ``fraction`` of the trainers."""
     start = time.perf_counter()
-    cfg = SimConfig(trainers=setup.trainers, rounds=setup.rounds, dataset=dataset, alpha=setup.alpha,
-                    model=setup.model or MODELS[dataset], epochs=setup.epochs, lr=setup.lr, momentum=setup.momentum,
-                    batch_size=setup.batch_size, seed=seed, out=out, attack=attack, byzantine=fraction, rule=rule,
-                    rule_params=rule_params(rule, setup.trainers), pool=setup.pool)
+    cfg = SimConfig(
+        trainers=setup.trainers,
+        rounds=setup.rounds,
+        dataset=dataset,
+        alpha=setup.alpha,
+        model=setup.model or MODELS[dataset],
+        epochs=setup.epochs,
+        lr=setup.lr,
+        momentum=setup.momentum,
+        batch_size=setup.batch_size,
+        seed=seed,
+        out=out,
+        attack=attack,
+        byzantine=fraction,
+        rule=rule,
+        rule_params=rule_params(rule, setup.trainers),
+        pool=setup.pool,
+    )
     net = build_network(cfg)
     finalized = sum(play_round(net).finalized for _ in range(cfg.rounds))
     settle(net)
@@ -431,16 +528,25 @@ def chain_run(dataset: str, rule: str, attack: str, fraction: float, seed: int, 
     bad = [t for t in net.trainers if t not in honest]
     slashed = {e.args["node"] for e in net.deployment.fedchain.events() if e.name == "Slashed"}
     total = sum(t.rewards for t in net.trainers)
-    row = {"dataset": dataset, "rule": rule, "attack": attack, "byzantine_fraction": fraction, "seed": seed,
-           "rounds": cfg.rounds, "rounds_finalized": finalized, "accuracy": model_accuracy(net),
-           "honest_reward_share": sum(t.rewards for t in honest) / total if total else None,
-           "honest_reward_per_head": sum(t.rewards for t in honest) / len(honest) / TOKEN,
-           "attacker_reward_per_head": sum(t.rewards for t in bad) / len(bad) / TOKEN if bad else None,
-           "attackers_slashed": sum(t.address in slashed for t in bad),
-           "honest_slashed": sum(t.address in slashed for t in honest),
-           "conservation_gap_wei": net.conservation_gap(),
-           "model_root": "0x" + net.deployment.fedchain.call("tasks", net.task_id)["model_root"].hex(),
-           "rewards_wei": [t.rewards for t in net.trainers], "seconds": time.perf_counter() - start}
+    row = {
+        "dataset": dataset,
+        "rule": rule,
+        "attack": attack,
+        "byzantine_fraction": fraction,
+        "seed": seed,
+        "rounds": cfg.rounds,
+        "rounds_finalized": finalized,
+        "accuracy": model_accuracy(net),
+        "honest_reward_share": sum(t.rewards for t in honest) / total if total else None,
+        "honest_reward_per_head": sum(t.rewards for t in honest) / len(honest) / TOKEN,
+        "attacker_reward_per_head": sum(t.rewards for t in bad) / len(bad) / TOKEN if bad else None,
+        "attackers_slashed": sum(t.address in slashed for t in bad),
+        "honest_slashed": sum(t.address in slashed for t in honest),
+        "conservation_gap_wei": net.conservation_gap(),
+        "model_root": "0x" + net.deployment.fedchain.call("tasks", net.task_id)["model_root"].hex(),
+        "rewards_wei": [t.rewards for t in net.trainers],
+        "seconds": time.perf_counter() - start,
+    }
     refusals = sorted({r for t in bad for r in getattr(t, "refusals", [])})
     if refusals:
         row["refusals"] = refusals
@@ -454,8 +560,10 @@ def _bar_verdict(cands: list, baseline: float, limit: float, against: str = "") 
     """The best of (rule, worst cell) candidates against a bar: "rule, worst case ..., gap: holds?"."""
     rule, w = max(cands, key=lambda rw: rw[1]["accuracy_mean"])
     gap = 100 * (baseline - w["accuracy_mean"])
-    return (f"{rule}, worst case {_fmt(w['accuracy_mean'])} ({w['attack']}), {gap:.1f} points below"
-            f"{' ' + against if against else ''} (bar: {limit}): **{'holds' if gap <= limit else 'does not hold'}**")
+    return (
+        f"{rule}, worst case {_fmt(w['accuracy_mean'])} ({w['attack']}), {gap:.1f} points below"
+        f"{' ' + against if against else ''} (bar: {limit}): **{'holds' if gap <= limit else 'does not hold'}**"
+    )
 
 
 def _fmt(x, pct=True, digits=1):
@@ -467,16 +575,22 @@ def _fmt(x, pct=True, digits=1):
 def markdown(result: dict) -> str:
     cells, lines = result["cells"], []
     s = result["setup"]
-    lines += ["# Robustness benchmark: aggregation rules against attacks", "",
-              "Produced by " + ", then ".join(f"`{c}`" for c in result["commands"])
-              + f" in {result['seconds'] / 60:.1f} minutes ({result['workers']} worker processes, one torch "
-              f"thread each, on a machine with {result['cpu_count']} cores shared with other work).", "",
-              f"Setup: {s['trainers']} trainers, Dirichlet alpha {s['alpha']}, {s['rounds']} rounds of "
-              f"{s['epochs']} local epochs (SGD lr {s['lr']}, momentum {s['momentum']}, batch {s['batch_size']}), "
-              f"seeds {result['seeds']} (each cell lists its own); model per dataset {result['models']}. "
-              "Accuracies in percent, mean ± std over seeds; the attackers are the last trainers; rules configured "
-              "for 30% Byzantine (`rule_params` in results.json). Reward shares: the share of the trainer rewards "
-              "that honest trainers claim, from the validators' scores and the contract's payout formula.", ""]
+    lines += [
+        "# Robustness benchmark: aggregation rules against attacks",
+        "",
+        "Produced by "
+        + ", then ".join(f"`{c}`" for c in result["commands"])
+        + f" in {result['seconds'] / 60:.1f} minutes ({result['workers']} worker processes, one torch "
+        f"thread each, on a machine with {result['cpu_count']} cores shared with other work).",
+        "",
+        f"Setup: {s['trainers']} trainers, Dirichlet alpha {s['alpha']}, {s['rounds']} rounds of "
+        f"{s['epochs']} local epochs (SGD lr {s['lr']}, momentum {s['momentum']}, batch {s['batch_size']}), "
+        f"seeds {result['seeds']} (each cell lists its own); model per dataset {result['models']}. "
+        "Accuracies in percent, mean ± std over seeds; the attackers are the last trainers; rules configured "
+        "for 30% Byzantine (`rule_params` in results.json). Reward shares: the share of the trainer rewards "
+        "that honest trainers claim, from the validators' scores and the contract's payout formula.",
+        "",
+    ]
     for ds in result["datasets"]:
         dcells = [c for c in cells if c["dataset"] == ds]
         rules = list(dict.fromkeys(c["rule"] for c in dcells))
@@ -486,19 +600,27 @@ def markdown(result: dict) -> str:
         lines += [f"## {ds}", ""]
         if base:
             lines += [f"No-attack FedAvg: {_fmt(base['accuracy_mean'])} ± {_fmt(base['accuracy_std'])}.", ""]
-        header = ("| rule | " + " | ".join(f"{a} {int(round(fr * 100))}%" if fr else "no attack" for a, fr in cols)
-                  + " |")
+        header = (
+            "| rule | " + " | ".join(f"{a} {int(round(fr * 100))}%" if fr else "no attack" for a, fr in cols) + " |"
+        )
         lines += ["### Final accuracy", "", header, "|---" * (len(cols) + 1) + "|"]
         for rule in rules:
             vals = [by.get((rule, a, fr)) for a, fr in cols]
-            lines.append(f"| {rule}{' (root set)' if vals[0] and vals[0]['uses_root_set'] else ''} | " + " | ".join(
-                f"{_fmt(c['accuracy_mean'])} ± {_fmt(c['accuracy_std'])}" if c else "–" for c in vals) + " |")
+            lines.append(
+                f"| {rule}{' (root set)' if vals[0] and vals[0]['uses_root_set'] else ''} | "
+                + " | ".join(f"{_fmt(c['accuracy_mean'])} ± {_fmt(c['accuracy_std'])}" if c else "–" for c in vals)
+                + " |"
+            )
         worst = [w for w in result["worst_cases"] if w["dataset"] == ds]
         fracs = sorted({w["byzantine_fraction"] for w in worst})
         if worst:
-            lines += ["", "### Worst case per rule over the attacks", "",
-                      "| rule | " + " | ".join(f"{int(round(fr * 100))}% Byzantine" for fr in fracs) + " |",
-                      "|---" * (len(fracs) + 1) + "|"]
+            lines += [
+                "",
+                "### Worst case per rule over the attacks",
+                "",
+                "| rule | " + " | ".join(f"{int(round(fr * 100))}% Byzantine" for fr in fracs) + " |",
+                "|---" * (len(fracs) + 1) + "|",
+            ]
             for rule in rules:
                 row = []
                 for fr in fracs:
@@ -509,37 +631,66 @@ def markdown(result: dict) -> str:
         bd = [c for c in dcells if c["attack"] == "backdoor"]
         if bd:
             bfr = sorted({c["byzantine_fraction"] for c in bd})
-            lines += ["", "### Backdoor attack success rate (triggered test inputs put in the target class)", "",
-                      "| rule | " + " | ".join(f"{int(round(fr * 100))}%" for fr in bfr) + " |",
-                      "|---" * (len(bfr) + 1) + "|"]
+            lines += [
+                "",
+                "### Backdoor attack success rate (triggered test inputs put in the target class)",
+                "",
+                "| rule | " + " | ".join(f"{int(round(fr * 100))}%" for fr in bfr) + " |",
+                "|---" * (len(bfr) + 1) + "|",
+            ]
             for rule in rules:
-                lines.append(f"| {rule} | " + " | ".join(
-                    _fmt(by[(rule, 'backdoor', fr)]["attack_success_rate"]) if (rule, "backdoor", fr) in by else "–"
-                    for fr in bfr) + " |")
+                lines.append(
+                    f"| {rule} | "
+                    + " | ".join(
+                        _fmt(by[(rule, "backdoor", fr)]["attack_success_rate"]) if (rule, "backdoor", fr) in by else "–"
+                        for fr in bfr
+                    )
+                    + " |"
+                )
         acols = [col for col in cols if col[1] > 0]
-        for score, title in (("", "cosine score (the default recipe)"),
-                             ("_root_set", 'root-set score (recipe score = "validation")')):
-            lines += ["", f"### Honest trainers' share of trainer rewards (%), {title}; per head honest / attacker "
-                      "(tokens)", "",
-                      "| rule | " + " | ".join(f"{a} {int(round(fr * 100))}%" for a, fr in acols) + " |",
-                      "|---" * (len(acols) + 1) + "|"]
+        for score, title in (
+            ("", "cosine score (the default recipe)"),
+            ("_root_set", 'root-set score (recipe score = "validation")'),
+        ):
+            lines += [
+                "",
+                f"### Honest trainers' share of trainer rewards (%), {title}; per head honest / attacker (tokens)",
+                "",
+                "| rule | " + " | ".join(f"{a} {int(round(fr * 100))}%" for a, fr in acols) + " |",
+                "|---" * (len(acols) + 1) + "|",
+            ]
             for rule in rules:
-                lines.append(f"| {rule} | " + " | ".join(
-                    (f"{_fmt(c['honest_reward_share' + score])} ({c['honest_reward_per_head' + score]:.1f}/"
-                     f"{_fmt(c['attacker_reward_per_head' + score], pct=False)})" if c else "–")
-                    for c in (by.get((rule, a, fr)) for a, fr in acols)) + " |")
+                lines.append(
+                    f"| {rule} | "
+                    + " | ".join(
+                        (
+                            f"{_fmt(c['honest_reward_share' + score])} ({c['honest_reward_per_head' + score]:.1f}/"
+                            f"{_fmt(c['attacker_reward_per_head' + score], pct=False)})"
+                            if c
+                            else "–"
+                        )
+                        for c in (by.get((rule, a, fr)) for a, fr in acols)
+                    )
+                    + " |"
+                )
         lines.append("")
     lines += bars(result)
     if result.get("chain_runs"):
-        lines += ["## Full runs on the chain", "",
-                  "| dataset | rule | attack | Byzantine | accuracy | honest reward share | per head honest / attacker "
-                  "| attackers slashed | honest slashed | refused | seconds |", "|---" * 11 + "|"]
+        lines += [
+            "## Full runs on the chain",
+            "",
+            "| dataset | rule | attack | Byzantine | accuracy | honest reward share | per head honest / attacker "
+            "| attackers slashed | honest slashed | refused | seconds |",
+            "|---" * 11 + "|",
+        ]
         for r in result["chain_runs"]:
-            lines.append(f"| {r['dataset']} | {r['rule']} | {r['attack']} "
-                         f"| {int(round(100 * r['byzantine_fraction']))}% | {_fmt(r['accuracy'])} "
-                         f"| {_fmt(r['honest_reward_share'])} | {r['honest_reward_per_head']:.1f} / "
-                         f"{_fmt(r['attacker_reward_per_head'], pct=False)} | {r['attackers_slashed']} "
-                         f"| {r['honest_slashed']} | {', '.join(r.get('refusals', [])) or '–'} | {r['seconds']:.0f} |")
+            lines.append(
+                f"| {r['dataset']} | {r['rule']} | {r['attack']} "
+                f"| {int(round(100 * r['byzantine_fraction']))}% | {_fmt(r['accuracy'])} "
+                f"| {_fmt(r['honest_reward_share'])} | {r['honest_reward_per_head']:.1f} / "
+                f"{_fmt(r['attacker_reward_per_head'], pct=False)} | {r['attackers_slashed']} "
+                f"| {r['honest_slashed']} | {', '.join(r.get('refusals', [])) or '–'} | {r['seconds']:.0f} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -570,25 +721,36 @@ def bars(result: dict, dataset: str = "digits") -> list[str]:
         if not cands:
             lines.append(f"- {'with' if trusted else 'without'} a root set at {fr:.0%}: no rule measured")
             continue
-        lines.append(f"- {'with' if trusted else 'without'} trusted data, {fr:.0%} Byzantine: best rule "
-                     + _bar_verdict(cands, b, limit, "no-attack FedAvg"))
+        lines.append(
+            f"- {'with' if trusted else 'without'} trusted data, {fr:.0%} Byzantine: best rule "
+            + _bar_verdict(cands, b, limit, "no-attack FedAvg")
+        )
     for score, name in (("", "cosine score"), ("_root_set", "root-set score")):
         ok = []
         for rule in rules:
-            shares = [by[(rule, a, fr)]["honest_reward_share" + score] for a in BAR_ATTACKS if a != "alie"
-                      for fr in result["fractions"] if (rule, a, fr) in by]
+            shares = [
+                by[(rule, a, fr)]["honest_reward_share" + score]
+                for a in BAR_ATTACKS
+                if a != "alie"
+                for fr in result["fractions"]
+                if (rule, a, fr) in by
+            ]
             alie = [by[(rule, "alie", fr)] for fr in result["fractions"] if (rule, "alie", fr) in by]
             low = min((x for x in shares if x is not None), default=None)
             head = all(c["honest_reward_per_head" + score] > (c["attacker_reward_per_head" + score] or 0) for c in alie)
             if low is not None and low >= 0.9 and head:
                 ok.append(f"{rule} (lowest share {_fmt(low)})")
-        lines.append(f"- honest trainers >= 90% of trainer rewards under every attack but ALIE and more per head "
-                     f"under ALIE, {name}: **{'holds for ' + ', '.join(ok) if ok else 'holds for no rule'}**")
+        lines.append(
+            f"- honest trainers >= 90% of trainer rewards under every attack but ALIE and more per head "
+            f"under ALIE, {name}: **{'holds for ' + ', '.join(ok) if ok else 'holds for no rule'}**"
+        )
     chain = result.get("chain_runs", [])
     if chain:
         slashed = sum(r["honest_slashed"] for r in chain)
-        lines.append(f"- no honest trainer slashed: {slashed} in {len(chain)} full runs on the chain: "
-                     f"**{'holds' if slashed == 0 else 'does not hold'}**")
+        lines.append(
+            f"- no honest trainer slashed: {slashed} in {len(chain)} full runs on the chain: "
+            f"**{'holds' if slashed == 0 else 'does not hold'}**"
+        )
     return lines + [""]
 
 
@@ -607,8 +769,9 @@ def heatmap(result: dict, path) -> None:
         by = {(c["rule"], c["attack"], c["byzantine_fraction"]): c["accuracy_mean"] for c in dcells}
         m = np.array([[by.get((r, a, fr), np.nan) for a, fr in cols] for r in rules]) * 100
         im = ax.imshow(m, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
-        ax.set_xticks(range(len(cols)), [f"{a}\n{int(round(fr * 100))}%" if fr else "none" for a, fr in cols],
-                      fontsize=7)
+        ax.set_xticks(
+            range(len(cols)), [f"{a}\n{int(round(fr * 100))}%" if fr else "none" for a, fr in cols], fontsize=7
+        )
         ax.set_yticks(range(len(rules)), rules, fontsize=8)
         for i in range(len(rules)):
             for j in range(len(cols)):
@@ -653,7 +816,8 @@ def write_report(result: dict, out) -> None:
 def variant_cells(datasets, variants, attacks, fractions, seeds) -> list[Cell]:
     """The grid of ``variants`` (names in VARIANTS), plus no-attack FedAvg per seed: the reference."""
     return [Cell(ds, BASELINE, None, 0.0, seed) for ds in datasets for seed in seeds] + grid(
-        datasets, variants, attacks, fractions, seeds)
+        datasets, variants, attacks, fractions, seeds
+    )
 
 
 def summarize_variants(rows: list[dict]) -> list[dict]:
@@ -661,30 +825,44 @@ def summarize_variants(rows: list[dict]) -> list[dict]:
     cells = summarize(rows)
     for c in cells:
         v = VARIANTS.get(c["rule"]) if c["rule"] not in RULES else None
-        c |= ({"variant": c["rule"], "base_rule": v.rule, "client_momentum": v.client_momentum, "about": v.about}
-              if v else {"variant": None, "base_rule": c["rule"], "client_momentum": 0.0})
+        c |= (
+            {"variant": c["rule"], "base_rule": v.rule, "client_momentum": v.client_momentum, "about": v.about}
+            if v
+            else {"variant": None, "base_rule": c["rule"], "client_momentum": 0.0}
+        )
     return cells
 
 
 def variants_markdown(result: dict) -> str:
     cells, s = result["cells"], result["setup"]
-    lines = ["# Robustness benchmark: rule variants", "",
-             "Produced by " + ", then ".join(f"`{c}`" for c in result["commands"])
-             + f" in {result['seconds'] / 60:.1f} minutes ({result['workers']} worker processes, one torch thread "
-             f"each, on a machine with {result['cpu_count']} cores shared with other work).", "",
-             f"Setup as the main grid (`benchmarks/robustness`): {s['trainers']} trainers, Dirichlet alpha "
-             f"{s['alpha']}, {s['rounds']} rounds of {s['epochs']} local epochs (SGD lr {s['lr']}, momentum "
-             f"{s['momentum']}, batch {s['batch_size']}), seeds {result['seeds']}; the same cell code "
-             "(`run_cell`, the validators' `aggregate_round`); only the recipe differs (`VARIANTS` in "
-             "`src/fedchain/bench/robustness.py`). Accuracies in percent, mean ± std over seeds; the attackers "
-             "are the last trainers. Client momentum is applied by the honest trainers only (as "
-             "`Trainer.make_update`); attackers send their crafted updates as they are, and omniscient attackers "
-             "see the honest updates as sent.", "", "## Variants", "",
-             "| variant | rule | rule_params (at 20% / 30%) | client momentum | what |", "|---|---|---|---|---|"]
+    lines = [
+        "# Robustness benchmark: rule variants",
+        "",
+        "Produced by "
+        + ", then ".join(f"`{c}`" for c in result["commands"])
+        + f" in {result['seconds'] / 60:.1f} minutes ({result['workers']} worker processes, one torch thread "
+        f"each, on a machine with {result['cpu_count']} cores shared with other work).",
+        "",
+        f"Setup as the main grid (`benchmarks/robustness`): {s['trainers']} trainers, Dirichlet alpha "
+        f"{s['alpha']}, {s['rounds']} rounds of {s['epochs']} local epochs (SGD lr {s['lr']}, momentum "
+        f"{s['momentum']}, batch {s['batch_size']}), seeds {result['seeds']}; the same cell code "
+        "(`run_cell`, the validators' `aggregate_round`); only the recipe differs (`VARIANTS` in "
+        "`src/fedchain/bench/robustness.py`). Accuracies in percent, mean ± std over seeds; the attackers "
+        "are the last trainers. Client momentum is applied by the honest trainers only (as "
+        "`Trainer.make_update`); attackers send their crafted updates as they are, and omniscient attackers "
+        "see the honest updates as sent.",
+        "",
+        "## Variants",
+        "",
+        "| variant | rule | rule_params (at 20% / 30%) | client momentum | what |",
+        "|---|---|---|---|---|",
+    ]
     for name in result["rules"]:
         v = VARIANTS[name]
-        ps = [next((c["rule_params"] for c in cells if c["rule"] == name and c["byzantine_fraction"] == fr), None)
-              for fr in result["fractions"]]
+        ps = [
+            next((c["rule_params"] for c in cells if c["rule"] == name and c["byzantine_fraction"] == fr), None)
+            for fr in result["fractions"]
+        ]
         ps = [p for p in ps if p is not None]
         shown = " / ".join(dict.fromkeys(f"`{json_compact(p)}`" for p in ps))
         lines.append(f"| {name} | {v.rule} | {shown} | {v.client_momentum or '–'} | {v.about} |")
@@ -696,64 +874,121 @@ def variants_markdown(result: dict) -> str:
         b = base["accuracy_mean"] if base else None
         lines += [f"## {ds}", ""]
         if base:
-            lines += [f"No-attack FedAvg (this run, seeds {base['seeds']}): {_fmt(b)} ± {_fmt(base['accuracy_std'])}.",
-                      ""]
+            lines += [
+                f"No-attack FedAvg (this run, seeds {base['seeds']}): {_fmt(b)} ± {_fmt(base['accuracy_std'])}.",
+                "",
+            ]
         fracs = sorted({c["byzantine_fraction"] for c in dcells if c["byzantine_fraction"] > 0})
         worst = partial(_worst, by)
 
-        lines += [f"### Worst case over the {len(BAR_ATTACKS)} model-poisoning attacks ({', '.join(BAR_ATTACKS)})",
-                  "", "| variant | no attack | " + " | ".join(f"worst at {fr:.0%} (attack, vs no-attack FedAvg)"
-                                                            for fr in fracs) + " |", "|---" * (len(fracs) + 2) + "|"]
+        lines += [
+            f"### Worst case over the {len(BAR_ATTACKS)} model-poisoning attacks ({', '.join(BAR_ATTACKS)})",
+            "",
+            "| variant | no attack | "
+            + " | ".join(f"worst at {fr:.0%} (attack, vs no-attack FedAvg)" for fr in fracs)
+            + " |",
+            "|---" * (len(fracs) + 2) + "|",
+        ]
         for name in result["rules"]:
-            row = [f"{_fmt(by[(name, 'none', 0.0)]['accuracy_mean'])} ± {_fmt(by[(name, 'none', 0.0)]['accuracy_std'])}"
-                   if (name, "none", 0.0) in by else "–"]
+            row = [
+                f"{_fmt(by[(name, 'none', 0.0)]['accuracy_mean'])} ± {_fmt(by[(name, 'none', 0.0)]['accuracy_std'])}"
+                if (name, "none", 0.0) in by
+                else "–"
+            ]
             for fr in fracs:
                 w = worst(name, fr)
                 gap = f", {100 * (w['accuracy_mean'] - b):+.1f}" if w and b is not None else ""
-                row.append(f"{_fmt(w['accuracy_mean'])} ± {_fmt(w['accuracy_std'])} ({w['attack']}{gap})" if w
-                           else "– (not every attack measured)")
+                row.append(
+                    f"{_fmt(w['accuracy_mean'])} ± {_fmt(w['accuracy_std'])} ({w['attack']}{gap})"
+                    if w
+                    else "– (not every attack measured)"
+                )
             lines.append(f"| {name} | " + " | ".join(row) + " |")
         if b is not None:
-            lines += ["", "Bars (issue 4): without trusted data, the best worst case within 5 points of no-attack "
-                      "FedAvg at 20% Byzantine and within 10 at 30%; with a root set held by validators, within 3 at "
-                      "30%.", ""]
+            lines += [
+                "",
+                "Bars (issue 4): without trusted data, the best worst case within 5 points of no-attack "
+                "FedAvg at 20% Byzantine and within 10 at 30%; with a root set held by validators, within 3 at "
+                "30%.",
+                "",
+            ]
             for fr, limit, trusted in ((0.2, 5, False), (0.3, 10, False), (0.3, 3, True)):
-                cands = [(r, w) for r in result["rules"]
-                         if (w := worst(r, fr)) and w["uses_root_set"] == trusted]
+                cands = [(r, w) for r in result["rules"] if (w := worst(r, fr)) and w["uses_root_set"] == trusted]
                 if cands:
-                    lines.append(f"- {'with' if trusted else 'without'} trusted data, {fr:.0%} Byzantine: best "
-                                 "variant " + _bar_verdict(cands, b, limit))
+                    lines.append(
+                        f"- {'with' if trusted else 'without'} trusted data, {fr:.0%} Byzantine: best "
+                        "variant " + _bar_verdict(cands, b, limit)
+                    )
         cols = list(dict.fromkeys((c["attack"], c["byzantine_fraction"]) for c in dcells if c["rule"] != BASELINE))
-        lines += ["", "### Final accuracy", "",
-                  "| variant | " + " | ".join(f"{a} {fr:.0%}" if fr else "no attack" for a, fr in cols) + " |",
-                  "|---" * (len(cols) + 1) + "|"]
+        lines += [
+            "",
+            "### Final accuracy",
+            "",
+            "| variant | " + " | ".join(f"{a} {fr:.0%}" if fr else "no attack" for a, fr in cols) + " |",
+            "|---" * (len(cols) + 1) + "|",
+        ]
         for name in result["rules"]:
-            lines.append(f"| {name} | " + " | ".join(
-                f"{_fmt(c['accuracy_mean'])} ± {_fmt(c['accuracy_std'])}" if c else "–"
-                for c in (by.get((name, a, fr)) for a, fr in cols)) + " |")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(
+                    f"{_fmt(c['accuracy_mean'])} ± {_fmt(c['accuracy_std'])}" if c else "–"
+                    for c in (by.get((name, a, fr)) for a, fr in cols)
+                )
+                + " |"
+            )
         acols = [col for col in cols if col[1] > 0]
-        lines += ["", "### Honest trainers' share of trainer rewards (%), cosine score", "",
-                  "| variant | " + " | ".join(f"{a} {fr:.0%}" for a, fr in acols) + " |",
-                  "|---" * (len(acols) + 1) + "|"]
+        lines += [
+            "",
+            "### Honest trainers' share of trainer rewards (%), cosine score",
+            "",
+            "| variant | " + " | ".join(f"{a} {fr:.0%}" for a, fr in acols) + " |",
+            "|---" * (len(acols) + 1) + "|",
+        ]
         for name in result["rules"]:
-            lines.append(f"| {name} | " + " | ".join(_fmt(c["honest_reward_share"]) if c else "–"
-                                                      for c in (by.get((name, a, fr)) for a, fr in acols)) + " |")
-        lines += ["", "### Honest trainers' share of trainer rewards (%), root-set score; per head honest / attacker "
-                  "(tokens)", "", "| variant | " + " | ".join(f"{a} {fr:.0%}" for a, fr in acols) + " |",
-                  "|---" * (len(acols) + 1) + "|"]
+            lines.append(
+                f"| {name} | "
+                + " | ".join(
+                    _fmt(c["honest_reward_share"]) if c else "–" for c in (by.get((name, a, fr)) for a, fr in acols)
+                )
+                + " |"
+            )
+        lines += [
+            "",
+            "### Honest trainers' share of trainer rewards (%), root-set score; per head honest / attacker (tokens)",
+            "",
+            "| variant | " + " | ".join(f"{a} {fr:.0%}" for a, fr in acols) + " |",
+            "|---" * (len(acols) + 1) + "|",
+        ]
         for name in result["rules"]:
-            lines.append(f"| {name} | " + " | ".join(
-                f"{_fmt(c['honest_reward_share_root_set'])} ({c['honest_reward_per_head_root_set']:.1f}/"
-                f"{_fmt(c['attacker_reward_per_head_root_set'], pct=False)})" if c else "–"
-                for c in (by.get((name, a, fr)) for a, fr in acols)) + " |")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(
+                    f"{_fmt(c['honest_reward_share_root_set'])} ({c['honest_reward_per_head_root_set']:.1f}/"
+                    f"{_fmt(c['attacker_reward_per_head_root_set'], pct=False)})"
+                    if c
+                    else "–"
+                    for c in (by.get((name, a, fr)) for a, fr in acols)
+                )
+                + " |"
+            )
         bd = [(name, fr) for name in result["rules"] for fr in fracs if (name, "backdoor", fr) in by]
         if bd:
-            lines += ["", "### Backdoor attack success rate (%)", "",
-                      "| variant | " + " | ".join(f"{fr:.0%}" for fr in fracs) + " |", "|---" * (len(fracs) + 1) + "|"]
+            lines += [
+                "",
+                "### Backdoor attack success rate (%)",
+                "",
+                "| variant | " + " | ".join(f"{fr:.0%}" for fr in fracs) + " |",
+                "|---" * (len(fracs) + 1) + "|",
+            ]
             for name in result["rules"]:
-                lines.append(f"| {name} | " + " | ".join(
-                    _fmt(by[(name, "backdoor", fr)]["attack_success_rate"]) if (name, "backdoor", fr) in by else "–"
-                    for fr in fracs) + " |")
+                lines.append(
+                    f"| {name} | "
+                    + " | ".join(
+                        _fmt(by[(name, "backdoor", fr)]["attack_success_rate"]) if (name, "backdoor", fr) in by else "–"
+                        for fr in fracs
+                    )
+                    + " |"
+                )
         lines.append("")
     return "\n".join(lines)
 

@@ -68,18 +68,19 @@ class Codec:
         self.abi = abi
         self.functions = {f["name"]: f for f in abi if f["type"] == "function"}
         # the compiler's ABI entries, plain dicts with the keys eth_typing's TypedDicts name
-        self._selectors = {name: function_abi_to_4byte_selector(cast(ABIFunction, f))
-                           for name, f in self.functions.items()}
+        self._selectors = {
+            name: function_abi_to_4byte_selector(cast(ABIFunction, f)) for name, f in self.functions.items()
+        }
         self._inputs = {name: [_type(i) for i in f["inputs"]] for name, f in self.functions.items()}
         self._outputs = {name: [_type(o) for o in f["outputs"]] for name, f in self.functions.items()}
-        self.events = {
-            event_abi_to_log_topic(cast(ABIEvent, e)): e for e in abi if e["type"] == "event"
-        }
+        self.events = {event_abi_to_log_topic(cast(ABIEvent, e)): e for e in abi if e["type"] == "event"}
         # topic -> (indexed params with their types, unindexed params, their types)
         self._layouts = {
-            topic: ([(i, _type(i)) for i in e["inputs"] if i["indexed"]],
-                    [i for i in e["inputs"] if not i["indexed"]],
-                    [_type(i) for i in e["inputs"] if not i["indexed"]])
+            topic: (
+                [(i, _type(i)) for i in e["inputs"] if i["indexed"]],
+                [i for i in e["inputs"] if not i["indexed"]],
+                [_type(i) for i in e["inputs"] if not i["indexed"]],
+            )
             for topic, e in self.events.items()
         }
         self.constructor = next((f for f in abi if f["type"] == "constructor"), None)
@@ -104,8 +105,9 @@ class Codec:
         values = [_normalise(v, o) for v, o in zip(eth_abi.decode(self._outputs[fn], data), outputs)]
         return values[0] if len(values) == 1 else tuple(values)
 
-    def decode_log(self, topics: list[bytes], data: bytes, block: int, address: str,
-                   log_index: int = 0) -> Event | None:
+    def decode_log(
+        self, topics: list[bytes], data: bytes, block: int, address: str, log_index: int = 0
+    ) -> Event | None:
         if not topics or topics[0] not in self.events:
             return None
         e = self.events[topics[0]]

@@ -33,12 +33,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def anvil_command(port: int, state: Path | None = None, block_time: float | None = None, accounts: int = 10,
-                  state_interval: float | None = None, host: str = "127.0.0.1") -> list[str]:
+def anvil_command(
+    port: int,
+    state: Path | None = None,
+    block_time: float | None = None,
+    accounts: int = 10,
+    state_interval: float | None = None,
+    host: str = "127.0.0.1",
+) -> list[str]:
     """The anvil command line fedchain uses: the dev mnemonic, chain id 31337, and
     ``--silent`` (anvil would otherwise print its accounts' private keys)."""
-    args = [str(anvil_binary()), "--host", host, "--port", str(port), "--silent",
-            "--mnemonic", DEV_MNEMONIC, "--chain-id", "31337", "--accounts", str(accounts)]
+    args = [
+        str(anvil_binary()),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--silent",
+        "--mnemonic",
+        DEV_MNEMONIC,
+        "--chain-id",
+        "31337",
+        "--accounts",
+        str(accounts),
+    ]
     if state is not None:
         args += ["--state", str(state)]  # load if present, dump on exit
         if state_interval:
@@ -51,8 +69,15 @@ def anvil_command(port: int, state: Path | None = None, block_time: float | None
 class Anvil:
     """An anvil process: ``url`` while running; ``stop`` kills it by PID."""
 
-    def __init__(self, port: int | None = None, state: Path | None = None, block_time: float | None = None,
-                 log: Path | None = None, accounts: int = 10, state_interval: float | None = None):
+    def __init__(
+        self,
+        port: int | None = None,
+        state: Path | None = None,
+        block_time: float | None = None,
+        log: Path | None = None,
+        accounts: int = 10,
+        state_interval: float | None = None,
+    ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = anvil_command(self.port, state, block_time, accounts, state_interval)

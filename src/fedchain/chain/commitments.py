@@ -13,20 +13,25 @@ COMMIT_DOMAIN = keccak(text="fedchain.commit.v1")
 MAX_UINT = 2**256 - 1
 
 
-def commitment(chain_id: int, contract: str, task_id: int, round_id: int, node: str,
-               update_root: bytes, salt: bytes) -> bytes:
+def commitment(
+    chain_id: int, contract: str, task_id: int, round_id: int, node: str, update_root: bytes, salt: bytes
+) -> bytes:
     """keccak(domain, chain id, contract, task, round, sender, update root, salt)."""
-    return keccak(eth_abi.encode(
-        ["bytes32", "uint256", "address", "uint256", "uint256", "address", "bytes32", "bytes32"],
-        [COMMIT_DOMAIN, chain_id, contract, task_id, round_id, node, update_root, salt],
-    ))
+    return keccak(
+        eth_abi.encode(
+            ["bytes32", "uint256", "address", "uint256", "uint256", "address", "bytes32", "bytes32"],
+            [COMMIT_DOMAIN, chain_id, contract, task_id, round_id, node, update_root, salt],
+        )
+    )
 
 
 def vote_hash(model_root: bytes, model_cid: bytes, scores_root: bytes, total_score: int, rejected: int) -> bytes:
-    return keccak(eth_abi.encode(
-        ["bytes32", "bytes32", "bytes32", "uint256", "uint256"],
-        [model_root, model_cid, scores_root, total_score, rejected],
-    ))
+    return keccak(
+        eth_abi.encode(
+            ["bytes32", "bytes32", "bytes32", "uint256", "uint256"],
+            [model_root, model_cid, scores_root, total_score, rejected],
+        )
+    )
 
 
 def round_seed(task_id: int, round_id: int, opening_block_hash: bytes) -> bytes:

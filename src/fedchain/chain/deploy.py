@@ -25,11 +25,11 @@ class ProtocolParams:
     """Network-wide parameters fixed at deployment (token amounts in wei)."""
 
     min_stake: int = 100 * TOKEN
-    unbonding_delay: int = 100          # blocks; must exceed every round plus the slash grace
-    liveness_penalty: int = 5 * TOKEN   # missing reveal, rejected update
-    safety_penalty_bps: int = 5_000     # equivocation: half the stake
-    reporter_bps: int = 1_000           # a reporter's share of a slash (the rest is burned)
-    challenge_bond: int = 10 * TOKEN    # posted by a challenger, lost if the challenge fails
+    unbonding_delay: int = 100  # blocks; must exceed every round plus the slash grace
+    liveness_penalty: int = 5 * TOKEN  # missing reveal, rejected update
+    safety_penalty_bps: int = 5_000  # equivocation: half the stake
+    reporter_bps: int = 1_000  # a reporter's share of a slash (the rest is burned)
+    challenge_bond: int = 10 * TOKEN  # posted by a challenger, lost if the challenge fails
     # The least challenge window a task may set. 5 blocks suits a local chain
     # that mines on demand; on a public chain use at least an hour of blocks
     # (`fedchain deploy` refuses less there: docs/decisions.md, "Security").
@@ -59,19 +59,33 @@ class Deployment:
 
     def to_json(self) -> dict:
         fc = self.fedchain
-        return {"token": self.token.address, "fedchain": fc.core.address, "vault": fc.vault.address,
-                "rewards": fc.rewards.address, "tasks": fc.tasks_contract.address,
-                **{name: c.address if c else None for name, c in self.contracts().items()
-                   if name not in ("token", "fedchain", "vault", "rewards", "tasks")},
-                "chain_id": fc.chain.chain_id, "block": self.block,
-                "contracts": fc.artifact.version}
+        return {
+            "token": self.token.address,
+            "fedchain": fc.core.address,
+            "vault": fc.vault.address,
+            "rewards": fc.rewards.address,
+            "tasks": fc.tasks_contract.address,
+            **{
+                name: c.address if c else None
+                for name, c in self.contracts().items()
+                if name not in ("token", "fedchain", "vault", "rewards", "tasks")
+            },
+            "chain_id": fc.chain.chain_id,
+            "block": self.block,
+            "contracts": fc.artifact.version,
+        }
 
     def contracts(self) -> dict[str, Contract | None]:
         """Every contract of the deployment, by its name in the deployment file."""
         fc = self.fedchain
-        return {"token": self.token, "fedchain": fc.core, "vault": fc.vault, "rewards": fc.rewards,
-                "tasks": fc.tasks_contract,
-                **{name: getattr(self, name) for name in OPTIONAL}}
+        return {
+            "token": self.token,
+            "fedchain": fc.core,
+            "vault": fc.vault,
+            "rewards": fc.rewards,
+            "tasks": fc.tasks_contract,
+            **{name: getattr(self, name) for name in OPTIONAL},
+        }
 
     def save(self, path: Path, **extra) -> None:
         """Write the deployment file other commands read (``extra``: e.g. the RPC URL)."""
@@ -83,8 +97,15 @@ class Deployment:
 
 
 # the deployment file's optional contracts (older files lack the judges), by artifact
-OPTIONAL = {"challenges": "challenges", "slashing": "slashing", "availability": "availability", "krum": "krum",
-            "model_judge": "model_judge", "score_judge": "score_judge", "table_judge": "table_judge"}
+OPTIONAL = {
+    "challenges": "challenges",
+    "slashing": "slashing",
+    "availability": "availability",
+    "krum": "krum",
+    "model_judge": "model_judge",
+    "score_judge": "score_judge",
+    "table_judge": "table_judge",
+}
 
 
 def read_deployment_file(path: Path) -> dict:
@@ -108,16 +129,24 @@ def load_deployment(chain: Chain, info: dict) -> Deployment:
         raise ChainError(f"the chain has id {chain.chain_id} but the deployment is for chain {info['chain_id']}")
     code_at = getattr(chain, "code_at", None)
     if code_at is not None and not code_at(info["fedchain"]):
-        raise ChainError(f"no contract at {info['fedchain']} on this chain: was it restarted without its state? "
-                         "Deploy again or restore the chain's state")
+        raise ChainError(
+            f"no contract at {info['fedchain']} on this chain: was it restarted without its state? "
+            "Deploy again or restore the chain's state"
+        )
     fc = artifact("fedchain")
     if info.get("contracts") and info["contracts"] != fc.version:
-        raise ChainError(f"the deployment is of contract sources {info['contracts']}, this fedchain has "
-                         f"{fc.version}: their interfaces may differ. Use the fedchain version that deployed it, "
-                         "or deploy again")
+        raise ChainError(
+            f"the deployment is of contract sources {info['contracts']}, this fedchain has "
+            f"{fc.version}: their interfaces may differ. Use the fedchain version that deployed it, "
+            "or deploy again"
+        )
     optional = {name: chain.at(artifact(art), info[name]) if info.get(name) else None for name, art in OPTIONAL.items()}
-    core = Fedchain(chain.at(fc, info["fedchain"]), chain.at(artifact("vault"), info["vault"]),
-                    chain.at(artifact("rewards"), info["rewards"]), chain.at(artifact("tasks"), info["tasks"]))
+    core = Fedchain(
+        chain.at(fc, info["fedchain"]),
+        chain.at(artifact("vault"), info["vault"]),
+        chain.at(artifact("rewards"), info["rewards"]),
+        chain.at(artifact("tasks"), info["tasks"]),
+    )
     return Deployment(chain.at(artifact("test_token"), info["token"]), core, info["block"], **optional)
 
 
@@ -134,22 +163,34 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
     block = chain.block_number()
     token = chain.deploy(artifact("test_token"), "fedchain test token", "FED", sender=owner)
     p = params
-    vault = chain.deploy(artifact("vault"), token.address, p.min_stake, p.unbonding_delay, p.reporter_bps,
-                         sender=owner)
-    helpers = {name: chain.deploy(artifact(name), sender=owner)
-               for name in ("krum", "model_judge", "score_judge", "table_judge")}
-    challenges = chain.deploy(artifact("challenges"), p.challenge_bond, *(c.address for c in helpers.values()),
-                              sender=owner)
+    vault = chain.deploy(artifact("vault"), token.address, p.min_stake, p.unbonding_delay, p.reporter_bps, sender=owner)
+    helpers = {
+        name: chain.deploy(artifact(name), sender=owner)
+        for name in ("krum", "model_judge", "score_judge", "table_judge")
+    }
+    challenges = chain.deploy(
+        artifact("challenges"), p.challenge_bond, *(c.address for c in helpers.values()), sender=owner
+    )
     slashing = chain.deploy(artifact("slashing"), sender=owner)
     availability = chain.deploy(artifact("availability"), p.request_bond, p.answer_blocks, sender=owner)
-    tasks = chain.deploy(artifact("tasks"), vault.address, availability.address, p.min_challenge_blocks,
-                         p.slash_grace, sender=owner)
-    core = chain.deploy(artifact("fedchain"), vault.address, tasks.address, p.liveness_penalty,
-                        p.safety_penalty_bps, challenges.address, slashing.address, availability.address,
-                        sender=owner)
+    tasks = chain.deploy(
+        artifact("tasks"), vault.address, availability.address, p.min_challenge_blocks, p.slash_grace, sender=owner
+    )
+    core = chain.deploy(
+        artifact("fedchain"),
+        vault.address,
+        tasks.address,
+        p.liveness_penalty,
+        p.safety_penalty_bps,
+        challenges.address,
+        slashing.address,
+        availability.address,
+        sender=owner,
+    )
     rewards = chain.deploy(artifact("rewards"), core.address, vault.address, sender=owner)
     vault.tx("bind", core.address, rewards.address, tasks.address, sender=owner)
     for judge in (tasks, challenges, slashing, availability):
         judge.tx("bind", core.address, sender=owner)
-    return Deployment(token, Fedchain(core, vault, rewards, tasks), block, challenges, slashing, availability,
-                      **helpers)
+    return Deployment(
+        token, Fedchain(core, vault, rewards, tasks), block, challenges, slashing, availability, **helpers
+    )

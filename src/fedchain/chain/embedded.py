@@ -69,8 +69,9 @@ class EmbeddedChain(Chain):
         self._artifacts[checksum(address)] = art
         return Contract(self, art, address)
 
-    def transact(self, contract: Contract, fn: str, args: tuple, *, sender: LocalAccount,
-                 gas: int | None = None) -> Receipt:
+    def transact(
+        self, contract: Contract, fn: str, args: tuple, *, sender: LocalAccount, gas: int | None = None
+    ) -> Receipt:
         data = contract.artifact.codec.encode_call(fn, args)
         self._new_transaction()
         c = self.env.execute_code(to_address=contract.address, sender=sender.address, data=data, gas=gas)

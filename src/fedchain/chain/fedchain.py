@@ -47,8 +47,12 @@ class Fedchain:
         tasks contract (immutables) and the vault its rewards contract (bound once)."""
         core = chain.at(artifact("fedchain"), core_address)
         vault = chain.at(artifact("vault"), core.call("vault"))
-        return cls(core, vault, chain.at(artifact("rewards"), vault.call("rewards")),
-                   chain.at(artifact("tasks"), core.call("task_registry")))
+        return cls(
+            core,
+            vault,
+            chain.at(artifact("rewards"), vault.call("rewards")),
+            chain.at(artifact("tasks"), core.call("task_registry")),
+        )
 
     def contract_for(self, fn: str) -> Contract:
         """The member contract that defines ``fn``."""
@@ -67,5 +71,7 @@ class Fedchain:
         return self.chain.events_of(list(self.members), from_block, to_block)
 
     def __repr__(self) -> str:
-        return (f"<fedchain at {self.core.address} (vault {self.vault.address}, rewards {self.rewards.address}, "
-                f"tasks {self.tasks_contract.address})>")
+        return (
+            f"<fedchain at {self.core.address} (vault {self.vault.address}, rewards {self.rewards.address}, "
+            f"tasks {self.tasks_contract.address})>"
+        )

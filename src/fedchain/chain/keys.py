@@ -24,7 +24,7 @@ from fedchain.chain.anvil import DEV_MNEMONIC
 from fedchain.errors import FedchainError
 
 SCRYPT_STANDARD = 2**18  # geth's default cost: ~1 s and 256 MiB to unlock
-SCRYPT_LIGHT = 2**12     # geth's --lightkdf: for test networks and small machines
+SCRYPT_LIGHT = 2**12  # geth's --lightkdf: for test networks and small machines
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 

@@ -36,8 +36,11 @@ class FailReason(IntEnum):
     CHALLENGED = 3  # a fraud proof, or an availability request nobody answered
 
     def describe(self) -> str:
-        return {1: "too few reveals", 2: "no quorum",
-                3: "challenged: the leading result was proven wrong or its data withheld"}[self.value]
+        return {
+            1: "too few reveals",
+            2: "no quorum",
+            3: "challenged: the leading result was proven wrong or its data withheld",
+        }[self.value]
 
 
 class SlashReason(IntEnum):
@@ -49,9 +52,14 @@ class SlashReason(IntEnum):
     WITHHELD = 6
 
     def describe(self) -> str:
-        return {1: "commit not revealed", 2: "equivocation", 3: "update rejected",
-                4: "voted for a wrong result", 5: "joined the committee, never voted",
-                6: "accepted update withheld when asked"}[self.value]
+        return {
+            1: "commit not revealed",
+            2: "equivocation",
+            3: "update rejected",
+            4: "voted for a wrong result",
+            5: "joined the committee, never voted",
+            6: "accepted update withheld when asked",
+        }[self.value]
 
 
 class Role(IntEnum):
@@ -81,8 +89,9 @@ class Record:
     @classmethod
     def unpack(cls, rec: int) -> Record:
         index = (rec & INDEX_MASK) - 1
-        return cls(index if index >= 0 else None, (rec >> 32) & SAMPLES_MASK, (rec >> 160) & SEATS_MASK,
-                   bool(rec & SLASHED))
+        return cls(
+            index if index >= 0 else None, (rec >> 32) & SAMPLES_MASK, (rec >> 160) & SEATS_MASK, bool(rec & SLASHED)
+        )
 
     @property
     def revealed(self) -> bool:

@@ -27,8 +27,8 @@ from fedchain.chain.interface import Artifact, Chain, Contract, Receipt
 from fedchain.errors import ChainError, ChainUnavailable, Reverted
 
 GAS_MARGIN = 1.25
-FEE_BUMP = 1.25        # a replacement must pay at least 10% more; 25% clears every client's rule
-SEND_ATTEMPTS = 3      # the first transaction and two replacements
+FEE_BUMP = 1.25  # a replacement must pay at least 10% more; 25% clears every client's rule
+SEND_ATTEMPTS = 3  # the first transaction and two replacements
 
 
 def _reason(err: ContractLogicError) -> str:
@@ -36,7 +36,7 @@ def _reason(err: ContractLogicError) -> str:
     if isinstance(data, str) and data.startswith("0x"):
         return revert_reason(bytes.fromhex(data[2:]))
     msg = str(err.message or err)
-    return msg.removeprefix("execution reverted: ").removeprefix("execution reverted")  or "no reason given"
+    return msg.removeprefix("execution reverted: ").removeprefix("execution reverted") or "no reason given"
 
 
 def _checksummed(address: str) -> ChecksumAddress:
@@ -133,8 +133,10 @@ class RpcChain(Chain):
                         nonce, resynced = self._resync(sender.address), True
                         self._nonces[sender.address] = nonce + 1
                         continue
-                    raise ChainError(f"{label}: nonce {nonce} was used by another transaction "
-                                     "(is this account used by a second process?)") from None
+                    raise ChainError(
+                        f"{label}: nonce {nonce} was used by another transaction "
+                        "(is this account used by a second process?)"
+                    ) from None
                 else:
                     raise ChainError(f"{label}: the node refused the transaction: {msg}") from None
             hashes.append(bytes(signed.hash))
@@ -142,19 +144,26 @@ class RpcChain(Chain):
             if receipt is not None:
                 return receipt
             tip, cap = int(tip * FEE_BUMP) + 1, int(cap * FEE_BUMP) + 1
-        raise ChainError(f"{label}: not mined after {SEND_ATTEMPTS} attempts of {self.receipt_timeout:g}s "
-                         f"(last hash 0x{hashes[-1].hex() if hashes else '-'})")
+        raise ChainError(
+            f"{label}: not mined after {SEND_ATTEMPTS} attempts of {self.receipt_timeout:g}s "
+            f"(last hash 0x{hashes[-1].hex() if hashes else '-'})"
+        )
 
-    def transact_batch(self, contract: Contract, calls: list[tuple[str, tuple]], *,
-                       sender: LocalAccount) -> list[Receipt]:
+    def transact_batch(
+        self, contract: Contract, calls: list[tuple[str, tuple]], *, sender: LocalAccount
+    ) -> list[Receipt]:
         """Send several calls from one sender back to back (consecutive nonces), then
         wait for them all: on a chain with a block time they share a block or two
         instead of taking one each. For setup scripts (minting to many accounts)."""
         with self._reachable():
             txs = []
             for fn, args in calls:
-                tx: dict[str, Any] = {"to": contract.address, "from": sender.address, "chainId": self.chain_id,
-                                      "data": "0x" + contract.artifact.codec.encode_call(fn, args).hex()}
+                tx: dict[str, Any] = {
+                    "to": contract.address,
+                    "from": sender.address,
+                    "chainId": self.chain_id,
+                    "data": "0x" + contract.artifact.codec.encode_call(fn, args).hex(),
+                }
                 try:
                     tx["gas"] = int(self.w3.eth.estimate_gas(cast(TxParams, tx)) * GAS_MARGIN)
                 except ContractLogicError as e:
@@ -165,8 +174,14 @@ class RpcChain(Chain):
             hashes = []
             try:
                 for tx in txs:
-                    signed = sender.sign_transaction({**tx, "nonce": self._next_nonce(sender.address),
-                                                      "maxPriorityFeePerGas": 10**9, "maxFeePerGas": 2 * base + 10**9})
+                    signed = sender.sign_transaction(
+                        {
+                            **tx,
+                            "nonce": self._next_nonce(sender.address),
+                            "maxPriorityFeePerGas": 10**9,
+                            "maxFeePerGas": 2 * base + 10**9,
+                        }
+                    )
                     self.w3.eth.send_raw_transaction(signed.raw_transaction)
                     hashes.append(bytes(signed.hash))
                 receipts = [self._wait([h], self.receipt_timeout) for h in hashes]
@@ -262,14 +277,20 @@ class RpcChain(Chain):
         for log in logs:
             art = self._known.get(log["address"].lower())
             if art is not None:
-                ev = art.codec.decode_log([bytes(t) for t in log["topics"]], bytes(log["data"]), log["blockNumber"],
-                                          log["address"], log["logIndex"])
+                ev = art.codec.decode_log(
+                    [bytes(t) for t in log["topics"]],
+                    bytes(log["data"]),
+                    log["blockNumber"],
+                    log["address"],
+                    log["logIndex"],
+                )
                 if ev is not None:
                     out.append(ev)
         return out
 
-    def transact(self, contract: Contract, fn: str, args: tuple, *, sender: LocalAccount,
-                 gas: int | None = None) -> Receipt:
+    def transact(
+        self, contract: Contract, fn: str, args: tuple, *, sender: LocalAccount, gas: int | None = None
+    ) -> Receipt:
         data = contract.artifact.codec.encode_call(fn, args)
         tx = {"to": contract.address, "data": "0x" + data.hex(), "gas": gas}
         r = self._send(tx, sender, fn)
@@ -295,23 +316,30 @@ class RpcChain(Chain):
 
     def events(self, contract: Contract, from_block: int = 0, to_block: int | None = None) -> list[Event]:
         with self._reachable():
-            logs = self.w3.eth.get_logs({
-                "address": _checksummed(contract.address),
-                "fromBlock": from_block,
-                "toBlock": "latest" if to_block is None else to_block,
-            })
+            logs = self.w3.eth.get_logs(
+                {
+                    "address": _checksummed(contract.address),
+                    "fromBlock": from_block,
+                    "toBlock": "latest" if to_block is None else to_block,
+                }
+            )
         return [e for e in (self._decode(contract, log) for log in logs) if e is not None]
 
     def events_of(self, contracts: list[Contract], from_block: int = 0, to_block: int | None = None) -> list[Event]:
         by_address = {c.address.lower(): c for c in contracts}
         with self._reachable():
-            logs = self.w3.eth.get_logs({
-                "address": [_checksummed(c.address) for c in contracts],
-                "fromBlock": from_block,
-                "toBlock": "latest" if to_block is None else to_block,
-            })
-        found = (self._decode(by_address[log["address"].lower()], log) for log in logs
-                 if log["address"].lower() in by_address)
+            logs = self.w3.eth.get_logs(
+                {
+                    "address": [_checksummed(c.address) for c in contracts],
+                    "fromBlock": from_block,
+                    "toBlock": "latest" if to_block is None else to_block,
+                }
+            )
+        found = (
+            self._decode(by_address[log["address"].lower()], log)
+            for log in logs
+            if log["address"].lower() in by_address
+        )
         return sorted((e for e in found if e is not None), key=lambda e: (e.block, e.log_index))
 
     def block_number(self) -> int:

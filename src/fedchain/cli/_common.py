@@ -25,20 +25,42 @@ TOKEN = 10**18
 # Exit codes in ranges per component (cf. Flower): 2 is click's usage error.
 EXIT = {"error": 1, "chain": 10, "chain_unavailable": 11, "reverted": 12, "storage": 20, "keystore": 30}
 
-DeploymentOpt = Annotated[Path, typer.Option(
-    "--deployment", "-d", envvar="FEDCHAIN_DEPLOYMENT",
-    help="Deployment file written by `fedchain deploy` (contract addresses, chain id, RPC URL).")]
-RpcOpt = Annotated[str | None, typer.Option(
-    "--rpc", envvar="FEDCHAIN_RPC",
-    help="EVM JSON-RPC URL; default: the one saved in the deployment file.")]
-AccountOpt = Annotated[str | None, typer.Option(
-    "--account", "-a", envvar="FEDCHAIN_ACCOUNT",
-    help="Keystore account (name, address or file) that signs; password from $FEDCHAIN_PASSWORD or a prompt.")]
-DevAccountOpt = Annotated[int | None, typer.Option(
-    "--dev-account", envvar="FEDCHAIN_DEV_ACCOUNT",
-    help="Sign with anvil's dev account N instead (local development only: its key is public).")]
-KeystoreOpt = Annotated[Path | None, typer.Option(
-    "--keystore", envvar="FEDCHAIN_KEYSTORE", help="Keystore folder (default: ~/.fedchain/keystore).")]
+DeploymentOpt = Annotated[
+    Path,
+    typer.Option(
+        "--deployment",
+        "-d",
+        envvar="FEDCHAIN_DEPLOYMENT",
+        help="Deployment file written by `fedchain deploy` (contract addresses, chain id, RPC URL).",
+    ),
+]
+RpcOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--rpc", envvar="FEDCHAIN_RPC", help="EVM JSON-RPC URL; default: the one saved in the deployment file."
+    ),
+]
+AccountOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--account",
+        "-a",
+        envvar="FEDCHAIN_ACCOUNT",
+        help="Keystore account (name, address or file) that signs; password from $FEDCHAIN_PASSWORD or a prompt.",
+    ),
+]
+DevAccountOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--dev-account",
+        envvar="FEDCHAIN_DEV_ACCOUNT",
+        help="Sign with anvil's dev account N instead (local development only: its key is public).",
+    ),
+]
+KeystoreOpt = Annotated[
+    Path | None,
+    typer.Option("--keystore", envvar="FEDCHAIN_KEYSTORE", help="Keystore folder (default: ~/.fedchain/keystore)."),
+]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -159,22 +181,43 @@ def fmt_tokens(wei: int) -> str:
     return f"{wei / TOKEN:,.4f}".rstrip("0").rstrip(".")
 
 
-ListenOpt = Annotated[str, typer.Option(
-    help="HOST:PORT where this process serves its blobs (GET /ipfs/<cid>); port 0 picks a free one; "
-         "'off' serves nothing.")]
-PublicUrlOpt = Annotated[str | None, typer.Option(
-    help="The URL other machines reach this blob server at (announced to the peers file); "
-         "default http://HOST:PORT from --listen.")]
-PeerOpt = Annotated[list[str], typer.Option(
-    "--peer", help="Blob server URL of another participant (repeatable); tried before the peers file.")]
-PeersFileOpt = Annotated[Path | None, typer.Option(
-    help="Peers file, one URL a line, re-read on every lookup (default: peers.txt next to the deployment file).")]
-AnnounceOpt = Annotated[bool, typer.Option(
-    help="Append this process's blob server URL to the peers file.")]
+ListenOpt = Annotated[
+    str,
+    typer.Option(
+        help="HOST:PORT where this process serves its blobs (GET /ipfs/<cid>); port 0 picks a free one; "
+        "'off' serves nothing."
+    ),
+]
+PublicUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="The URL other machines reach this blob server at (announced to the peers file); "
+        "default http://HOST:PORT from --listen."
+    ),
+]
+PeerOpt = Annotated[
+    list[str],
+    typer.Option("--peer", help="Blob server URL of another participant (repeatable); tried before the peers file."),
+]
+PeersFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Peers file, one URL a line, re-read on every lookup (default: peers.txt next to the deployment file)."
+    ),
+]
+AnnounceOpt = Annotated[bool, typer.Option(help="Append this process's blob server URL to the peers file.")]
 
 
-def open_store(home: Path, deployment: Path, listen: str, public_url: str | None, peer: list[str],
-               peers_file: Path | None, announce: bool, log: logging.Logger):
+def open_store(
+    home: Path,
+    deployment: Path,
+    listen: str,
+    public_url: str | None,
+    peer: list[str],
+    peers_file: Path | None,
+    announce: bool,
+    log: logging.Logger,
+):
     """(store, server): the local blob folder under ``home`` first, then HTTP peers;
     and the server that shares the local folder (None with ``--listen off``)."""
     from fedchain.storage.http import BlobServer, HttpBlobStore, Peers

@@ -12,13 +12,18 @@ from fedchain.cli._common import KeystoreOpt, errors, fail, password
 
 app = typer.Typer(
     help="Accounts in an encrypted keystore (the same v3 files geth and foundry use). Passwords come from "
-         "$FEDCHAIN_PASSWORD or a hidden prompt; keys are never printed.",
+    "$FEDCHAIN_PASSWORD or a hidden prompt; keys are never printed.",
     no_args_is_help=True,
 )
 
-LightOpt = Annotated[bool, typer.Option(
-    "--light-kdf", help="Cheaper encryption (scrypt n=4096, like geth --lightkdf): faster to unlock, weaker "
-                        "against guessing. For test networks.")]
+LightOpt = Annotated[
+    bool,
+    typer.Option(
+        "--light-kdf",
+        help="Cheaper encryption (scrypt n=4096, like geth --lightkdf): faster to unlock, weaker "
+        "against guessing. For test networks.",
+    ),
+]
 
 
 def _folder(keystore: Path | None) -> Path:
@@ -45,8 +50,10 @@ def new(
 @app.command("import")
 def import_(
     name: Annotated[str, typer.Argument(help="A name to refer to the account by (--account NAME).")],
-    key_file: Annotated[Path | None, typer.Option(
-        help="Read the hex private key from this file instead of a hidden prompt ('-' reads stdin).")] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(help="Read the hex private key from this file instead of a hidden prompt ('-' reads stdin)."),
+    ] = None,
     keystore: KeystoreOpt = None,
     light_kdf: LightOpt = False,
 ) -> None:

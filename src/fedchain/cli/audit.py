@@ -15,21 +15,30 @@ AUDIT_FAILED = 40  # exit code: the history differs from its recomputation (cf. 
 
 
 def audit(
-    task: Annotated[int | None, typer.Option(
-        help="Task to audit (default: the saved simulation's task, else the newest).")] = None,
-    sim: Annotated[Path | None, typer.Option(
-        help="A `fedchain simulate` output folder: events from SIM/chain, blobs from SIM/blobs.")] = None,
-    events: Annotated[Path | None, typer.Option(
-        help="A saved event log (events.jsonl, with its deployment.json beside it).")] = None,
+    task: Annotated[
+        int | None, typer.Option(help="Task to audit (default: the saved simulation's task, else the newest).")
+    ] = None,
+    sim: Annotated[
+        Path | None,
+        typer.Option(help="A `fedchain simulate` output folder: events from SIM/chain, blobs from SIM/blobs."),
+    ] = None,
+    events: Annotated[
+        Path | None, typer.Option(help="A saved event log (events.jsonl, with its deployment.json beside it).")
+    ] = None,
     rpc: RpcOpt = None,
-    deployment: Annotated[Path | None, typer.Option(
-        "--deployment", "-d", help="Deployment file: contract address, chain id, first block, RPC URL.")] = None,
-    fedchain: Annotated[str | None, typer.Option(
-        "--fedchain", help="fedchain contract address (instead of a deployment file).")] = None,
-    from_block: Annotated[int | None, typer.Option(
-        help="First block to read events from (default: the deployment's block, else 0).")] = None,
-    blobs: Annotated[list[Path], typer.Option(
-        "--blobs", help="Local blob folder, repeatable; tried before HTTP peers.")] = [],
+    deployment: Annotated[
+        Path | None,
+        typer.Option("--deployment", "-d", help="Deployment file: contract address, chain id, first block, RPC URL."),
+    ] = None,
+    fedchain: Annotated[
+        str | None, typer.Option("--fedchain", help="fedchain contract address (instead of a deployment file).")
+    ] = None,
+    from_block: Annotated[
+        int | None, typer.Option(help="First block to read events from (default: the deployment's block, else 0).")
+    ] = None,
+    blobs: Annotated[
+        list[Path], typer.Option("--blobs", help="Local blob folder, repeatable; tried before HTTP peers.")
+    ] = [],
     peer: PeerOpt = [],
     peers_file: PeersFileOpt = None,
 ) -> None:
@@ -56,8 +65,9 @@ def audit(
         start = time.perf_counter()
         try:
             with console.status(f"auditing task {task_id}…") as status:
-                report = auditor.run(on_round=lambda v: status.update(f"auditing task {task_id}: round "
-                                                                      f"{v.round_id} {v.status}"))
+                report = auditor.run(
+                    on_round=lambda v: status.update(f"auditing task {task_id}: round {v.round_id} {v.status}")
+                )
         except AuditError as e:
             render(console, auditor.report)
             fail(f"audit failed: {e}", AUDIT_FAILED)
@@ -84,12 +94,16 @@ def _source(sim, events, rpc, deployment, fedchain, from_block):
 
     address, url = fedchain or info.get("fedchain"), rpc or info.get("rpc")
     if address is None or url is None:
-        fail("no history to audit: pass --sim DIR, --events FILE, or --rpc URL with --deployment FILE "
-             "or --fedchain ADDRESS", 2)
+        fail(
+            "no history to audit: pass --sim DIR, --events FILE, or --rpc URL with --deployment FILE "
+            "or --fedchain ADDRESS",
+            2,
+        )
     chain = RpcChain(url, timeout=30.0)
     if info and chain.chain_id != info["chain_id"]:
-        fail(f"the chain at {url} has id {chain.chain_id}, the deployment is for chain {info['chain_id']}",
-             EXIT["chain"])
+        fail(
+            f"the chain at {url} has id {chain.chain_id}, the deployment is for chain {info['chain_id']}", EXIT["chain"]
+        )
     first = from_block if from_block is not None else info.get("block", 0)
     return ContractEvents(Fedchain.at(chain, address), first), None, []
 
@@ -133,10 +147,17 @@ def render(console, report) -> None:
         contributors = "\n".join(f"{short(a)} {s:,}" for a, s in v.scores if a not in v.rejected)
         rejected = "\n".join(f"{short(a)}: {why}" for a, why in v.rejected.items())
         voters = "\n".join([short(a) for a in v.voters] + [f"{short(a)} (dissent)" for a in v.dissenters])
-        table.add_row(str(v.round_id), v.status, short(v.parent_cid), short(v.model_cid or ""), contributors,
-                      rejected, voters, str(v.claims))
+        table.add_row(
+            str(v.round_id),
+            v.status,
+            short(v.parent_cid),
+            short(v.model_cid or ""),
+            contributors,
+            rejected,
+            voters,
+            str(v.claims),
+        )
     console.print(table)
     for v in report.versions:
         for note in v.notes:
             console.print(f"[yellow]round {v.round_id}[/]: {note}")
-

@@ -28,28 +28,48 @@ def _names(value: str | None, known, what: str) -> list[str] | None:
 
 @app.command()
 def robustness(
-    quick: Annotated[bool, typer.Option(help="A small grid for CI: digits, FedAvg and median, sign flip and "
-                                             "backdoor at 30%, 1 seed, 2 rounds, one process; one withholder run "
-                                             "on the chain.")] = False,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            help="A small grid for CI: digits, FedAvg and median, sign flip and "
+            "backdoor at 30%, 1 seed, 2 rounds, one process; one withholder run "
+            "on the chain."
+        ),
+    ] = False,
     out: Annotated[Path, typer.Option(help="Where README.md, heatmap.png and results.json go.")] = Path(
-        "benchmarks/robustness"),
+        "benchmarks/robustness"
+    ),
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
-    datasets: Annotated[str, typer.Option(
-        help="Comma-separated datasets (digits, mnist1d, mnist).")] = "digits,mnist1d",
+    datasets: Annotated[
+        str, typer.Option(help="Comma-separated datasets (digits, mnist1d, mnist).")
+    ] = "digits,mnist1d",
     rules: Annotated[str | None, typer.Option(help="Comma-separated aggregation rules (default: all).")] = None,
     attacks: Annotated[str | None, typer.Option(help="Comma-separated update attacks (default: all).")] = None,
     fractions: Annotated[str, typer.Option(help="Comma-separated Byzantine shares (0 is always run).")] = "0.2,0.3",
     rounds: Annotated[int, typer.Option(help="Rounds per run.")] = 8,
     workers: Annotated[int, typer.Option(help="Worker processes (one torch thread each).")] = 2,
-    add: Annotated[bool, typer.Option(help="Add this run's datasets to the results already in --out (same rounds, "
-                                           "seeds and rules), e.g. one dataset per invocation.")] = False,
-    chain_attacks: Annotated[str | None, typer.Option(
-        help="Attacks run as full simulations on the chain for rewards and slashes (default: copier, withholder, "
-             "sybil, free-rider, ALIE); '' for none.")] = None,
-    variants: Annotated[str | None, typer.Option(
-        help="Comma-separated rule variants (VARIANTS in fedchain.bench.robustness: NNM, client momentum, f "
-             "matched to the attack share) instead of --rules, with no-attack FedAvg as the reference; no chain "
-             "runs; the report says each variant's worst case.")] = None,
+    add: Annotated[
+        bool,
+        typer.Option(
+            help="Add this run's datasets to the results already in --out (same rounds, "
+            "seeds and rules), e.g. one dataset per invocation."
+        ),
+    ] = False,
+    chain_attacks: Annotated[
+        str | None,
+        typer.Option(
+            help="Attacks run as full simulations on the chain for rewards and slashes (default: copier, withholder, "
+            "sybil, free-rider, ALIE); '' for none."
+        ),
+    ] = None,
+    variants: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated rule variants (VARIANTS in fedchain.bench.robustness: NNM, client momentum, f "
+            "matched to the attack share) instead of --rules, with no-attack FedAvg as the reference; no chain "
+            "runs; the report says each variant's worst case."
+        ),
+    ] = None,
 ) -> None:
     """Every aggregation rule against every attack at 0% and the given Byzantine shares.
 
@@ -73,22 +93,49 @@ def robustness(
         at = _names(attacks, UPDATE_ATTACKS, "update attack") or list(UPDATE_ATTACKS)
         fr = [float(f) for f in fractions.split(",") if f.strip()]
         sd = [int(s) for s in seeds.split(",") if s.strip()]
-        chain = (_names(chain_attacks, list(ATTACKS), "attack") if chain_attacks is not None
-                 else ["copier", "withholder", "sybil", "freerider", "alie"])
+        chain = (
+            _names(chain_attacks, list(ATTACKS), "attack")
+            if chain_attacks is not None
+            else ["copier", "withholder", "sybil", "freerider", "alie"]
+        )
     use_variants = variants is not None and not quick
     if use_variants:
         rl, chain = _names(variants, list(rb.VARIANTS), "variant"), []
     setup = rb.Setup(rounds=rounds)
     # the exact command, every choice spelled out, whatever defaults were used
-    command = shlex.join(["fedchain", "bench", "robustness", "--quick", "--out", str(out)]) if quick else shlex.join([
-        "fedchain", "bench", "robustness", "--out", str(out), "--seeds", ",".join(map(str, sd)),
-        "--datasets", ",".join(ds), *(["--variants" if use_variants else "--rules", ",".join(rl)]),
-        "--attacks", ",".join(at), "--fractions", ",".join(map(str, fr)), "--rounds", str(rounds), "--workers",
-        str(workers), *([] if use_variants else ["--chain-attacks", ",".join(chain)])])
+    command = (
+        shlex.join(["fedchain", "bench", "robustness", "--quick", "--out", str(out)])
+        if quick
+        else shlex.join(
+            [
+                "fedchain",
+                "bench",
+                "robustness",
+                "--out",
+                str(out),
+                "--seeds",
+                ",".join(map(str, sd)),
+                "--datasets",
+                ",".join(ds),
+                *(["--variants" if use_variants else "--rules", ",".join(rl)]),
+                "--attacks",
+                ",".join(at),
+                "--fractions",
+                ",".join(map(str, fr)),
+                "--rounds",
+                str(rounds),
+                "--workers",
+                str(workers),
+                *([] if use_variants else ["--chain-attacks", ",".join(chain)]),
+            ]
+        )
+    )
     cells = rb.variant_cells(ds, rl, at, fr, sd) if use_variants else rb.grid(ds, rl, at, fr, sd)
-    console.print(f"[bold]fedchain bench robustness[/]: {len(cells)} runs ({', '.join(ds)}; {len(rl)} rules; "
-                  f"{len(at)} attacks at {fr}; seeds {sd}; {rounds} rounds of {setup.epochs} local epochs) "
-                  f"in {workers} processes, then {len(chain) * len(fr)} runs on the chain")
+    console.print(
+        f"[bold]fedchain bench robustness[/]: {len(cells)} runs ({', '.join(ds)}; {len(rl)} rules; "
+        f"{len(at)} attacks at {fr}; seeds {sd}; {rounds} rounds of {setup.epochs} local epochs) "
+        f"in {workers} processes, then {len(chain) * len(fr)} runs on the chain"
+    )
     start, done = time.perf_counter(), [0]
 
     out.mkdir(parents=True, exist_ok=True)
@@ -100,10 +147,13 @@ def robustness(
         done[0] += 1
         extra = f", attack success {row['attack_success_rate']:.3f}" if "attack_success_rate" in row else ""
         share = row["honest_reward_share"]
-        console.print(f"[{done[0]:>4}/{len(cells)}] {row['dataset']} seed {row['seed']} {row['rule']:<16} "
-                      f"{row['attack']:<10} {row['byzantine_fraction']:.0%}: accuracy {row['accuracy']:.3f}"
-                      f"{extra}, honest reward share {'–' if share is None else f'{share:.3f}'}, "
-                      f"{row['seconds']:.1f} s", highlight=False)
+        console.print(
+            f"[{done[0]:>4}/{len(cells)}] {row['dataset']} seed {row['seed']} {row['rule']:<16} "
+            f"{row['attack']:<10} {row['byzantine_fraction']:.0%}: accuracy {row['accuracy']:.3f}"
+            f"{extra}, honest reward share {'–' if share is None else f'{share:.3f}'}, "
+            f"{row['seconds']:.1f} s",
+            highlight=False,
+        )
 
     rows = rb.run_cells(cells, setup, workers=workers, on_cell=on_cell)
     chain_rows = []
@@ -112,13 +162,27 @@ def robustness(
             for f in fr:
                 row = rb.chain_run(ds[0], "fedavg", attack, f, sd[0], setup, Path(tmp) / f"{k}-{f}")
                 chain_rows.append(row)
-                console.print(f"on chain: {attack} {f:.0%}: honest reward share {row['honest_reward_share']}, "
-                              f"honest slashed {row['honest_slashed']}, attackers slashed {row['attackers_slashed']}, "
-                              f"{row['seconds']:.0f} s", highlight=False)
-    result = {"commands": [command], "setup": asdict(setup), "datasets": ds, "rules": rl, "attacks": at,
-              "fractions": fr, "seeds": sd, "workers": workers, "models": {d: rb.MODELS[d] for d in ds},
-              "seconds": time.perf_counter() - start, "cpu_count": rb.cpu_count(), "chain_runs": chain_rows,
-              "runs": [r | {"accuracy_curve": [round(a, 4) for a in r["accuracy_curve"]]} for r in rows]}
+                console.print(
+                    f"on chain: {attack} {f:.0%}: honest reward share {row['honest_reward_share']}, "
+                    f"honest slashed {row['honest_slashed']}, attackers slashed {row['attackers_slashed']}, "
+                    f"{row['seconds']:.0f} s",
+                    highlight=False,
+                )
+    result = {
+        "commands": [command],
+        "setup": asdict(setup),
+        "datasets": ds,
+        "rules": rl,
+        "attacks": at,
+        "fractions": fr,
+        "seeds": sd,
+        "workers": workers,
+        "models": {d: rb.MODELS[d] for d in ds},
+        "seconds": time.perf_counter() - start,
+        "cpu_count": rb.cpu_count(),
+        "chain_runs": chain_rows,
+        "runs": [r | {"accuracy_curve": [round(a, 4) for a in r["accuracy_curve"]]} for r in rows],
+    }
     if add and (out / "results.json").exists():
         result = rb.merge(json.loads((out / "results.json").read_text()), result)
     if use_variants:
@@ -132,5 +196,4 @@ def robustness(
         rb.write_report(result, out)
     partial.unlink(missing_ok=True)
     heat = "" if use_variants else f"{out / 'heatmap.png'}, "
-    console.print(f"written {out / 'README.md'}, {heat}{out / 'results.json'} "
-                  f"in {result['seconds'] / 60:.1f} min")
+    console.print(f"written {out / 'README.md'}, {heat}{out / 'results.json'} in {result['seconds'] / 60:.1f} min")

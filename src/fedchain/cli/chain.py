@@ -11,23 +11,33 @@ import typer
 
 from fedchain.cli._common import errors
 
-app = typer.Typer(help="A local EVM chain for development: anvil, pinned by ./scripts/setup.sh.",
-                  no_args_is_help=True)
+app = typer.Typer(help="A local EVM chain for development: anvil, pinned by ./scripts/setup.sh.", no_args_is_help=True)
 
 
 @app.command()
 def up(
     port: Annotated[int, typer.Option(help="Port of the JSON-RPC endpoint.")] = 8545,
-    host: Annotated[str, typer.Option(
-        help="Interface to listen on; 0.0.0.0 lets other machines in (the dev keys are public: a LAN only).")]
-        = "127.0.0.1",
-    block_time: Annotated[float, typer.Option(
-        help="Seconds per block. Phases are counted in blocks, so blocks must come even when nobody "
-             "transacts; 0 mines only on transactions.")] = 1.0,
-    state: Annotated[Path | None, typer.Option(
-        help="State file: loaded at start if it exists, saved when the chain stops (Ctrl-C or SIGTERM).")] = None,
-    save_every: Annotated[float, typer.Option(
-        help="Also save the state every N seconds (with --state), so a crash loses at most that much.")] = 0.0,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Interface to listen on; 0.0.0.0 lets other machines in (the dev keys are public: a LAN only)."
+        ),
+    ] = "127.0.0.1",
+    block_time: Annotated[
+        float,
+        typer.Option(
+            help="Seconds per block. Phases are counted in blocks, so blocks must come even when nobody "
+            "transacts; 0 mines only on transactions."
+        ),
+    ] = 1.0,
+    state: Annotated[
+        Path | None,
+        typer.Option(help="State file: loaded at start if it exists, saved when the chain stops (Ctrl-C or SIGTERM)."),
+    ] = None,
+    save_every: Annotated[
+        float,
+        typer.Option(help="Also save the state every N seconds (with --state), so a crash loses at most that much."),
+    ] = 0.0,
     accounts: Annotated[int, typer.Option(help="Funded development accounts to create.")] = 10,
 ) -> None:
     """Start anvil in the foreground and print its RPC URL and dev accounts.
@@ -47,8 +57,11 @@ def up(
     typer.echo(f"anvil: JSON-RPC at http://{shown}:{port}  (chain id 31337)")
     typer.echo(f"  blocks: {f'every {block_time:g} s' if block_time else 'on each transaction'}")
     if state is not None:
-        typer.echo(f"  state: {state} ({'loaded, ' if state.exists() else ''}saved on exit"
-                   + (f" and every {save_every:g} s" if save_every else "") + ")")
+        typer.echo(
+            f"  state: {state} ({'loaded, ' if state.exists() else ''}saved on exit"
+            + (f" and every {save_every:g} s" if save_every else "")
+            + ")"
+        )
     typer.echo("  dev accounts (10,000 ETH each; use --dev-account N; local chains only):")
     for i in range(accounts):
         typer.echo(f"    {i}: {dev_account(i).address}")

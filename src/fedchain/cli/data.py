@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Data for trainers: each trainer keeps its own .npz (arrays x and y).",
-                  no_args_is_help=True)
+app = typer.Typer(help="Data for trainers: each trainer keeps its own .npz (arrays x and y).", no_args_is_help=True)
 
 
 @app.command()
@@ -33,12 +32,12 @@ def split(
     from fedchain.learning.data import partition as make_partitions
 
     data = load_dataset(dataset, seed=seed)
-    parts = make_partitions(partition, data.y_train, trainers, seed=seed, alpha=alpha,
-                            num_classes_per_partition=classes_per_partition)
+    parts = make_partitions(
+        partition, data.y_train, trainers, seed=seed, alpha=alpha, num_classes_per_partition=classes_per_partition
+    )
     out.mkdir(parents=True, exist_ok=True)
     for i, idx in enumerate(parts):
         np.savez(out / f"trainer-{i}.npz", x=data.x_train[idx], y=data.y_train[idx])
-        typer.echo(f"{out / f'trainer-{i}.npz'}: {len(idx)} examples, "
-                   f"{len(np.unique(data.y_train[idx]))} classes")
+        typer.echo(f"{out / f'trainer-{i}.npz'}: {len(idx)} examples, {len(np.unique(data.y_train[idx]))} classes")
     np.savez(out / "test.npz", x=data.x_test, y=data.y_test)
     typer.echo(f"{out / 'test.npz'}: {len(data.y_test)} held-out examples (for evaluating models)")

@@ -34,33 +34,46 @@ def least_challenge_window(chain_id: int, wanted: int | None) -> int:
     if wanted < 1:
         raise typer.BadParameter("the challenge window must be at least one block", param_hint="--min-challenge-blocks")
     if not local and wanted < PUBLIC_MIN_CHALLENGE:
-        raise typer.BadParameter(f"chain {chain_id} is not a local dev chain: a challenge window of {wanted} blocks "
-                                 f"could be censored; use at least {PUBLIC_MIN_CHALLENGE}",
-                                 param_hint="--min-challenge-blocks")
+        raise typer.BadParameter(
+            f"chain {chain_id} is not a local dev chain: a challenge window of {wanted} blocks "
+            f"could be censored; use at least {PUBLIC_MIN_CHALLENGE}",
+            param_hint="--min-challenge-blocks",
+        )
     return wanted
 
 
 def deploy(
     rpc: Annotated[str, typer.Option(envvar="FEDCHAIN_RPC", help="EVM JSON-RPC URL, e.g. http://127.0.0.1:8545.")],
-    out: Annotated[Path, typer.Option(
-        "--out", "-o", help="Deployment file to write; other commands read it (--deployment).")]
-        = Path("deployment.json"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Deployment file to write; other commands read it (--deployment).")
+    ] = Path("deployment.json"),
     account: AccountOpt = None,
     dev_account: DevAccountOpt = None,
     keystore: KeystoreOpt = None,
     min_stake: Annotated[str, typer.Option(help="Least stake (tokens) a node needs to be selected.")] = "100",
-    unbonding_delay: Annotated[int, typer.Option(help="Blocks from unbond to withdraw (above every task's round "
-                                                      "plus the slash grace).")] = 100,
-    slash_grace: Annotated[int, typer.Option(help="Blocks after a round's challenge window in which its faults can "
-                                                  "still be reported before its stake can leave.")] = 20,
+    unbonding_delay: Annotated[
+        int, typer.Option(help="Blocks from unbond to withdraw (above every task's round plus the slash grace).")
+    ] = 100,
+    slash_grace: Annotated[
+        int,
+        typer.Option(
+            help="Blocks after a round's challenge window in which its faults can "
+            "still be reported before its stake can leave."
+        ),
+    ] = 20,
     liveness_penalty: Annotated[str, typer.Option(help="Tokens slashed for a commit never revealed.")] = "5",
-    min_challenge_blocks: Annotated[int | None, typer.Option(
-        help=f"Least challenge window a task may set, in blocks. Default: {LOCAL_MIN_CHALLENGE} on a local dev "
-             f"chain (id {', '.join(map(str, sorted(LOCAL_CHAIN_IDS)))}), {PUBLIC_MIN_CHALLENGE} elsewhere "
-             "(about an hour of 12-second blocks), and no less than that elsewhere.")] = None,
-    dev_tokens: Annotated[str, typer.Option(
-        help="With --dev-account: test tokens minted to each dev account, so they can stake and sponsor.")]
-        = "10000",
+    min_challenge_blocks: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Least challenge window a task may set, in blocks. Default: {LOCAL_MIN_CHALLENGE} on a local dev "
+            f"chain (id {', '.join(map(str, sorted(LOCAL_CHAIN_IDS)))}), {PUBLIC_MIN_CHALLENGE} elsewhere "
+            "(about an hour of 12-second blocks), and no less than that elsewhere."
+        ),
+    ] = None,
+    dev_tokens: Annotated[
+        str,
+        typer.Option(help="With --dev-account: test tokens minted to each dev account, so they can stake and sponsor."),
+    ] = "10000",
     dev_accounts: Annotated[int, typer.Option(help="How many dev accounts get test tokens.")] = 10,
 ) -> None:
     """Deploy a test ERC-20 token and the fedchain contract.
@@ -79,9 +92,13 @@ def deploy(
         owner = resolve_account(account, dev_account, keystore)
         chain = RpcChain(rpc, receipt_timeout=60.0)
         window = least_challenge_window(chain.chain_id, min_challenge_blocks)
-        params = ProtocolParams(min_stake=parse_tokens(min_stake), unbonding_delay=unbonding_delay,
-                                liveness_penalty=parse_tokens(liveness_penalty), min_challenge_blocks=window,
-                                slash_grace=slash_grace)
+        params = ProtocolParams(
+            min_stake=parse_tokens(min_stake),
+            unbonding_delay=unbonding_delay,
+            liveness_penalty=parse_tokens(liveness_penalty),
+            min_challenge_blocks=window,
+            slash_grace=slash_grace,
+        )
         typer.echo(f"deploying from {owner.address} to chain {chain.chain_id} at {rpc} ...")
         dep = deploy_contracts(chain, owner, params)
         dep.save(out, rpc=rpc, deployer=owner.address)
@@ -94,6 +111,7 @@ def deploy(
         typer.echo(f"wrote {out}")
         amount = parse_tokens(dev_tokens)
         if dev_account is not None and amount:
-            chain.transact_batch(dep.token, [("mint", (dev(i).address, amount)) for i in range(dev_accounts)],
-                                 sender=owner)
+            chain.transact_batch(
+                dep.token, [("mint", (dev(i).address, amount)) for i in range(dev_accounts)], sender=owner
+            )
             typer.echo(f"minted {fmt_tokens(amount)} test tokens to each of dev accounts 0-{dev_accounts - 1}")

@@ -23,8 +23,7 @@ from fedchain.cli._common import (
 
 def fund(
     addresses: Annotated[list[str], typer.Argument(help="Accounts to fund (0x addresses).")],
-    tokens: Annotated[str, typer.Option(help="Test tokens to mint to each (the signer must own the token).")]
-        = "1000",
+    tokens: Annotated[str, typer.Option(help="Test tokens to mint to each (the signer must own the token).")] = "1000",
     eth: Annotated[str, typer.Option(help="Native currency for gas to send to each.")] = "1",
     deployment: DeploymentOpt = Path("deployment.json"),
     rpc: RpcOpt = None,

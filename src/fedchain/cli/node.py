@@ -31,8 +31,7 @@ from fedchain.cli._common import (
     setup_logging,
 )
 
-app = typer.Typer(help="Run a node: a trainer (your data stays here), a validator or a watcher.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Run a node: a trainer (your data stays here), a validator or a watcher.", no_args_is_help=True)
 
 
 class Role(StrEnum):
@@ -43,27 +42,43 @@ class Role(StrEnum):
 
 @app.command()
 def run(
-    role: Annotated[Role, typer.Option(help="trainer: trains on --data when selected; validator: checks, "
-                                            "aggregates and votes; watcher: recomputes every round and "
-                                            "challenges a wrong result on chain (no stake, no data; holds "
-                                            "tokens for the challenge bond).")],
-    data: Annotated[Path | None, typer.Option(
-        help="Trainer's private data: an .npz with arrays x (float32, one example per row) and y (int labels). "
-             "Never leaves this machine (see `fedchain data split`).")] = None,
-    home: Annotated[Path | None, typer.Option(
-        help="Node folder: blobs/, journal.jsonl (the write-ahead journal: keep it to resume after a crash), "
-             "node.log (default: ~/.fedchain/nodes/<address>).")] = None,
-    stake: Annotated[str, typer.Option(
-        help="Tokens to keep staked; staked on start if the account has less. 0: leave the stake as it is.")]
-        = "200",
-    task: Annotated[int | None, typer.Option(help="Follow this task; default: the newest, then each new one.")]
-        = None,
+    role: Annotated[
+        Role,
+        typer.Option(
+            help="trainer: trains on --data when selected; validator: checks, "
+            "aggregates and votes; watcher: recomputes every round and "
+            "challenges a wrong result on chain (no stake, no data; holds "
+            "tokens for the challenge bond)."
+        ),
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Trainer's private data: an .npz with arrays x (float32, one example per row) and y (int labels). "
+            "Never leaves this machine (see `fedchain data split`)."
+        ),
+    ] = None,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            help="Node folder: blobs/, journal.jsonl (the write-ahead journal: keep it to resume after a crash), "
+            "node.log (default: ~/.fedchain/nodes/<address>)."
+        ),
+    ] = None,
+    stake: Annotated[
+        str,
+        typer.Option(
+            help="Tokens to keep staked; staked on start if the account has less. 0: leave the stake as it is."
+        ),
+    ] = "200",
+    task: Annotated[int | None, typer.Option(help="Follow this task; default: the newest, then each new one.")] = None,
     name: Annotated[str | None, typer.Option(help="Name in the logs (default: ROLE-<address prefix>).")] = None,
     poll: Annotated[float, typer.Option(help="Seconds between looks at the chain.")] = 0.2,
-    exit_when_done: Annotated[bool, typer.Option(
-        help="Exit once the task is finished and rewards are withdrawn (default: keep serving blobs).")] = False,
-    seed: Annotated[int | None, typer.Option(help="Trainer's local training seed (default: from the address).")]
-        = None,
+    exit_when_done: Annotated[
+        bool,
+        typer.Option(help="Exit once the task is finished and rewards are withdrawn (default: keep serving blobs)."),
+    ] = False,
+    seed: Annotated[int | None, typer.Option(help="Trainer's local training seed (default: from the address).")] = None,
     threads: Annotated[int, typer.Option(help="CPU threads for training.")] = 1,
     listen: ListenOpt = "127.0.0.1:0",
     public_url: PublicUrlOpt = None,
@@ -121,17 +136,28 @@ def run(
                     fail("this deployment has no challenge contract: a watcher cannot challenge", 2)
                 return Watcher(name, recipe=recipe, challenges=dep.challenges, token=dep.token, **common)
             if tuple(x.shape[1:]) != tuple(recipe.input_shape):
-                raise typer.BadParameter(f"--data has examples of shape {tuple(x.shape[1:])}, the task's model "
-                                         f"takes {tuple(recipe.input_shape)}")
+                raise typer.BadParameter(
+                    f"--data has examples of shape {tuple(x.shape[1:])}, the task's model "
+                    f"takes {tuple(recipe.input_shape)}"
+                )
             if len(y) and (y.min() < 0 or y.max() >= recipe.num_classes):
                 raise typer.BadParameter(f"--data has labels outside 0..{recipe.num_classes - 1}")
             s = seed if seed is not None else int(acct.address[2:10], 16)
             return Trainer(name, recipe=recipe, x=x, y=y, seed=s, **common)
 
         role_id = {Role.trainer: ROLE_TRAINER, Role.validator: ROLE_VALIDATOR, Role.watcher: ROLE_WATCHER}[role]
-        runner = NodeRunner(dep, acct, role_id, store, make_node,
-                            stake=0 if role is Role.watcher else parse_tokens(stake),
-                            task_id=task, poll=poll, exit_when_done=exit_when_done, log=log)
+        runner = NodeRunner(
+            dep,
+            acct,
+            role_id,
+            store,
+            make_node,
+            stake=0 if role is Role.watcher else parse_tokens(stake),
+            task_id=task,
+            poll=poll,
+            exit_when_done=exit_when_done,
+            log=log,
+        )
         stop = threading.Event()
 
         def on_signal(signum, _frame):

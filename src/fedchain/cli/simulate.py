@@ -44,27 +44,46 @@ def simulate(
     batch_size: Annotated[int, typer.Option(help="Local batch size.")] = D.batch_size,
     seed: Annotated[int, typer.Option(help="Seed for data split, partitions, model and training.")] = D.seed,
     out: Annotated[Path, typer.Option(help="Output folder: report.json, accuracy.png, blobs/, journals/.")] = D.out,
-    misbehave: Annotated[list[str], typer.Option(
-        help=f"Misbehaving trainers as NAME[:COUNT], repeatable; NAME in {', '.join(ADVERSARIES)}.")] = [],
-    attack: Annotated[str | None, typer.Option(
-        help=f"An attack run by the last --byzantine share of the trainers: {', '.join(ATTACKS)}.")] = D.attack,
+    misbehave: Annotated[
+        list[str],
+        typer.Option(help=f"Misbehaving trainers as NAME[:COUNT], repeatable; NAME in {', '.join(ADVERSARIES)}."),
+    ] = [],
+    attack: Annotated[
+        str | None,
+        typer.Option(help=f"An attack run by the last --byzantine share of the trainers: {', '.join(ATTACKS)}."),
+    ] = D.attack,
     byzantine: Annotated[float, typer.Option(help="Share of the trainers that run --attack, in [0, 1].")] = 0.2,
     rule: Annotated[str, typer.Option(help="Aggregation rule of the task (fedchain.learning.aggregate).")] = D.rule,
-    rule_params: Annotated[str, typer.Option(
-        help='The rule\'s parameters as a JSON object, e.g. \'{"num_malicious_nodes": 6, "clip": true}\'.')] = "{}",
-    score: Annotated[str, typer.Option(
-        help="Contribution score: cosine (agreement with the aggregate) | validation (gain on the "
-             "validators' root set).")] = D.score,
-    colluders: Annotated[int, typer.Option(
-        help="Validators (the first N) that collude: they vote for a sabotaged model.")] = D.colluders,
-    collusion: Annotated[str, typer.Option(
-        help="What the colluders corrupt: model | score (one trainer takes all) | total (inflated) | "
-             "distance-sum | distance-leaf (a Krum task's distance table) | withhold-model | withhold-table "
-             "(publish nothing of it: the availability game).")]
-        = D.collusion,
-    watchers: Annotated[int, typer.Option(
-        help="Watchers: no stake, no data; they recompute every round and challenge a wrong result on chain.")]
-        = D.watchers,
+    rule_params: Annotated[
+        str,
+        typer.Option(
+            help='The rule\'s parameters as a JSON object, e.g. \'{"num_malicious_nodes": 6, "clip": true}\'.'
+        ),
+    ] = "{}",
+    score: Annotated[
+        str,
+        typer.Option(
+            help="Contribution score: cosine (agreement with the aggregate) | validation (gain on the "
+            "validators' root set)."
+        ),
+    ] = D.score,
+    colluders: Annotated[
+        int, typer.Option(help="Validators (the first N) that collude: they vote for a sabotaged model.")
+    ] = D.colluders,
+    collusion: Annotated[
+        str,
+        typer.Option(
+            help="What the colluders corrupt: model | score (one trainer takes all) | total (inflated) | "
+            "distance-sum | distance-leaf (a Krum task's distance table) | withhold-model | withhold-table "
+            "(publish nothing of it: the availability game)."
+        ),
+    ] = D.collusion,
+    watchers: Annotated[
+        int,
+        typer.Option(
+            help="Watchers: no stake, no data; they recompute every round and challenge a wrong result on chain."
+        ),
+    ] = D.watchers,
     baselines: Annotated[bool, typer.Option(help="Also train centralized and plain-FedAvg baselines.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what every node does.")] = False,
 ) -> None:
@@ -80,11 +99,30 @@ def simulate(
 
     console = Console()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
-    cfg = D(trainers=trainers, validators=validators, rounds=rounds, dataset=dataset, partition=partition,
-            alpha=alpha, model=model, epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, seed=seed,
-            out=out, adversaries=_parse_adversaries(misbehave), attack=attack, byzantine=byzantine if attack else 0.0,
-            rule=rule, rule_params=parse_rule_params(rule, rule_params), score=score, colluders=colluders,
-            collusion=collusion, watchers=watchers)
+    cfg = D(
+        trainers=trainers,
+        validators=validators,
+        rounds=rounds,
+        dataset=dataset,
+        partition=partition,
+        alpha=alpha,
+        model=model,
+        epochs=epochs,
+        lr=lr,
+        momentum=momentum,
+        batch_size=batch_size,
+        seed=seed,
+        out=out,
+        adversaries=_parse_adversaries(misbehave),
+        attack=attack,
+        byzantine=byzantine if attack else 0.0,
+        rule=rule,
+        rule_params=parse_rule_params(rule, rule_params),
+        score=score,
+        colluders=colluders,
+        collusion=collusion,
+        watchers=watchers,
+    )
     from fedchain.protocol.root_set import SCORES
     from fedchain.sim.adversaries.colluder import COLLUDERS
 
@@ -94,22 +132,40 @@ def simulate(
         raise typer.BadParameter(f"unknown collusion {collusion!r}; choose from {', '.join(COLLUDERS)}")
     if attack is not None and attack not in ATTACKS:
         raise typer.BadParameter(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
-    console.print(f"[bold]fedchain simulate[/]: {trainers} trainers, {validators} validators, {rounds} rounds, "
-                  f"{dataset} ({partition}, alpha={alpha}), model {model}, {epochs} local epochs, seed {seed}"
-                  + (f", rule {rule} {rule_params}" if rule != D.rule else "") + f", {score} score"
-                  + (f"; attack {attack} by {byzantine_count(cfg)} trainers (omniscient)" if attack else ""))
-    console.print("Each round: selected trainers train locally, commit a hash, reveal it; validators check every "
-                  f"update, aggregate with exact fixed-point {registry.get(rule).title}, vote; "
-                  "2/3 of the committee's seats finalizes.")
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+    console.print(
+        f"[bold]fedchain simulate[/]: {trainers} trainers, {validators} validators, {rounds} rounds, "
+        f"{dataset} ({partition}, alpha={alpha}), model {model}, {epochs} local epochs, seed {seed}"
+        + (f", rule {rule} {rule_params}" if rule != D.rule else "")
+        + f", {score} score"
+        + (f"; attack {attack} by {byzantine_count(cfg)} trainers (omniscient)" if attack else "")
+    )
+    console.print(
+        "Each round: selected trainers train locally, commit a hash, reveal it; validators check every "
+        f"update, aggregate with exact fixed-point {registry.get(rule).title}, vote; "
+        "2/3 of the committee's seats finalizes."
+    )
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
         job = bar.add_task("round 1", total=rounds)
 
         def on_round(row: dict) -> None:
-            state = ("finalized" if row["finalized"] else
-                     "reverted by a watcher's challenge" if row.get("challenged") else "failed")
-            bar.console.print(f"round {row['round'] + 1:>3}: {state}, accuracy {row['accuracy']:.3f}, "
-                              f"gas {row['gas_used']:,}, {row['seconds']:.2f} s")
+            state = (
+                "finalized"
+                if row["finalized"]
+                else "reverted by a watcher's challenge"
+                if row.get("challenged")
+                else "failed"
+            )
+            bar.console.print(
+                f"round {row['round'] + 1:>3}: {state}, accuracy {row['accuracy']:.3f}, "
+                f"gas {row['gas_used']:,}, {row['seconds']:.2f} s"
+            )
             bar.update(job, advance=1, description=f"round {row['round'] + 2}")
 
         report = run(cfg, on_round=on_round, baselines=baselines)
@@ -122,8 +178,14 @@ def print_report(console: Console, report: dict) -> None:
     for col in ("role", "address", "rewards (FED)", "slashed (FED)", "gas used"):
         nodes.add_column(col, justify="right" if "(" in col or col == "gas used" else "left")
     for n in report["nodes"]:
-        nodes.add_row(n["name"], n["role"], n["address"][:10] + "…", f"{n['rewards'] / TOKEN:.3f}",
-                      f"{n['slashed'] / TOKEN:.3f}", f"{n['gas_used']:,}")
+        nodes.add_row(
+            n["name"],
+            n["role"],
+            n["address"][:10] + "…",
+            f"{n['rewards'] / TOKEN:.3f}",
+            f"{n['slashed'] / TOKEN:.3f}",
+            f"{n['gas_used']:,}",
+        )
     console.print(nodes)
     summary = Table(title="Result", show_header=False)
     summary.add_row("fedchain final accuracy", f"{report['final_accuracy']:.4f}")
@@ -131,9 +193,10 @@ def print_report(console: Console, report: dict) -> None:
         summary.add_row("centralized baseline (same model, all data)", f"{report['centralized_accuracy']:.4f}")
         summary.add_row("plain FedAvg (same partitions, no chain)", f"{report['plain_fedavg_accuracy']:.4f}")
         ratio = report["seconds_per_round"] / report["plain_fedavg_seconds_per_round"]
-        summary.add_row("seconds per round (median): fedchain / plain FedAvg",
-                        f"{report['seconds_per_round']:.3f} / {report['plain_fedavg_seconds_per_round']:.3f} "
-                        f"= {ratio:.2f}x")
+        summary.add_row(
+            "seconds per round (median): fedchain / plain FedAvg",
+            f"{report['seconds_per_round']:.3f} / {report['plain_fedavg_seconds_per_round']:.3f} = {ratio:.2f}x",
+        )
     summary.add_row("rounds finalized", f"{report['rounds_finalized']} of {len(report['rounds'])}")
     summary.add_row("final model root", report["aggregate_root"])
     summary.add_row("token conservation gap (wei)", str(report["conservation_gap_wei"]))

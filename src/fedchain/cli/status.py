@@ -46,8 +46,19 @@ def collect(dep, task_id: int | None) -> dict:
     nodes: dict[str, dict] = {}
 
     def node(addr: str) -> dict:
-        return nodes.setdefault(addr, {"address": addr, "role": "-", "stake": 0, "rewards": 0, "payout_pending": 0,
-                                       "withdrawn": 0, "slashed": 0, "slashes": 0})
+        return nodes.setdefault(
+            addr,
+            {
+                "address": addr,
+                "role": "-",
+                "stake": 0,
+                "rewards": 0,
+                "payout_pending": 0,
+                "withdrawn": 0,
+                "slashed": 0,
+                "slashes": 0,
+            },
+        )
 
     for e in events:
         a = e.args
@@ -63,9 +74,17 @@ def collect(dep, task_id: int | None) -> dict:
         s = fc.call("stakes", addr)
         n["role"], n["stake"] = ROLES.get(s["role"], str(s["role"])), s["active"]
         n["payout_pending"] = fc.call("payouts", addr)
-    out["slashes"] = [{"node": e.args["node"], "amount": e.args["amount"], "block": e.block,
-                       "reason": describe(SlashReason, e.args["reason"]),
-                       "reporter": e.args["reporter"]} for e in events if e.name == "Slashed"]
+    out["slashes"] = [
+        {
+            "node": e.args["node"],
+            "amount": e.args["amount"],
+            "block": e.block,
+            "reason": describe(SlashReason, e.args["reason"]),
+            "reporter": e.args["reporter"],
+        }
+        for e in events
+        if e.name == "Slashed"
+    ]
     if not created:
         out["task"], out["rounds"], out["nodes"] = None, [], list(nodes.values())
         return out
@@ -80,10 +99,19 @@ def collect(dep, task_id: int | None) -> dict:
     for e in mine:
         a = e.args
         if e.name == "RoundOpened":
-            rounds[a["round_id"]] = {"round": a["round_id"], "opened": e.block, "commit_end": a["commit_end"],
-                                     "reveal_end": a["reveal_end"], "validate_end": a["validate_end"],
-                                     "challenge_end": a["validate_end"] + t["challenge_blocks"], "commits": 0,
-                                     "reveals": 0, "committee": 0, "votes": 0, "status": "open"}
+            rounds[a["round_id"]] = {
+                "round": a["round_id"],
+                "opened": e.block,
+                "commit_end": a["commit_end"],
+                "reveal_end": a["reveal_end"],
+                "validate_end": a["validate_end"],
+                "challenge_end": a["validate_end"] + t["challenge_blocks"],
+                "commits": 0,
+                "reveals": 0,
+                "committee": 0,
+                "votes": 0,
+                "status": "open",
+            }
         r = rounds.get(a.get("round_id"))
         if r is None:
             continue
@@ -104,21 +132,42 @@ def collect(dep, task_id: int | None) -> dict:
         elif e.name == "RoundFinalized":
             from fedchain.storage.cid import cid_from_digest
 
-            r.update(status="finalized", model_cid=cid_from_digest(a["model_cid"]), total_score=a["total_score"],
-                     rejected=bin(a["rejected"]).count("1"), trainer_budget=a["trainer_budget"],
-                     validator_budget=a["validator_budget"])
+            r.update(
+                status="finalized",
+                model_cid=cid_from_digest(a["model_cid"]),
+                total_score=a["total_score"],
+                rejected=bin(a["rejected"]).count("1"),
+                trainer_budget=a["trainer_budget"],
+                validator_budget=a["validator_budget"],
+            )
         elif e.name == "RoundFailed":
             r.update(status="failed", reason=describe(FailReason, a["reason"]))
     current = rounds.get(t["round"])
     if current is not None and current["status"] == "open":
         b = block
-        current["status"] = ("commit" if b <= current["commit_end"] else "reveal" if b <= current["reveal_end"]
-                             else "vote" if b <= current["validate_end"] else "challenge"
-                             if b <= current["challenge_end"] else "finalize")
-    out["task"] = {"id": task_id, "sponsor": t["sponsor"], "rounds": t["num_rounds"], "round": t["round"],
-                   "finished": t["finished"], "pool_left": t["pool"], "trainers_per_round": t["trainers_per_round"],
-                   "validators_per_round": t["validators_per_round"], "min_reveals": t["min_reveals"],
-                   "phase": "finished" if t["finished"] else (current or {}).get("status", "-")}
+        current["status"] = (
+            "commit"
+            if b <= current["commit_end"]
+            else "reveal"
+            if b <= current["reveal_end"]
+            else "vote"
+            if b <= current["validate_end"]
+            else "challenge"
+            if b <= current["challenge_end"]
+            else "finalize"
+        )
+    out["task"] = {
+        "id": task_id,
+        "sponsor": t["sponsor"],
+        "rounds": t["num_rounds"],
+        "round": t["round"],
+        "finished": t["finished"],
+        "pool_left": t["pool"],
+        "trainers_per_round": t["trainers_per_round"],
+        "validators_per_round": t["validators_per_round"],
+        "min_reveals": t["min_reveals"],
+        "phase": "finished" if t["finished"] else (current or {}).get("status", "-"),
+    }
     out["rounds"] = [rounds[k] for k in sorted(rounds)]
     out["nodes"] = sorted(nodes.values(), key=lambda n: (n["role"], n["address"]))
     for n in out["nodes"]:
@@ -133,8 +182,10 @@ def render(report: dict) -> None:
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 160)
-    console.print(f"chain {report['chain_id']} at block {report['block']}, fedchain {report['fedchain']}; "
-                  f"tasks: {', '.join(map(str, report['tasks'])) or 'none'}")
+    console.print(
+        f"chain {report['chain_id']} at block {report['block']}, fedchain {report['fedchain']}; "
+        f"tasks: {', '.join(map(str, report['tasks'])) or 'none'}"
+    )
     t = report["task"]
     if t is None:
         console.print("no task yet: create one with `fedchain task create`")
@@ -143,8 +194,11 @@ def render(report: dict) -> None:
         head.add_row("sponsor", short(t["sponsor"]))
         head.add_row("round", f"{t['round'] + 1 if not t['finished'] else t['rounds']} of {t['rounds']}")
         head.add_row("phase", t["phase"])
-        head.add_row("committees", f"{t['trainers_per_round']} trainers, {t['validators_per_round']} validators "
-                                   f"expected; at least {t['min_reveals']} reveals")
+        head.add_row(
+            "committees",
+            f"{t['trainers_per_round']} trainers, {t['validators_per_round']} validators "
+            f"expected; at least {t['min_reveals']} reveals",
+        )
         head.add_row("pool left", f"{fmt_tokens(t['pool_left'])} tokens")
         console.print(head)
         rounds = Table(title="Rounds")
@@ -156,20 +210,38 @@ def render(report: dict) -> None:
                 outcome = f"failed: {r['reason']}"
             elif outcome == "finalized" and r["rejected"]:
                 outcome = f"finalized ({r['rejected']} rejected)"
-            paid = (f"{fmt_tokens(r['trainer_budget'])} + {fmt_tokens(r['validator_budget'])}"
-                    if r["status"] == "finalized" else "")
-            rounds.add_row(str(r["round"]), f"{r['opened']}-{r['challenge_end']}", str(r["commits"]),
-                           str(r["reveals"]), str(r["committee"]), str(r["votes"]), outcome,
-                           short(r.get("model_cid") or ""), paid)
+            paid = (
+                f"{fmt_tokens(r['trainer_budget'])} + {fmt_tokens(r['validator_budget'])}"
+                if r["status"] == "finalized"
+                else ""
+            )
+            rounds.add_row(
+                str(r["round"]),
+                f"{r['opened']}-{r['challenge_end']}",
+                str(r["commits"]),
+                str(r["reveals"]),
+                str(r["committee"]),
+                str(r["votes"]),
+                outcome,
+                short(r.get("model_cid") or ""),
+                paid,
+            )
         console.print(rounds)
     nodes = Table(title="Nodes (tokens; rewards claimed in this task, slashes in any)")
     for col in ("address", "role", "stake", "rewards", "withdrawn", "pending", "slashed", "last rounds"):
         nodes.add_column(col, justify="left" if col in ("address", "role", "last rounds") else "right")
     for n in report["nodes"]:
         last = ", ".join(f"{k}:{v}" for k, v in list(n.get("rounds", {}).items())[-3:])
-        nodes.add_row(short(n["address"]), n["role"], fmt_tokens(n["stake"]), fmt_tokens(n["rewards"]),
-                      fmt_tokens(n["withdrawn"]), fmt_tokens(n["payout_pending"]),
-                      fmt_tokens(n["slashed"]) + (f" ({n['slashes']}x)" if n["slashes"] else ""), last)
+        nodes.add_row(
+            short(n["address"]),
+            n["role"],
+            fmt_tokens(n["stake"]),
+            fmt_tokens(n["rewards"]),
+            fmt_tokens(n["withdrawn"]),
+            fmt_tokens(n["payout_pending"]),
+            fmt_tokens(n["slashed"]) + (f" ({n['slashes']}x)" if n["slashes"] else ""),
+            last,
+        )
     console.print(nodes)
     if report["slashes"]:
         sl = Table(title="Slashes")

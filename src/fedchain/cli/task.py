@@ -38,15 +38,23 @@ app = typer.Typer(help="Tasks: what the network trains, for how long, for what r
 @app.command()
 def create(
     rounds: Annotated[int, typer.Option(help="Training rounds.")] = 3,
-    pool: Annotated[str, typer.Option(help="Reward pool in tokens, escrowed now, paid out round by round.")]
-        = "1000",
+    pool: Annotated[str, typer.Option(help="Reward pool in tokens, escrowed now, paid out round by round.")] = "1000",
     model: Annotated[str, typer.Option(help="logreg | mlp | cnn.")] = "mlp",
-    dataset: Annotated[str, typer.Option(help="digits | mnist | mnist1d: fixes the input shape and classes "
-                                              "(trainers bring their own data of that kind).")] = "digits",
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="digits | mnist | mnist1d: fixes the input shape and classes "
+            "(trainers bring their own data of that kind)."
+        ),
+    ] = "digits",
     rule: Annotated[str, typer.Option(help="Aggregation rule validators apply.")] = "fedavg",
-    rule_params: Annotated[str, typer.Option(
-        help='The rule\'s parameters as a JSON object, e.g. \'{"num_malicious_nodes": 1}\' '
-             '(see fedchain.learning.aggregate).')] = "{}",
+    rule_params: Annotated[
+        str,
+        typer.Option(
+            help="The rule's parameters as a JSON object, e.g. '{\"num_malicious_nodes\": 1}' "
+            "(see fedchain.learning.aggregate)."
+        ),
+    ] = "{}",
     epochs: Annotated[int, typer.Option(help="Local epochs per round.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Local batch size.")] = 32,
     lr: Annotated[float, typer.Option(help="Local SGD learning rate.")] = 0.05,
@@ -59,15 +67,24 @@ def create(
     validate_blocks: Annotated[int, typer.Option(help="Blocks for validators to check, aggregate and vote.")] = 10,
     challenge_blocks: Annotated[int, typer.Option(help="Blocks of challenge window before finalizing.")] = 5,
     fee_bps: Annotated[int, typer.Option(help="Validators' share of each round's budget, in basis points.")] = 1000,
-    wait_for_trainers: Annotated[int, typer.Option(
-        help="Create the task only once this many trainers are staked (stake counts from the next round "
-             "opened, so nodes that stake later miss round 0).")] = 0,
+    wait_for_trainers: Annotated[
+        int,
+        typer.Option(
+            help="Create the task only once this many trainers are staked (stake counts from the next round "
+            "opened, so nodes that stake later miss round 0)."
+        ),
+    ] = 0,
     wait_for_validators: Annotated[int, typer.Option(help="Likewise for validators.")] = 0,
-    home: Annotated[Path, typer.Option(help="Sponsor's folder: blobs/ (recipe, initial and final model), "
-                                            "sponsor.log.")] = Path("sponsor"),
-    wait: Annotated[bool, typer.Option(
-        help="Stay up: serve the initial model, log each round, and when the task finishes fetch the final "
-             "model and reclaim what is left of the pool.")] = True,
+    home: Annotated[
+        Path, typer.Option(help="Sponsor's folder: blobs/ (recipe, initial and final model), sponsor.log.")
+    ] = Path("sponsor"),
+    wait: Annotated[
+        bool,
+        typer.Option(
+            help="Stay up: serve the initial model, log each round, and when the task finishes fetch the final "
+            "model and reclaim what is left of the pool."
+        ),
+    ] = True,
     listen: ListenOpt = "127.0.0.1:0",
     public_url: PublicUrlOpt = None,
     peer: PeerOpt = [],
@@ -97,13 +114,22 @@ def create(
     with errors():
         sponsor = resolve_account(account, dev_account, keystore)
         chain, dep, _ = connect(deployment, rpc)
-        store, server = open_store(home, deployment, listen if wait else "off", public_url, peer, peers_file,
-                                   announce and wait, log)
+        store, server = open_store(
+            home, deployment, listen if wait else "off", public_url, peer, peers_file, announce and wait, log
+        )
         params = parse_rule_params(rule, rule_params)
         data = load_dataset(dataset, seed=seed)
-        recipe = Recipe(model=model, dataset=dataset, input_shape=tuple(data.input_shape),
-                        num_classes=data.num_classes, rule=rule, rule_params=params, epochs=epochs,
-                        batch_size=batch_size, lr=lr)
+        recipe = Recipe(
+            model=model,
+            dataset=dataset,
+            input_shape=tuple(data.input_shape),
+            num_classes=data.num_classes,
+            rule=rule,
+            rule_params=params,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+        )
         initial = get_params(build_model(model, tuple(data.input_shape), data.num_classes, seed=seed))
         if wait_for_trainers or wait_for_validators:
             if not wait_for_stakers(dep, wait_for_trainers, wait_for_validators, log):
@@ -111,16 +137,39 @@ def create(
         wei = parse_tokens(pool)
         have = dep.token.call("balanceOf", sponsor.address)
         if have < wei:
-            typer.secho(f"error: {sponsor.address} holds {fmt_tokens(have)} tokens, the pool needs {fmt_tokens(wei)}",
-                        fg=typer.colors.RED, err=True)
+            typer.secho(
+                f"error: {sponsor.address} holds {fmt_tokens(have)} tokens, the pool needs {fmt_tokens(wei)}",
+                fg=typer.colors.RED,
+                err=True,
+            )
             raise typer.Exit(1)
-        task_id = create_task(dep.fedchain, dep.token, sponsor, store, recipe, initial, rounds=rounds, pool=wei,
-                              trainers_per_round=trainers_per_round, validators_per_round=validators_per_round,
-                              min_reveals=min_reveals, commit_blocks=commit_blocks, reveal_blocks=reveal_blocks,
-                              validate_blocks=validate_blocks, challenge_blocks=challenge_blocks,
-                              validator_fee_bps=fee_bps)
-        log.info("created task %d: %d rounds of %s on %s, pool %s tokens, recipe hash 0x%s", task_id, rounds, model,
-                 dataset, fmt_tokens(wei), recipe.hash.hex())
+        task_id = create_task(
+            dep.fedchain,
+            dep.token,
+            sponsor,
+            store,
+            recipe,
+            initial,
+            rounds=rounds,
+            pool=wei,
+            trainers_per_round=trainers_per_round,
+            validators_per_round=validators_per_round,
+            min_reveals=min_reveals,
+            commit_blocks=commit_blocks,
+            reveal_blocks=reveal_blocks,
+            validate_blocks=validate_blocks,
+            challenge_blocks=challenge_blocks,
+            validator_fee_bps=fee_bps,
+        )
+        log.info(
+            "created task %d: %d rounds of %s on %s, pool %s tokens, recipe hash 0x%s",
+            task_id,
+            rounds,
+            model,
+            dataset,
+            fmt_tokens(wei),
+            recipe.hash.hex(),
+        )
         typer.echo(f"task {task_id}")
         if not wait:
             return
@@ -189,8 +238,13 @@ def wait_for_stakers(dep, trainers: int, validators: int, log: logging.Logger) -
                 log.info("%d trainers and %d validators are staked", have[1], have[2])
                 return True
             if said != have:
-                log.info("waiting for stakers before creating the task: %d of %d trainers, %d of %d validators",
-                         have[1], trainers, have[2], validators)
+                log.info(
+                    "waiting for stakers before creating the task: %d of %d trainers, %d of %d validators",
+                    have[1],
+                    trainers,
+                    have[2],
+                    validators,
+                )
                 said = have
             time.sleep(1.0)
     except KeyboardInterrupt:

@@ -61,9 +61,7 @@ def load_dataset(name: str, seed: int = 0, test_fraction: float = 0.2) -> Datase
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     x, y = _load_raw(name)
-    train, test = train_test_split(
-        np.arange(len(y)), test_size=test_fraction, stratify=y, random_state=seed
-    )
+    train, test = train_test_split(np.arange(len(y)), test_size=test_fraction, stratify=y, random_state=seed)
     return Dataset(
         name=name,
         num_classes=int(y.max()) + 1,
@@ -195,9 +193,7 @@ def partition_pathological(
     num_partitions: int,
     num_classes_per_partition: int,
     seed: int,
-    class_assignment_mode: Literal["random", "deterministic", "first-deterministic"] = (
-        "first-deterministic"
-    ),
+    class_assignment_mode: Literal["random", "deterministic", "first-deterministic"] = ("first-deterministic"),
     shuffle: bool = True,
 ) -> list[np.ndarray]:
     """Give each partition exactly ``num_classes_per_partition`` classes.
@@ -296,8 +292,7 @@ def partition(
 def _check_num_partitions(num_examples: int, num_partitions: int) -> None:
     if not 1 <= num_partitions <= num_examples:
         raise ValueError(
-            f"num_partitions must be in [1, {num_examples}] (the number of examples), "
-            f"got {num_partitions}"
+            f"num_partitions must be in [1, {num_examples}] (the number of examples), got {num_partitions}"
         )
 
 

@@ -51,8 +51,7 @@ def _exp2_table() -> np.ndarray:
         ctx.prec = 40
         ln2 = Decimal(2).ln()
         n = 1 << _TABLE_BITS
-        return np.array([int((-(ln2 * i / n)).exp() * SCALE + Decimal("0.5")) for i in range(n + 1)],
-                        dtype=np.int64)
+        return np.array([int((-(ln2 * i / n)).exp() * SCALE + Decimal("0.5")) for i in range(n + 1)], dtype=np.int64)
 
 
 _EXP2 = _exp2_table()  # _EXP2[i] = round(2**16 * 2**(-i / 1024))
@@ -108,6 +107,7 @@ def _linear(x, p, name, grads):
             grads[f"{name}.weight"] = _matmul(dy.T, x) >> FRAC_BITS
             grads[f"{name}.bias"] = dy.sum(axis=0)
         return _rescale(_matmul(dy, w))
+
     return out, back
 
 
@@ -125,7 +125,7 @@ def _col2im(cols: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     padded = np.zeros((n, c, h + 2, w + 2), dtype=np.int64)
     for i in range(3):
         for j in range(3):
-            padded[:, :, i:i + h, j:j + w] += win[..., i, j].transpose(0, 3, 1, 2)
+            padded[:, :, i : i + h, j : j + w] += win[..., i, j].transpose(0, 3, 1, 2)
     return padded[:, :, 1:-1, 1:-1]
 
 
@@ -142,6 +142,7 @@ def _conv3x3(x, p, name, grads):
             grads[f"{name}.weight"] = (_matmul(dym.T, cols) >> FRAC_BITS).reshape(w.shape)
             grads[f"{name}.bias"] = dym.sum(axis=0)
         return np.clip(_col2im(_rescale(_matmul(dym, wm)), x.shape), -QMAX, QMAX)
+
     return out, back
 
 
@@ -173,6 +174,7 @@ def _maxpool(x, rows, cols):
         for (i, j), (r, s) in where.items():
             np.add.at(dx, (ni, ci, r, s), dy[:, :, i, j])
         return dx
+
     return out, back
 
 
@@ -242,8 +244,9 @@ def lr_fixed(lr: float) -> int:
     return int(np.rint(np.float64(lr) * SCALE))
 
 
-def train_exact(model: str, params: IntParams, xq: np.ndarray, y: np.ndarray, epochs: int, batch_size: int,
-                lr: float) -> IntParams:
+def train_exact(
+    model: str, params: IntParams, xq: np.ndarray, y: np.ndarray, epochs: int, batch_size: int, lr: float
+) -> IntParams:
     """Plain SGD in exact integer arithmetic: batches in index order, no shuffle, no momentum."""
     if len(xq) != len(y) or len(y) == 0 or batch_size > MAX_FAN_IN:
         raise LearningError(f"need matching, non-empty inputs and labels, got {len(xq)} and {len(y)}")
@@ -251,8 +254,7 @@ def train_exact(model: str, params: IntParams, xq: np.ndarray, y: np.ndarray, ep
     p = {name: v.copy() for name, v in params.items()}
     for _ in range(epochs):
         for start in range(0, len(y), batch_size):
-            g = gradient(model, p, xq[start:start + batch_size], y[start:start + batch_size])
+            g = gradient(model, p, xq[start : start + batch_size], y[start : start + batch_size])
             for name in p:
                 p[name] = np.clip(p[name] - (rate * g[name] >> FRAC_BITS), -QMAX, QMAX)
     return p
-

@@ -53,10 +53,7 @@ class TrainConfig:
 def get_params(model: nn.Module) -> Params:
     """Copy of the model's ``state_dict`` as float32 numpy arrays, sorted by name."""
     state = model.state_dict()
-    return {
-        name: state[name].detach().cpu().numpy().astype(np.float32, copy=True)
-        for name in sorted(state)
-    }
+    return {name: state[name].detach().cpu().numpy().astype(np.float32, copy=True) for name in sorted(state)}
 
 
 def set_params(model: nn.Module, params: Params) -> None:
@@ -67,9 +64,7 @@ def set_params(model: nn.Module, params: Params) -> None:
     expected = param_shapes(model.state_dict())
     given = param_shapes(params)
     if given != expected:
-        raise LearningError(
-            f"parameters do not fit the model: expected {expected}, got {given}"
-        )
+        raise LearningError(f"parameters do not fit the model: expected {expected}, got {given}")
     model.load_state_dict({name: _tensor(value, np.float32) for name, value in params.items()})
 
 
@@ -136,9 +131,7 @@ def flatten(params: Params) -> np.ndarray:
     """One float32 vector: every array raveled, concatenated in sorted-name order."""
     if not params:
         return np.zeros(0, dtype=np.float32)
-    return np.concatenate(
-        [np.asarray(params[name], dtype=np.float32).ravel() for name in sorted(params)]
-    )
+    return np.concatenate([np.asarray(params[name], dtype=np.float32).ravel() for name in sorted(params)])
 
 
 def unflatten(vec: np.ndarray, template: Params) -> Params:
@@ -147,13 +140,9 @@ def unflatten(vec: np.ndarray, template: Params) -> Params:
     sizes = [int(np.prod(s)) for s in shapes.values()]
     vec = np.asarray(vec, dtype=np.float32)
     if vec.ndim != 1 or vec.size != sum(sizes):
-        raise LearningError(
-            f"vector of shape {vec.shape} does not fit the template ({sum(sizes)} values)"
-        )
+        raise LearningError(f"vector of shape {vec.shape} does not fit the template ({sum(sizes)} values)")
     pieces = np.split(vec, np.cumsum(sizes)[:-1])
-    return {
-        name: piece.reshape(shape).copy() for (name, shape), piece in zip(shapes.items(), pieces)
-    }
+    return {name: piece.reshape(shape).copy() for (name, shape), piece in zip(shapes.items(), pieces)}
 
 
 def _tensor(a: np.ndarray, dtype: type) -> torch.Tensor:

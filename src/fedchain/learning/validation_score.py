@@ -114,9 +114,15 @@ def true_class_mass(model: str, params: exact.IntParams, xq: np.ndarray, y: np.n
     return int(p[np.arange(len(y)), y].sum())
 
 
-def validation_scores(model: str, parent_q: np.ndarray, updates: Sequence[np.ndarray],
-                      template: Mapping[str, np.ndarray], xq: np.ndarray, y: np.ndarray,
-                      seats: Sequence[int] | None = None) -> list[int]:
+def validation_scores(
+    model: str,
+    parent_q: np.ndarray,
+    updates: Sequence[np.ndarray],
+    template: Mapping[str, np.ndarray],
+    xq: np.ndarray,
+    y: np.ndarray,
+    seats: Sequence[int] | None = None,
+) -> list[int]:
     """Each update's score (see the module docstring), in the order given.
 
     Parameters
@@ -157,8 +163,16 @@ def validation_scores(model: str, parent_q: np.ndarray, updates: Sequence[np.nda
     return out
 
 
-def root_update(model: str, parent_q: np.ndarray, template: Mapping[str, np.ndarray], xq: np.ndarray,
-                y: np.ndarray, epochs: int, batch_size: int, lr: float) -> np.ndarray:
+def root_update(
+    model: str,
+    parent_q: np.ndarray,
+    template: Mapping[str, np.ndarray],
+    xq: np.ndarray,
+    y: np.ndarray,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+) -> np.ndarray:
     """FLTrust's g0: the fixed-point update of training the parent on the root set.
 
     Plain SGD on cross-entropy in exact integer arithmetic (``exact.train_exact``):

@@ -118,8 +118,12 @@ class ContractEvents:
 
     def facts(self, task_id: int) -> dict:
         task = self.contract.call("tasks", task_id)
-        return {"reporter_bps": self.contract.call("reporter_bps"), "validator_fee_bps": task["validator_fee_bps"],
-                "min_reveals": task["min_reveals"], "validators_per_round": task["validators_per_round"]}
+        return {
+            "reporter_bps": self.contract.call("reporter_bps"),
+            "validator_fee_bps": task["validator_fee_bps"],
+            "min_reveals": task["min_reveals"],
+            "validators_per_round": task["validators_per_round"],
+        }
 
 
 class EventFile:
@@ -152,8 +156,12 @@ class EventFile:
     def facts(self, task_id: int) -> dict:
         task = self.info.get("tasks", {}).get(str(task_id), {})
         params = self.info.get("params", {})
-        known = {"reporter_bps": params.get("reporter_bps"), "validator_fee_bps": task.get("validator_fee_bps"),
-                 "min_reveals": task.get("min_reveals"), "validators_per_round": task.get("validators_per_round")}
+        known = {
+            "reporter_bps": params.get("reporter_bps"),
+            "validator_fee_bps": task.get("validator_fee_bps"),
+            "min_reveals": task.get("min_reveals"),
+            "validators_per_round": task.get("validators_per_round"),
+        }
         return {k: v for k, v in known.items() if v is not None}
 
 
@@ -170,8 +178,13 @@ def _decode(value):
 
 
 def event_to_json(e: Event) -> dict:
-    return {"name": e.name, "args": {k: _encode(v) for k, v in e.args.items()}, "block": e.block,
-            "address": e.address, "log_index": e.log_index}
+    return {
+        "name": e.name,
+        "args": {k: _encode(v) for k, v in e.args.items()},
+        "block": e.block,
+        "address": e.address,
+        "log_index": e.log_index,
+    }
 
 
 def event_from_json(d: dict) -> Event:
@@ -193,11 +206,19 @@ def save_chain(deployment: Deployment, folder: Path, task_id: int) -> Path:
         for e in fc.events(deployment.block):
             f.write(json.dumps(event_to_json(e)) + "\n")
     os.replace(tmp, folder / EVENTS_FILE)
-    params = {k: fc.call(k) for k in ("min_stake", "unbonding_delay", "liveness_penalty", "safety_penalty_bps",
-                                      "reporter_bps")}
+    params = {
+        k: fc.call(k)
+        for k in ("min_stake", "unbonding_delay", "liveness_penalty", "safety_penalty_bps", "reporter_bps")
+    }
     task = {k: _encode(v) for k, v in fc.call("tasks", task_id).items()}
-    deployment.save(folder / DEPLOYMENT_FILE, chain="embedded", events=EVENTS_FILE, task_id=task_id,
-                    params=params, tasks={str(task_id): task})
+    deployment.save(
+        folder / DEPLOYMENT_FILE,
+        chain="embedded",
+        events=EVENTS_FILE,
+        task_id=task_id,
+        params=params,
+        tasks={str(task_id): task},
+    )
     return folder
 
 
@@ -209,7 +230,7 @@ class Version:
     """One round of the model's lineage, as verified."""
 
     round_id: int
-    status: str                                   # "finalized", "failed: <why>" or "open"
+    status: str  # "finalized", "failed: <why>" or "open"
     parent_cid: str
     model_cid: str | None = None
     scores: list[tuple[str, int]] = field(default_factory=list)
@@ -235,8 +256,7 @@ class AuditReport:
 
     def summary(self) -> str:
         finalized = sum(v.status == "finalized" for v in self.versions)
-        return (f"verified {self.rounds} rounds ({finalized} finalized), {self.updates} updates, "
-                f"{self.claims} claims")
+        return f"verified {self.rounds} rounds ({finalized} finalized), {self.updates} updates, {self.claims} claims"
 
 
 @dataclass
@@ -351,8 +371,13 @@ class Auditor:
                 continue
             rnd = rounds.get(a["round_id"])
             if rnd is None:
-                raise AuditError(a["round_id"], a.get("node") or a.get("validator") or "?", e.name,
-                                 "an opened round", "an event before its RoundOpened")
+                raise AuditError(
+                    a["round_id"],
+                    a.get("node") or a.get("validator") or "?",
+                    e.name,
+                    "an opened round",
+                    "an event before its RoundOpened",
+                )
             if e.name == "Committed":
                 rnd.commits[a["node"]] = e
             elif e.name == "Revealed":
@@ -413,13 +438,19 @@ class Auditor:
         self._check_result(r, "finalized result", f, result)
         majority = self._check_votes(r, rnd, f, result, version)
         if budgets is not None and budgets.get(r) != (f["validator_budget"], f["trainer_budget"]):
-            raise AuditError(r, "finalized result", "budgets (validator, trainer)", budgets.get(r),
-                             (f["validator_budget"], f["trainer_budget"]))
+            raise AuditError(
+                r,
+                "finalized result",
+                "budgets (validator, trainer)",
+                budgets.get(r),
+                (f["validator_budget"], f["trainer_budget"]),
+            )
         self._check_claims(r, rnd, f, result, majority, version)
         version.status, version.model_cid = "finalized", result.model_cid
         version.scores, version.rejected = result.scores, result.reasons
-        return version, self._model(fp.to_fixed(flatten(decode_tensors(result.blob))), result.model_root,
-                                    result.model_cid)
+        return version, self._model(
+            fp.to_fixed(flatten(decode_tensors(result.blob))), result.model_root, result.model_cid
+        )
 
     def _check_reveals(self, r: int, rnd: _Round, revealed: list[Reveal]) -> None:
         """Each reveal opens its sender's commitment, and reveal indices count from 0."""
@@ -427,8 +458,9 @@ class Auditor:
             committed = rnd.commits.get(ev.node)
             if committed is None:
                 raise AuditError(r, ev.node, "commitment", "a Committed event before the reveal", "none")
-            opened = commitments.commitment(self.source.chain_id, self.source.address, self.task_id, r, ev.node,
-                                            ev.update_root, ev.salt)
+            opened = commitments.commitment(
+                self.source.chain_id, self.source.address, self.task_id, r, ev.node, ev.update_root, ev.salt
+            )
             if opened != committed.args["commitment"]:
                 raise AuditError(r, ev.node, "commitment", committed.args["commitment"], opened)
             if ev.index != i:
@@ -446,11 +478,17 @@ class Auditor:
             return
         min_reveals = self.source.facts(self.task_id).get("min_reveals")
         if reason == 1 and min_reveals is not None and len(revealed) >= min_reveals:
-            raise AuditError(r, "committee", "failure (too few reveals)", f"fewer than {min_reveals} reveals",
-                             len(revealed))
+            raise AuditError(
+                r, "committee", "failure (too few reveals)", f"fewer than {min_reveals} reveals", len(revealed)
+            )
         if reason == 2 and (h := _quorum(rnd, self._least_committee())) is not None:
-            raise AuditError(r, "committee", "failure (no quorum)", "no vote with 2/3 of the committee seats",
-                             f"vote {_show(h)} has it")
+            raise AuditError(
+                r,
+                "committee",
+                "failure (no quorum)",
+                "no vote with 2/3 of the committee seats",
+                f"vote {_show(h)} has it",
+            )
 
     def _recompute(self, r: int, revealed: list[Reveal], model: Model, f: dict, version: Version) -> RoundResult:
         """The round as an honest validator computes it, with the committee's
@@ -485,10 +523,14 @@ class Auditor:
                 raise AuditError(r, node, "rejection reason", reasons[node], stated.get(node))
         # keep reveal order, as check_updates does
         reasons = {ev.node: reasons[ev.node] for ev in revealed if ev.node in reasons}
-        prev = (previous_update(model, self.store, param_shapes(self.template))
-                 if uses_prev_update(self.recipe.rule) else None)
-        return aggregate_round(self.task_id, r, model, revealed, updates, samples, reasons, self.recipe,
-                               self.template, prev)
+        prev = (
+            previous_update(model, self.store, param_shapes(self.template))
+            if uses_prev_update(self.recipe.rule)
+            else None
+        )
+        return aggregate_round(
+            self.task_id, r, model, revealed, updates, samples, reasons, self.recipe, self.template, prev
+        )
 
     def _check_result(self, r: int, who: str, got: dict, result: RoundResult) -> None:
         """The fields of a RoundFinalized or Voted event against the recomputed result."""
@@ -533,8 +575,7 @@ class Auditor:
         k = self.source.facts(self.task_id).get("validators_per_round", 0)
         return k * BPS // 3
 
-    def _check_claims(self, r: int, rnd: _Round, f: dict, result: RoundResult, majority: int,
-                      version: Version) -> None:
+    def _check_claims(self, r: int, rnd: _Round, f: dict, result: RoundResult, majority: int, version: Version) -> None:
         scores = dict(result.scores)
         seen: set[str] = set()
         for ev in rnd.claims:

@@ -34,8 +34,16 @@ def rule_tuple(recipe: Recipe) -> tuple:
     return (*recipe.challenge_rule, keccak(recipe.to_bytes()))
 
 
-def request_args(task_id: int, round_id: int, vote: Vote, recipe: Recipe, kind: int, index: int = 0,
-                 level: int = 0, position: int = 0) -> tuple:
+def request_args(
+    task_id: int,
+    round_id: int,
+    vote: Vote,
+    recipe: Recipe,
+    kind: int,
+    index: int = 0,
+    level: int = 0,
+    position: int = 0,
+) -> tuple:
     """The arguments of ``availability.request`` (the default asks for the tree's root)."""
     return (task_id, round_id, vote.args(), rule_tuple(recipe), kind, index, level, position)
 
@@ -44,8 +52,12 @@ def request_id(task_id: int, round_id: int, kind: int, index: int, level: int, p
     """keccak256(abi_encode(task, round, kind, index, level, position)), as the contract names it."""
     import eth_abi
 
-    return keccak(eth_abi.encode(["uint256", "uint256", "uint8", "uint256", "uint256", "uint256"],
-                                 [task_id, round_id, kind, index, level, position]))
+    return keccak(
+        eth_abi.encode(
+            ["uint256", "uint256", "uint8", "uint256", "uint256", "uint256"],
+            [task_id, round_id, kind, index, level, position],
+        )
+    )
 
 
 def _clamp(depth: int, level: int, position: int) -> tuple[int, int]:
@@ -83,10 +95,15 @@ def table_node(table: DistanceTable, scores_tree_root: bytes, level: int, positi
 NO_OPENING = ("0x" + "00" * 20, ZERO, ZERO)
 
 
-def answer_call(request: Mapping, vote: Vote, *, model: np.ndarray | None = None,
-                update: tuple | None = None, table: tuple[DistanceTable, bytes] | None = None,
-                chunk_size: int = fp.CHUNK_SIZE
-                ) -> tuple[str, tuple]:
+def answer_call(
+    request: Mapping,
+    vote: Vote,
+    *,
+    model: np.ndarray | None = None,
+    update: tuple | None = None,
+    table: tuple[DistanceTable, bytes] | None = None,
+    chunk_size: int = fp.CHUNK_SIZE,
+) -> tuple[str, tuple]:
     """The (function, arguments after the request id) that answer ``request`` (the
     contract's ``requests`` record). ``model``: the voted model's vector; ``update``:
     (vector, trainer, update root, salt) of the requested reveal; ``table``:
@@ -106,8 +123,14 @@ def answer_call(request: Mapping, vote: Vote, *, model: np.ndarray | None = None
     return "answer", (vote.args(), vector_node(q, chunk_size, level, position), (node, root, salt))
 
 
-def answer_from_store(request: Mapping, vote: Vote, revealed: list[Reveal], store: BlobStore, recipe: Recipe,
-                      shapes: Mapping[str, tuple[int, ...]]) -> tuple[str, tuple]:
+def answer_from_store(
+    request: Mapping,
+    vote: Vote,
+    revealed: list[Reveal],
+    store: BlobStore,
+    recipe: Recipe,
+    shapes: Mapping[str, tuple[int, ...]],
+) -> tuple[str, tuple]:
     """``answer_call`` for ``request`` with the data in ``store``: the voted model's blob,
     the requested update's blob (``revealed``: the round's reveals), or the
     distance table its lineage names. ``FedchainError`` if the data is not there."""
@@ -126,5 +149,4 @@ def answer_from_store(request: Mapping, vote: Vote, revealed: list[Reveal], stor
         return answer_call(request, vote, table=(table, tree), chunk_size=recipe.chunk_size)
     e = next(e for e in revealed if e.index == request["index"])
     q = _decode_vector(store.get(e.cid), shapes)
-    return answer_call(request, vote, update=(q, e.node, e.update_root, e.salt),
-                       chunk_size=recipe.chunk_size)
+    return answer_call(request, vote, update=(q, e.node, e.update_root, e.salt), chunk_size=recipe.chunk_size)

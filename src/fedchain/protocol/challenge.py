@@ -130,9 +130,21 @@ class Challenge(Step):
     fn = "challenge"
 
     def args(self) -> tuple:
-        return (*self.head(), self.chunk, self.coordinate, self.depth, self.nodes, self.update_roots, self.salts,
-                self.update_chunks, self.update_proofs, self.parent_chunk, self.parent_proof, self.claimed_chunk,
-                self.claimed_proof)
+        return (
+            *self.head(),
+            self.chunk,
+            self.coordinate,
+            self.depth,
+            self.nodes,
+            self.update_roots,
+            self.salts,
+            self.update_chunks,
+            self.update_proofs,
+            self.parent_chunk,
+            self.parent_proof,
+            self.claimed_chunk,
+            self.claimed_proof,
+        )
 
 
 @dataclass(frozen=True)
@@ -168,8 +180,18 @@ class ScoreChallenge(Step):
     fn = "challenge_score"
 
     def args(self) -> tuple:
-        return (*self.head(), self.index, self.node, self.score, self.score_proof, self.update_root, self.salt,
-                self.update, self.parent, self.claimed)
+        return (
+            *self.head(),
+            self.index,
+            self.node,
+            self.score,
+            self.score_proof,
+            self.update_root,
+            self.salt,
+            self.update,
+            self.parent,
+            self.claimed,
+        )
 
 
 @dataclass(frozen=True)
@@ -202,8 +224,17 @@ class DistanceSumChallenge(Step):
     fn = "challenge_distance_sum"
 
     def args(self) -> tuple:
-        return (*self.head(), self.scores_tree_root, self.height, self.position, self.sums, self.left, self.right,
-                self.siblings, self.digests)
+        return (
+            *self.head(),
+            self.scores_tree_root,
+            self.height,
+            self.position,
+            self.sums,
+            self.left,
+            self.right,
+            self.siblings,
+            self.digests,
+        )
 
 
 @dataclass(frozen=True)
@@ -223,8 +254,18 @@ class DistanceLeafChallenge(Step):
     fn = "challenge_distance_leaf"
 
     def args(self) -> tuple:
-        return (*self.head(), self.scores_tree_root, self.chunk, self.sums, self.siblings, self.digests, self.i,
-                self.j, self.a, self.b)
+        return (
+            *self.head(),
+            self.scores_tree_root,
+            self.chunk,
+            self.sums,
+            self.siblings,
+            self.digests,
+            self.i,
+            self.j,
+            self.a,
+            self.b,
+        )
 
 
 MAX_SCORE_CHUNKS = 256  # challenges.vy reads whole vectors for a score: up to 256 chunks of 64 values
@@ -282,8 +323,9 @@ class Evidence:
         r, seats = self.recipe, self.seats
         if not enough_updates(r.rule, r.rule_params, seats):
             return self.parent
-        return fp.clip_fixed(self.parent + aggregate_update(r.rule, r.rule_params, self.updates, self.samples,
-                                                            seats=seats))
+        return fp.clip_fixed(
+            self.parent + aggregate_update(r.rule, r.rule_params, self.updates, self.samples, seats=seats)
+        )
 
     @property
     def seats(self) -> list[int]:
@@ -328,17 +370,36 @@ class Evidence:
             update_proofs += proof
         events = [self.accepted[k] for k in chosen]
         return Challenge(
-            self.task_id, self.round_id, self.vote_tuple, *self._rule_args, c, j, len(parent_proof),
-            [e.node for e in events], [e.update_root for e in events],
-            [e.salt for e in events], update_chunks, update_proofs, parent_chunk, parent_proof,
-            claimed_chunk, claimed_proof, opening)
+            self.task_id,
+            self.round_id,
+            self.vote_tuple,
+            *self._rule_args,
+            c,
+            j,
+            len(parent_proof),
+            [e.node for e in events],
+            [e.update_root for e in events],
+            [e.salt for e in events],
+            update_chunks,
+            update_proofs,
+            parent_chunk,
+            parent_proof,
+            claimed_chunk,
+            claimed_proof,
+            opening,
+        )
 
     def open_table(self) -> OpenTable:
         """The step that opens the vote's table root (Krum rules)."""
         assert self.table is not None, "only a Krum rule's vote has a table to open"
-        return OpenTable(self.task_id, self.round_id, self.vote_tuple, *self._rule_args,
-                         [e.node for e in self.revealed],
-                         (self._scores_tree_root(), *self.table.root_children(), self.table.totals))
+        return OpenTable(
+            self.task_id,
+            self.round_id,
+            self.vote_tuple,
+            *self._rule_args,
+            [e.node for e in self.revealed],
+            (self._scores_tree_root(), *self.table.root_children(), self.table.totals),
+        )
 
     def model_fault(self) -> Challenge | DistanceSumChallenge | DistanceLeafChallenge | None:
         """The first provable fault of the vote's model: a wrong distance table (Krum
@@ -353,8 +414,9 @@ class Evidence:
     def honest_table(self) -> DistanceTable:
         """The table over the vote's own accepted set, as it should be."""
         by_node = {e.node: q for e, q in zip(self.accepted, self.updates)}
-        return DistanceTable.of_round([by_node.get(e.node) for e in self.revealed], self.parent.size,
-                                      self.recipe.chunk_size)
+        return DistanceTable.of_round(
+            [by_node.get(e.node) for e in self.revealed], self.parent.size, self.recipe.chunk_size
+        )
 
     def table_challenge(self) -> Challenge | DistanceSumChallenge | DistanceLeafChallenge | None:
         """One step of the bisection of the vote's table against the honest one, or None
@@ -374,16 +436,37 @@ class Evidence:
         if fault[0] == "sum":
             _, h, p = fault
             child = lambda q: (*claimed.children(h - 1, q), claimed.sums[h - 1][q])  # noqa: E731
-            return DistanceSumChallenge(self.task_id, self.round_id, self.vote_tuple, *self._rule_args,
-                                        self._scores_tree_root(), h, p, claimed.sums[h][p], child(2 * p),
-                                        child(2 * p + 1), *claimed.path(h, p))
+            return DistanceSumChallenge(
+                self.task_id,
+                self.round_id,
+                self.vote_tuple,
+                *self._rule_args,
+                self._scores_tree_root(),
+                h,
+                p,
+                claimed.sums[h][p],
+                child(2 * p),
+                child(2 * p + 1),
+                *claimed.path(h, p),
+            )
         return self._leaf_challenge(*fault[1:])
 
     def _leaf_challenge(self, c: int, i: int, j: int) -> DistanceLeafChallenge:
         assert self.table is not None, "only a Krum rule's vote has a table to challenge"
-        return DistanceLeafChallenge(self.task_id, self.round_id, self.vote_tuple, *self._rule_args,
-                                     self._scores_tree_root(), c, self.table.sums[0][c], *self.table.path(0, c),
-                                     i, j, self._opening(i, c), self._opening(j, c))
+        return DistanceLeafChallenge(
+            self.task_id,
+            self.round_id,
+            self.vote_tuple,
+            *self._rule_args,
+            self._scores_tree_root(),
+            c,
+            self.table.sums[0][c],
+            *self.table.path(0, c),
+            i,
+            j,
+            self._opening(i, c),
+            self._opening(j, c),
+        )
 
     def _opening(self, index: int, c: int) -> tuple:
         """Chunk ``c`` of reveal ``index``'s update, with its proof (unused if rejected)."""
@@ -433,23 +516,40 @@ class Evidence:
             vectors, root, salt = (b"", b"", b""), bytes(32), bytes(32)
         else:
             q = self.updates[[a.node for a in self.accepted].index(node)]
-            vectors = tuple(fp.chunk_bytes(fp.chunks(v, self.recipe.chunk_size).ravel())
-                            for v in (q, self.parent, self.claimed))
+            vectors = tuple(
+                fp.chunk_bytes(fp.chunks(v, self.recipe.chunk_size).ravel()) for v in (q, self.parent, self.claimed)
+            )
             root, salt = e.update_root, e.salt
         proof = proof_from_layers(layers, i) + ([] if self.table is None else [self.table.root])
-        return ScoreChallenge(self.task_id, self.round_id, self.vote_tuple, rule, json_hash, i, node, score,
-                              proof, root, salt, *vectors)
+        return ScoreChallenge(
+            self.task_id, self.round_id, self.vote_tuple, rule, json_hash, i, node, score, proof, root, salt, *vectors
+        )
 
     def total_challenge(self) -> TotalChallenge:
         self._score_tree()
         scores = self._scores()
-        return TotalChallenge(self.task_id, self.round_id, self.vote_tuple, self.recipe.challenge_rule,
-                              keccak(self.recipe.to_bytes()), [a for a, _ in scores],
-                              [s for _, s in scores], ZERO if self.table is None else self.table.root)
+        return TotalChallenge(
+            self.task_id,
+            self.round_id,
+            self.vote_tuple,
+            self.recipe.challenge_rule,
+            keccak(self.recipe.to_bytes()),
+            [a for a, _ in scores],
+            [s for _, s in scores],
+            ZERO if self.table is None else self.table.root,
+        )
 
 
-def gather(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable[Reveal], vote: Vote,
-           store: BlobStore, recipe: Recipe, shapes: Mapping[str, tuple[int, ...]]) -> Evidence:
+def gather(
+    task_id: int,
+    round_id: int,
+    parent_q: np.ndarray,
+    revealed: Iterable[Reveal],
+    vote: Vote,
+    store: BlobStore,
+    recipe: Recipe,
+    shapes: Mapping[str, tuple[int, ...]],
+) -> Evidence:
     """Fetch and check everything a challenge of ``vote`` needs.
 
     Raises ``Withheld`` (an ``Unchallengeable``) when no proof can be built for want of
@@ -469,13 +569,25 @@ def gather(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable
     revealed = in_reveal_order(revealed)
     scores = _lineage_scores(blob)
     table = _published_table(blob, store, vote, scores, len(revealed)) if has_table(recipe) else None
-    return Evidence(task_id, round_id, vote, parent_q, claimed, accepted, updates, samples, recipe, revealed,
-                    scores, table)
+    return Evidence(
+        task_id, round_id, vote, parent_q, claimed, accepted, updates, samples, recipe, revealed, scores, table
+    )
 
 
-def gather_one_chunk(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable[Reveal], vote: Vote,
-                     store: BlobStore, recipe: Recipe, shapes: Mapping[str, tuple[int, ...]], honest: np.ndarray,
-                     chunk: int, data: bytes, proof: list) -> Evidence:
+def gather_one_chunk(
+    task_id: int,
+    round_id: int,
+    parent_q: np.ndarray,
+    revealed: Iterable[Reveal],
+    vote: Vote,
+    store: BlobStore,
+    recipe: Recipe,
+    shapes: Mapping[str, tuple[int, ...]],
+    honest: np.ndarray,
+    chunk: int,
+    data: bytes,
+    proof: list,
+) -> Evidence:
     """Evidence for a vote whose model blob is withheld but whose chunk ``chunk`` is known
     with its proof (answered in the availability game): the voted model is taken to be the
     honest one (``honest``) but for that chunk, so ``first_wrong`` finds the wrong value in
@@ -489,12 +601,29 @@ def gather_one_chunk(task_id: int, round_id: int, parent_q: np.ndarray, revealed
     claimed = claimed.ravel()[: honest.size]
     accepted, updates, samples = accepted_updates(revealed, vote, store, recipe, shapes, parent_q.size)
     revealed = in_reveal_order(revealed)
-    return Evidence(task_id, round_id, vote, parent_q, claimed, accepted, updates, samples, recipe, revealed,
-                    claimed_proofs={chunk: list(proof)})
+    return Evidence(
+        task_id,
+        round_id,
+        vote,
+        parent_q,
+        claimed,
+        accepted,
+        updates,
+        samples,
+        recipe,
+        revealed,
+        claimed_proofs={chunk: list(proof)},
+    )
 
 
-def accepted_updates(revealed: Iterable[Reveal], vote: Vote, store: BlobStore, recipe: Recipe,
-                     shapes: Mapping[str, tuple[int, ...]], size: int) -> tuple[list, list, list]:
+def accepted_updates(
+    revealed: Iterable[Reveal],
+    vote: Vote,
+    store: BlobStore,
+    recipe: Recipe,
+    shapes: Mapping[str, tuple[int, ...]],
+    size: int,
+) -> tuple[list, list, list]:
     """The reveals the vote accepted, their fixed-point vectors and sample counts
     (``Withheld`` if one cannot be fetched or does not match its revealed root)."""
     accepted = accepted_reveals(revealed, vote.rejected)
@@ -503,18 +632,15 @@ def accepted_updates(revealed: Iterable[Reveal], vote: Vote, store: BlobStore, r
         try:
             q = _decode_vector(store.get(e.cid), shapes)
         except FedchainError as err:
-            raise Withheld(f"accepted update of {e.node} is unusable: {err}", KIND_UPDATE,
-                           e.index) from None
+            raise Withheld(f"accepted update of {e.node} is unusable: {err}", KIND_UPDATE, e.index) from None
         if q.size != size or fp.vector_root(q, recipe.chunk_size) != e.update_root:
-            raise Withheld(f"accepted update of {e.node} does not match its revealed root", KIND_UPDATE,
-                           e.index)
+            raise Withheld(f"accepted update of {e.node} does not match its revealed root", KIND_UPDATE, e.index)
         updates.append(q)
         samples.append(e.samples)
     return accepted, updates, samples
 
 
-def _published_table(blob: bytes, store: BlobStore, vote: Vote, scores: list | None,
-                     reveals: int) -> DistanceTable:
+def _published_table(blob: bytes, store: BlobStore, vote: Vote, scores: list | None, reveals: int) -> DistanceTable:
     """The distance table a Krum vote commits to, from the blob its model's lineage names,
     checked against the vote (``Unchallengeable`` if it is missing or does not match:
     the scheme's data-availability assumption, see ``protocol.distances``)."""
@@ -548,8 +674,16 @@ def _lineage_scores(blob: bytes) -> list[tuple[str, int]] | None:
         return None
 
 
-def find_fault(task_id: int, round_id: int, parent_q: np.ndarray, revealed: Iterable[Reveal], vote: Vote,
-               store: BlobStore, recipe: Recipe, shapes: Mapping[str, tuple[int, ...]]):
+def find_fault(
+    task_id: int,
+    round_id: int,
+    parent_q: np.ndarray,
+    revealed: Iterable[Reveal],
+    vote: Vote,
+    store: BlobStore,
+    recipe: Recipe,
+    shapes: Mapping[str, tuple[int, ...]],
+):
     """The challenge of the first provable fault of ``vote``'s model (a wrong distance
     table, then a wrong value), or None if the model is the rule's aggregate of the
     updates it accepted (``Unchallengeable``: see ``gather``)."""
@@ -571,8 +705,9 @@ def find_score_fault(evidence: Evidence) -> ScoreChallenge | TotalChallenge | No
     if r.challenge_rule[3] != SCORE_COSINE:
         raise Unchallengeable(f"the {r.score!r} score is not challengeable on chain")
     if fp.chunks(evidence.parent, r.chunk_size).shape[0] > MAX_SCORE_CHUNKS:
-        raise Unchallengeable(f"a score check reads whole vectors: at most {MAX_SCORE_CHUNKS * r.chunk_size} "
-                              "parameters in one step")
+        raise Unchallengeable(
+            f"a score check reads whole vectors: at most {MAX_SCORE_CHUNKS * r.chunk_size} parameters in one step"
+        )
     expected = evidence.expected_scores()
     for i, ((node, got), want) in enumerate(zip(claimed_scores, expected)):
         if node != evidence.revealed[i].node or got != want:

@@ -181,19 +181,21 @@ class DistanceTable:
         """Parse a published table, recomputing every hash from its sums (never trusting any)."""
         if len(data) < 2 * _WORD:
             raise TableError("a distance table blob is shorter than its header")
-        depth, pairs = int.from_bytes(data[:_WORD], "big"), int.from_bytes(data[_WORD:2 * _WORD], "big")
+        depth, pairs = int.from_bytes(data[:_WORD], "big"), int.from_bytes(data[_WORD : 2 * _WORD], "big")
         if depth > 20 or pairs > MAX_TABLE * (MAX_TABLE - 1) // 2:
             raise TableError(f"a distance table of depth {depth} with {pairs} pairs is out of range")
         nodes = (1 << (depth + 1)) - 1
         if len(data) != 2 * _WORD + nodes * pairs * _WORD:
-            raise TableError(f"a distance table of depth {depth} with {pairs} pairs needs "
-                             f"{2 * _WORD + nodes * pairs * _WORD} bytes, got {len(data)}")
-        words = [int.from_bytes(data[k:k + _WORD], "big") for k in range(2 * _WORD, len(data), _WORD)]
+            raise TableError(
+                f"a distance table of depth {depth} with {pairs} pairs needs "
+                f"{2 * _WORD + nodes * pairs * _WORD} bytes, got {len(data)}"
+            )
+        words = [int.from_bytes(data[k : k + _WORD], "big") for k in range(2 * _WORD, len(data), _WORD)]
         sums, at = [], 0
         for h in range(depth + 1):
             level = []
             for _ in range(1 << (depth - h)):
-                level.append(words[at:at + pairs])
+                level.append(words[at : at + pairs])
                 at += pairs
             sums.append(level)
         hashes = [[leaf_hash(c, s) for c, s in enumerate(sums[0])]]

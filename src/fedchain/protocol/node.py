@@ -109,8 +109,16 @@ class TaskLog:
         a = e.args
         if e.name == "RoundOpened":
             self.rounds[a["round_id"]] = RoundView(
-                self.task_id, a["round_id"], e.block, a["commit_end"], a["reveal_end"], a["validate_end"],
-                a["validate_end"] + self.config["challenge_blocks"], a["trainer_total"], a["validator_total"])
+                self.task_id,
+                a["round_id"],
+                e.block,
+                a["commit_end"],
+                a["reveal_end"],
+                a["validate_end"],
+                a["validate_end"] + self.config["challenge_blocks"],
+                a["trainer_total"],
+                a["validator_total"],
+            )
         elif e.name == "Committed":
             self.commits.setdefault(a["round_id"], []).append(e)
         elif e.name == "Revealed":
@@ -142,8 +150,9 @@ class Model:
 class Node:
     role = "node"
 
-    def __init__(self, name: str, fedchain: Contract, account: LocalAccount, store: BlobStore,
-                 journal: Journal, recipe: Recipe):
+    def __init__(
+        self, name: str, fedchain: Contract, account: LocalAccount, store: BlobStore, journal: Journal, recipe: Recipe
+    ):
         self.name = name
         self.fc = fedchain
         self.chain = fedchain.chain
@@ -226,8 +235,9 @@ class Node:
             if req["leader"] != leader:
                 continue  # about another result
             try:
-                fn, call = answer_from_store(req, vote, log.reveals.get(v.round_id, []), self.store, self.recipe,
-                                             self.shapes)
+                fn, call = answer_from_store(
+                    req, vote, log.reveals.get(v.round_id, []), self.store, self.recipe, self.shapes
+                )
             except (FedchainError, LookupError, StopIteration) as e:
                 self.log.warning("round %d: cannot answer availability request %s: %s", v.round_id, rid.hex()[:12], e)
                 continue
@@ -236,8 +246,9 @@ class Node:
             except Reverted as e:
                 self.log.debug("answer not needed: %s", e.reason)
                 continue
-            self.log.info("round %d: answered availability request %s (kind %d)", v.round_id, rid.hex()[:12],
-                          req["kind"])
+            self.log.info(
+                "round %d: answered availability request %s (kind %d)", v.round_id, rid.hex()[:12], req["kind"]
+            )
 
     def round_seed(self, v: RoundView) -> bytes | None:
         """The round's sortition seed, or None while it cannot be read yet (in the

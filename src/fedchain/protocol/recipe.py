@@ -94,9 +94,9 @@ class Recipe:
     num_classes: int = 10
     rule: str = "fedavg"
     rule_params: Mapping[str, Any] = field(default_factory=RuleParams)
-    score: str = "cosine"          # "cosine" or "validation" (fedchain.protocol.root_set)
-    root_set_size: int = 100       # validators' root set, drawn from the held-out split
-    data_seed: int = 0             # seed of the train/test split and of the root set draw
+    score: str = "cosine"  # "cosine" or "validation" (fedchain.protocol.root_set)
+    root_set_size: int = 100  # validators' root set, drawn from the held-out split
+    data_seed: int = 0  # seed of the train/test split and of the root set draw
     epochs: int = 1
     batch_size: int = 32
     lr: float = 0.05
@@ -117,8 +117,13 @@ class Recipe:
 
     def train_config(self, epochs: int | None = None) -> TrainConfig:
         """The local training this recipe prescribes (``epochs`` overrides, for baselines)."""
-        return TrainConfig(epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
-                           lr=self.lr, momentum=self.momentum, proximal_mu=self.proximal_mu)
+        return TrainConfig(
+            epochs=self.epochs if epochs is None else epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            momentum=self.momentum,
+            proximal_mu=self.proximal_mu,
+        )
 
     def to_bytes(self) -> bytes:
         d = asdict(self) | {"rule_params": dict(self.rule_params)}

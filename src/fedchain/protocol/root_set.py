@@ -33,7 +33,7 @@ SCORES = ("cosine", "validation")
 @dataclass(frozen=True)
 class RootSet:
     xq: np.ndarray  # quantised inputs, read-only
-    y: np.ndarray   # labels, read-only
+    y: np.ndarray  # labels, read-only
 
 
 def root_set(recipe: Recipe) -> RootSet:
@@ -60,8 +60,14 @@ def report_indices(recipe: Recipe, y_test: np.ndarray) -> np.ndarray:
     return root_indices(y_test, recipe.root_set_size, recipe.data_seed)[1]
 
 
-def round_scores(recipe: Recipe, parent_q: np.ndarray, updates: Sequence[np.ndarray], aggregate: np.ndarray,
-                 template: Mapping[str, np.ndarray], seats: Sequence[int] | None = None) -> list[int]:
+def round_scores(
+    recipe: Recipe,
+    parent_q: np.ndarray,
+    updates: Sequence[np.ndarray],
+    aggregate: np.ndarray,
+    template: Mapping[str, np.ndarray],
+    seats: Sequence[int] | None = None,
+) -> list[int]:
     """Each accepted update's score under the recipe's rule ("cosine" or "validation");
     ``seats`` (basis points, one seat each if omitted) only matter to the validation score."""
     if recipe.score == "cosine":
@@ -71,8 +77,13 @@ def round_scores(recipe: Recipe, parent_q: np.ndarray, updates: Sequence[np.ndar
     raise LearningError(f"unknown score {recipe.score!r}; choose one of {list(SCORES)}")
 
 
-def validation_round_scores(recipe: Recipe, parent_q: np.ndarray, updates: Sequence[np.ndarray],
-                            template: Mapping[str, np.ndarray], seats: Sequence[int] | None = None) -> list[int]:
+def validation_round_scores(
+    recipe: Recipe,
+    parent_q: np.ndarray,
+    updates: Sequence[np.ndarray],
+    template: Mapping[str, np.ndarray],
+    seats: Sequence[int] | None = None,
+) -> list[int]:
     """Each update's root-set score (``validation_score.validation_scores``): what a task
     with ``score = "validation"`` pays by and what Zeno selects by."""
     rs = root_set(recipe)

@@ -67,8 +67,17 @@ class Reveal:
         if ev.name != "Revealed":
             raise ValueError(f"a Reveal is read from a Revealed event, not {ev.name}")
         a = ev.args
-        return cls(a["task_id"], a["round_id"], a["node"], a["index"], a["update_root"], a["update_cid"],
-                   a["samples"], a["salt"], a["seats_bps"])
+        return cls(
+            a["task_id"],
+            a["round_id"],
+            a["node"],
+            a["index"],
+            a["update_root"],
+            a["update_cid"],
+            a["samples"],
+            a["salt"],
+            a["seats_bps"],
+        )
 
     @property
     def cid(self) -> str:
@@ -97,8 +106,13 @@ class Vote:
 
     @classmethod
     def from_journal(cls, entry: Mapping) -> Vote:
-        return cls(bytes.fromhex(entry["model_root"]), digest_of(entry["model_cid"]),
-                   bytes.fromhex(entry["scores_root"]), entry["total_score"], entry["rejected"])
+        return cls(
+            bytes.fromhex(entry["model_root"]),
+            digest_of(entry["model_cid"]),
+            bytes.fromhex(entry["scores_root"]),
+            entry["total_score"],
+            entry["rejected"],
+        )
 
     def args(self) -> tuple:
         return (self.model_root, self.model_cid, self.scores_root, self.total_score, self.rejected)
@@ -149,10 +163,16 @@ class Lineage:
                 raise TypeError("rejected and distances must be objects")
             # the conversions the readers of lineages have always made
             scores = tuple((str(a), int(s)) for a, s in d["scores"])
-            return cls(int(d["round"]), parent, scores, {str(k): str(v) for k, v in rejected.items()},
-                       None if d.get("task") is None else int(d["task"]), d.get("rule"),
-                       None if distances is None else {"cid": str(distances["cid"]), "root": str(distances["root"])},
-                       d.get("recipe"))
+            return cls(
+                int(d["round"]),
+                parent,
+                scores,
+                {str(k): str(v) for k, v in rejected.items()},
+                None if d.get("task") is None else int(d["task"]),
+                d.get("rule"),
+                None if distances is None else {"cid": str(distances["cid"]), "root": str(distances["root"])},
+                d.get("recipe"),
+            )
         except (ValueError, KeyError, TypeError) as e:
             raise LineageError(f"malformed model lineage: {type(e).__name__}: {e}") from None
 
@@ -210,8 +230,9 @@ def check_update(ev: Reveal, store: BlobStore, shapes: Mapping[str, tuple[int, .
 STORAGE_REASONS = ("unavailable: ", "CID mismatch: ")
 
 
-def check_updates(revealed: Iterable[Reveal], store: BlobStore, shapes: Mapping[str, tuple[int, ...]],
-                  chunk_size: int) -> tuple[dict[str, np.ndarray], dict[str, int], dict[str, str]]:
+def check_updates(
+    revealed: Iterable[Reveal], store: BlobStore, shapes: Mapping[str, tuple[int, ...]], chunk_size: int
+) -> tuple[dict[str, np.ndarray], dict[str, int], dict[str, str]]:
     """(updates, sample counts, rejection reasons), each keyed by node, in reveal order.
 
     Reasons name no local path or peer: every validator must write the same
@@ -233,9 +254,18 @@ def check_updates(revealed: Iterable[Reveal], store: BlobStore, shapes: Mapping[
     return updates, samples, reasons
 
 
-def aggregate_round(task_id: int, round_id: int, model: Model, revealed: list[Reveal],
-                    updates: dict[str, np.ndarray], samples: dict[str, int], reasons: dict[str, str], recipe: Recipe,
-                    template: dict[str, np.ndarray], prev_update: np.ndarray | None = None) -> RoundResult:
+def aggregate_round(
+    task_id: int,
+    round_id: int,
+    model: Model,
+    revealed: list[Reveal],
+    updates: dict[str, np.ndarray],
+    samples: dict[str, int],
+    reasons: dict[str, str],
+    recipe: Recipe,
+    template: dict[str, np.ndarray],
+    prev_update: np.ndarray | None = None,
+) -> RoundResult:
     """The round's result from the checked updates: the new model (the recipe's rule from
     ``model``), its blob with the lineage in its metadata, each reveal's score and the
     rejected set.
@@ -249,38 +279,71 @@ def aggregate_round(task_id: int, round_id: int, model: Model, revealed: list[Re
     seats_of = {ev.node: ev.seats_bps for ev in revealed}
     seats = [seats_of[node] for node in updates]
     # Zeno selects by the root-set score; a task scored on the root set pays by the same numbers
-    by_root_set = (root_set.validation_round_scores(recipe, model.q, accepted, template, seats)
-                   if needs_root_scores(recipe.rule) else None)
-    new_q = (fp.clip_fixed(model.q + aggregate_update(
-        recipe.rule, recipe.rule_params, accepted, list(samples.values()),
-        root_update=root_set.root_update(recipe, model.q, template) if needs_root_set(recipe.rule) else None,
-        prev_update=prev_update, root_scores=by_root_set, seats=seats))
-             if enough_updates(recipe.rule, recipe.rule_params, seats) else model.q)
-    round_score = (by_root_set if by_root_set is not None and recipe.score == "validation"
-                   else round_scores(recipe, model.q, accepted, new_q - model.q, template, seats))
+    by_root_set = (
+        root_set.validation_round_scores(recipe, model.q, accepted, template, seats)
+        if needs_root_scores(recipe.rule)
+        else None
+    )
+    new_q = (
+        fp.clip_fixed(
+            model.q
+            + aggregate_update(
+                recipe.rule,
+                recipe.rule_params,
+                accepted,
+                list(samples.values()),
+                root_update=root_set.root_update(recipe, model.q, template) if needs_root_set(recipe.rule) else None,
+                prev_update=prev_update,
+                root_scores=by_root_set,
+                seats=seats,
+            )
+        )
+        if enough_updates(recipe.rule, recipe.rule_params, seats)
+        else model.q
+    )
+    round_score = (
+        by_root_set
+        if by_root_set is not None and recipe.score == "validation"
+        else round_scores(recipe, model.q, accepted, new_q - model.q, template, seats)
+    )
     node_scores = dict(zip(updates, round_score))
     # paid scores: the rule's score times the seats the trainer's stake stands for
-    scores = [(ev.node, commitments.paid_score(node_scores.get(ev.node, 0), ev.seats_bps))
-              for ev in revealed]
+    scores = [(ev.node, commitments.paid_score(node_scores.get(ev.node, 0), ev.seats_bps)) for ev in revealed]
     rejected = sum(1 << ev.index for ev in revealed if ev.node in reasons)
     distances = None
     scores_root = merkle_root([score_leaf(a, s) for a, s in scores]) if scores else ZERO
     table_blob = None
     if has_table(recipe) and revealed:
         # Krum's distances, committed beside the scores so that a challenge can dispute them
-        table = DistanceTable.of_round([updates.get(ev.node) for ev in revealed], model.q.size,
-                                       recipe.chunk_size)
+        table = DistanceTable.of_round([updates.get(ev.node) for ev in revealed], model.q.size, recipe.chunk_size)
         table_blob = table.to_bytes()
         distances = {"cid": cid_of(table_blob), "root": table.root.hex()}
         scores_root = combined_scores_root(scores_root, table.root)
     lineage = Lineage(round_id, model.cid, tuple(scores), reasons, task_id, recipe.rule, distances)
     blob = encode_tensors(unflatten(fp.from_fixed(new_q), template), {"fedchain": lineage.to_json()})
-    return RoundResult(fp.vector_root(new_q, recipe.chunk_size), cid_of(blob), scores_root,
-                       sum(s for _, s in scores), rejected, scores, reasons, blob, table_blob, by_root_set)
+    return RoundResult(
+        fp.vector_root(new_q, recipe.chunk_size),
+        cid_of(blob),
+        scores_root,
+        sum(s for _, s in scores),
+        rejected,
+        scores,
+        reasons,
+        blob,
+        table_blob,
+        by_root_set,
+    )
 
 
-def compute_round(task_id: int, round_id: int, model: Model, revealed: Iterable[Reveal], store: BlobStore,
-                  recipe: Recipe, template: dict[str, np.ndarray]) -> RoundResult:
+def compute_round(
+    task_id: int,
+    round_id: int,
+    model: Model,
+    revealed: Iterable[Reveal],
+    store: BlobStore,
+    recipe: Recipe,
+    template: dict[str, np.ndarray],
+) -> RoundResult:
     """What every honest validator computes for a round: a pure function of the previous
     finalized ``model``, the round's reveals (any order), the blobs they name and the
     task's recipe. Nothing is stored: the caller keeps ``result.blob`` if it wants.

@@ -68,9 +68,17 @@ class Narrator:
             if r not in self._phase:
                 self._phase[r] = ""
                 if r not in tl.outcome:
-                    self.log.info("task %d round %d opened at block %d: commit until block %d, reveal until %d, "
-                                  "vote until %d, finalize after %d", tl.task_id, r, v.opened, v.commit_end,
-                                  v.reveal_end, v.validate_end, v.challenge_end)
+                    self.log.info(
+                        "task %d round %d opened at block %d: commit until block %d, reveal until %d, "
+                        "vote until %d, finalize after %d",
+                        tl.task_id,
+                        r,
+                        v.opened,
+                        v.commit_end,
+                        v.reveal_end,
+                        v.validate_end,
+                        v.challenge_end,
+                    )
             if r in tl.outcome:
                 self._outcome(tl, r)
                 continue
@@ -101,13 +109,24 @@ class Narrator:
         e = tl.outcome[r]
         if e.name == "RoundFinalized":
             a, vote = e.args, Vote.from_event(e)
-            self.log.info("round %d finalized at block %d: model %s, total score %d, %d rejected, "
-                          "%s tokens for trainers, %s for validators", r, e.block, vote.cid,
-                          vote.total_score, bin(vote.rejected).count("1"), tokens(a["trainer_budget"]),
-                          tokens(a["validator_budget"]))
+            self.log.info(
+                "round %d finalized at block %d: model %s, total score %d, %d rejected, "
+                "%s tokens for trainers, %s for validators",
+                r,
+                e.block,
+                vote.cid,
+                vote.total_score,
+                bin(vote.rejected).count("1"),
+                tokens(a["trainer_budget"]),
+                tokens(a["validator_budget"]),
+            )
         else:
-            self.log.info("round %d failed at block %d: %s; the next round starts from the last finalized model",
-                          r, e.block, describe(FailReason, e.args["reason"]))
+            self.log.info(
+                "round %d failed at block %d: %s; the next round starts from the last finalized model",
+                r,
+                e.block,
+                describe(FailReason, e.args["reason"]),
+            )
 
 
 def ensure_stake(dep: Deployment, account: LocalAccount, role: int, amount: int, log: logging.Logger) -> None:
@@ -116,21 +135,29 @@ def ensure_stake(dep: Deployment, account: LocalAccount, role: int, amount: int,
     fc, token = dep.fedchain, dep.token
     s = fc.call("stakes", account.address)
     if s["role"] not in (0, role):
-        raise FedchainError(f"{account.address} is staked as a {ROLE_NAMES.get(s['role'], s['role'])}, "
-                            f"not a {ROLE_NAMES[role]}: use another account")
+        raise FedchainError(
+            f"{account.address} is staked as a {ROLE_NAMES.get(s['role'], s['role'])}, "
+            f"not a {ROLE_NAMES[role]}: use another account"
+        )
     need = amount - s["active"]
     if need <= 0:
         log.info("stake: %s tokens active as %s", tokens(s["active"]), ROLE_NAMES[role])
         return
     balance = token.call("balanceOf", account.address)
     if balance < need:
-        raise FedchainError(f"{account.address} holds {tokens(balance)} tokens but needs {tokens(need)} more to stake "
-                            f"{tokens(amount)}: ask the token's owner to fund it (`fedchain fund`)")
+        raise FedchainError(
+            f"{account.address} holds {tokens(balance)} tokens but needs {tokens(need)} more to stake "
+            f"{tokens(amount)}: ask the token's owner to fund it (`fedchain fund`)"
+        )
     if token.call("allowance", account.address, fc.vault.address) < need:
         token.tx("approve", fc.vault.address, need, sender=account)
     fc.tx("stake", role, need, sender=account)
-    log.info("stake: staked %s tokens as %s (active stake now %s); it counts from the next round opened",
-             tokens(need), ROLE_NAMES[role], tokens(amount))
+    log.info(
+        "stake: staked %s tokens as %s (active stake now %s); it counts from the next round opened",
+        tokens(need),
+        ROLE_NAMES[role],
+        tokens(amount),
+    )
 
 
 class NodeRunner:
@@ -156,9 +183,20 @@ class NodeRunner:
         Return once the task is finished and rewards are withdrawn.
     """
 
-    def __init__(self, deployment: Deployment, account: LocalAccount, role: int, store: BlobStore,
-                 make_node: Callable[[Recipe], Node], *, stake: int = 0, task_id: int | None = None,
-                 poll: float = 0.2, exit_when_done: bool = False, log: logging.Logger | None = None):
+    def __init__(
+        self,
+        deployment: Deployment,
+        account: LocalAccount,
+        role: int,
+        store: BlobStore,
+        make_node: Callable[[Recipe], Node],
+        *,
+        stake: int = 0,
+        task_id: int | None = None,
+        poll: float = 0.2,
+        exit_when_done: bool = False,
+        log: logging.Logger | None = None,
+    ):
         self.dep = deployment
         self.fc = deployment.fedchain
         self.chain = self.fc.chain
@@ -179,8 +217,13 @@ class NodeRunner:
     # -- the loop
 
     def run(self, stop: threading.Event) -> None:
-        self.log.info("%s %s on chain %d, contract %s", ROLE_NAMES[self.role], self.account.address,
-                      self.chain.chain_id, self.fc.address)
+        self.log.info(
+            "%s %s on chain %d, contract %s",
+            ROLE_NAMES[self.role],
+            self.account.address,
+            self.chain.chain_id,
+            self.fc.address,
+        )
         self._retry(stop, self._settle)
         if self.stake:
             self._retry(stop, lambda: ensure_stake(self.dep, self.account, self.role, self.stake, self.log))
@@ -199,22 +242,37 @@ class NodeRunner:
         recipe = self._retry(stop, lambda: task_recipe(self.fc, self.store, task_id))
         if recipe is None:
             return
-        self.log.info("task %d: model %s on %s, rule %s, %d local epochs", task_id, recipe.model, recipe.dataset,
-                      recipe.rule, recipe.epochs)
+        self.log.info(
+            "task %d: model %s on %s, rule %s, %d local epochs",
+            task_id,
+            recipe.model,
+            recipe.dataset,
+            recipe.rule,
+            recipe.epochs,
+        )
         node = self.make_node(recipe)
         self._retry(stop, lambda: node.resume(task_id))
         kind = "commit" if self.role == ROLE_TRAINER else "vote"
         journalled = [e["round"] for e in node.journal.entries(kind, task_id)]
         if journalled:
-            self.log.info("resumed from the journal: %ss for rounds %s of task %d (re-sent only if the chain "
-                          "lacks them, never changed)", kind, journalled, task_id)
+            self.log.info(
+                "resumed from the journal: %ss for rounds %s of task %d (re-sent only if the chain "
+                "lacks them, never changed)",
+                kind,
+                journalled,
+                task_id,
+            )
         narrator = Narrator(self.log)
         announced: set[int] = set()
         while not stop.is_set():
             done = self._attempt(lambda: self._tick(node, task_id, narrator, announced))
             if done:
-                self.log.info("task %d: done; %s tokens of rewards claimed this run, gas used %d", task_id,
-                              tokens(getattr(node, "rewards", 0)), node.gas_used)
+                self.log.info(
+                    "task %d: done; %s tokens of rewards claimed this run, gas used %d",
+                    task_id,
+                    tokens(getattr(node, "rewards", 0)),
+                    node.gas_used,
+                )
                 return
             stop.wait(self.poll)
 
@@ -237,8 +295,12 @@ class NodeRunner:
         round's seed cannot be read yet (in its opening block)."""
         weight = node.weight(self.role, v)
         if weight == 0:
-            self.log.info("round %d: not eligible (stake below the minimum, staked as another role, or added "
-                          "at or after the round opened at block %d)", v.round_id, v.opened)
+            self.log.info(
+                "round %d: not eligible (stake below the minimum, staked as another role, or added "
+                "at or after the round opened at block %d)",
+                v.round_id,
+                v.opened,
+            )
             return True
         total = v.trainer_total if self.role == ROLE_TRAINER else v.validator_total
         k = tl.config["trainers_per_round" if self.role == ROLE_TRAINER else "validators_per_round"]
@@ -246,8 +308,14 @@ class NodeRunner:
         if seed is None:
             return False
         chosen = commitments.is_selected(seed, node.address, weight, total, k)
-        self.log.info("round %d: %s by sortition (stake %s of %s, expected committee %d)", v.round_id,
-                      "selected" if chosen else "not selected", tokens(weight), tokens(total), k)
+        self.log.info(
+            "round %d: %s by sortition (stake %s of %s, expected committee %d)",
+            v.round_id,
+            "selected" if chosen else "not selected",
+            tokens(weight),
+            tokens(total),
+            k,
+        )
         return True
 
     # -- startup

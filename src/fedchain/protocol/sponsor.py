@@ -37,11 +37,26 @@ def publish_model(
     return fp.vector_root(q, recipe.chunk_size), cid
 
 
-def create_task(fedchain: Fedchain, token: Contract, sponsor: LocalAccount, store: BlobStore, recipe: Recipe,
-                initial: dict[str, np.ndarray], *, rounds: int, pool: int, trainers_per_round: int,
-                validators_per_round: int, min_reveals: int = 1, commit_blocks: int = 5, reveal_blocks: int = 5,
-                validate_blocks: int = 5, challenge_blocks: int = 5, validator_fee_bps: int = 1_000,
-                max_commits: int | None = None) -> int:
+def create_task(
+    fedchain: Fedchain,
+    token: Contract,
+    sponsor: LocalAccount,
+    store: BlobStore,
+    recipe: Recipe,
+    initial: dict[str, np.ndarray],
+    *,
+    rounds: int,
+    pool: int,
+    trainers_per_round: int,
+    validators_per_round: int,
+    min_reveals: int = 1,
+    commit_blocks: int = 5,
+    reveal_blocks: int = 5,
+    validate_blocks: int = 5,
+    challenge_blocks: int = 5,
+    validator_fee_bps: int = 1_000,
+    max_commits: int | None = None,
+) -> int:
     """Publish recipe and model blobs, escrow ``pool`` and open round 0; returns the task id.
 
     ``max_commits`` caps a round's commitments; by default the most at which the task's rule
@@ -49,14 +64,26 @@ def create_task(fedchain: Fedchain, token: Contract, sponsor: LocalAccount, stor
     store.put(recipe.to_bytes())
     root, cid = publish_model(store, initial, recipe, Lineage(-1, None, recipe=recipe.to_bytes().decode()))
     token.tx("approve", fedchain.vault.address, pool, sender=sponsor)
-    r = fedchain.tx("create_task", {
-        "recipe_hash": recipe.hash, "model_root": root, "model_cid": digest_of(cid), "num_rounds": rounds,
-        "trainers_per_round": trainers_per_round, "validators_per_round": validators_per_round,
-        "min_reveals": min_reveals, "commit_blocks": commit_blocks, "reveal_blocks": reveal_blocks,
-        "validate_blocks": validate_blocks, "challenge_blocks": challenge_blocks,
-        "validator_fee_bps": validator_fee_bps, "pool": pool,
-        "max_commits": registry.get(recipe.rule).max_commits if max_commits is None else max_commits,
-    }, sender=sponsor)
+    r = fedchain.tx(
+        "create_task",
+        {
+            "recipe_hash": recipe.hash,
+            "model_root": root,
+            "model_cid": digest_of(cid),
+            "num_rounds": rounds,
+            "trainers_per_round": trainers_per_round,
+            "validators_per_round": validators_per_round,
+            "min_reveals": min_reveals,
+            "commit_blocks": commit_blocks,
+            "reveal_blocks": reveal_blocks,
+            "validate_blocks": validate_blocks,
+            "challenge_blocks": challenge_blocks,
+            "validator_fee_bps": validator_fee_bps,
+            "pool": pool,
+            "max_commits": registry.get(recipe.rule).max_commits if max_commits is None else max_commits,
+        },
+        sender=sponsor,
+    )
     return r.event("TaskCreated").args["task_id"]
 
 

@@ -30,8 +30,9 @@ from fedchain.storage.merkle import merkle_proof, score_leaf
 ROLE_TRAINER = 1
 
 
-def client_momentum(buffer: dict[str, np.ndarray] | None, delta: dict[str, np.ndarray],
-                    beta: float) -> dict[str, np.ndarray]:
+def client_momentum(
+    buffer: dict[str, np.ndarray] | None, delta: dict[str, np.ndarray], beta: float
+) -> dict[str, np.ndarray]:
     """Worker momentum (Karimireddy, He, Jaggi, ICML 2021) on updates: the trainer sends
     m_t = beta * m_{t-1} + (1 - beta) * u_t instead of its raw update u_t; the first is m_1 = u_1
     (as torch starts its momentum buffer), so early updates are not shrunk by (1 - beta).
@@ -77,8 +78,9 @@ class Trainer(Node):
         seed = self.round_seed(v)
         if seed is None:
             return None
-        return commitments.is_selected(seed, self.address, self.weight(ROLE_TRAINER, v), v.trainer_total,
-                                       log.config["trainers_per_round"])
+        return commitments.is_selected(
+            seed, self.address, self.weight(ROLE_TRAINER, v), v.trainer_total, log.config["trainers_per_round"]
+        )
 
     # -- commit
 
@@ -122,10 +124,19 @@ class Trainer(Node):
             blob, root = self.make_update(self.current_model(task_id), round_id)
             cid = self.store.put(blob)
             salt = os.urandom(32)
-            c = commitments.commitment(self.chain.chain_id, self.fc.address, task_id, round_id,
-                                       self.address, root, salt)
-            entry = self.journal.write("commit", task_id, round_id, update_root=root.hex(), cid=cid,
-                                       samples=len(self.y), salt=salt.hex(), commitment=c.hex())
+            c = commitments.commitment(
+                self.chain.chain_id, self.fc.address, task_id, round_id, self.address, root, salt
+            )
+            entry = self.journal.write(
+                "commit",
+                task_id,
+                round_id,
+                update_root=root.hex(),
+                cid=cid,
+                samples=len(self.y),
+                salt=salt.hex(),
+                commitment=c.hex(),
+            )
         elif self.fc.call("commitment", task_id, round_id, self.address) != b"\0" * 32:
             self._committed.add((task_id, round_id))
             return  # sent before a restart
@@ -141,8 +152,15 @@ class Trainer(Node):
             return
         self._revealed.add((task_id, round_id))
         try:
-            self.send("reveal", task_id, round_id, bytes.fromhex(entry["update_root"]), digest_of(entry["cid"]),
-                      entry["samples"], bytes.fromhex(entry["salt"]))
+            self.send(
+                "reveal",
+                task_id,
+                round_id,
+                bytes.fromhex(entry["update_root"]),
+                digest_of(entry["cid"]),
+                entry["samples"],
+                bytes.fromhex(entry["salt"]),
+            )
         except Reverted as e:
             if e.reason == "rounds: already revealed":  # before a restart
                 return
@@ -177,9 +195,12 @@ class Trainer(Node):
             except StorageError as e:
                 self.log.error("round %d: cannot answer the request for my update: %s", v.round_id, e)
                 continue
-            fn, call = answer_call(req, vote, update=(q, self.address, bytes.fromhex(entry["update_root"]),
-                                                      bytes.fromhex(entry["salt"])),
-                                   chunk_size=self.recipe.chunk_size)
+            fn, call = answer_call(
+                req,
+                vote,
+                update=(q, self.address, bytes.fromhex(entry["update_root"]), bytes.fromhex(entry["salt"])),
+                chunk_size=self.recipe.chunk_size,
+            )
             try:
                 self.send(fn, rid, *call, to=self.availability)
                 self.log.info("round %d: answered the availability request for my update", v.round_id)

@@ -26,7 +26,7 @@ class Validator(Node):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._joined: set[tuple[int, int]] = set()   # rounds whose join step is done
+        self._joined: set[tuple[int, int]] = set()  # rounds whose join step is done
         self._members: set[tuple[int, int]] = set()  # rounds whose committee we are in
         self._voted: set[tuple[int, int]] = set()
         self._reported: set[tuple[int, int]] = set()
@@ -91,9 +91,16 @@ class Validator(Node):
         entry = self.journal.get("vote", t, r)
         if entry is None:
             result = self.compute(log, v)
-            entry = self.journal.write("vote", t, r, model_root=result.model_root.hex(), model_cid=result.model_cid,
-                                       scores_root=result.scores_root.hex(), total_score=result.total_score,
-                                       rejected=result.rejected)
+            entry = self.journal.write(
+                "vote",
+                t,
+                r,
+                model_root=result.model_root.hex(),
+                model_cid=result.model_cid,
+                scores_root=result.scores_root.hex(),
+                total_score=result.total_score,
+                rejected=result.rejected,
+            )
             for node, reason in result.reasons.items():
                 self.log.info("round %d: rejected update of %s: %s", r, node, reason)
         elif self.fc.call("vote_of", t, r, self.address) != ZERO:
@@ -151,8 +158,15 @@ class Validator(Node):
         return self._members
 
     def compute(self, log: TaskLog, v: RoundView) -> RoundResult:
-        result = compute_round(v.task_id, v.round_id, self.current_model(v.task_id),
-                               log.reveals.get(v.round_id, []), self.store, self.recipe, self.template)
+        result = compute_round(
+            v.task_id,
+            v.round_id,
+            self.current_model(v.task_id),
+            log.reveals.get(v.round_id, []),
+            self.store,
+            self.recipe,
+            self.template,
+        )
         if result.table_blob is not None:
             self.store.put(result.table_blob)  # before the model: the model's lineage names it
         self.store.put(result.blob)
@@ -178,8 +192,11 @@ class Validator(Node):
                 try:
                     rc = self.send("claim_validator", t, r)  # if the chain is unreachable: next step
                     self.rewards += rc.event("RewardClaimed").args["amount"]
-                    self.log.info("round %d: claimed a validator fee of %.4f tokens", r,
-                                  rc.event("RewardClaimed").args["amount"] / 1e18)
+                    self.log.info(
+                        "round %d: claimed a validator fee of %.4f tokens",
+                        r,
+                        rc.event("RewardClaimed").args["amount"] / 1e18,
+                    )
                 except Reverted as e:
                     self.log.info("round %d: no validator reward: %s", r, e.reason)
             self._claimed.add((t, r))

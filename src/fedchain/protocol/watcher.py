@@ -65,9 +65,9 @@ class Watcher(Node):
         self._checked: set[tuple[int, int]] = set()
         self.verified: dict[tuple[int, int], Vote] = {}  # leading votes it recomputed and found right
         self.challenged: list[tuple[int, int, bool]] = []  # (task, round, success)
-        self.unprovable: dict[tuple[int, int], str] = {}   # wrong results it could not prove on chain
+        self.unprovable: dict[tuple[int, int], str] = {}  # wrong results it could not prove on chain
         self.requested: dict[tuple[int, int], bytes] = {}  # availability requests it made, by round
-        self.walks: dict[tuple[int, int], _Walk] = {}      # withheld wrong models it is walking down
+        self.walks: dict[tuple[int, int], _Walk] = {}  # withheld wrong models it is walking down
         self.pending: dict[tuple[int, int], _Pending] = {}  # challenges committed to, not sent yet
 
     def act(self, log: TaskLog, v: RoundView, phase: str) -> None:
@@ -122,8 +122,9 @@ class Watcher(Node):
             self.log.warning("round %d: cannot prove it on chain: %s", r, e)
             return
         if challenge is None:
-            self.unprovable[(t, r)] = (f"the model and the scores are right; {', '.join(wrong)} cannot be proven "
-                                       "on chain")
+            self.unprovable[(t, r)] = (
+                f"the model and the scores are right; {', '.join(wrong)} cannot be proven on chain"
+            )
             self.log.warning("round %d: %s", r, self.unprovable[(t, r)])
             return
         self.commit(log, v, challenge, leader)
@@ -161,11 +162,13 @@ class Watcher(Node):
         bond = self.challenges.call("bond")
         if self.token.call("allowance", self.address, self.challenges.address) < bond:
             self.gas_used += self.token.tx("approve", self.challenges.address, bond, sender=self.account).gas_used
-        what = {"challenge": lambda: f"value {ch.coordinate} of chunk {ch.chunk} of the model",
-                "challenge_score": lambda: f"the score of reveal {ch.index}",
-                "challenge_total": lambda: "the total score",
-                "challenge_distance_sum": lambda: f"distance table node {ch.position} at height {ch.height}",
-                "challenge_distance_leaf": lambda: f"distances ({ch.i}, {ch.j}) in chunk {ch.chunk}"}[ch.fn]()
+        what = {
+            "challenge": lambda: f"value {ch.coordinate} of chunk {ch.chunk} of the model",
+            "challenge_score": lambda: f"the score of reveal {ch.index}",
+            "challenge_total": lambda: "the total score",
+            "challenge_distance_sum": lambda: f"distance table node {ch.position} at height {ch.height}",
+            "challenge_distance_leaf": lambda: f"distances ({ch.i}, {ch.j}) in chunk {ch.chunk}",
+        }[ch.fn]()
         try:
             if getattr(ch, "opening", None) is not None:  # a Krum-rule vote: record its selection first
                 self.gas_used += self.challenges.tx("open_table", *ch.opening.args(), sender=self.account).gas_used
@@ -177,8 +180,12 @@ class Watcher(Node):
         success = rc.event("Challenged").args["success"]
         self.challenged.append((ch.task_id, ch.round_id, success))
         if success:
-            self.log.warning("round %d: challenge of %s proved the result wrong; round reverted (%d gas)",
-                             ch.round_id, what, rc.gas_used)
+            self.log.warning(
+                "round %d: challenge of %s proved the result wrong; round reverted (%d gas)",
+                ch.round_id,
+                what,
+                rc.gas_used,
+            )
         else:
             self.log.error("round %d: challenge of %s failed; bond lost", ch.round_id, what)
         return success
@@ -190,8 +197,11 @@ class Watcher(Node):
         if self.token.call("allowance", self.address, self.availability.address) < bond:
             self.gas_used += self.token.tx("approve", self.availability.address, bond, sender=self.account).gas_used
         try:
-            rc = self.send("request", *request_args(v.task_id, v.round_id, vote, self.recipe, missing.kind,
-                                                    missing.index, level, position), to=self.availability)
+            rc = self.send(
+                "request",
+                *request_args(v.task_id, v.round_id, vote, self.recipe, missing.kind, missing.index, level, position),
+                to=self.availability,
+            )
         except Reverted as e:
             self.unprovable[(v.task_id, v.round_id)] = f"{missing}; the availability request was refused: {e.reason}"
             self.log.error("round %d: availability request refused: %s", v.round_id, e.reason)
@@ -208,11 +218,20 @@ class Watcher(Node):
         rid = self.requested[key]
         req = self.availability.call("requests", rid)
         if not req["open"]:
-            answer = next((e.args for e in self.availability.events(v.validate_end)
-                           if e.name == "Answered" and e.args["request_id"] == rid), None)
+            answer = next(
+                (
+                    e.args
+                    for e in self.availability.events(v.validate_end)
+                    if e.name == "Answered" and e.args["request_id"] == rid
+                ),
+                None,
+            )
             walk = self.walks.get(key)
-            if walk is not None and answer is not None and (walk.level, walk.position) == (req["level"],
-                                                                                          req["position"]):
+            if (
+                walk is not None
+                and answer is not None
+                and (walk.level, walk.position) == (req["level"], req["position"])
+            ):
                 self.descend(log, v, walk, answer)
             elif key not in self.unprovable:
                 self.unprovable[key] = "the availability request was answered: the data is on chain, node by node"
@@ -241,9 +260,20 @@ class Watcher(Node):
                 return
             t, r = key
             try:
-                evidence = gather_one_chunk(t, r, self.current_model(t).q, log.reveals.get(r, []), walk.vote,
-                                            self.store, self.recipe, self.shapes, walk.honest,
-                                            walk.position, answer["data"], list(reversed(walk.siblings)))
+                evidence = gather_one_chunk(
+                    t,
+                    r,
+                    self.current_model(t).q,
+                    log.reveals.get(r, []),
+                    walk.vote,
+                    self.store,
+                    self.recipe,
+                    self.shapes,
+                    walk.honest,
+                    walk.position,
+                    answer["data"],
+                    list(reversed(walk.siblings)),
+                )
                 fault = evidence.model_fault()
             except Unchallengeable as e:
                 self.unprovable[key] = str(e)
@@ -330,4 +360,3 @@ class _Walk:
     @property
     def leader(self) -> bytes:
         return self.vote.hash()
-

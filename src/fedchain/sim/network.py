@@ -105,8 +105,14 @@ class Network:
         challenge contract holds forfeited bonds, the availability game the
         bonds of open requests."""
         fc, tok, ch = self.deployment.fedchain, self.deployment.token, self.deployment.challenges
-        owed = (fc.call("total_active", ROLE_TRAINER) + fc.call("total_active", ROLE_VALIDATOR)
-                + fc.call("total_unbonding") + fc.call("total_pools") + fc.call("total_owed") + fc.call("burned"))
+        owed = (
+            fc.call("total_active", ROLE_TRAINER)
+            + fc.call("total_active", ROLE_VALIDATOR)
+            + fc.call("total_unbonding")
+            + fc.call("total_pools")
+            + fc.call("total_owed")
+            + fc.call("burned")
+        )
         gap = tok.call("balanceOf", fc.vault.address) - owed
         if ch is not None:
             gap += tok.call("balanceOf", ch.address) - ch.call("forfeited")
@@ -123,12 +129,28 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
     torch.set_num_threads(1)
     chain = chain or EmbeddedChain()
     data = load_dataset(cfg.dataset, seed=cfg.seed)
-    parts = partition(cfg.partition, data.y_train, cfg.trainers, seed=cfg.seed, alpha=cfg.alpha,
-                      num_classes_per_partition=cfg.classes_per_partition)
-    recipe = Recipe(model=cfg.model, dataset=cfg.dataset, input_shape=tuple(data.input_shape),
-                    num_classes=data.num_classes, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                    momentum=cfg.momentum, rule=cfg.rule, rule_params=cfg.rule_params, score=cfg.score,
-                    data_seed=cfg.seed)
+    parts = partition(
+        cfg.partition,
+        data.y_train,
+        cfg.trainers,
+        seed=cfg.seed,
+        alpha=cfg.alpha,
+        num_classes_per_partition=cfg.classes_per_partition,
+    )
+    recipe = Recipe(
+        model=cfg.model,
+        dataset=cfg.dataset,
+        input_shape=tuple(data.input_shape),
+        num_classes=data.num_classes,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        rule=cfg.rule,
+        rule_params=cfg.rule_params,
+        score=cfg.score,
+        data_seed=cfg.seed,
+    )
     out = Path(cfg.out)
     # One process: a crash loses every node at once, so nothing gains from fsync here
     # (nodes run as processes always fsync their journal and blobs).
@@ -171,32 +193,64 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
         acct = account(f"trainer-{i}", stake)
         fc.tx("stake", ROLE_TRAINER, stake, sender=acct)
         idx = np.concatenate([parts[j] for j in held])
-        trainers.append(cls(f"trainer-{i}" + ("" if kind == "honest" else f"({kind})"), account=acct,
-                            journal=journal(f"trainer-{i}"),
-                            x=data.x_train[idx], y=data.y_train[idx], seed=cfg.seed * 1000 + i, **common))
+        trainers.append(
+            cls(
+                f"trainer-{i}" + ("" if kind == "honest" else f"({kind})"),
+                account=acct,
+                journal=journal(f"trainer-{i}"),
+                x=data.x_train[idx],
+                y=data.y_train[idx],
+                seed=cfg.seed * 1000 + i,
+                **common,
+            )
+        )
     arm(trainers)
     validators = []
     for j in range(cfg.validators):
         acct = account(f"validator-{j}")
         fc.tx("stake", ROLE_VALIDATOR, cfg.stake, sender=acct)
-        cls, label = ((COLLUDERS[cfg.collusion], f"validator-{j}(colluder)") if j < cfg.colluders
-                      else (Validator, f"validator-{j}"))
+        cls, label = (
+            (COLLUDERS[cfg.collusion], f"validator-{j}(colluder)")
+            if j < cfg.colluders
+            else (Validator, f"validator-{j}")
+        )
         validators.append(cls(label, account=acct, journal=journal(f"validator-{j}"), **common))
     watchers = []
     assert dep.challenges is not None  # deploy() deploys every contract
     for k in range(cfg.watchers):
         acct = account(f"watcher-{k}")  # holds tokens for challenge bonds, stakes nothing
         tok.tx("mint", acct.address, 10 * dep.challenges.call("bond"), sender=owner)
-        watchers.append(Watcher(f"watcher-{k}", account=acct, journal=journal(f"watcher-{k}"),
-                                challenges=dep.challenges, token=tok, **common))
+        watchers.append(
+            Watcher(
+                f"watcher-{k}",
+                account=acct,
+                journal=journal(f"watcher-{k}"),
+                challenges=dep.challenges,
+                token=tok,
+                **common,
+            )
+        )
     chain.mine(1)  # stake counts only in rounds opened after the block it was added in
 
     initial = get_params(build_model(cfg.model, tuple(data.input_shape), data.num_classes, seed=cfg.seed))
     tok.tx("mint", owner.address, cfg.pool, sender=owner)
     b = cfg.phase_blocks
-    task_id = create_task(fc, tok, owner, store, recipe, initial, rounds=cfg.rounds, pool=cfg.pool,
-                          trainers_per_round=cfg.trainers, validators_per_round=cfg.validators,
-                          commit_blocks=b, reveal_blocks=b, validate_blocks=b, challenge_blocks=b)
+    task_id = create_task(
+        fc,
+        tok,
+        owner,
+        store,
+        recipe,
+        initial,
+        rounds=cfg.rounds,
+        pool=cfg.pool,
+        trainers_per_round=cfg.trainers,
+        validators_per_round=cfg.validators,
+        commit_blocks=b,
+        reveal_blocks=b,
+        validate_blocks=b,
+        challenge_blocks=b,
+    )
     chain.mine(1)  # round 0's seed is its opening block's hash: readable from the next block
     return Network(cfg, chain, dep, data, parts, recipe, task_id, trainers, validators, store, initial, watchers)
 
@@ -239,8 +293,7 @@ def play_round(net: Network) -> RoundOutcome:
             for node in net.nodes:
                 node.step(t)
     status = fc.call("rounds", t, v.round_id)["status"]
-    return RoundOutcome(v.round_id, status == 1, sum(n.gas_used for n in net.nodes) - gas0,
-                        time.perf_counter() - start)
+    return RoundOutcome(v.round_id, status == 1, sum(n.gas_used for n in net.nodes) - gas0, time.perf_counter() - start)
 
 
 def play_to_vote(net: Network) -> RoundView:
@@ -263,8 +316,16 @@ def leading_evidence(net: Network, v: RoundView) -> Evidence:
     log = observer.task(net.task_id)
     leader = fc.call("rounds", net.task_id, v.round_id)["leader"]
     vote = Vote.from_event(next(e for e in log.votes[v.round_id] if e.args["vote_hash"] == leader))
-    return gather(net.task_id, v.round_id, observer.current_model(net.task_id).q, log.reveals[v.round_id], vote,
-                  net.store, net.recipe, observer.shapes)
+    return gather(
+        net.task_id,
+        v.round_id,
+        observer.current_model(net.task_id).q,
+        log.reveals[v.round_id],
+        vote,
+        net.store,
+        net.recipe,
+        observer.shapes,
+    )
 
 
 def settle(net: Network) -> None:

@@ -59,8 +59,10 @@ class PlainFedAvg:
         """Train and average one round; return its seconds."""
         start = time.perf_counter()
         flat = flatten(self.params)
-        updates = [flatten(train_local(self.model, self.params, t.x, t.y, self.tc, seed=t.train_seed(self.rnd))) - flat
-                   for t in self.honest]
+        updates = [
+            flatten(train_local(self.model, self.params, t.x, t.y, self.tc, seed=t.train_seed(self.rnd))) - flat
+            for t in self.honest
+        ]
         avg = fedavg_float(flat, updates, [len(t.y) for t in self.honest]).astype(np.float32)
         self.params, self.rnd = unflatten(avg, self.params), self.rnd + 1
         return time.perf_counter() - start
@@ -87,9 +89,14 @@ def run(cfg: SimConfig, on_round: Callable[[dict], None] | None = None, baseline
     rounds = []
     for _ in range(cfg.rounds):
         o = play_round(net)
-        row = {"round": o.round_id, "finalized": o.finalized, "accuracy": model_accuracy(net),
-               "gas_used": o.gas_used, "seconds": o.seconds,
-               "challenged": any(r == o.round_id and ok for w in net.watchers for _, r, ok in w.challenged)}
+        row = {
+            "round": o.round_id,
+            "finalized": o.finalized,
+            "accuracy": model_accuracy(net),
+            "gas_used": o.gas_used,
+            "seconds": o.seconds,
+            "challenged": any(r == o.round_id and ok for w in net.watchers for _, r, ok in w.challenged),
+        }
         rounds.append(row)
         if on_round:
             on_round(row)
@@ -127,8 +134,17 @@ def node_rows(net: Network) -> list[dict]:
     for e in net.deployment.fedchain.events():
         if e.name == "Slashed":
             slashed[e.args["node"]] = slashed.get(e.args["node"], 0) + e.args["amount"]
-    return [{"name": n.name, "address": n.address, "role": n.role, "rewards": n.rewards,
-             "slashed": slashed.get(n.address, 0), "gas_used": n.gas_used} for n in net.nodes]
+    return [
+        {
+            "name": n.name,
+            "address": n.address,
+            "role": n.role,
+            "rewards": n.rewards,
+            "slashed": slashed.get(n.address, 0),
+            "gas_used": n.gas_used,
+        }
+        for n in net.nodes
+    ]
 
 
 def plot(report: dict, path: Path) -> None:
@@ -139,14 +155,22 @@ def plot(report: dict, path: Path) -> None:
 
     xs = [r["round"] + 1 for r in report["rounds"]]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([0, *xs], [report["initial_accuracy"], *[r["accuracy"] for r in report["rounds"]]],
-            marker="o", label="fedchain (on chain)")
+    ax.plot(
+        [0, *xs],
+        [report["initial_accuracy"], *[r["accuracy"] for r in report["rounds"]]],
+        marker="o",
+        label="fedchain (on chain)",
+    )
     if "centralized_accuracy" in report:
         ax.axhline(report["centralized_accuracy"], color="gray", ls="--", label="centralized")
         ax.axhline(report["plain_fedavg_accuracy"], color="tab:orange", ls=":", label="plain FedAvg (no chain)")
     c = report["config"]
-    ax.set(xlabel="round", ylabel="test accuracy", ylim=(0, 1),
-           title=f"{c['dataset']}, {c['trainers']} trainers, {c['partition']} (alpha={c['alpha']})")
+    ax.set(
+        xlabel="round",
+        ylabel="test accuracy",
+        ylim=(0, 1),
+        title=f"{c['dataset']}, {c['trainers']} trainers, {c['partition']} (alpha={c['alpha']})",
+    )
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -113,9 +113,7 @@ def decode_tensors(
             raise CodecError(f"tensor names differ: missing {missing}, unexpected {extra}")
         for name, shape in expected.items():
             if tensors[name].shape != tuple(shape):
-                raise CodecError(
-                    f"tensor {name} has shape {tensors[name].shape}, expected {tuple(shape)}"
-                )
+                raise CodecError(f"tensor {name} has shape {tensors[name].shape}, expected {tuple(shape)}")
     for name, array in tensors.items():
         if not np.isfinite(array).all():
             raise CodecError(f"tensor {name} has NaN/Inf")

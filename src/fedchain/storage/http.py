@@ -52,7 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if not path.startswith("/ipfs/"):
             return self._reply(404, b"not found: only /ipfs/<cid> is served\n", body)
-        raw_cid = path[len("/ipfs/"):].strip("/")
+        raw_cid = path[len("/ipfs/") :].strip("/")
         try:
             cid = cid_from_digest(digest_of(raw_cid))
         except StorageError as e:
@@ -68,8 +68,14 @@ class _Handler(BaseHTTPRequestHandler):
         data = self.server.transform(cid, data)
         self._reply(200, data, body, content_type=RAW, etag=f'"{cid}.raw"')
 
-    def _reply(self, code: int, data: bytes, body: bool, content_type: str = "text/plain; charset=utf-8",
-               etag: str | None = None) -> None:
+    def _reply(
+        self,
+        code: int,
+        data: bytes,
+        body: bool,
+        content_type: str = "text/plain; charset=utf-8",
+        etag: str | None = None,
+    ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -107,15 +113,24 @@ class BlobServer:
         injection in tests (a peer that serves corrupt bytes); readers catch it.
     """
 
-    def __init__(self, store: BlobStore, host: str = "127.0.0.1", port: int = 0,
-                 transform: Callable[[str, bytes], bytes] | None = None):
+    def __init__(
+        self,
+        store: BlobStore,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        transform: Callable[[str, bytes], bytes] | None = None,
+    ):
         self._httpd = _Server((host, port), _Handler)
         self._httpd.store = store
         self._httpd.transform = transform or (lambda cid, data: data)
         self.host = host
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name=f"blob-server:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name=f"blob-server:{self.port}",
+            daemon=True,
+        )
 
     @property
     def url(self) -> str:
@@ -249,8 +264,9 @@ class HttpBlobStore:
             if self.cache is not None:
                 self.cache.put(data)
             return data
-        raise BlobNotFound(f"blob {cid} not found intact at any peer ("
-                           + ("; ".join(failures) if failures else "no peers known") + ")")
+        raise BlobNotFound(
+            f"blob {cid} not found intact at any peer (" + ("; ".join(failures) if failures else "no peers known") + ")"
+        )
 
     def has(self, cid: str) -> bool:
         """Whether some peer says it holds ``cid`` (a HEAD request; bytes are checked on ``get``)."""

@@ -22,6 +22,7 @@ def keccak(data: bytes) -> bytes:
     every update goes through here, and eth_hash's backend dispatch costs ~5x the hash."""
     return keccak_256(data).digest()
 
+
 ZERO = bytes(HASH_SIZE)
 
 

@@ -159,9 +159,7 @@ class MultiStore:
             except (BlobNotFound, BlobCorrupt) as exc:
                 failures.append(f"{type(exc).__name__}: {exc}")
         raise BlobNotFound(
-            f"blob {cid} not found intact in any of {len(self.stores)} stores ("
-            + "; ".join(failures)
-            + ")"
+            f"blob {cid} not found intact in any of {len(self.stores)} stores (" + "; ".join(failures) + ")"
         )
 
     def has(self, cid: str) -> bool:

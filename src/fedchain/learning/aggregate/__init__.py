@@ -68,11 +68,35 @@ from fedchain.learning.aggregate.registry import (
 )
 
 # The built-in rules, in the order the CLI and the benchmarks list them.
-for _rule in (fedavg.RULE, fedmedian.RULE, fedtrimmedavg.RULE, krum.RULE, krum.MULTIKRUM, bulyan.RULE,
-              centeredclipping.RULE, fltrust.RULE, zeno.RULE):
+for _rule in (
+    fedavg.RULE,
+    fedmedian.RULE,
+    fedtrimmedavg.RULE,
+    krum.RULE,
+    krum.MULTIKRUM,
+    bulyan.RULE,
+    centeredclipping.RULE,
+    fltrust.RULE,
+    zeno.RULE,
+):
     register(_rule)
 del _rule
 
-__all__ = ["CHALLENGE_NONE", "COMMON_PARAMS", "MAX_COMMITS", "RULES", "Extra", "Rule", "aggregate_update",
-           "check_params", "enough_updates", "get", "min_updates", "needs_root_scores", "needs_root_set", "register",
-           "unregister", "uses_prev_update"]
+__all__ = [
+    "CHALLENGE_NONE",
+    "COMMON_PARAMS",
+    "MAX_COMMITS",
+    "RULES",
+    "Extra",
+    "Rule",
+    "aggregate_update",
+    "check_params",
+    "enough_updates",
+    "get",
+    "min_updates",
+    "needs_root_scores",
+    "needs_root_set",
+    "register",
+    "unregister",
+    "uses_prev_update",
+]

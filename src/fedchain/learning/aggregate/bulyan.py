@@ -55,8 +55,10 @@ def check_bulyan(n: int, f: int, seats: Sequence[int] | None = None) -> None:
     total = sum(seat_counts(seats, n))
     if total < (4 * f + 3) * SEAT:
         n_ = total / SEAT  # the seats' worth of updates
-        raise LearningError(f"bulyan: valid only for n >= 4f + 3; {n_:g} updates with f = {f} malicious needs "
-                            f"at least {4 * f + 3} updates (or f <= {max(0, (int(n_) - 3) // 4)} for n = {n_:g})")
+        raise LearningError(
+            f"bulyan: valid only for n >= 4f + 3; {n_:g} updates with f = {f} malicious needs "
+            f"at least {4 * f + 3} updates (or f <= {max(0, (int(n_) - 3) // 4)} for n = {n_:g})"
+        )
 
 
 def select_bulyan(x: np.ndarray, f: int, seats: Sequence[int] | None = None) -> dict[int, int]:
@@ -100,9 +102,16 @@ def bulyan(x: np.ndarray, f: int, seats: Sequence[int] | None = None) -> np.ndar
 
 
 # tolerating a share of Byzantine trainers: f = round(share * n), capped at Bulyan's n >= 4f + 3
-RULE = Rule("bulyan", lambda x, samples, p, e: bulyan(x, malicious(p), e.seats), title="Bulyan",
-            params={"num_malicious_nodes": 0}, check=malicious, min_updates=lambda p: 4 * malicious(p) + 3,
-            chain_code=6, chain_params=lambda p: (malicious(p), 1),
-            selection=lambda x, p, seats: select_bulyan(x, malicious(p), seats), max_commits=CHALLENGEABLE_UPDATES,
-            tolerating=lambda trainers, share: {"num_malicious_nodes": min(round(share * trainers),
-                                                                           (trainers - 3) // 4)})
+RULE = Rule(
+    "bulyan",
+    lambda x, samples, p, e: bulyan(x, malicious(p), e.seats),
+    title="Bulyan",
+    params={"num_malicious_nodes": 0},
+    check=malicious,
+    min_updates=lambda p: 4 * malicious(p) + 3,
+    chain_code=6,
+    chain_params=lambda p: (malicious(p), 1),
+    selection=lambda x, p, seats: select_bulyan(x, malicious(p), seats),
+    max_commits=CHALLENGEABLE_UPDATES,
+    tolerating=lambda trainers, share: {"num_malicious_nodes": min(round(share * trainers), (trainers - 3) // 4)},
+)

@@ -75,8 +75,9 @@ def clip_rows(z: np.ndarray, tau_q: int) -> np.ndarray:
     return z
 
 
-def centered_clipping(x: np.ndarray, tau_q: int, iterations: int = 1, centre: np.ndarray | None = None,
-                      seats: Sequence[int] | None = None) -> np.ndarray:
+def centered_clipping(
+    x: np.ndarray, tau_q: int, iterations: int = 1, centre: np.ndarray | None = None, seats: Sequence[int] | None = None
+) -> np.ndarray:
     """The aggregate update: ``iterations`` clipping steps from ``centre`` (zero if None), each
     update counted once per seat (one each if ``seats`` is None)."""
     if not 1 <= iterations <= MAX_ITERATIONS:
@@ -95,8 +96,12 @@ def iterations_of(params: Mapping[str, Any]) -> int:
 # What the robustness benchmark tolerates attackers with: tau 2.5, about the median norm of an
 # honest round-0 update on digits (the default, 10, clips no honest update and lets each
 # attacker move the aggregate by 10 / n), and 3 iterations (one is not enough from a zero centre).
-RULE = Rule("centeredclipping", lambda x, samples, p, e: centered_clipping(x, tau_of(p), iterations_of(p),
-                                                                          e.prev_update, e.seats),
-            title="centered clipping", params={"tau": DEFAULT_TAU, "iterations": 1},
-            check=lambda p: (tau_of(p), iterations_of(p)), uses_prev_update=True,
-            tolerating=lambda trainers, share: {"tau": 2.5, "iterations": 3})
+RULE = Rule(
+    "centeredclipping",
+    lambda x, samples, p, e: centered_clipping(x, tau_of(p), iterations_of(p), e.prev_update, e.seats),
+    title="centered clipping",
+    params={"tau": DEFAULT_TAU, "iterations": 1},
+    check=lambda p: (tau_of(p), iterations_of(p)),
+    uses_prev_update=True,
+    tolerating=lambda trainers, share: {"tau": 2.5, "iterations": 3},
+)

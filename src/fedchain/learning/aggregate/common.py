@@ -77,8 +77,9 @@ def chunk_sums(a: np.ndarray, b: np.ndarray, pattern: str) -> np.ndarray:
     """
     d = a.shape[-1]
     m = d - d % CHUNK_SIZE
-    whole = np.einsum(pattern, a[..., :m].reshape(*a.shape[:-1], -1, CHUNK_SIZE),
-                      b[..., :m].reshape(*b.shape[:-1], -1, CHUNK_SIZE))
+    whole = np.einsum(
+        pattern, a[..., :m].reshape(*a.shape[:-1], -1, CHUNK_SIZE), b[..., :m].reshape(*b.shape[:-1], -1, CHUNK_SIZE)
+    )
     if m == d and m:
         return whole
     tail = np.einsum(pattern, a[..., m:].reshape(*a.shape[:-1], 1, d - m), b[..., m:].reshape(*b.shape[:-1], 1, d - m))
@@ -178,7 +179,11 @@ def fraction_param(params: Mapping[str, Any], name: str, default: Any) -> Fracti
     platform, so the parameter becomes the same exact rational everywhere.
     """
     value = params.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
-            float("inf"), float("-inf")):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value != value
+        or value in (float("inf"), float("-inf"))
+    ):
         raise LearningError(f"parameter {name!r} must be a finite number, got {value!r}")
     return Fraction(value) if isinstance(value, int) else Fraction(repr(value))

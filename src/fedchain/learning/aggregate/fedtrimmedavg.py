@@ -68,8 +68,9 @@ def weighted_trimmed_mean(x: np.ndarray, beta: Fraction, seats: Sequence[int]) -
     total = sum(seats)
     cut = floor(beta * Fraction(total, SEAT)) * SEAT
     if total - 2 * cut < 1:
-        raise LearningError(f"fedtrimmedavg: trimming {cut // SEAT} of {total / SEAT:g} seats at each end "
-                            "leaves nothing")
+        raise LearningError(
+            f"fedtrimmedavg: trimming {cut // SEAT} of {total / SEAT:g} seats at each end leaves nothing"
+        )
     s, w = sorted_with_seats(x, seats)
     ends = np.cumsum(w, axis=0)  # each value covers positions ends - w to ends - 1
     kept = np.clip(np.minimum(ends, total - cut) - np.maximum(ends - w, cut), 0, None)
@@ -84,6 +85,13 @@ def chain_params(params: Mapping[str, Any]) -> tuple[int, int]:
 
 
 # tolerating a share of Byzantine trainers: beta = the share (beta >= f / n, Yin et al.)
-RULE = Rule("fedtrimmedavg", lambda x, samples, p, e: fedtrimmedavg(x, beta_of(p), e.seats), title="FedTrimmedAvg",
-            params={"beta": DEFAULT_BETA}, check=beta_of, chain_code=3, chain_params=chain_params,
-            tolerating=lambda trainers, share: {"beta": share})
+RULE = Rule(
+    "fedtrimmedavg",
+    lambda x, samples, p, e: fedtrimmedavg(x, beta_of(p), e.seats),
+    title="FedTrimmedAvg",
+    params={"beta": DEFAULT_BETA},
+    check=beta_of,
+    chain_code=3,
+    chain_params=chain_params,
+    tolerating=lambda trainers, share: {"beta": share},
+)

@@ -59,9 +59,11 @@ def check_krum(n: int, f: int, seats: Sequence[int] | None = None) -> None:
     total = sum(seat_counts(seats, n))
     if total <= (2 * f + 2) * SEAT:
         n_ = total / SEAT  # the seats' worth of updates
-        raise LearningError(f"krum: {n_:g} updates cannot tolerate {f} malicious ones; Krum needs n > 2f + 2 "
-                            f"(at least {2 * f + 3} updates for f = {f}, or at most f = {max(0, (int(n_) - 3) // 2)} "
-                            f"for n = {n_:g})")
+        raise LearningError(
+            f"krum: {n_:g} updates cannot tolerate {f} malicious ones; Krum needs n > 2f + 2 "
+            f"(at least {2 * f + 3} updates for f = {f}, or at most f = {max(0, (int(n_) - 3) // 2)} "
+            f"for n = {n_:g})"
+        )
 
 
 def neighbour_order(dist: Sequence[Sequence[int]]) -> list[list[int]]:
@@ -70,8 +72,13 @@ def neighbour_order(dist: Sequence[Sequence[int]]) -> list[list[int]]:
     return [nearest(dist[i], [j for j in range(n) if j != i], n - 1) for i in range(n)]
 
 
-def krum_scores(order: Sequence[Sequence[int]], dist: Sequence[Sequence[int]], f: int,
-                candidates: Sequence[int] | None = None, seats: Sequence[int] | None = None) -> dict[int, int]:
+def krum_scores(
+    order: Sequence[Sequence[int]],
+    dist: Sequence[Sequence[int]],
+    f: int,
+    candidates: Sequence[int] | None = None,
+    seats: Sequence[int] | None = None,
+) -> dict[int, int]:
     """Each candidate's score: its summed squared distance to its nearest max(1, n - f - 2)
     other candidates, counted in seats (basis points; one each if ``seats`` is None, then
     every score is SEAT times the plain sum: see the module docstring).
@@ -96,8 +103,9 @@ def krum_scores(order: Sequence[Sequence[int]], dist: Sequence[Sequence[int]], f
     return scores
 
 
-def select_multikrum(dist: Sequence[Sequence[int]], f: int, m: int | None,
-                     seats: Sequence[int] | None = None) -> dict[int, int]:
+def select_multikrum(
+    dist: Sequence[Sequence[int]], f: int, m: int | None, seats: Sequence[int] | None = None
+) -> dict[int, int]:
     """The updates kept, best Krum score first (ties: lower index first), each with the seats
     kept of it: until m seats are kept (None: S - f, at least one), the last possibly in part."""
     seats = seat_counts(seats, len(dist))
@@ -115,12 +123,15 @@ def select_multikrum(dist: Sequence[Sequence[int]], f: int, m: int | None,
 def kept_weights(kept: dict[int, int], samples: Sequence[int], seats: Sequence[int]) -> list[int]:
     """FedAvg's weights of the kept updates, in index order: the capped sample count, or
     for an update kept in part that part of it (at least 1), as challenges.vy weighs it."""
-    return [min(samples[i], MAX_WEIGHT) if take == seats[i] else max(1, min(samples[i], MAX_WEIGHT) * take // seats[i])
-            for i, take in sorted(kept.items())]
+    return [
+        min(samples[i], MAX_WEIGHT) if take == seats[i] else max(1, min(samples[i], MAX_WEIGHT) * take // seats[i])
+        for i, take in sorted(kept.items())
+    ]
 
 
-def multikrum(x: np.ndarray, samples: Sequence[int], f: int, m: int | None,
-              seats: Sequence[int] | None = None) -> np.ndarray:
+def multikrum(
+    x: np.ndarray, samples: Sequence[int], f: int, m: int | None, seats: Sequence[int] | None = None
+) -> np.ndarray:
     """The aggregate update: the sample-weighted mean of the m seats Krum scores best (None: n - f)."""
     n = len(x)
     check_krum(n, f, seats)
@@ -142,22 +153,37 @@ def selected(params: Mapping[str, Any]) -> int | None:
     return int_param(params, "num_nodes_to_select", None, lo=1) if "num_nodes_to_select" in params else None
 
 
-def multikrum_selection(x: np.ndarray, params: Mapping[str, Any], seats: Sequence[int] | None,
-                        m: int | None) -> dict[int, int]:
+def multikrum_selection(
+    x: np.ndarray, params: Mapping[str, Any], seats: Sequence[int] | None, m: int | None
+) -> dict[int, int]:
     """The kept updates (index -> seats kept) as the contracts recompute them from the distance table."""
     return select_multikrum(pairwise_sq_distances(x), malicious(params), m, seats)
 
 
-RULE = Rule("krum", lambda x, samples, p, e: krum(x, malicious(p), e.seats), title="Krum",
-            params={"num_malicious_nodes": 0}, check=malicious, min_updates=lambda p: 2 * malicious(p) + 3,
-            chain_code=4, chain_params=lambda p: (malicious(p), 1),
-            selection=lambda x, p, seats: multikrum_selection(x, p, seats, 1), max_commits=TABLE_REVEALS,
-            tolerating=tolerating_f)
+RULE = Rule(
+    "krum",
+    lambda x, samples, p, e: krum(x, malicious(p), e.seats),
+    title="Krum",
+    params={"num_malicious_nodes": 0},
+    check=malicious,
+    min_updates=lambda p: 2 * malicious(p) + 3,
+    chain_code=4,
+    chain_params=lambda p: (malicious(p), 1),
+    selection=lambda x, p, seats: multikrum_selection(x, p, seats, 1),
+    max_commits=TABLE_REVEALS,
+    tolerating=tolerating_f,
+)
 
-MULTIKRUM = Rule("multikrum", lambda x, samples, p, e: multikrum(x, samples, malicious(p), selected(p), e.seats),
-                 title="MultiKrum", params={"num_malicious_nodes": 0, "num_nodes_to_select": None},
-                 check=lambda p: (malicious(p), selected(p)),
-                 min_updates=lambda p: max(2 * malicious(p) + 3, selected(p) or 1),
-                 chain_code=5, chain_params=lambda p: (malicious(p), selected(p) or 0),  # 0: n - f
-                 selection=lambda x, p, seats: multikrum_selection(x, p, seats, selected(p)),
-                 max_commits=TABLE_REVEALS, tolerating=tolerating_f)
+MULTIKRUM = Rule(
+    "multikrum",
+    lambda x, samples, p, e: multikrum(x, samples, malicious(p), selected(p), e.seats),
+    title="MultiKrum",
+    params={"num_malicious_nodes": 0, "num_nodes_to_select": None},
+    check=lambda p: (malicious(p), selected(p)),
+    min_updates=lambda p: max(2 * malicious(p) + 3, selected(p) or 1),
+    chain_code=5,
+    chain_params=lambda p: (malicious(p), selected(p) or 0),  # 0: n - f
+    selection=lambda x, p, seats: multikrum_selection(x, p, seats, selected(p)),
+    max_commits=TABLE_REVEALS,
+    tolerating=tolerating_f,
+)

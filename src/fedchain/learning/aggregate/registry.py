@@ -216,9 +216,17 @@ def enough_updates(rule: str, params: Mapping[str, Any], seats: Sequence[int]) -
     return len(seats) > 0 and sum(seats) >= min_updates(rule, params) * SEAT
 
 
-def aggregate_update(rule: str, params: Mapping[str, Any], updates: Sequence[np.ndarray], samples: Sequence[int], *,
-                     root_update: np.ndarray | None = None, prev_update: np.ndarray | None = None,
-                     root_scores: Sequence[int] | None = None, seats: Sequence[int] | None = None) -> np.ndarray:
+def aggregate_update(
+    rule: str,
+    params: Mapping[str, Any],
+    updates: Sequence[np.ndarray],
+    samples: Sequence[int],
+    *,
+    root_update: np.ndarray | None = None,
+    prev_update: np.ndarray | None = None,
+    root_scores: Sequence[int] | None = None,
+    seats: Sequence[int] | None = None,
+) -> np.ndarray:
     """The aggregate update (int64) of ``updates`` under ``rule`` with ``params``.
 
     Parameters

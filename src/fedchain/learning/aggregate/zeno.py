@@ -92,8 +92,14 @@ def select(root_scores: Sequence[int], b: int, seats: Sequence[int] | None = Non
     return dict(sorted(kept.items()))
 
 
-def zeno(x: np.ndarray, samples: Sequence[int], root_scores: Sequence[int], b: int, clip: bool = False,
-         seats: Sequence[int] | None = None) -> np.ndarray:
+def zeno(
+    x: np.ndarray,
+    samples: Sequence[int],
+    root_scores: Sequence[int],
+    b: int,
+    clip: bool = False,
+    seats: Sequence[int] | None = None,
+) -> np.ndarray:
     """The aggregate update: the FedAvg mean of ``select(root_scores, b, seats)``'s rows of
     ``x``, each first clipped to the (seat-weighted) median norm of ``x``'s rows if ``clip``."""
     if len(root_scores) != len(x):
@@ -114,7 +120,13 @@ def _run(x, samples, p, e):
     return zeno(x, samples, e.root_scores, malicious(p), bool_param(p, "clip"), e.seats)
 
 
-RULE = Rule("zeno", _run,
-            title="Zeno", params={"num_malicious_nodes": 0, "clip": False},
-            check=lambda p: (malicious(p), bool_param(p, "clip")), min_updates=lambda p: malicious(p) + 1,
-            needs_root_scores=True, tolerating=tolerating_f)
+RULE = Rule(
+    "zeno",
+    _run,
+    title="Zeno",
+    params={"num_malicious_nodes": 0, "clip": False},
+    check=lambda p: (malicious(p), bool_param(p, "clip")),
+    min_updates=lambda p: malicious(p) + 1,
+    needs_root_scores=True,
+    tolerating=tolerating_f,
+)

@@ -16,9 +16,7 @@ MODELS: dict[str, Callable[[tuple[int, ...], int], nn.Module]] = {
 }
 
 
-def build_model(
-    name: str, input_shape: tuple[int, ...], num_classes: int, seed: int = 0
-) -> nn.Module:
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int = 0) -> nn.Module:
     """Build model ``name`` with initial weights fixed by ``seed``.
 
     The same arguments give bit-identical parameters on every call; torch's global

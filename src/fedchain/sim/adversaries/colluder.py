@@ -55,8 +55,9 @@ class Colluder(Validator):
         blob = encode_tensors(unflatten(fp.from_fixed(bad), self.template), decode_metadata(honest.blob))
         if self.publish:
             self.store.put(blob)
-        return dataclasses.replace(honest, model_root=fp.vector_root(bad, self.recipe.chunk_size),
-                                   model_cid=cid_of(blob), blob=blob)
+        return dataclasses.replace(
+            honest, model_root=fp.vector_root(bad, self.recipe.chunk_size), model_cid=cid_of(blob), blob=blob
+        )
 
 
 class ScoreColluder(Validator):
@@ -70,8 +71,14 @@ class ScoreColluder(Validator):
         scores_root = merkle_root([score_leaf(a, s) for a, s in scores])
         if lineage.distances is not None:  # a Krum task: the scores tree sits beside the distance table
             scores_root = combined_scores_root(scores_root, bytes.fromhex(lineage.distances["root"]))
-        return dataclasses.replace(honest, model_cid=cid_of(blob), blob=blob, scores=scores,
-                                   scores_root=scores_root, total_score=sum(s for _, s in scores))
+        return dataclasses.replace(
+            honest,
+            model_cid=cid_of(blob),
+            blob=blob,
+            scores=scores,
+            scores_root=scores_root,
+            total_score=sum(s for _, s in scores),
+        )
 
 
 class TotalColluder(Validator):
@@ -96,13 +103,19 @@ class _TableColluder(Validator):
         table_blob = table.to_bytes()
         if self.publish:
             self.store.put(table_blob)
-        lineage = dataclasses.replace(Lineage.from_blob(honest.blob),
-                                      distances={"cid": cid_of(table_blob), "root": table.root.hex()})
+        lineage = dataclasses.replace(
+            Lineage.from_blob(honest.blob), distances={"cid": cid_of(table_blob), "root": table.root.hex()}
+        )
         blob = encode_tensors(decode_tensors(honest.blob, self.shapes), {"fedchain": lineage.to_json()})
         self.store.put(blob)
         tree = merkle_root([score_leaf(a, s) for a, s in honest.scores])
-        return dataclasses.replace(honest, model_cid=cid_of(blob), blob=blob, table_blob=table_blob,
-                                   scores_root=combined_scores_root(tree, table.root))
+        return dataclasses.replace(
+            honest,
+            model_cid=cid_of(blob),
+            blob=blob,
+            table_blob=table_blob,
+            scores_root=combined_scores_root(tree, table.root),
+        )
 
 
 class DistanceSumColluder(_TableColluder):
@@ -179,7 +192,13 @@ class _DictStore:
         return cid in self.blobs
 
 
-COLLUDERS = {"model": Colluder, "score": ScoreColluder, "total": TotalColluder,
-             "distance-sum": DistanceSumColluder, "distance-leaf": DistanceLeafColluder,
-             "withhold-model": WithholdingColluder, "withhold-table": WithholdingTableColluder,
-             "hide-model": HidingColluder}
+COLLUDERS = {
+    "model": Colluder,
+    "score": ScoreColluder,
+    "total": TotalColluder,
+    "distance-sum": DistanceSumColluder,
+    "distance-leaf": DistanceLeafColluder,
+    "withhold-model": WithholdingColluder,
+    "withhold-table": WithholdingTableColluder,
+    "hide-model": HidingColluder,
+}

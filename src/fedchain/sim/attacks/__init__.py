@@ -15,19 +15,22 @@ from fedchain.sim.attacks.base import Attack, Knowledge, finish
 from fedchain.sim.attacks.copier import Copier
 from fedchain.sim.attacks.sybil import Sybil
 
-ATTACKS: dict[str, Attack] = {a.name: a for a in (
-    labelflip.ATTACK,
-    signflip.ATTACK,
-    gaussian.ATTACK,
-    alie.ATTACK,
-    ipm.attack(0.1),
-    ipm.attack(100),
-    backdoor.ATTACK,
-    freerider.ATTACK,
-    Attack("copier", trainer=Copier),
-    Attack("withholder", trainer=Withholder),
-    Attack("sybil", trainer=Sybil),
-)}
+ATTACKS: dict[str, Attack] = {
+    a.name: a
+    for a in (
+        labelflip.ATTACK,
+        signflip.ATTACK,
+        gaussian.ATTACK,
+        alie.ATTACK,
+        ipm.attack(0.1),
+        ipm.attack(100),
+        backdoor.ATTACK,
+        freerider.ATTACK,
+        Attack("copier", trainer=Copier),
+        Attack("withholder", trainer=Withholder),
+        Attack("sybil", trainer=Sybil),
+    )
+}
 
 UPDATE_ATTACKS = [name for name, a in ATTACKS.items() if not a.protocol]
 PROTOCOL_ATTACKS = [name for name, a in ATTACKS.items() if a.protocol]

@@ -38,8 +38,9 @@ def add_trigger(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def poison(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, fraction: float = POISON_FRACTION,
-           target: int = TARGET) -> tuple[np.ndarray, np.ndarray]:
+def poison(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, fraction: float = POISON_FRACTION, target: int = TARGET
+) -> tuple[np.ndarray, np.ndarray]:
     """The attacker's training data: a random ``fraction`` of its examples stamped
     with the trigger and labelled ``target``, the rest left clean (same count)."""
     x, y = np.array(x, dtype=np.float32, copy=True), np.array(y, dtype=np.int64, copy=True)
@@ -61,5 +62,6 @@ def triggered_test_set(x: np.ndarray, y: np.ndarray, target: int = TARGET) -> tu
     return add_trigger(x[keep]), np.full(int(keep.sum()), target, dtype=np.int64)
 
 
-ATTACK = Attack("backdoor", craft=lambda k: craft(k.trained, k.n, k.f),
-                local_data=lambda x, y, num_classes, rng: poison(x, y, rng))
+ATTACK = Attack(
+    "backdoor", craft=lambda k: craft(k.trained, k.n, k.f), local_data=lambda x, y, num_classes, rng: poison(x, y, rng)
+)

@@ -53,15 +53,17 @@ class Copier(Trainer):
             return  # it copied no commitment this round: nothing to open
         log = self.task(task_id)
         victim = self._victim.get(key)
-        shown = [e for e in log.reveals.get(round_id, [])
-                 if e.node != self.address and (victim is None or e.node == victim)]
+        shown = [
+            e for e in log.reveals.get(round_id, []) if e.node != self.address and (victim is None or e.node == victim)
+        ]
         if not shown:
             return
         a = shown[0]
         self._tried.add(key)
         if self.strategy == "late":
-            c = commitments.commitment(self.chain.chain_id, self.fc.address, task_id, round_id, self.address,
-                                       a.update_root, a.salt)
+            c = commitments.commitment(
+                self.chain.chain_id, self.fc.address, task_id, round_id, self.address, a.update_root, a.salt
+            )
             self._try("commit", task_id, round_id, c)
         self._try("reveal", task_id, round_id, a.update_root, a.update_cid, a.samples, a.salt)
 

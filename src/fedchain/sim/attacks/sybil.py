@@ -72,8 +72,9 @@ class SybilParty:
         if round_id not in self._cache:
             first = self.identities[0]
             r = first.recipe
-            params = train_local(first.net, model.params, self.x, self.y, r.train_config(),
-                                 seed=first.train_seed(round_id))
+            params = train_local(
+                first.net, model.params, self.x, self.y, r.train_config(), seed=first.train_seed(round_id)
+            )
             delta = {k: (params[k] - model.params[k]).astype(np.float32) for k in model.params}
             self._cache = {round_id: (encode_tensors(delta), fp.vector_root(fp.to_fixed(flatten(delta)), r.chunk_size))}
         return self._cache[round_id]

@@ -62,10 +62,19 @@ class Coordinator:
 
     def knowledge(self, attacker: AttackTrainer, model, round_id: int, own: np.ndarray | None) -> Knowledge:
         flat = flatten(model.params).astype(np.float64)
-        honest = (self.honest_updates(attacker._task_id, model, round_id) if self.attack.omniscient
-                  else np.zeros((0, flat.size)))
-        return Knowledge(model=flat, own=own, honest=honest, n=len(self.honest) + len(self.attackers),
-                         f=len(self.attackers), rng=np.random.default_rng([attacker.seed, round_id]))
+        honest = (
+            self.honest_updates(attacker._task_id, model, round_id)
+            if self.attack.omniscient
+            else np.zeros((0, flat.size))
+        )
+        return Knowledge(
+            model=flat,
+            own=own,
+            honest=honest,
+            n=len(self.honest) + len(self.attackers),
+            f=len(self.attackers),
+            rng=np.random.default_rng([attacker.seed, round_id]),
+        )
 
     def honest_updates(self, task_id: int | None, model, round_id: int) -> np.ndarray:
         """(h, d) float64: every honest trainer's update of the round."""
