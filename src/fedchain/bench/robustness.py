@@ -920,77 +920,52 @@ def variants_markdown(result: dict) -> str:
                         "variant " + _bar_verdict(cands, b, limit)
                     )
         cols = list(dict.fromkeys((c["attack"], c["byzantine_fraction"]) for c in dcells if c["rule"] != BASELINE))
-        lines += [
-            "",
-            "### Final accuracy",
-            "",
-            "| variant | " + " | ".join(f"{a} {fr:.0%}" if fr else "no attack" for a, fr in cols) + " |",
-            "|---" * (len(cols) + 1) + "|",
-        ]
-        for name in result["rules"]:
-            lines.append(
-                f"| {name} | "
-                + " | ".join(
-                    f"{_fmt(c['accuracy_mean'])} ± {_fmt(c['accuracy_std'])}" if c else "–"
-                    for c in (by.get((name, a, fr)) for a, fr in cols)
-                )
-                + " |"
-            )
+        rules = result["rules"]
+
+        def row_of(fmt, columns, by=by):  # a row's cells: fmt(cell) for each measured column, "–" for the others
+            return lambda rule: [fmt(c) if c else "–" for c in (by.get((rule, a, fr)) for a, fr in columns)]
+
+        lines += _table(
+            "Final accuracy",
+            rules,
+            [f"{a} {fr:.0%}" if fr else "no attack" for a, fr in cols],
+            row_of(lambda c: f"{_fmt(c['accuracy_mean'])} ± {_fmt(c['accuracy_std'])}", cols),
+        )
         acols = [col for col in cols if col[1] > 0]
-        lines += [
-            "",
-            "### Honest trainers' share of trainer rewards (%), cosine score",
-            "",
-            "| variant | " + " | ".join(f"{a} {fr:.0%}" for a, fr in acols) + " |",
-            "|---" * (len(acols) + 1) + "|",
-        ]
-        for name in result["rules"]:
-            lines.append(
-                f"| {name} | "
-                + " | ".join(
-                    _fmt(c["honest_reward_share"]) if c else "–" for c in (by.get((name, a, fr)) for a, fr in acols)
-                )
-                + " |"
-            )
-        lines += [
-            "",
-            "### Honest trainers' share of trainer rewards (%), root-set score; per head honest / attacker (tokens)",
-            "",
-            "| variant | " + " | ".join(f"{a} {fr:.0%}" for a, fr in acols) + " |",
-            "|---" * (len(acols) + 1) + "|",
-        ]
-        for name in result["rules"]:
-            lines.append(
-                f"| {name} | "
-                + " | ".join(
+        attacked = [f"{a} {fr:.0%}" for a, fr in acols]
+        lines += _table(
+            "Honest trainers' share of trainer rewards (%), cosine score",
+            rules,
+            attacked,
+            row_of(lambda c: _fmt(c["honest_reward_share"]), acols),
+        )
+        lines += _table(
+            "Honest trainers' share of trainer rewards (%), root-set score; per head honest / attacker (tokens)",
+            rules,
+            attacked,
+            row_of(
+                lambda c: (
                     f"{_fmt(c['honest_reward_share_root_set'])} ({c['honest_reward_per_head_root_set']:.1f}/"
                     f"{_fmt(c['attacker_reward_per_head_root_set'], pct=False)})"
-                    if c
-                    else "–"
-                    for c in (by.get((name, a, fr)) for a, fr in acols)
-                )
-                + " |"
+                ),
+                acols,
+            ),
+        )
+        if any((name, "backdoor", fr) in by for name in rules for fr in fracs):
+            lines += _table(
+                "Backdoor attack success rate (%)",
+                rules,
+                [f"{fr:.0%}" for fr in fracs],
+                row_of(lambda c: _fmt(c["attack_success_rate"]), [("backdoor", fr) for fr in fracs]),
             )
-        bd = [(name, fr) for name in result["rules"] for fr in fracs if (name, "backdoor", fr) in by]
-        if bd:
-            lines += [
-                "",
-                "### Backdoor attack success rate (%)",
-                "",
-                "| variant | " + " | ".join(f"{fr:.0%}" for fr in fracs) + " |",
-                "|---" * (len(fracs) + 1) + "|",
-            ]
-            for name in result["rules"]:
-                lines.append(
-                    f"| {name} | "
-                    + " | ".join(
-                        _fmt(by[(name, "backdoor", fr)]["attack_success_rate"]) if (name, "backdoor", fr) in by else "–"
-                        for fr in fracs
-                    )
-                    + " |"
-                )
         lines.append("")
     return "\n".join(lines)
+
+
+def _table(title: str, rules, headers: list[str], row) -> list[str]:
+    """A Markdown table under a heading: a row a rule (``row(name)``: its cells), a column a header."""
+    lines = ["", f"### {title}", "", "| variant | " + " | ".join(headers) + " |", "|---" * (len(headers) + 1) + "|"]
+    return lines + [f"| {name} | " + " | ".join(row(name)) + " |" for name in rules]
 
 
 def json_compact(x) -> str:
