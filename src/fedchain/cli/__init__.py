@@ -13,6 +13,8 @@ COMMANDS = {
     "chain": ("fedchain.cli.chain", "app"),
     "deploy": ("fedchain.cli.deploy", "deploy"),
     "fund": ("fedchain.cli.fund", "fund"),
+    "unstake": ("fedchain.cli.stake", "unstake"),
+    "withdraw": ("fedchain.cli.stake", "withdraw"),
     "account": ("fedchain.cli.account", "app"),
     "data": ("fedchain.cli.data", "app"),
     "task": ("fedchain.cli.task", "app"),
