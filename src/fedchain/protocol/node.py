@@ -232,23 +232,25 @@ class Node:
         bond pays for its gas; a request another node answered first reverts harmlessly."""
         leader = vote.hash()
         for rid, req in self.open_requests(v):
-            if req["leader"] != leader:
-                continue  # about another result
-            try:
-                fn, call = answer_from_store(
-                    req, vote, log.reveals.get(v.round_id, []), self.store, self.recipe, self.shapes
-                )
-            except (FedchainError, LookupError, StopIteration) as e:
-                self.log.warning("round %d: cannot answer availability request %s: %s", v.round_id, rid.hex()[:12], e)
-                continue
-            try:
-                self.send(fn, rid, *call, to=self.availability)
-            except Reverted as e:
-                self.log.debug("answer not needed: %s", e.reason)
-                continue
-            self.log.info(
-                "round %d: answered availability request %s (kind %d)", v.round_id, rid.hex()[:12], req["kind"]
+            if req["leader"] == leader:  # not about another result
+                self.answer_request(log, v, rid, req, vote)
+
+    def answer_request(self, log: TaskLog, v: RoundView, rid: bytes, req: dict, vote: Vote) -> None:
+        """Answer one open request (made against ``vote``) from the blobs this node can
+        fetch; a request another node answered first reverts harmlessly."""
+        try:
+            fn, call = answer_from_store(
+                req, vote, log.reveals.get(v.round_id, []), self.store, self.recipe, self.shapes
             )
+        except (FedchainError, LookupError, StopIteration) as e:
+            self.log.warning("round %d: cannot answer availability request %s: %s", v.round_id, rid.hex()[:12], e)
+            return
+        try:
+            self.send(fn, rid, *call, to=self.availability)
+        except Reverted as e:
+            self.log.debug("answer not needed: %s", e.reason)
+            return
+        self.log.info("round %d: answered availability request %s (kind %d)", v.round_id, rid.hex()[:12], req["kind"])
 
     def round_seed(self, v: RoundView) -> bytes | None:
         """The round's sortition seed, or None while it cannot be read yet (in the

@@ -19,8 +19,7 @@ from fedchain.errors import Reverted, StorageError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.models import build_model
 from fedchain.learning.train import flatten, train_local
-from fedchain.protocol.availability import KIND_UPDATE, answer_call
-from fedchain.protocol.challenge import _decode_vector
+from fedchain.protocol.availability import KIND_UPDATE
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.protocol.round import Lineage, Vote
 from fedchain.storage.cid import cid_from_digest, digest_of
@@ -177,35 +176,17 @@ class Trainer(Node):
     # -- availability
 
     def answer_requests(self, log: TaskLog, v: RoundView) -> None:
-        """Answer every open availability request for this trainer's own update from the
-        blob it holds: a request nobody answers reverts the round and slashes the trainer
+        """Answer every open availability request for this trainer's own update (its blob is
+        in its store): a request nobody answers reverts the round and slashes the trainer
         (slashing.slash_withheld), whatever its voters do. Validators answer too; the
         first answer closes the request and a later one reverts harmlessly."""
-        entry = self.journal.get("commit", v.task_id, v.round_id)
-        if entry is None:
-            return  # revealed rounds are journalled; nothing to answer from otherwise
-        mine = Record.unpack(self.fc.call("record", v.task_id, v.round_id, self.address)).index
+        mine = next((e.index for e in log.reveals.get(v.round_id, []) if e.node == self.address), None)
+        if mine is None:
+            return
+        votes = {e.args["vote_hash"]: e for e in log.votes.get(v.round_id, [])}
         for rid, req in self.open_requests(v):
-            if req["kind"] != KIND_UPDATE or mine is None or req["index"] != mine:
-                continue
-            voted = next(e for e in log.votes.get(v.round_id, []) if e.args["vote_hash"] == req["leader"])
-            vote = Vote.from_event(voted)
-            try:
-                q = _decode_vector(self.store.get(entry["cid"]), self.shapes)
-            except StorageError as e:
-                self.log.error("round %d: cannot answer the request for my update: %s", v.round_id, e)
-                continue
-            fn, call = answer_call(
-                req,
-                vote,
-                update=(q, self.address, bytes.fromhex(entry["update_root"]), bytes.fromhex(entry["salt"])),
-                chunk_size=self.recipe.chunk_size,
-            )
-            try:
-                self.send(fn, rid, *call, to=self.availability)
-                self.log.info("round %d: answered the availability request for my update", v.round_id)
-            except Reverted as e:
-                self.log.debug("answer not needed: %s", e.reason)
+            if req["kind"] == KIND_UPDATE and req["index"] == mine and req["leader"] in votes:
+                self.answer_request(log, v, rid, req, Vote.from_event(votes[req["leader"]]))
 
     # -- restart
 
