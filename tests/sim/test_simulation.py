@@ -114,7 +114,7 @@ def test_only_the_withholder_is_slashed_and_tokens_are_conserved(finished):
         (["--rule", "zeno", "--rule-params", '{"clip": 1}'], "'clip' must be true or false"),
         (["--rule", "zeno", "--rule-params", "[6]"], "not a JSON object"),
         (["--rule", "fedavg", "--rule-params", '{"beta": 0.1}'], "has no parameter beta"),
-        (["--score", "accuracy"], "unknown score 'accuracy'"),
+        (["--score", "accuracy"], "--score: 'accuracy' is not one of"),
     ],
 )
 def test_simulate_refuses_bad_rule_params_and_scores_before_running(args, message, tmp_path):

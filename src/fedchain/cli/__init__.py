@@ -24,6 +24,23 @@ COMMANDS = {
     "bench": ("fedchain.cli.bench", "app"),
 }
 
+# One line each in `fedchain --help`, which has 66 columns for it at a width of 80.
+SHORT = {
+    "simulate": "Run a whole network in one process, on an embedded chain.",
+    "chain": "A local EVM chain for development (anvil).",
+    "deploy": "Deploy the fedchain contracts and a test token.",
+    "fund": "Mint test tokens and send gas money (the deployer).",
+    "unstake": "Move stake into the unbonding queue.",
+    "withdraw": "Take out unbonded stake and credited payouts.",
+    "account": "Accounts in an encrypted keystore (geth/foundry v3 files).",
+    "data": "Split a dataset into one .npz per trainer.",
+    "task": "Create a task: what the network trains, for what reward.",
+    "node": "Run a trainer, a validator or a watcher.",
+    "status": "A task's rounds and every node's stake, rewards, slashes.",
+    "audit": "Verify a task's whole history from the chain and the blobs.",
+    "bench": "Benchmarks (results under benchmarks/).",
+}
+
 
 class _LazyGroup(TyperGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -42,7 +59,17 @@ class _LazyGroup(TyperGroup):
             single.command(name)(obj)
             cmd = typer.main.get_command(single)
         cmd.name = name
-        return cmd
+        cmd.short_help = SHORT.get(name)
+        return _plain(cmd)
+
+
+def _plain(cmd: click.Command) -> click.Command:
+    """Click's plain help and errors instead of rich's boxes: at 80 columns rich gives the
+    option names a third of the width and wraps every help text into a narrow column."""
+    cmd.rich_markup_mode = None  # type: ignore[attr-defined]
+    for sub in getattr(cmd, "commands", {}).values():
+        _plain(sub)
+    return cmd
 
 
 app = typer.Typer(
@@ -50,6 +77,8 @@ app = typer.Typer(
     help="fedchain: federated learning without a trusted coordinator.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
 )
 
 
@@ -65,4 +94,18 @@ def _root() -> None:
 
 
 def main() -> None:
-    app()
+    """The ``fedchain`` command. Errors a command expects are one line already; anything
+    else is a bug, said in one line too (``FEDCHAIN_DEBUG=1`` shows its traceback)."""
+    import os
+    import sys
+
+    try:
+        app()
+    except Exception as e:
+        if os.environ.get("FEDCHAIN_DEBUG"):
+            raise
+        print(
+            f"error: unexpected {type(e).__name__}: {e} (a bug in fedchain; FEDCHAIN_DEBUG=1 shows where)",
+            file=sys.stderr,
+        )
+        sys.exit(1)

@@ -116,7 +116,9 @@ def connect(deployment: Path, rpc: str | None, receipt_timeout: float = 30.0):
     """(chain, deployment, info): the chain at ``rpc`` (or the file's URL) and the contracts."""
     from fedchain.chain.deploy import load_deployment, read_deployment_file
     from fedchain.chain.rpc import RpcChain
+    from fedchain.cli import checks
 
+    checks.url(rpc, "--rpc")
     info = read_deployment_file(deployment)
     url = rpc or info.get("rpc")
     if not url:
@@ -147,16 +149,16 @@ def setup_logging(log_file: Path | None = None, verbose: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def parse_tokens(value: str) -> int:
+def parse_tokens(value: str, flag: str | None = None) -> int:
     """``"100"`` or ``"0.5"`` tokens -> wei (18 decimals)."""
     from decimal import Decimal, InvalidOperation
 
     try:
         wei = Decimal(value) * TOKEN
     except InvalidOperation:
-        raise typer.BadParameter(f"{value!r} is not an amount of tokens") from None
-    if wei < 0 or wei != wei.to_integral_value():
-        raise typer.BadParameter(f"{value!r}: amounts are non-negative with at most 18 decimals")
+        raise typer.BadParameter(f"{value!r} is not an amount of tokens", param_hint=flag) from None
+    if not wei.is_finite() or wei < 0 or wei != wei.to_integral_value():
+        raise typer.BadParameter(f"{value!r}: amounts are non-negative with at most 18 decimals", param_hint=flag)
     return int(wei)
 
 
@@ -165,15 +167,19 @@ def parse_rule_params(rule: str, text: str) -> dict:
     import json
 
     from fedchain.errors import LearningError
-    from fedchain.learning.aggregate import check_params
+    from fedchain.learning.aggregate import check_params, registry
 
+    try:
+        registry.get(rule)
+    except LearningError as e:
+        raise typer.BadParameter(str(e), param_hint="--rule") from None
     try:
         params = json.loads(text)
         if not isinstance(params, dict):
             raise ValueError("not a JSON object")
         check_params(rule, params)
     except (ValueError, LearningError) as e:
-        raise typer.BadParameter(f"--rule-params {text!r}: {e}") from None
+        raise typer.BadParameter(f"{text!r}: {e}", param_hint="--rule-params") from None
     return params
 
 
@@ -220,9 +226,13 @@ def open_store(
 ):
     """(store, server): the local blob folder under ``home`` first, then HTTP peers;
     and the server that shares the local folder (None with ``--listen off``)."""
+    from fedchain.cli import checks
     from fedchain.storage.http import BlobServer, HttpBlobStore, Peers
     from fedchain.storage.store import LocalBlobStore, MultiStore
 
+    checks.url(public_url, "--public-url")
+    for url in peer:
+        checks.url(url, "--peer")
     local = LocalBlobStore(home / "blobs")
     peers = Peers(peer, peers_file or peers_file_for(deployment))
     server = None

@@ -54,7 +54,14 @@ def audit(
     """
     from rich.console import Console
 
+    from fedchain.cli import checks
     from fedchain.protocol.audit import AuditError, Auditor
+
+    if sim is not None:
+        checks.sim_folder(sim)
+    checks.url(rpc, "--rpc")
+    for url in peer:
+        checks.url(url, "--peer")
 
     console = Console(width=None if sys.stdout.isatty() else 160)
     with errors():

@@ -28,9 +28,15 @@ def split(
     """
     import numpy as np
 
+    from fedchain.cli import checks
     from fedchain.learning.data import load_dataset
     from fedchain.learning.data import partition as make_partitions
 
+    checks.dataset(dataset)
+    checks.partition(partition)
+    checks.at_least("--classes-per-partition", classes_per_partition, 1)
+    checks.new_folder(out, "--out")
+    checks.trainers_fit(dataset, trainers, partition, seed, alpha, classes_per_partition)
     data = load_dataset(dataset, seed=seed)
     parts = make_partitions(
         partition, data.y_train, trainers, seed=seed, alpha=alpha, num_classes_per_partition=classes_per_partition

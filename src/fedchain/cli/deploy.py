@@ -87,15 +87,26 @@ def deploy(
     from fedchain.chain.deploy import deploy as deploy_contracts
     from fedchain.chain.keys import dev_account as dev
     from fedchain.chain.rpc import RpcChain
+    from fedchain.cli import checks
 
+    checks.url(rpc, "--rpc")
+    stake_wei, penalty_wei = (
+        parse_tokens(min_stake, "--min-stake"),
+        parse_tokens(liveness_penalty, "--liveness-penalty"),
+    )
+    amount = parse_tokens(dev_tokens, "--dev-tokens")
+    checks.at_least("--unbonding-delay", unbonding_delay, 1)
+    checks.at_least("--dev-accounts", dev_accounts, 0)
+    if out.is_dir():
+        raise typer.BadParameter(f"{out} is a folder: name the deployment file to write", param_hint="--out")
     with errors():
         owner = resolve_account(account, dev_account, keystore)
         chain = RpcChain(rpc, receipt_timeout=60.0)
         window = least_challenge_window(chain.chain_id, min_challenge_blocks)
         params = ProtocolParams(
-            min_stake=parse_tokens(min_stake),
+            min_stake=stake_wei,
             unbonding_delay=unbonding_delay,
-            liveness_penalty=parse_tokens(liveness_penalty),
+            liveness_penalty=penalty_wei,
             min_challenge_blocks=window,
             slash_grace=slash_grace,
         )
@@ -109,7 +120,6 @@ def deploy(
         typer.echo(f"  challenges {dep.challenges.address} (least challenge window: {window} blocks)")
         typer.echo(f"  block    {dep.block}")
         typer.echo(f"wrote {out}")
-        amount = parse_tokens(dev_tokens)
         if dev_account is not None and amount:
             chain.transact_batch(
                 dep.token, [("mint", (dev(i).address, amount)) for i in range(dev_accounts)], sender=owner

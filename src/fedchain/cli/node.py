@@ -102,6 +102,7 @@ def run(
     and checks every blob it fetches against its CID.
     """
     from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR
+    from fedchain.cli import checks
     from fedchain.protocol.journal import Journal
     from fedchain.protocol.runner import ROLE_WATCHER, NodeRunner
     from fedchain.protocol.trainer import Trainer
@@ -110,6 +111,13 @@ def run(
 
     if role is Role.trainer and data is None:
         fail("a trainer needs --data PATH (.npz with x and y)", 2)
+    checks.url(rpc, "--rpc")
+    checks.url(public_url, "--public-url")
+    for url in peer:
+        checks.url(url, "--peer")
+    stake_wei = 0 if role is Role.watcher else parse_tokens(stake, "--stake")
+    if data is not None:
+        x, y = checks.npz(data, "--data")
     with errors():
         acct = resolve_account(account, dev_account, keystore)
         name = name or f"{role.value}-{acct.address[2:8].lower()}"
@@ -118,9 +126,15 @@ def run(
         setup_logging(home / "node.log", verbose)
         log = logging.getLogger(f"fedchain.{name}")
         dep = _connect_patiently(deployment, rpc, log)
+
+        def fits(recipe) -> None:
+            assert data is not None  # a trainer's --data was required above
+            checks.data_fits(x, y, recipe.input_shape, recipe.num_classes, "--data", data)
+
         if role is Role.trainer:
-            assert data is not None  # refused above
-            x, y = _load_data(data)
+            # before anything is served, announced or staked (a store that serves nothing)
+            quiet_store = open_store(home, deployment, "off", None, peer, peers_file, False, log)[0]
+            _check_data_first(dep, quiet_store, task, fits, log)
             log.info("data: %d examples of shape %s from %s (kept here)", len(y), tuple(x.shape[1:]), data)
             # torch's first training call costs ~2 s: pay it now, beside startup, not in the first commit phase
             threading.Thread(target=_warm_up, args=(x, y, threads), name="warm-up", daemon=True).start()
@@ -135,13 +149,7 @@ def run(
                 if dep.challenges is None:
                     fail("this deployment has no challenge contract: a watcher cannot challenge", 2)
                 return Watcher(name, recipe=recipe, challenges=dep.challenges, token=dep.token, **common)
-            if tuple(x.shape[1:]) != tuple(recipe.input_shape):
-                raise typer.BadParameter(
-                    f"--data has examples of shape {tuple(x.shape[1:])}, the task's model "
-                    f"takes {tuple(recipe.input_shape)}"
-                )
-            if len(y) and (y.min() < 0 or y.max() >= recipe.num_classes):
-                raise typer.BadParameter(f"--data has labels outside 0..{recipe.num_classes - 1}")
+            fits(recipe)
             s = seed if seed is not None else int(acct.address[2:10], 16)
             return Trainer(name, recipe=recipe, x=x, y=y, seed=s, **common)
 
@@ -152,7 +160,7 @@ def run(
             role_id,
             store,
             make_node,
-            stake=0 if role is Role.watcher else parse_tokens(stake),
+            stake=stake_wei,
             task_id=task,
             poll=poll,
             exit_when_done=exit_when_done,
@@ -202,14 +210,20 @@ def _warm_up(x, y, threads: int) -> None:
     train_local(model, get_params(model), x[:8], y[:8], TrainConfig(epochs=1, batch_size=8), seed=0)
 
 
-def _load_data(path: Path):
-    import numpy as np
+def _check_data_first(dep, store, task: int | None, check, log: logging.Logger) -> None:
+    """Check --data against the task it will train (``--task``, else the newest) before
+    anything is staked; with no task yet, ``make_node`` checks it when one appears."""
+    from fedchain.errors import FedchainError
+    from fedchain.protocol.sponsor import task_recipe
 
+    newest = dep.fedchain.call("next_task_id") - 1
+    task_id = task if task is not None else newest
+    if not 1 <= task_id <= newest:
+        return
     try:
-        with np.load(path, allow_pickle=False) as f:
-            x, y = np.asarray(f["x"], dtype=np.float32), np.asarray(f["y"], dtype=np.int64)
-    except (OSError, KeyError, ValueError) as e:
-        fail(f"--data {path}: expected an .npz with arrays x and y ({e})", 2)
-    if len(x) != len(y) or len(y) == 0:
-        fail(f"--data {path}: x and y must be non-empty and of equal length (got {len(x)} and {len(y)})", 2)
-    return x, y
+        recipe = task_recipe(dep.fedchain, store, task_id)
+    except FedchainError as e:
+        log.warning("task %d's recipe not fetched yet (%s): --data is checked once it is", task_id, e)
+        return
+    if recipe is not None:
+        check(recipe)

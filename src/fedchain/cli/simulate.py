@@ -25,7 +25,11 @@ def _parse_adversaries(spec: list[str]) -> dict[str, int]:
     for item in spec:
         name, _, n = item.partition(":")
         if name not in ADVERSARIES:
-            raise typer.BadParameter(f"unknown misbehaviour {name!r}; choose from {', '.join(ADVERSARIES)}")
+            raise typer.BadParameter(
+                f"unknown misbehaviour {name!r}; choose from {', '.join(ADVERSARIES)}", param_hint="--misbehave"
+            )
+        if n and not n.isdigit():
+            raise typer.BadParameter(f"{item!r}: COUNT must be a whole number", param_hint="--misbehave")
         out[name] = out.get(name, 0) + int(n or 1)
     return out
 
@@ -94,8 +98,34 @@ def simulate(
     store. Prints accuracy and gas per round, rewards and slashes per node,
     and compares against a centralized model and plain FedAvg (no chain).
     """
+    from fedchain.cli import checks
     from fedchain.learning.aggregate import registry
+    from fedchain.protocol.root_set import SCORES
+    from fedchain.sim.adversaries.colluder import COLLUDERS
     from fedchain.sim.simulate import run
+
+    checks.dataset(dataset)
+    checks.model(model)
+    checks.partition(partition)
+    checks.one_of("--score", score, SCORES)
+    checks.one_of("--collusion", collusion, COLLUDERS)
+    if attack is not None:
+        checks.one_of("--attack", attack, ATTACKS)
+    checks.share("--byzantine", byzantine)
+    for flag, value, low in (
+        ("--validators", validators, 1),
+        ("--rounds", rounds, 1),
+        ("--epochs", epochs, 1),
+        ("--batch-size", batch_size, 1),
+        ("--lr", lr, 0),
+        ("--watchers", watchers, 0),
+        ("--colluders", colluders, 0),
+    ):
+        checks.at_least(flag, value, low)
+    checks.new_folder(out, "--out")
+    rule_params_ = parse_rule_params(rule, rule_params)
+    adversaries = _parse_adversaries(misbehave)
+    checks.trainers_fit(dataset, trainers, partition, seed, alpha)
 
     console = Console()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
@@ -113,25 +143,16 @@ def simulate(
         batch_size=batch_size,
         seed=seed,
         out=out,
-        adversaries=_parse_adversaries(misbehave),
+        adversaries=adversaries,
         attack=attack,
         byzantine=byzantine if attack else 0.0,
         rule=rule,
-        rule_params=parse_rule_params(rule, rule_params),
+        rule_params=rule_params_,
         score=score,
         colluders=colluders,
         collusion=collusion,
         watchers=watchers,
     )
-    from fedchain.protocol.root_set import SCORES
-    from fedchain.sim.adversaries.colluder import COLLUDERS
-
-    if score not in SCORES:
-        raise typer.BadParameter(f"unknown score {score!r}; choose from {', '.join(SCORES)}")
-    if collusion not in COLLUDERS:
-        raise typer.BadParameter(f"unknown collusion {collusion!r}; choose from {', '.join(COLLUDERS)}")
-    if attack is not None and attack not in ATTACKS:
-        raise typer.BadParameter(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
     console.print(
         f"[bold]fedchain simulate[/]: {trainers} trainers, {validators} validators, {rounds} rounds, "
         f"{dataset} ({partition}, alpha={alpha}), model {model}, {epochs} local epochs, seed {seed}"

@@ -103,12 +103,28 @@ def create(
     round 0. Nodes must be staked before a round opens to be selected in it:
     start them first (`fedchain node run`). Prints the task id.
     """
+    from fedchain.cli import checks
     from fedchain.learning.data import load_dataset
     from fedchain.learning.models import build_model
     from fedchain.learning.train import get_params
     from fedchain.protocol.recipe import Recipe
     from fedchain.protocol.sponsor import create_task
 
+    checks.dataset(dataset)
+    checks.model(model)
+    for flag, value, low in (
+        ("--rounds", rounds, 1),
+        ("--epochs", epochs, 1),
+        ("--batch-size", batch_size, 1),
+        ("--lr", lr, 0),
+        ("--trainers-per-round", trainers_per_round, 1),
+        ("--validators-per-round", validators_per_round, 1),
+        ("--min-reveals", min_reveals, 1),
+    ):
+        checks.at_least(flag, value, low)
+    params = parse_rule_params(rule, rule_params)
+    wei = parse_tokens(pool, "--pool")
+    checks.url(rpc, "--rpc")
     setup_logging(home / "sponsor.log")
     log = logging.getLogger("fedchain.sponsor")
     with errors():
@@ -117,7 +133,6 @@ def create(
         store, server = open_store(
             home, deployment, listen if wait else "off", public_url, peer, peers_file, announce and wait, log
         )
-        params = parse_rule_params(rule, rule_params)
         data = load_dataset(dataset, seed=seed)
         recipe = Recipe(
             model=model,
@@ -134,7 +149,6 @@ def create(
         if wait_for_trainers or wait_for_validators:
             if not wait_for_stakers(dep, wait_for_trainers, wait_for_validators, log):
                 raise typer.Exit(1)
-        wei = parse_tokens(pool)
         have = dep.token.call("balanceOf", sponsor.address)
         if have < wei:
             typer.secho(
