@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -18,6 +21,7 @@ from fedchain.sim.attacks.trainer import byzantine_count
 from fedchain.sim.network import SimConfig as D  # the defaults live in one place
 
 TOKEN = 10**18
+INTERRUPTED = 130  # exit code after Ctrl-C: the shells' 128 + SIGINT
 
 
 def _parse_adversaries(spec: list[str]) -> dict[str, int]:
@@ -102,7 +106,6 @@ def simulate(
     from fedchain.learning.aggregate import registry
     from fedchain.protocol.root_set import SCORES
     from fedchain.sim.adversaries.colluder import COLLUDERS
-    from fedchain.sim.simulate import run
 
     checks.dataset(dataset)
     checks.model(model)
@@ -165,6 +168,32 @@ def simulate(
         f"update, aggregate with exact fixed-point {registry.get(rule).title}, vote; "
         "2/3 of the committee's seats finalizes."
     )
+    stop = threading.Event()
+
+    def on_sigint(_signum, _frame) -> None:
+        # Only a flag: the run stops at its next clean point. Printing here could re-enter a
+        # rich print the signal interrupted (and repeat its line).
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C aborts at once
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        report = _run(console, cfg, baselines, stop)
+    except KeyboardInterrupt:
+        console.print(f"[red]aborted[/] (second Ctrl-C): {out} may be incomplete")
+        raise typer.Exit(INTERRUPTED) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if report.get("interrupted"):
+        console.print(interrupted_line(report))
+        raise typer.Exit(INTERRUPTED)
+    print_report(console, report)
+
+
+def _run(console: Console, cfg: D, baselines: bool, stop: threading.Event) -> dict:
+    """The run under a progress bar, a line per round."""
+    from fedchain.sim.simulate import run
+
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -173,7 +202,7 @@ def simulate(
         console=console,
         transient=True,
     ) as bar:
-        job = bar.add_task("round 1", total=rounds)
+        job = bar.add_task("round 1", total=cfg.rounds)
 
         def on_round(row: dict) -> None:
             state = (
@@ -189,8 +218,21 @@ def simulate(
             )
             bar.update(job, advance=1, description=f"round {row['round'] + 2}")
 
-        report = run(cfg, on_round=on_round, baselines=baselines)
-    print_report(console, report)
+        return run(cfg, on_round=on_round, baselines=baselines, stop=stop.is_set)
+
+
+def interrupted_line(report: dict) -> str:
+    """Where an interrupted run stopped, what it saved, and how to check it."""
+    at, out = report["stopped_at"], escape(report["config"]["out"])
+    where = (
+        f"in round {at['round'] + 1} of {report['rounds_planned']} ({at['phase']} phase, block {at['block']})"
+        if at["round"] is not None
+        else f"in the {at['phase']}, after the last round"
+    )
+    return (
+        f"[yellow]interrupted[/] {where}: {report['rounds_finished']} rounds finished; the chain history, "
+        f"the blobs and a partial report are in {out}; `fedchain audit --sim {out}` verifies them"
+    )
 
 
 def print_report(console: Console, report: dict) -> None:

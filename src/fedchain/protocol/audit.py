@@ -327,7 +327,16 @@ class Auditor:
             self.report.versions.append(version)
             if on_round:
                 on_round(version)
+        if not any(e.name == "TaskFinished" and e.args["task_id"] == self.task_id for e in events):
+            self.report.notes.append(self._unfinished())
         return self.report
+
+    def _unfinished(self) -> str:
+        """What a task that has not finished (yet: live, or an interrupted simulation) consists of."""
+        open_ = [v.round_id for v in self.report.versions if v.status == "open"]
+        return f"the task has not finished: {self.report.rounds} of {self.created['num_rounds']} rounds decided" + (
+            f", round {open_[0]} open" if open_ else ""
+        )
 
     # -- setup
 

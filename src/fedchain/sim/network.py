@@ -9,6 +9,7 @@ boundary. Nodes only ever see the chain and the blob store.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import torch
 from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR, TOKEN, Deployment, ProtocolParams, deploy
 from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import Chain, account_from_seed
+from fedchain.chain.layout import RoundStatus
 from fedchain.learning.data import Dataset, load_dataset, partition
 from fedchain.learning.models import build_model
 from fedchain.learning.train import get_params
@@ -255,6 +257,31 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
     return Network(cfg, chain, dep, data, parts, recipe, task_id, trainers, validators, store, initial, watchers)
 
 
+class Stopped(Exception):
+    """The run stopped at a clean point, between two node steps, because its ``stop()`` said so.
+
+    Every transaction sent so far is complete and every blob written whole, so the chain's
+    history up to here can be saved and audited. ``round_id`` is None outside a round."""
+
+    def __init__(self, round_id: int | None, phase: str, block: int):
+        super().__init__(f"stopped in round {round_id}, {phase} phase, block {block}")
+        self.round_id, self.phase, self.block = round_id, phase, block
+
+
+Stop = Callable[[], bool] | None  # asked between node steps: True stops the run there
+
+
+def step_all(net: Network, v: RoundView, stop: Stop = None) -> None:
+    """Step every node once (through round ``v``), asking ``stop`` before each: a round
+    decided already is played out (its outcome reported), the next one stops at once."""
+    fc = net.deployment.fedchain
+    for node in net.nodes:
+        if stop is not None and stop() and fc.call("rounds", net.task_id, v.round_id)["status"] == RoundStatus.OPEN:
+            block = net.chain.block_number()
+            raise Stopped(v.round_id, v.phase(block), block)
+        node.step(net.task_id)
+
+
 @dataclass
 class RoundOutcome:
     round_id: int
@@ -263,8 +290,10 @@ class RoundOutcome:
     seconds: float
 
 
-def play_round(net: Network) -> RoundOutcome:
-    """Step every node through one round, mining to each phase boundary."""
+def play_round(net: Network, stop: Stop = None) -> RoundOutcome:
+    """Step every node through one round, mining to each phase boundary.
+
+    Raises ``Stopped`` between two node steps once ``stop()`` returns True."""
     fc, t = net.deployment.fedchain, net.task_id
     start = time.perf_counter()
     gas0 = sum(n.gas_used for n in net.nodes)
@@ -275,8 +304,7 @@ def play_round(net: Network) -> RoundOutcome:
     window = tuple(range(v.validate_end + 1, v.challenge_end + 1)) if net.watchers else ()
     net.chain.mine_to(v.opened + 1)  # the seed is the opening block's hash: readable from the next
     for boundary in (v.commit_end + 1, v.reveal_end + 1, *window, v.challenge_end + 1, None):
-        for node in net.nodes:
-            node.step(t)
+        step_all(net, v, stop)
         log = observer.task(t)
         if log.finished or log.current.round_id != v.round_id:
             break
@@ -290,8 +318,7 @@ def play_round(net: Network) -> RoundOutcome:
             if log.finished or log.current.round_id != v.round_id or not av.call("open_requests", t, v.round_id):
                 break
             net.chain.mine(1)
-            for node in net.nodes:
-                node.step(t)
+            step_all(net, v, stop)
     status = fc.call("rounds", t, v.round_id)["status"]
     return RoundOutcome(v.round_id, status == 1, sum(n.gas_used for n in net.nodes) - gas0, time.perf_counter() - start)
 
@@ -303,8 +330,7 @@ def play_to_vote(net: Network) -> RoundView:
     v = net.validators[0].task(t).current
     net.chain.mine_to(v.opened + 1)
     for boundary in (v.commit_end + 1, v.reveal_end + 1, None):
-        for node in net.nodes:
-            node.step(t)
+        step_all(net, v)
         if boundary is not None:
             net.chain.mine_to(boundary)
     return v

@@ -7,7 +7,9 @@ next to the two baselines it must be judged against, trained in the same run:
   averaging in memory, no chain, no blobs, no validators.
 
 Writes ``report.json``, ``accuracy.png`` and ``chain/`` (the event log ``fedchain audit``
-replays) to the output folder.
+replays) to the output folder; blobs go to ``blobs/`` as the nodes write them. A run
+stopped early (``stop``: Ctrl-C in ``fedchain simulate``) writes the same for the rounds
+it finished, its report marked ``"interrupted": true``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ from fedchain.learning.aggregate.fedavg import fedavg_float
 from fedchain.learning.models import build_model
 from fedchain.learning.train import evaluate, flatten, train_centralized, train_local, unflatten
 from fedchain.protocol.audit import save_chain
-from fedchain.sim.network import Network, SimConfig, build_network, play_round, settle
+from fedchain.sim.network import (
+    Network,
+    RoundOutcome,
+    SimConfig,
+    Stop,
+    Stopped,
+    build_network,
+    play_round,
+    settle,
+)
 
 
 def model_accuracy(net: Network) -> float:
@@ -34,15 +45,19 @@ def model_accuracy(net: Network) -> float:
     return evaluate(build_model(r.model, r.input_shape, r.num_classes), model.params, net.data.x_test, net.data.y_test)
 
 
-def plain_fedavg(net: Network, rounds: int | None = None) -> tuple[float, list[float]]:
+def plain_fedavg(net: Network, rounds: int | None = None, stop: Stop = None) -> tuple[float, list[float]]:
     """FedAvg with no chain on the same partitions and seeds: (accuracy, seconds of each round).
 
     Only honest trainers take part: the baseline is what the network would
-    learn if nobody misbehaved.
+    learn if nobody misbehaved. Raises ``Stopped`` between two rounds once ``stop()`` is True.
     """
     rounds = net.cfg.rounds if rounds is None else rounds
     stepper = PlainFedAvg(net)
-    seconds = [stepper.round() for _ in range(rounds)]
+    seconds = []
+    for _ in range(rounds):
+        if stop is not None and stop():
+            raise Stopped(None, "baselines", net.chain.block_number())
+        seconds.append(stepper.round())
     return stepper.accuracy(), seconds
 
 
@@ -80,31 +95,67 @@ def centralized(net: Network) -> float:
     return evaluate(model, params, d.x_test, d.y_test)
 
 
-def run(cfg: SimConfig, on_round: Callable[[dict], None] | None = None, baselines: bool = True) -> dict:
-    """Run the simulation; return the report (also written to ``cfg.out``)."""
+def run(
+    cfg: SimConfig, on_round: Callable[[dict], None] | None = None, baselines: bool = True, stop: Stop = None
+) -> dict:
+    """Run the simulation; return the report (also written to ``cfg.out``).
+
+    ``stop`` is asked between node steps: once it returns True the run stops there
+    and saves what it did (the report says ``"interrupted": true``, where it stopped,
+    and covers the rounds that finished)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     net = build_network(cfg)
     initial_accuracy = model_accuracy(net)
-    rounds = []
-    for _ in range(cfg.rounds):
-        o = play_round(net)
-        row = {
-            "round": o.round_id,
-            "finalized": o.finalized,
-            "accuracy": model_accuracy(net),
-            "gas_used": o.gas_used,
-            "seconds": o.seconds,
-            "challenged": any(r == o.round_id and ok for w in net.watchers for _, r, ok in w.challenged),
-        }
-        rounds.append(row)
-        if on_round:
-            on_round(row)
-    settle(net)
+    rounds: list[dict] = []
+    stopped: Stopped | None = None
+    try:
+        for _ in range(cfg.rounds):
+            rounds.append(round_row(net, play_round(net, stop)))
+            if on_round:
+                on_round(rounds[-1])
+    except Stopped as e:
+        stopped = e
+    if stopped is None:
+        settle(net)  # claims and withdrawals: more steps, which a stopped run does not take
     save_chain(net.deployment, out / "chain", net.task_id)  # the event log an audit replays
+    report = summary(net, cfg, initial_accuracy, rounds)
+    if baselines and stopped is None:
+        try:
+            report["plain_fedavg_accuracy"], seconds = plain_fedavg(net, stop=stop)
+            report["plain_fedavg_seconds_per_round"] = float(np.median(seconds))
+            report["centralized_accuracy"] = centralized(net)
+        except Stopped as e:
+            stopped = e
+    if stopped is not None:
+        report.update(
+            interrupted=True,
+            rounds_finished=len(rounds),
+            rounds_planned=cfg.rounds,
+            stopped_at={"round": stopped.round_id, "phase": stopped.phase, "block": stopped.block},
+        )
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    plot(report, out / "accuracy.png")
+    return report
+
+
+def round_row(net: Network, o: RoundOutcome) -> dict:
+    """One round of the report."""
+    return {
+        "round": o.round_id,
+        "finalized": o.finalized,
+        "accuracy": model_accuracy(net),
+        "gas_used": o.gas_used,
+        "seconds": o.seconds,
+        "challenged": any(r == o.round_id and ok for w in net.watchers for _, r, ok in w.challenged),
+    }
+
+
+def summary(net: Network, cfg: SimConfig, initial_accuracy: float, rounds: list[dict]) -> dict:
+    """The report without the baselines: the chain's side of the run."""
     fc, t = net.deployment.fedchain, net.task_id
     task = fc.call("tasks", t)
-    report = {
+    return {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "task_id": t,
         "chain": "embedded",
@@ -119,13 +170,6 @@ def run(cfg: SimConfig, on_round: Callable[[dict], None] | None = None, baseline
         "nodes": node_rows(net),
         "conservation_gap_wei": net.conservation_gap(),
     }
-    if baselines:
-        report["plain_fedavg_accuracy"], seconds = plain_fedavg(net)
-        report["plain_fedavg_seconds_per_round"] = float(np.median(seconds))
-        report["centralized_accuracy"] = centralized(net)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    plot(report, out / "accuracy.png")
-    return report
 
 
 def node_rows(net: Network) -> list[dict]:
