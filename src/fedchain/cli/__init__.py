@@ -21,6 +21,7 @@ COMMANDS = {
     "node": ("fedchain.cli.node", "app"),
     "status": ("fedchain.cli.status", "status"),
     "audit": ("fedchain.cli.audit", "audit"),
+    "network": ("fedchain.cli.network", "app"),
     "bench": ("fedchain.cli.bench", "app"),
 }
 
@@ -38,6 +39,7 @@ SHORT = {
     "node": "Run a trainer, a validator or a watcher.",
     "status": "A task's rounds and every node's stake, rewards, slashes.",
     "audit": "Verify a task's whole history from the chain and the blobs.",
+    "network": "A whole local network in one command, one process a node.",
     "bench": "Benchmarks (results under benchmarks/).",
 }
 
