@@ -120,7 +120,7 @@ def run(
         dep = _connect_patiently(deployment, rpc, log)
         if role is Role.trainer:
             assert data is not None  # refused above
-            x, y = _load_data(data)
+            x, y = load_data(data)
             log.info("data: %d examples of shape %s from %s (kept here)", len(y), tuple(x.shape[1:]), data)
             # torch's first training call costs ~2 s: pay it now, beside startup, not in the first commit phase
             threading.Thread(target=_warm_up, args=(x, y, threads), name="warm-up", daemon=True).start()
@@ -135,13 +135,9 @@ def run(
                 if dep.challenges is None:
                     fail("this deployment has no challenge contract: a watcher cannot challenge", 2)
                 return Watcher(name, recipe=recipe, challenges=dep.challenges, token=dep.token, **common)
-            if tuple(x.shape[1:]) != tuple(recipe.input_shape):
-                raise typer.BadParameter(
-                    f"--data has examples of shape {tuple(x.shape[1:])}, the task's model "
-                    f"takes {tuple(recipe.input_shape)}"
-                )
-            if len(y) and (y.min() < 0 or y.max() >= recipe.num_classes):
-                raise typer.BadParameter(f"--data has labels outside 0..{recipe.num_classes - 1}")
+            misfit = data_misfit(x, y, recipe)
+            if misfit:
+                raise typer.BadParameter(f"--data {misfit}")
             s = seed if seed is not None else int(acct.address[2:10], 16)
             return Trainer(name, recipe=recipe, x=x, y=y, seed=s, **common)
 
@@ -202,14 +198,28 @@ def _warm_up(x, y, threads: int) -> None:
     train_local(model, get_params(model), x[:8], y[:8], TrainConfig(epochs=1, batch_size=8), seed=0)
 
 
-def _load_data(path: Path):
+def load_data(path: Path):
+    """(x float32, y int64) from an .npz with arrays x and y (never unpickled); one clear error otherwise."""
     import numpy as np
 
+    what = f"--data {path}: expected an .npz with arrays x and y"
     try:
         with np.load(path, allow_pickle=False) as f:
             x, y = np.asarray(f["x"], dtype=np.float32), np.asarray(f["y"], dtype=np.int64)
     except (OSError, KeyError, ValueError) as e:
-        fail(f"--data {path}: expected an .npz with arrays x and y ({e})", 2)
-    if len(x) != len(y) or len(y) == 0:
-        fail(f"--data {path}: x and y must be non-empty and of equal length (got {len(x)} and {len(y)})", 2)
+        fail(f"{what} ({e})", 2)
+    except TypeError:  # a single .npy array: no context manager, no names
+        fail(f"{what} (it holds a single array)", 2)
+    if x.ndim < 1 or y.ndim != 1 or len(x) != len(y) or len(y) == 0:
+        fail(f"--data {path}: x and y must be non-empty, y one label per example (got {x.shape} and {y.shape})", 2)
     return x, y
+
+
+def data_misfit(x, y, recipe) -> str | None:
+    """Why ``(x, y)`` is not data for the task's model (examples of its input shape, labels among
+    its classes), or None. Shared with ``fedchain model eval``."""
+    if tuple(x.shape[1:]) != tuple(recipe.input_shape):
+        return f"has examples of shape {tuple(x.shape[1:])}, the task's model takes {tuple(recipe.input_shape)}"
+    if len(y) and (y.min() < 0 or y.max() >= recipe.num_classes):
+        return f"has labels outside 0..{recipe.num_classes - 1} (the task has {recipe.num_classes} classes)"
+    return None
