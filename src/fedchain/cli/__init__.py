@@ -21,6 +21,7 @@ COMMANDS = {
     "node": ("fedchain.cli.node", "app"),
     "status": ("fedchain.cli.status", "status"),
     "audit": ("fedchain.cli.audit", "audit"),
+    "model": ("fedchain.cli.model", "app"),
     "bench": ("fedchain.cli.bench", "app"),
 }
 
