@@ -21,6 +21,7 @@ COMMANDS = {
     "node": ("fedchain.cli.node", "app"),
     "status": ("fedchain.cli.status", "status"),
     "audit": ("fedchain.cli.audit", "audit"),
+    "model": ("fedchain.cli.model", "app"),
     "network": ("fedchain.cli.network", "app"),
     "bench": ("fedchain.cli.bench", "app"),
 }
@@ -39,6 +40,7 @@ SHORT = {
     "node": "Run a trainer, a validator or a watcher.",
     "status": "A task's rounds and every node's stake, rewards, slashes.",
     "audit": "Verify a task's whole history from the chain and the blobs.",
+    "model": "Take a task's model: a safetensors file, or its accuracy.",
     "network": "A whole local network in one command, one process a node.",
     "bench": "Benchmarks (results under benchmarks/).",
 }

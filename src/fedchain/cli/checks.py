@@ -106,25 +106,28 @@ def npz(path: Path, flag: str) -> tuple[np.ndarray, np.ndarray]:
     """(x float32, y int64) from an .npz with arrays x and y; never unpickles anything."""
     if not path.is_file():
         raise typer.BadParameter(f"{path}: no such file", param_hint=flag)
+    not_npz = typer.BadParameter(
+        f"{path} is not an .npz of numeric arrays x and y (write one with numpy.savez, or `fedchain data split`)",
+        param_hint=flag,
+    )
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if not isinstance(f, np.lib.npyio.NpzFile):
-                raise ValueError
-            if "x" not in f or "y" not in f:
-                raise typer.BadParameter(f"{path} has arrays {sorted(f.files)}, not x and y", param_hint=flag)
-            x, y = f["x"], f["y"]
+        f = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError):
-        # numpy's own message for object arrays suggests allow_pickle=True: not advice for data from anywhere
-        raise typer.BadParameter(
-            f"{path} is not an .npz of numeric arrays x and y (write one with numpy.savez, or `fedchain data split`)",
-            param_hint=flag,
-        ) from None
-    if not (np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.integer)):
-        raise typer.BadParameter(f"{path}: x must be numbers and y integer labels", param_hint=flag)
+        # numpy's own message suggests allow_pickle=True: not advice for data from anywhere
+        raise not_npz from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise typer.BadParameter(f"{path} holds a single array, not arrays x and y (use numpy.savez)", param_hint=flag)
+    with f:
+        if "x" not in f or "y" not in f:
+            raise typer.BadParameter(f"{path} has arrays {sorted(f.files)}, not x and y", param_hint=flag)
+        try:
+            x, y = f["x"], f["y"]
+        except ValueError:  # an object array: it would need unpickling
+            raise not_npz from None
+    if not (np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.number)) or y.ndim != 1:
+        raise typer.BadParameter(f"{path}: x must be numbers and y one integer label an example", param_hint=flag)
     if len(x) != len(y) or len(y) == 0:
-        raise typer.BadParameter(
-            f"{path}: x and y must be non-empty and of equal length (got {len(x)} and {len(y)})", param_hint=flag
-        )
+        raise typer.BadParameter(f"{path} needs one label per example: x has {len(x)}, y has {len(y)}", param_hint=flag)
     return np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
 
 

@@ -110,16 +110,27 @@ train_centralized = train_local
 
 def evaluate(model: nn.Module, params: Params, x: np.ndarray, y: np.ndarray) -> float:
     """Accuracy in [0, 1] of ``params`` on ``(x, y)``; ``model`` is overwritten."""
+    return accuracy_and_loss(model, params, x, y)[0]
+
+
+def accuracy_and_loss(model: nn.Module, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(accuracy in [0, 1], mean cross-entropy) of ``params`` on ``(x, y)``; ``model`` is overwritten.
+
+    The accuracy is ``evaluate``'s exactly (one pass computes both), so a model
+    taken off the network scores what the simulation reported for it.
+    """
     if len(x) != len(y) or len(x) == 0:
         raise LearningError(f"need matching, non-empty x and y, got {len(x)} and {len(y)}")
     set_params(model, params)
     xs, ys = _tensor(x, np.float32), _tensor(y, np.int64)
     model.eval()
-    correct = 0
+    correct, loss = 0, 0.0
     with torch.inference_mode():
         for xb, yb in zip(xs.split(_EVAL_BATCH), ys.split(_EVAL_BATCH)):
-            correct += int((model(xb).argmax(1) == yb).sum())
-    return correct / len(xs)
+            logits = model(xb)
+            correct += int((logits.argmax(1) == yb).sum())
+            loss += float(F.cross_entropy(logits, yb, reduction="sum"))
+    return correct / len(xs), loss / len(xs)
 
 
 def param_shapes(params: Params) -> dict[str, tuple[int, ...]]:
