@@ -322,6 +322,8 @@ def test_nodes_ride_out_a_chain_restart_from_saved_state(procnet):
     assert net.state.exists()
     net.chain_up()  # same port, same state file
     assert net.chain.block_number() >= before
+    said = net.log("chain").split("anvil: JSON-RPC")[-1]  # what this start printed
+    assert f"loaded from {net.state.resolve()}" in said and "fedchain deploy" not in said, said
 
     net.wait_finished(90)
     assert net.outcome(0).name == "RoundFinalized", net.tails()

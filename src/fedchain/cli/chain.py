@@ -54,18 +54,21 @@ def up(
     with errors():
         args = anvil_command(port, state, block_time or None, accounts, save_every or None, host)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    loaded = state is not None and state.exists()
     typer.echo(f"anvil: JSON-RPC at http://{shown}:{port}  (chain id 31337)")
     typer.echo(f"  blocks: {f'every {block_time:g} s' if block_time else 'on each transaction'}")
     if state is not None:
         typer.echo(
-            f"  state: {state} ({'loaded, ' if state.exists() else ''}saved on exit"
+            f"  state: {'loaded from' if loaded else 'new, saved to'} {state.resolve()}; saved there on exit"
             + (f" and every {save_every:g} s" if save_every else "")
-            + ")"
         )
     typer.echo("  dev accounts (10,000 ETH each; use --dev-account N; local chains only):")
     for i in range(accounts):
         typer.echo(f"    {i}: {dev_account(i).address}")
-    typer.echo(f"Next: fedchain deploy --rpc http://{shown}:{port} --dev-account 0    (Ctrl-C stops the chain)")
+    if loaded:
+        typer.echo("Next: the contracts and tasks of that state are back; restart the nodes (Ctrl-C stops the chain)")
+    else:
+        typer.echo(f"Next: fedchain deploy --rpc http://{shown}:{port} --dev-account 0    (Ctrl-C stops the chain)")
     # Become anvil: one process to stop (by PID, or Ctrl-C), and anvil itself
     # saves --state when it gets SIGINT or SIGTERM.
     sys.stdout.flush()
