@@ -241,3 +241,18 @@ def open_store(
             peers.announce(url)
             log.info("announced %s in %s", url, peers.file)
     return MultiStore([local, HttpBlobStore(peers, cache=local)]), server
+
+
+def load_xy(path: Path, flag: str):
+    """(x float32, y int64) from an .npz as `fedchain data` writes it; a clear error naming ``flag``
+    otherwise (no pickles: ``allow_pickle=False``)."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            x, y = np.asarray(f["x"], dtype=np.float32), np.asarray(f["y"], dtype=np.int64)
+    except (OSError, KeyError, ValueError) as e:
+        fail(f"{flag} {path}: expected an .npz with arrays x and y ({e})", 2)
+    if len(x) != len(y) or len(y) == 0:
+        fail(f"{flag} {path}: x and y must be non-empty and of equal length (got {len(x)} and {len(y)})", 2)
+    return x, y

@@ -25,6 +25,7 @@ from fedchain.cli._common import (
     connect,
     errors,
     fail,
+    load_xy,
     open_store,
     parse_tokens,
     resolve_account,
@@ -120,7 +121,7 @@ def run(
         dep = _connect_patiently(deployment, rpc, log)
         if role is Role.trainer:
             assert data is not None  # refused above
-            x, y = _load_data(data)
+            x, y = load_xy(data, "--data")
             log.info("data: %d examples of shape %s from %s (kept here)", len(y), tuple(x.shape[1:]), data)
             # torch's first training call costs ~2 s: pay it now, beside startup, not in the first commit phase
             threading.Thread(target=_warm_up, args=(x, y, threads), name="warm-up", daemon=True).start()
@@ -200,16 +201,3 @@ def _warm_up(x, y, threads: int) -> None:
     torch.set_num_threads(threads)
     model = build_model("logreg", tuple(x.shape[1:]), int(y.max()) + 1)
     train_local(model, get_params(model), x[:8], y[:8], TrainConfig(epochs=1, batch_size=8), seed=0)
-
-
-def _load_data(path: Path):
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            x, y = np.asarray(f["x"], dtype=np.float32), np.asarray(f["y"], dtype=np.int64)
-    except (OSError, KeyError, ValueError) as e:
-        fail(f"--data {path}: expected an .npz with arrays x and y ({e})", 2)
-    if len(x) != len(y) or len(y) == 0:
-        fail(f"--data {path}: x and y must be non-empty and of equal length (got {len(x)} and {len(y)})", 2)
-    return x, y
