@@ -150,10 +150,11 @@ def finalize_round(net, task: int, model_cid: str) -> None:
 
 
 def test_the_sponsor_publishes_each_finalized_round_and_status_shows_it(net, digits, tmp_path, caplog, capsys):
-    test, _, trained = digits
+    test, initial, trained = digits
     store = LocalBlobStore(tmp_path)
     _, cid = publish_model(store, trained, RECIPE, Lineage(0, None))
-    task = net.create_task(num_rounds=2)
+    _, initial_cid = publish_model(store, initial, RECIPE, Lineage(-1, None))
+    task = net.create_task(num_rounds=2, model_cid=digest_of(initial_cid))
     finalize_round(net, task, cid)
     ev = SponsorEvaluation(task, RECIPE, store, net.owner, net.reports, test, logging.getLogger("fedchain.sponsor"))
     tl = TaskLog(net.fc, task).poll()
@@ -177,6 +178,9 @@ def test_the_sponsor_publishes_each_finalized_round_and_status_shows_it(net, dig
     assert f"round 0: accuracy {acc:.3f}, loss {loss:.3f}, 2 accepted, 1 rejected, paid" in caplog.text
     assert caplog.text.count("published the evaluation report") == 1
     assert history_table(ev.history())[-1].split()[:2] == ["0", f"{acc:.3f}"]
+    first = evaluate_blob(store.get(initial_cid), test)
+    assert ev.history()["initial"] == {"accuracy": round(first[0] / len(test.y), 6), "loss": first[1]}
+    assert "initial model: accuracy" in caplog.text
 
     # a reader takes the sponsor's report of the round's model, and refuses the others
     net.reports.tx("publish", task, 1, b"{not json", sender=net.owner)
@@ -212,8 +216,8 @@ def test_a_missing_model_blob_is_retried_and_a_missing_report_is_shown_as_such(n
     store = LocalBlobStore(tmp_path / "sponsor")
     ev = SponsorEvaluation(task, RECIPE, store, net.owner, net.reports, test, logging.getLogger("t"))
     tl = TaskLog(net.fc, task).poll()
-    ev.update(tl)
-    assert not ev.done() and ev.rows[0]["accuracy"] is None
+    ev.update(tl)  # nor is the initial model's (the task's is a made-up CID): retried, said once
+    assert not ev.done() and ev.rows[0]["accuracy"] is None and ev.initial is None
     assert collect(Deployment(net.token, net.fc, 0, reports=net.reports), task)["rounds"][0]["report"] == "missing"
     store.put(elsewhere.get(cid))  # the blob becomes reachable
     ev.update(tl)

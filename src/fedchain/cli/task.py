@@ -199,7 +199,6 @@ def create(
         evaluation = SponsorEvaluation(task_id, recipe, store, sponsor, dep.reports, held_out, log)
         if held_out is not None and dep.reports is None:
             log.warning("this deployment has no reports contract: accuracy and loss stay in this log and history.json")
-        evaluation.baseline(initial)
         try:
             follow(dep, sponsor, store, task_id, stop, log, evaluation, home)
         finally:

@@ -196,14 +196,9 @@ class SponsorEvaluation:
     _unpublished: dict[int, Report] = field(default_factory=dict)
     _warned: set[int] = field(default_factory=set)
 
-    def baseline(self, params: dict[str, np.ndarray]) -> None:
-        """Evaluate the initial model (the History's first line; not published)."""
-        if self.test is not None:
-            correct, loss = evaluate(self.recipe, params, self.test)
-            self.initial = {"accuracy": round(correct / len(self.test.y), DIGITS), "loss": loss}
-            self.log.info("initial model: accuracy %.3f, loss %.3f", self.initial["accuracy"], loss)
-
     def update(self, tl: TaskLog) -> None:
+        if self.test is not None and self.initial is None and tl.initial_model_cid is not None:
+            self._baseline(tl.initial_model_cid)
         for r in sorted(tl.outcome):
             if r not in self.rows:
                 self.rows[r] = outcome_row(tl, r)
@@ -220,15 +215,21 @@ class SponsorEvaluation:
     def _to_evaluate(self, row: dict) -> bool:
         return self.test is not None and row["status"] == "finalized" and row["accuracy"] is None and "error" not in row
 
+    def _baseline(self, model_cid: bytes) -> None:
+        """Evaluate the task's initial model as published (the History's first line; not reported)."""
+        assert self.test is not None  # only called with test data
+        blob = self._fetch(-1, cid_from_digest(model_cid))
+        if blob is None:
+            return
+        correct, loss = evaluate(self.recipe, decode_model(self.recipe, blob), self.test)
+        self.initial = {"accuracy": round(correct / len(self.test.y), DIGITS), "loss": loss}
+        self.log.info("initial model: accuracy %.3f, loss %.3f", self.initial["accuracy"], loss)
+
     def _evaluate(self, row: dict) -> None:
         r, cid = row["round"], row["model_cid"]
         assert self.test is not None  # only called with test data
-        try:
-            blob = self.store.get(cid)  # checked against its CID
-        except StorageError as e:
-            if r not in self._warned:
-                self._warned.add(r)
-                self.log.warning("round %d: cannot evaluate yet, model %s not fetched: %s", r, cid, e)
+        blob = self._fetch(r, cid)
+        if blob is None:
             return
         try:
             correct, loss = evaluate(self.recipe, decode_model(self.recipe, blob), self.test)
@@ -249,6 +250,17 @@ class SponsorEvaluation:
         )
         if self.reports is not None:
             self._unpublished[r] = report
+
+    def _fetch(self, r: int, cid: str) -> bytes | None:
+        """The model blob (checked against its CID), or None while no peer serves it (said once)."""
+        try:
+            return self.store.get(cid)
+        except StorageError as e:
+            if r not in self._warned:
+                self._warned.add(r)
+                what = "the initial model" if r < 0 else f"round {r}'s model"
+                self.log.warning("cannot evaluate %s yet, %s not fetched: %s", what, cid, e)
+            return None
 
     def _publish(self, report: Report) -> None:
         try:
