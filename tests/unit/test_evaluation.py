@@ -70,9 +70,10 @@ def test_a_report_round_trips_and_only_its_canonical_form_parses():
         "counts": json.dumps({**d, "correct": 361}, sort_keys=True, separators=(",", ":")).encode(),
         "canonical": json.dumps({**d, "accuracy": 0.99}, sort_keys=True, separators=(",", ":")).encode(),
         "types": json.dumps({**d, "loss": "low"}, sort_keys=True, separators=(",", ":")).encode(),
+        "finite": json.dumps({**d, "loss": float("nan")}, sort_keys=True, separators=(",", ":")).encode(),
     }
     for why, blob in bad.items():
-        with pytest.raises(CodecError, match=why if why != "types" else "wrong field types"):
+        with pytest.raises(CodecError, match={"types": "wrong field types", "finite": "is finite"}.get(why, why)):
             Report.from_bytes(blob)
     assert len(r.to_bytes()) < 1024  # reports.vy takes up to 1,024 bytes
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -100,10 +101,10 @@ class Report:
         counts_ok = all(type(d[k]) is int and d[k] >= 0 for k in ints)
         if not counts_ok or d["test_size"] == 0 or d["correct"] > d["test_size"]:
             raise CodecError("not a report: counts must be integers, 0 <= correct <= test_size, test_size > 0")
-        if not all(isinstance(d[k], str) for k in ("model_cid", "test_sha256")) or not isinstance(
-            d["loss"], (int, float)
-        ):
+        if not all(isinstance(d[k], str) for k in ("model_cid", "test_sha256")) or type(d["loss"]) not in (int, float):
             raise CodecError("not a report: wrong field types")
+        if not math.isfinite(d["loss"]) or d["loss"] < 0:
+            raise CodecError(f"not a report: loss {d['loss']!r} (a cross-entropy is finite and >= 0)")
         report = cls(d["task"], d["round"], d["model_cid"], d["test_sha256"], d["test_size"], d["correct"], d["loss"])
         if report.to_bytes() != data:
             raise CodecError("not canonical (or its accuracy is not correct / test_size)")
