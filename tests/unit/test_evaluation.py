@@ -170,6 +170,7 @@ def test_the_sponsor_publishes_each_finalized_round_and_status_shows_it(net, dig
     assert row == {
         "round": 0,
         "status": "finalized",
+        "model_cid": cid,
         "accuracy": acc,
         "loss": loss,
         "accepted": 2,
@@ -247,3 +248,16 @@ def test_task_create_checks_the_test_data_before_anything_else(tmp_path):
         logging.getLogger().handlers[:] = handlers
     out = runner.invoke(app, [*args, "--test", str(wrong), "--no-wait"])
     assert out.exit_code == 2 and "drop --no-wait" in out.output
+
+
+def test_a_failed_round_is_in_the_history_without_figures(net, digits, tmp_path):
+    test, _, _ = digits
+    task = net.create_task(num_rounds=2)
+    net.to_vote_phase(task, 0)
+    net.fc.tx("advance", task, sender=net.outsiders[0])  # no reveals: the round fails
+    ev = SponsorEvaluation(task, RECIPE, LocalBlobStore(tmp_path), net.owner, net.reports, test, logging.getLogger("t"))
+    ev.update(TaskLog(net.fc, task).poll())
+    row = ev.history()["rounds"][0]
+    assert row["status"].startswith("failed: ") and row["accuracy"] is None and row["paid"] == 0
+    assert history_table(ev.history())[-1].split()[:2] == ["0", "failed:"]
+    assert not net.reports.events()  # nothing to report

@@ -24,6 +24,7 @@ import numpy as np
 from eth_account.signers.local import LocalAccount
 
 from fedchain.chain.interface import Contract
+from fedchain.chain.layout import FailReason, describe
 from fedchain.errors import CodecError, LearningError, Reverted, StorageError
 from fedchain.learning.models import build_model
 from fedchain.learning.train import evaluate_with_loss, get_params, param_shapes
@@ -264,20 +265,20 @@ class SponsorEvaluation:
             return None
 
     def _publish(self, report: Report) -> None:
+        """Send the report (a chain that is away raises: kept for the next poll)."""
+        assert self.reports is not None  # reports are kept for publishing only with the contract
         try:
-            self.reports.tx("publish", self.task_id, report.round, report.to_bytes(), sender=self.sponsor)  # type: ignore[union-attr]
+            self.reports.tx("publish", self.task_id, report.round, report.to_bytes(), sender=self.sponsor)
+            self.log.info("round %d: published the evaluation report on chain", report.round)
         except Reverted as e:
-            if e.reason != "reports: already reported":
+            if e.reason != "reports: already reported":  # already: sent before, its receipt lost
                 self.log.warning("round %d: report not published: %s", report.round, e)
-            del self._unpublished[report.round]
-            return
         del self._unpublished[report.round]
-        self.log.info("round %d: published the evaluation report on chain", report.round)
 
     def history(self) -> dict:
         """The task's History: per round its outcome, accuracy, loss, updates and payment."""
         test = None if self.test is None else {"sha256": self.test.sha256, "examples": len(self.test.y)}
-        rows = [{k: v for k, v in row.items() if k != "model_cid"} for _, row in sorted(self.rows.items())]
+        rows = [row for _, row in sorted(self.rows.items())]
         return {"task": self.task_id, "test": test, "initial": self.initial, "rounds": rows}
 
 
@@ -289,7 +290,7 @@ def outcome_row(tl: TaskLog, r: int) -> dict:
     rejected = bin(a["rejected"]).count("1") if finalized else 0
     return {
         "round": r,
-        "status": "finalized" if finalized else "failed",
+        "status": "finalized" if finalized else f"failed: {describe(FailReason, a['reason'])}",
         "model_cid": cid_from_digest(a["model_cid"]) if finalized else None,
         "accuracy": None,
         "loss": None,
@@ -314,7 +315,7 @@ def history_table(history: dict) -> list[str]:
         lines.append(f"{'initial':>7} {fig(i['accuracy']):>9} {fig(i['loss']):>8} {'-':>9} {'-':>9} {'-':>10}")
     for r in history["rounds"]:
         if r["status"] != "finalized":
-            lines.append(f"{r['round']:>7} {'failed':>9}")
+            lines.append(f"{r['round']:>7} {r['status']}")
             continue
         lines.append(
             f"{r['round']:>7} {fig(r['accuracy']):>9} {fig(r['loss']):>8} {r['accepted']:>9} "
