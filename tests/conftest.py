@@ -158,6 +158,7 @@ class Net:
     validators: list[LocalAccount]
     outsiders: list[LocalAccount]
     params: ProtocolParams
+    reports: Contract | None = None  # sponsors' evaluation reports
 
     # -- money
 
@@ -348,6 +349,7 @@ def make_net(
         [account_from_seed(f"validator{i}") for i in range(validators)],
         [account_from_seed(f"outsider{i}") for i in range(outsiders)],
         params,
+        d.reports,
     )
     net.fund([owner])
     net.fund(net.trainers, ROLE_TRAINER)

@@ -137,6 +137,8 @@ def test_processes_train_for_three_rounds_and_everyone_is_paid(procnet):
         "0.1",
         "--batch-size",
         "16",
+        "--test",
+        "data/test.npz",
         signer=("--account", "sponsor"),
         password=True,
         timeout=180,
@@ -176,10 +178,23 @@ def test_processes_train_for_three_rounds_and_everyone_is_paid(procnet):
     for a in addresses:
         assert by_address[a]["rewards"] > 0 and by_address[a]["withdrawn"] == by_address[a]["rewards"]
     table = net.run("status")
-    assert "finalized" in table and "Nodes" in table
+    assert "finalized" in table and "Nodes" in table and "accuracy" in table
+
+    # the sponsor evaluated every finalized model on the held-out data: in its log, on chain
+    # (status reads the reports), and in its History; the last one is the final model's accuracy
+    logged = [float(a) for a in re.findall(r"round \d: accuracy (0\.\d+), loss", net.log("sponsor"))]
+    assert len(logged) == ROUNDS and all(a > 0.3 for a in logged), logged  # chance is 0.1
+    assert [r["report"] for r in st["rounds"]] == ["published"] * ROUNDS
+    assert [round(r["accuracy"], 3) for r in st["rounds"]] == logged
+    assert abs(st["rounds"][-1]["accuracy"] - after) < 1e-6
+    history = json.loads((net.root / "sponsor" / "history.json").read_text())
+    assert [r["accuracy"] for r in history["rounds"]] == [r["accuracy"] for r in st["rounds"]]
+    assert history["initial"]["accuracy"] == pytest.approx(before, abs=1e-6)
+    assert "History of task" in net.log("sponsor")
 
     # the logs say what each node saw and did
     assert "committed update" in net.log("trainer-1") and "revealed" in net.log("trainer-1")
+    assert "training loss" in net.log("trainer-1")
     assert "voted model" in net.log("validator-0") and "finalized at block" in net.log("validator-0")
     assert "claimed" in net.log("trainer-0")
     for r in range(ROUNDS):  # an honest committee: every result checks out, nothing is challenged

@@ -56,6 +56,7 @@ class Deployment:
     model_judge: Contract | None = None
     score_judge: Contract | None = None
     table_judge: Contract | None = None
+    reports: Contract | None = None  # sponsors' evaluation reports (older files lack it)
 
     def to_json(self) -> dict:
         fc = self.fedchain
@@ -105,6 +106,7 @@ OPTIONAL = {
     "model_judge": "model_judge",
     "score_judge": "score_judge",
     "table_judge": "table_judge",
+    "reports": "reports",
 }
 
 
@@ -158,8 +160,9 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
     tables) and the challenge contract, which takes their addresses; the slashing and
     availability contracts; tasks (the vault's and the game's); the core, which takes
     the vault's, the tasks contract's and the three judges' addresses; rewards (the
-    core's and the vault's). Then the vault, the tasks contract and the three judges are
-    bound to the core, once, by ``owner``. No address can change afterwards."""
+    core's and the vault's); reports (the core's: sponsors' evaluation reports). Then
+    the vault, the tasks contract and the three judges are bound to the core, once, by
+    ``owner``. No address can change afterwards."""
     block = chain.block_number()
     token = chain.deploy(artifact("test_token"), "fedchain test token", "FED", sender=owner)
     p = params
@@ -188,9 +191,17 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
         sender=owner,
     )
     rewards = chain.deploy(artifact("rewards"), core.address, vault.address, sender=owner)
+    reports = chain.deploy(artifact("reports"), core.address, sender=owner)
     vault.tx("bind", core.address, rewards.address, tasks.address, sender=owner)
     for judge in (tasks, challenges, slashing, availability):
         judge.tx("bind", core.address, sender=owner)
     return Deployment(
-        token, Fedchain(core, vault, rewards, tasks), block, challenges, slashing, availability, **helpers
+        token,
+        Fedchain(core, vault, rewards, tasks),
+        block,
+        challenges,
+        slashing,
+        availability,
+        **helpers,
+        reports=reports,
     )

@@ -137,7 +137,7 @@ def eval_(
     """
     from fedchain.cli import checks
     from fedchain.learning.models import build_model
-    from fedchain.learning.train import accuracy_and_loss
+    from fedchain.learning.train import evaluate_with_loss
 
     x, y = checks.npz(data, "--data")
     with errors():
@@ -145,7 +145,8 @@ def eval_(
     r = m.recipe
     checks.data_fits(x, y, r.input_shape, r.num_classes, "--data", data)
     net = build_model(r.model, r.input_shape, r.num_classes)
-    accuracy, loss = accuracy_and_loss(net, m.tensors, x, y)
+    correct, loss = evaluate_with_loss(net, m.tensors, x, y)
+    accuracy = correct / len(y)
     _note_running(m, round_id)
     typer.echo(
         f"{m.name}: model {m.cid} on {data}: accuracy {accuracy:.4f} ({round(accuracy * len(y))} of {len(y)} "

@@ -23,8 +23,10 @@ def status(
     """Show a task, its rounds, and every node's stake, rewards and slashes.
 
     The task's round, phase and pool; per round the commits, reveals, committee,
-    votes and outcome; per node its stake, the rewards it claimed, what it
-    withdrew, what is pending, and what was slashed. Read from the chain's events
+    votes and outcome, and the finalized model's accuracy and loss on the
+    sponsor's test data where the sponsor published them (`task create --test`);
+    per node its stake, the rewards it claimed, what it withdrew, what is
+    pending, and what was slashed. Read from the chain's events
     and storage: needs no account.
     """
     with errors():
@@ -169,10 +171,28 @@ def collect(dep, task_id: int | None) -> dict:
         "phase": "finished" if t["finished"] else (current or {}).get("status", "-"),
     }
     out["rounds"] = [rounds[k] for k in sorted(rounds)]
+    add_reports(dep, task_id, t["sponsor"], out["rounds"])
     out["nodes"] = sorted(nodes.values(), key=lambda n: (n["role"], n["address"]))
     for n in out["nodes"]:
         n["rounds"] = {str(k): v for k, v in sorted(n.get("rounds", {}).items())}
     return out
+
+
+def add_reports(dep, task_id: int, sponsor: str, rounds: list[dict]) -> None:
+    """Each round's accuracy and loss from the sponsor's evaluation reports on chain (None
+    where there is none), and the report's state for a finalized round: "published",
+    "missing", or "refused: why" (a report that is malformed or names another model)."""
+    from fedchain.protocol.evaluation import read_reports, report_fields
+
+    models = {r["round"]: r["model_cid"] for r in rounds if r["status"] == "finalized"}
+    found = read_reports(dep.reports, task_id, sponsor, models, dep.block) if dep.reports is not None else {}
+    for r in rounds:
+        if r["status"] != "finalized":
+            r.update(accuracy=None, loss=None, report=None)
+        elif dep.reports is None:
+            r.update(accuracy=None, loss=None, report="no reports contract in this deployment")
+        else:
+            r.update(report_fields(found.get(r["round"])))
 
 
 def render(report: dict) -> None:
@@ -202,7 +222,9 @@ def render(report: dict) -> None:
         head.add_row("pool left", f"{fmt_tokens(t['pool_left'])} tokens")
         console.print(head)
         rounds = Table(title="Rounds")
-        for col in ("round", "blocks", "commits", "reveals", "committee", "votes", "outcome", "model", "rewards"):
+        evaluated = any(r["report"] == "published" or str(r["report"]).startswith("refused") for r in report["rounds"])
+        cols = ["round", "blocks", "commits", "reveals", "committee", "votes", "outcome", "model", "rewards"]
+        for col in cols + (["accuracy", "loss"] if evaluated else []):
             rounds.add_column(col)
         for r in report["rounds"]:
             outcome = r["status"]
@@ -215,7 +237,7 @@ def render(report: dict) -> None:
                 if r["status"] == "finalized"
                 else ""
             )
-            rounds.add_row(
+            cells = [
                 str(r["round"]),
                 f"{r['opened']}-{r['challenge_end']}",
                 str(r["commits"]),
@@ -225,7 +247,8 @@ def render(report: dict) -> None:
                 outcome,
                 short(r.get("model_cid") or ""),
                 paid,
-            )
+            ]
+            rounds.add_row(*cells, *(figures(r) if evaluated else []))
         console.print(rounds)
     nodes = Table(title="Nodes (tokens; rewards claimed in this task, slashes in any)")
     for col in ("address", "role", "stake", "rewards", "withdrawn", "pending", "slashed", "last rounds"):
@@ -250,6 +273,15 @@ def render(report: dict) -> None:
         for s in report["slashes"]:
             sl.add_row(str(s["block"]), short(s["node"]), fmt_tokens(s["amount"]), s["reason"], short(s["reporter"]))
         console.print(sl)
+
+
+def figures(r: dict) -> list[str]:
+    """A round's accuracy and loss cells: the figures, or what became of its report."""
+    if r["accuracy"] is not None:
+        return [f"{r['accuracy']:.3f}", f"{r['loss']:.3f}"]
+    if r["report"] is None:
+        return ["", ""]
+    return [r["report"].split(":")[0], ""]  # "missing", "refused" (--json says why)
 
 
 def short(text: str) -> str:

@@ -24,6 +24,7 @@ from fedchain.cli._common import (
     RpcOpt,
     connect,
     errors,
+    fail,
     fmt_tokens,
     open_store,
     parse_rule_params,
@@ -31,6 +32,9 @@ from fedchain.cli._common import (
     resolve_account,
     setup_logging,
 )
+
+# seconds the sponsor waits, after the task finished, for its last models to be evaluated and reported
+EVALUATION_GRACE = 60.0
 
 app = typer.Typer(help="Tasks: what the network trains, for how long, for what reward.", no_args_is_help=True)
 
@@ -75,8 +79,17 @@ def create(
         ),
     ] = 0,
     wait_for_validators: Annotated[int, typer.Option(help="Likewise for validators.")] = 0,
+    test: Annotated[
+        Path | None,
+        typer.Option(
+            "--test",
+            help="Held-out test data (.npz with x and y, as `fedchain data` writes test.npz): each finalized "
+            "round's model is evaluated on it and its accuracy and loss published on chain.",
+        ),
+    ] = None,
     home: Annotated[
-        Path, typer.Option(help="Sponsor's folder: blobs/ (recipe, initial and final model), sponsor.log.")
+        Path,
+        typer.Option(help="Sponsor's folder: blobs/ (recipe, initial and final model), sponsor.log, history.json."),
     ] = Path("sponsor"),
     wait: Annotated[
         bool,
@@ -101,12 +114,16 @@ def create(
     Publishes the recipe (inside the initial model's metadata, checked against
     the recipe hash on chain) and the initial model, escrows the pool and opens
     round 0. Nodes must be staked before a round opens to be selected in it:
-    start them first (`fedchain node run`). Prints the task id.
+    start them first (`fedchain node run`). Prints the task id. With --test it
+    evaluates every finalized model on that data and publishes the figures on
+    chain (`fedchain status` shows them); at the end it writes the task's
+    History (per round accuracy, loss, updates accepted and rejected, payment).
     """
     from fedchain.cli import checks
     from fedchain.learning.data import load_dataset
     from fedchain.learning.models import build_model
     from fedchain.learning.train import get_params
+    from fedchain.protocol.evaluation import SponsorEvaluation
     from fedchain.protocol.recipe import Recipe
     from fedchain.protocol.sponsor import create_task
 
@@ -125,6 +142,21 @@ def create(
     params = parse_rule_params(rule, rule_params)
     wei = parse_tokens(pool, "--pool")
     checks.url(rpc, "--rpc")
+    if test is not None and not wait:
+        fail("--test needs the sponsor to stay up and evaluate each round: drop --no-wait", 2)
+    data = load_dataset(dataset, seed=seed)
+    recipe = Recipe(
+        model=model,
+        dataset=dataset,
+        input_shape=tuple(data.input_shape),
+        num_classes=data.num_classes,
+        rule=rule,
+        rule_params=params,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+    )
+    held_out = load_test_set(test, recipe) if test is not None else None
     setup_logging(home / "sponsor.log")
     log = logging.getLogger("fedchain.sponsor")
     with errors():
@@ -132,18 +164,6 @@ def create(
         chain, dep, _ = connect(deployment, rpc)
         store, server = open_store(
             home, deployment, listen if wait else "off", public_url, peer, peers_file, announce and wait, log
-        )
-        data = load_dataset(dataset, seed=seed)
-        recipe = Recipe(
-            model=model,
-            dataset=dataset,
-            input_shape=tuple(data.input_shape),
-            num_classes=data.num_classes,
-            rule=rule,
-            rule_params=params,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
         )
         initial = get_params(build_model(model, tuple(data.input_shape), data.num_classes, seed=seed))
         if wait_for_trainers or wait_for_validators:
@@ -190,31 +210,40 @@ def create(
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
+        evaluation = SponsorEvaluation(task_id, recipe, store, sponsor, dep.reports, held_out, log)
+        if held_out is not None and dep.reports is None:
+            log.warning("this deployment has no reports contract: accuracy and loss stay in this log and history.json")
         try:
-            follow(dep, sponsor, store, task_id, stop, log)
+            follow(dep, sponsor, store, task_id, stop, log, evaluation, home)
         finally:
             if server is not None:
                 server.stop()
 
 
-def follow(dep, sponsor, store, task_id: int, stop: threading.Event, log: logging.Logger) -> None:
-    """Log the task's rounds until it finishes; then keep the final model and reclaim the rest of the pool."""
+def follow(
+    dep, sponsor, store, task_id: int, stop: threading.Event, log: logging.Logger, evaluation, home: Path
+) -> None:
+    """Log the task's rounds (evaluating each finalized model) until it finishes; then write
+    the History, keep the final model and reclaim the rest of the pool."""
     from fedchain.errors import ChainUnavailable, StorageError
     from fedchain.protocol.node import TaskLog
     from fedchain.protocol.runner import Narrator
     from fedchain.storage.cid import cid_from_digest
 
     fc = dep.fedchain
-    tl, watcher, down = None, Narrator(log), False
+    tl, watcher, down, finished_at = None, Narrator(log), False, None
     while not stop.is_set():
         try:
             tl = (tl or TaskLog(fc, task_id)).poll()
             watcher.report(tl, fc.chain.block_number())
+            evaluation.update(tl)
             if down:
                 log.info("chain reachable again")
                 down = False
             if tl.finished:
-                break
+                finished_at = finished_at or time.monotonic()
+                if evaluation.done() or time.monotonic() - finished_at > EVALUATION_GRACE:
+                    break
         except ChainUnavailable as e:
             if not down:
                 log.warning("chain unreachable (%s): waiting", e)
@@ -222,6 +251,7 @@ def follow(dep, sponsor, store, task_id: int, stop: threading.Event, log: loggin
         stop.wait(0.5)
     if tl is None or not tl.finished:
         return
+    write_history(evaluation, home, log)
     final = fc.call("tasks", task_id)
     cid = cid_from_digest(final["model_cid"])
     try:
@@ -233,6 +263,32 @@ def follow(dep, sponsor, store, task_id: int, stop: threading.Event, log: loggin
     if left:
         fc.tx("reclaim", task_id, sender=sponsor)
         log.info("reclaimed %s tokens left in the pool", fmt_tokens(left))
+
+
+def load_test_set(path: Path, recipe):
+    """``--test``: the held-out data, checked against the task's model before anything is sent."""
+    import hashlib
+
+    from fedchain.cli import checks
+    from fedchain.protocol.evaluation import HeldOut
+
+    x, y = checks.npz(path, "--test")
+    checks.data_fits(x, y, recipe.input_shape, recipe.num_classes, "--test", path)
+    return HeldOut(x, y, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def write_history(evaluation, home: Path, log: logging.Logger) -> None:
+    """The task's History: a table in the log, all of it in ``home/history.json``."""
+    import json
+
+    from fedchain.protocol.evaluation import history_table
+
+    history = evaluation.history()
+    for line in history_table(history):
+        log.info("%s", line)
+    path = home / "history.json"
+    path.write_text(json.dumps(history, indent=2) + "\n")
+    log.info("history written to %s", path)
 
 
 def wait_for_stakers(dep, trainers: int, validators: int, log: logging.Logger) -> bool:

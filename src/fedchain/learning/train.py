@@ -81,6 +81,20 @@ def train_local(
     ``model`` is overwritten. The result depends only on the arguments: the same
     seed gives bit-identical parameters.
     """
+    return train_local_with_loss(model, params, x, y, cfg, seed)[0]
+
+
+def train_local_with_loss(
+    model: nn.Module,
+    params: Params,
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: TrainConfig,
+    seed: int,
+) -> tuple[Params, float]:
+    """``train_local``, and the mean cross-entropy of the last epoch's batches (as each
+    was before its step; the proximal term left out): what a trainer logs as its
+    local training loss."""
     if len(x) != len(y) or len(x) == 0:
         raise LearningError(f"need matching, non-empty x and y, got {len(x)} and {len(y)}")
     set_params(model, params)
@@ -91,17 +105,20 @@ def train_local(
     gen = torch.Generator().manual_seed(seed)
 
     model.train()
+    epoch_loss = torch.zeros((), dtype=torch.float64)
     for _ in range(cfg.epochs):
         order = torch.randperm(len(xs), generator=gen)
+        epoch_loss.zero_()
         for batch in order.split(cfg.batch_size):
             loss = F.cross_entropy(model(xs[batch]), ys[batch])
+            epoch_loss += loss.detach().double() * len(batch)
             if anchor is not None:
                 drift = sum(((w - a) ** 2).sum() for w, a in zip(weights, anchor))
                 loss = loss + cfg.proximal_mu / 2 * drift
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    return get_params(model)
+    return get_params(model), float(epoch_loss) / len(xs)
 
 
 # The centralized baseline is one trainer holding all the data.
@@ -110,27 +127,26 @@ train_centralized = train_local
 
 def evaluate(model: nn.Module, params: Params, x: np.ndarray, y: np.ndarray) -> float:
     """Accuracy in [0, 1] of ``params`` on ``(x, y)``; ``model`` is overwritten."""
-    return accuracy_and_loss(model, params, x, y)[0]
+    correct, _ = evaluate_with_loss(model, params, x, y)
+    return correct / len(x)
 
 
-def accuracy_and_loss(model: nn.Module, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(accuracy in [0, 1], mean cross-entropy) of ``params`` on ``(x, y)``; ``model`` is overwritten.
-
-    The accuracy is ``evaluate``'s exactly (one pass computes both), so a model
-    taken off the network scores what the simulation reported for it.
-    """
+def evaluate_with_loss(model: nn.Module, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[int, float]:
+    """(examples classified right, mean cross-entropy) of ``params`` on ``(x, y)``;
+    ``model`` is overwritten. Fixed batches and a float64 sum: the same inputs give the
+    same figures on one torch build."""
     if len(x) != len(y) or len(x) == 0:
         raise LearningError(f"need matching, non-empty x and y, got {len(x)} and {len(y)}")
     set_params(model, params)
     xs, ys = _tensor(x, np.float32), _tensor(y, np.int64)
     model.eval()
-    correct, loss = 0, 0.0
+    correct, total = 0, 0.0
     with torch.inference_mode():
         for xb, yb in zip(xs.split(_EVAL_BATCH), ys.split(_EVAL_BATCH)):
             logits = model(xb)
             correct += int((logits.argmax(1) == yb).sum())
-            loss += float(F.cross_entropy(logits, yb, reduction="sum"))
-    return correct / len(xs), loss / len(xs)
+            total += float(F.cross_entropy(logits.double(), yb, reduction="sum"))
+    return correct, total / len(xs)
 
 
 def param_shapes(params: Params) -> dict[str, tuple[int, ...]]:

@@ -87,6 +87,7 @@ class TaskLog:
         self.joins: dict[int, list] = {}
         self.outcome: dict[int, Event] = {}  # round -> RoundFinalized or RoundFailed event
         self.finished = False
+        self.initial_model_cid: bytes | None = None  # from TaskCreated (``config`` holds the latest model)
         self.created = from_block > 0  # a log that starts later starts after the creation
 
     def poll(self) -> TaskLog:
@@ -131,6 +132,8 @@ class TaskLog:
             self.outcome[a["round_id"]] = e
         elif e.name == "TaskFinished":
             self.finished = True
+        elif e.name == "TaskCreated":
+            self.initial_model_cid = a["model_cid"]
 
     @property
     def current(self) -> RoundView:

@@ -18,7 +18,7 @@ from fedchain.chain.layout import Record
 from fedchain.errors import Reverted, StorageError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.models import build_model
-from fedchain.learning.train import flatten, train_local
+from fedchain.learning.train import flatten, train_local_with_loss
 from fedchain.protocol.availability import KIND_UPDATE
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.protocol.round import Lineage, Vote
@@ -93,8 +93,13 @@ class Trainer(Node):
         return _scratch_module(r.model, tuple(r.input_shape), r.num_classes)
 
     def train(self, model: Model, round_id: int) -> dict[str, np.ndarray]:
+        """The update: local training from the global model, minus the global model. Logs
+        the local training loss (the last epoch's mean), the trainer's own progress figure."""
         r = self.recipe
-        params = train_local(self.net, model.params, self.x, self.y, r.train_config(), seed=self.train_seed(round_id))
+        params, loss = train_local_with_loss(
+            self.net, model.params, self.x, self.y, r.train_config(), seed=self.train_seed(round_id)
+        )
+        self.log.info("round %d: trained %d local epochs, training loss %.4f", round_id, r.epochs, loss)
         return {k: (params[k] - model.params[k]).astype(np.float32) for k in model.params}
 
     def train_seed(self, round_id: int) -> int:

@@ -1,0 +1,83 @@
+"""``fedchain network up`` as a user runs it: one command starts the chain, the contracts,
+the data, every node and the sponsor as separate processes; each round's accuracy is
+printed and is in ``fedchain status --json``; Ctrl-C stops every process it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.anvil, pytest.mark.slow]
+ROUNDS = 3
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with open(f"/proc/{pid}/stat") as f:  # a zombie has exited; only its parent's wait is missing
+        return f.read().split(")")[-1].split()[0] == "Z"
+
+
+def test_network_up_prints_accuracy_each_round_and_ctrl_c_stops_every_process(tmp_path):
+    folder = tmp_path / "net"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "fedchain", "network", "up", "--trainers", "3", "--validators", "2", "--watcher"]
+    cmd += ["--rounds", str(ROUNDS), "--dir", str(folder)]
+    up = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = up.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip())
+            if line.startswith("task 1 finished"):
+                break
+        out = "\n".join(lines)
+        printed = re.findall(r"round (\d) of 3: finalized, accuracy (0\.\d{3}), loss", out)
+        assert [int(r) for r, _ in printed] == [1, 2, 3], out + "\n" + logs(folder)
+
+        status = subprocess.run(
+            [sys.executable, "-m", "fedchain", "status", "--json", "--deployment", str(folder / "deployment.json")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert status.returncode == 0, status.stderr
+        rounds = json.loads(status.stdout)["rounds"]
+        assert [f"{r['accuracy']:.3f}" for r in rounds] == [a for _, a in printed]
+        assert all(r["accuracy"] > 0.5 for r in rounds), rounds  # ten classes: chance is 0.1
+
+        pids = {n: int(p) for n, p in (line.split() for line in (folder / "pids.txt").read_text().splitlines())}
+        assert {"chain", "sponsor", "watcher", "trainer-2", "validator-1"} <= set(pids)
+        assert not any(gone(p) for n, p in pids.items() if n not in ("deploy", "data")), "a node died early"
+        up.send_signal(signal.SIGINT)
+        rest, _ = up.communicate(timeout=60)
+        assert up.returncode == 0, rest
+        assert "stopped." in rest and "Traceback" not in out + rest, rest
+        assert all(gone(p) for p in pids.values()), {n: p for n, p in pids.items() if not gone(p)}
+    finally:
+        if up.poll() is None:
+            up.kill()
+        for line in (folder / "pids.txt").read_text().splitlines() if (folder / "pids.txt").exists() else []:
+            pid = int(line.split()[1])
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def logs(folder) -> str:
+    return "\n".join(
+        f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-12:])
+        for p in sorted((folder / "logs").glob("*.log"))
+    )
