@@ -22,6 +22,7 @@ CONTRACTS = [
     "krum",
     "slashing",
     "availability",
+    "endpoints",
     "token",
 ]
 

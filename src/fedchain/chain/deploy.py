@@ -1,6 +1,6 @@
 """Deploy the stake token and fedchain's contracts (core, vault, rewards; the slashing,
-challenge and availability contracts; the challenge contract's stateless judges) with the
-parameters they take."""
+challenge and availability contracts; the challenge contract's stateless judges; the
+endpoints contract) with the parameters they take."""
 
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ class Deployment:
     model_judge: Contract | None = None
     score_judge: Contract | None = None
     table_judge: Contract | None = None
+    endpoints: Contract | None = None  # where participants serve their blobs (not bound to the core)
 
     def to_json(self) -> dict:
         fc = self.fedchain
@@ -105,6 +106,7 @@ OPTIONAL = {
     "model_judge": "model_judge",
     "score_judge": "score_judge",
     "table_judge": "table_judge",
+    "endpoints": "endpoints",
 }
 
 
@@ -159,7 +161,8 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
     availability contracts; tasks (the vault's and the game's); the core, which takes
     the vault's, the tasks contract's and the three judges' addresses; rewards (the
     core's and the vault's). Then the vault, the tasks contract and the three judges are
-    bound to the core, once, by ``owner``. No address can change afterwards."""
+    bound to the core, once, by ``owner``. No address can change afterwards. Last, the
+    endpoints contract (blob server URLs), which stands alone."""
     block = chain.block_number()
     token = chain.deploy(artifact("test_token"), "fedchain test token", "FED", sender=owner)
     p = params
@@ -191,6 +194,14 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
     vault.tx("bind", core.address, rewards.address, tasks.address, sender=owner)
     for judge in (tasks, challenges, slashing, availability):
         judge.tx("bind", core.address, sender=owner)
+    endpoints = chain.deploy(artifact("endpoints"), sender=owner)
     return Deployment(
-        token, Fedchain(core, vault, rewards, tasks), block, challenges, slashing, availability, **helpers
+        token,
+        Fedchain(core, vault, rewards, tasks),
+        block,
+        challenges,
+        slashing,
+        availability,
+        **helpers,
+        endpoints=endpoints,
     )

@@ -107,6 +107,7 @@ def create(
     from fedchain.learning.data import load_dataset
     from fedchain.learning.models import build_model
     from fedchain.learning.train import get_params
+    from fedchain.protocol.endpoints import announce as announce_endpoint
     from fedchain.protocol.recipe import Recipe
     from fedchain.protocol.sponsor import create_task
 
@@ -130,9 +131,11 @@ def create(
     with errors():
         sponsor = resolve_account(account, dev_account, keystore)
         chain, dep, _ = connect(deployment, rpc)
-        store, server = open_store(
-            home, deployment, listen if wait else "off", public_url, peer, peers_file, announce and wait, log
+        store, server, url = open_store(
+            home, deployment, listen if wait else "off", public_url, peer, peers_file, announce and wait, log, dep
         )
+        if url is not None and dep.endpoints is not None:  # before the task: trainers fetch its model from here
+            announce_endpoint(dep.endpoints, sponsor, url, log)
         data = load_dataset(dataset, seed=seed)
         recipe = Recipe(
             model=model,
