@@ -5,11 +5,13 @@ And its reader, the directory every node's HTTP blob store asks."""
 from __future__ import annotations
 
 import pytest
+from typer.testing import CliRunner
 
 from conftest import h32, make_net, reverts
 from fedchain.chain.deploy import Deployment, deploy
 from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import account_from_seed, artifact
+from fedchain.cli import app
 from fedchain.errors import FedchainError, Reverted
 from fedchain.protocol.endpoints import ChainDirectory, check_url
 from fedchain.storage.cid import cid_from_digest
@@ -100,3 +102,12 @@ def test_a_public_url_the_contract_would_refuse_is_refused_first(url):
     with pytest.raises(FedchainError, match="--public-url"):
         check_url(url)
     assert check_url("http://10.0.0.5:8701/") == "http://10.0.0.5:8701"
+
+
+@pytest.mark.parametrize("command", [["node", "run", "--role", "validator"], ["task", "create"]])
+def test_a_public_url_without_a_scheme_is_a_usage_error_before_anything_connects(command, tmp_path):
+    r = CliRunner().invoke(
+        app, [*command, "--dev-account", "5", "--public-url", "10.0.0.5:8701", "--deployment", str(tmp_path / "d.json")]
+    )
+    assert r.exit_code == 2 and "--public-url" in r.output and "http://" in r.output, r.output
+    assert "Traceback" not in r.output and "deployment" not in r.output  # refused before reading the deployment

@@ -194,11 +194,26 @@ ListenOpt = Annotated[
         "'off' serves nothing."
     ),
 ]
+
+
+def _public_url(value: str | None) -> str | None:
+    """``--public-url`` checked before anything connects: what the endpoints contract takes."""
+    from fedchain.protocol.endpoints import check_url
+
+    if value is None:
+        return None
+    try:
+        return check_url(value, flag="")
+    except FedchainError as e:
+        raise typer.BadParameter(str(e).strip()) from None
+
+
 PublicUrlOpt = Annotated[
     str | None,
     typer.Option(
         help="The URL other machines reach this blob server at, e.g. http://10.0.0.5:8701 (announced on chain "
-        "and in the peers file); default http://HOST:PORT from --listen."
+        "and in the peers file); default http://HOST:PORT from --listen.",
+        callback=_public_url,
     ),
 ]
 PeerOpt = Annotated[
@@ -240,7 +255,7 @@ def open_store(
     the server that shares the local folder (None with ``--listen off``); and the URL to
     announce on chain (None with ``--listen off`` or ``--no-announce``)."""
     from fedchain.cli import checks
-    from fedchain.protocol.endpoints import ChainDirectory, check_url
+    from fedchain.protocol.endpoints import ChainDirectory
     from fedchain.storage.http import BlobServer, HttpBlobStore, Peers
     from fedchain.storage.store import LocalBlobStore, MultiStore
 
@@ -255,11 +270,6 @@ def open_store(
         host, _, port = listen.rpartition(":")
         if not host or not port.isdigit():
             fail(f"--listen {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:8701", 2)
-        if public_url is not None:
-            try:
-                public_url = check_url(public_url)
-            except FedchainError as e:
-                fail(str(e), 2)
         try:
             server = BlobServer(local, host, int(port)).start()
         except OSError as e:
