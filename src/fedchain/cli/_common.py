@@ -260,8 +260,8 @@ def open_store(
     from fedchain.storage.store import LocalBlobStore, MultiStore
 
     checks.url(public_url, "--public-url")
-    for url in peer:
-        checks.url(url, "--peer")
+    for given in peer:
+        checks.url(given, "--peer")
     local = LocalBlobStore(home / "blobs")
     directory = ChainDirectory(dep) if dep is not None and dep.endpoints is not None else None
     peers = Peers(peer, peers_file or peers_file_for(deployment), directory=directory)
