@@ -20,7 +20,8 @@ transaction at a time) and half a minute with ``--embedded``.
 What is measured
 ----------------
 ``functions``: one scripted task (five trainers, three validators, three rounds)
-that calls every external function of fedchain and slashing.vy, then two one-round
+that calls every external function of fedchain and slashing.vy (and endpoints.vy's
+``announce``, a first announcement of the longest URL it takes), then two one-round
 tasks: a validator that joins and never votes (``slash_absent``), and the
 availability game (``request``, ``answer``: the larger of a root's children and a
 256-byte leaf, ``settle``: an unanswered request, which reverts the round). A function called several times there
@@ -101,6 +102,7 @@ class Bench:
         chain.fund(self.owner.address, 10**24)
         d = deploy(chain, self.owner, params)
         self.token, self.fc, self.slashing, self.availability = d.token, d.fedchain, d.slashing, d.availability
+        self.endpoints = d.endpoints
         self.gas: dict[str, int] = {}
         self.register([self.owner], 0)  # the sponsor: tokens and allowance, no stake
 
@@ -185,6 +187,8 @@ def measure_functions(chain: Chain) -> dict[str, int]:
     b.register(trainers, ROLE_TRAINER, record=True)
     b.register(validators, ROLE_VALIDATOR, record=True)
     b.register([reporter], 0)
+    for node, url in ((trainers[0], "http://10.0.0.5:8701"), (trainers[1], "https://" + "a" * 248)):
+        b.tx("announce", url, sender=node, to=b.endpoints)  # a usual blob URL, then the longest (256 bytes)
     chain.mine(1)
 
     task = b.create_task(num_rounds=3, trainers_per_round=5, pool=90 * TOKEN)

@@ -60,14 +60,17 @@ class ProcessNetwork:
 
     # -- processes
 
-    def start(self, name: str, *args: str, password: bool = False) -> subprocess.Popen:
-        """Start ``fedchain ARGS`` in the network folder, output to ``<name>.log``."""
+    def start(
+        self, name: str, *args: str, password: bool = False, cwd: Path | None = None, env: dict | None = None
+    ) -> subprocess.Popen:
+        """Start ``fedchain ARGS`` in the network folder (or ``cwd``, with ``env`` added to
+        the environment: another machine's), output to ``<name>.log`` in the network folder."""
         assert name not in self.procs or self.procs[name].poll() is not None, f"{name} is running"
-        env = dict(self._env, FEDCHAIN_PASSWORD=PASSWORD) if password else self._env
+        env = {**self._env, **(env or {}), **({"FEDCHAIN_PASSWORD": PASSWORD} if password else {})}
         log = open(self.root / f"{name}.log", "ab")
         proc = subprocess.Popen(
             [*FEDCHAIN, *args],
-            cwd=self.root,
+            cwd=cwd or self.root,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -296,17 +299,17 @@ class ProcessNetwork:
     # -- secrets
 
     def add_secret_keys(self) -> None:
-        """Add the keys of the keystore accounts (decrypted here) to the secrets to look for."""
+        """Add the keys of the accounts in every keystore folder (decrypted here) to the secrets to look for."""
         from fedchain.chain.keys import list_keys, unlock
 
-        for k in list_keys(self.root / "keystore"):
-            key = unlock(k, PASSWORD).key.hex().removeprefix("0x")
-            self.secrets |= {key, key.upper()}
+        for folder in self.root.rglob("keystore"):
+            for k in list_keys(folder):
+                key = unlock(k, PASSWORD).key.hex().removeprefix("0x")
+                self.secrets |= {key, key.upper()}
 
     def assert_no_secrets(self) -> None:
         """No private key (hex, any case) and no password in any file the network wrote."""
-        if (self.root / "keystore").exists():
-            self.add_secret_keys()
+        self.add_secret_keys()
         leaks = []
         for path in self.root.rglob("*"):
             if not path.is_file() or path.suffix == ".npz" or "blobs" in path.parts:

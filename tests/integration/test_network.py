@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 
 import pytest
 from procnet import PASSWORD, ProcessNetwork, accuracy, status_json
 
-from fedchain.chain.anvil import anvil_binary
+from fedchain.chain.anvil import anvil_binary, free_port
 from fedchain.errors import ChainError
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_metadata
@@ -55,15 +56,23 @@ def test_processes_train_for_three_rounds_and_everyone_is_paid(procnet):
     net.chain_up()
     # setup steps that do not depend on each other run side by side
     net.start("data", "data", "split", "--trainers", str(TRAINERS), "--out", "data")
-    # the sponsor and one trainer sign with keystore accounts (password from the
-    # environment); the other nodes use anvil's dev accounts
+    # the sponsor and trainer-0 sign with keystore accounts (password from the environment);
+    # the other nodes use anvil's dev accounts. trainer-0 is on "another machine" (README, "A
+    # network across machines"): its own folder, keystore and copy of deployment.json, no shared
+    # peers file, its blob server on a port of its choosing; the others find it on chain only.
+    # Its three commands (account new, fund, node run) are the README's, word for word.
+    machine_b = net.root / "machine-b"
+    machine_b.mkdir()
+    on_b = {"cwd": machine_b, "env": {"FEDCHAIN_KEYSTORE": str(machine_b / "keystore")}}
     net.start("new-sponsor", "account", "new", "sponsor", "--light-kdf", password=True)
-    net.start("new-trainer", "account", "new", "keyed-trainer", "--light-kdf", password=True)
+    net.start("new-trainer", "account", "new", "bob", password=True, **on_b)
     net.deploy(cli=True)
     net.wait_exit("data")
     for i in range(1, TRAINERS):
         net.trainer(i, dev=1 + i)
-    for j in range(VALIDATORS):
+    validator_port, sponsor_port, bob_port = free_port(), free_port(), free_port()
+    net.validator(0, 1 + TRAINERS, *cross_machine(validator_port))
+    for j in range(1, VALIDATORS):
         net.validator(j, dev=1 + TRAINERS + j)
     # a watcher: no stake, no data; it recomputes every round as it reaches a quorum
     net.start(
@@ -82,24 +91,18 @@ def test_processes_train_for_three_rounds_and_everyone_is_paid(procnet):
 
     sponsor = re.search(r"0x[0-9a-fA-F]{40}", net.wait_exit("new-sponsor"))[0]
     keyed = re.search(r"0x[0-9a-fA-F]{40}", net.wait_exit("new-trainer"))[0]
-    assert sponsor in net.run("account", "list")
-    net.run("fund", sponsor, keyed, "--tokens", "2000", "--eth", "10", "--dev-account", "0")
+    assert sponsor in net.run("account", "list") and keyed not in net.run("account", "list")
+    net.run("fund", sponsor, "--tokens", "2000", "--eth", "10", "--dev-account", "0")
+    net.run("fund", keyed, "--dev-account", "0")  # as the README has the deployer fund a participant
     net.data["trainer-0"] = keyed
+    shutil.copy(net.root / "deployment.json", machine_b)
+    shutil.copy(net.root / "data" / "trainer-0.npz", machine_b)
     net.start(
         "trainer-0",
-        "node",
-        "run",
-        "--role",
-        "trainer",
-        "--account",
-        "keyed-trainer",
-        "--data",
-        "data/trainer-0.npz",
-        "--home",
-        "trainer-0",
-        "--name",
-        "trainer-0",
+        *("node", "run", "--role", "trainer", "--account", "bob", "--data", "trainer-0.npz", "--home", "bob"),
+        *("--rpc", net.url, *cross_machine(bob_port)),
         password=True,
+        **on_b,
     )
     nodes = [f"trainer-{i}" for i in range(TRAINERS)] + [f"validator-{j}" for j in range(VALIDATORS)]
 
@@ -139,6 +142,7 @@ def test_processes_train_for_three_rounds_and_everyone_is_paid(procnet):
         "16",
         "--test",
         "data/test.npz",
+        *cross_machine(sponsor_port),
         signer=("--account", "sponsor"),
         password=True,
         timeout=180,
@@ -197,9 +201,25 @@ def test_processes_train_for_three_rounds_and_everyone_is_paid(procnet):
     assert "training loss" in net.log("trainer-1")
     assert "voted model" in net.log("validator-0") and "finalized at block" in net.log("validator-0")
     assert "claimed" in net.log("trainer-0")
+    # the trainer on machine B was found through the chain alone, and every round accepted its update
+    bob_url = f"http://127.0.0.1:{bob_port}"
+    assert f"blob endpoint {bob_url}: announced on chain" in net.log("trainer-0")
+    assert bob_url not in (net.root / "peers.txt").read_text() and not (net.root / "bob").exists()
+    assert net.dep.endpoints.call("endpoint", keyed) == bob_url
+    bob_reveals = [e.args["index"] for e in net.events("Revealed") if e.args["node"] == keyed]
+    assert len(bob_reveals) == ROUNDS
+    for r, index in enumerate(bob_reveals):
+        assert not net.outcome(r).args["rejected"] >> index & 1, f"round {r} rejected the update from machine B"
+    assert "rejected this trainer's update" not in net.log("trainer-0")
     for r in range(ROUNDS):  # an honest committee: every result checks out, nothing is challenged
         assert f"round {r}: the leading result checks out" in net.log("watcher"), net.log("watcher")
     assert "wrong" not in net.log("watcher") and "challenge of" not in net.log("watcher")
+
+
+def cross_machine(port: int) -> tuple[str, ...]:
+    """A blob server as the README's cross-machine section has every participant run it
+    (127.0.0.1 standing for the machine's address)."""
+    return ("--listen", f"0.0.0.0:{port}", "--public-url", f"http://127.0.0.1:{port}")
 
 
 # ---------------------------------------------------------------- faults
@@ -264,9 +284,11 @@ def test_trainer_killed_after_commit_reveals_when_restarted_and_is_slashed_when_
     assert [(s["node"], s["reason"]) for s in slashed] == [(gone, 1)], slashed  # 1: commit not revealed
     net.wait_event("RewardClaimed", 60, "the restarted trainer's claim", node=back)
     net.wait_event("PayoutWithdrawn", 30, "the restarted trainer's withdrawal", node=back)
-    # exactly one of each: approve, stake, commit (before the crash); reveal, claim, withdraw (after)
+    # exactly one of each: approve, stake, announce, commit (before the crash); announce (a new
+    # free port: its URL changed), reveal, claim, withdraw (after)
     assert [e.args["node"] for e in net.events("Committed")].count(back) == 1
-    assert net.chain.w3.eth.get_transaction_count(back) == 6
+    assert net.chain.w3.eth.get_transaction_count(back) == 8
+    assert len([e for e in net.dep.endpoints.events() if e.args["node"] == back]) == 2
     log = net.log("trainer-0")
     assert "round 0: revealed" in log and "claimed" in log
     assert all(net.alive(n) for n in nodes if n != "trainer-1")
@@ -323,6 +345,9 @@ def test_a_peer_serving_corrupt_blobs_is_caught_and_nothing_crashes(procnet):
     assert f"rejected update of {net.address('trainer-1')}" in log
     assert all(net.alive(n) for n in ("trainer-0", "trainer-1", "validator-0", "sponsor", "chain"))
     net.wait_event("RewardClaimed", 30, "the honest trainer's reward", node=net.address("trainer-0"))
+    # the trainer whose update nobody could fetch intact is told so, and what to check
+    told = net.wait_for(lambda: "rejected this trainer's update" in net.log("trainer-1"), 30, "trainer-1 to be told")
+    assert told and "round 0" in net.log("trainer-1") and "--public-url" in net.log("trainer-1")
 
 
 def test_nodes_ride_out_a_chain_restart_from_saved_state(procnet):

@@ -1,10 +1,12 @@
 """Blobs over HTTP: the server serves only what its store holds at /ipfs/<cid>;
-the client checks every byte against the CID, logs and skips a corrupt peer, and
-caches what it fetched."""
+the client checks every byte against the CID, logs and skips a corrupt peer,
+caches what it fetched, and stops asking a peer that does not answer for a while."""
 
 from __future__ import annotations
 
 import logging
+import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -12,7 +14,7 @@ import pytest
 
 from fedchain.errors import BlobNotFound, StorageError
 from fedchain.storage.cid import cid_of
-from fedchain.storage.http import RAW, BlobServer, HttpBlobStore, Peers
+from fedchain.storage.http import RAW, Backoff, BlobServer, HttpBlobStore, Peers
 from fedchain.storage.store import LocalBlobStore, MultiStore
 
 BLOB = b"an update blob" * 100
@@ -116,3 +118,47 @@ def test_peers_file_is_shared_and_reread(tmp_path):
     assert a()[-1] == "http://127.0.0.1:3000"
     with pytest.raises(StorageError):
         Peers(["ftp://x"])
+
+
+def test_a_peer_that_went_away_is_skipped_until_its_backoff_ends(tmp_path, caplog):
+    holder = LocalBlobStore(tmp_path / "holder")
+    cid = holder.put(BLOB)
+    gone = BlobServer(LocalBlobStore(tmp_path / "gone")).start()
+    gone.stop()  # its port now refuses connections
+    with BlobServer(holder) as good, caplog.at_level(logging.INFO, logger="fedchain.storage.http"):
+        peers = Peers([gone.url, good.url], backoff=Backoff(base=0.5, cap=1.0))
+        store = HttpBlobStore(peers, timeout=2)
+        assert store.get(cid) == BLOB
+        assert f"peer {gone.url} unreachable" in caplog.text and "not tried again for 0.5 s" in caplog.text
+        assert peers(cid) == [good.url]
+        caplog.clear()
+        assert store.get(cid) == BLOB and store.has(cid)
+        assert "unreachable" not in caplog.text  # not tried at all
+
+        time.sleep(0.55)  # the backoff is over: tried again, refused again, now skipped twice as long
+        assert peers(cid) == [gone.url, good.url]
+        assert store.get(cid) == BLOB and "not tried again for 1 s" in caplog.text
+        assert peers(cid) == [good.url]
+
+        with BlobServer(LocalBlobStore(tmp_path / "gone"), port=gone.port):  # back, without the blob
+            time.sleep(1.05)
+            caplog.clear()
+            assert store.get(cid) == BLOB  # its 404 is an answer: it counts as up again
+            assert f"peer {gone.url} answers again" in caplog.text
+            assert peers(cid) == [gone.url, good.url]
+
+
+def test_a_peer_that_accepts_and_never_answers_costs_one_timeout(tmp_path):
+    holder = LocalBlobStore(tmp_path / "holder")
+    cid = holder.put(BLOB)
+    with socket.socket() as silent, BlobServer(holder) as good:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes connections; nobody ever reads or replies
+        hung = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        store = HttpBlobStore(Peers([hung, good.url]), timeout=0.5)
+        started = time.monotonic()
+        assert store.get(cid) == BLOB
+        assert time.monotonic() - started >= 0.5
+        started = time.monotonic()
+        assert store.get(cid) == BLOB and store.get(cid) == BLOB
+        assert time.monotonic() - started < 0.4  # the hung peer is skipped

@@ -23,6 +23,7 @@ CONTRACTS = [
     "slashing",
     "availability",
     "reports",
+    "endpoints",
     "token",
 ]
 

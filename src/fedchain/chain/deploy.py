@@ -1,6 +1,6 @@
 """Deploy the stake token and fedchain's contracts (core, vault, rewards; the slashing,
-challenge and availability contracts; the challenge contract's stateless judges) with the
-parameters they take."""
+challenge and availability contracts; the challenge contract's stateless judges; the
+endpoints contract) with the parameters they take."""
 
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ class Deployment:
     score_judge: Contract | None = None
     table_judge: Contract | None = None
     reports: Contract | None = None  # sponsors' evaluation reports (older files lack it)
+    endpoints: Contract | None = None  # where participants serve their blobs (not bound to the core)
 
     def to_json(self) -> dict:
         fc = self.fedchain
@@ -107,6 +108,7 @@ OPTIONAL = {
     "score_judge": "score_judge",
     "table_judge": "table_judge",
     "reports": "reports",
+    "endpoints": "endpoints",
 }
 
 
@@ -162,7 +164,8 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
     the vault's, the tasks contract's and the three judges' addresses; rewards (the
     core's and the vault's); reports (the core's: sponsors' evaluation reports). Then
     the vault, the tasks contract and the three judges are bound to the core, once, by
-    ``owner``. No address can change afterwards."""
+    ``owner``. No address can change afterwards. Last, the endpoints contract (blob
+    server URLs), which stands alone."""
     block = chain.block_number()
     token = chain.deploy(artifact("test_token"), "fedchain test token", "FED", sender=owner)
     p = params
@@ -195,6 +198,7 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
     vault.tx("bind", core.address, rewards.address, tasks.address, sender=owner)
     for judge in (tasks, challenges, slashing, availability):
         judge.tx("bind", core.address, sender=owner)
+    endpoints = chain.deploy(artifact("endpoints"), sender=owner)
     return Deployment(
         token,
         Fedchain(core, vault, rewards, tasks),
@@ -204,4 +208,5 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
         availability,
         **helpers,
         reports=reports,
+        endpoints=endpoints,
     )

@@ -194,16 +194,35 @@ ListenOpt = Annotated[
         "'off' serves nothing."
     ),
 ]
+
+
+def _public_url(value: str | None) -> str | None:
+    """``--public-url`` checked before anything connects: what the endpoints contract takes."""
+    from fedchain.protocol.endpoints import check_url
+
+    if value is None:
+        return None
+    try:
+        return check_url(value, flag="")
+    except FedchainError as e:
+        raise typer.BadParameter(str(e).strip()) from None
+
+
 PublicUrlOpt = Annotated[
     str | None,
     typer.Option(
-        help="The URL other machines reach this blob server at (announced to the peers file); "
-        "default http://HOST:PORT from --listen."
+        help="The URL other machines reach this blob server at, e.g. http://10.0.0.5:8701 (announced on chain "
+        "and in the peers file); default http://HOST:PORT from --listen.",
+        callback=_public_url,
     ),
 ]
 PeerOpt = Annotated[
     list[str],
-    typer.Option("--peer", help="Blob server URL of another participant (repeatable); tried before the peers file."),
+    typer.Option(
+        "--peer",
+        help="Blob server URL of another participant (repeatable); tried after a blob's author and before "
+        "the peers file and the endpoints announced on chain.",
+    ),
 ]
 PeersFileOpt = Annotated[
     Path | None,
@@ -211,7 +230,13 @@ PeersFileOpt = Annotated[
         help="Peers file, one URL a line, re-read on every lookup (default: peers.txt next to the deployment file)."
     ),
 ]
-AnnounceOpt = Annotated[bool, typer.Option(help="Append this process's blob server URL to the peers file.")]
+AnnounceOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Announce this process's blob server URL: on chain (a transaction, only when it changed) "
+        "and in the peers file."
+    ),
+]
 
 
 def open_store(
@@ -223,19 +248,24 @@ def open_store(
     peers_file: Path | None,
     announce: bool,
     log: logging.Logger,
+    dep=None,
 ):
-    """(store, server): the local blob folder under ``home`` first, then HTTP peers;
-    and the server that shares the local folder (None with ``--listen off``)."""
+    """(store, server, url): the local blob folder under ``home`` first, then HTTP peers
+    (with the endpoints announced on ``dep``'s chain, if it has an endpoints contract);
+    the server that shares the local folder (None with ``--listen off``); and the URL to
+    announce on chain (None with ``--listen off`` or ``--no-announce``)."""
     from fedchain.cli import checks
+    from fedchain.protocol.endpoints import ChainDirectory
     from fedchain.storage.http import BlobServer, HttpBlobStore, Peers
     from fedchain.storage.store import LocalBlobStore, MultiStore
 
     checks.url(public_url, "--public-url")
-    for url in peer:
-        checks.url(url, "--peer")
+    for given in peer:
+        checks.url(given, "--peer")
     local = LocalBlobStore(home / "blobs")
-    peers = Peers(peer, peers_file or peers_file_for(deployment))
-    server = None
+    directory = ChainDirectory(dep) if dep is not None and dep.endpoints is not None else None
+    peers = Peers(peer, peers_file or peers_file_for(deployment), directory=directory)
+    server, url = None, None
     if listen != "off":
         host, _, port = listen.rpartition(":")
         if not host or not port.isdigit():
@@ -245,9 +275,11 @@ def open_store(
         except OSError as e:
             fail(f"cannot serve blobs on {listen}: {e}", EXIT["storage"])
         url = public_url or server.url
-        peers.exclude.add(url.rstrip("/"))
+        peers.exclude.add(url)
         log.info("serving blobs from %s at %s/ipfs/<cid>", local.root, url)
+        if public_url is None and host in ("0.0.0.0", "::"):
+            log.warning("--listen %s without --public-url: other machines cannot reach %s", listen, url)
         if announce:
             peers.announce(url)
             log.info("announced %s in %s", url, peers.file)
-    return MultiStore([local, HttpBlobStore(peers, cache=local)]), server
+    return MultiStore([local, HttpBlobStore(peers, cache=local)]), server, url if announce else None

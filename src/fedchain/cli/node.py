@@ -133,12 +133,12 @@ def run(
 
         if role is Role.trainer:
             # before anything is served, announced or staked (a store that serves nothing)
-            quiet_store = open_store(home, deployment, "off", None, peer, peers_file, False, log)[0]
+            quiet_store = open_store(home, deployment, "off", None, peer, peers_file, False, log, dep)[0]
             _check_data_first(dep, quiet_store, task, fits, log)
             log.info("data: %d examples of shape %s from %s (kept here)", len(y), tuple(x.shape[1:]), data)
             # torch's first training call costs ~2 s: pay it now, beside startup, not in the first commit phase
             threading.Thread(target=_warm_up, args=(x, y, threads), name="warm-up", daemon=True).start()
-        store, server = open_store(home, deployment, listen, public_url, peer, peers_file, announce, log)
+        store, server, url = open_store(home, deployment, listen, public_url, peer, peers_file, announce, log, dep)
         journal = Journal(home / "journal.jsonl")
         common = dict(fedchain=dep.fedchain, account=acct, store=store, journal=journal)
 
@@ -164,6 +164,7 @@ def run(
             task_id=task,
             poll=poll,
             exit_when_done=exit_when_done,
+            endpoint=None if role is Role.watcher else url,  # nobody needs a watcher's blobs
             log=log,
         )
         stop = threading.Event()

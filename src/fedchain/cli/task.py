@@ -123,6 +123,7 @@ def create(
     from fedchain.learning.data import load_dataset
     from fedchain.learning.models import build_model
     from fedchain.learning.train import get_params
+    from fedchain.protocol.endpoints import announce as announce_endpoint
     from fedchain.protocol.evaluation import SponsorEvaluation
     from fedchain.protocol.recipe import Recipe
     from fedchain.protocol.sponsor import create_task
@@ -162,9 +163,11 @@ def create(
     with errors():
         sponsor = resolve_account(account, dev_account, keystore)
         chain, dep, _ = connect(deployment, rpc)
-        store, server = open_store(
-            home, deployment, listen if wait else "off", public_url, peer, peers_file, announce and wait, log
+        store, server, url = open_store(
+            home, deployment, listen if wait else "off", public_url, peer, peers_file, announce and wait, log, dep
         )
+        if url is not None and dep.endpoints is not None:  # before the task: trainers fetch its model from here
+            announce_endpoint(dep.endpoints, sponsor, url, log)
         initial = get_params(build_model(model, tuple(data.input_shape), data.num_classes, seed=seed))
         if wait_for_trainers or wait_for_validators:
             if not wait_for_stakers(dep, wait_for_trainers, wait_for_validators, log):

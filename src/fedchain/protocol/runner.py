@@ -22,6 +22,7 @@ from fedchain.chain import commitments
 from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR, Deployment
 from fedchain.chain.layout import FailReason, describe
 from fedchain.errors import ChainError, ChainUnavailable, FedchainError, Reverted, StorageError
+from fedchain.protocol.endpoints import announce
 from fedchain.protocol.node import Node, RoundView, TaskLog
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.round import Vote
@@ -181,6 +182,8 @@ class NodeRunner:
         Follow this task; by default the newest task, then the next ones.
     exit_when_done : bool
         Return once the task is finished and rewards are withdrawn.
+    endpoint : str, optional
+        This node's blob server URL, announced on chain at start (``protocol.endpoints``).
     """
 
     def __init__(
@@ -195,6 +198,7 @@ class NodeRunner:
         task_id: int | None = None,
         poll: float = 0.2,
         exit_when_done: bool = False,
+        endpoint: str | None = None,
         log: logging.Logger | None = None,
     ):
         self.dep = deployment
@@ -208,6 +212,7 @@ class NodeRunner:
         self.task_id = task_id
         self.poll = poll
         self.exit_when_done = exit_when_done
+        self.endpoint = endpoint
         self.log = log or logging.getLogger(f"fedchain.{ROLE_NAMES[role]}")
         self.quiet = Quiet(self.log)
         self._down_since: float | None = None
@@ -225,6 +230,8 @@ class NodeRunner:
             self.fc.address,
         )
         self._retry(stop, self._settle)
+        if self.endpoint is not None:
+            self._retry(stop, self._announce)
         if self.stake:
             self._retry(stop, lambda: ensure_stake(self.dep, self.account, self.role, self.stake, self.log))
         while not stop.is_set():
@@ -324,6 +331,16 @@ class NodeRunner:
         settle = getattr(self.chain, "settle", None)
         if settle is not None and not settle(self.account.address):
             raise ChainError("transactions sent before the restart are still pending")
+
+    def _announce(self) -> None:
+        """Put this node's blob URL on chain, where nodes on other machines look for it."""
+        if self.dep.endpoints is None:
+            self.log.warning(
+                "this deployment has no endpoints contract: other machines find this node only "
+                "through their --peer options or peers files"
+            )
+            return
+        announce(self.dep.endpoints, self.account, self.endpoint or "", self.log)
 
     def _pick_task(self, stop: threading.Event) -> int | None:
         """The task to follow: ``task_id``, or the newest unfinished one (waiting for one to appear)."""

@@ -21,7 +21,7 @@ from fedchain.learning.models import build_model
 from fedchain.learning.train import flatten, train_local_with_loss
 from fedchain.protocol.availability import KIND_UPDATE
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
-from fedchain.protocol.round import Lineage, Vote
+from fedchain.protocol.round import STORAGE_REASONS, Lineage, Vote
 from fedchain.storage.cid import cid_from_digest, digest_of
 from fedchain.storage.codec import encode_tensors
 from fedchain.storage.merkle import merkle_proof, score_leaf
@@ -228,8 +228,25 @@ class Trainer(Node):
                     continue
             self._claimed.add((t, r))
 
+    def _say_rejected(self, round_id: int, reason: str) -> None:
+        """Tell the operator why the round paid nothing (and cost the liveness penalty):
+        most often, on a network across machines, the validators could not reach this
+        node's blob server."""
+        if not reason.startswith(STORAGE_REASONS):  # the update itself was invalid
+            self.log.info("round %d: the vote rejected this trainer's update: %s", round_id, reason)
+            return
+        self.log.warning(
+            "round %d: the vote rejected this trainer's update (%s): the validators could not fetch an "
+            "intact copy of it; make sure this node's blob server is reachable from their machines "
+            "(--listen, --public-url) and announced (on by default)",
+            round_id,
+            reason,
+        )
+
     def _claim(self, task_id: int, round_id: int, result: dict) -> None:
         lineage = Lineage.from_blob(self.store.get(cid_from_digest(result["model_cid"])))
+        if self.address in lineage.rejected:
+            self._say_rejected(round_id, lineage.rejected[self.address])
         contributors = list(lineage.scores)
         me = next((i for i, (a, _) in enumerate(contributors) if a == self.address), None)
         if me is None or contributors[me][1] == 0:

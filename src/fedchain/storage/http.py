@@ -7,9 +7,13 @@ bytes is logged with the CID and the reason, and the next peer is tried.
 Because the path and the ``application/vnd.ipld.raw`` response are the
 trustless gateway's, any IPFS gateway that holds a blob can be a peer too.
 
-Peers come from configuration: URLs given directly, and a peers file (one URL
-a line) that nodes on one machine append their own URL to. The on-chain
-endpoint registry needs a contract change and is left for later.
+Peers come from three places: URLs given directly, a peers file (one URL a
+line) that nodes on one machine append their own URL to, and a ``Directory`` of
+endpoints learned elsewhere (``fedchain.protocol.endpoints`` reads the ones
+announced on chain, and knows which blob is whose, so a blob's author is asked
+first). A peer that does not answer (connection refused, timed out) is not
+tried again for a while (``Backoff``): a node that went away costs one failed
+request, not one per blob.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ import http.client
 import logging
 import os
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Protocol
 
 from fedchain.errors import BlobCorrupt, BlobNotFound, StorageError
 from fedchain.storage.cid import check, cid_from_digest, digest_of
@@ -155,8 +161,53 @@ class BlobServer:
 # ---------------------------------------------------------------- peers
 
 
+class Directory(Protocol):
+    """Endpoints learned outside the configuration (e.g. announced on chain)."""
+
+    def authors(self, cid: str) -> list[str]:
+        """The endpoints of whoever wrote ``cid`` (best asked first)."""
+        ...
+
+    def everyone(self) -> list[str]:
+        """Every endpoint worth asking for a blob whose author is unknown."""
+        ...
+
+
+class Backoff:
+    """Peers that did not answer, skipped for a while.
+
+    A peer that refuses the connection or times out is skipped for ``base``
+    seconds, twice as long after each further failure in a row, at most
+    ``cap``; any answer (a 404 too) clears it. Without this, a node that went
+    away (a stale line in the peers file, a stopped machine) would cost every
+    lookup a failed request, up to a full timeout each.
+    """
+
+    def __init__(self, base: float = 5.0, cap: float = 300.0):
+        self.base, self.cap = base, cap
+        self._failures: dict[str, int] = {}
+        self._until: dict[str, float] = {}
+
+    def dead(self, url: str) -> bool:
+        return time.monotonic() < self._until.get(url, 0.0)
+
+    def failed(self, url: str, reason: str) -> None:
+        n = self._failures.get(url, 0) + 1
+        delay = min(self.cap, self.base * 2 ** (n - 1))
+        self._failures[url] = n
+        self._until[url] = time.monotonic() + delay
+        log.warning("peer %s unreachable (%s): not tried again for %g s", url, reason, delay)
+
+    def answered(self, url: str) -> None:
+        if self._failures.pop(url, None) is not None:
+            self._until.pop(url, None)
+            log.info("peer %s answers again", url)
+
+
 class Peers:
-    """The blob servers a node knows: URLs from configuration plus a peers file.
+    """The blob servers a node knows: a blob's authors (from ``directory``), URLs from
+    configuration, a peers file, then everyone else ``directory`` knows; less any
+    that ``backoff`` says are down.
 
     The file is read again on every lookup, so nodes that start later are found;
     ``announce`` appends a URL with one ``O_APPEND`` write (atomic for a short
@@ -165,26 +216,44 @@ class Peers:
     Parameters
     ----------
     urls : iterable of str
-        Peer base URLs, e.g. ``http://10.0.0.5:8701``; tried first, in order.
+        Peer base URLs, e.g. ``http://10.0.0.5:8701``; tried in order, after the blob's authors.
     file : Path, optional
         A peers file, one URL a line (``#`` starts a comment).
     exclude : iterable of str
         URLs never to use (this node's own server).
+    directory : Directory, optional
+        Endpoints announced elsewhere (on chain).
+    backoff : Backoff, optional
+        Which peers are skipped for now (default: a fresh ``Backoff()``).
     """
 
-    def __init__(self, urls: Iterable[str] = (), file: Path | None = None, exclude: Iterable[str] = ()):
+    def __init__(
+        self,
+        urls: Iterable[str] = (),
+        file: Path | None = None,
+        exclude: Iterable[str] = (),
+        directory: Directory | None = None,
+        backoff: Backoff | None = None,
+    ):
         self.urls = [_normal(u) for u in urls]
         self.file = Path(file) if file else None
         self.exclude = {_normal(u) for u in exclude}
+        self.directory = directory
+        self.backoff = backoff or Backoff()
 
-    def __call__(self) -> list[str]:
-        found = list(self.urls)
+    def __call__(self, cid: str | None = None) -> list[str]:
+        """The peers to ask for ``cid`` (any blob if None), best first."""
+        directory = self.directory
+        found = _known(directory.authors(cid)) if directory is not None and cid else []
+        found += self.urls
         if self.file is not None and self.file.exists():
             for line in self.file.read_text().splitlines():
                 line = line.split("#", 1)[0].strip()
                 if line:
                     found.append(_normal(line))
-        return [u for u in dict.fromkeys(found) if u not in self.exclude]
+        if directory is not None:
+            found += _known(directory.everyone())
+        return [u for u in dict.fromkeys(found) if u not in self.exclude and not self.backoff.dead(u)]
 
     def announce(self, url: str) -> None:
         """Add ``url`` to the peers file (once)."""
@@ -207,6 +276,17 @@ def _normal(url: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise StorageError(f"peer URL {url!r} must start with http:// or https://")
     return url
+
+
+def _known(urls: list[str]) -> list[str]:
+    """A directory's URLs, normalised; a malformed one (nobody here typed it) is skipped."""
+    good = []
+    for url in urls:
+        try:
+            good.append(_normal(url))
+        except StorageError as e:
+            log.debug("skipping a directory's peer: %s", e)
+    return good
 
 
 # ---------------------------------------------------------------- client
@@ -246,7 +326,7 @@ class HttpBlobStore:
         """
         cid = cid_from_digest(digest_of(cid))  # malformed CIDs fail here, before any request
         failures = []
-        for url in self.peers():
+        for url in self.peers(cid):
             try:
                 data = self._fetch(url, cid)
             except BlobNotFound:
@@ -271,7 +351,7 @@ class HttpBlobStore:
     def has(self, cid: str) -> bool:
         """Whether some peer says it holds ``cid`` (a HEAD request; bytes are checked on ``get``)."""
         cid = cid_from_digest(digest_of(cid))
-        for url in self.peers():
+        for url in self.peers(cid):
             try:
                 with self._open(url, cid, "HEAD"):
                     return True
@@ -281,16 +361,21 @@ class HttpBlobStore:
 
     def _open(self, url: str, cid: str, method: str = "GET"):
         req = urllib.request.Request(f"{url}/ipfs/{cid}", method=method, headers={"Accept": RAW})
+        backoff = self.peers.backoff
         try:
-            return urllib.request.urlopen(req, timeout=self.timeout)
+            resp = urllib.request.urlopen(req, timeout=self.timeout)
         except urllib.error.HTTPError as e:
             e.close()
+            backoff.answered(url)
             if e.code in (404, 410):
                 raise BlobNotFound(f"{url} does not hold {cid}") from None
             raise StorageError(f"HTTP {e.code}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-            reason = getattr(e, "reason", e)
+            reason = str(getattr(e, "reason", e))
+            backoff.failed(url, reason)
             raise StorageError(f"unreachable ({reason})") from None
+        backoff.answered(url)
+        return resp
 
     def _fetch(self, url: str, cid: str) -> bytes:
         with self._open(url, cid) as resp:
@@ -299,7 +384,10 @@ class HttpBlobStore:
                 raise StorageError(f"refused: {declared} bytes is over the {MAX_BLOB_BYTES}-byte limit")
             try:
                 data = resp.read(MAX_BLOB_BYTES + 1)
-            except (OSError, ValueError, http.client.HTTPException) as e:
+            except OSError as e:  # timed out or cut off mid-blob: as good as down
+                self.peers.backoff.failed(url, f"read failed: {e!r}")
+                raise StorageError(f"read failed ({e!r})") from None
+            except (ValueError, http.client.HTTPException) as e:
                 raise StorageError(f"read failed ({e!r})") from None
         if len(data) > MAX_BLOB_BYTES:
             raise StorageError(f"refused: more than {MAX_BLOB_BYTES} bytes")
