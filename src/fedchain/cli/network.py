@@ -98,6 +98,8 @@ def up(
     model: Annotated[str, typer.Option(help="logreg | mlp | cnn.")] = "mlp",
     partition: Annotated[str, typer.Option(help="iid | dirichlet | pathological.")] = "iid",
     rule: Annotated[str, typer.Option(help="Aggregation rule.")] = "fedavg",
+    epochs: Annotated[int, typer.Option(help="Local epochs per round.")] = 2,
+    lr: Annotated[float, typer.Option(help="Local SGD learning rate.")] = 0.1,
     folder: Annotated[
         Path, typer.Option("--dir", help="Folder for the deployment, data, logs/ and every node's home.")
     ] = Path("network"),
@@ -125,6 +127,8 @@ def up(
     for flag, value, low in (
         ("--validators", validators, 1),
         ("--rounds", rounds, 1),
+        ("--epochs", epochs, 1),
+        ("--lr", lr, 0),
         ("--phase-blocks", phase_blocks, 2),
         ("--block-time", block_time, 0.1),
     ):
@@ -164,6 +168,7 @@ def up(
         blocks = str(phase_blocks)
         procs.start("sponsor", "task", "create", "--dev-account", "1", "--home", "sponsor",
                     "--rounds", str(rounds), "--dataset", dataset, "--model", model, "--rule", rule,
+                    "--epochs", str(epochs), "--lr", str(lr),
                     "--test", "data/test.npz", "--pool", "300",
                     "--trainers-per-round", str(trainers), "--validators-per-round", str(validators),
                     "--wait-for-trainers", str(trainers), "--wait-for-validators", str(validators),
