@@ -292,6 +292,12 @@ def test_trainer_killed_after_commit_reveals_when_restarted_and_is_slashed_when_
     log = net.log("trainer-0")
     assert "round 0: revealed" in log and "claimed" in log
     assert all(net.alive(n) for n in nodes if n != "trainer-1")
+    # trainer-1, started again after the round, is told what it lost, why and what to do
+    net.trainer(1, 3)
+    told = net.wait_for(lambda: "slashed" in net.log("trainer-1").split("stake: ")[-1], 60, "trainer-1 to be told")
+    assert told and "for commit not revealed" in net.log("trainer-1") and "reveal phase" in net.log("trainer-1")
+    st = status_json(net)
+    assert next(n for n in st["nodes"] if n["address"] == gone)["slashed_for"] == ["commit not revealed"]
 
 
 def test_validator_killed_mid_round_leaves_a_quorum_and_the_next_round_proceeds(procnet):
@@ -348,6 +354,13 @@ def test_a_peer_serving_corrupt_blobs_is_caught_and_nothing_crashes(procnet):
     # the trainer whose update nobody could fetch intact is told so, and what to check
     told = net.wait_for(lambda: "rejected this trainer's update" in net.log("trainer-1"), 30, "trainer-1 to be told")
     assert told and "round 0" in net.log("trainer-1") and "--public-url" in net.log("trainer-1")
+    # and `fedchain status` shows why, by node, from the round's model blob (read from the sponsor)
+    st = status_json(net)
+    why = st["rounds"][0]["rejections"][net.address("trainer-1")]
+    assert why.startswith("unavailable") or "CID" in why, why
+    node = next(n for n in st["nodes"] if n["address"] == net.address("trainer-1"))
+    assert node["rejected"] == [{"round": 0, "reason": why}]
+    assert "Rejected updates" in net.run("status")
 
 
 def test_nodes_ride_out_a_chain_restart_from_saved_state(procnet):

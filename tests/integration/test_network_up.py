@@ -60,6 +60,20 @@ def test_network_up_prints_accuracy_each_round_and_ctrl_c_stops_every_process(tm
         accuracy = [r["accuracy"] for r in rounds]
         assert min(accuracy) > 0.2 and accuracy[-1] > 0.6, accuracy  # ten classes: chance is 0.1
 
+        # `status --watch` draws the status again as blocks arrive, until Ctrl-C
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "fedchain", "status", "--watch", "--deployment", str(folder / "deployment.json")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        time.sleep(8)  # its start (~3 s), then a block every 0.5 s
+        watch.send_signal(signal.SIGINT)
+        drawn, _ = watch.communicate(timeout=30)
+        assert watch.returncode == 0 and "Traceback" not in drawn, drawn[-3000:]
+        assert drawn.count("Rounds") >= 2, drawn.count("Rounds")
+
         pids = {n: int(p) for n, p in (line.split() for line in (folder / "pids.txt").read_text().splitlines())}
         assert {"chain", "sponsor", "watcher", "trainer-2", "validator-1"} <= set(pids)
         # setup steps exit, and so does the sponsor once its task is done; the chain and nodes stay up

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from fedchain.chain.layout import FailReason, SlashReason, describe
-from fedchain.cli._common import DeploymentOpt, RpcOpt, connect, errors, fmt_tokens
+from fedchain.cli._common import DeploymentOpt, PeerOpt, RpcOpt, connect, errors, fmt_tokens
 
 ROLES = {0: "-", 1: "trainer", 2: "validator"}
 
@@ -17,8 +18,13 @@ ROLES = {0: "-", 1: "trainer", 2: "validator"}
 def status(
     task: Annotated[int | None, typer.Option(help="Task to show (default: the newest).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Show it again at every new block, until Ctrl-C.")] = False,
     deployment: DeploymentOpt = Path("deployment.json"),
     rpc: RpcOpt = None,
+    peer: PeerOpt = [],
+    blobs: Annotated[
+        list[Path], typer.Option("--blobs", help="Local blob folder, repeatable; tried before HTTP peers.")
+    ] = [],
 ) -> None:
     """Show a task, its rounds, and every node's stake, rewards and slashes.
 
@@ -26,20 +32,59 @@ def status(
     votes and outcome, and the finalized model's accuracy and loss on the
     sponsor's test data where the sponsor published them (`task create --test`);
     per node its stake, the rewards it claimed, what it withdrew, what is
-    pending, and what was slashed. Read from the chain's events
-    and storage: needs no account.
+    pending, and what was slashed and why; each rejected update with the reason
+    its round's model blob records (fetched from the peers, checked against its
+    CID). Read from the chain's events and storage: needs no account.
     """
+    from fedchain.cli import checks
+
+    checks.url(rpc, "--rpc")
+    for url in peer:
+        checks.url(url, "--peer")
     with errors():
         chain, dep, info = connect(deployment, rpc)
-        report = collect(dep, task)
-    if as_json:
-        typer.echo(json.dumps(report, indent=2))
-    else:
-        render(report)
+        store = blob_reader(dep, deployment, peer, blobs)
+        try:
+            show(chain, dep, task, store, as_json, watch)
+        except KeyboardInterrupt:  # how --watch ends
+            return
 
 
-def collect(dep, task_id: int | None) -> dict:
-    """Everything ``status`` shows, as plain data."""
+def show(chain, dep, task: int | None, store, as_json: bool, watch: bool) -> None:
+    """The status once, or (``watch``) again at every new block."""
+    shown = -1
+    while True:
+        block = chain.block_number()
+        if block != shown:
+            report = collect(dep, task, store)
+            if as_json:
+                typer.echo(json.dumps(report, indent=2))
+            else:
+                if watch:
+                    typer.echo("\x1b[2J\x1b[H", nl=False)  # clear the terminal, cursor home
+                render(report)
+            shown = block
+        if not watch:
+            return
+        time.sleep(0.25)
+
+
+def blob_reader(dep, deployment: Path, peer: list[str], folders: list[Path]):
+    """Where status reads model blobs: --blobs folders, --peer, the peers file, and the
+    endpoints announced on chain. Every blob is checked against its CID."""
+    from fedchain.cli._common import peers_file_for
+    from fedchain.protocol.endpoints import ChainDirectory
+    from fedchain.storage.http import HttpBlobStore, Peers
+    from fedchain.storage.store import LocalBlobStore, MultiStore
+
+    directory = ChainDirectory(dep) if dep.endpoints is not None else None
+    http = HttpBlobStore(Peers(peer, peers_file_for(deployment), directory=directory))
+    return MultiStore([*(LocalBlobStore(f) for f in folders), http])
+
+
+def collect(dep, task_id: int | None, store=None) -> dict:
+    """Everything ``status`` shows, as plain data; with a blob ``store``, each rejected
+    update's reason too (from its round's model blob)."""
     fc = dep.fedchain
     block = fc.chain.block_number()
     events = fc.events(dep.block)
@@ -70,11 +115,19 @@ def collect(dep, task_id: int | None) -> dict:
             n = node(a["node"])
             n["slashed"] += a["amount"]
             n["slashes"] += 1
+            n.setdefault("slashed_for", []).append(describe(SlashReason, a["reason"]))
+            node(a["reporter"]).setdefault("reported", 0)
+            nodes[a["reporter"]]["reported"] += 1
+        elif e.name == "Challenged":
+            node(a["challenger"]).setdefault("challenges", 0)
+            nodes[a["challenger"]]["challenges"] += 1
         elif e.name == "PayoutWithdrawn":
             node(a["node"])["withdrawn"] += a["amount"]
     for addr, n in nodes.items():
         s = fc.call("stakes", addr)
         n["role"], n["stake"] = ROLES.get(s["role"], str(s["role"])), s["active"]
+        if s["role"] == 0 and (n.get("reported") or n.get("challenges")):
+            n["role"] = "watcher"  # no stake: it only reports and challenges
         n["payout_pending"] = fc.call("payouts", addr)
     out["slashes"] = [
         {
@@ -172,10 +225,36 @@ def collect(dep, task_id: int | None) -> dict:
     }
     out["rounds"] = [rounds[k] for k in sorted(rounds)]
     add_reports(dep, task_id, t["sponsor"], out["rounds"])
+    if store is not None:
+        add_rejections(store, out["rounds"], node)
     out["nodes"] = sorted(nodes.values(), key=lambda n: (n["role"], n["address"]))
     for n in out["nodes"]:
         n["rounds"] = {str(k): v for k, v in sorted(n.get("rounds", {}).items())}
     return out
+
+
+_REJECTED: dict[str, dict[str, str]] = {}  # model CID -> its lineage's rejected updates (blobs never change)
+
+
+def add_rejections(store, rounds: list[dict], node) -> None:
+    """Each finalized round's rejected updates with their reasons, as its model blob's
+    lineage records them (the blob checked against the CID on chain); also per node."""
+    from fedchain.errors import FedchainError
+    from fedchain.protocol.round import Lineage
+
+    for r in rounds:
+        if r["status"] != "finalized" or not r["rejected"]:
+            continue
+        cid = str(r["model_cid"])
+        if cid not in _REJECTED:
+            try:
+                _REJECTED[cid] = dict(Lineage.from_blob(store.get(r["model_cid"])).rejected)
+            except FedchainError as e:
+                r["rejections"] = f"unknown: model blob {cid} not read ({e})"
+                continue
+        r["rejections"] = _REJECTED[cid]
+        for who, why in _REJECTED[cid].items():
+            node(who).setdefault("rejected", []).append({"round": r["round"], "reason": why})
 
 
 def add_reports(dep, task_id: int, sponsor: str, rounds: list[dict]) -> None:
@@ -266,6 +345,18 @@ def render(report: dict) -> None:
             last,
         )
     console.print(nodes)
+    rejected = [(r["round"], who, why) for r in report["rounds"] if isinstance(r.get("rejections"), dict)
+                for who, why in r["rejections"].items()]  # fmt: skip
+    unread = [r for r in report["rounds"] if isinstance(r.get("rejections"), str)]
+    if rejected or unread:
+        rj = Table(title="Rejected updates (reasons from each round's model blob)")
+        for col in ("round", "trainer", "reason"):
+            rj.add_column(col)
+        for rnd, who, why in rejected:
+            rj.add_row(str(rnd), short(who), why)
+        for r in unread:
+            rj.add_row(str(r["round"]), f"{r['rejected']} updates", r["rejections"])
+        console.print(rj)
     if report["slashes"]:
         sl = Table(title="Slashes")
         for col in ("block", "node", "amount", "reason", "reporter"):

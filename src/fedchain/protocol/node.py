@@ -74,8 +74,10 @@ class TaskLog:
     on a task that does not exist).
     """
 
-    def __init__(self, fedchain: Contract, task_id: int, from_block: int = 0):
+    def __init__(self, fedchain: Contract, task_id: int, from_block: int = 0, me: str | None = None):
         self.fc = fedchain
+        self.me = me  # an address whose slashes (events of no task) are kept in ``slashed``
+        self.slashed: list[Event] = []
         self.task_id = task_id
         self.cursor = from_block
         self._seen: set[tuple[int, int]] = set()
@@ -94,7 +96,13 @@ class TaskLog:
         head = self.fc.chain.block_number()
         for e in self.fc.events(self.cursor, head):
             key = (e.block, e.log_index)
-            if key in self._seen or e.args.get("task_id") != self.task_id:
+            if key in self._seen:
+                continue
+            if e.name == "Slashed" and e.args["node"] == self.me and self.created:
+                self._seen.add(key)
+                self.slashed.append(e)
+                continue
+            if e.args.get("task_id") != self.task_id:
                 continue
             self._seen.add(key)
             if not self.created:
@@ -277,7 +285,7 @@ class Node:
     def task(self, task_id: int) -> TaskLog:
         """The node's event log of a task, brought up to the chain's head."""
         if task_id not in self._tasks:
-            self._tasks[task_id] = TaskLog(self.fc, task_id)
+            self._tasks[task_id] = TaskLog(self.fc, task_id, me=self.address)
         return self._tasks[task_id].poll()
 
     def weight(self, role: int, view: RoundView) -> int:

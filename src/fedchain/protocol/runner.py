@@ -20,7 +20,7 @@ from eth_account.signers.local import LocalAccount
 
 from fedchain.chain import commitments
 from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR, Deployment
-from fedchain.chain.layout import FailReason, describe
+from fedchain.chain.layout import FailReason, SlashReason, describe
 from fedchain.errors import ChainError, ChainUnavailable, FedchainError, Reverted, StorageError
 from fedchain.protocol.endpoints import announce
 from fedchain.protocol.node import Node, RoundView, TaskLog
@@ -53,6 +53,20 @@ class Quiet:
             self.log.log(level, "%s", text)
 
 
+SLASH_ADVICE = {
+    SlashReason.MISSING_REVEAL: "keep the node running through the reveal phase; restarted with the same --home, "
+    "it reveals from its journal",
+    SlashReason.EQUIVOCATION: "never run two nodes with one account",
+    SlashReason.REJECTED: "the update failed the validators' checks (the rejection is logged above); check --data "
+    "and the recipe",
+    SlashReason.WRONG_VOTE: "this validator voted for a result the round proved wrong; run the release every "
+    "validator runs",
+    SlashReason.ABSENT: "a validator that joins a committee must vote: keep it running through the vote phase",
+    SlashReason.WITHHELD: "keep serving blobs (--listen, --public-url reachable by others) until the round's "
+    "challenge window ends",
+}
+
+
 class Narrator:
     """Logs what a node sees on chain: rounds opening, phase changes with what
     happened in the last phase, round outcomes, the task finishing."""
@@ -62,6 +76,7 @@ class Narrator:
         self._phase: dict[int, str] = {}
         self._outcomes: set[int] = set()
         self._finished = False
+        self._slashes = 0  # of the node's own slashes, how many were told
 
     def report(self, tl: TaskLog, block: int) -> None:
         for r in sorted(tl.rounds):
@@ -87,6 +102,17 @@ class Narrator:
             if phase != self._phase[r]:
                 self._phase[r] = phase
                 self._phase_changed(tl, v, phase, block)
+        for e in tl.slashed[self._slashes :]:
+            why = SlashReason(e.args["reason"])
+            self.log.warning(
+                "slashed %s tokens of stake at block %d for %s (reported by %s): %s",
+                tokens(e.args["amount"]),
+                e.block,
+                why.describe(),
+                e.args["reporter"],
+                SLASH_ADVICE[why],
+            )
+        self._slashes = len(tl.slashed)
         if tl.finished and not self._finished:
             self._finished = True
             self.log.info("task %d finished", tl.task_id)
