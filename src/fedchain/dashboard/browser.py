@@ -10,6 +10,7 @@ evaluate JavaScript, wait for a condition, take a screenshot.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -57,6 +58,7 @@ class Browser:
             args.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._ids = itertools.count(1)
+        self._stack = contextlib.ExitStack()  # the WebSocket, closed with the browser
         try:
             self.ws = self._connect()
             self.call("Page.enable")
@@ -77,7 +79,7 @@ class Browser:
         port = int(port_file.read_text().split()[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
             pages = [t for t in json.load(r) if t["type"] == "page"]
-        return connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        return self._stack.enter_context(connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=10))
 
     def call(self, method: str, **params: Any) -> dict:
         """Send one DevTools command and return its result (events in between are dropped)."""
@@ -123,9 +125,7 @@ class Browser:
         return Path(path)
 
     def close(self) -> None:
-        ws = getattr(self, "ws", None)
-        if ws is not None:
-            ws.close()
+        self._stack.close()
         self.proc.terminate()
         try:
             self.proc.wait(10)

@@ -154,9 +154,9 @@ def build(
             }
             n["slashes"].append(s)
             history(a["node"], None, None, f"slashed ({s['reason']})", e.block, a["amount"])
-            for task_id, tr in last_round.items():  # the round whose blocks it falls in, in each running task
+            for task_id in last_round:  # a slash names no round: the one it falls in, in each running task
                 if not tasks[task_id]["finished"]:
-                    tr["slashes"].append(s)
+                    _slashed_in(rounds[task_id], last_round[task_id], e.block)["slashes"].append(s)
         elif e.name == "PayoutWithdrawn":
             _node(nodes, a["node"])["withdrawn"] += a["amount"]
             history(a["node"], None, None, "withdrew", e.block, a["amount"])
@@ -209,6 +209,12 @@ def build(
         "tasks": [tasks[k] for k in sorted(tasks)],
         "nodes": sorted(nodes.values(), key=lambda n: (n["role"], n["address"])),
     }
+
+
+def _slashed_in(rounds: dict[int, dict], last: dict, block: int) -> dict:
+    """The round decided in the slash's block (a revert slashes its voters as it opens the
+    next round), else the round open then."""
+    return next((rd for rd in rounds.values() if rd.get("decided") == block), last)
 
 
 def _round_event(rd: dict, e: Event, history) -> None:

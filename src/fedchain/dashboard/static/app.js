@@ -65,6 +65,7 @@ async function draw(status) {
   $("nodes").hidden = !!node;
   if (node) drawNode(node);
   document.body.dataset.version = status.version;
+  if (!document.body.dataset.drawnMs) document.body.dataset.drawnMs = performance.now().toFixed(1);  // benchmarks/dashboard
 }
 
 function facts(id, pairs) {
