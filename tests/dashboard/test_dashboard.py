@@ -224,3 +224,52 @@ def test_bad_options_get_one_line(tmp_path):
     assert r.exit_code == 2 and "--sim" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["dashboard", "--deployment", str(tmp_path / "none.json"), "--blobs", str(tmp_path)])
     assert r.exit_code != 0 and "no deployment file" in r.output and "Traceback" not in r.output
+
+
+@needs_chromium
+@pytest.mark.anvil
+def test_the_page_shows_a_round_finalizing_on_a_live_chain(tmp_path):
+    """Against anvil over JSON-RPC, blobs from a peer's HTTP server: one more round is played
+    while the page is open, and its row turns finalized without a reload."""
+    from fedchain.chain.anvil import Anvil
+    from fedchain.chain.rpc import RpcChain
+    from fedchain.errors import ChainError
+    from fedchain.sim.network import SimConfig, build_network, play_round
+    from fedchain.storage.http import BlobServer, HttpBlobStore, Peers
+
+    try:
+        anvil = Anvil()
+    except ChainError as e:
+        pytest.skip(str(e))
+    with anvil:
+        # on anvil every transaction mines a block: phases must outlast a round's transactions
+        cfg = SimConfig(
+            trainers=3, validators=2, rounds=2, model="logreg", epochs=1, seed=6, out=tmp_path, phase_blocks=19
+        )
+        net = build_network(cfg, chain=RpcChain(anvil.url))
+        assert play_round(net).finalized
+        deployment = tmp_path / "deployment.json"
+        net.deployment.save(deployment, rpc=anvil.url)
+        other = tmp_path / "other-chain.json"
+        other.write_text(json.dumps({**json.loads(deployment.read_text()), "chain_id": 5}))
+        blobs = BlobServer(net.store, "127.0.0.1", 0).start()
+        store = HttpBlobStore(Peers([blobs.url]))
+        try:
+            with Served(LiveHistory(None, deployment, store)) as d, Browser() as b:
+                b.goto(d.url)
+                b.wait_for(SHOWN)
+                assert b.eval("document.querySelectorAll('#rounds tbody tr[data-status=finalized]').length") == 1
+                play_round(net)
+                b.wait_for("document.querySelectorAll('#rounds tbody tr[data-status=finalized]').length == 2", 15)
+                lineage = b.eval("document.querySelectorAll('#lineage-list li').length")
+                b.screenshot(tmp_path / "live.png")
+                block = net.chain.block_number()
+                shown = b.wait_for(f"document.getElementById('source').textContent.includes('block {block}')", 5)
+                caption = b.eval("document.getElementById('accuracy-caption').textContent")
+            with Served(LiveHistory(None, other, store)) as d:
+                wrong = d.api("api/status")["errors"]
+        finally:
+            blobs.stop()
+    assert lineage == 2 and shown
+    assert "No evaluation published" in caption or "the sponsor" in caption  # the sponsor's, where it publishes
+    assert wrong and "deployment is for chain 5" in wrong[0] and anvil.url in wrong[0]
