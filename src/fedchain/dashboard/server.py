@@ -124,7 +124,7 @@ class LiveHistory:
             evaluations[t] = {
                 r["round"]: {k: r[k] for k in ("accuracy", "loss") if k in r} | {"source": "the sponsor, on chain"}
                 for r in report["rounds"]
-                if "accuracy" in r
+                if r.get("accuracy") is not None  # None, or no key at all: no evaluation published
             }
         return {
             "events": events,

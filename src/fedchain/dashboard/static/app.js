@@ -92,11 +92,11 @@ function drawTask(t, rounds, lineage) {
 }
 
 function drawAccuracy(rounds) {
-  const pts = rounds.filter((r) => r.evaluation && r.evaluation.accuracy !== undefined)
+  const pts = rounds.filter((r) => r.evaluation && r.evaluation.accuracy != null)
     .map((r) => [r.round, r.evaluation.accuracy, r.evaluation.loss]);
   fill("accuracy-table", h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "round"),
     h("th", { scope: "col" }, "accuracy"), h("th", { scope: "col" }, "loss"))),
-  h("tbody", {}, pts.map(([r, a, l]) => h("tr", {}, h("td", {}, r), h("td", {}, a.toFixed(4)), h("td", {}, l === undefined ? "-" : l.toFixed(4))))));
+  h("tbody", {}, pts.map(([r, a, l]) => h("tr", {}, h("td", {}, r), h("td", {}, a.toFixed(4)), h("td", {}, l == null ? "-" : l.toFixed(4))))));
   if (!pts.length) {
     fill("accuracy-chart");
     fill("accuracy-caption", "No evaluation published for this task.");
