@@ -22,3 +22,10 @@ if [ ! -x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil ]; then
     command -v npm >/dev/null || { echo "npm is needed for anvil (the local EVM node): install Node.js 20" >&2; exit 1; }
     npm install --no-audit --no-fund --silent
 fi
+
+# headless Chromium for the dashboard's browser tests (Debian's package; a browser that
+# downloads itself does not work everywhere). Only where it is missing and apt-get exists.
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null && command -v apt-get >/dev/null; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null
+fi

@@ -22,6 +22,7 @@ COMMANDS = {
     "status": ("fedchain.cli.status", "status"),
     "audit": ("fedchain.cli.audit", "audit"),
     "model": ("fedchain.cli.model", "app"),
+    "dashboard": ("fedchain.cli.dashboard", "dashboard"),
     "network": ("fedchain.cli.network", "app"),
     "bench": ("fedchain.cli.bench", "app"),
 }
@@ -41,6 +42,7 @@ SHORT = {
     "status": "A task's rounds and every node's stake, rewards, slashes.",
     "audit": "Verify a task's whole history from the chain and the blobs.",
     "model": "Take a task's model: a safetensors file, or its accuracy.",
+    "dashboard": "A web page showing tasks live, from the chain and blobs alone.",
     "network": "A whole local network in one command, one process a node.",
     "bench": "Benchmarks (results under benchmarks/).",
 }

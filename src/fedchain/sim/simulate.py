@@ -112,6 +112,7 @@ def run(
     try:
         for _ in range(cfg.rounds):
             rounds.append(round_row(net, play_round(net, stop)))
+            save_chain(net.deployment, out / "chain", net.task_id)  # so far: `fedchain dashboard --sim` follows it
             if on_round:
                 on_round(rounds[-1])
     except Stopped as e:
