@@ -264,7 +264,16 @@ def test_the_node_ignores_a_tasks_events_from_before_its_creation():
 
     ghosts = [ev("RoundFailed", 3, round_id=0, reason=1), ev("TaskFinished", 3)]
     real = [
-        ev("TaskCreated", 5),
+        ev(
+            "TaskCreated",
+            5,
+            sponsor="0x0",
+            recipe_hash=ZERO32,
+            model_root=ZERO32,
+            model_cid=ZERO32,
+            num_rounds=1,
+            pool=0,
+        ),
         ev(
             "RoundOpened",
             5,
