@@ -72,7 +72,8 @@ def simulate(
         str,
         typer.Option(
             help="Contribution score: cosine (agreement with the aggregate) | validation (gain on the "
-            "validators' root set)."
+            "validators' root set) | innovation (root-set gain of what the update adds to the last "
+            "rounds' public updates)."
         ),
     ] = D.score,
     colluders: Annotated[

@@ -55,6 +55,7 @@ from fedchain.protocol.round import (
     compute_round,
     in_reveal_order,
     previous_update,
+    public_span,
 )
 from fedchain.protocol.sponsor import task_recipe
 from fedchain.storage.cid import cid_from_digest
@@ -537,8 +538,11 @@ class Auditor:
             if uses_prev_update(self.recipe.rule)
             else None
         )
+        public = (
+            public_span(model, self.store, param_shapes(self.template)) if self.recipe.score == "innovation" else None
+        )
         return aggregate_round(
-            self.task_id, r, model, revealed, updates, samples, reasons, self.recipe, self.template, prev
+            self.task_id, r, model, revealed, updates, samples, reasons, self.recipe, self.template, prev, public
         )
 
     def _check_result(self, r: int, who: str, got: dict, result: RoundResult) -> None:

@@ -94,7 +94,7 @@ class Recipe:
     num_classes: int = 10
     rule: str = "fedavg"
     rule_params: Mapping[str, Any] = field(default_factory=RuleParams)
-    score: str = "cosine"  # "cosine" or "validation" (fedchain.protocol.root_set)
+    score: str = "cosine"  # "cosine", "validation" or "innovation" (fedchain.protocol.root_set)
     root_set_size: int = 100  # validators' root set, drawn from the held-out split
     data_seed: int = 0  # seed of the train/test split and of the root set draw
     epochs: int = 1

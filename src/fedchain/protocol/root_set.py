@@ -22,12 +22,13 @@ import numpy as np
 
 from fedchain.errors import LearningError
 from fedchain.learning import exact
+from fedchain.learning.innovation import innovation_scores
 from fedchain.learning.scoring import scores as cosine_scores
 from fedchain.learning.validation_score import root_indices, validation_scores
 from fedchain.learning.validation_score import root_update as _root_update
 from fedchain.protocol.recipe import Recipe
 
-SCORES = ("cosine", "validation")
+SCORES = ("cosine", "validation", "innovation")
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,18 @@ def round_scores(
     aggregate: np.ndarray,
     template: Mapping[str, np.ndarray],
     seats: Sequence[int] | None = None,
+    public: Sequence[np.ndarray] = (),
 ) -> list[int]:
-    """Each accepted update's score under the recipe's rule ("cosine" or "validation");
-    ``seats`` (basis points, one seat each if omitted) only matter to the validation score."""
+    """Each accepted update's score under the recipe's rule ("cosine", "validation" or
+    "innovation"); ``seats`` (basis points, one seat each if omitted) matter to the root-set
+    scores, ``public`` (``round.public_span``) to the innovation score only."""
     if recipe.score == "cosine":
         return cosine_scores(updates, aggregate)
     if recipe.score == "validation":
         return validation_round_scores(recipe, parent_q, updates, template, seats)
+    if recipe.score == "innovation":
+        rs = root_set(recipe)
+        return innovation_scores(recipe.model, parent_q, updates, public, template, rs.xq, rs.y, seats)
     raise LearningError(f"unknown score {recipe.score!r}; choose one of {list(SCORES)}")
 
 

@@ -143,11 +143,16 @@ class Lineage:
     rule: str | None = None
     distances: Mapping[str, str] | None = None  # {"cid": ..., "root": hex}
     recipe: str | None = None  # the initial model's: the recipe's bytes, decoded
+    # under the innovation score: the accepted updates' CIDs in reveal order, the next
+    # round's public span (``public_span``); absent otherwise, so other blobs keep their names
+    updates: tuple[str, ...] | None = None
 
     def to_json(self) -> str:
         d = asdict(self)
         d = {k: v for k, v in d.items() if v is not None or k == "parent"}
         d["scores"] = [list(s) for s in self.scores]
+        if self.updates is not None:
+            d["updates"] = list(self.updates)
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -161,6 +166,9 @@ class Lineage:
                 raise TypeError("parent is not a CID")
             if not isinstance(rejected, dict) or (distances is not None and not isinstance(distances, dict)):
                 raise TypeError("rejected and distances must be objects")
+            updates = d.get("updates")
+            if updates is not None and not (isinstance(updates, list) and all(isinstance(c, str) for c in updates)):
+                raise TypeError("updates must be a list of CIDs")
             # the conversions the readers of lineages have always made
             scores = tuple((str(a), int(s)) for a, s in d["scores"])
             return cls(
@@ -172,6 +180,7 @@ class Lineage:
                 d.get("rule"),
                 None if distances is None else {"cid": str(distances["cid"]), "root": str(distances["root"])},
                 d.get("recipe"),
+                None if updates is None else tuple(updates),
             )
         except (ValueError, KeyError, TypeError) as e:
             raise LineageError(f"malformed model lineage: {type(e).__name__}: {e}") from None
@@ -265,6 +274,7 @@ def aggregate_round(
     recipe: Recipe,
     template: dict[str, np.ndarray],
     prev_update: np.ndarray | None = None,
+    public: list[np.ndarray] | None = None,
 ) -> RoundResult:
     """The round's result from the checked updates: the new model (the recipe's rule from
     ``model``), its blob with the lineage in its metadata, each reveal's score and the
@@ -273,7 +283,8 @@ def aggregate_round(
     ``revealed`` is in reveal-index order; ``updates`` and ``samples`` hold the accepted
     ones and ``reasons`` the rejected ones, as ``check_updates`` returns them.
     ``prev_update`` is the update that made ``model`` (centered clipping's centre; see
-    ``previous_update``).
+    ``previous_update``); ``public`` the round's public span (the innovation score's; see
+    ``public_span``).
     """
     accepted = list(updates.values())
     seats_of = {ev.node: ev.seats_bps for ev in revealed}
@@ -304,7 +315,7 @@ def aggregate_round(
     round_score = (
         by_root_set
         if by_root_set is not None and recipe.score == "validation"
-        else round_scores(recipe, model.q, accepted, new_q - model.q, template, seats)
+        else round_scores(recipe, model.q, accepted, new_q - model.q, template, seats, public or [])
     )
     node_scores = dict(zip(updates, round_score))
     # paid scores: the rule's score times the seats the trainer's stake stands for
@@ -319,7 +330,8 @@ def aggregate_round(
         table_blob = table.to_bytes()
         distances = {"cid": cid_of(table_blob), "root": table.root.hex()}
         scores_root = combined_scores_root(scores_root, table.root)
-    lineage = Lineage(round_id, model.cid, tuple(scores), reasons, task_id, recipe.rule, distances)
+    cids = tuple(ev.cid for ev in revealed if ev.node in updates) if recipe.score == "innovation" else None
+    lineage = Lineage(round_id, model.cid, tuple(scores), reasons, task_id, recipe.rule, distances, updates=cids)
     blob = encode_tensors(unflatten(fp.from_fixed(new_q), template), {"fedchain": lineage.to_json()})
     return RoundResult(
         fp.vector_root(new_q, recipe.chunk_size),
@@ -351,7 +363,8 @@ def compute_round(
     revealed = in_reveal_order(revealed)
     checked = check_updates(revealed, store, param_shapes(template), recipe.chunk_size)
     prev = previous_update(model, store, param_shapes(template)) if uses_prev_update(recipe.rule) else None
-    return aggregate_round(task_id, round_id, model, revealed, *checked, recipe, template, prev)
+    public = public_span(model, store, param_shapes(template)) if recipe.score == "innovation" else None
+    return aggregate_round(task_id, round_id, model, revealed, *checked, recipe, template, prev, public)
 
 
 def in_reveal_order(revealed: Iterable[Reveal]) -> list[Reveal]:
@@ -370,3 +383,29 @@ def previous_update(model: Model, store: BlobStore, shapes: Mapping[str, tuple[i
     if not parent:
         return None
     return model.q - decode_update(store.get(parent), shapes)
+
+
+# global updates in the innovation score's public span (the rest of the span is the last
+# round's accepted updates): enough that an extrapolation of earlier rounds is in the span
+PUBLIC_ROUNDS = 4
+
+
+def public_span(model: Model, store: BlobStore, shapes: Mapping[str, tuple[int, ...]]) -> list[np.ndarray]:
+    """What everybody knew before this round's commits, as the innovation score reads it: the
+    last ``PUBLIC_ROUNDS`` global updates, newest first (``model`` less its parent, the parent
+    less its own, ..., as far as the task goes back), then the updates ``model``'s round
+    accepted, in reveal order (the CIDs in its lineage). Empty for the task's initial model.
+    A blob that cannot be fetched raises (StorageError), as in ``previous_update``; the store
+    checks each against its CID before it is decoded."""
+    lineage = Lineage.from_blob(store.get(model.cid))
+    if lineage.parent is None:
+        return []
+    if lineage.updates is None:
+        raise LineageError(f"model {model.cid} has no accepted updates in its lineage (not an innovation-score task)")
+    span, q, parent = [], model.q, lineage.parent
+    while parent is not None and len(span) < PUBLIC_ROUNDS:
+        blob = store.get(parent)
+        older = decode_update(blob, shapes)
+        span.append(q - older)
+        q, parent = older, Lineage.from_blob(blob).parent
+    return span + [decode_update(store.get(cid), shapes) for cid in lineage.updates]

@@ -68,7 +68,7 @@ class SimConfig:
     # the task's aggregation rule and its parameters (fedchain.learning.aggregate)
     rule: str = "fedavg"
     rule_params: dict = field(default_factory=dict)
-    score: str = "cosine"  # or "validation": scored on a root set drawn from this run's held-out split
+    score: str = "cosine"  # or "validation"/"innovation": scored on a root set drawn from this run's held-out split
     stake: int = 100 * TOKEN
     pool: int = 1_000 * TOKEN
     phase_blocks: int = 5
