@@ -40,7 +40,7 @@ from fedchain.learning.train import evaluate, flatten, get_params, param_shapes,
 from fedchain.protocol.node import Model
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.root_set import report_indices, round_scores
-from fedchain.protocol.round import ZERO, Reveal, aggregate_round, decode_update
+from fedchain.protocol.round import PUBLIC_ROUNDS, ZERO, Reveal, aggregate_round, decode_update
 from fedchain.protocol.trainer import client_momentum
 from fedchain.sim.attacks import ATTACKS, Knowledge, finish
 from fedchain.sim.attacks.backdoor import triggered_test_set
@@ -220,6 +220,11 @@ class Payouts:
             if s:
                 self.rewards[i] += trainer_budget * s // total
 
+    def min_over_median(self, honest: list[int]) -> float | None:
+        """The lowest-paid honest trainer's reward over the median honest trainer's."""
+        med = float(np.median([self.rewards[i] for i in honest]))
+        return min(self.rewards[i] for i in honest) / med if med else None
+
     def shares(self, honest: list[int], attackers: list[int]) -> dict:
         total, h = sum(self.rewards), sum(self.rewards[i] for i in honest)
         return {
@@ -236,6 +241,7 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
     data, parts, model, initial, template, net = _world(cell.dataset, cell.seed, setup)
     recipe = cell_recipe(cell.dataset, cell.rule, cell.byzantine_fraction, setup, data, cell.seed)
     by_root_set = replace(recipe, score="validation")
+    by_innovation = replace(recipe, score="innovation")
     test = report_indices(recipe, data.y_test)  # the test split less the validators' root set
     n = setup.trainers
     attack = ATTACKS[cell.attack] if cell.attack else None
@@ -252,7 +258,12 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
     shapes = param_shapes(template)
 
     q = fp.to_fixed(flatten(initial))
-    cosine, validation, curve = Payouts(setup.pool, setup.rounds, n), Payouts(setup.pool, setup.rounds, n), []
+    cosine, validation, innovation = (Payouts(setup.pool, setup.rounds, n) for _ in range(3))
+    curve: list[float] = []
+    # public information before each round: the global updates so far (fixed point, newest first)
+    # and the last round's accepted updates in reveal order (round.public_span reads the same)
+    history: list[np.ndarray] = []
+    last: list[np.ndarray] = []
     prev = None  # the update that made the current model: centered clipping's centre (round.previous_update)
     momentum: dict[int, np.ndarray] = {}  # honest trainers' client momentum buffers (recipe.client_momentum)
     for r in range(setup.rounds):
@@ -295,6 +306,10 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
                                 n=n,
                                 f=f,
                                 rng=np.random.default_rng([cell.seed * 1000 + i, r]),
+                                history=tuple(fp.from_fixed(h).astype(np.float64) for h in history),
+                                revealed=np.stack([fp.from_fixed(u) for u in last]).astype(np.float64)
+                                if last
+                                else None,
                             )
                         )
                     )
@@ -318,7 +333,14 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
             else []
         )
         validation.pay(r, _by_trainer(n, ids, root_scores))
+        public = history[:PUBLIC_ROUNDS] + last if history else []
+        innovation_scores = (
+            round_scores(by_innovation, q, list(qs.values()), new_q - q, template, public=public) if ids else []
+        )
+        innovation.pay(r, _by_trainer(n, ids, innovation_scores))
         q, prev = new_q, new_q - q
+        history.insert(0, prev)
+        last = list(qs.values())
         curve.append(evaluate(net, unflatten(fp.from_fixed(q), template), data.x_test[test], data.y_test[test]))
 
     final = unflatten(fp.from_fixed(q), template)
@@ -336,6 +358,12 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
         "accuracy_curve": curve,
         **cosine.shares(honest_ids, attacker_ids),
         **{k + "_root_set": v for k, v in validation.shares(honest_ids, attacker_ids).items()},
+        **{k + "_innovation": v for k, v in innovation.shares(honest_ids, attacker_ids).items()},
+        "honest_min_over_median": {
+            "cosine": cosine.min_over_median(honest_ids),
+            "root_set": validation.min_over_median(honest_ids),
+            "innovation": innovation.min_over_median(honest_ids),
+        },
         "model_root": "0x" + model_root,
         "rewards_wei": cosine.rewards,
         "seconds": time.perf_counter() - start,

@@ -115,6 +115,11 @@ def simulate(
     checks.one_of("--collusion", collusion, COLLUDERS)
     if attack is not None:
         checks.one_of("--attack", attack, ATTACKS)
+        if ATTACKS[attack].public:
+            raise typer.BadParameter(
+                f"{attack} reads earlier rounds, which only `fedchain bench robustness` gives an attacker so far",
+                param_hint="--attack",
+            )
     checks.share("--byzantine", byzantine)
     for flag, value, low in (
         ("--validators", validators, 1),

@@ -26,6 +26,7 @@ ATTACKS: dict[str, Attack] = {
         ipm.attack(100),
         backdoor.ATTACK,
         freerider.ATTACK,
+        *freerider.PUBLIC,
         Attack("copier", trainer=Copier),
         Attack("withholder", trainer=Withholder),
         Attack("sybil", trainer=Sybil),
@@ -34,5 +35,7 @@ ATTACKS: dict[str, Attack] = {
 
 UPDATE_ATTACKS = [name for name, a in ATTACKS.items() if not a.protocol]
 PROTOCOL_ATTACKS = [name for name, a in ATTACKS.items() if a.protocol]
+# attacks that read earlier rounds (``Knowledge.history``): only the robustness benchmark runs them so far
+PUBLIC_ATTACKS = [name for name, a in ATTACKS.items() if a.public]
 
-__all__ = ["ATTACKS", "PROTOCOL_ATTACKS", "UPDATE_ATTACKS", "Attack", "Knowledge", "finish"]
+__all__ = ["ATTACKS", "PROTOCOL_ATTACKS", "PUBLIC_ATTACKS", "UPDATE_ATTACKS", "Attack", "Knowledge", "finish"]

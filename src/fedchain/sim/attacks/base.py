@@ -38,6 +38,12 @@ class Knowledge:
         Attackers among them.
     rng : np.random.Generator
         The attacker's own randomness for this round.
+    history : tuple of np.ndarray
+        Public information: the global updates so far (each model less its parent),
+        newest first (float64); empty in round 0.
+    revealed : np.ndarray or None
+        Public information: the updates the last round accepted, shape (m, d), float64
+        (revealed on chain and in blobs before this round's commits); None in round 0.
     """
 
     model: np.ndarray
@@ -46,6 +52,8 @@ class Knowledge:
     n: int
     f: int
     rng: np.random.Generator
+    history: tuple[np.ndarray, ...] = ()
+    revealed: np.ndarray | None = None
 
     @property
     def trained(self) -> np.ndarray:
@@ -77,6 +85,9 @@ class Attack:
         attacker does not: its update needs no local data).
     omniscient : bool
         Whether ``craft`` reads the honest updates of the round.
+    public : bool
+        Whether ``craft`` reads earlier rounds (``Knowledge.history`` and ``revealed``);
+        only the robustness benchmark gives them so far.
     trainer : type or None
         Protocol attacks (copier, withholder, Sybil) act on commit and reveal,
         not on the update: a ``Trainer`` subclass that only the on-chain
@@ -88,6 +99,7 @@ class Attack:
     local_data: LocalData | None = None
     trains: bool = True
     omniscient: bool = False
+    public: bool = False
     trainer: type | None = None
 
     @property

@@ -132,4 +132,6 @@ def attack_trainer(name: str, num_classes: int):
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
     a = ATTACKS[name]
+    if a.public:
+        raise ValueError(f"{name} reads earlier rounds, which only the robustness benchmark gives an attacker so far")
     return a.trainer if a.protocol else partial(AttackTrainer, attack=a, num_classes=num_classes)
