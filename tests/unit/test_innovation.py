@@ -4,6 +4,7 @@ and a score that pays fresh training and not a rescaled, noised copy of public u
 from __future__ import annotations
 
 import functools
+from math import isqrt
 
 import numpy as np
 import pytest
@@ -117,12 +118,15 @@ def test_a_rescaled_noised_public_update_earns_nothing_and_fresh_training_earns(
     )
     copy = last[3] + rng.normal(0, 0.5 * np.linalg.norm(last[3]) / 70, g0.size).astype(np.int64)
     updates = honest[:8] + [delta, copy]
-    innov = innovation_scores("logreg", q1, updates, public, template, xq, y)
+    basis = orthogonalize(public)
+    new = validation_scores("logreg", q1, [residual(u, basis) for u in updates], template, xq, y)
     plain = validation_scores("logreg", q1, updates, template, xq, y)
-    honest_mean = np.mean(innov[:8])
-    assert honest_mean > 0 and sum(s > 0 for s in innov[:8]) >= 6
-    assert max(innov[8:]) <= 0.05 * honest_mean  # the free-riders' residual is noise
+    innov = innovation_scores("logreg", q1, updates, public, template, xq, y)
+    assert innov == [isqrt(a * b) for a, b in zip(plain, new)]
+    assert sum(s > 0 for s in new[:8]) >= 6
+    assert max(new[8:]) <= 0.05 * np.mean(new[:8])  # the free-riders' residual is noise: nothing new
     assert min(plain[8:]) > 0.5 * np.mean(plain[:8])  # the root-set score alone pays them well
+    assert max(innov[8:]) <= 0.5 * np.mean(innov[:8])  # the innovation score does not
     # round 0 (nothing public yet): the innovation score is the root-set score
     assert innovation_scores("logreg", q1, updates, [], template, xq, y) == plain
 
