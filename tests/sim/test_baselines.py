@@ -152,12 +152,13 @@ def test_best_trial_breaks_ties_by_validation_loss_then_grid_order():
 def test_the_baseline_is_train_local_on_all_the_data_at_the_chosen_settings(blobs):
     x, y = blobs
     model, params = logreg()
-    c = centralized_baseline(model, params, x, y, BASE, seed=0, max_epochs=8, lrs=(1e-6, 0.05, 0.2), patience=3)
+    c = centralized_baseline(model, params, x, y, BASE, seed=0, max_epochs=30, lrs=(1e-6, 0.05, 0.2), patience=3)
     chosen = best_trial(c.trials)
     assert (c.lr, c.epochs) == (chosen.lr, chosen.epochs) and c.lr != 1e-6
+    assert c.epochs < c.max_epochs  # so a retrain for max_epochs would differ
     want = train_local(model, params, x, y, replace(BASE, lr=c.lr, epochs=c.epochs), seed=0)
     assert all(np.array_equal(c.params[k], want[k]) for k in want)
-    assert [t.lr for t in c.trials] == [1e-6, 0.05, 0.2] and (c.max_epochs, c.patience) == (8, 3)
+    assert [t.lr for t in c.trials] == [1e-6, 0.05, 0.2] and (c.max_epochs, c.patience) == (30, 3)
 
 
 def test_the_default_grid_is_the_tasks_lr_times_the_factors():
