@@ -32,7 +32,7 @@ from fedchain.errors import LearningError
 from fedchain.learning.train import Params, TrainConfig, evaluate_with_loss, get_params, train_epochs, train_local
 
 LR_FACTORS = (0.2, 0.5, 1.0, 2.0)  # times the task's learning rate
-PATIENCE = 10  # epochs without a better validation accuracy before a trial stops
+PATIENCE = 10  # epochs without a better validation result (accuracy, then loss) before a trial stops
 VALIDATION_FRACTION = 0.15  # of the training data, held out while choosing
 
 

@@ -142,7 +142,8 @@ def train_epochs(
         yield float(epoch_loss) / len(xs)
 
 
-# The centralized baseline is one trainer holding all the data.
+# One trainer holding all the data: the centralized baseline once fedchain.learning.baseline
+# has chosen its lr and epochs.
 train_centralized = train_local
 
 
