@@ -259,8 +259,17 @@ def print_report(console: Console, report: dict) -> None:
     summary = Table(title="Result", show_header=False)
     summary.add_row("fedchain final accuracy", f"{report['final_accuracy']:.4f}")
     if "centralized_accuracy" in report:
-        summary.add_row("centralized baseline (same model, all data)", f"{report['centralized_accuracy']:.4f}")
-        summary.add_row("plain FedAvg (same partitions, no chain)", f"{report['plain_fedavg_accuracy']:.4f}")
+        p = report["plain_fedavg_settings"]
+        summary.add_row(
+            "centralized baseline (same model, all data)",
+            f"{report['centralized_accuracy']:.4f} (lr {report['centralized_lr']:g}, "
+            f"{report['centralized_epochs']} epochs: chosen on a validation split)",
+        )
+        summary.add_row(
+            "plain FedAvg (same partitions, no chain)",
+            f"{report['plain_fedavg_accuracy']:.4f} (the task's lr {p['lr']:g}, "
+            f"{p['local_epochs']} local epochs, {p['rounds']} rounds)",
+        )
         ratio = report["seconds_per_round"] / report["plain_fedavg_seconds_per_round"]
         summary.add_row(
             "seconds per round (median): fedchain / plain FedAvg",

@@ -11,6 +11,7 @@ draws from a ``torch.Generator`` seeded per call, so the same seed gives bit-ide
 parameters and the global RNGs are never touched.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,6 +96,26 @@ def train_local_with_loss(
     """``train_local``, and the mean cross-entropy of the last epoch's batches (as each
     was before its step; the proximal term left out): what a trainer logs as its
     local training loss."""
+    losses = list(train_epochs(model, params, x, y, cfg, seed))
+    return get_params(model), losses[-1] if losses else 0.0  # zero epochs: nothing measured
+
+
+def train_epochs(
+    model: nn.Module,
+    params: Params,
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: TrainConfig,
+    seed: int,
+) -> Iterator[float]:
+    """``train_local`` one epoch at a time, for a caller that looks at the model between
+    epochs (the centralized baseline's early stopping, ``fedchain.learning.baseline``).
+
+    After each of ``cfg.epochs`` epochs it yields that epoch's mean loss (as
+    ``train_local_with_loss``), with ``model`` holding the parameters so far: after epoch
+    ``e`` they are bit-identical to ``train_local`` with ``epochs=e`` and the same seed.
+    The caller must not touch ``model`` between two steps.
+    """
     if len(x) != len(y) or len(x) == 0:
         raise LearningError(f"need matching, non-empty x and y, got {len(x)} and {len(y)}")
     set_params(model, params)
@@ -118,10 +139,11 @@ def train_local_with_loss(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    return get_params(model), float(epoch_loss) / len(xs)
+        yield float(epoch_loss) / len(xs)
 
 
-# The centralized baseline is one trainer holding all the data.
+# One trainer holding all the data: the centralized baseline once fedchain.learning.baseline
+# has chosen its lr and epochs.
 train_centralized = train_local
 
 

@@ -1,10 +1,11 @@
 """The main job: a decentralized federated-learning run on the embedded chain,
 next to the two baselines it must be judged against, trained in the same run:
 
-- centralized: the same model trained on all training data, for as many epochs
-  as a trainer runs in total (rounds x local epochs);
-- plain FedAvg: the same partitions, the same local training and seeds, float
-  averaging in memory, no chain, no blobs, no validators.
+- centralized: the same model trained on all training data, its learning rate and
+  epochs (at most as many as a trainer runs in total, rounds x local epochs) chosen
+  on a validation split of the training data (``fedchain.learning.baseline``);
+- plain FedAvg: the same partitions, the task's local training settings and seeds,
+  float averaging in memory, no chain, no blobs, no validators.
 
 Writes ``report.json``, ``accuracy.png`` and ``chain/`` (the event log ``fedchain audit``
 replays) to the output folder; blobs go to ``blobs/`` as the nodes write them. A run
@@ -23,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from fedchain.learning.aggregate.fedavg import fedavg_float
+from fedchain.learning.baseline import centralized_baseline
 from fedchain.learning.models import build_model
-from fedchain.learning.train import evaluate, flatten, train_centralized, train_local, unflatten
+from fedchain.learning.train import evaluate, flatten, train_local, unflatten
 from fedchain.protocol.audit import save_chain
 from fedchain.sim.network import (
     Network,
@@ -87,12 +89,56 @@ class PlainFedAvg:
         return evaluate(self.model, self.params, d.x_test, d.y_test)
 
 
-def centralized(net: Network) -> float:
+def plain_fedavg_settings(net: Network) -> dict:
+    """What plain FedAvg trains with: the task's own recipe, untuned (it is the same
+    protocol without the chain, so any other setting would not measure the chain)."""
+    tc = net.recipe.train_config()
+    return {
+        "chosen": "the task's settings",
+        "rounds": net.cfg.rounds,
+        "local_epochs": tc.epochs,
+        "lr": tc.lr,
+        "momentum": tc.momentum,
+        "batch_size": tc.batch_size,
+    }
+
+
+def centralized(net: Network, stop: Stop = None) -> dict:
+    """The centralized baseline's report fields: its test accuracy, the lr and epochs
+    chosen on a validation split of the training data, and the trials that chose them.
+    Raises ``Stopped`` between two epochs once ``stop()`` is True."""
     cfg, r, d = net.cfg, net.recipe, net.data
+
+    def between_epochs() -> None:
+        if stop is not None and stop():
+            raise Stopped(None, "baselines", net.chain.block_number())
+
     model = build_model(r.model, r.input_shape, r.num_classes)
-    tc = r.train_config(epochs=cfg.rounds * r.epochs)
-    params = train_centralized(model, net.initial_params, d.x_train, d.y_train, tc, seed=cfg.seed)
-    return evaluate(model, params, d.x_test, d.y_test)
+    c = centralized_baseline(
+        model,
+        net.initial_params,
+        d.x_train,
+        d.y_train,
+        r.train_config(),
+        seed=cfg.seed,
+        max_epochs=cfg.rounds * r.epochs,
+        between_epochs=between_epochs,
+    )
+    return {
+        "centralized_accuracy": evaluate(model, c.params, d.x_test, d.y_test),
+        "centralized_lr": c.lr,
+        "centralized_epochs": c.epochs,
+        "centralized_selection": {
+            "how": f"best validation accuracy on a stratified {c.validation_fraction:.0%} split of the "
+            f"training data, early stopping with patience {c.patience}, at most {c.max_epochs} epochs; "
+            "then retrained on all the training data",
+            "validation_fraction": c.validation_fraction,
+            "lr_grid": [t.lr for t in c.trials],
+            "max_epochs": c.max_epochs,
+            "patience": c.patience,
+            "trials": [asdict(t) for t in c.trials],
+        },
+    }
 
 
 def run(
@@ -125,7 +171,8 @@ def run(
         try:
             report["plain_fedavg_accuracy"], seconds = plain_fedavg(net, stop=stop)
             report["plain_fedavg_seconds_per_round"] = float(np.median(seconds))
-            report["centralized_accuracy"] = centralized(net)
+            report["plain_fedavg_settings"] = plain_fedavg_settings(net)
+            report.update(centralized(net, stop))
         except Stopped as e:
             stopped = e
     if stopped is not None:
