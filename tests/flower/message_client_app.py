@@ -3,8 +3,10 @@
 ``@app.train()`` takes a Message whose content holds an ArrayRecord ("arrays") and a
 ConfigRecord ("config") and replies with the trained ArrayRecord and a MetricRecord that
 carries "num-examples" (what FedAvg weighs by); ``@app.evaluate()`` replies with the
-metrics. The model, data and training loop are shared with ``numpy_client_app`` the way
-Flower's templates share their ``task.py``. Nothing here knows about fedchain.
+metrics. Local epochs come from the train config, else the run config: Flower's Python
+``run_simulation`` gives clients an empty run config, so its server sends them per round.
+The model, data and training loop are shared with ``numpy_client_app`` the way Flower's
+templates share their ``task.py``. Nothing here knows about fedchain.
 """
 
 import torch
@@ -24,7 +26,8 @@ def train_fn(msg: Message, context: Context):
     trainloader, _ = load_data(partition_id, num_partitions, int(context.run_config.get("batch-size", 16)))
     config = msg.content["config"]
     torch.manual_seed(1000 * partition_id + int(config.get("server-round", 0)))
-    train_loss = train(model, trainloader, int(context.run_config["local-epochs"]), float(config["lr"]))
+    epochs = int(config.get("local-epochs", context.run_config.get("local-epochs", 1)))
+    train_loss = train(model, trainloader, epochs, float(config["lr"]))
     metrics = {"train_loss": train_loss, "num-examples": len(trainloader.dataset)}
     content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
     return Message(content=content, reply_to=msg)
