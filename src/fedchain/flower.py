@@ -9,7 +9,7 @@ the run config, a state that lasts the run) and three calls, each one Flower mes
 the app, as Flower's server sends them:
 
 - ``fit(arrays, server_round)``: a "train" message; the reply's arrays, example count, metrics.
-- ``evaluate(arrays, server_round)``: an "evaluate" message; loss, example count, metrics.
+- ``evaluate(arrays)``: an "evaluate" message; loss, example count, metrics.
 - ``get_initial_parameters()``: a "get_parameters" message (legacy clients only; a
   Message-API ClientApp has no such handler, so its initial arrays come from ``initial``,
   what a Flower ServerApp passes as ``initial_arrays``).

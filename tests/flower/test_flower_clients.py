@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 
 import flwr  # noqa: F401  (a missing flwr fails this file; see the docstring)
 import pytest
@@ -104,6 +105,22 @@ def test_simulate_names_the_flag_of_a_bad_flower_client_before_running(args, fla
     assert squeeze(f"Invalid value for {flag}") in squeeze(r.output), r.output
     assert squeeze(message) in squeeze(r.output), r.output
     assert not (tmp_path / "report.json").exists()
+
+
+@pytest.mark.slow
+def test_a_flower_run_audits(runs):
+    """The audit rebuilds every round from the chain and the blobs with the recipe's shapes alone."""
+    r = CliRunner().invoke(app, ["audit", "--sim", str(runs["numpy"][1])])
+    assert r.exit_code == 0, r.output
+    assert squeeze("verified 2 rounds (2 finalized)") in squeeze(r.output), r.output
+
+
+def test_without_flwr_the_flag_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "flwr", None)  # `import flwr` raises ImportError
+    r = simulate("--rounds", "1", "--out", str(tmp_path), "--flower-client", NUMPY)
+    assert r.exit_code == 2, r.output
+    assert squeeze("Invalid value for --flower-client: flwr is not installed") in squeeze(r.output), r.output
+    assert squeeze("requirements-flower.txt") in squeeze(r.output), r.output
 
 
 def test_a_flower_recipe_lists_its_shapes_and_older_recipes_keep_their_bytes():
