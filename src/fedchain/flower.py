@@ -121,14 +121,11 @@ def load(spec: str, initial: str | None = None) -> FlowerEntry:
     return entry
 
 
-def run_config(rounds: int, epochs: int, lr: float, batch_size: int) -> dict[str, Any]:
-    """The run config a Flower client reads from ``context.run_config``."""
-    return {
-        ROUNDS_KEY: rounds,
-        CONFIG_KEYS["epochs"]: epochs,
-        CONFIG_KEYS["lr"]: lr,
-        CONFIG_KEYS["batch_size"]: batch_size,
-    }
+def run_config(rounds: int | None, epochs: int, lr: float, batch_size: int) -> dict[str, Any]:
+    """The run config a Flower client reads from ``context.run_config`` (``num-server-rounds``
+    left out where the rounds are not known: a node joining a task knows only its recipe)."""
+    config = {CONFIG_KEYS["epochs"]: epochs, CONFIG_KEYS["lr"]: lr, CONFIG_KEYS["batch_size"]: batch_size}
+    return config if rounds is None else {ROUNDS_KEY: rounds, **config}
 
 
 def _as_arrays(value: Any) -> tuple[list[str] | None, list[np.ndarray]]:
@@ -254,6 +251,31 @@ class FlowerClient:
         metrics = dict(next(iter(content.metric_records.values())))
         loss = next((metrics[k] for k in ("eval_loss", "loss") if k in metrics), float("nan"))
         return float(loss), int(metrics.get(WEIGHT_KEY, 0)), metrics
+
+
+def initial_model(client: FlowerClient, seed: int) -> dict[str, np.ndarray]:
+    """A task's initial model: the client's own parameters (the sponsor runs the same client
+    code), drawn under ``seed`` so that a client that initializes at random is reproducible,
+    as named tensors ``p000``, ``p001``, ..."""
+    import torch
+
+    from fedchain.protocol.recipe import param_names
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        arrays = client.get_initial_parameters()
+    return dict(zip(param_names(len(arrays)), arrays))
+
+
+def recipe_model(entry: FlowerEntry, initial: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The recipe fields that describe a Flower client's model: its entry point and shapes."""
+    return dict(
+        model=entry.model,
+        dataset="flower",  # each client loads its own partition
+        input_shape=(),
+        num_classes=0,
+        param_shapes=tuple(a.shape for a in initial.values()),
+    )
 
 
 def accuracy_of(metrics: dict[str, Any]) -> float:

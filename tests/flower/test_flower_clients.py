@@ -115,6 +115,26 @@ def test_a_flower_run_audits(runs):
     assert squeeze("verified 2 rounds (2 finalized)") in squeeze(r.output), r.output
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["node", "run", "--role", "trainer", "--flower-client", "tests.flower.no_such_app:client_fn"],
+            "cannot import",
+        ),
+        (["node", "run", "--role", "validator", "--flower-client", NUMPY], "a trainer's, instead of --data"),
+        (["node", "run", "--role", "trainer", "--flower-client", NUMPY, "--partition-id", "2"], "not in [0, 1)"),
+        (["node", "run", "--role", "trainer", "--flower-client", MESSAGE], "--flower-initial MODULE:ATTR"),
+        (["task", "create", "--flower-client", "tests.flower.numpy_client_app:Net"], "neither a client_fn"),
+        (["task", "create", "--flower-client", NUMPY, "--test", "test.npz"], "a Flower client's are evaluated"),
+    ],
+)
+def test_node_run_and_task_create_check_the_flower_client_before_connecting(args, message, tmp_path):
+    r = CliRunner().invoke(app, [*args, "--deployment", str(tmp_path / "none.json")])
+    assert r.exit_code == 2, r.output
+    assert squeeze(message) in squeeze(r.output), r.output
+
+
 def test_without_flwr_the_flag_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "flwr", None)  # `import flwr` raises ImportError
     r = simulate("--rounds", "1", "--out", str(tmp_path), "--flower-client", NUMPY)

@@ -223,7 +223,6 @@ def _check_flower(
 ) -> None:
     """--flower-client loads (flwr installed, MODULE:ATTR a client_fn or a ClientApp) and fits the run."""
     from fedchain.cli import checks
-    from fedchain.flower import FlowerError, load
 
     checks.at_least("--trainers", trainers, 1)
     if adversaries or attack:
@@ -234,12 +233,7 @@ def _check_flower(
         raise typer.BadParameter(
             "the validation score trains fedchain's own models: use --score cosine", param_hint="--flower-client"
         )
-    try:
-        load(spec, initial)
-    except FlowerError as e:
-        raise typer.BadParameter(
-            str(e), param_hint="--flower-initial" if "initial model" in str(e) else "--flower-client"
-        ) from None
+    checks.flower_client(spec, initial)
 
 
 def _run(console: Console, cfg: D, baselines: bool, stop: threading.Event) -> dict:

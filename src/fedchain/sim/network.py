@@ -29,7 +29,7 @@ from fedchain.protocol.challenge import Evidence, gather
 from fedchain.protocol.flower_trainer import FlowerTrainer
 from fedchain.protocol.journal import Journal
 from fedchain.protocol.node import Node, RoundView
-from fedchain.protocol.recipe import Recipe, param_names
+from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.round import Vote
 from fedchain.protocol.sponsor import create_task
 from fedchain.protocol.trainer import Trainer
@@ -154,14 +154,10 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
         )
     )
     if clients:
-        initial = flower_initial(clients, cfg.seed)
-        model: dict = dict(
-            model=clients[0].entry.model,
-            dataset="flower",  # each client loads its own partition
-            input_shape=(),
-            num_classes=0,
-            param_shapes=tuple(a.shape for a in initial.values()),
-        )
+        initial = flower.initial_model(clients[0], cfg.seed)
+        for c in clients[1:]:  # a Message-API app's ArrayRecord keys, learnt from the first
+            c.keys = clients[0].keys
+        model: dict = flower.recipe_model(clients[0].entry, initial)
     else:
         initial = get_params(build_model(cfg.model, tuple(data.input_shape), data.num_classes, seed=cfg.seed))
         model = dict(
@@ -297,18 +293,6 @@ def flower_clients(cfg: SimConfig) -> list[FlowerClient]:
     entry = flower.load(cfg.flower_client, cfg.flower_initial)
     config = flower.run_config(cfg.rounds, cfg.epochs, cfg.lr, cfg.batch_size)
     return [FlowerClient(entry, i, cfg.trainers, config) for i in range(cfg.trainers)]
-
-
-def flower_initial(clients: list[FlowerClient], seed: int) -> dict[str, np.ndarray]:
-    """The task's initial model: the first client's own parameters (the sponsor runs the same
-    client code), drawn under ``seed`` so that a client that initializes at random is
-    reproducible; the other clients learn the first one's array keys."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        arrays = clients[0].get_initial_parameters()
-    for c in clients[1:]:
-        c.keys = clients[0].keys
-    return dict(zip(param_names(len(arrays)), arrays))
 
 
 class Stopped(Exception):
