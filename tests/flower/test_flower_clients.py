@@ -14,6 +14,7 @@ import struct
 import sys
 
 import flwr  # noqa: F401  (a missing flwr fails this file; see the docstring)
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -113,6 +114,15 @@ def test_a_flower_run_audits(runs):
     r = CliRunner().invoke(app, ["audit", "--sim", str(runs["numpy"][1])])
     assert r.exit_code == 0, r.output
     assert squeeze("verified 2 rounds (2 finalized)") in squeeze(r.output), r.output
+    # the model's tensors can be taken as they are; evaluating them is the client's own evaluate
+    out = runs["numpy"][1].parent / "model.safetensors"
+    r = CliRunner().invoke(app, ["model", "get", "--sim", str(runs["numpy"][1]), "--out", str(out)])
+    assert r.exit_code == 0 and decode_tensors(out.read_bytes(), {f"p{i:03d}": s for i, s in enumerate(SHAPES)})
+    np.savez(out.parent / "data.npz", x=np.zeros((2, 64), np.float32), y=np.zeros(2, np.int64))
+    r = CliRunner().invoke(
+        app, ["model", "eval", "--sim", str(runs["numpy"][1]), "--data", str(out.parent / "data.npz")]
+    )
+    assert r.exit_code == 2 and "its own evaluate" in r.output, r.output
 
 
 @pytest.mark.parametrize(

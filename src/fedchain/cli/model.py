@@ -143,6 +143,8 @@ def eval_(
     with errors():
         m = take(task, round_id, sim, deployment, rpc, blobs, peer, peers_file)
     r = m.recipe
+    if r.flower is not None:
+        fail(f"task {m.task_id} trains the Flower client {r.flower}: its own evaluate scores it (see README)", 2)
     checks.data_fits(x, y, r.input_shape, r.num_classes, "--data", data)
     net = build_model(r.model, r.input_shape, r.num_classes)
     correct, loss = evaluate_with_loss(net, m.tensors, x, y)
