@@ -10,10 +10,13 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 stamp=.venv/.fedchain-installed
-want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-flower.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/pip install --quiet --upgrade pip
     .venv/bin/pip install --quiet -r requirements.txt
+    # the Flower extra (fedchain[flower]), every package pinned there: --no-deps keeps
+    # requirements.txt's typer and rich, newer than flwr 1.42.0 asks for (docs/decisions.md)
+    .venv/bin/pip install --quiet --no-deps -r requirements-flower.txt
     .venv/bin/pip install --quiet --no-deps -e .
     echo "$want" > "$stamp"
 fi

@@ -16,14 +16,16 @@ import json
 import re
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 from procnet import PASSWORD, ProcessNetwork, accuracy, status_json
 
 from fedchain.chain.anvil import anvil_binary, free_port
+from fedchain.chain.keys import dev_account
 from fedchain.errors import ChainError
 from fedchain.storage.cid import cid_from_digest
-from fedchain.storage.codec import decode_metadata
+from fedchain.storage.codec import decode_metadata, decode_tensors
 from fedchain.storage.http import BlobServer
 from fedchain.storage.store import LocalBlobStore
 
@@ -399,3 +401,44 @@ def test_the_secret_scan_finds_keys_and_passwords(tmp_path):
         (tmp_path / "node.log").write_text(f"12:00:00 INFO something {leak} happened\n")
         with pytest.raises(AssertionError, match="secrets found"):
             net.assert_no_secrets()
+
+
+def test_flower_clients_train_as_trainer_processes(procnet):
+    """`fedchain node run --role trainer --flower-client`: two NumPyClients, unchanged, as trainer
+    processes on anvil; the sponsor's `task create --flower-client` takes the initial model from the
+    client's own get_parameters, and the model the network learns improves on the clients' own data."""
+    from fedchain import flower
+    from fedchain.protocol.recipe import param_names
+
+    net = procnet
+    net._env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])  # the clients live in tests/flower
+    spec = "tests.flower.numpy_client_app:client_fn"
+    net.chain_up()
+    net.deploy(cli=False)
+    for i in range(2):
+        net.data[f"trainer-{i}"] = dev_account(2 + i).address
+        net.start(
+            f"trainer-{i}",
+            *("node", "run", "--role", "trainer", "--dev-account", str(2 + i), "--home", f"trainer-{i}"),
+            *("--name", f"trainer-{i}", "--flower-client", spec, "--partition-id", str(i), "--num-partitions", "2"),
+        )
+    for j in range(2):
+        net.validator(j, 4 + j)
+    task = net.create_task(*task_args(2, 2, rounds=2, commit=8, reveal=4), "--flower-client", spec, timeout=180)
+    net.wait_finished(timeout=120)
+    for r in range(2):
+        assert net.outcome(r).name == "RoundFinalized", f"round {r}: {net.outcome(r)}\n{net.tails()}"
+    assert "Flower fit on" in (net.root / "trainer-0" / "node.log").read_text()
+
+    clients = [flower.FlowerClient(flower.load(spec), i, 2) for i in range(2)]
+    shapes = [(32, 64), (32,), (10, 32), (10,)]
+    names = param_names(len(shapes))
+
+    def federated(model_cid: bytes) -> float:
+        blob = next(net.root.glob(f"*/blobs/{cid_from_digest(model_cid)}")).read_bytes()
+        params = decode_tensors(blob, dict(zip(names, shapes)))
+        return flower.federated_accuracy(clients, [params[k] for k in names])
+
+    before = federated(net.events("TaskCreated")[0].args["model_cid"])
+    after = federated(net.dep.fedchain.call("tasks", task)["model_cid"])
+    assert after > before + 0.3, (before, after)

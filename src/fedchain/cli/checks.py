@@ -143,3 +143,14 @@ def data_fits(x: np.ndarray, y: np.ndarray, input_shape, num_classes: int, flag:
             f"{path} has labels {int(y.min())}..{int(y.max())}; the task has classes 0..{num_classes - 1}",
             param_hint=flag,
         )
+
+
+def flower_client(spec: str, initial: str | None, flag: str = "--flower-client"):
+    """The loaded Flower entry point (``fedchain.flower.load``): flwr installed, MODULE:ATTR a
+    client_fn or a ClientApp, and for a Message-API ClientApp its --flower-initial."""
+    from fedchain.flower import FlowerError, load
+
+    try:
+        return load(spec, initial)
+    except FlowerError as e:
+        raise typer.BadParameter(str(e), param_hint="--flower-initial" if "initial model" in str(e) else flag) from None

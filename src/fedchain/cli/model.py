@@ -143,6 +143,8 @@ def eval_(
     with errors():
         m = take(task, round_id, sim, deployment, rpc, blobs, peer, peers_file)
     r = m.recipe
+    if r.flower is not None:
+        fail(f"task {m.task_id} trains the Flower client {r.flower}: its own evaluate scores it (see README)", 2)
     checks.data_fits(x, y, r.input_shape, r.num_classes, "--data", data)
     net = build_model(r.model, r.input_shape, r.num_classes)
     correct, loss = evaluate_with_loss(net, m.tensors, x, y)
@@ -160,8 +162,7 @@ def take(task, round_id, sim, deployment, rpc, blobs, peer, peers_file) -> Taken
     The history and the blob store are ``fedchain audit``'s (``_source``, ``_store``)."""
     from fedchain.cli.audit import _newest, _source, _store
     from fedchain.errors import FedchainError
-    from fedchain.learning.models import build_model
-    from fedchain.learning.train import get_params, param_shapes
+    from fedchain.learning.train import param_shapes
     from fedchain.protocol.sponsor import task_recipe
     from fedchain.storage.cid import cid_from_digest
     from fedchain.storage.codec import decode_tensors
@@ -177,7 +178,7 @@ def take(task, round_id, sim, deployment, rpc, blobs, peer, peers_file) -> Taken
     events = _task_events(source.events(), task_id)
     picked, digest = _pick(events, task_id, round_id)
     try:
-        template = get_params(build_model(recipe.model, recipe.input_shape, recipe.num_classes))
+        template = recipe.template()
     except ValueError as e:  # a recipe naming a model this version does not have
         raise FedchainError(f"task {task_id}: {e}") from None
     cid = cid_from_digest(digest)

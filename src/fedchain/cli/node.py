@@ -58,6 +58,19 @@ def run(
             "Never leaves this machine (see `fedchain data split`)."
         ),
     ] = None,
+    flower_client: Annotated[
+        str | None,
+        typer.Option(
+            help="A trainer that is a Flower client, unchanged: MODULE:ATTR of a client_fn(context) or a "
+            "ClientApp, the one the task's recipe names (its sponsor ran the same code). It loads its own "
+            "data by --partition-id: no --data. Needs fedchain[flower]."
+        ),
+    ] = None,
+    flower_initial: Annotated[
+        str | None, typer.Option(help="With a Message-API ClientApp: MODULE:ATTR of its initial model (see simulate).")
+    ] = None,
+    partition_id: Annotated[int, typer.Option(help="With --flower-client: the client's partition-id.")] = 0,
+    num_partitions: Annotated[int, typer.Option(help="With --flower-client: num-partitions.")] = 1,
     home: Annotated[
         Path | None,
         typer.Option(
@@ -109,8 +122,16 @@ def run(
     from fedchain.protocol.validator import Validator
     from fedchain.protocol.watcher import Watcher
 
-    if role is Role.trainer and data is None:
-        fail("a trainer needs --data PATH (.npz with x and y)", 2)
+    entry = None
+    if flower_client is not None:
+        if role is not Role.trainer or data is not None:
+            fail("--flower-client is a trainer's, instead of --data", 2)
+        entry = checks.flower_client(flower_client, flower_initial)
+        checks.at_least("--num-partitions", num_partitions, 1)
+        if not 0 <= partition_id < num_partitions:
+            raise typer.BadParameter(f"{partition_id} is not in [0, {num_partitions})", param_hint="--partition-id")
+    elif role is Role.trainer and data is None:
+        fail("a trainer needs --data PATH (.npz with x and y), or --flower-client MODULE:ATTR", 2)
     checks.url(rpc, "--rpc")
     checks.url(public_url, "--public-url")
     for url in peer:
@@ -128,10 +149,24 @@ def run(
         dep = _connect_patiently(deployment, rpc, log)
 
         def fits(recipe) -> None:
+            if entry is not None:
+                if recipe.flower != flower_client:
+                    fail(f"the task trains {recipe.model}, not the Flower client flower:{flower_client}", 2)
+                return
             assert data is not None  # a trainer's --data was required above
+            if recipe.flower is not None:
+                fail(f"the task trains the Flower client {recipe.flower}: run it with --flower-client", 2)
             checks.data_fits(x, y, recipe.input_shape, recipe.num_classes, "--data", data)
 
-        if role is Role.trainer:
+        if role is Role.trainer and entry is not None:
+            quiet_store = open_store(home, deployment, "off", None, peer, peers_file, False, log, dep)[0]
+            _check_data_first(dep, quiet_store, task, fits, log)
+            # the client trains with torch too: its first call's cost (~2-4 s) is paid now, not in round 0
+            import numpy as np
+
+            warm = (np.zeros((8, 1, 8, 8), np.float32), np.arange(8) % 2)
+            threading.Thread(target=_warm_up, args=(*warm, threads), name="warm-up", daemon=True).start()
+        elif role is Role.trainer:
             # before anything is served, announced or staked (a store that serves nothing)
             quiet_store = open_store(home, deployment, "off", None, peer, peers_file, False, log, dep)[0]
             _check_data_first(dep, quiet_store, task, fits, log)
@@ -150,6 +185,8 @@ def run(
                     fail("this deployment has no challenge contract: a watcher cannot challenge", 2)
                 return Watcher(name, recipe=recipe, challenges=dep.challenges, token=dep.token, **common)
             fits(recipe)
+            if entry is not None:
+                return _flower_trainer(name, recipe, entry, partition_id, num_partitions, threads, common)
             s = seed if seed is not None else int(acct.address[2:10], 16)
             return Trainer(name, recipe=recipe, x=x, y=y, seed=s, **common)
 
@@ -180,6 +217,24 @@ def run(
         finally:
             if server is not None:
                 server.stop()
+
+
+def _flower_trainer(name, recipe, entry, partition_id: int, num_partitions: int, threads: int, common: dict):
+    """A trainer whose training is the Flower client's fit, with the Context Flower would give it."""
+    import torch
+
+    from fedchain import flower
+    from fedchain.protocol.flower_trainer import FlowerTrainer
+
+    torch.set_num_threads(threads)
+    config = flower.run_config(None, recipe.epochs, recipe.lr, recipe.batch_size)
+    client = flower.FlowerClient(entry, partition_id, num_partitions, config)
+    if entry.initial is not None:  # a Message-API app: learn its ArrayRecord keys, check its shapes
+        with errors():
+            shapes = tuple(a.shape for a in flower.initial_model(client, 0).values())
+        if shapes != recipe.param_shapes:
+            fail(f"{entry.spec}'s model is shaped {shapes}, the task's {recipe.param_shapes}", 2)
+    return FlowerTrainer(name, recipe=recipe, client=client, **common)
 
 
 def _connect_patiently(deployment: Path, rpc: str | None, log: logging.Logger):

@@ -93,6 +93,22 @@ def simulate(
             help="Watchers: no stake, no data; they recompute every round and challenge a wrong result on chain."
         ),
     ] = D.watchers,
+    flower_client: Annotated[
+        str | None,
+        typer.Option(
+            help="Every trainer a Flower client, unchanged: MODULE:ATTR of a client_fn(context) or a ClientApp "
+            "(installed or in the current folder). It loads its own data by partition-id and brings its own "
+            "model; --dataset, --partition and --model go unused. Needs fedchain[flower]."
+        ),
+    ] = D.flower_client,
+    flower_initial: Annotated[
+        str | None,
+        typer.Option(
+            help="With a Message-API ClientApp: MODULE:ATTR of its initial model (a torch module class, or a "
+            "callable returning a module, an ArrayRecord or a list of arrays), what a ServerApp passes as "
+            "initial_arrays. A client_fn's initial model is its own get_parameters."
+        ),
+    ] = D.flower_initial,
     baselines: Annotated[bool, typer.Option(help="Also train centralized and plain-FedAvg baselines.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what every node does.")] = False,
 ) -> None:
@@ -134,7 +150,12 @@ def simulate(
     checks.new_folder(out, "--out")
     rule_params_ = parse_rule_params(rule, rule_params)
     adversaries = _parse_adversaries(misbehave)
-    checks.trainers_fit(dataset, trainers, partition, seed, alpha)
+    if flower_client is None:
+        checks.trainers_fit(dataset, trainers, partition, seed, alpha)
+        if flower_initial is not None:
+            raise typer.BadParameter("only with --flower-client", param_hint="--flower-initial")
+    else:
+        _check_flower(flower_client, flower_initial, trainers, score, adversaries, attack)
 
     console = Console()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
@@ -161,10 +182,17 @@ def simulate(
         colluders=colluders,
         collusion=collusion,
         watchers=watchers,
+        flower_client=flower_client,
+        flower_initial=flower_initial,
     )
     console.print(
         f"[bold]fedchain simulate[/]: {trainers} trainers, {validators} validators, {rounds} rounds, "
-        f"{dataset} ({partition}, alpha={alpha}), model {model}, {epochs} local epochs, seed {seed}"
+        + (
+            f"Flower client {flower_client} (its own data and model)"
+            if flower_client
+            else f"{dataset} ({partition}, alpha={alpha}), model {model}"
+        )
+        + f", {epochs} local epochs, seed {seed}"
         + (f", rule {rule} {rule_params}" if rule != D.rule else "")
         + f", {score} score"
         + (f"; attack {attack} by {byzantine_count(cfg)} trainers (omniscient)" if attack else "")
@@ -194,6 +222,25 @@ def simulate(
         console.print(interrupted_line(report))
         raise typer.Exit(INTERRUPTED)
     print_report(console, report)
+
+
+def _check_flower(
+    spec: str, initial: str | None, trainers: int, score: str, adversaries: dict, attack: str | None
+) -> None:
+    """--flower-client loads (flwr installed, MODULE:ATTR a client_fn or a ClientApp) and fits the run."""
+    from fedchain.cli import checks
+
+    checks.at_least("--trainers", trainers, 1)
+    if adversaries or attack:
+        raise typer.BadParameter(
+            "Flower clients are honest trainers: no --misbehave or --attack", param_hint="--flower-client"
+        )
+    if score != "cosine":
+        raise typer.BadParameter(
+            f"the {score} score runs fedchain's own models on the root set: use --score cosine",
+            param_hint="--flower-client",
+        )
+    checks.flower_client(spec, initial)
 
 
 def _run(console: Console, cfg: D, baselines: bool, stop: threading.Event) -> dict:

@@ -63,6 +63,18 @@ def create(
     batch_size: Annotated[int, typer.Option(help="Local batch size.")] = 32,
     lr: Annotated[float, typer.Option(help="Local SGD learning rate.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed of the initial model's weights.")] = 0,
+    flower_client: Annotated[
+        str | None,
+        typer.Option(
+            help="Trainers run this Flower client: MODULE:ATTR of a client_fn(context) or a ClientApp. The "
+            "initial model is its own parameters (run here, as partition 0 of 1); --model and --dataset go "
+            "unused. Needs fedchain[flower]."
+        ),
+    ] = None,
+    flower_initial: Annotated[
+        str | None,
+        typer.Option(help="With a Message-API ClientApp: MODULE:ATTR of its initial model (see simulate)."),
+    ] = None,
     trainers_per_round: Annotated[int, typer.Option(help="Expected trainers selected per round (sortition).")] = 5,
     validators_per_round: Annotated[int, typer.Option(help="Expected validator committee size.")] = 3,
     min_reveals: Annotated[int, typer.Option(help="Fewest revealed updates for a round to go on.")] = 1,
@@ -130,6 +142,9 @@ def create(
 
     checks.dataset(dataset)
     checks.model(model)
+    entry = checks.flower_client(flower_client, flower_initial) if flower_client is not None else None
+    if entry is not None and test is not None:
+        fail("--test evaluates fedchain's own models: a Flower client's are evaluated by its own evaluate", 2)
     for flag, value, low in (
         ("--rounds", rounds, 1),
         ("--epochs", epochs, 1),
@@ -146,11 +161,20 @@ def create(
     if test is not None and not wait:
         fail("--test needs the sponsor to stay up and evaluate each round: drop --no-wait", 2)
     data = load_dataset(dataset, seed=seed)
+    if entry is not None:
+        from fedchain import flower
+
+        client = flower.FlowerClient(entry, 0, 1, flower.run_config(rounds, epochs, lr, batch_size))
+        with errors():  # the client's own code runs here: its failure is one line, not a traceback
+            initial = flower.initial_model(client, seed)
+        described = flower.recipe_model(entry, initial)
+    else:
+        initial = get_params(build_model(model, tuple(data.input_shape), data.num_classes, seed=seed))
+        described = dict(
+            model=model, dataset=dataset, input_shape=tuple(data.input_shape), num_classes=data.num_classes
+        )
     recipe = Recipe(
-        model=model,
-        dataset=dataset,
-        input_shape=tuple(data.input_shape),
-        num_classes=data.num_classes,
+        **described,
         rule=rule,
         rule_params=params,
         epochs=epochs,
@@ -168,7 +192,6 @@ def create(
         )
         if url is not None and dep.endpoints is not None:  # before the task: trainers fetch its model from here
             announce_endpoint(dep.endpoints, sponsor, url, log)
-        initial = get_params(build_model(model, tuple(data.input_shape), data.num_classes, seed=seed))
         if wait_for_trainers or wait_for_validators:
             if not wait_for_stakers(dep, wait_for_trainers, wait_for_validators, log):
                 raise typer.Exit(1)

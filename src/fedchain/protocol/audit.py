@@ -41,8 +41,7 @@ from fedchain.chain.layout import FailReason, describe
 from fedchain.errors import CodecError, FedchainError, StorageError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import uses_prev_update
-from fedchain.learning.models import build_model
-from fedchain.learning.train import flatten, get_params, param_shapes, unflatten
+from fedchain.learning.train import flatten, param_shapes, unflatten
 from fedchain.protocol.node import Model
 from fedchain.protocol.round import (
     STORAGE_REASONS,
@@ -351,7 +350,7 @@ class Auditor:
             self.recipe = r = task_recipe(self.source, self.store, self.task_id)
         except FedchainError as e:
             raise AuditError(None, "sponsor", "recipe", self.created["recipe_hash"], str(e)) from None
-        self.template = get_params(build_model(r.model, r.input_shape, r.num_classes, seed=0))
+        self.template = r.template()
         try:
             q = fp.to_fixed(flatten(decode_tensors(data, param_shapes(self.template))))
         except FedchainError as e:

@@ -27,7 +27,7 @@ from fedchain.chain.interface import Contract
 from fedchain.chain.layout import FailReason, describe
 from fedchain.errors import CodecError, LearningError, Reverted, StorageError
 from fedchain.learning.models import build_model
-from fedchain.learning.train import evaluate_with_loss, get_params, param_shapes
+from fedchain.learning.train import evaluate_with_loss, param_shapes
 from fedchain.protocol.node import TaskLog
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.runner import tokens
@@ -113,8 +113,7 @@ def evaluate(recipe: Recipe, params: dict[str, np.ndarray], test: HeldOut) -> tu
 
 def decode_model(recipe: Recipe, blob: bytes) -> dict[str, np.ndarray]:
     """A model blob (already checked against its CID) as the recipe's model's parameters."""
-    net = build_model(recipe.model, tuple(recipe.input_shape), recipe.num_classes, seed=0)
-    return decode_tensors(blob, param_shapes(get_params(net)))
+    return decode_tensors(blob, param_shapes(recipe.template()))
 
 
 def check_report(report: Report, recipe: Recipe, model_blob: bytes, test: HeldOut) -> list[str]:

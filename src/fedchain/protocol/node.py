@@ -20,8 +20,7 @@ from fedchain.chain.abi import Event
 from fedchain.chain.interface import Contract, Receipt, artifact
 from fedchain.errors import FedchainError, Reverted
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.models import build_model
-from fedchain.learning.train import flatten, get_params, param_shapes, unflatten
+from fedchain.learning.train import flatten, param_shapes, unflatten
 from fedchain.protocol.availability import answer_from_store
 from fedchain.protocol.journal import Journal
 from fedchain.protocol.recipe import Recipe
@@ -300,8 +299,7 @@ class Node:
 
     @cached_property
     def template(self) -> dict[str, np.ndarray]:
-        r = self.recipe
-        return get_params(build_model(r.model, r.input_shape, r.num_classes, seed=0))
+        return self.recipe.template()
 
     @cached_property
     def shapes(self) -> dict[str, tuple[int, ...]]:

@@ -12,6 +12,12 @@ check, or one this code does not know); score 1 the cosine score, 0 a score it
 cannot check. See ``recipe_hash``.
 ``rule_params`` holds the aggregation rule's parameters (see
 ``fedchain.learning.aggregate``) as a JSON object inside that blob.
+
+A task whose trainers are Flower clients (``fedchain.flower``) names the client's entry
+point as its model (``"flower:MODULE:ATTR"``) and lists ``param_shapes``, the shapes of the
+client's parameters in its order: the tensors ``p000``, ``p001``, ... (``param_names``) are
+the whole model as every node sees it. A recipe without ``param_shapes`` encodes as before
+(the key is left out), so existing recipes keep their bytes and hashes.
 """
 
 from __future__ import annotations
@@ -22,15 +28,23 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 from eth_abi import encode
 from eth_utils import keccak
 
 from fedchain.learning.aggregate import registry
 from fedchain.learning.aggregate.registry import CHALLENGE_NONE
 from fedchain.learning.fixedpoint import CHUNK_SIZE, FRAC_BITS
-from fedchain.learning.train import TrainConfig
+from fedchain.learning.models import build_model
+from fedchain.learning.train import Params, TrainConfig, get_params
 
 SCORE_NONE, SCORE_COSINE = 0, 1
+FLOWER = "flower:"  # the model of a task trained by Flower clients: "flower:MODULE:ATTR"
+
+
+def param_names(n: int) -> list[str]:
+    """The tensor names of a model given as an ordered list of arrays (a Flower client's)."""
+    return [f"p{i:03d}" for i in range(n)]
 
 
 def recipe_hash(data: bytes, challenge_rule: tuple[int, int, int, int]) -> bytes:
@@ -105,6 +119,7 @@ class Recipe:
     proximal_mu: float = 0.0
     frac_bits: int = FRAC_BITS
     chunk_size: int = CHUNK_SIZE
+    param_shapes: tuple[tuple[int, ...], ...] = ()  # a Flower client's parameters (see above)
 
     def __post_init__(self) -> None:
         # 1 and 1.0 are equal recipes: give them one canonical encoding (and hash).
@@ -112,6 +127,9 @@ class Recipe:
             object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
         object.__setattr__(self, "rule_params", RuleParams(self.rule_params))
+        object.__setattr__(self, "param_shapes", tuple(tuple(int(d) for d in s) for s in self.param_shapes))
+        if self.model.startswith(FLOWER) != bool(self.param_shapes):
+            raise ValueError(f"a {FLOWER}MODULE:ATTR model lists its param_shapes, and only such a model does")
         if not 0.0 <= self.client_momentum < 1.0:
             raise ValueError(f"client_momentum must be in [0, 1), got {self.client_momentum}")
 
@@ -125,8 +143,22 @@ class Recipe:
             proximal_mu=self.proximal_mu,
         )
 
+    @property
+    def flower(self) -> str | None:
+        """The Flower client's ``MODULE:ATTR`` if Flower clients train this task."""
+        return self.model.removeprefix(FLOWER) if self.model.startswith(FLOWER) else None
+
+    def template(self) -> Params:
+        """The model's tensors (zeros for a Flower client's, whose values only it knows), named
+        and shaped as every blob of the task is."""
+        if self.param_shapes:
+            return {k: np.zeros(s, np.float32) for k, s in zip(param_names(len(self.param_shapes)), self.param_shapes)}
+        return get_params(build_model(self.model, tuple(self.input_shape), self.num_classes, seed=0))
+
     def to_bytes(self) -> bytes:
         d = asdict(self) | {"rule_params": dict(self.rule_params)}
+        if not self.param_shapes:
+            del d["param_shapes"]  # recipes from before Flower clients keep their bytes
         return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
 
     @property
@@ -149,4 +181,5 @@ class Recipe:
     def from_bytes(cls, data: bytes) -> Recipe:
         d = json.loads(data)
         d["input_shape"] = tuple(d["input_shape"])
+        d["param_shapes"] = tuple(tuple(s) for s in d.get("param_shapes", ()))
         return cls(**d)

@@ -102,6 +102,10 @@ class Trainer(Node):
         self.log.info("round %d: trained %d local epochs, training loss %.4f", round_id, r.epochs, loss)
         return {k: (params[k] - model.params[k]).astype(np.float32) for k in model.params}
 
+    def samples(self) -> int:
+        """The example count the update is weighted by (asked right after ``make_update``)."""
+        return len(self.y)
+
     def train_seed(self, round_id: int) -> int:
         return self.seed * 100_003 + round_id
 
@@ -137,7 +141,7 @@ class Trainer(Node):
                 round_id,
                 update_root=root.hex(),
                 cid=cid,
-                samples=len(self.y),
+                samples=self.samples(),
                 salt=salt.hex(),
                 commitment=c.hex(),
             )

@@ -16,14 +16,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fedchain import flower
 from fedchain.chain.deploy import ROLE_TRAINER, ROLE_VALIDATOR, TOKEN, Deployment, ProtocolParams, deploy
 from fedchain.chain.embedded import EmbeddedChain
 from fedchain.chain.interface import Chain, account_from_seed
 from fedchain.chain.layout import RoundStatus
+from fedchain.flower import FlowerClient
 from fedchain.learning.data import Dataset, load_dataset, partition
 from fedchain.learning.models import build_model
 from fedchain.learning.train import get_params
 from fedchain.protocol.challenge import Evidence, gather
+from fedchain.protocol.flower_trainer import FlowerTrainer
 from fedchain.protocol.journal import Journal
 from fedchain.protocol.node import Node, RoundView
 from fedchain.protocol.recipe import Recipe
@@ -79,6 +82,11 @@ class SimConfig:
     # (sim/adversaries/colluder.py)
     collusion: str = "model"
     watchers: int = 0
+    # every trainer a Flower client (fedchain.flower): MODULE:ATTR of a client_fn or a ClientApp, and
+    # for a Message-API ClientApp the MODULE:ATTR of its initial model; the clients load their own
+    # data by partition-id (dataset and partition above go unused) and train with their own model
+    flower_client: str | None = None
+    flower_initial: str | None = None
 
 
 @dataclass
@@ -95,6 +103,7 @@ class Network:
     store: LocalBlobStore
     initial_params: dict
     watchers: list[Watcher] = field(default_factory=list)
+    flower_clients: list[FlowerClient] = field(default_factory=list)  # one per trainer, in order
 
     @property
     def nodes(self) -> list[Node]:
@@ -131,19 +140,31 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
     torch.set_num_threads(1)
     chain = chain or EmbeddedChain()
     data = load_dataset(cfg.dataset, seed=cfg.seed)
-    parts = partition(
-        cfg.partition,
-        data.y_train,
-        cfg.trainers,
-        seed=cfg.seed,
-        alpha=cfg.alpha,
-        num_classes_per_partition=cfg.classes_per_partition,
+    clients = flower_clients(cfg)
+    parts = (
+        []
+        if clients
+        else partition(
+            cfg.partition,
+            data.y_train,
+            cfg.trainers,
+            seed=cfg.seed,
+            alpha=cfg.alpha,
+            num_classes_per_partition=cfg.classes_per_partition,
+        )
     )
+    if clients:
+        initial = flower.initial_model(clients[0], cfg.seed)
+        for c in clients[1:]:  # a Message-API app's ArrayRecord keys, learnt from the first
+            c.keys = clients[0].keys
+        model: dict = flower.recipe_model(clients[0].entry, initial)
+    else:
+        initial = get_params(build_model(cfg.model, tuple(data.input_shape), data.num_classes, seed=cfg.seed))
+        model = dict(
+            model=cfg.model, dataset=cfg.dataset, input_shape=tuple(data.input_shape), num_classes=data.num_classes
+        )
     recipe = Recipe(
-        model=cfg.model,
-        dataset=cfg.dataset,
-        input_shape=tuple(data.input_shape),
-        num_classes=data.num_classes,
+        **model,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         lr=cfg.lr,
@@ -172,6 +193,8 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
     if len(kinds) > cfg.trainers:
         raise ValueError(f"{len(kinds)} adversaries but only {cfg.trainers} trainers")
     kinds = ["honest"] * (cfg.trainers - len(kinds)) + kinds
+    if clients and set(kinds) != {"honest"}:
+        raise ValueError("Flower clients are honest trainers: no misbehaviours or attacks with them")
 
     def account(name: str, stake: int = cfg.stake):
         acct = account_from_seed(f"{cfg.seed}:{name}")
@@ -187,17 +210,21 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
     if party:
         holds = {i: ([i] if i not in party else party) for i in holds if i not in party[1:]}
     common = dict(fedchain=fc, store=store, recipe=recipe)
-    trainers = []
+    trainers: list[Trainer] = []
     for i, held in holds.items():
         kind = kinds[i]
         cls = Trainer if kind == "honest" else ADVERSARIES.get(kind) or attack_trainer(kind, data.num_classes)
         stake = cfg.stake * len(held)
         acct = account(f"trainer-{i}", stake)
         fc.tx("stake", ROLE_TRAINER, stake, sender=acct)
+        name = f"trainer-{i}" + ("" if kind == "honest" else f"({kind})")
+        if clients:
+            trainers.append(FlowerTrainer(name, account=acct, journal=journal(name), client=clients[i], **common))
+            continue
         idx = np.concatenate([parts[j] for j in held])
         trainers.append(
             cls(
-                f"trainer-{i}" + ("" if kind == "honest" else f"({kind})"),
+                name,
                 account=acct,
                 journal=journal(f"trainer-{i}"),
                 x=data.x_train[idx],
@@ -234,7 +261,6 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
         )
     chain.mine(1)  # stake counts only in rounds opened after the block it was added in
 
-    initial = get_params(build_model(cfg.model, tuple(data.input_shape), data.num_classes, seed=cfg.seed))
     tok.tx("mint", owner.address, cfg.pool, sender=owner)
     b = cfg.phase_blocks
     task_id = create_task(
@@ -254,7 +280,19 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
         challenge_blocks=b,
     )
     chain.mine(1)  # round 0's seed is its opening block's hash: readable from the next block
-    return Network(cfg, chain, dep, data, parts, recipe, task_id, trainers, validators, store, initial, watchers)
+    return Network(
+        cfg, chain, dep, data, parts, recipe, task_id, trainers, validators, store, initial, watchers, clients
+    )
+
+
+def flower_clients(cfg: SimConfig) -> list[FlowerClient]:
+    """One Flower client per trainer (partition-id = the trainer's index), none without
+    ``cfg.flower_client``."""
+    if cfg.flower_client is None:
+        return []
+    entry = flower.load(cfg.flower_client, cfg.flower_initial)
+    config = flower.run_config(cfg.rounds, cfg.epochs, cfg.lr, cfg.batch_size)
+    return [FlowerClient(entry, i, cfg.trainers, config) for i in range(cfg.trainers)]
 
 
 class Stopped(Exception):

@@ -23,11 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from fedchain.flower import federated_accuracy
 from fedchain.learning.aggregate.fedavg import fedavg_float
 from fedchain.learning.baseline import centralized_baseline
 from fedchain.learning.models import build_model
 from fedchain.learning.train import evaluate, flatten, train_local, unflatten
 from fedchain.protocol.audit import save_chain
+from fedchain.protocol.recipe import param_names
 from fedchain.sim.network import (
     Network,
     RoundOutcome,
@@ -41,9 +43,13 @@ from fedchain.sim.network import (
 
 
 def model_accuracy(net: Network) -> float:
+    """The current global model's test accuracy; with Flower clients, their own evaluate on their
+    own partitions, weighted by example count (``fedchain.flower.federated_accuracy``)."""
     node = net.validators[0]
     model = node.current_model(net.task_id)
     r = net.recipe
+    if net.flower_clients:
+        return federated_accuracy(net.flower_clients, [model.params[k] for k in param_names(len(r.param_shapes))])
     return evaluate(build_model(r.model, r.input_shape, r.num_classes), model.params, net.data.x_test, net.data.y_test)
 
 
@@ -152,6 +158,7 @@ def run(
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     net = build_network(cfg)
+    baselines = baselines and not net.flower_clients  # their model is the client's: benchmarks/flower compares
     initial_accuracy = model_accuracy(net)
     rounds: list[dict] = []
     stopped: Stopped | None = None
@@ -167,6 +174,8 @@ def run(
         settle(net)  # claims and withdrawals: more steps, which a stopped run does not take
     save_chain(net.deployment, out / "chain", net.task_id)  # the event log an audit replays
     report = summary(net, cfg, initial_accuracy, rounds)
+    if net.flower_clients:
+        report["accuracy_source"] = "federated: every Flower client's evaluate, weighted by its examples"
     if baselines and stopped is None:
         try:
             report["plain_fedavg_accuracy"], seconds = plain_fedavg(net, stop=stop)
