@@ -402,7 +402,8 @@ def public_span(model: Model, store: BlobStore, shapes: Mapping[str, tuple[int, 
         return []
     if lineage.updates is None:
         raise LineageError(f"model {model.cid} has no accepted updates in its lineage (not an innovation-score task)")
-    span, q, parent = [], model.q, lineage.parent
+    span: list[np.ndarray] = []
+    q, parent = model.q, lineage.parent  # type: tuple[np.ndarray, str | None]
     while parent is not None and len(span) < PUBLIC_ROUNDS:
         blob = store.get(parent)
         older = decode_update(blob, shapes)

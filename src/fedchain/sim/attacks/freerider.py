@@ -62,7 +62,10 @@ def _public(build):
 
 
 def _momentum(k: Knowledge) -> np.ndarray:
-    return sum(MOMENTUM**i * g for i, g in enumerate(k.history))
+    out = np.zeros_like(k.history[0])
+    for i, g in enumerate(k.history):
+        out += MOMENTUM**i * g
+    return out
 
 
 def _extrap(k: Knowledge) -> np.ndarray:
