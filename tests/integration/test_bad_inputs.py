@@ -84,6 +84,8 @@ BAD = [
     (["simulate", "--rule-params", "[1]"], "--rule-params", "not a JSON object"),
     (["simulate", "--attack", "alie", "--byzantine", "1.5"], "--byzantine", "[0, 1]"),
     (["simulate", "--attack", "nope"], "--attack", "labelflip"),
+    (["simulate", "--attack", "freerider_copy"], "--attack", "only `fedchain bench robustness`"),
+    (["simulate", "--dataset", "mnist1d"], "--model", "cnn cannot take mnist1d's inputs"),
     (["simulate", "--misbehave", "nope"], "--misbehave", "garbage"),
     (["simulate", "--rounds", "0"], "--rounds", "below 1"),
     (["simulate", "--out", "{root}/notes.txt"], "--out", "is a file"),

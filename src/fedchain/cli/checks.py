@@ -31,6 +31,18 @@ def model(value: str, flag: str = "--model") -> str:
     return one_of(flag, value, sorted(MODELS))
 
 
+def model_fits(model: str, dataset: str, flag: str = "--model") -> None:
+    """The model can take the dataset's inputs (a CNN needs images: not mnist1d's vectors)."""
+    from fedchain.learning.data import load_dataset
+    from fedchain.learning.models import build_model
+
+    data = load_dataset(dataset)
+    try:
+        build_model(model, tuple(data.input_shape), data.num_classes, seed=0)
+    except ValueError as e:
+        raise typer.BadParameter(f"{model} cannot take {dataset}'s inputs: {e}", param_hint=flag) from None
+
+
 def partition(value: str, flag: str = "--partition") -> str:
     from fedchain.learning.data import PARTITIONERS
 

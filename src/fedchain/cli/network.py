@@ -123,6 +123,7 @@ def up(
 
     checks.dataset(dataset)
     checks.model(model)
+    checks.model_fits(model, dataset)
     checks.partition(partition)
     for flag, value, low in (
         ("--validators", validators, 1),

@@ -126,6 +126,7 @@ def simulate(
 
     checks.dataset(dataset)
     checks.model(model)
+    checks.model_fits(model, dataset)
     checks.partition(partition)
     checks.one_of("--score", score, SCORES)
     checks.one_of("--collusion", collusion, COLLUDERS)

@@ -142,6 +142,7 @@ def create(
 
     checks.dataset(dataset)
     checks.model(model)
+    checks.model_fits(model, dataset)
     entry = checks.flower_client(flower_client, flower_initial) if flower_client is not None else None
     if entry is not None and test is not None:
         fail("--test evaluates fedchain's own models: a Flower client's are evaluated by its own evaluate", 2)
