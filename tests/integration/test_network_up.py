@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from fedchain.dashboard.browser import Browser, find_chromium
+
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 ROUNDS = 3
 
@@ -33,6 +35,7 @@ def test_network_up_prints_accuracy_each_round_and_ctrl_c_stops_every_process(tm
     cmd = [sys.executable, "-m", "fedchain", "network", "up", "--trainers", "3", "--validators", "2", "--watcher"]
     cmd += ["--rounds", str(ROUNDS), "--dir", str(folder)]
     up = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    caption = None
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 300
@@ -74,6 +77,9 @@ def test_network_up_prints_accuracy_each_round_and_ctrl_c_stops_every_process(tm
         assert watch.returncode == 0 and "Traceback" not in drawn, drawn[-3000:]
         assert drawn.count("Rounds") >= 2, drawn.count("Rounds")
 
+        # the dashboard, a process of its own, against the live process network, in Chromium
+        caption = dashboard_caption(folder, env, f"{accuracy[-1]:.4f}") if find_chromium() else None
+
         pids = {n: int(p) for n, p in (line.split() for line in (folder / "pids.txt").read_text().splitlines())}
         assert {"chain", "sponsor", "watcher", "trainer-2", "validator-1"} <= set(pids)
         # setup steps exit, and so does the sponsor once its task is done; the chain and nodes stay up
@@ -91,6 +97,38 @@ def test_network_up_prints_accuracy_each_round_and_ctrl_c_stops_every_process(tm
             pid = int(line.split()[1])
             if not gone(pid):
                 os.kill(pid, signal.SIGKILL)
+    if caption is None:
+        pytest.skip("the network passed; no chromium for its dashboard (./scripts/setup.sh installs it)")
+
+
+def dashboard_caption(folder, env, accuracy: str) -> str:
+    """Serve `fedchain dashboard --deployment` over the running network, open it in headless
+    Chromium, wait for every round finalized with its nodes and lineage; the accuracy caption."""
+    board = subprocess.Popen(
+        [sys.executable, "-m", "fedchain", "dashboard", "--deployment", str(folder / "deployment.json"), "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        first = board.stdout.readline()
+        url = re.search(r"open (http://\S+/)", first)
+        assert url, first
+        with Browser() as b:
+            b.goto(url.group(1))
+            b.wait_for(f"document.querySelectorAll('#rounds tbody tr[data-status=finalized]').length == {ROUNDS}", 30)
+            assert b.eval("document.querySelectorAll('#node-table tbody tr').length") >= 5  # 3 trainers, 2 validators
+            assert b.eval("document.querySelectorAll('#lineage-list li').length") >= ROUNDS
+            caption = b.eval("document.getElementById('accuracy-caption').textContent")
+        assert f"Accuracy after round {ROUNDS - 1}: {accuracy}" in caption, caption
+        return caption
+    finally:
+        board.send_signal(signal.SIGINT)
+        try:
+            board.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            board.kill()
 
 
 def logs(folder) -> str:
