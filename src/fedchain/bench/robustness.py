@@ -366,6 +366,11 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
         },
         "model_root": "0x" + model_root,
         "rewards_wei": cosine.rewards,
+        "rewards_by_score": {
+            "cosine": cosine.rewards,
+            "root_set": validation.rewards,
+            "innovation": innovation.rewards,
+        },
         "seconds": time.perf_counter() - start,
     }
     if cell.rule in VARIANTS and cell.rule not in RULES:
