@@ -23,6 +23,7 @@ are kept here to send its arrays back under them.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import os
@@ -85,6 +86,12 @@ class FlowerEntry:
     app: Any  # flwr.clientapp.ClientApp
     legacy: bool  # from a client_fn (NumPyClient/Client): it answers get_parameters
     initial: Callable[[], Any] | None = None  # the Message-API app's initial arrays
+    initial_spec: str | None = None  # MODULE:ATTR of ``initial``
+
+    @property
+    def source_hash(self) -> str:
+        """sha256 of the source files of the modules this entry point names (``source_hash``)."""
+        return source_hash([self.spec] + ([self.initial_spec] if self.initial_spec else []))
 
     @property
     def model(self) -> str:
@@ -112,13 +119,56 @@ def load(spec: str, initial: str | None = None) -> FlowerEntry:
         init = _import(initial, "the initial model")
         if not callable(init):
             raise FlowerError(f"{initial} is a {type(init).__name__}, not callable")
-        entry = FlowerEntry(entry.spec, entry.app, entry.legacy, init)
+        entry = FlowerEntry(entry.spec, entry.app, entry.legacy, init, initial)
     elif not entry.legacy:
         raise FlowerError(
             f"{spec} is a Message-API ClientApp, which cannot hand out initial parameters: name what your "
             "ServerApp passes as initial_arrays (e.g. your torch module class) with --flower-initial MODULE:ATTR"
         )
     return entry
+
+
+def source_files(specs: Sequence[str]) -> list[tuple[str, bytes]]:
+    """(name, bytes) of every source file of the modules ``specs`` name, sorted by name: the
+    module's own .py file, or every .py file under a package's folder."""
+    files: dict[str, bytes] = {}
+    for spec in specs:
+        module = importlib.import_module(spec.partition(":")[0])
+        path = getattr(module, "__file__", None)
+        if path is None:
+            raise FlowerError(f"{spec}: module {module.__name__} has no source file to pin")
+        root = os.path.dirname(path)
+        found = (
+            sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".py"))
+            if os.path.basename(path) == "__init__.py"
+            else [path]
+        )
+        base = os.path.dirname(root) if os.path.basename(path) == "__init__.py" else root
+        for f in found:
+            with open(f, "rb") as fh:
+                files[os.path.relpath(f, base)] = fh.read()
+    return sorted(files.items())
+
+
+def source_hash(specs: Sequence[str]) -> str:
+    """sha256 (hex) over the entry points' source files (``source_files``): each file's name,
+    its length and its bytes, so that no two different sets of files hash alike. A task's recipe
+    pins it; a node whose installed client hashes differently refuses the task."""
+    h = hashlib.sha256()
+    for name, data in source_files(specs):
+        encoded = name.replace(os.sep, "/").encode()
+        h.update(len(encoded).to_bytes(8, "big") + encoded + len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
+
+
+def check_source(pinned: str, entry: FlowerEntry) -> None:
+    """Refuse a task whose recipe pins other client code than the one installed here."""
+    mine = entry.source_hash
+    if pinned != mine:
+        raise FlowerError(
+            f"the task pins {entry.spec}'s source at sha256 {pinned}, but the one installed here hashes to "
+            f"{mine}: install the task's version of the client (fedchain never runs code from the network)"
+        )
 
 
 def run_config(rounds: int | None, epochs: int, lr: float, batch_size: int) -> dict[str, Any]:
@@ -271,6 +321,7 @@ def recipe_model(entry: FlowerEntry, initial: dict[str, np.ndarray]) -> dict[str
     """The recipe fields that describe a Flower client's model: its entry point and shapes."""
     return dict(
         model=entry.model,
+        model_source=entry.source_hash,
         dataset="flower",  # each client loads its own partition
         input_shape=(),
         num_classes=0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+from pathlib import Path
 
 import flwr  # noqa: F401  (a missing flwr fails this file; see the docstring)
 import numpy as np
@@ -160,3 +161,24 @@ def test_a_flower_recipe_lists_its_shapes_and_older_recipes_keep_their_bytes():
     assert b"param_shapes" not in Recipe().to_bytes() and Recipe().flower is None
     with pytest.raises(ValueError, match="param_shapes"):
         Recipe(model="flower:" + NUMPY)
+
+
+def test_the_source_hash_pins_the_client_code_and_a_changed_copy_is_refused(tmp_path, monkeypatch):
+    from fedchain import flower
+
+    spec = "numpy_client_app:client_fn"
+    here = Path(__file__).parent
+    monkeypatch.syspath_prepend(str(here))
+    entry = flower.load(spec)
+    pinned = entry.source_hash
+    assert pinned == flower.source_hash([spec]) and len(pinned) == 64
+    flower.check_source(pinned, entry)  # the same code: accepted
+    # another machine's copy, one comment different
+    (tmp_path / "numpy_client_app.py").write_text((here / "numpy_client_app.py").read_text() + "# edited\n")
+    monkeypatch.delitem(sys.modules, "numpy_client_app", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    theirs = flower.load(spec)
+    assert theirs.source_hash != pinned
+    with pytest.raises(flower.FlowerError) as e:
+        flower.check_source(pinned, theirs)
+    assert pinned in str(e.value) and theirs.source_hash in str(e.value)

@@ -425,6 +425,23 @@ def test_flower_clients_train_as_trainer_processes(procnet):
     for j in range(2):
         net.validator(j, 4 + j)
     task = net.create_task(*task_args(2, 2, rounds=2, commit=8, reveal=4), "--flower-client", spec, timeout=180)
+    # a trainer whose installed client differs by one comment refuses the task, naming both hashes
+    pinned = flower.source_hash([spec])
+    other = net.root / "other-machine"
+    (other / "tests" / "flower").mkdir(parents=True)
+    source = Path(__file__).resolve().parents[1] / "flower" / "numpy_client_app.py"
+    (other / "tests" / "flower" / "numpy_client_app.py").write_text(source.read_text() + "# a local edit\n")
+    impostor = net.start(
+        "impostor",
+        *("node", "run", "--role", "trainer", "--dev-account", "7", "--home", "impostor", "--name", "impostor"),
+        *("--flower-client", spec, "--task", str(task), "--partition-id", "0", "--num-partitions", "2"),
+        env={"PYTHONPATH": str(other)},
+    )
+    assert impostor.wait(timeout=120) == 2, net.log("impostor")[-3000:]
+    refusal = net.log("impostor")
+    mine = re.search(r"hashes to ([0-9a-f]{64})", refusal)
+    assert f"pins {spec}'s source at sha256 {pinned}" in refusal and mine and mine.group(1) != pinned, refusal
+    assert net.dep.fedchain.call("stakes", dev_account(7).address)["active"] == 0  # refused before staking
     net.wait_finished(timeout=120)
     for r in range(2):
         assert net.outcome(r).name == "RoundFinalized", f"round {r}: {net.outcome(r)}\n{net.tails()}"
@@ -439,6 +456,8 @@ def test_flower_clients_train_as_trainer_processes(procnet):
         params = decode_tensors(blob, dict(zip(names, shapes)))
         return flower.federated_accuracy(clients, [params[k] for k in names])
 
+    for i in range(2):  # both Flower trainers are paid
+        net.wait_event("RewardClaimed", 60, f"trainer-{i}'s reward", node=dev_account(2 + i).address)
     before = federated(net.events("TaskCreated")[0].args["model_cid"])
     after = federated(net.dep.fedchain.call("tasks", task)["model_cid"])
     assert after > before + 0.3, (before, after)

@@ -152,6 +152,13 @@ def run(
             if entry is not None:
                 if recipe.flower != flower_client:
                     fail(f"the task trains {recipe.model}, not the Flower client flower:{flower_client}", 2)
+                if recipe.model_source:
+                    from fedchain.flower import FlowerError, check_source
+
+                    try:
+                        check_source(recipe.model_source, entry)
+                    except FlowerError as e:
+                        fail(str(e), 2)
                 return
             assert data is not None  # a trainer's --data was required above
             if recipe.flower is not None:

@@ -120,6 +120,9 @@ class Recipe:
     frac_bits: int = FRAC_BITS
     chunk_size: int = CHUNK_SIZE
     param_shapes: tuple[tuple[int, ...], ...] = ()  # a Flower client's parameters (see above)
+    # sha256 of a Flower client's source files (fedchain.flower.source_hash): every node checks
+    # that the client it has installed is this one
+    model_source: str = ""
 
     def __post_init__(self) -> None:
         # 1 and 1.0 are equal recipes: give them one canonical encoding (and hash).
@@ -159,6 +162,8 @@ class Recipe:
         d = asdict(self) | {"rule_params": dict(self.rule_params)}
         if not self.param_shapes:
             del d["param_shapes"]  # recipes from before Flower clients keep their bytes
+        if not self.model_source:
+            del d["model_source"]
         return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
 
     @property
