@@ -71,11 +71,19 @@ def test_network_up_prints_accuracy_each_round_and_ctrl_c_stops_every_process(tm
             stderr=subprocess.STDOUT,
             text=True,
         )
-        time.sleep(8)  # its start (~3 s), then a block every 0.5 s
+        # Ctrl-C once it has drawn twice (its start takes ~3 s, much more on a loaded machine)
+        seen, draws, until = [], 0, time.monotonic() + 120
+        while draws < 2 and time.monotonic() < until:
+            line = watch.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            draws += "Rounds" in line
         watch.send_signal(signal.SIGINT)
-        drawn, _ = watch.communicate(timeout=30)
+        rest, _ = watch.communicate(timeout=30)
+        drawn = "".join(seen) + rest
         assert watch.returncode == 0 and "Traceback" not in drawn, drawn[-3000:]
-        assert drawn.count("Rounds") >= 2, drawn.count("Rounds")
+        assert draws >= 2, drawn[-3000:]
 
         # the dashboard, a process of its own, against the live process network, in Chromium
         caption = dashboard_caption(folder, env, f"{accuracy[-1]:.4f}") if find_chromium() else None

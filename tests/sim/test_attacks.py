@@ -18,6 +18,7 @@ from fedchain.learning.train import TrainConfig, evaluate, get_params, train_cen
 from fedchain.sim.attacks import (
     ATTACKS,
     PROTOCOL_ATTACKS,
+    PUBLIC_ATTACKS,
     UPDATE_ATTACKS,
     Knowledge,
     alie,
@@ -49,8 +50,15 @@ def test_registry_names_every_attack_of_the_issue():
         "ipm_100",
         "backdoor",
         "freerider",
+        # issue 20's free-riders on public information (only the robustness benchmark runs them)
+        "freerider_delta",
+        "freerider_momentum",
+        "freerider_extrap",
+        "freerider_old",
+        "freerider_copy",
     }
     assert set(PROTOCOL_ATTACKS) == {"copier", "withholder", "sybil"}
+    assert set(PUBLIC_ATTACKS) == {a for a in UPDATE_ATTACKS if a.startswith("freerider_")}
 
 
 def test_sign_flip_sends_minus_its_update():
