@@ -147,10 +147,14 @@ def main() -> None:
     rows = [json.loads(line) for line in rows_path.read_text().splitlines() if line.strip()]
     text, verdicts = tables(rows)
     command = "PYTHONPATH=src .venv/bin/python benchmarks/robustness/incentives.py " + " ".join(sys.argv[1:])
+    # every run whose rows are in rows.jsonl, in order (a --resume adds its own)
+    old = args.out / "results.json"
+    commands = json.loads(old.read_text()).get("commands", []) if args.resume and old.exists() else []
+    commands = list(dict.fromkeys([*commands, command]))
     (args.out / "results.json").write_text(
         json.dumps(
             {
-                "command": command,
+                "commands": commands,
                 "setup": asdict(setup),
                 "seconds_this_run": time.perf_counter() - start,
                 "cpu_count": cpu_count(),
@@ -160,7 +164,8 @@ def main() -> None:
             indent=1,
         )
     )
-    (args.out / "tables.md").write_text(f"Produced by `{command}`.\n\n{text}")
+    produced = ", then ".join(f"`{c}`" for c in commands)
+    (args.out / "tables.md").write_text(f"Produced by {produced}.\n\n{text}")
     print(text)
     print(json.dumps(verdicts, indent=1))
 
