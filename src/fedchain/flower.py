@@ -138,12 +138,11 @@ def source_files(specs: Sequence[str]) -> list[tuple[str, bytes]]:
         if path is None:
             raise FlowerError(f"{spec}: module {module.__name__} has no source file to pin")
         root = os.path.dirname(path)
-        found = (
-            sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".py"))
-            if os.path.basename(path) == "__init__.py"
-            else [path]
-        )
-        base = os.path.dirname(root) if os.path.basename(path) == "__init__.py" else root
+        if os.path.basename(path) == "__init__.py":  # a package: every .py file under its folder
+            found = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".py")]
+            base = os.path.dirname(root)
+        else:
+            found, base = [path], root
         for f in found:
             with open(f, "rb") as fh:
                 files[os.path.relpath(f, base)] = fh.read()

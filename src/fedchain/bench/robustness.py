@@ -291,6 +291,11 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
                 else np.zeros((0, q.size))
             )
             g = flatten(params).astype(np.float64)
+            # what every attacker reads of earlier rounds (float, as the attacks compute), once a round
+            seen = tuple(fp.from_fixed(h).astype(np.float64) for h in history) if attack.public else ()
+            last_seen = (
+                np.stack([fp.from_fixed(u) for u in last]).astype(np.float64) if attack.public and last else None
+            )
             for i in attacker_ids:
                 own = trained(i).astype(np.float64) if attack.trains else None
                 if attack.craft is None:
@@ -306,10 +311,8 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
                                 n=n,
                                 f=f,
                                 rng=np.random.default_rng([cell.seed * 1000 + i, r]),
-                                history=tuple(fp.from_fixed(h).astype(np.float64) for h in history),
-                                revealed=np.stack([fp.from_fixed(u) for u in last]).astype(np.float64)
-                                if last
-                                else None,
+                                history=seen,
+                                revealed=last_seen,
                             )
                         )
                     )
@@ -335,7 +338,11 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
         validation.pay(r, _by_trainer(n, ids, root_scores))
         public = history[:PUBLIC_ROUNDS] + last if history else []
         innovation_scores = (
-            round_scores(by_innovation, q, list(qs.values()), new_q - q, template, public=public) if ids else []
+            round_scores(
+                by_innovation, q, list(qs.values()), new_q - q, template, public=public, root_scores=root_scores
+            )
+            if ids
+            else []
         )
         innovation.pay(r, _by_trainer(n, ids, innovation_scores))
         q, prev = new_q, new_q - q

@@ -96,14 +96,18 @@ def innovation_scores(
     xq: np.ndarray,
     y: np.ndarray,
     seats: Sequence[int] | None = None,
+    useful: Sequence[int] | None = None,
 ) -> list[int]:
     """Each update's innovation score, ``isqrt(V(u_i) * V(r_i))`` (module docstring), in order.
 
     ``public`` is the round's public span in its canonical order (the last global update,
-    then the last round's accepted updates in reveal order; empty in round 0); the other
+    then the last round's accepted updates in reveal order; empty in round 0); ``useful``
+    the updates' root-set scores V(u_i) where the caller has them already; the other
     arguments are ``validation_scores``'.
     """
-    useful = validation_scores(model, parent_q, updates, template, xq, y, seats)
+    if useful is None:
+        useful = validation_scores(model, parent_q, updates, template, xq, y, seats)
+    useful = list(useful)
     if not public:
         return useful  # isqrt(v * v) == v
     basis = orthogonalize(public)

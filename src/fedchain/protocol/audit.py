@@ -538,7 +538,7 @@ class Auditor:
             else None
         )
         public = (
-            public_span(model, self.store, param_shapes(self.template)) if self.recipe.score == "innovation" else None
+            public_span(model, self.store, param_shapes(self.template)) if self.recipe.score == "innovation" else []
         )
         return aggregate_round(
             self.task_id, r, model, revealed, updates, samples, reasons, self.recipe, self.template, prev, public

@@ -69,17 +69,22 @@ def round_scores(
     template: Mapping[str, np.ndarray],
     seats: Sequence[int] | None = None,
     public: Sequence[np.ndarray] = (),
+    root_scores: Sequence[int] | None = None,
 ) -> list[int]:
     """Each accepted update's score under the recipe's rule ("cosine", "validation" or
     "innovation"); ``seats`` (basis points, one seat each if omitted) matter to the root-set
-    scores, ``public`` (``round.public_span``) to the innovation score only."""
+    scores, ``public`` (``round.public_span``) to the innovation score only, and
+    ``root_scores`` are the updates' root-set scores where the caller computed them already
+    (Zeno selects by them): both root-set-based scores use them instead of computing again."""
     if recipe.score == "cosine":
         return cosine_scores(updates, aggregate)
     if recipe.score == "validation":
+        if root_scores is not None:
+            return list(root_scores)
         return validation_round_scores(recipe, parent_q, updates, template, seats)
     if recipe.score == "innovation":
         rs = root_set(recipe)
-        return innovation_scores(recipe.model, parent_q, updates, public, template, rs.xq, rs.y, seats)
+        return innovation_scores(recipe.model, parent_q, updates, public, template, rs.xq, rs.y, seats, root_scores)
     raise LearningError(f"unknown score {recipe.score!r}; choose one of {list(SCORES)}")
 
 

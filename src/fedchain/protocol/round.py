@@ -13,7 +13,7 @@ copy, and any disagreement is evidence.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -151,8 +151,6 @@ class Lineage:
         d = asdict(self)
         d = {k: v for k, v in d.items() if v is not None or k == "parent"}
         d["scores"] = [list(s) for s in self.scores]
-        if self.updates is not None:
-            d["updates"] = list(self.updates)
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -274,7 +272,7 @@ def aggregate_round(
     recipe: Recipe,
     template: dict[str, np.ndarray],
     prev_update: np.ndarray | None = None,
-    public: list[np.ndarray] | None = None,
+    public: Sequence[np.ndarray] = (),
 ) -> RoundResult:
     """The round's result from the checked updates: the new model (the recipe's rule from
     ``model``), its blob with the lineage in its metadata, each reveal's score and the
@@ -312,11 +310,7 @@ def aggregate_round(
         if enough_updates(recipe.rule, recipe.rule_params, seats)
         else model.q
     )
-    round_score = (
-        by_root_set
-        if by_root_set is not None and recipe.score == "validation"
-        else round_scores(recipe, model.q, accepted, new_q - model.q, template, seats, public or [])
-    )
+    round_score = round_scores(recipe, model.q, accepted, new_q - model.q, template, seats, public, by_root_set)
     node_scores = dict(zip(updates, round_score))
     # paid scores: the rule's score times the seats the trainer's stake stands for
     scores = [(ev.node, commitments.paid_score(node_scores.get(ev.node, 0), ev.seats_bps)) for ev in revealed]
@@ -363,7 +357,7 @@ def compute_round(
     revealed = in_reveal_order(revealed)
     checked = check_updates(revealed, store, param_shapes(template), recipe.chunk_size)
     prev = previous_update(model, store, param_shapes(template)) if uses_prev_update(recipe.rule) else None
-    public = public_span(model, store, param_shapes(template)) if recipe.score == "innovation" else None
+    public = public_span(model, store, param_shapes(template)) if recipe.score == "innovation" else []
     return aggregate_round(task_id, round_id, model, revealed, *checked, recipe, template, prev, public)
 
 
@@ -398,12 +392,13 @@ def public_span(model: Model, store: BlobStore, shapes: Mapping[str, tuple[int, 
     A blob that cannot be fetched raises (StorageError), as in ``previous_update``; the store
     checks each against its CID before it is decoded."""
     lineage = Lineage.from_blob(store.get(model.cid))
-    if lineage.parent is None:
+    parent: str | None = lineage.parent
+    if parent is None:
         return []
     if lineage.updates is None:
         raise LineageError(f"model {model.cid} has no accepted updates in its lineage (not an innovation-score task)")
     span: list[np.ndarray] = []
-    q, parent = model.q, lineage.parent  # type: tuple[np.ndarray, str | None]
+    q = model.q
     while parent is not None and len(span) < PUBLIC_ROUNDS:
         blob = store.get(parent)
         older = decode_update(blob, shapes)

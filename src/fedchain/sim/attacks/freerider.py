@@ -61,9 +61,10 @@ def _public(build):
     return run
 
 
-def _momentum(k: Knowledge) -> np.ndarray:
-    out = np.zeros_like(k.history[0])
-    for i, g in enumerate(k.history):
+def _momentum(history: tuple[np.ndarray, ...]) -> np.ndarray:
+    """sum of MOMENTUM**k * g_k over the global updates, newest first."""
+    out = np.zeros_like(history[0])
+    for i, g in enumerate(history):
         out += MOMENTUM**i * g
     return out
 
@@ -75,7 +76,7 @@ def _extrap(k: Knowledge) -> np.ndarray:
 
 def _old(k: Knowledge) -> np.ndarray:
     older = k.history[OLD_AFTER:]
-    return _momentum(Knowledge(k.model, None, k.honest, k.n, k.f, k.rng, older)) if older else k.history[-1]
+    return _momentum(older) if older else k.history[-1]
 
 
 def _copy(k: Knowledge) -> np.ndarray:
@@ -87,7 +88,9 @@ def _copy(k: Knowledge) -> np.ndarray:
 ATTACK = Attack("freerider", craft=lambda k: craft(k.model.size, k.rng), trains=False)
 PUBLIC = (
     Attack("freerider_delta", craft=_public(lambda k: _disguised(k.history[0], k)), trains=False, public=True),
-    Attack("freerider_momentum", craft=_public(lambda k: _disguised(_momentum(k), k)), trains=False, public=True),
+    Attack(
+        "freerider_momentum", craft=_public(lambda k: _disguised(_momentum(k.history), k)), trains=False, public=True
+    ),
     Attack("freerider_extrap", craft=_public(lambda k: _disguised(_extrap(k), k)), trains=False, public=True),
     Attack("freerider_old", craft=_public(lambda k: _disguised(_old(k), k)), trains=False, public=True),
     Attack("freerider_copy", craft=_public(_copy), trains=False, public=True),
