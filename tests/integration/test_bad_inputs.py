@@ -48,6 +48,7 @@ def net(tmp_path_factory):
         np.savez(root / "objects.npz", x=np.array([{"a": 1}] * 3, dtype=object), y=np.zeros(3, np.int64))
         np.savez(root / "labels.npz", x=np.zeros((5, 1, 8, 8), np.float32), y=np.full(5, 12, np.int64))
         np.savez(root / "nolabels.npz", x=np.zeros((5, 64), np.float32))
+        (root / "wide.csv").write_text("label," + ",".join(f"x{j}" for j in range(65)) + "\n" + "1" + ",0" * 65 + "\n")
         yield root, node.url, chain
     finally:
         node.stop()
@@ -110,6 +111,23 @@ BAD = [
     (["node", "run", "--role", "trainer", "--data", "{root}/notes.txt", *DEP, "--dev-account", "2"], "--data", "npz"),
     (["node", "run", "--role", "trainer", "--data", "{root}/objects.npz", *DEP, "--dev-account", "2"], "--data", "x"),
     (["node", "run", "--role", "trainer", "--data", "{root}/nolabels.npz", *DEP, "--dev-account", "2"], "--data", "y"),
+    (
+        [
+            "node",
+            "run",
+            "--role",
+            "trainer",
+            "--data",
+            "{root}/wide.csv",
+            "--home",
+            "{root}/node",
+            *DEP,
+            "--dev-account",
+            "2",
+        ],
+        "--data",
+        "65 feature columns; the task's model takes examples of shape (1, 8, 8)",
+    ),  # fmt: skip
     (
         [
             "node",

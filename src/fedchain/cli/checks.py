@@ -116,40 +116,54 @@ def sim_folder(path: Path, flag: str = "--sim") -> None:
 
 def npz(path: Path, flag: str) -> tuple[np.ndarray, np.ndarray]:
     """(x float32, y int64) from an .npz with arrays x and y; never unpickles anything."""
-    if not path.is_file():
-        raise typer.BadParameter(f"{path}: no such file", param_hint=flag)
-    not_npz = typer.BadParameter(
-        f"{path} is not an .npz of numeric arrays x and y (write one with numpy.savez, or `fedchain data split`)",
-        param_hint=flag,
-    )
+    from fedchain.learning.local_data import read_npz
+
+    return _read(read_npz, flag, path)
+
+
+def local_data(
+    path: Path, label_column: str | None, flag: str, input_shape: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(x float32, y int64) from a trainer's .npz, .csv or ImageFolder (``learning.local_data``),
+    a .csv's rows shaped and images read as ``input_shape`` (the task's) says."""
+    from fedchain.learning.local_data import data_format, load_local_data
+
+    fmt = data_format(path)
+    if label_column is not None and fmt != "csv":
+        what = "an ImageFolder" if fmt == "imagefolder" else "an .npz"
+        raise typer.BadParameter(
+            f"only a .csv has a label column, and {flag} {path} is {what}", param_hint="--label-column"
+        )
+    return _read(load_local_data, flag, path, label_column or "label", input_shape)
+
+
+def _read(reader, flag: str, *args):
+    from fedchain.learning.local_data import LocalDataError
+
     try:
-        f = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        # numpy's own message suggests allow_pickle=True: not advice for data from anywhere
-        raise not_npz from None
-    if not isinstance(f, np.lib.npyio.NpzFile):
-        raise typer.BadParameter(f"{path} holds a single array, not arrays x and y (use numpy.savez)", param_hint=flag)
-    with f:
-        if "x" not in f or "y" not in f:
-            raise typer.BadParameter(f"{path} has arrays {sorted(f.files)}, not x and y", param_hint=flag)
-        try:
-            x, y = f["x"], f["y"]
-        except ValueError:  # an object array: it would need unpickling
-            raise not_npz from None
-    if not (np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.number)) or y.ndim != 1:
-        raise typer.BadParameter(f"{path}: x must be numbers and y one integer label an example", param_hint=flag)
-    if len(x) != len(y) or len(y) == 0:
-        raise typer.BadParameter(f"{path} needs one label per example: x has {len(x)}, y has {len(y)}", param_hint=flag)
-    return np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
+        return reader(*args)
+    except LocalDataError as e:
+        raise typer.BadParameter(str(e), param_hint="--label-column" if e.option == "label_column" else flag) from None
 
 
 def data_fits(x: np.ndarray, y: np.ndarray, input_shape, num_classes: int, flag: str, path: Path) -> None:
-    """Examples of the task's input shape and labels among its classes."""
+    """Examples of the task's input shape, labels among its classes, and an ImageFolder's
+    class folders one for each of them."""
     if tuple(x.shape[1:]) != tuple(input_shape):
         raise typer.BadParameter(
             f"{path} has examples of shape {tuple(x.shape[1:])}; the task's model takes {tuple(input_shape)}",
             param_hint=flag,
         )
+    if path.is_dir():  # an ImageFolder: a missing class folder would shift every label after it
+        from fedchain.learning.local_data import class_names
+
+        names = class_names(path)
+        if len(names) != num_classes:
+            raise typer.BadParameter(
+                f"{path} has {len(names)} class folders ({', '.join(names)}); the task has {num_classes} classes: "
+                f"one folder for each (class i is the i-th by sorted name; a class without images keeps its folder)",
+                param_hint=flag,
+            )
     if y.min() < 0 or y.max() >= num_classes:
         raise typer.BadParameter(
             f"{path} has labels {int(y.min())}..{int(y.max())}; the task has classes 0..{num_classes - 1}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -54,9 +55,15 @@ def run(
     data: Annotated[
         Path | None,
         typer.Option(
-            help="Trainer's private data: an .npz with arrays x (float32, one example per row) and y (int labels). "
-            "Never leaves this machine (see `fedchain data split`)."
+            help="Trainer's private data, by its path: an .npz with arrays x (one example per row) and y (int "
+            "labels); a .csv with a header, a label column and numeric features (reshaped, row-major, to the "
+            "task's input shape); or a folder of images per class (ImageFolder: DIR/<class>/<image>.png, .jpg, "
+            ".bmp; class i is the i-th folder by sorted name; pixels read as value/255). Never leaves this "
+            "machine (see `fedchain data split --format`)."
         ),
+    ] = None,
+    label_column: Annotated[
+        str | None, typer.Option(help="With a .csv --data: the column of labels (default: label).")
     ] = None,
     flower_client: Annotated[
         str | None,
@@ -131,14 +138,21 @@ def run(
         if not 0 <= partition_id < num_partitions:
             raise typer.BadParameter(f"{partition_id} is not in [0, {num_partitions})", param_hint="--partition-id")
     elif role is Role.trainer and data is None:
-        fail("a trainer needs --data PATH (.npz with x and y), or --flower-client MODULE:ATTR", 2)
+        fail("a trainer needs --data PATH (.npz, .csv or ImageFolder), or --flower-client MODULE:ATTR", 2)
     checks.url(rpc, "--rpc")
     checks.url(public_url, "--public-url")
     for url in peer:
         checks.url(url, "--peer")
     stake_wei = 0 if role is Role.watcher else parse_tokens(stake, "--stake")
     if data is not None:
-        x, y = checks.npz(data, "--data")
+        # the file's own faults now, before any connection; its fit to a task (a .csv's rows and
+        # images shaped as the recipe says) once the recipe is known, in fits
+        read = functools.cache(functools.partial(checks.local_data, data, label_column, "--data"))
+        x, y = read(None)
+    elif label_column is not None:
+        raise typer.BadParameter(
+            "it names a column of a .csv --data, and there is no --data", param_hint="--label-column"
+        )
     with errors():
         acct = resolve_account(account, dev_account, keystore)
         name = name or f"{role.value}-{acct.address[2:8].lower()}"
@@ -163,6 +177,7 @@ def run(
             assert data is not None  # a trainer's --data was required above
             if recipe.flower is not None:
                 fail(f"the task trains the Flower client {recipe.flower}: run it with --flower-client", 2)
+            x, y = read(recipe.input_shape)
             checks.data_fits(x, y, recipe.input_shape, recipe.num_classes, "--data", data)
 
         if role is Role.trainer and entry is not None:
@@ -195,6 +210,7 @@ def run(
             if entry is not None:
                 return _flower_trainer(name, recipe, entry, partition_id, num_partitions, threads, common)
             s = seed if seed is not None else int(acct.address[2:10], 16)
+            x, y = read(recipe.input_shape)  # as fits read it
             return Trainer(name, recipe=recipe, x=x, y=y, seed=s, **common)
 
         role_id = {Role.trainer: ROLE_TRAINER, Role.validator: ROLE_VALIDATOR, Role.watcher: ROLE_WATCHER}[role]
