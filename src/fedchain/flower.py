@@ -23,11 +23,7 @@ are kept here to send its arrays back under them.
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import inspect
-import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from fedchain.errors import FedchainError
+from fedchain.learning.models import source
+from fedchain.learning.models.source import source_files, source_hash  # noqa: F401  (fedchain.flower's names)
 
 # `pip install fedchain[flower]` itself cannot resolve: flwr 1.42.0 caps typer and rich below
 # fedchain's pins (docs/decisions.md), so the extra is installed from its exact pins
@@ -64,10 +62,8 @@ def _import(spec: str, what: str) -> Any:
     module, _, attr = spec.partition(":")
     if not module or not attr:
         raise FlowerError(f"{spec!r} is not MODULE:ATTR ({what})")
-    if os.getcwd() not in sys.path:  # as `python -m` and `flwr run` do: the user's project folder
-        sys.path.insert(0, os.getcwd())
     try:
-        mod = importlib.import_module(module)
+        mod = source.import_module(module)  # installed, or in the user's project folder
     except Exception as e:  # ImportError, or the module failing as it runs
         raise FlowerError(f"cannot import {module!r} ({what}): {type(e).__name__}: {e}") from e
     obj = mod
@@ -89,9 +85,14 @@ class FlowerEntry:
     initial_spec: str | None = None  # MODULE:ATTR of ``initial``
 
     @property
+    def specs(self) -> list[str]:
+        """The entry points whose modules' source a task pins."""
+        return [self.spec] + ([self.initial_spec] if self.initial_spec else [])
+
+    @property
     def source_hash(self) -> str:
         """sha256 of the source files of the modules this entry point names (``source_hash``)."""
-        return source_hash([self.spec] + ([self.initial_spec] if self.initial_spec else []))
+        return source_hash(self.specs)
 
     @property
     def model(self) -> str:
@@ -128,46 +129,12 @@ def load(spec: str, initial: str | None = None) -> FlowerEntry:
     return entry
 
 
-def source_files(specs: Sequence[str]) -> list[tuple[str, bytes]]:
-    """(name, bytes) of every source file of the modules ``specs`` name, sorted by name: the
-    module's own .py file, or every .py file under a package's folder."""
-    files: dict[str, bytes] = {}
-    for spec in specs:
-        module = importlib.import_module(spec.partition(":")[0])
-        path = getattr(module, "__file__", None)
-        if path is None:
-            raise FlowerError(f"{spec}: module {module.__name__} has no source file to pin")
-        root = os.path.dirname(path)
-        if os.path.basename(path) == "__init__.py":  # a package: every .py file under its folder
-            found = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".py")]
-            base = os.path.dirname(root)
-        else:
-            found, base = [path], root
-        for f in found:
-            with open(f, "rb") as fh:
-                files[os.path.relpath(f, base)] = fh.read()
-    return sorted(files.items())
-
-
-def source_hash(specs: Sequence[str]) -> str:
-    """sha256 (hex) over the entry points' source files (``source_files``): each file's name,
-    its length and its bytes, so that no two different sets of files hash alike. A task's recipe
-    pins it; a node whose installed client hashes differently refuses the task."""
-    h = hashlib.sha256()
-    for name, data in source_files(specs):
-        encoded = name.replace(os.sep, "/").encode()
-        h.update(len(encoded).to_bytes(8, "big") + encoded + len(data).to_bytes(8, "big") + data)
-    return h.hexdigest()
-
-
 def check_source(pinned: str, entry: FlowerEntry) -> None:
     """Refuse a task whose recipe pins other client code than the one installed here."""
-    mine = entry.source_hash
-    if pinned != mine:
-        raise FlowerError(
-            f"the task pins {entry.spec}'s source at sha256 {pinned}, but the one installed here hashes to "
-            f"{mine}: install the task's version of the client (fedchain never runs code from the network)"
-        )
+    try:
+        source.check_source(pinned, entry.specs)
+    except source.ModelError as e:
+        raise FlowerError(str(e)) from None
 
 
 def run_config(rounds: int | None, epochs: int, lr: float, batch_size: int) -> dict[str, Any]:

@@ -230,6 +230,15 @@ PeersFileOpt = Annotated[
         help="Peers file, one URL a line, re-read on every lookup (default: peers.txt next to the deployment file)."
     ),
 ]
+ModelsOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--model",
+        help="An entry-point model package.module:factory, installed here, that this command may build when "
+        "a task names it (repeatable): fedchain builds no model that only a recipe names. The recipe pins "
+        "the sha256 of its source, and a copy that hashes differently is refused. Built-in models need none.",
+    ),
+]
 AnnounceOpt = Annotated[
     bool,
     typer.Option(

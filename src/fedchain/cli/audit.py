@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from fedchain.cli._common import EXIT, PeerOpt, PeersFileOpt, RpcOpt, errors, fail
+from fedchain.cli._common import EXIT, ModelsOpt, PeerOpt, PeersFileOpt, RpcOpt, errors, fail
 
 AUDIT_FAILED = 40  # exit code: the history differs from its recomputation (cf. EXIT in _common)
 
@@ -41,6 +41,7 @@ def audit(
     ] = [],
     peer: PeerOpt = [],
     peers_file: PeersFileOpt = None,
+    models: ModelsOpt = [],
 ) -> None:
     """Verify a task's whole history from the chain's events and the blobs.
 
@@ -62,6 +63,8 @@ def audit(
     checks.url(rpc, "--rpc")
     for url in peer:
         checks.url(url, "--peer")
+    for spec in models:
+        checks.model(spec)
 
     console = Console(width=None if sys.stdout.isatty() else 160)
     with errors():

@@ -26,21 +26,56 @@ def dataset(value: str, flag: str = "--dataset") -> str:
 
 
 def model(value: str, flag: str = "--model") -> str:
-    from fedchain.learning.models import MODELS
+    """A built-in model, or an entry point ``package.module:factory`` installed here (or in the
+    current folder) that names a callable. Naming an entry point on this command line is what
+    lets this process build it (``source.allow``): a recipe alone never does."""
+    from fedchain.learning.models import MODELS, source
 
-    return one_of(flag, value, sorted(MODELS))
+    if not source.is_entry_point(value):
+        return one_of(flag, value, sorted(MODELS))
+    source.allow(value)
+    try:
+        source.load_factory(value)
+    except source.ModelError as e:
+        raise typer.BadParameter(str(e), param_hint=flag) from None
+    return value
 
 
 def model_fits(model: str, dataset: str, flag: str = "--model") -> None:
     """The model can take the dataset's inputs (a CNN needs images: not mnist1d's vectors)."""
     from fedchain.learning.data import load_dataset
-    from fedchain.learning.models import build_model
+    from fedchain.learning.models import ModelError, build_model
 
     data = load_dataset(dataset)
     try:
         build_model(model, tuple(data.input_shape), data.num_classes, seed=0)
+    except ModelError as e:  # an entry point's: its message names the call that failed
+        raise typer.BadParameter(str(e), param_hint=flag) from None
     except ValueError as e:
         raise typer.BadParameter(f"{model} cannot take {dataset}'s inputs: {e}", param_hint=flag) from None
+
+
+def model_scores(model: str, rule: str, score: str = "cosine", flag: str = "--model") -> None:
+    """An entry-point model is scored by cosine: root-set scores and rules (FLTrust, Zeno) run the
+    built-in models' exact integer forward pass, which no other model has."""
+    from fedchain.learning.aggregate import registry
+    from fedchain.learning.models import is_entry_point
+
+    if not is_entry_point(model):
+        return
+    if score != "cosine":
+        raise typer.BadParameter(
+            f"the {score} score runs the built-in models' exact forward pass on the root set, which {model} "
+            "has none of: use --score cosine",
+            param_hint=flag,
+        )
+    r = registry.RULES.get(rule)
+    if r is not None and (r.needs_root_set or r.needs_root_scores):
+        raise typer.BadParameter(
+            f"{rule} trains or scores on the validators' root set with the built-in models' exact forward pass, "
+            f"which {model} has none of: choose another --rule",
+            param_hint=flag,
+        )
 
 
 def partition(value: str, flag: str = "--partition") -> str:

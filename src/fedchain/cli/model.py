@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import typer
 
-from fedchain.cli._common import RpcOpt, errors, fail
+from fedchain.cli._common import ModelsOpt, RpcOpt, errors, fail
 
 if TYPE_CHECKING:
     from fedchain.protocol.recipe import Recipe  # imports torch: only when a command runs
@@ -83,6 +83,7 @@ def get(
     blobs: BlobsOpt = [],
     peer: PeerOpt = [],
     peers_file: PeersFileOpt = None,
+    models: ModelsOpt = [],
 ) -> None:
     """Write a task's model (the newest finalized, or round R's) as a plain safetensors file.
 
@@ -90,8 +91,11 @@ def get(
     chain); the file's metadata names the task, the round, the CID and the
     recipe's model and dataset. Needs no account.
     """
+    from fedchain.cli import checks
     from fedchain.storage.codec import encode_tensors
 
+    for spec in models:
+        checks.model(spec)
     with errors():
         m = take(task, round_id, sim, deployment, rpc, blobs, peer, peers_file)
     r = m.recipe
@@ -129,6 +133,7 @@ def eval_(
     blobs: BlobsOpt = [],
     peer: PeerOpt = [],
     peers_file: PeersFileOpt = None,
+    models: ModelsOpt = [],
 ) -> None:
     """Evaluate a task's model (the newest finalized, or round R's) on your data.
 
@@ -140,6 +145,8 @@ def eval_(
     from fedchain.learning.train import evaluate_with_loss
 
     x, y = checks.npz(data, "--data")
+    for spec in models:
+        checks.model(spec)
     with errors():
         m = take(task, round_id, sim, deployment, rpc, blobs, peer, peers_file)
     r = m.recipe
@@ -178,8 +185,9 @@ def take(task, round_id, sim, deployment, rpc, blobs, peer, peers_file) -> Taken
     events = _task_events(source.events(), task_id)
     picked, digest = _pick(events, task_id, round_id)
     try:
+        recipe.check_model_source()  # an entry-point model is built from the source the task pins, or not at all
         template = recipe.template()
-    except ValueError as e:  # a recipe naming a model this version does not have
+    except ValueError as e:  # a recipe naming a model this version does not have, or not named here
         raise FedchainError(f"task {task_id}: {e}") from None
     cid = cid_from_digest(digest)
     tensors = decode_tensors(store.get(cid), param_shapes(template))  # the store checks the bytes' CID

@@ -95,7 +95,10 @@ def up(
     watcher: Annotated[bool, typer.Option(help="Also run a watcher (recomputes every round, challenges).")] = False,
     rounds: Annotated[int, typer.Option(help="Rounds of the task.")] = 3,
     dataset: Annotated[str, typer.Option(help="digits | mnist | mnist1d.")] = "digits",
-    model: Annotated[str, typer.Option(help="logreg | mlp | cnn.")] = "mlp",
+    model: Annotated[
+        str,
+        typer.Option(help="logreg | mlp | cnn, or an entry point package.module:factory (every node is given it)."),
+    ] = "mlp",
     partition: Annotated[str, typer.Option(help="iid | dirichlet | pathological.")] = "iid",
     rule: Annotated[str, typer.Option(help="Aggregation rule.")] = "fedavg",
     epochs: Annotated[int, typer.Option(help="Local epochs per round.")] = 2,
@@ -120,10 +123,12 @@ def up(
     """
     from fedchain.chain.anvil import free_port
     from fedchain.cli import checks
+    from fedchain.learning.models import is_entry_point
 
     checks.dataset(dataset)
     checks.model(model)
     checks.model_fits(model, dataset)
+    checks.model_scores(model, rule)
     checks.partition(partition)
     for flag, value, low in (
         ("--validators", validators, 1),
@@ -143,6 +148,10 @@ def up(
     url = f"http://127.0.0.1:{port}"
     accounts = 2 + validators + trainers + int(watcher)
     procs = Processes(folder.resolve())
+    byo: tuple[str, ...] = ()
+    if is_entry_point(model):  # every node builds it, imported from here (the processes run in --dir)
+        byo = ("--model", model)
+        procs.env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -158,13 +167,13 @@ def up(
         dev = 2
         names = []
         for j in range(validators):
-            names.append(_node(procs, f"validator-{j}", dev, "validator"))
+            names.append(_node(procs, f"validator-{j}", dev, "validator", *byo))
             dev += 1
         for i in range(trainers):
-            names.append(_node(procs, f"trainer-{i}", dev, "trainer", "--data", f"data/trainer-{i}.npz"))
+            names.append(_node(procs, f"trainer-{i}", dev, "trainer", "--data", f"data/trainer-{i}.npz", *byo))
             dev += 1
         if watcher:
-            names.append(_node(procs, "watcher", dev, "watcher"))
+            names.append(_node(procs, "watcher", dev, "watcher", *byo))
         typer.echo(f"started {', '.join(names)}")
         blocks = str(phase_blocks)
         procs.start("sponsor", "task", "create", "--dev-account", "1", "--home", "sponsor",

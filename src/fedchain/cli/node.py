@@ -19,6 +19,7 @@ from fedchain.cli._common import (
     DevAccountOpt,
     KeystoreOpt,
     ListenOpt,
+    ModelsOpt,
     PeerOpt,
     PeersFileOpt,
     PublicUrlOpt,
@@ -78,6 +79,7 @@ def run(
     ] = None,
     partition_id: Annotated[int, typer.Option(help="With --flower-client: the client's partition-id.")] = 0,
     num_partitions: Annotated[int, typer.Option(help="With --flower-client: num-partitions.")] = 1,
+    models: ModelsOpt = [],
     home: Annotated[
         Path | None,
         typer.Option(
@@ -139,6 +141,8 @@ def run(
             raise typer.BadParameter(f"{partition_id} is not in [0, {num_partitions})", param_hint="--partition-id")
     elif role is Role.trainer and data is None:
         fail("a trainer needs --data PATH (.npz, .csv or ImageFolder), or --flower-client MODULE:ATTR", 2)
+    for spec in models:
+        checks.model(spec)  # importable here; and what lets this process build it
     checks.url(rpc, "--rpc")
     checks.url(public_url, "--public-url")
     for url in peer:
@@ -163,6 +167,18 @@ def run(
         dep = _connect_patiently(deployment, rpc, log)
 
         def fits(recipe) -> None:
+            spec = recipe.entry_point
+            if spec is not None:  # every role builds it: only one this node names, only the pinned source
+                from fedchain.learning.models import ModelError
+
+                if spec not in models:
+                    fail(f"the task trains the model {spec}: install it and run with --model {spec}", 2)
+                try:
+                    recipe.check_model_source()
+                except ModelError as e:
+                    fail(str(e), 2)
+            if role is not Role.trainer:
+                return
             if entry is not None:
                 if recipe.flower != flower_client:
                     fail(f"the task trains {recipe.model}, not the Flower client flower:{flower_client}", 2)
@@ -180,18 +196,17 @@ def run(
             x, y = read(recipe.input_shape)
             checks.data_fits(x, y, recipe.input_shape, recipe.num_classes, "--data", data)
 
+        # before anything is served, announced or staked (a store that serves nothing): every role
+        # builds an entry-point task's model, and a trainer trains on its --data
+        quiet_store = open_store(home, deployment, "off", None, peer, peers_file, False, log, dep)[0]
+        _check_data_first(dep, quiet_store, task, fits, log)
         if role is Role.trainer and entry is not None:
-            quiet_store = open_store(home, deployment, "off", None, peer, peers_file, False, log, dep)[0]
-            _check_data_first(dep, quiet_store, task, fits, log)
             # the client trains with torch too: its first call's cost (~2-4 s) is paid now, not in round 0
             import numpy as np
 
             warm = (np.zeros((8, 1, 8, 8), np.float32), np.arange(8) % 2)
             threading.Thread(target=_warm_up, args=(*warm, threads), name="warm-up", daemon=True).start()
         elif role is Role.trainer:
-            # before anything is served, announced or staked (a store that serves nothing)
-            quiet_store = open_store(home, deployment, "off", None, peer, peers_file, False, log, dep)[0]
-            _check_data_first(dep, quiet_store, task, fits, log)
             log.info("data: %d examples of shape %s from %s (kept here)", len(y), tuple(x.shape[1:]), data)
             # torch's first training call costs ~2 s: pay it now, beside startup, not in the first commit phase
             threading.Thread(target=_warm_up, args=(x, y, threads), name="warm-up", daemon=True).start()
@@ -200,13 +215,13 @@ def run(
         common = dict(fedchain=dep.fedchain, account=acct, store=store, journal=journal)
 
         def make_node(recipe):
+            fits(recipe)
             if role is Role.validator:
                 return Validator(name, recipe=recipe, **common)
             if role is Role.watcher:
                 if dep.challenges is None:
                     fail("this deployment has no challenge contract: a watcher cannot challenge", 2)
                 return Watcher(name, recipe=recipe, challenges=dep.challenges, token=dep.token, **common)
-            fits(recipe)
             if entry is not None:
                 return _flower_trainer(name, recipe, entry, partition_id, num_partitions, threads, common)
             s = seed if seed is not None else int(acct.address[2:10], 16)
@@ -290,8 +305,9 @@ def _warm_up(x, y, threads: int) -> None:
 
 
 def _check_data_first(dep, store, task: int | None, check, log: logging.Logger) -> None:
-    """Check --data against the task it will train (``--task``, else the newest) before
-    anything is staked; with no task yet, ``make_node`` checks it when one appears."""
+    """Check the task this node will serve (``--task``, else the newest) against it (``fits``:
+    its entry-point model, a trainer's --data) before anything is staked; with no task yet,
+    ``make_node`` checks it when one appears."""
     from fedchain.errors import FedchainError
     from fedchain.protocol.sponsor import task_recipe
 
@@ -302,7 +318,7 @@ def _check_data_first(dep, store, task: int | None, check, log: logging.Logger) 
     try:
         recipe = task_recipe(dep.fedchain, store, task_id)
     except FedchainError as e:
-        log.warning("task %d's recipe not fetched yet (%s): --data is checked once it is", task_id, e)
+        log.warning("task %d's recipe not fetched yet (%s): it is checked against this node once it is", task_id, e)
         return
     if recipe is not None:
         check(recipe)

@@ -45,7 +45,13 @@ def simulate(
     dataset: Annotated[str, typer.Option(help="digits | mnist | mnist1d (no downloads).")] = D.dataset,
     partition: Annotated[str, typer.Option(help="iid | dirichlet | pathological.")] = D.partition,
     alpha: Annotated[float, typer.Option(help="Dirichlet concentration (smaller = less IID).")] = D.alpha,
-    model: Annotated[str, typer.Option(help="logreg | mlp | cnn.")] = D.model,
+    model: Annotated[
+        str,
+        typer.Option(
+            help="logreg | mlp | cnn, or any PyTorch model as an entry point package.module:factory "
+            "(installed or in the current folder; factory(input_shape, num_classes) returns an nn.Module)."
+        ),
+    ] = D.model,
     epochs: Annotated[int, typer.Option(help="Local epochs per round.")] = D.epochs,
     lr: Annotated[float, typer.Option(help="Local SGD learning rate.")] = D.lr,
     momentum: Annotated[float, typer.Option(help="Local SGD momentum.")] = D.momentum,
@@ -150,6 +156,8 @@ def simulate(
         checks.at_least(flag, value, low)
     checks.new_folder(out, "--out")
     rule_params_ = parse_rule_params(rule, rule_params)
+    if flower_client is None:
+        checks.model_scores(model, rule, score)
     adversaries = _parse_adversaries(misbehave)
     if flower_client is None:
         checks.trainers_fit(dataset, trainers, partition, seed, alpha)

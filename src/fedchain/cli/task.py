@@ -43,7 +43,13 @@ app = typer.Typer(help="Tasks: what the network trains, for how long, for what r
 def create(
     rounds: Annotated[int, typer.Option(help="Training rounds.")] = 3,
     pool: Annotated[str, typer.Option(help="Reward pool in tokens, escrowed now, paid out round by round.")] = "1000",
-    model: Annotated[str, typer.Option(help="logreg | mlp | cnn.")] = "mlp",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="logreg | mlp | cnn, or any PyTorch model as an entry point package.module:factory that every "
+            "node installs (the recipe pins the sha256 of its source; nodes run it with --model)."
+        ),
+    ] = "mlp",
     dataset: Annotated[
         str,
         typer.Option(
@@ -134,6 +140,7 @@ def create(
     from fedchain.cli import checks
     from fedchain.learning.data import load_dataset
     from fedchain.learning.models import build_model
+    from fedchain.learning.models.source import model_source
     from fedchain.learning.train import get_params
     from fedchain.protocol.endpoints import announce as announce_endpoint
     from fedchain.protocol.evaluation import SponsorEvaluation
@@ -157,6 +164,8 @@ def create(
     ):
         checks.at_least(flag, value, low)
     params = parse_rule_params(rule, rule_params)
+    if entry is None:
+        checks.model_scores(model, rule)
     wei = parse_tokens(pool, "--pool")
     checks.url(rpc, "--rpc")
     if test is not None and not wait:
@@ -172,7 +181,11 @@ def create(
     else:
         initial = get_params(build_model(model, tuple(data.input_shape), data.num_classes, seed=seed))
         described = dict(
-            model=model, dataset=dataset, input_shape=tuple(data.input_shape), num_classes=data.num_classes
+            model=model,
+            model_source=model_source(model),  # an entry point's: every node checks its own copy against it
+            dataset=dataset,
+            input_shape=tuple(data.input_shape),
+            num_classes=data.num_classes,
         )
     recipe = Recipe(
         **described,

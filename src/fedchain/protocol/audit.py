@@ -350,6 +350,7 @@ class Auditor:
             self.recipe = r = task_recipe(self.source, self.store, self.task_id)
         except FedchainError as e:
             raise AuditError(None, "sponsor", "recipe", self.created["recipe_hash"], str(e)) from None
+        r.check_model_source()  # an entry-point model is built from the source the task pins, or not at all
         self.template = r.template()
         try:
             q = fp.to_fixed(flatten(decode_tensors(data, param_shapes(self.template))))

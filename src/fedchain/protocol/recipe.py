@@ -18,6 +18,10 @@ point as its model (``"flower:MODULE:ATTR"``) and lists ``param_shapes``, the sh
 client's parameters in its order: the tensors ``p000``, ``p001``, ... (``param_names``) are
 the whole model as every node sees it. A recipe without ``param_shapes`` encodes as before
 (the key is left out), so existing recipes keep their bytes and hashes.
+
+A task whose model is any PyTorch model its participants install names it by an entry point
+``package.module:factory`` (``fedchain.learning.models.source``) and must pin its source in
+``model_source``; so does a Flower task. A recipe without ``model_source`` encodes as before.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from eth_utils import keccak
 from fedchain.learning.aggregate import registry
 from fedchain.learning.aggregate.registry import CHALLENGE_NONE
 from fedchain.learning.fixedpoint import CHUNK_SIZE, FRAC_BITS
-from fedchain.learning.models import build_model
+from fedchain.learning.models import build_model, is_entry_point
+from fedchain.learning.models.source import check_source
 from fedchain.learning.train import Params, TrainConfig, get_params
 
 SCORE_NONE, SCORE_COSINE = 0, 1
@@ -120,8 +125,9 @@ class Recipe:
     frac_bits: int = FRAC_BITS
     chunk_size: int = CHUNK_SIZE
     param_shapes: tuple[tuple[int, ...], ...] = ()  # a Flower client's parameters (see above)
-    # sha256 of a Flower client's source files (fedchain.flower.source_hash): every node checks
-    # that the client it has installed is this one
+    # sha256 of the source files of a Flower client or of an entry-point model
+    # (fedchain.learning.models.source.source_hash): every node that runs it checks that the copy
+    # it has installed is this one
     model_source: str = ""
 
     def __post_init__(self) -> None:
@@ -133,6 +139,8 @@ class Recipe:
         object.__setattr__(self, "param_shapes", tuple(tuple(int(d) for d in s) for s in self.param_shapes))
         if self.model.startswith(FLOWER) != bool(self.param_shapes):
             raise ValueError(f"a {FLOWER}MODULE:ATTR model lists its param_shapes, and only such a model does")
+        if self.entry_point is not None and not self.model_source:
+            raise ValueError(f"the entry-point model {self.model} needs model_source, the sha256 of its source")
         if not 0.0 <= self.client_momentum < 1.0:
             raise ValueError(f"client_momentum must be in [0, 1), got {self.client_momentum}")
 
@@ -150,6 +158,17 @@ class Recipe:
     def flower(self) -> str | None:
         """The Flower client's ``MODULE:ATTR`` if Flower clients train this task."""
         return self.model.removeprefix(FLOWER) if self.model.startswith(FLOWER) else None
+
+    @property
+    def entry_point(self) -> str | None:
+        """The model's ``package.module:factory`` if it is a PyTorch model its participants install."""
+        return self.model if is_entry_point(self.model) and self.flower is None else None
+
+    def check_model_source(self) -> None:
+        """``ModelError`` unless an entry-point model's installed source is the one this recipe
+        pins (both hashes named): whoever builds the model calls this first."""
+        if self.entry_point is not None:
+            check_source(self.model_source, [self.entry_point])
 
     def template(self) -> Params:
         """The model's tensors (zeros for a Flower client's, whose values only it knows), named

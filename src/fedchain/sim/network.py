@@ -24,6 +24,7 @@ from fedchain.chain.layout import RoundStatus
 from fedchain.flower import FlowerClient
 from fedchain.learning.data import Dataset, load_dataset, partition
 from fedchain.learning.models import build_model
+from fedchain.learning.models.source import model_source
 from fedchain.learning.train import get_params
 from fedchain.protocol.challenge import Evidence, gather
 from fedchain.protocol.flower_trainer import FlowerTrainer
@@ -53,7 +54,7 @@ class SimConfig:
     # Local training defaults: plain SGD with momentum, 5 local epochs (FedAvg's
     # usual E), chosen so that FedAvg on digits with Dirichlet(0.5) gets within
     # 2 points of the centralized model in 20 rounds (see docs/decisions.md).
-    model: str = "cnn"
+    model: str = "cnn"  # or an entry point package.module:factory (fedchain.learning.models.source)
     epochs: int = 5
     lr: float = 0.05
     momentum: float = 0.9
@@ -161,7 +162,11 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
     else:
         initial = get_params(build_model(cfg.model, tuple(data.input_shape), data.num_classes, seed=cfg.seed))
         model = dict(
-            model=cfg.model, dataset=cfg.dataset, input_shape=tuple(data.input_shape), num_classes=data.num_classes
+            model=cfg.model,
+            model_source=model_source(cfg.model),  # an entry point's: every node checks its own copy
+            dataset=cfg.dataset,
+            input_shape=tuple(data.input_shape),
+            num_classes=data.num_classes,
         )
     recipe = Recipe(
         **model,

@@ -1,4 +1,6 @@
-"""Model registry: every model the protocol can train, built by name with seeded init."""
+"""Model registry: every model the protocol can train, built by name with seeded init: a
+built-in (``MODELS``), or any PyTorch module named by an entry point ``package.module:factory``
+that each participant installs (``fedchain.learning.models.source``)."""
 
 from collections.abc import Callable
 
@@ -8,6 +10,7 @@ from torch import nn
 from .cnn import CNN
 from .logreg import LogisticRegression
 from .mlp import MLP
+from .source import ModelError, build, is_entry_point
 
 MODELS: dict[str, Callable[[tuple[int, ...], int], nn.Module]] = {
     "logreg": LogisticRegression,
@@ -26,7 +29,10 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed:
     Parameters
     ----------
     name : str
-        One of ``MODELS``: "logreg", "mlp", "cnn".
+        One of ``MODELS``: "logreg", "mlp", "cnn"; or an entry point ``package.module:factory``
+        this process was allowed to build (``source.allow``): ``factory(input_shape,
+        num_classes)`` is called under the same seed and must return an ``nn.Module`` whose
+        state_dict is all floating tensors (``ModelError``, a ``ValueError``, otherwise).
     input_shape : tuple[int, ...]
         Shape of one example, without the batch dimension.
     num_classes : int
@@ -34,11 +40,14 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed:
     seed : int, default 0
         Seed of the initial weights.
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    entry = is_entry_point(name)
+    if not entry and name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)} or name package.module:factory")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if entry:
+            return build(name, tuple(input_shape), num_classes)
         return MODELS[name](tuple(input_shape), num_classes)
 
 
-__all__ = ["CNN", "MLP", "MODELS", "LogisticRegression", "build_model"]
+__all__ = ["CNN", "MLP", "MODELS", "LogisticRegression", "ModelError", "build_model", "is_entry_point"]
