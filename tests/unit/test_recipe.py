@@ -13,6 +13,7 @@ RECIPES = [
     Recipe(),
     Recipe(model="cnn", dataset="mnist", input_shape=(1, 28, 28), lr=0.01, momentum=0.9, epochs=3),
     Recipe(model="logreg", dataset="mnist1d", input_shape=(40,), proximal_mu=0.1, batch_size=7),
+    Recipe(model="mlp", base_model="bafkrei-base", lora_rank=2, lora_targets=("hidden",), lora_full=("out",)),
 ]
 
 
@@ -31,6 +32,9 @@ def different(value):
     if isinstance(value, Mapping):
         return dict(value) | {"x": 1}
     raise TypeError(f"no rule for {type(value).__name__}")
+
+
+FINE_TUNING = ("base_model", "lora_rank", "lora_alpha", "lora_targets", "lora_full")
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -55,6 +59,7 @@ def test_bytes_are_canonical_json(recipe):
     absent = ({"param_shapes"} if not recipe.param_shapes else set()) | (
         {"model_source"} if not recipe.model_source else set()
     )
+    absent |= {k for k in FINE_TUNING if not getattr(recipe, k)}  # neither where unset
     assert set(d) == fields - absent
 
 
@@ -73,6 +78,8 @@ def test_changing_any_field_changes_the_hash(field):
     change = {field: different(getattr(base, field))}
     if field == "param_shapes":  # only a Flower client's model lists its shapes
         change = {"model": "flower:module:client_fn", "param_shapes": ((2, 3), (3,))}
+    if field in ("lora_rank", "lora_targets", "lora_full", "lora_alpha"):  # a LoRA task sets them together
+        change = {"base_model": "bafkrei-base", "lora_rank": 2, "lora_targets": ("hidden",)} | change
     changed = dataclasses.replace(base, **change)
     assert changed != base
     assert changed.hash != base.hash

@@ -141,7 +141,6 @@ def eval_(
     prints its accuracy and mean cross-entropy loss on the examples in --data.
     """
     from fedchain.cli import checks
-    from fedchain.learning.models import build_model
     from fedchain.learning.train import evaluate_with_loss
 
     x, y = checks.npz(data, "--data")
@@ -153,7 +152,7 @@ def eval_(
     if r.flower is not None:
         fail(f"task {m.task_id} trains the Flower client {r.flower}: its own evaluate scores it (see README)", 2)
     checks.data_fits(x, y, r.input_shape, r.num_classes, "--data", data)
-    net = build_model(r.model, r.input_shape, r.num_classes)
+    net = r.build()
     correct, loss = evaluate_with_loss(net, m.tensors, x, y)
     accuracy = correct / len(y)
     _note_running(m, round_id)

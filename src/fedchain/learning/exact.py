@@ -189,7 +189,7 @@ def _forward(model: str, p: IntParams, x: np.ndarray, grads: dict | None) -> tup
     n = x.shape[0]
     if model == "logreg":
         z = step(_linear(x.reshape(n, -1), p, "fc", grads))
-    elif model == "mlp":
+    elif model in ("mlp", "mlp256"):  # one architecture, two widths
         h = step(_relu(step(_linear(x.reshape(n, -1), p, "hidden", grads))))
         z = step(_linear(h, p, "out", grads))
     elif model == "cnn":

@@ -120,7 +120,7 @@ def train_epochs(
         raise LearningError(f"need matching, non-empty x and y, got {len(x)} and {len(y)}")
     set_params(model, params)
     xs, ys = _tensor(x, np.float32), _tensor(y, np.int64)
-    weights = list(model.parameters())
+    weights = [w for w in model.parameters() if w.requires_grad]  # a LoRA model's base is frozen
     anchor = [w.detach().clone() for w in weights] if cfg.proximal_mu > 0 else None
     opt = torch.optim.SGD(weights, lr=cfg.lr, momentum=cfg.momentum)
     gen = torch.Generator().manual_seed(seed)

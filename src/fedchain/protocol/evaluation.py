@@ -26,7 +26,6 @@ from eth_account.signers.local import LocalAccount
 from fedchain.chain.interface import Contract
 from fedchain.chain.layout import FailReason, describe
 from fedchain.errors import CodecError, LearningError, Reverted, StorageError
-from fedchain.learning.models import build_model
 from fedchain.learning.train import evaluate_with_loss, param_shapes
 from fedchain.protocol.node import TaskLog
 from fedchain.protocol.recipe import Recipe
@@ -106,7 +105,7 @@ class Report:
 
 def evaluate(recipe: Recipe, params: dict[str, np.ndarray], test: HeldOut) -> tuple[int, float]:
     """(examples right, mean cross-entropy loss rounded as published) of ``params`` on the test data."""
-    net = build_model(recipe.model, tuple(recipe.input_shape), recipe.num_classes, seed=0)
+    net = recipe.build()
     correct, loss = evaluate_with_loss(net, params, test.x, test.y)
     return correct, round(loss, DIGITS)
 

@@ -25,6 +25,7 @@ from fedchain.protocol.availability import answer_from_store
 from fedchain.protocol.journal import Journal
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.round import Reveal, Vote
+from fedchain.protocol.sponsor import load_base
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_tensors
 from fedchain.storage.store import BlobStore
@@ -171,6 +172,7 @@ class Node:
         self.store = store
         self.journal = journal
         self.recipe = recipe
+        load_base(store, recipe)  # a LoRA task's base model, fetched and checked once per process
         self.log = logging.getLogger(f"fedchain.{name}")
         self.gas_used = 0
         self._models: dict[bytes, Model] = {}

@@ -33,13 +33,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from eth_abi import encode
 from eth_utils import keccak
+from torch import nn
 
 from fedchain.learning.aggregate import registry
 from fedchain.learning.aggregate.registry import CHALLENGE_NONE
 from fedchain.learning.fixedpoint import CHUNK_SIZE, FRAC_BITS
-from fedchain.learning.models import build_model, is_entry_point
+from fedchain.learning.models import build_model, is_entry_point, lora
 from fedchain.learning.models.source import check_source
 from fedchain.learning.train import Params, TrainConfig, get_params
 
@@ -129,10 +131,20 @@ class Recipe:
     # (fedchain.learning.models.source.source_hash): every node that runs it checks that the copy
     # it has installed is this one
     model_source: str = ""
+    # Fine-tuning (fedchain.learning.models.lora): the CID of the base model's blob the task
+    # starts from (an earlier task's model, or a model file its sponsor published). With
+    # lora_rank > 0 only LoRA adapters on the modules lora_targets names are trained, and every
+    # blob of the task holds adapters only; lora_alpha 0 means alpha = rank. All left out of
+    # the bytes when unset, so other recipes keep their hashes.
+    base_model: str = ""
+    lora_rank: int = 0
+    lora_alpha: float = 0.0
+    lora_targets: tuple[str, ...] = ()
+    lora_full: tuple[str, ...] = ()  # modules trained in full beside the adapters (a new head)
 
     def __post_init__(self) -> None:
         # 1 and 1.0 are equal recipes: give them one canonical encoding (and hash).
-        for name in ("lr", "momentum", "client_momentum", "proximal_mu"):
+        for name in ("lr", "momentum", "client_momentum", "proximal_mu", "lora_alpha"):
             object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
         object.__setattr__(self, "rule_params", RuleParams(self.rule_params))
@@ -143,6 +155,23 @@ class Recipe:
             raise ValueError(f"the entry-point model {self.model} needs model_source, the sha256 of its source")
         if not 0.0 <= self.client_momentum < 1.0:
             raise ValueError(f"client_momentum must be in [0, 1), got {self.client_momentum}")
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+        object.__setattr__(self, "lora_full", tuple(self.lora_full))
+        if (
+            self.lora_rank < 0
+            or (self.lora_rank > 0) != bool(self.lora_targets)
+            or (self.lora_full and not self.lora_rank)
+        ):
+            raise ValueError("a LoRA task has lora_rank > 0 and lora_targets (lora_full optional); other tasks none")
+        if self.lora_rank and (not self.base_model or self.flower is not None):
+            raise ValueError("LoRA fine-tunes a base model: name its base_model (a model CID); not with Flower clients")
+        rule = registry.RULES.get(self.rule)
+        evaluates = self.score != "cosine" or (rule is not None and (rule.needs_root_set or rule.needs_root_scores))
+        if self.lora_rank and evaluates:
+            raise ValueError(
+                f"a LoRA task is scored by cosine with a rule that needs no root set ({self.score} score, {self.rule} "
+                "rule): the exact integer forward pass those run has no LoRA layers"
+            )
 
     def train_config(self, epochs: int | None = None) -> TrainConfig:
         """The local training this recipe prescribes (``epochs`` overrides, for baselines)."""
@@ -175,7 +204,26 @@ class Recipe:
         and shaped as every blob of the task is."""
         if self.param_shapes:
             return {k: np.zeros(s, np.float32) for k, s in zip(param_names(len(self.param_shapes)), self.param_shapes)}
+        if self.lora_rank:  # the adapters' shapes do not depend on the base's values
+            return get_params(self.build(base=self.template_base()))
         return get_params(build_model(self.model, tuple(self.input_shape), self.num_classes, seed=0))
+
+    def template_base(self) -> Params:
+        """The base architecture's tensors, named and shaped as the base model's blob is."""
+        return get_params(build_model(self.model, tuple(self.input_shape), self.num_classes, seed=0))
+
+    def build(self, seed: int = 0, base: Params | None = None) -> nn.Module:
+        """A fresh module of the task's model, initialised by ``seed``: its ``state_dict`` is what
+        every blob of the task holds. A LoRA task's is the base model (``base``, else the one
+        ``fedchain.learning.models.lora.register_base`` loaded for ``base_model``) with adapters."""
+        net = build_model(self.model, tuple(self.input_shape), self.num_classes, seed=seed)
+        if not self.lora_rank:
+            return net
+        params = base if base is not None else lora.base_params(self.base_model)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            alpha = self.lora_alpha or self.lora_rank
+            return lora.LoraNet(net, params, self.lora_rank, alpha, self.lora_targets, self.lora_full)
 
     def to_bytes(self) -> bytes:
         d = asdict(self) | {"rule_params": dict(self.rule_params)}
@@ -183,6 +231,9 @@ class Recipe:
             del d["param_shapes"]  # recipes from before Flower clients keep their bytes
         if not self.model_source:
             del d["model_source"]
+        for k in ("base_model", "lora_rank", "lora_alpha", "lora_targets", "lora_full"):
+            if not d[k]:
+                del d[k]  # recipes from before fine-tuning keep their bytes
         return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
 
     @property

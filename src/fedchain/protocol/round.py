@@ -146,6 +146,7 @@ class Lineage:
     # under the innovation score: the accepted updates' CIDs in reveal order, the next
     # round's public span (``public_span``); absent otherwise, so other blobs keep their names
     updates: tuple[str, ...] | None = None
+    base: str | None = None  # a fine-tuning task's initial model's: the CID of the base model
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -179,6 +180,7 @@ class Lineage:
                 None if distances is None else {"cid": str(distances["cid"]), "root": str(distances["root"])},
                 d.get("recipe"),
                 None if updates is None else tuple(updates),
+                None if d.get("base") is None else str(d["base"]),
             )
         except (ValueError, KeyError, TypeError) as e:
             raise LineageError(f"malformed model lineage: {type(e).__name__}: {e}") from None

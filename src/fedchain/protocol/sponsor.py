@@ -8,6 +8,7 @@ on-chain ``recipe_hash`` (``task_recipe``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -19,11 +20,12 @@ from fedchain.chain.interface import Contract
 from fedchain.errors import CodecError, FedchainError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import registry
-from fedchain.learning.train import flatten, unflatten
+from fedchain.learning.models import lora
+from fedchain.learning.train import flatten, param_shapes, unflatten
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.round import Lineage
 from fedchain.storage.cid import cid_from_digest, digest_of
-from fedchain.storage.codec import encode_tensors
+from fedchain.storage.codec import decode_tensors, encode_tensors
 from fedchain.storage.store import BlobStore
 
 
@@ -62,7 +64,8 @@ def create_task(
     ``max_commits`` caps a round's commitments; by default the most at which the task's rule
     can still be challenged on chain (its registry entry's ``max_commits``, review I-5)."""
     store.put(recipe.to_bytes())
-    root, cid = publish_model(store, initial, recipe, Lineage(-1, None, recipe=recipe.to_bytes().decode()))
+    lineage = Lineage(-1, None, recipe=recipe.to_bytes().decode(), base=recipe.base_model or None)
+    root, cid = publish_model(store, initial, recipe, lineage)
     token.tx("approve", fedchain.vault.address, pool, sender=sponsor)
     r = fedchain.tx(
         "create_task",
@@ -114,3 +117,31 @@ def task_recipe(fedchain: EventLog, store: BlobStore, task_id: int) -> Recipe:
     if recipe.to_bytes() != data or recipe.hash != a["recipe_hash"]:
         raise FedchainError(f"task {task_id}: the recipe in its initial model does not match the recipe hash on chain")
     return recipe
+
+
+def load_base(store: BlobStore, recipe: Recipe) -> None:
+    """Fetch the base model a LoRA task fine-tunes (``recipe.base_model``), checked against its
+    CID by the store, decode it as the base architecture's tensors and register it for
+    ``Recipe.build``. Nothing to do for other tasks, or for a base already loaded."""
+    if not recipe.lora_rank or recipe.base_model in lora.loaded():
+        return
+    try:
+        blob = store.get(recipe.base_model)
+        params = decode_tensors(blob, param_shapes(recipe.template_base()))
+    except (CodecError, FedchainError, OSError, ValueError) as e:
+        raise FedchainError(f"the task's base model {recipe.base_model} cannot be loaded: {e}") from None
+    lora.register_base(recipe.base_model, params)
+
+
+def base_blob(path: Path, template: dict[str, np.ndarray]) -> bytes:
+    """The blob a sponsor publishes as a task's base model: the model file at ``path`` (a
+    safetensors file of the model's tensors, as ``fedchain model get`` writes), checked to
+    be the task's architecture (``template``: names and shapes) and re-encoded canonically,
+    so that the same tensors always give the same base CID."""
+    try:
+        params = decode_tensors(Path(path).read_bytes(), param_shapes(template))
+    except OSError as e:
+        raise FedchainError(f"base model {path}: cannot read it ({e.strerror or e})") from None
+    except CodecError as e:
+        raise FedchainError(f"base model {path} is not this task's model: {e}") from None
+    return encode_tensors(params, {"fedchain.base": "1"})

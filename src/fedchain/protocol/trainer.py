@@ -15,12 +15,12 @@ import numpy as np
 
 from fedchain.chain import commitments
 from fedchain.chain.layout import Record
-from fedchain.errors import Reverted, StorageError
+from fedchain.errors import LearningError, Reverted, StorageError
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.models import build_model
 from fedchain.learning.train import flatten, train_local_with_loss
 from fedchain.protocol.availability import KIND_UPDATE
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
+from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.round import STORAGE_REASONS, Lineage, Vote
 from fedchain.storage.cid import cid_from_digest, digest_of
 from fedchain.storage.codec import encode_tensors
@@ -46,8 +46,8 @@ def client_momentum(
 
 
 @functools.cache
-def _scratch_module(model: str, input_shape: tuple[int, ...], num_classes: int):
-    return build_model(model, input_shape, num_classes, seed=0)
+def _scratch_module(recipe: Recipe):
+    return recipe.build()
 
 
 class Trainer(Node):
@@ -90,7 +90,7 @@ class Trainer(Node):
         architecture: 20 separate copies made training measurably slower than plain
         FedAvg's single module (about 4%, benchmarks/rounds), only from memory traffic."""
         r = self.recipe
-        return _scratch_module(r.model, tuple(r.input_shape), r.num_classes)
+        return _scratch_module(r)
 
     def train(self, model: Model, round_id: int) -> dict[str, np.ndarray]:
         """The update: local training from the global model, minus the global model. Logs
@@ -129,7 +129,12 @@ class Trainer(Node):
             if not chosen:
                 self._committed.add((task_id, round_id))  # nothing to do this round
                 return
-            blob, root = self.make_update(self.current_model(task_id), round_id)
+            try:
+                blob, root = self.make_update(self.current_model(task_id), round_id)
+            except LearningError as e:  # training diverged (NaN/inf): send nothing, lose nothing
+                self.log.warning("round %d: no update sent: local training failed: %s", round_id, e)
+                self._committed.add((task_id, round_id))
+                return
             cid = self.store.put(blob)
             salt = os.urandom(32)
             c = commitments.commitment(

@@ -32,13 +32,15 @@ from fedchain.protocol.journal import Journal
 from fedchain.protocol.node import Node, RoundView
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.round import Vote
-from fedchain.protocol.sponsor import create_task
+from fedchain.protocol.sponsor import base_blob, create_task, load_base
 from fedchain.protocol.trainer import Trainer
 from fedchain.protocol.validator import Validator
 from fedchain.protocol.watcher import Watcher
 from fedchain.sim.adversaries import ADVERSARIES
 from fedchain.sim.adversaries.colluder import COLLUDERS
 from fedchain.sim.attacks.trainer import arm, attack_trainer, byzantine_count
+from fedchain.storage.cid import cid_of
+from fedchain.storage.codec import decode_tensors
 from fedchain.storage.store import LocalBlobStore
 
 
@@ -88,6 +90,14 @@ class SimConfig:
     # data by partition-id (dataset and partition above go unused) and train with their own model
     flower_client: str | None = None
     flower_initial: str | None = None
+    # fine-tuning: a safetensors file of the model's tensors (an earlier task's, `fedchain model
+    # get`, or fedchain.storage.codec.encode_tensors) the task starts from; with lora_rank > 0 the
+    # trainers train LoRA adapters on the modules lora_targets names (fedchain.learning.models.lora)
+    base_model: Path | None = None
+    lora_rank: int = 0
+    lora_alpha: float = 0.0
+    lora_targets: tuple[str, ...] = ()
+    lora_full: tuple[str, ...] = ()
 
 
 @dataclass
@@ -134,16 +144,23 @@ class Network:
         return gap
 
 
-def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
+def build_network(
+    cfg: SimConfig, chain: Chain | None = None, data: Dataset | None = None, parts: list[np.ndarray] | None = None
+) -> Network:
+    """The simulated network of ``cfg``, its task created and round 0 open. ``data`` and
+    ``parts`` replace the built-in dataset and its partition (a benchmark's own data: one
+    array of indices into ``data.x_train`` per trainer)."""
     # One process plays every node: torch's intra-op threads would only fight
     # each other (and other processes) for the cores. One thread keeps training
     # times stable and comparable with the plain-FedAvg baseline in this process.
     torch.set_num_threads(1)
     chain = chain or EmbeddedChain()
-    data = load_dataset(cfg.dataset, seed=cfg.seed)
+    data = data or load_dataset(cfg.dataset, seed=cfg.seed)
     clients = flower_clients(cfg)
     parts = (
-        []
+        parts
+        if parts is not None
+        else []
         if clients
         else partition(
             cfg.partition,
@@ -168,6 +185,16 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
             input_shape=tuple(data.input_shape),
             num_classes=data.num_classes,
         )
+    base = None
+    if cfg.base_model is not None:
+        base = base_blob(cfg.base_model, initial)
+        model |= dict(
+            base_model=cid_of(base),
+            lora_rank=cfg.lora_rank,
+            lora_alpha=cfg.lora_alpha,
+            lora_targets=tuple(cfg.lora_targets),
+            lora_full=tuple(cfg.lora_full),
+        )
     recipe = Recipe(
         **model,
         epochs=cfg.epochs,
@@ -183,6 +210,11 @@ def build_network(cfg: SimConfig, chain: Chain | None = None) -> Network:
     # One process: a crash loses every node at once, so nothing gains from fsync here
     # (nodes run as processes always fsync their journal and blobs).
     store = LocalBlobStore(out / "blobs", durable=False)
+    if base is not None:
+        store.put(base)
+        load_base(store, recipe)
+        # fine-tuning every weight starts from the base; LoRA from the base and fresh adapters
+        initial = get_params(recipe.build(seed=cfg.seed)) if recipe.lora_rank else decode_tensors(base)
 
     def journal(name: str) -> Journal:
         return Journal(out / "journals" / f"{name}.jsonl", durable=False)

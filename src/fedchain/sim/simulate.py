@@ -26,7 +26,6 @@ import numpy as np
 from fedchain.flower import federated_accuracy
 from fedchain.learning.aggregate.fedavg import fedavg_float
 from fedchain.learning.baseline import centralized_baseline
-from fedchain.learning.models import build_model
 from fedchain.learning.train import evaluate, flatten, train_local, unflatten
 from fedchain.protocol.audit import save_chain
 from fedchain.protocol.recipe import param_names
@@ -50,7 +49,7 @@ def model_accuracy(net: Network) -> float:
     r = net.recipe
     if net.flower_clients:
         return federated_accuracy(net.flower_clients, [model.params[k] for k in param_names(len(r.param_shapes))])
-    return evaluate(build_model(r.model, r.input_shape, r.num_classes), model.params, net.data.x_test, net.data.y_test)
+    return evaluate(r.build(), model.params, net.data.x_test, net.data.y_test)
 
 
 def plain_fedavg(net: Network, rounds: int | None = None, stop: Stop = None) -> tuple[float, list[float]]:
@@ -74,7 +73,7 @@ class PlainFedAvg:
 
     def __init__(self, net: Network):
         r = net.recipe
-        self.net, self.model, self.tc = net, build_model(r.model, r.input_shape, r.num_classes), r.train_config()
+        self.net, self.model, self.tc = net, r.build(), r.train_config()
         self.params, self.rnd = net.initial_params, 0
         self.honest = [t for t in net.trainers if type(t).__name__ == "Trainer"]
 
@@ -119,7 +118,7 @@ def centralized(net: Network, stop: Stop = None) -> dict:
         if stop is not None and stop():
             raise Stopped(None, "baselines", net.chain.block_number())
 
-    model = build_model(r.model, r.input_shape, r.num_classes)
+    model = r.build()
     c = centralized_baseline(
         model,
         net.initial_params,

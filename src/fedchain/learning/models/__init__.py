@@ -2,6 +2,7 @@
 built-in (``MODELS``), or any PyTorch module named by an entry point ``package.module:factory``
 that each participant installs (``fedchain.learning.models.source``)."""
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -15,6 +16,7 @@ from .source import ModelError, build, is_entry_point
 MODELS: dict[str, Callable[[tuple[int, ...], int], nn.Module]] = {
     "logreg": LogisticRegression,
     "mlp": MLP,
+    "mlp256": functools.partial(MLP, hidden=256),  # wide enough for LoRA adapters to pay (benchmarks/lora)
     "cnn": CNN,
 }
 
