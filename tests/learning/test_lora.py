@@ -14,7 +14,7 @@ from fedchain.learning.train import TrainConfig, get_params, set_params, train_l
 from fedchain.protocol.audit import Auditor, ContractEvents
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.round import Lineage
-from fedchain.protocol.sponsor import base_blob, load_base
+from fedchain.protocol.sponsor import base_blob, fine_tune, load_base
 from fedchain.sim.network import SimConfig, build_network, play_round
 from fedchain.sim.simulate import model_accuracy
 from fedchain.storage.cid import cid_from_digest, cid_of
@@ -144,3 +144,41 @@ def test_fine_tuning_every_weight_starts_from_the_base(tmp_path):
 def test_a_lora_task_refuses_what_runs_the_exact_forward_pass(change):
     with pytest.raises(ValueError, match="exact integer forward pass"):
         Recipe(**RECIPE | change)
+
+
+def test_a_base_named_by_cid_is_an_earlier_models_blob_as_it_is(tmp_path):
+    # an earlier task's model blob, lineage and all: its CID is the base, its bytes unchanged
+    store = LocalBlobStore(tmp_path / "blobs")
+    params = base_params(seed=5)
+    cid = store.put(encode_tensors(params, {"fedchain": Lineage(3, "bafkrei-parent").to_json()}))
+    plain = Recipe(model="mlp")
+    tuned, initial = fine_tune(store, cid, plain, plain.template(), rank=2, targets=("hidden",), seed=1)
+    assert tuned.base_model == cid and cid in lora.loaded()
+    assert initial.keys() == tuned.template().keys()
+    whole, start = fine_tune(store, cid, plain, plain.template())
+    assert not whole.lora_rank and all(np.array_equal(start[k], params[k]) for k in params)
+    with pytest.raises(FedchainError, match="neither a model file nor a model blob"):
+        fine_tune(store, "bafkreinotthere", plain, plain.template())
+    with pytest.raises(FedchainError, match="not modules of the base model"):
+        fine_tune(store, cid, plain, plain.template(), rank=2, targets=("conv1",))
+
+
+def test_simulate_refuses_lora_options_that_cannot_make_a_task(tmp_path):
+    from typer.testing import CliRunner
+
+    from fedchain.cli import app
+
+    base = tmp_path / "base.safetensors"
+    base.write_bytes(encode_tensors(base_params()))
+    cases = [
+        (["--lora-rank", "2", "--lora-targets", "hidden"], "--lora-rank", "give --base-model too"),
+        (["--base-model", str(base), "--model", "cnn"], "--base-model", "is not this task's model"),
+        (["--base-model", str(base), "--lora-rank", "2", "--lora-targets", "fc"], "--lora-targets", "not modules"),
+        (["--base-model", str(base), "--lora-full", "out"], "--lora-rank", "need --lora-rank"),
+        (["--base-model", str(tmp_path / "nope")], "--base-model", "cannot read it"),
+    ]
+    for args, flag, message in cases:
+        r = CliRunner().invoke(app, ["simulate", "--model", "mlp", "--out", str(tmp_path / "out"), *args])
+        assert r.exit_code == 2, (args, r.output)
+        text = " ".join(r.output.split())
+        assert flag in text and message in text and "Traceback" not in text, (args, text)

@@ -292,3 +292,28 @@ def open_store(
             peers.announce(url)
             log.info("announced %s in %s", url, peers.file)
     return MultiStore([local, HttpBlobStore(peers, cache=local)]), server, url if announce else None
+
+
+# Fine-tuning a base model (fedchain.learning.models.lora), for `simulate` and `task create`
+BaseModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Fine-tune a base model instead of training from scratch: a model file (safetensors of --model's "
+        "tensors; `fedchain model get` writes one), or (task create) the CID of a model blob that the peers "
+        "serve, such as an earlier task's final model. It is published as the task's base model."
+    ),
+]
+LoraRankOpt = Annotated[
+    int, typer.Option(help="With --base-model: train rank-R LoRA adapters only, the base frozen (0: every weight).")
+]
+LoraTargetsOpt = Annotated[
+    str, typer.Option(help="Comma-separated modules of the model that get LoRA adapters, e.g. hidden,out.")
+]
+LoraFullOpt = Annotated[
+    str, typer.Option(help="Comma-separated modules trained in full beside the adapters (a new head), e.g. out.")
+]
+
+
+def names(value: str) -> tuple[str, ...]:
+    """``"hidden, out"`` -> ``("hidden", "out")``: a comma-separated option's names."""
+    return tuple(n.strip() for n in value.split(",") if n.strip())

@@ -55,6 +55,46 @@ def model_fits(model: str, dataset: str, flag: str = "--model") -> None:
         raise typer.BadParameter(f"{model} cannot take {dataset}'s inputs: {e}", param_hint=flag) from None
 
 
+def fine_tuning(
+    model: str,
+    dataset: str,
+    base_model: Path | None,
+    rank: int,
+    targets: tuple[str, ...],
+    full: tuple[str, ...],
+    **recipe,
+) -> None:
+    """--base-model is a model file of --model on --dataset's inputs, and the LoRA options make a
+    task: adapters on modules the model has (``Recipe``'s own checks, so the task cannot fail later)."""
+    from fedchain.errors import FedchainError
+    from fedchain.learning.data import load_dataset
+    from fedchain.protocol.recipe import Recipe
+    from fedchain.protocol.sponsor import base_blob
+    from fedchain.storage.cid import cid_of
+    from fedchain.storage.codec import decode_tensors
+
+    at_least("--lora-rank", rank, 0)
+    if base_model is None:
+        if rank or targets or full:
+            raise typer.BadParameter("LoRA fine-tunes a base model: give --base-model too", param_hint="--lora-rank")
+        return
+    data = load_dataset(dataset)
+    shape = dict(model=model, input_shape=tuple(data.input_shape), num_classes=data.num_classes)
+    try:
+        blob = base_blob(base_model, Recipe(**shape).template())
+    except FedchainError as e:
+        raise typer.BadParameter(str(e), param_hint="--base-model") from None
+    if not rank:
+        if targets or full:
+            raise typer.BadParameter("--lora-targets and --lora-full need --lora-rank", param_hint="--lora-rank")
+        return
+    try:
+        r = Recipe(**shape, **recipe, base_model=cid_of(blob), lora_rank=rank, lora_targets=targets, lora_full=full)
+        r.build(base=decode_tensors(blob))
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--lora-targets") from None
+
+
 def model_scores(model: str, rule: str, score: str = "cosine", flag: str = "--model") -> None:
     """An entry-point model is scored by cosine: root-set scores and rules (FLTrust, Zeno) run the
     built-in models' exact integer forward pass, which no other model has."""

@@ -169,7 +169,7 @@ def take(task, round_id, sim, deployment, rpc, blobs, peer, peers_file) -> Taken
     from fedchain.cli.audit import _newest, _source, _store
     from fedchain.errors import FedchainError
     from fedchain.learning.train import param_shapes
-    from fedchain.protocol.sponsor import task_recipe
+    from fedchain.protocol.sponsor import load_base, task_recipe
     from fedchain.storage.cid import cid_from_digest
     from fedchain.storage.codec import decode_tensors
 
@@ -190,6 +190,7 @@ def take(task, round_id, sim, deployment, rpc, blobs, peer, peers_file) -> Taken
         raise FedchainError(f"task {task_id}: {e}") from None
     cid = cid_from_digest(digest)
     tensors = decode_tensors(store.get(cid), param_shapes(template))  # the store checks the bytes' CID
+    load_base(store, recipe)  # a LoRA task's model is its base with these adapters
     finished = any(e.name == "TaskFinished" for e in events)
     return TakenModel(task_id, picked, cid, recipe, tensors, finished)
 

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fedchain.cli._common import parse_rule_params
+from fedchain.cli._common import BaseModelOpt, LoraFullOpt, LoraRankOpt, LoraTargetsOpt, names, parse_rule_params
 from fedchain.sim.adversaries import ADVERSARIES
 from fedchain.sim.attacks import ATTACKS
 from fedchain.sim.attacks.trainer import byzantine_count
@@ -115,6 +115,10 @@ def simulate(
             "initial_arrays. A client_fn's initial model is its own get_parameters."
         ),
     ] = D.flower_initial,
+    base_model: BaseModelOpt = None,
+    lora_rank: LoraRankOpt = 0,
+    lora_targets: LoraTargetsOpt = "",
+    lora_full: LoraFullOpt = "",
     baselines: Annotated[bool, typer.Option(help="Also train centralized and plain-FedAvg baselines.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what every node does.")] = False,
 ) -> None:
@@ -158,6 +162,9 @@ def simulate(
     rule_params_ = parse_rule_params(rule, rule_params)
     if flower_client is None:
         checks.model_scores(model, rule, score)
+    targets, full = names(lora_targets), names(lora_full)
+    base = Path(base_model) if base_model is not None else None  # a file: the simulation has no peers
+    checks.fine_tuning(model, dataset, base, lora_rank, targets, full, score=score, rule=rule)
     adversaries = _parse_adversaries(misbehave)
     if flower_client is None:
         checks.trainers_fit(dataset, trainers, partition, seed, alpha)
@@ -193,6 +200,10 @@ def simulate(
         watchers=watchers,
         flower_client=flower_client,
         flower_initial=flower_initial,
+        base_model=base,
+        lora_rank=lora_rank,
+        lora_targets=targets,
+        lora_full=full,
     )
     console.print(
         f"[bold]fedchain simulate[/]: {trainers} trainers, {validators} validators, {rounds} rounds, "

@@ -14,10 +14,14 @@ import typer
 from fedchain.cli._common import (
     AccountOpt,
     AnnounceOpt,
+    BaseModelOpt,
     DeploymentOpt,
     DevAccountOpt,
     KeystoreOpt,
     ListenOpt,
+    LoraFullOpt,
+    LoraRankOpt,
+    LoraTargetsOpt,
     PeerOpt,
     PeersFileOpt,
     PublicUrlOpt,
@@ -26,6 +30,7 @@ from fedchain.cli._common import (
     errors,
     fail,
     fmt_tokens,
+    names,
     open_store,
     parse_rule_params,
     parse_tokens,
@@ -81,6 +86,10 @@ def create(
         str | None,
         typer.Option(help="With a Message-API ClientApp: MODULE:ATTR of its initial model (see simulate)."),
     ] = None,
+    base_model: BaseModelOpt = None,
+    lora_rank: LoraRankOpt = 0,
+    lora_targets: LoraTargetsOpt = "",
+    lora_full: LoraFullOpt = "",
     trainers_per_round: Annotated[int, typer.Option(help="Expected trainers selected per round (sortition).")] = 5,
     validators_per_round: Annotated[int, typer.Option(help="Expected validator committee size.")] = 3,
     min_reveals: Annotated[int, typer.Option(help="Fewest revealed updates for a round to go on.")] = 1,
@@ -145,7 +154,7 @@ def create(
     from fedchain.protocol.endpoints import announce as announce_endpoint
     from fedchain.protocol.evaluation import SponsorEvaluation
     from fedchain.protocol.recipe import Recipe
-    from fedchain.protocol.sponsor import create_task
+    from fedchain.protocol.sponsor import create_task, fine_tune
 
     checks.dataset(dataset)
     checks.model(model)
@@ -166,6 +175,12 @@ def create(
     params = parse_rule_params(rule, rule_params)
     if entry is None:
         checks.model_scores(model, rule)
+    targets, full = names(lora_targets), names(lora_full)
+    if base_model is not None and entry is not None:
+        fail("--base-model fine-tunes fedchain's own models: a Flower client brings its own", 2)
+    base_file = Path(base_model) if base_model is not None and Path(base_model).exists() else None
+    if base_model is None or base_file is not None:  # a CID is checked once the peers can serve it
+        checks.fine_tuning(model, dataset, base_file, lora_rank, targets, full, rule=rule)
     wei = parse_tokens(pool, "--pool")
     checks.url(rpc, "--rpc")
     if test is not None and not wait:
@@ -204,6 +219,8 @@ def create(
         store, server, url = open_store(
             home, deployment, listen if wait else "off", public_url, peer, peers_file, announce and wait, log, dep
         )
+        if base_model is not None:  # published here: every node fetches it by its CID
+            recipe, initial = fine_tune(store, base_model, recipe, initial, lora_rank, targets, full, seed)
         if url is not None and dep.endpoints is not None:  # before the task: trainers fetch its model from here
             announce_endpoint(dep.endpoints, sponsor, url, log)
         if wait_for_trainers or wait_for_validators:

@@ -8,6 +8,7 @@ on-chain ``recipe_hash`` (``task_recipe``).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Protocol
 
@@ -21,7 +22,7 @@ from fedchain.errors import CodecError, FedchainError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning.aggregate import registry
 from fedchain.learning.models import lora
-from fedchain.learning.train import flatten, param_shapes, unflatten
+from fedchain.learning.train import flatten, get_params, param_shapes, unflatten
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.round import Lineage
 from fedchain.storage.cid import cid_from_digest, digest_of
@@ -145,3 +146,41 @@ def base_blob(path: Path, template: dict[str, np.ndarray]) -> bytes:
     except CodecError as e:
         raise FedchainError(f"base model {path} is not this task's model: {e}") from None
     return encode_tensors(params, {"fedchain.base": "1"})
+
+
+def fine_tune(
+    store: BlobStore,
+    base: str | Path,
+    recipe: Recipe,
+    initial: dict[str, np.ndarray],
+    rank: int = 0,
+    targets: tuple[str, ...] = (),
+    full: tuple[str, ...] = (),
+    seed: int = 0,
+) -> tuple[Recipe, dict[str, np.ndarray]]:
+    """The recipe and initial model of a task that fine-tunes ``base``: a model file (published
+    here, re-encoded by ``base_blob``) or the CID of a model blob ``store`` can fetch (an earlier
+    task's model). With ``rank`` the task trains LoRA adapters on ``targets`` (and ``full`` in
+    full) and starts from fresh adapters; without, every weight, starting from the base."""
+    template = recipe.template()
+    if Path(base).is_file():
+        cid = store.put(base_blob(Path(base), template))
+    else:
+        cid = str(base)
+        try:
+            decode_tensors(store.get(cid), param_shapes(template))  # the store checks the CID
+        except (CodecError, FedchainError, ValueError) as e:
+            raise FedchainError(
+                f"base model {cid}: neither a model file nor a model blob the peers serve: {e}"
+            ) from None
+    try:
+        tuned = dataclasses.replace(recipe, base_model=cid, lora_rank=rank, lora_targets=targets, lora_full=full)
+    except ValueError as e:
+        raise FedchainError(f"base model {cid}: {e}") from None
+    if not rank:
+        return tuned, decode_tensors(store.get(cid), param_shapes(template))
+    load_base(store, tuned)
+    try:
+        return tuned, get_params(tuned.build(seed=seed))
+    except ValueError as e:  # adapters on modules the model does not have
+        raise FedchainError(f"base model {cid}: {e}") from None

@@ -32,15 +32,13 @@ from fedchain.protocol.journal import Journal
 from fedchain.protocol.node import Node, RoundView
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.round import Vote
-from fedchain.protocol.sponsor import base_blob, create_task, load_base
+from fedchain.protocol.sponsor import create_task, fine_tune
 from fedchain.protocol.trainer import Trainer
 from fedchain.protocol.validator import Validator
 from fedchain.protocol.watcher import Watcher
 from fedchain.sim.adversaries import ADVERSARIES
 from fedchain.sim.adversaries.colluder import COLLUDERS
 from fedchain.sim.attacks.trainer import arm, attack_trainer, byzantine_count
-from fedchain.storage.cid import cid_of
-from fedchain.storage.codec import decode_tensors
 from fedchain.storage.store import LocalBlobStore
 
 
@@ -185,16 +183,6 @@ def build_network(
             input_shape=tuple(data.input_shape),
             num_classes=data.num_classes,
         )
-    base = None
-    if cfg.base_model is not None:
-        base = base_blob(cfg.base_model, initial)
-        model |= dict(
-            base_model=cid_of(base),
-            lora_rank=cfg.lora_rank,
-            lora_alpha=cfg.lora_alpha,
-            lora_targets=tuple(cfg.lora_targets),
-            lora_full=tuple(cfg.lora_full),
-        )
     recipe = Recipe(
         **model,
         epochs=cfg.epochs,
@@ -205,16 +193,15 @@ def build_network(
         rule_params=cfg.rule_params,
         score=cfg.score,
         data_seed=cfg.seed,
+        lora_alpha=cfg.lora_alpha,  # used only by a LoRA task (fine_tune below)
     )
     out = Path(cfg.out)
     # One process: a crash loses every node at once, so nothing gains from fsync here
     # (nodes run as processes always fsync their journal and blobs).
     store = LocalBlobStore(out / "blobs", durable=False)
-    if base is not None:
-        store.put(base)
-        load_base(store, recipe)
-        # fine-tuning every weight starts from the base; LoRA from the base and fresh adapters
-        initial = get_params(recipe.build(seed=cfg.seed)) if recipe.lora_rank else decode_tensors(base)
+    if cfg.base_model is not None:
+        tuning = (cfg.lora_rank, tuple(cfg.lora_targets), tuple(cfg.lora_full), cfg.seed)
+        recipe, initial = fine_tune(store, cfg.base_model, recipe, initial, *tuning)
 
     def journal(name: str) -> Journal:
         return Journal(out / "journals" / f"{name}.jsonl", durable=False)
