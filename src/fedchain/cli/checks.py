@@ -7,6 +7,7 @@ terms rather than in the names of the functions underneath.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,8 @@ def fine_tuning(
     rank: int,
     targets: tuple[str, ...],
     full: tuple[str, ...],
-    **recipe,
+    score: str = "cosine",
+    rule: str = "fedavg",
 ) -> None:
     """--base-model is a model file of --model on --dataset's inputs, and the LoRA options make a
     task: adapters on modules the model has (``Recipe``'s own checks, so the task cannot fail later)."""
@@ -79,9 +81,11 @@ def fine_tuning(
             raise typer.BadParameter("LoRA fine-tunes a base model: give --base-model too", param_hint="--lora-rank")
         return
     data = load_dataset(dataset)
-    shape = dict(model=model, input_shape=tuple(data.input_shape), num_classes=data.num_classes)
+    plain = Recipe(
+        model=model, input_shape=tuple(data.input_shape), num_classes=data.num_classes, score=score, rule=rule
+    )
     try:
-        blob = base_blob(base_model, Recipe(**shape).template())
+        blob = base_blob(base_model, plain.template())
     except FedchainError as e:
         raise typer.BadParameter(str(e), param_hint="--base-model") from None
     if not rank:
@@ -89,7 +93,7 @@ def fine_tuning(
             raise typer.BadParameter("--lora-targets and --lora-full need --lora-rank", param_hint="--lora-rank")
         return
     try:
-        r = Recipe(**shape, **recipe, base_model=cid_of(blob), lora_rank=rank, lora_targets=targets, lora_full=full)
+        r = dataclasses.replace(plain, base_model=cid_of(blob), lora_rank=rank, lora_targets=targets, lora_full=full)
         r.build(base=decode_tensors(blob))
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--lora-targets") from None
