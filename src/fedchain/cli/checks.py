@@ -81,12 +81,12 @@ def fine_tuning(
             raise typer.BadParameter("LoRA fine-tunes a base model: give --base-model too", param_hint="--lora-rank")
         return
     data = load_dataset(dataset)
-    plain = Recipe(
-        model=model, input_shape=tuple(data.input_shape), num_classes=data.num_classes, score=score, rule=rule
-    )
     try:
+        plain = Recipe(
+            model=model, input_shape=tuple(data.input_shape), num_classes=data.num_classes, score=score, rule=rule
+        )
         blob = base_blob(base_model, plain.template())
-    except FedchainError as e:
+    except (FedchainError, ValueError) as e:  # ValueError: an entry-point model (fine-tuned as a built-in only)
         raise typer.BadParameter(str(e), param_hint="--base-model") from None
     if not rank:
         if targets or full:
