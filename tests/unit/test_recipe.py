@@ -7,14 +7,17 @@ from collections.abc import Mapping
 import pytest
 from eth_utils import keccak
 
-from fedchain.protocol.recipe import Recipe
+from fedchain.protocol.recipe import DP_FIELDS, Recipe
 
 RECIPES = [
     Recipe(),
     Recipe(model="cnn", dataset="mnist", input_shape=(1, 28, 28), lr=0.01, momentum=0.9, epochs=3),
     Recipe(model="logreg", dataset="mnist1d", input_shape=(40,), proximal_mu=0.1, batch_size=7),
     Recipe(model="mlp", base_model="bafkrei-base", lora_rank=2, lora_targets=("hidden",), lora_full=("out",)),
+    Recipe(dp="client", dp_noise=1.5, dp_clip=0.5, dp_delta=1e-5, dp_max_epsilon=8),
 ]
+EXAMPLE_DP = dict(dp="example", dp_noise=1.0, dp_clip=1.0, dp_delta=1e-5, dp_sampling_rate=0.05, dp_steps=10)
+CLIENT_DP = dict(dp="client", dp_sampling_rate=0.0, dp_steps=0)
 
 
 def different(value):
@@ -59,7 +62,7 @@ def test_bytes_are_canonical_json(recipe):
     absent = ({"param_shapes"} if not recipe.param_shapes else set()) | (
         {"model_source"} if not recipe.model_source else set()
     )
-    absent |= {k for k in FINE_TUNING if not getattr(recipe, k)}  # neither where unset
+    absent |= {k for k in (*FINE_TUNING, *DP_FIELDS) if not getattr(recipe, k)}  # none where unset
     assert set(d) == fields - absent
 
 
@@ -80,6 +83,9 @@ def test_changing_any_field_changes_the_hash(field):
         change = {"model": "flower:module:client_fn", "param_shapes": ((2, 3), (3,))}
     if field in ("lora_rank", "lora_targets", "lora_full", "lora_alpha"):  # a LoRA task sets them together
         change = {"base_model": "bafkrei-base", "lora_rank": 2, "lora_targets": ("hidden",)} | change
+    if field in DP_FIELDS:  # a DP task sets its mechanism and parameters together
+        base = Recipe(**EXAMPLE_DP)
+        change = {field: different(getattr(base, field))} if field != "dp" else CLIENT_DP
     changed = dataclasses.replace(base, **change)
     assert changed != base
     assert changed.hash != base.hash

@@ -317,3 +317,74 @@ LoraFullOpt = Annotated[
 def names(value: str) -> tuple[str, ...]:
     """``"hidden, out"`` -> ``("hidden", "out")``: a comma-separated option's names."""
     return tuple(n.strip() for n in value.split(",") if n.strip())
+
+
+# Differential privacy (fedchain.learning.privacy), for `simulate` and `task create`
+DpOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Differential privacy: 'client' (each trainer clips its update to --dp-clip and adds Gaussian "
+        "noise) or 'example' (DP-SGD with Opacus: --dp-steps steps a round at sampling rate --dp-sampling-rate)."
+    ),
+]
+DpEpsilonOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="With --dp: the epsilon every trainer may reach, at --dp-delta: the noise is calibrated so that "
+        "a trainer in every one of --rounds rounds reaches it, and the contracts cap each trainer's rounds there."
+    ),
+]
+DpNoiseOpt = Annotated[
+    float | None, typer.Option(help="With --dp, instead of --dp-epsilon: the noise multiplier sigma (no cap).")
+]
+DpClipOpt = Annotated[
+    float, typer.Option(help="With --dp: the L2 clip C (of the update, or of each example's gradient).")
+]
+DpDeltaOpt = Annotated[float, typer.Option(help="With --dp: the delta of the (epsilon, delta) guarantee.")]
+DpSamplingRateOpt = Annotated[float, typer.Option(help="With --dp example: each DP-SGD step's Poisson sampling rate.")]
+DpStepsOpt = Annotated[int, typer.Option(help="With --dp example: DP-SGD steps per round.")]
+
+
+def dp_recipe(
+    mechanism: str | None,
+    epsilon: float | None,
+    noise: float | None,
+    clip: float,
+    delta: float,
+    sampling_rate: float,
+    steps: int,
+    rounds: int,
+) -> dict:
+    """The recipe's DP fields from the command line ({} without --dp); errors name the flag."""
+    from fedchain.learning import privacy
+
+    if mechanism is None:
+        if epsilon is not None or noise is not None:
+            raise typer.BadParameter("needs --dp client or --dp example", param_hint="--dp-epsilon/--dp-noise")
+        return {}
+    if mechanism not in ("client", "example"):
+        raise typer.BadParameter(f"{mechanism!r}: choose client or example", param_hint="--dp")
+    if (epsilon is None) == (noise is None):
+        raise typer.BadParameter("give one of --dp-epsilon (calibrated) or --dp-noise", param_hint="--dp-epsilon")
+    example = mechanism == "example"
+    fields = dict(dp=mechanism, dp_clip=clip, dp_delta=delta)
+    if example:
+        fields |= dict(dp_sampling_rate=sampling_rate, dp_steps=steps)
+    try:
+        spec = privacy.DpSpec(
+            mechanism,  # type: ignore[arg-type]  # "client" or "example", checked above
+            1.0,
+            clip,
+            delta,
+            sampling_rate if example else None,
+            steps if example else None,
+        )
+        if epsilon is not None:
+            if not epsilon > 0:
+                raise ValueError(f"privacy: epsilon must be > 0, got {epsilon}")
+            return fields | dict(dp_noise=privacy.calibrate_noise(spec, rounds, epsilon), dp_max_epsilon=epsilon)
+        if noise is not None and noise < 0:
+            raise ValueError(f"privacy: the noise multiplier must be >= 0, got {noise}")
+        return fields | dict(dp_noise=noise)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--dp") from None

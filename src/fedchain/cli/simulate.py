@@ -14,7 +14,22 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fedchain.cli._common import BaseModelOpt, LoraFullOpt, LoraRankOpt, LoraTargetsOpt, names, parse_rule_params
+from fedchain.cli._common import (
+    BaseModelOpt,
+    DpClipOpt,
+    DpDeltaOpt,
+    DpEpsilonOpt,
+    DpNoiseOpt,
+    DpOpt,
+    DpSamplingRateOpt,
+    DpStepsOpt,
+    LoraFullOpt,
+    LoraRankOpt,
+    LoraTargetsOpt,
+    dp_recipe,
+    names,
+    parse_rule_params,
+)
 from fedchain.sim.adversaries import ADVERSARIES
 from fedchain.sim.attacks import ATTACKS
 from fedchain.sim.attacks.trainer import byzantine_count
@@ -119,6 +134,16 @@ def simulate(
     lora_rank: LoraRankOpt = 0,
     lora_targets: LoraTargetsOpt = "",
     lora_full: LoraFullOpt = "",
+    dp: DpOpt = None,
+    dp_epsilon: DpEpsilonOpt = None,
+    dp_noise: DpNoiseOpt = None,
+    dp_clip: DpClipOpt = 1.0,
+    dp_delta: DpDeltaOpt = 1e-5,
+    dp_sampling_rate: DpSamplingRateOpt = 0.05,
+    dp_steps: DpStepsOpt = 10,
+    max_epsilon: Annotated[
+        float | None, typer.Option(help="With --dp: each trainer sits out a round that would take it past this.")
+    ] = None,
     baselines: Annotated[bool, typer.Option(help="Also train centralized and plain-FedAvg baselines.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what every node does.")] = False,
 ) -> None:
@@ -165,6 +190,9 @@ def simulate(
     targets, full = names(lora_targets), names(lora_full)
     base = Path(base_model) if base_model is not None else None  # a file: the simulation has no peers
     checks.fine_tuning(model, dataset, base, lora_rank, targets, full, score=score, rule=rule)
+    dp_fields = dp_recipe(dp, dp_epsilon, dp_noise, dp_clip, dp_delta, dp_sampling_rate, dp_steps, rounds)
+    if dp_fields and (flower_client is not None or lora_rank and dp == "example"):
+        raise typer.BadParameter("DP is for fedchain's own trainers: not with Flower clients, nor DP-SGD with LoRA")
     adversaries = _parse_adversaries(misbehave)
     if flower_client is None:
         checks.trainers_fit(dataset, trainers, partition, seed, alpha)
@@ -204,6 +232,8 @@ def simulate(
         lora_rank=lora_rank,
         lora_targets=targets,
         lora_full=full,
+        dp=dp_fields,
+        max_epsilon=max_epsilon,
     )
     console.print(
         f"[bold]fedchain simulate[/]: {trainers} trainers, {validators} validators, {rounds} rounds, "
@@ -323,6 +353,14 @@ def print_report(console: Console, report: dict) -> None:
             f"{n['gas_used']:,}",
         )
     console.print(nodes)
+    if "privacy" in report:
+        p = report["privacy"]
+        dp = Table(title=f"Privacy: {p['mechanism']}-level DP, each trainer's epsilon at delta {p['delta']:g}")
+        for col in ("trainer", "rounds", "epsilon"):
+            dp.add_column(col, justify="left" if col == "trainer" else "right")
+        for t in p["trainers"]:
+            dp.add_row(t["name"], str(t["rounds"]), f"{t['epsilon']:.3f}")
+        console.print(dp)
     summary = Table(title="Result", show_header=False)
     summary.add_row("fedchain final accuracy", f"{report['final_accuracy']:.4f}")
     if "centralized_accuracy" in report:

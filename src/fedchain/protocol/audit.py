@@ -509,7 +509,9 @@ class Auditor:
         except CodecError:  # no lineage, or a malformed one (LineageError)
             stated = {}  # the CID comparison below names the difference
         store = _Recording(self.store)
-        updates, samples, reasons = check_updates(revealed, store, param_shapes(self.template), self.recipe.chunk_size)
+        shapes = param_shapes(self.template)
+        bound = self.recipe.norm_bound_sq(shapes)
+        updates, samples, reasons = check_updates(revealed, store, shapes, self.recipe.chunk_size, bound)
         for ev in revealed:
             node, ucid = ev.node, ev.cid
             rejected_on_chain = bool(f["rejected"] >> ev.index & 1)

@@ -38,6 +38,7 @@ from eth_abi import encode
 from eth_utils import keccak
 from torch import nn
 
+from fedchain.learning import privacy
 from fedchain.learning.aggregate import registry
 from fedchain.learning.aggregate.registry import CHALLENGE_NONE
 from fedchain.learning.fixedpoint import CHUNK_SIZE, FRAC_BITS
@@ -47,6 +48,9 @@ from fedchain.learning.train import Params, TrainConfig, get_params
 
 SCORE_NONE, SCORE_COSINE = 0, 1
 FLOWER = "flower:"  # the model of a task trained by Flower clients: "flower:MODULE:ATTR"
+
+
+DP_FIELDS = ("dp", "dp_noise", "dp_clip", "dp_delta", "dp_sampling_rate", "dp_steps", "dp_max_epsilon")
 
 
 def param_names(n: int) -> list[str]:
@@ -141,10 +145,33 @@ class Recipe:
     lora_alpha: float = 0.0
     lora_targets: tuple[str, ...] = ()
     lora_full: tuple[str, ...] = ()  # modules trained in full beside the adapters (a new head)
+    # Differential privacy (fedchain.learning.privacy): dp "client" (each trainer clips its update
+    # to dp_clip and adds Gaussian noise dp_noise * dp_clip) or "example" (DP-SGD: dp_steps steps
+    # a round, each on a Poisson sample at rate dp_sampling_rate, gradients clipped to dp_clip);
+    # epsilon at dp_delta. dp_max_epsilon > 0 caps every trainer's epsilon: the contracts refuse
+    # a commit past the rounds it allows (``max_dp_rounds``). All left out of the bytes when unset.
+    dp: str = ""
+    dp_noise: float = 0.0
+    dp_clip: float = 0.0
+    dp_delta: float = 0.0
+    dp_sampling_rate: float = 0.0
+    dp_steps: int = 0
+    dp_max_epsilon: float = 0.0
 
     def __post_init__(self) -> None:
         # 1 and 1.0 are equal recipes: give them one canonical encoding (and hash).
-        for name in ("lr", "momentum", "client_momentum", "proximal_mu", "lora_alpha"):
+        for name in (
+            "lr",
+            "momentum",
+            "client_momentum",
+            "proximal_mu",
+            "lora_alpha",
+            "dp_noise",
+            "dp_clip",
+            "dp_delta",
+            "dp_sampling_rate",
+            "dp_max_epsilon",
+        ):
             object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
         object.__setattr__(self, "rule_params", RuleParams(self.rule_params))
@@ -165,6 +192,11 @@ class Recipe:
             raise ValueError("a LoRA task has lora_rank > 0 and lora_targets (lora_full optional); other tasks none")
         if self.lora_rank and (not self.base_model or self.flower is not None):
             raise ValueError("LoRA fine-tunes a base model: name its base_model (a model CID); not with Flower clients")
+        spec = self.dp_spec  # raises on a malformed privacy setting
+        if spec is not None and (self.flower is not None or (spec.mechanism == "example" and self.lora_rank)):
+            raise ValueError(
+                "differential privacy is for fedchain's own trainers: not with Flower clients, nor DP-SGD with LoRA"
+            )
         rule = registry.RULES.get(self.rule)
         evaluates = self.score != "cosine" or (rule is not None and (rule.needs_root_set or rule.needs_root_scores))
         if self.lora_rank and evaluates:
@@ -182,6 +214,45 @@ class Recipe:
             momentum=self.momentum,
             proximal_mu=self.proximal_mu,
         )
+
+    @property
+    def dp_spec(self) -> privacy.DpSpec | None:
+        """The task's differential privacy (``fedchain.learning.privacy``), or None."""
+        if not self.dp:
+            if any(getattr(self, k) for k in DP_FIELDS):
+                raise ValueError("privacy settings without a mechanism: set dp to 'client' or 'example'")
+            return None
+        example = self.dp == "example"
+        spec = privacy.DpSpec(
+            self.dp,  # type: ignore[arg-type]  # DpSpec checks it is "client" or "example"
+            self.dp_noise,
+            self.dp_clip,
+            self.dp_delta,
+            self.dp_sampling_rate if example else None,
+            self.dp_steps if example else None,
+        )
+        if self.dp_max_epsilon < 0:
+            raise ValueError(f"privacy: dp_max_epsilon must be >= 0 (0: no cap), got {self.dp_max_epsilon}")
+        return spec
+
+    def norm_bound_sq(self, shapes: Mapping[str, tuple[int, ...]]) -> int:
+        """The bound validators hold every update's squared fixed-point norm to: a client-level
+        DP task's (``privacy.norm_bound_fixed``: a clipped, noised update exceeds it with
+        probability at most 2^-40), else 0 (none)."""
+        spec = self.dp_spec
+        if spec is None or spec.mechanism != "client" or spec.noise_multiplier == 0:
+            return 0
+        dim = sum(math.prod(s) for s in shapes.values())
+        return privacy.norm_bound_fixed(dim, spec.clip, spec.noise_multiplier, self.frac_bits)
+
+    @property
+    def max_dp_rounds(self) -> int:
+        """The most rounds one trainer may take part in: those that keep its epsilon at most
+        ``dp_max_epsilon`` (0: no cap). The task stores it on chain; the contracts enforce it."""
+        spec = self.dp_spec
+        if spec is None or not self.dp_max_epsilon:
+            return 0
+        return privacy.max_rounds(spec, self.dp_max_epsilon)
 
     @property
     def flower(self) -> str | None:
@@ -231,7 +302,7 @@ class Recipe:
             del d["param_shapes"]  # recipes from before Flower clients keep their bytes
         if not self.model_source:
             del d["model_source"]
-        for k in ("base_model", "lora_rank", "lora_alpha", "lora_targets", "lora_full"):
+        for k in ("base_model", "lora_rank", "lora_alpha", "lora_targets", "lora_full", *DP_FIELDS):
             if not d[k]:
                 del d[k]  # recipes from before fine-tuning keep their bytes
         return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()

@@ -22,6 +22,7 @@ import numpy as np
 from fedchain.chain import commitments
 from fedchain.errors import BlobCorrupt, BlobNotFound, CodecError, LearningError, LineageError
 from fedchain.learning import fixedpoint as fp
+from fedchain.learning import privacy
 from fedchain.learning.aggregate import (
     aggregate_update,
     enough_updates,
@@ -226,11 +227,16 @@ def decode_update(data: bytes, shapes: Mapping[str, tuple[int, ...]]) -> np.ndar
     return q
 
 
-def check_update(ev: Reveal, store: BlobStore, shapes: Mapping[str, tuple[int, ...]], chunk_size: int) -> np.ndarray:
-    """Fetch and check one revealed update; raise with the reason to reject it."""
+def check_update(
+    ev: Reveal, store: BlobStore, shapes: Mapping[str, tuple[int, ...]], chunk_size: int, bound_sq: int = 0
+) -> np.ndarray:
+    """Fetch and check one revealed update; raise with the reason to reject it. ``bound_sq``
+    > 0 bounds its squared fixed-point norm (a client-level DP task's, ``Recipe.norm_bound_sq``)."""
     q = decode_update(store.get(ev.cid), shapes)
     if fp.vector_root(q, chunk_size) != ev.update_root:
         raise LearningError("update root does not match the blob")
+    if bound_sq and not privacy.within_norm_bound(q, bound_sq):
+        raise LearningError("update norm above the task's client-level DP bound (clip plus noise)")
     return q
 
 
@@ -240,7 +246,11 @@ STORAGE_REASONS = ("unavailable: ", "CID mismatch: ")
 
 
 def check_updates(
-    revealed: Iterable[Reveal], store: BlobStore, shapes: Mapping[str, tuple[int, ...]], chunk_size: int
+    revealed: Iterable[Reveal],
+    store: BlobStore,
+    shapes: Mapping[str, tuple[int, ...]],
+    chunk_size: int,
+    bound_sq: int = 0,
 ) -> tuple[dict[str, np.ndarray], dict[str, int], dict[str, str]]:
     """(updates, sample counts, rejection reasons), each keyed by node, in reveal order.
 
@@ -252,7 +262,7 @@ def check_updates(
         node = ev.node
         cid = ev.cid
         try:
-            updates[node] = check_update(ev, store, shapes, chunk_size)
+            updates[node] = check_update(ev, store, shapes, chunk_size, bound_sq)
             samples[node] = ev.samples
         except BlobNotFound:
             reasons[node] = f"unavailable: {cid}"
@@ -357,7 +367,8 @@ def compute_round(
     task's recipe. Nothing is stored: the caller keeps ``result.blob`` if it wants.
     """
     revealed = in_reveal_order(revealed)
-    checked = check_updates(revealed, store, param_shapes(template), recipe.chunk_size)
+    shapes = param_shapes(template)
+    checked = check_updates(revealed, store, shapes, recipe.chunk_size, recipe.norm_bound_sq(shapes))
     prev = previous_update(model, store, param_shapes(template)) if uses_prev_update(recipe.rule) else None
     public = public_span(model, store, param_shapes(template)) if recipe.score == "innovation" else []
     return aggregate_round(task_id, round_id, model, revealed, *checked, recipe, template, prev, public)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
 
 import numpy as np
 
@@ -17,7 +18,9 @@ from fedchain.chain import commitments
 from fedchain.chain.layout import Record
 from fedchain.errors import LearningError, Reverted, StorageError
 from fedchain.learning import fixedpoint as fp
-from fedchain.learning.train import flatten, train_local_with_loss
+from fedchain.learning import privacy
+from fedchain.learning.train import flatten, train_local_with_loss, unflatten
+from fedchain.protocol import budget
 from fedchain.protocol.availability import KIND_UPDATE
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.protocol.recipe import Recipe
@@ -53,9 +56,10 @@ def _scratch_module(recipe: Recipe):
 class Trainer(Node):
     role = "trainer"
 
-    def __init__(self, *args, x: np.ndarray, y: np.ndarray, seed: int = 0, **kwargs):
+    def __init__(self, *args, x: np.ndarray, y: np.ndarray, seed: int = 0, max_epsilon: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.x, self.y, self.seed = x, y, seed
+        self.max_epsilon = max_epsilon  # a DP task: the most epsilon this trainer spends (its own cap)
         self._committed: set[tuple[int, int]] = set()  # rounds whose commit step is done
         self._revealed: set[tuple[int, int]] = set()
         self._momentum: dict[str, np.ndarray] | None = None  # client momentum buffer (recipe.client_momentum)
@@ -95,12 +99,50 @@ class Trainer(Node):
     def train(self, model: Model, round_id: int) -> dict[str, np.ndarray]:
         """The update: local training from the global model, minus the global model. Logs
         the local training loss (the last epoch's mean), the trainer's own progress figure."""
-        r = self.recipe
-        params, loss = train_local_with_loss(
-            self.net, model.params, self.x, self.y, r.train_config(), seed=self.train_seed(round_id)
-        )
-        self.log.info("round %d: trained %d local epochs, training loss %.4f", round_id, r.epochs, loss)
-        return {k: (params[k] - model.params[k]).astype(np.float32) for k in model.params}
+        r, spec = self.recipe, self.recipe.dp_spec
+        if spec is not None and spec.mechanism == "example":  # DP-SGD: its noise from a secret seed
+            params = privacy.train_local_dp(
+                self.net, model.params, self.x, self.y, r.train_config(), spec, self.noise()
+            )
+            self.log.info("round %d: trained %d DP-SGD steps (example-level DP)", round_id, spec.steps)
+        else:
+            params, loss = train_local_with_loss(
+                self.net, model.params, self.x, self.y, r.train_config(), seed=self.train_seed(round_id)
+            )
+            self.log.info("round %d: trained %d local epochs, training loss %.4f", round_id, r.epochs, loss)
+        delta = {k: (params[k] - model.params[k]).astype(np.float32) for k in model.params}
+        if spec is not None and spec.mechanism == "client":  # clipped and noised before it leaves
+            rng = np.random.default_rng(self.noise())
+            delta = unflatten(privacy.clip_and_noise(flatten(delta), spec.clip, spec.noise_multiplier, rng), delta)
+        return delta
+
+    def over_budget(self, log: TaskLog, round_id: int) -> bool:
+        """Whether one more round would take this trainer past the task's cap on rounds (which
+        the contracts enforce) or past its own ``max_epsilon``: then it sits the round out."""
+        if self.recipe.dp_spec is None:
+            return False
+        done = sum(any(e.args["node"] == self.address for e in evs) for evs in log.commits.values())
+        cap = self.recipe.max_dp_rounds
+        if cap and done >= cap:
+            self.log.warning(
+                "round %d: not training: the task allows %d rounds per trainer (its max epsilon)", round_id, cap
+            )
+            return True
+        eps = budget.next_epsilon(self.recipe, done)
+        if self.max_epsilon is not None and eps > self.max_epsilon:
+            self.log.warning(
+                "round %d: not training: epsilon would reach %.3f, past this trainer's --max-epsilon %g",
+                round_id,
+                eps,
+                self.max_epsilon,
+            )
+            return True
+        return False
+
+    def noise(self) -> int:
+        """The seed of a DP trainer's noise: secret (from the OS), never derived from anything
+        public, so that nobody can subtract the noise from the update it hides."""
+        return secrets.randbits(63)
 
     def samples(self) -> int:
         """The example count the update is weighted by (asked right after ``make_update``)."""
@@ -126,7 +168,7 @@ class Trainer(Node):
             chosen = self.selected(self.task(task_id), v)
             if chosen is None:
                 return  # the seed is readable from the block after the opening one
-            if not chosen:
+            if not chosen or self.over_budget(self.task(task_id), round_id):
                 self._committed.add((task_id, round_id))  # nothing to do this round
                 return
             try:

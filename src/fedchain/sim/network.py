@@ -96,6 +96,10 @@ class SimConfig:
     lora_alpha: float = 0.0
     lora_targets: tuple[str, ...] = ()
     lora_full: tuple[str, ...] = ()
+    # differential privacy: the recipe's dp fields (fedchain.protocol.recipe.DP_FIELDS), e.g.
+    # {"dp": "client", "dp_noise": 5.7, "dp_clip": 1.0, "dp_delta": 1e-5}; trainers' own cap
+    dp: dict = field(default_factory=dict)
+    max_epsilon: float | None = None
 
 
 @dataclass
@@ -194,6 +198,7 @@ def build_network(
         score=cfg.score,
         data_seed=cfg.seed,
         lora_alpha=cfg.lora_alpha,  # used only by a LoRA task (fine_tune below)
+        **cfg.dp,
     )
     out = Path(cfg.out)
     # One process: a crash loses every node at once, so nothing gains from fsync here
@@ -254,6 +259,7 @@ def build_network(
                 x=data.x_train[idx],
                 y=data.y_train[idx],
                 seed=cfg.seed * 1000 + i,
+                max_epsilon=cfg.max_epsilon,
                 **common,
             )
         )

@@ -27,6 +27,7 @@ from fedchain.flower import federated_accuracy
 from fedchain.learning.aggregate.fedavg import fedavg_float
 from fedchain.learning.baseline import centralized_baseline
 from fedchain.learning.train import evaluate, flatten, train_local, unflatten
+from fedchain.protocol import budget
 from fedchain.protocol.audit import save_chain
 from fedchain.protocol.recipe import param_names
 from fedchain.sim.network import (
@@ -225,6 +226,28 @@ def summary(net: Network, cfg: SimConfig, initial_accuracy: float, rounds: list[
         "rounds": rounds,
         "nodes": node_rows(net),
         "conservation_gap_wei": net.conservation_gap(),
+    } | privacy_rows(net)
+
+
+def privacy_rows(net: Network) -> dict:
+    """A DP task's "privacy": each trainer's rounds and epsilon, recomputed from the chain's
+    events (``fedchain.protocol.budget``, what ``fedchain privacy`` prints); {} without DP."""
+    r = net.recipe
+    if r.dp_spec is None:
+        return {}
+    names: dict[str, str] = {str(t.address): t.name for t in net.trainers}
+    rows = budget.spent(r, net.deployment.fedchain.events(), net.task_id)
+    return {
+        "privacy": {
+            "mechanism": r.dp,
+            "delta": r.dp_delta,
+            "noise_multiplier": r.dp_noise,
+            "clip": r.dp_clip,
+            "max_epsilon": r.dp_max_epsilon or None,
+            "max_rounds_per_trainer": r.max_dp_rounds or None,
+            "max_epsilon_spent": max((s.epsilon for s in rows), default=0.0),
+            "trainers": [{"name": names.get(s.node, s.node), "rounds": s.rounds, "epsilon": s.epsilon} for s in rows],
+        }
     }
 
 
