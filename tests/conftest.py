@@ -214,6 +214,7 @@ class Net:
             validator_fee_bps=1_000,
             pool=100 * TOKEN,
             max_commits=256,
+            max_rounds_per_trainer=0,
         )
         unknown = set(overrides) - set(cfg)
         if unknown:

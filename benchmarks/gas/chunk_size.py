@@ -286,6 +286,7 @@ def measure(
                 validator_fee_bps=1_000,
                 pool=100 * TOKEN,
                 max_commits=256,
+                max_rounds_per_trainer=0,
             ),
             sender=owner,
         )

@@ -141,6 +141,7 @@ class Bench:
             validator_fee_bps=1_000,
             pool=100 * TOKEN,
             max_commits=256,
+            max_rounds_per_trainer=0,
         )
         full.update(cfg)
         r = self.tx("create_task", full, sender=self.owner, record=record)

@@ -43,6 +43,25 @@ def test_commit_boundary_at_commit_end(net, task, offset, outcome):
     expect(outcome, lambda: net.commit(task, 0, net.trainers[0]))
 
 
+def test_a_trainer_past_the_tasks_privacy_budget_cannot_commit(net):
+    # a DP task caps every trainer at 2 rounds (its epsilon cap): the third commit reverts,
+    # before anything is recorded, and a trainer under the cap still commits
+    task = net.create_task(num_rounds=3, max_rounds_per_trainer=2)
+    spender, other = net.trainers[0], net.trainers[3]
+    for rnd in range(2):
+        net.play_round(task, rnd, revealers=[spender, *net.trainers[1:3]])
+    assert net.fc.call("rounds_taken", task, spender.address) == 2
+    with reverts("rounds: privacy budget spent"):
+        net.commit(task, 2, spender)
+    assert net.fc.call("commitment", task, 2, spender.address) == ZERO32
+    net.commit(task, 2, other)
+    assert net.fc.call("rounds_taken", task, other.address) == 1
+    # a task without a cap counts nothing (no storage written per commit)
+    free = net.create_task()
+    net.commit(free, 0, spender)
+    assert net.fc.call("rounds_taken", free, spender.address) == 0
+
+
 def test_commit_rejects_an_unknown_round(net, task):
     with reverts("rounds: no such round"):
         net.commit(task, 1, net.trainers[0])

@@ -85,6 +85,7 @@ def create_task(
             "validator_fee_bps": validator_fee_bps,
             "pool": pool,
             "max_commits": registry.get(recipe.rule).max_commits if max_commits is None else max_commits,
+            "max_rounds_per_trainer": recipe.max_dp_rounds,  # a DP task's epsilon cap, as rounds
         },
         sender=sponsor,
     )

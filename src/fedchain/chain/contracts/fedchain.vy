@@ -55,6 +55,9 @@ struct TaskConfig:
     validator_fee_bps: uint256
     pool: uint256
     max_commits: uint256  # commitments a round accepts (<= 256): the sponsor keeps rounds challengeable
+    # a differentially private task's cap on the rounds one trainer commits in, which keeps every
+    # trainer's epsilon at the recipe's maximum (Recipe.max_dp_rounds); 0: no cap
+    max_rounds_per_trainer: uint256
 
 struct Task:
     sponsor: address
@@ -73,6 +76,7 @@ struct Task:
     validator_fee_bps: uint256
     pool: uint256
     max_commits: uint256
+    max_rounds_per_trainer: uint256
     finished: bool
 
 struct Round:
@@ -178,6 +182,8 @@ rounds: public(HashMap[uint256, HashMap[uint256, Round]])
 
 # task -> round -> trainer -> commitment / packed record
 commitment: public(HashMap[uint256, HashMap[uint256, HashMap[address, bytes32]]])
+# rounds each trainer committed in, per task: counted only in a task with max_rounds_per_trainer
+rounds_taken: public(HashMap[uint256, HashMap[address, uint256]])
 record: public(HashMap[uint256, HashMap[uint256, HashMap[address, uint256]]])
 # task -> round -> validator -> committee weight / vote / flags
 committee_weight: public(HashMap[uint256, HashMap[uint256, HashMap[address, uint256]]])
@@ -329,6 +335,7 @@ def open_task(task_id: uint256, sponsor: address, cfg: TaskConfig):
         validator_fee_bps=cfg.validator_fee_bps,
         pool=cfg.pool,
         max_commits=cfg.max_commits,
+        max_rounds_per_trainer=cfg.max_rounds_per_trainer,
         finished=False,
     )
     self._open_round(task_id, 0)
@@ -361,7 +368,9 @@ def commit(task_id: uint256, round_id: uint256, commitment_: bytes32):
          for 256 blocks), the sender selected by trainer sortition, no
          earlier commitment, a non-zero commitment, fewer than the task's
          max_commits (<= 256) commitments so far (so every commitment can be
-         revealed: a trainer refused here is not slashable).
+         revealed: a trainer refused here is not slashable); in a task with a
+         max_rounds_per_trainer, fewer commits by the sender in this task so
+         far (its privacy budget), which this commit then counts.
          Only the current round can be in its commit phase, so `round_id`
          needs no further check.
     """
@@ -374,6 +383,11 @@ def commit(task_id: uint256, round_id: uint256, commitment_: bytes32):
     assert commits < self.tasks[task_id].max_commits, "rounds: too many commitments"
     seed: bytes32 = self._settle_seed(task_id, round_id, sched)
     assert self._weight_if_selected(task_id, round_id, msg.sender, staking.ROLE_TRAINER, sched, seed) > 0, "rounds: not selected"
+    cap: uint256 = self.tasks[task_id].max_rounds_per_trainer
+    if cap != 0:
+        taken: uint256 = self.rounds_taken[task_id][msg.sender]
+        assert taken < cap, "rounds: privacy budget spent"
+        self.rounds_taken[task_id][msg.sender] = taken + 1
     self.rounds[task_id][round_id].commits = commits + 1
     self.commitment[task_id][round_id][msg.sender] = commitment_
     log Committed(task_id=task_id, round_id=round_id, node=msg.sender, commitment=commitment_)
