@@ -101,3 +101,19 @@ def test_example_level_dp_trains_and_a_trainer_stops_at_its_own_max_epsilon(tmp_
     taken = budget.participation(net.deployment.fedchain.events(), net.task_id)
     assert taken and max(taken.values()) == 2  # each sat out once its next round would pass the cap
     assert all(e <= cap for e in (privacy.epsilon(spec, k) for k in taken.values()))
+
+
+def test_simulate_refuses_privacy_options_that_make_no_task(tmp_path):
+    cases = [
+        (["--dp-epsilon", "8"], "--dp-epsilon", "needs --dp client or --dp example"),
+        (["--dp", "server", "--dp-epsilon", "8"], "--dp", "choose client or example"),
+        (["--dp", "client"], "--dp-epsilon", "give one of --dp-epsilon"),
+        (["--dp", "client", "--dp-epsilon", "8", "--dp-noise", "1"], "--dp-epsilon", "give one of"),
+        (["--dp", "client", "--dp-epsilon", "8", "--dp-delta", "2"], "--dp", "delta must be in (0, 1)"),
+        (["--dp", "example", "--dp-noise", "1", "--dp-sampling-rate", "0"], "--dp", "sampling_rate in (0, 1]"),
+        (["--dp", "client", "--dp-epsilon", "-1"], "--dp", "epsilon must be > 0"),
+    ]
+    for args, flag, message in cases:
+        r = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path / "out"), *args])
+        text = " ".join(r.output.split())
+        assert r.exit_code == 2 and flag in text and message in text and "Traceback" not in text, (args, text)

@@ -101,6 +101,10 @@ def run(
         typer.Option(help="Exit once the task is finished and rewards are withdrawn (default: keep serving blobs)."),
     ] = False,
     seed: Annotated[int | None, typer.Option(help="Trainer's local training seed (default: from the address).")] = None,
+    max_epsilon: Annotated[
+        float | None,
+        typer.Option(help="Trainer in a DP task: sit out any round that would take this trainer's epsilon past it."),
+    ] = None,
     threads: Annotated[int, typer.Option(help="CPU threads for training.")] = 1,
     listen: ListenOpt = "127.0.0.1:0",
     public_url: PublicUrlOpt = None,
@@ -226,7 +230,7 @@ def run(
                 return _flower_trainer(name, recipe, entry, partition_id, num_partitions, threads, common)
             s = seed if seed is not None else int(acct.address[2:10], 16)
             x, y = read(recipe.input_shape)  # as fits read it
-            return Trainer(name, recipe=recipe, x=x, y=y, seed=s, **common)
+            return Trainer(name, recipe=recipe, x=x, y=y, seed=s, max_epsilon=max_epsilon, **common)
 
         role_id = {Role.trainer: ROLE_TRAINER, Role.validator: ROLE_VALIDATOR, Role.watcher: ROLE_WATCHER}[role]
         runner = NodeRunner(

@@ -17,6 +17,13 @@ from fedchain.cli._common import (
     BaseModelOpt,
     DeploymentOpt,
     DevAccountOpt,
+    DpClipOpt,
+    DpDeltaOpt,
+    DpEpsilonOpt,
+    DpNoiseOpt,
+    DpOpt,
+    DpSamplingRateOpt,
+    DpStepsOpt,
     KeystoreOpt,
     ListenOpt,
     LoraFullOpt,
@@ -27,6 +34,7 @@ from fedchain.cli._common import (
     PublicUrlOpt,
     RpcOpt,
     connect,
+    dp_recipe,
     errors,
     fail,
     fmt_tokens,
@@ -90,6 +98,13 @@ def create(
     lora_rank: LoraRankOpt = 0,
     lora_targets: LoraTargetsOpt = "",
     lora_full: LoraFullOpt = "",
+    dp: DpOpt = None,
+    dp_epsilon: DpEpsilonOpt = None,
+    dp_noise: DpNoiseOpt = None,
+    dp_clip: DpClipOpt = 1.0,
+    dp_delta: DpDeltaOpt = 1e-5,
+    dp_sampling_rate: DpSamplingRateOpt = 0.05,
+    dp_steps: DpStepsOpt = 10,
     trainers_per_round: Annotated[int, typer.Option(help="Expected trainers selected per round (sortition).")] = 5,
     validators_per_round: Annotated[int, typer.Option(help="Expected validator committee size.")] = 3,
     min_reveals: Annotated[int, typer.Option(help="Fewest revealed updates for a round to go on.")] = 1,
@@ -181,6 +196,9 @@ def create(
     base_file = Path(base_model) if base_model is not None and Path(base_model).exists() else None
     if base_model is None or base_file is not None:  # a CID is checked once the peers can serve it
         checks.fine_tuning(model, dataset, base_file, lora_rank, targets, full, rule=rule)
+    dp_fields = dp_recipe(dp, dp_epsilon, dp_noise, dp_clip, dp_delta, dp_sampling_rate, dp_steps, rounds)
+    if dp_fields and entry is not None:
+        fail("--dp is for fedchain's own trainers: a Flower client trains with its own code", 2)
     wei = parse_tokens(pool, "--pool")
     checks.url(rpc, "--rpc")
     if test is not None and not wait:
@@ -209,6 +227,7 @@ def create(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
+        **dp_fields,
     )
     held_out = load_test_set(test, recipe) if test is not None else None
     setup_logging(home / "sponsor.log")
