@@ -182,3 +182,43 @@ def test_the_source_hash_pins_the_client_code_and_a_changed_copy_is_refused(tmp_
     with pytest.raises(flower.FlowerError) as e:
         flower.check_source(pinned, theirs)
     assert pinned in str(e.value) and theirs.source_hash in str(e.value)
+
+
+@pytest.mark.slow
+def test_a_client_that_fails_sends_nothing_and_loses_nothing(tmp_path, caplog):
+    from fedchain.protocol.trainer import ROLE_TRAINER
+    from fedchain.sim.network import SimConfig, build_network, play_round
+
+    cfg = SimConfig(
+        trainers=5,
+        validators=2,
+        rounds=2,
+        epochs=1,
+        out=tmp_path,
+        flower_client="tests.flower.faulty_client_app:client_fn",
+    )
+    net = build_network(cfg)
+    with caplog.at_level("WARNING"):
+        assert all(play_round(net).finalized for _ in range(cfg.rounds))  # the honest partition 4 carries them
+    fc = net.deployment.fedchain
+    committed = {e.args["node"] for e in fc.events() if e.name == "Committed"}
+    faulty, honest = net.trainers[:4], net.trainers[4]
+    assert committed == {honest.address}
+    assert not [e for e in fc.events() if e.name == "Slashed"]
+    for t in faulty:  # every stake intact
+        assert (
+            fc.call("stakes", t.address)["active"] == cfg.stake and fc.call("stakes", t.address)["role"] == ROLE_TRAINER
+        )
+    said = caplog.text
+    assert "the GPU caught fire" in said and "NaN" in said and "returned 3 arrays" in said and "shaped" in said
+
+
+@pytest.mark.slow
+def test_the_quickstart_example_trains_on_chain(tmp_path):
+    """examples/quickstart_pytorch, as its README runs it."""
+    client = "examples.quickstart_pytorch.client_app:app"
+    r = simulate("--flower-client", client, *SMALL, "--lr", "0.01", "--out", str(tmp_path / "run"))
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["rounds_finalized"] == 2
+    assert report["final_accuracy"] > report["initial_accuracy"] + 0.3
