@@ -55,12 +55,6 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from dp_accounting import dp_event  # type: ignore[import-untyped, unused-ignore]
-from dp_accounting.privacy_accountant import NeighboringRelation  # type: ignore[import-untyped, unused-ignore]
-from dp_accounting.rdp import RdpAccountant  # type: ignore[import-untyped, unused-ignore]
-from opacus import GradSampleModule  # type: ignore[import-untyped, unused-ignore]
-from opacus.optimizers import DPOptimizer  # type: ignore[import-untyped, unused-ignore]
-from opacus.utils.uniform_sampler import UniformWithReplacementSampler  # type: ignore[import-untyped, unused-ignore]
 from torch import nn
 
 from fedchain.errors import LearningError
@@ -142,8 +136,15 @@ class DpSpec:
 # -- accounting
 
 
-def round_event(spec: DpSpec) -> dp_event.DpEvent:
-    """The dp-accounting event of one round a trainer takes part in (module docstring)."""
+# dp-accounting (1.3 s) and Opacus (3.6 s) are imported where they are used, not with this module:
+# every node imports the recipe, which imports this module, and most tasks have no DP.
+
+
+def round_event(spec: DpSpec):
+    """The dp-accounting event (``dp_event.DpEvent``) of one round a trainer takes part in
+    (module docstring)."""
+    from dp_accounting import dp_event  # type: ignore[import-untyped, unused-ignore]
+
     if spec.noise_multiplier == 0:
         return dp_event.NonPrivateDpEvent()
     if spec.mechanism == "client":
@@ -152,8 +153,11 @@ def round_event(spec: DpSpec) -> dp_event.DpEvent:
     return dp_event.SelfComposedDpEvent(step, spec.steps)
 
 
-def neighboring_relation(spec: DpSpec) -> NeighboringRelation:
-    """Client level: the trainer's dataset replaced; example level: one example added or removed."""
+def neighboring_relation(spec: DpSpec):
+    """Client level: the trainer's dataset replaced; example level: one example added or removed
+    (a ``dp_accounting.NeighboringRelation``)."""
+    from dp_accounting.privacy_accountant import NeighboringRelation  # type: ignore[import-untyped, unused-ignore]
+
     return NeighboringRelation.REPLACE_ONE if spec.mechanism == "client" else NeighboringRelation.ADD_OR_REMOVE_ONE
 
 
@@ -174,6 +178,8 @@ def _epsilon(spec: DpSpec, rounds: int) -> float:
     # Cached: every trainer asks it each round (its budget) and an example-level figure costs
     # up to ~0.2 s. dp-accounting logs (absl) each fractional order whose series does not
     # converge and is dropped (a valid, slightly looser bound): quiet here, said in the docstring.
+    from dp_accounting.rdp import RdpAccountant  # type: ignore[import-untyped, unused-ignore]
+
     absl = logging.getLogger("absl")
     level = absl.level
     absl.setLevel(logging.ERROR)
@@ -395,6 +401,7 @@ def train_local_dp(
     work = copy.deepcopy(model)
     xs, ys = torch.tensor(np.asarray(x, dtype=np.float32)), torch.tensor(np.asarray(y, dtype=np.int64))
     gen = torch.Generator().manual_seed(seed)
+    GradSampleModule, DPOptimizer, UniformWithReplacementSampler = _opacus()
     gsm = GradSampleModule(work, loss_reduction="sum")
     opt = DPOptimizer(
         torch.optim.SGD(work.parameters(), lr=cfg.lr, momentum=cfg.momentum),
@@ -419,3 +426,18 @@ def train_local_dp(
     result = get_params(work)
     set_params(model, result)
     return result
+
+
+def _opacus():
+    """Opacus's GradSampleModule, DPOptimizer and UniformWithReplacementSampler. Importing Opacus
+    adds a stderr handler to the root logger (every log line would then be printed twice in a
+    node whose logging is set up already): whatever it adds is taken out again."""
+    before = list(logging.root.handlers)
+    try:
+        from opacus import GradSampleModule  # type: ignore[import-untyped, unused-ignore]
+        from opacus.optimizers import DPOptimizer  # type: ignore[import-untyped, unused-ignore]
+        from opacus.utils.uniform_sampler import UniformWithReplacementSampler  # type: ignore[import-untyped, unused-ignore]
+    finally:
+        for h in [h for h in logging.root.handlers if h not in before]:
+            logging.root.removeHandler(h)
+    return GradSampleModule, DPOptimizer, UniformWithReplacementSampler
