@@ -50,27 +50,17 @@ def privacy(
         recipe = task_recipe(source, store, task_id)
         if recipe.dp_spec is None:
             fail(f"task {task_id} is not differentially private: its updates are public as they are", 1)
-        rows = budget.spent(recipe, source.events(), task_id)
-    cap = recipe.max_dp_rounds
+        out = {"task": task_id} | budget.report(recipe, source.events(), task_id)
     if as_json:
-        out = {
-            "task": task_id,
-            "mechanism": recipe.dp,
-            "delta": recipe.dp_delta,
-            "noise_multiplier": recipe.dp_noise,
-            "clip": recipe.dp_clip,
-            "max_epsilon": recipe.dp_max_epsilon or None,
-            "max_rounds_per_trainer": cap or None,
-            "trainers": [{"address": s.node, "rounds": s.rounds, "epsilon": s.epsilon} for s in rows],
-        }
         typer.echo(json.dumps(out, indent=2))
         return
+    cap = out["max_rounds_per_trainer"]
     limit = f", capped at {recipe.dp_max_epsilon:g} ({cap} rounds a trainer)" if cap else ""
     title = f"task {task_id}: {recipe.dp}-level DP, noise {recipe.dp_noise:.4g}, clip {recipe.dp_clip:g}{limit}"
     table = Table(title=title)
     table.add_column("trainer", no_wrap=True)
     table.add_column("rounds", justify="right")
     table.add_column(f"epsilon (delta {recipe.dp_delta:g})", justify="right")
-    for s in rows:
-        table.add_row(s.node, str(s.rounds), f"{s.epsilon:.4f}")
+    for t in out["trainers"]:
+        table.add_row(t["address"], str(t["rounds"]), f"{t['epsilon']:.4f}")
     Console().print(table)

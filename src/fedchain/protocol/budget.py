@@ -47,3 +47,20 @@ def next_epsilon(recipe: Recipe, rounds_so_far: int) -> float:
     """The epsilon a trainer would have after one more round (0.0 without DP: no budget)."""
     spec = recipe.dp_spec
     return 0.0 if spec is None else privacy.epsilon(spec, rounds_so_far + 1)
+
+
+def report(recipe: Recipe, events: Iterable[Event], task_id: int) -> dict:
+    """A DP task's privacy as JSON: the mechanism and its parameters, the cap, and every
+    trainer's rounds and epsilon (``spent``): what ``fedchain privacy --json`` prints and the
+    simulation's report holds."""
+    rows = spent(recipe, events, task_id)
+    return {
+        "mechanism": recipe.dp,
+        "delta": recipe.dp_delta,
+        "noise_multiplier": recipe.dp_noise,
+        "clip": recipe.dp_clip,
+        "max_epsilon": recipe.dp_max_epsilon or None,
+        "max_rounds_per_trainer": recipe.max_dp_rounds or None,
+        "max_epsilon_spent": max((s.epsilon for s in rows), default=0.0),
+        "trainers": [{"address": s.node, "rounds": s.rounds, "epsilon": s.epsilon} for s in rows],
+    }

@@ -277,10 +277,11 @@ class Recipe:
             return {k: np.zeros(s, np.float32) for k, s in zip(param_names(len(self.param_shapes)), self.param_shapes)}
         if self.lora_rank:  # the adapters' shapes do not depend on the base's values
             return get_params(self.build(base=self.template_base()))
-        return get_params(build_model(self.model, tuple(self.input_shape), self.num_classes, seed=0))
+        return self.template_base()
 
     def template_base(self) -> Params:
-        """The base architecture's tensors, named and shaped as the base model's blob is."""
+        """The architecture's own tensors (seed 0): every blob of a task without LoRA, and a LoRA
+        task's base model blob, is named and shaped as these."""
         return get_params(build_model(self.model, tuple(self.input_shape), self.num_classes, seed=0))
 
     def build(self, seed: int = 0, base: Params | None = None) -> nn.Module:

@@ -369,8 +369,8 @@ def compute_round(
     revealed = in_reveal_order(revealed)
     shapes = param_shapes(template)
     checked = check_updates(revealed, store, shapes, recipe.chunk_size, recipe.norm_bound_sq(shapes))
-    prev = previous_update(model, store, param_shapes(template)) if uses_prev_update(recipe.rule) else None
-    public = public_span(model, store, param_shapes(template)) if recipe.score == "innovation" else []
+    prev = previous_update(model, store, shapes) if uses_prev_update(recipe.rule) else None
+    public = public_span(model, store, shapes) if recipe.score == "innovation" else []
     return aggregate_round(task_id, round_id, model, revealed, *checked, recipe, template, prev, public)
 
 

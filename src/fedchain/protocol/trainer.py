@@ -128,8 +128,10 @@ class Trainer(Node):
                 "round %d: not training: the task allows %d rounds per trainer (its max epsilon)", round_id, cap
             )
             return True
+        if self.max_epsilon is None:
+            return False
         eps = budget.next_epsilon(self.recipe, done)
-        if self.max_epsilon is not None and eps > self.max_epsilon:
+        if eps > self.max_epsilon:
             self.log.warning(
                 "round %d: not training: epsilon would reach %.3f, past this trainer's --max-epsilon %g",
                 round_id,

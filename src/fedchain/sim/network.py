@@ -157,7 +157,7 @@ def build_network(
     # times stable and comparable with the plain-FedAvg baseline in this process.
     torch.set_num_threads(1)
     chain = chain or EmbeddedChain()
-    data = data or load_dataset(cfg.dataset, seed=cfg.seed)
+    data = data if data is not None else load_dataset(cfg.dataset, seed=cfg.seed)
     clients = flower_clients(cfg)
     parts = (
         parts

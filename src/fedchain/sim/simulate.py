@@ -236,19 +236,10 @@ def privacy_rows(net: Network) -> dict:
     if r.dp_spec is None:
         return {}
     names: dict[str, str] = {str(t.address): t.name for t in net.trainers}
-    rows = budget.spent(r, net.deployment.fedchain.events(), net.task_id)
-    return {
-        "privacy": {
-            "mechanism": r.dp,
-            "delta": r.dp_delta,
-            "noise_multiplier": r.dp_noise,
-            "clip": r.dp_clip,
-            "max_epsilon": r.dp_max_epsilon or None,
-            "max_rounds_per_trainer": r.max_dp_rounds or None,
-            "max_epsilon_spent": max((s.epsilon for s in rows), default=0.0),
-            "trainers": [{"name": names.get(s.node, s.node), "rounds": s.rounds, "epsilon": s.epsilon} for s in rows],
-        }
-    }
+    privacy = budget.report(r, net.deployment.fedchain.events(), net.task_id)
+    for row in privacy["trainers"]:
+        row["name"] = names.get(row["address"], row["address"])
+    return {"privacy": privacy}
 
 
 def node_rows(net: Network) -> list[dict]:
