@@ -159,6 +159,7 @@ class Net:
     outsiders: list[LocalAccount]
     params: ProtocolParams
     reports: Contract | None = None  # sponsors' evaluation reports
+    secagg: Contract | None = None  # secure aggregation's board
 
     # -- money
 
@@ -351,6 +352,7 @@ def make_net(
         [account_from_seed(f"outsider{i}") for i in range(outsiders)],
         params,
         d.reports,
+        d.secagg,
     )
     net.fund([owner])
     net.fund(net.trainers, ROLE_TRAINER)

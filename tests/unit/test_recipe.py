@@ -15,6 +15,7 @@ RECIPES = [
     Recipe(model="logreg", dataset="mnist1d", input_shape=(40,), proximal_mu=0.1, batch_size=7),
     Recipe(model="mlp", base_model="bafkrei-base", lora_rank=2, lora_targets=("hidden",), lora_full=("out",)),
     Recipe(dp="client", dp_noise=1.5, dp_clip=0.5, dp_delta=1e-5, dp_max_epsilon=8),
+    Recipe(secagg=True, dp="client", dp_noise=1.0, dp_clip=1.0, dp_delta=1e-5),
 ]
 EXAMPLE_DP = dict(dp="example", dp_noise=1.0, dp_clip=1.0, dp_delta=1e-5, dp_sampling_rate=0.05, dp_steps=10)
 CLIENT_DP = dict(dp="client", dp_sampling_rate=0.0, dp_steps=0)
@@ -62,7 +63,7 @@ def test_bytes_are_canonical_json(recipe):
     absent = ({"param_shapes"} if not recipe.param_shapes else set()) | (
         {"model_source"} if not recipe.model_source else set()
     )
-    absent |= {k for k in (*FINE_TUNING, *DP_FIELDS) if not getattr(recipe, k)}  # none where unset
+    absent |= {k for k in (*FINE_TUNING, *DP_FIELDS, "secagg") if not getattr(recipe, k)}  # none where unset
     assert set(d) == fields - absent
 
 

@@ -24,6 +24,7 @@ CONTRACTS = [
     "availability",
     "reports",
     "endpoints",
+    "secagg",
     "token",
 ]
 

@@ -58,6 +58,7 @@ class Deployment:
     table_judge: Contract | None = None
     reports: Contract | None = None  # sponsors' evaluation reports (older files lack it)
     endpoints: Contract | None = None  # where participants serve their blobs (not bound to the core)
+    secagg: Contract | None = None  # secure aggregation's board (the core's; older files lack it)
 
     def to_json(self) -> dict:
         fc = self.fedchain
@@ -109,6 +110,7 @@ OPTIONAL = {
     "table_judge": "table_judge",
     "reports": "reports",
     "endpoints": "endpoints",
+    "secagg": "secagg",
 }
 
 
@@ -162,7 +164,8 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
     tables) and the challenge contract, which takes their addresses; the slashing and
     availability contracts; tasks (the vault's and the game's); the core, which takes
     the vault's, the tasks contract's and the three judges' addresses; rewards (the
-    core's and the vault's); reports (the core's: sponsors' evaluation reports). Then
+    core's and the vault's); reports (the core's: sponsors' evaluation reports); the secure-aggregation board (the
+    core's). Then
     the vault, the tasks contract and the three judges are bound to the core, once, by
     ``owner``. No address can change afterwards. Last, the endpoints contract (blob
     server URLs), which stands alone."""
@@ -195,6 +198,7 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
     )
     rewards = chain.deploy(artifact("rewards"), core.address, vault.address, sender=owner)
     reports = chain.deploy(artifact("reports"), core.address, sender=owner)
+    board = chain.deploy(artifact("secagg"), core.address, sender=owner)
     vault.tx("bind", core.address, rewards.address, tasks.address, sender=owner)
     for judge in (tasks, challenges, slashing, availability):
         judge.tx("bind", core.address, sender=owner)
@@ -209,4 +213,5 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
         **helpers,
         reports=reports,
         endpoints=endpoints,
+        secagg=board,
     )

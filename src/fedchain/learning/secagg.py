@@ -778,16 +778,38 @@ def _check_request(params: SecAggParams, survivors: Collection[str], dropped: Co
 # --- the trainer's side -------------------------------------------------------------------
 
 
+@dataclass(frozen=True, eq=False, repr=False)
+class TrainerKeys:
+    """A trainer's three secrets for one round: the c key pair (shares sent to it), the s key
+    pair (its pairwise masks) and its self-mask seed b. Drawn before the round's trainers are
+    known (step 1 needs only the public keys), then handed to ``SecAggTrainer``."""
+
+    c: X25519PrivateKey
+    s: X25519PrivateKey
+    b: bytes
+
+    @classmethod
+    def draw(cls, randbytes: RandBytes = os.urandom) -> TrainerKeys:
+        c = X25519PrivateKey.from_private_bytes(randbytes(KEY_BYTES))
+        s = X25519PrivateKey.from_private_bytes(randbytes(KEY_BYTES))
+        return cls(c, s, randbytes(SECRET_BYTES))
+
+    def advert(self, trainer: str) -> KeyAdvert:
+        return KeyAdvert(trainer, _raw_public(self.c), _raw_public(self.s))
+
+
 class SecAggTrainer:
     """One trainer's secrets and state for one round: ``advertise``, ``share_keys``,
-    ``receive_shares``, ``mask``, then ``answer_unmasking`` (as a holder)."""
+    ``receive_shares``, ``mask``, then ``answer_unmasking`` (as a holder). ``keys``: secrets
+    drawn earlier (``TrainerKeys.draw``), else drawn here from ``randbytes``."""
 
-    def __init__(self, params: SecAggParams, trainer: str, randbytes: RandBytes = os.urandom):
+    def __init__(
+        self, params: SecAggParams, trainer: str, randbytes: RandBytes = os.urandom, keys: TrainerKeys | None = None
+    ):
         params.check_trainer(trainer)
         self.params, self.trainer, self._rand = params, trainer, randbytes
-        self._c = X25519PrivateKey.from_private_bytes(randbytes(KEY_BYTES))
-        self._s = X25519PrivateKey.from_private_bytes(randbytes(KEY_BYTES))
-        self._b = randbytes(SECRET_BYTES)
+        keys = keys if keys is not None else TrainerKeys.draw(randbytes)
+        self._c, self._s, self._b = keys.c, keys.s, keys.b
         self._adverts: dict[str, KeyAdvert] | None = None
         self._shared: frozenset[str] | None = None
         self._held: dict[str, tuple[RevealedShare, RevealedShare]] = {}

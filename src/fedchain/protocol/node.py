@@ -181,6 +181,9 @@ class Node:
         self._seeds: dict[tuple[int, int], bytes] = {}
         self.rewards = 0  # claimed rewards, in wei
         self._min_stake: int | None = None
+        # secure aggregation's board (secagg.vy, from the deployment file): a secure-aggregation
+        # task's trainers and validators need it; fedchain.vy does not know its address
+        self.board: Contract | None = None
 
     def step(self, task_id: int) -> None:
         """Catch up with the chain, claim what is due, then do what the phase asks."""
@@ -263,6 +266,15 @@ class Node:
             self.log.debug("answer not needed: %s", e.reason)
             return
         self.log.info("round %d: answered availability request %s (kind %d)", v.round_id, rid.hex()[:12], req["kind"])
+
+    def secagg_board(self) -> Contract:
+        """The board of a secure-aggregation task, or a clear error if this node was given none."""
+        if self.board is None:
+            raise FedchainError(
+                "this task uses secure aggregation, but the deployment names no secagg board contract: "
+                "deploy with this fedchain version"
+            )
+        return self.board
 
     def round_seed(self, v: RoundView) -> bytes | None:
         """The round's sortition seed, or None while it cannot be read yet (in the

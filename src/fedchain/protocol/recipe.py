@@ -157,6 +157,11 @@ class Recipe:
     dp_sampling_rate: float = 0.0
     dp_steps: int = 0
     dp_max_epsilon: float = 0.0
+    # Secure aggregation (fedchain.protocol.secagg_round): trainers mask their updates and the
+    # validators unmask only the sum, through the secagg.vy board. FedAvg only; every aggregated
+    # update is paid the same score; nothing of a round can be challenged on chain yet (its
+    # challenge rule is 0). Left out of the bytes when unset.
+    secagg: bool = False
 
     def __post_init__(self) -> None:
         # 1 and 1.0 are equal recipes: give them one canonical encoding (and hash).
@@ -198,6 +203,15 @@ class Recipe:
                 "differential privacy is for fedchain's own trainers: not with Flower clients, nor DP-SGD with LoRA"
             )
         rule = registry.RULES.get(self.rule)
+        if self.secagg and (
+            rule is None or not rule.masked_sum or self.rule_params or self.score != "cosine" or self.flower
+        ):
+            raise ValueError(
+                "secure aggregation sums the updates without seeing any: only plain FedAvg (no rule parameters), "
+                "with the default score (every aggregated update is paid the same), and fedchain's own trainers "
+                f"(not {self.rule} {dict(self.rule_params)}, score {self.score}"
+                + (", Flower clients)" if self.flower else ")")
+            )
         evaluates = self.score != "cosine" or (rule is not None and (rule.needs_root_set or rule.needs_root_scores))
         if self.lora_rank and evaluates:
             raise ValueError(
@@ -240,8 +254,8 @@ class Recipe:
         DP task's (``privacy.norm_bound_fixed``: a clipped, noised update exceeds it with
         probability at most 2^-40), else 0 (none)."""
         spec = self.dp_spec
-        if spec is None or spec.mechanism != "client" or spec.noise_multiplier == 0:
-            return 0
+        if spec is None or spec.mechanism != "client" or spec.noise_multiplier == 0 or self.secagg:
+            return 0  # (under secure aggregation nobody sees a single update to bound)
         dim = sum(math.prod(s) for s in shapes.values())
         return privacy.norm_bound_fixed(dim, spec.clip, spec.noise_multiplier, self.frac_bits)
 
@@ -303,7 +317,7 @@ class Recipe:
             del d["param_shapes"]  # recipes from before Flower clients keep their bytes
         if not self.model_source:
             del d["model_source"]
-        for k in ("base_model", "lora_rank", "lora_alpha", "lora_targets", "lora_full", *DP_FIELDS):
+        for k in ("base_model", "lora_rank", "lora_alpha", "lora_targets", "lora_full", *DP_FIELDS, "secagg"):
             if not d[k]:
                 del d[k]  # recipes from before fine-tuning keep their bytes
         return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
@@ -312,7 +326,7 @@ class Recipe:
     def challenge_rule(self) -> tuple[int, int, int, int]:
         """The on-chain challenge rule (see challenges.vy): (rule, param1, param2, score), the
         registered rule's ``chain_code`` and ``chain_params``."""
-        if self.chunk_size != 64 or self.frac_bits != 16:
+        if self.chunk_size != 64 or self.frac_bits != 16 or self.secagg:
             return (CHALLENGE_NONE, 0, 1, SCORE_NONE)
         score = SCORE_COSINE if self.score == "cosine" else SCORE_NONE
         rule = registry.RULES.get(self.rule)  # unknown here: its nodes refuse it when they aggregate

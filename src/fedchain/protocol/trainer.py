@@ -25,6 +25,7 @@ from fedchain.protocol.availability import KIND_UPDATE
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.round import STORAGE_REASONS, Lineage, Vote
+from fedchain.protocol.secagg_round import Board, TrainerSession, Windows, trainer_id
 from fedchain.storage.cid import cid_from_digest, digest_of
 from fedchain.storage.codec import encode_tensors
 from fedchain.storage.merkle import merkle_proof, score_leaf
@@ -63,10 +64,17 @@ class Trainer(Node):
         self._committed: set[tuple[int, int]] = set()  # rounds whose commit step is done
         self._revealed: set[tuple[int, int]] = set()
         self._momentum: dict[str, np.ndarray] | None = None  # client momentum buffer (recipe.client_momentum)
+        self._sessions: dict[tuple[int, int], TrainerSession] = {}  # secure aggregation, per round
+        self._session: TrainerSession | None = None  # the one whose update is being masked
+        # a simulated fault of secure aggregation: "after_share" vanishes once its bundle is posted,
+        # "after_mask" once its masked update is revealed (it never answers the unmasking request)
+        self.secagg_fault = ""
 
     def act(self, log: TaskLog, v: RoundView, phase: str) -> None:
         task_id = log.task_id
-        if phase == "commit":
+        if self.recipe.secagg and phase in ("commit", "vote"):
+            self.secagg_step(log, v, phase)
+        elif phase == "commit":
             self.commit(task_id, v)
         elif phase == "reveal":
             self.reveal(task_id, v.round_id)
@@ -159,7 +167,82 @@ class Trainer(Node):
         if self.recipe.client_momentum:
             delta = self._momentum = client_momentum(self._momentum, delta, self.recipe.client_momentum)
         q = fp.to_fixed(flatten(delta))
+        if self._session is not None:  # secure aggregation: only the masked update leaves
+            return self._session.mask(q, self.samples(), self.recipe.chunk_size)
         return encode_tensors(delta), fp.vector_root(q, self.recipe.chunk_size)
+
+    # -- secure aggregation (fedchain.protocol.secagg_round)
+
+    def secagg_step(self, log: TaskLog, v: RoundView, phase: str) -> None:
+        """The board's steps around commit: advertise, share, then (receiving the shares) train,
+        mask and commit; after the reveals, answer the unmasking request."""
+        key, board = (log.task_id, v.round_id), self.secagg_board()
+        block, w = self.chain.block_number(), Windows.of(v)
+        s = self._sessions.get(key)
+        if phase == "vote":
+            if s is not None and not s.answered and s.bundles is not None and block <= w.answer_end:
+                self.secagg_answer(log, v, s)
+            return
+        if key in self._committed:
+            return
+        if block <= w.advertise_end:
+            if s is None:
+                chosen = self.selected(log, v)
+                if chosen is None:
+                    return
+                if not chosen or self.over_budget(log, v.round_id):
+                    self._committed.add(key)
+                    return
+                s = self._sessions[key] = TrainerSession(self.address)
+                advert = s.advertise()
+                self.send("advertise", *key, advert.c_pk, advert.s_pk, to=board)
+                self.log.info("round %d: advertised secure-aggregation keys", v.round_id)
+            return
+        if s is None:  # did not advertise in time (or restarted): sit the round out
+            self._committed.add(key)
+            return
+        msgs = Board.read(board, *key, v.opened)
+        if block <= w.share_end:
+            if s.trainer is None:
+                seed = self.round_seed(v)
+                try:
+                    params = msgs.params(*key, self.current_model(log.task_id).q.size, seed or b"")
+                    bundle = s.share(msgs, params)
+                except LearningError as e:
+                    self.log.warning("round %d: no secure aggregation for this trainer: %s", v.round_id, e)
+                    self._committed.add(key)
+                    return
+                self.send("share", *key, digest_of(self.store.put(bundle)), to=board)
+                self.log.info("round %d: posted its share bundle (%d bytes)", v.round_id, len(bundle))
+            return
+        if s.trainer is None or self.secagg_fault == "after_share":
+            self._committed.add(key)
+            return
+        bundles = msgs.bundles(s.trainer.params, self.store, self.log)
+        if trainer_id(self.address) not in bundles:
+            self.log.warning("round %d: its own share bundle is not among the usable ones: not training", v.round_id)
+            self._committed.add(key)
+            return
+        for sharer, err in s.receive(bundles).items():
+            self.log.warning("round %d: the shares from %s are unusable: %s", v.round_id, sharer, err)
+        self._session = s
+        try:
+            self.commit(log.task_id, v)
+        finally:
+            self._session = None
+
+    def secagg_answer(self, log: TaskLog, v: RoundView, s: TrainerSession) -> None:
+        if self.secagg_fault:
+            return
+        try:
+            blob = s.answer(log.reveals.get(v.round_id, []), self.store, self.recipe.chunk_size)
+        except LearningError as e:  # a request it must refuse (too many dropouts): reveal nothing
+            s.answered = True
+            self.log.warning("round %d: refuses to answer the unmasking request: %s", v.round_id, e)
+            return
+        self.send("answer", v.task_id, v.round_id, digest_of(self.store.put(blob)), to=self.secagg_board())
+        self._sessions = {k: x for k, x in self._sessions.items() if k[1] >= v.round_id}
+        self.log.info("round %d: answered the unmasking request", v.round_id)
 
     def commit(self, task_id: int, v: RoundView) -> None:
         round_id = v.round_id

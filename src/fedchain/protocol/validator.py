@@ -17,6 +17,7 @@ from fedchain.chain.layout import Record
 from fedchain.errors import Reverted
 from fedchain.protocol.node import Node, RoundView, TaskLog
 from fedchain.protocol.round import ZERO, RoundResult, Vote, compute_round
+from fedchain.protocol.secagg_round import Board, SecAggRoundError, Windows, compute_secagg_round
 
 ROLE_VALIDATOR = 2
 
@@ -31,6 +32,7 @@ class Validator(Node):
         self._voted: set[tuple[int, int]] = set()
         self._reported: set[tuple[int, int]] = set()
         self._reported_absent: set[tuple[int, int]] = set()
+        self._abstained: set[tuple[int, int]] = set()  # rounds it could not compute (secure aggregation)
 
     def act(self, log: TaskLog, v: RoundView, phase: str) -> None:
         task_id = log.task_id
@@ -41,7 +43,8 @@ class Validator(Node):
             self.try_send("advance", task_id)  # too few reveals: the round fails now
         elif phase == "vote":
             self.report_missing_reveals(log, v)
-            self.vote(log, v)
+            if not self.recipe.secagg or self.chain.block_number() > Windows.of(v).answer_end:
+                self.vote(log, v)  # a secure-aggregation round: after the unmasking answers
         elif phase == "challenge":
             self.answer_requests(log, v)
         elif phase == "finalize":
@@ -86,11 +89,16 @@ class Validator(Node):
 
     def vote(self, log: TaskLog, v: RoundView) -> None:
         t, r = v.task_id, v.round_id
-        if (t, r) in self._voted or (t, r) not in self._members | self._restored_members(t, r):
+        if (t, r) in self._voted | self._abstained or (t, r) not in self._members | self._restored_members(t, r):
             return
         entry = self.journal.get("vote", t, r)
         if entry is None:
-            result = self.compute(log, v)
+            try:
+                result = self.compute(log, v)
+            except SecAggRoundError as e:  # no result to vote for: the round fails without a quorum
+                self._abstained.add((t, r))
+                self.log.warning("round %d: not voting: %s", r, e)
+                return
             entry = self.journal.write(
                 "vote",
                 t,
@@ -158,6 +166,22 @@ class Validator(Node):
         return self._members
 
     def compute(self, log: TaskLog, v: RoundView) -> RoundResult:
+        if self.recipe.secagg:
+            board = Board.read(self.secagg_board(), v.task_id, v.round_id, v.opened)
+            result = compute_secagg_round(
+                v.task_id,
+                v.round_id,
+                self.current_model(v.task_id),
+                log.reveals.get(v.round_id, []),
+                board,
+                self.round_seed(v) or b"",
+                self.store,
+                self.recipe,
+                self.template,
+                self.log,
+            )
+            self.store.put(result.blob)
+            return result
         result = compute_round(
             v.task_id,
             v.round_id,

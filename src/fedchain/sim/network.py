@@ -32,6 +32,7 @@ from fedchain.protocol.journal import Journal
 from fedchain.protocol.node import Node, RoundView
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.round import Vote
+from fedchain.protocol.secagg_round import Windows
 from fedchain.protocol.sponsor import create_task, fine_tune
 from fedchain.protocol.trainer import Trainer
 from fedchain.protocol.validator import Validator
@@ -100,6 +101,13 @@ class SimConfig:
     # {"dp": "client", "dp_noise": 5.7, "dp_clip": 1.0, "dp_delta": 1e-5}; trainers' own cap
     dp: dict = field(default_factory=dict)
     max_epsilon: float | None = None
+    # secure aggregation (fedchain.protocol.secagg_round): trainers mask their updates; the last
+    # `secagg_dropouts` trainers vanish in every round after their masked update is revealed (they
+    # never answer the unmasking request), the `secagg_quitters` before them once their share
+    # bundle is posted (they never send a masked update)
+    secagg: bool = False
+    secagg_dropouts: int = 0
+    secagg_quitters: int = 0
 
 
 @dataclass
@@ -198,6 +206,7 @@ def build_network(
         score=cfg.score,
         data_seed=cfg.seed,
         lora_alpha=cfg.lora_alpha,  # used only by a LoRA task (fine_tune below)
+        secagg=cfg.secagg,
         **cfg.dp,
     )
     out = Path(cfg.out)
@@ -264,6 +273,11 @@ def build_network(
             )
         )
     arm(trainers)
+    faults = cfg.secagg_dropouts + cfg.secagg_quitters
+    if faults and (not cfg.secagg or faults > len(trainers)):
+        raise ValueError("secagg_dropouts and secagg_quitters are trainers of a secure-aggregation run")
+    for i, t in enumerate(reversed(trainers[len(trainers) - faults :])):
+        t.secagg_fault = "after_mask" if i < cfg.secagg_dropouts else "after_share"
     validators = []
     for j in range(cfg.validators):
         acct = account(f"validator-{j}")
@@ -289,6 +303,8 @@ def build_network(
                 **common,
             )
         )
+    for node in [*trainers, *validators, *watchers]:
+        node.board = dep.secagg
     chain.mine(1)  # stake counts only in rounds opened after the block it was added in
 
     tok.tx("mint", owner.address, cfg.pool, sender=owner)
@@ -358,6 +374,15 @@ class RoundOutcome:
     seconds: float
 
 
+def phase_boundaries(net: Network, v: RoundView) -> tuple[int, ...]:
+    """The blocks after the commit and reveal phases, where every node is stepped again; in a
+    secure-aggregation task also after its advertise, share and answer windows."""
+    ends = [v.commit_end + 1, v.reveal_end + 1]
+    if net.recipe.secagg:
+        ends += Windows.of(v).boundaries()
+    return tuple(sorted(set(ends)))
+
+
 def play_round(net: Network, stop: Stop = None) -> RoundOutcome:
     """Step every node through one round, mining to each phase boundary.
 
@@ -371,7 +396,7 @@ def play_round(net: Network, stop: Stop = None) -> RoundOutcome:
     # walk down a withheld model's tree there, one availability request a block)
     window = tuple(range(v.validate_end + 1, v.challenge_end + 1)) if net.watchers else ()
     net.chain.mine_to(v.opened + 1)  # the seed is the opening block's hash: readable from the next
-    for boundary in (v.commit_end + 1, v.reveal_end + 1, *window, v.challenge_end + 1, None):
+    for boundary in (*phase_boundaries(net, v), *window, v.challenge_end + 1, None):
         step_all(net, v, stop)
         log = observer.task(t)
         if log.finished or log.current.round_id != v.round_id:
@@ -397,7 +422,7 @@ def play_to_vote(net: Network) -> RoundView:
     t = net.task_id
     v = net.validators[0].task(t).current
     net.chain.mine_to(v.opened + 1)
-    for boundary in (v.commit_end + 1, v.reveal_end + 1, None):
+    for boundary in (*phase_boundaries(net, v), None):
         step_all(net, v)
         if boundary is not None:
             net.chain.mine_to(boundary)

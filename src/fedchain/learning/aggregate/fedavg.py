@@ -59,4 +59,6 @@ def fedavg_float(model: np.ndarray, updates: Sequence[np.ndarray], samples: Sequ
     return np.asarray(model, dtype=np.float64) + (w[:, None] * stacked).sum(axis=0) / w.sum()
 
 
-RULE = Rule("fedavg", lambda x, samples, p, e: aggregate_update(list(x), samples), title="FedAvg", chain_code=1)
+RULE = Rule(
+    "fedavg", lambda x, samples, p, e: aggregate_update(list(x), samples), title="FedAvg", chain_code=1, masked_sum=True
+)

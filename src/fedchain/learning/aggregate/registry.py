@@ -101,6 +101,9 @@ class Rule:
     tolerating : callable
         ``tolerating(trainers, share)``: parameters for tolerating that share of
         Byzantine trainers, what the robustness benchmark configures (default: none).
+    masked_sum : bool
+        Whether it is the samples-weighted mean of the updates, which secure aggregation
+        computes from their masked sum without seeing any update (``Recipe.secagg``).
     """
 
     name: str
@@ -117,6 +120,7 @@ class Rule:
     selection: Callable[[np.ndarray, Mapping[str, Any], Sequence[int] | None], dict[int, int]] | None = None
     max_commits: int = MAX_COMMITS
     tolerating: Callable[[int, float], dict] = _no_params
+    masked_sum: bool = False
 
     def __post_init__(self) -> None:
         if not self.title:

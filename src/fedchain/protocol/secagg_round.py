@@ -1,0 +1,285 @@
+"""Secure aggregation in a round: the board's messages, the trainer's four steps and the
+validators' unmasking (the cryptography is ``fedchain.learning.secagg``).
+
+A secure-aggregation task (``Recipe.secagg``) runs each round through the board contract
+(``secagg.vy``) beside fedchain's own phases:
+
+1. advertise (first third of the commit phase): each selected trainer draws its secrets
+   (``TrainerKeys``) and puts its two X25519 public keys on the board. U1 = the advertisers.
+2. share (second third): it Shamir-shares its seeds among its neighbours in U1, encrypted to
+   each, and posts the bundle's CID. U_shared = the posters whose bundle parses and checks.
+3. masked input (last third, then fedchain's reveal phase): it trains, masks its fixed-point
+   update (``SecAggTrainer.mask``) and commits and reveals the masked blob as any update.
+   U2 = the revealed trainers in U_shared whose masked blob checks (``survivors``); any
+   other reveal is rejected with its reason, and a bad blob's sender counts as dropped.
+4. answer (first half of the vote phase): each sharer answers the public unmasking request
+   (survivors U2, dropped U_shared - U2) with the shares it holds and posts the answer's CID.
+   After the answer window, validators (and anyone else) unmask the sum of the survivors'
+   weighted updates from this public material alone (``compute_secagg_round``): FedAvg's
+   update, bit for bit, of the updates nobody saw.
+
+The board's windows are ``windows`` (the contract computes the same). Trainer ids in the
+protocol are lower-case hex addresses, so the canonical order is the same everywhere.
+Every aggregated update is paid the same score (times its seats): no single update can be
+scored under masking. A round whose sum cannot be unmasked (too few answers, the total out
+of range) fails: honest validators do not vote (``SecAggRoundError``). A blob that some
+parties can fetch and others cannot would split them (as a bundle would): not handled yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedchain.chain import commitments
+from fedchain.chain.interface import Contract
+from fedchain.errors import FedchainError, LearningError, StorageError
+from fedchain.learning import fixedpoint as fp
+from fedchain.learning import secagg
+from fedchain.learning.fixedpoint import MAX_WEIGHT
+from fedchain.learning.train import unflatten
+from fedchain.protocol.node import Model, RoundView
+from fedchain.protocol.recipe import Recipe
+from fedchain.protocol.round import ZERO, Lineage, Reveal, RoundResult, in_reveal_order
+from fedchain.storage.cid import cid_from_digest, cid_of
+from fedchain.storage.codec import encode_tensors
+from fedchain.storage.merkle import keccak, merkle_root, score_leaf
+from fedchain.storage.store import BlobStore
+
+SCORE = 1_000_000  # every aggregated update's score, before its seats
+
+
+class SecAggRoundError(FedchainError):
+    """The round cannot be unmasked (too few answers, a survivor's blob missing or malformed,
+    a sum out of range): honest validators do not vote, and the round fails."""
+
+
+@dataclass(frozen=True)
+class Windows:
+    """A round's last advertise, share and answer blocks (``secagg.vy``'s ``windows``)."""
+
+    advertise_end: int
+    share_end: int
+    answer_end: int
+
+    @classmethod
+    def of(cls, v: RoundView) -> Windows:
+        c, vb = v.commit_end - v.opened, v.validate_end - v.reveal_end
+        return cls(v.opened + c // 3, v.opened + 2 * c // 3, v.reveal_end + vb // 2)
+
+    def boundaries(self) -> tuple[int, int, int]:
+        """The first block after each window (where a simulation steps its nodes again)."""
+        return self.advertise_end + 1, self.share_end + 1, self.answer_end + 1
+
+
+def trainer_id(address: str) -> str:
+    return address.lower()
+
+
+def masked_root(y: np.ndarray, chunk_size: int) -> bytes:
+    """The commitment to a masked vector: the Merkle root over chunks of ``chunk_size``
+    big-endian uint64 words (the last padded with zeros), as an update root is over int32."""
+    words = np.zeros(-(-y.size // chunk_size) * chunk_size, dtype=">u8")
+    words[: y.size] = y
+    raw = words.tobytes()
+    step = 8 * chunk_size
+    return merkle_root([keccak(raw[i : i + step]) for i in range(0, len(raw), step)])
+
+
+@dataclass
+class Board:
+    """One round's messages on the board, as its events state them."""
+
+    adverts: dict[str, secagg.KeyAdvert]
+    bundle_cids: dict[str, str]
+    answer_cids: dict[str, str]
+
+    @classmethod
+    def read(cls, board: Contract, task_id: int, round_id: int, from_block: int) -> Board:
+        out = cls({}, {}, {})
+        for e in board.events(from_block):
+            a = e.args
+            if (a.get("task_id"), a.get("round_id")) != (task_id, round_id):
+                continue
+            who = trainer_id(a["trainer"])
+            if e.name == "KeysAdvertised":
+                out.adverts[who] = secagg.KeyAdvert(who, a["c_pk"], a["s_pk"])
+            elif e.name == "SharesPosted":
+                out.bundle_cids[who] = cid_from_digest(a["bundle_cid"])
+            elif e.name == "UnmaskAnswered":
+                out.answer_cids[who] = cid_from_digest(a["answer_cid"])
+        return out
+
+    def params(self, task_id: int, round_id: int, dim: int, seed: bytes) -> secagg.SecAggParams:
+        """The round's public parameters: U1, the model's length, the graph from the round seed."""
+        return secagg.SecAggParams.create(task_id, round_id, self.adverts, dim, seed)
+
+    def bundles(self, params: secagg.SecAggParams, store: BlobStore, log=None) -> dict[str, secagg.ShareBundle]:
+        """U_shared: the posted bundles that can be fetched, parse, are their poster's and check
+        against U1's adverts. A deterministic function of the blobs, so every party that can
+        fetch them agrees (a bundle only some can fetch would split them: not handled yet)."""
+        out = {}
+        for u, cid in sorted(self.bundle_cids.items()):
+            try:
+                b = secagg.ShareBundle.from_bytes(store.get(cid))
+                if b.sharer != u:
+                    raise secagg.BundleError(f"the bundle posted by {u} is {b.sharer}'s")
+                secagg.validate_bundle(params, self.adverts, b)
+            except (StorageError, secagg.SecAggError) as e:
+                if log is not None:
+                    log.warning("secure aggregation: the share bundle of %s is left out: %s", u, e)
+                continue
+            out[u] = b
+        return out
+
+    def answers(self, store: BlobStore, log=None) -> list[secagg.Reveal]:
+        out = []
+        for u, cid in sorted(self.answer_cids.items()):
+            try:
+                rv = secagg.Reveal.from_bytes(store.get(cid))
+                if rv.holder != u:
+                    raise secagg.SecAggError(f"the answer posted by {u} is {rv.holder}'s")
+            except (StorageError, secagg.SecAggError) as e:
+                if log is not None:
+                    log.warning("secure aggregation: the unmasking answer of %s is left out: %s", u, e)
+                continue
+            out.append(rv)
+        return out
+
+
+def survivors(
+    revealed: Iterable[Reveal], shared: Mapping[str, object], store: BlobStore, dim: int, chunk_size: int, log=None
+) -> tuple[dict[str, secagg.MaskedInput], dict[str, str]]:
+    """U2, in reveal order: the masked inputs of the revealed trainers that shared their keys
+    and whose blob checks (``masked_input``); and the reason each other reveal is left out. A
+    deterministic function of the blobs: every answerer and validator finds the same U2, and a
+    trainer that sent a bad blob is treated as dropped (its s key is reconstructed, not its b)."""
+    masked, reasons = {}, {}
+    for ev in in_reveal_order(revealed):
+        if trainer_id(ev.node) not in shared:
+            reasons[ev.node] = (
+                "secure aggregation: this trainer posted no usable share bundle, so its mask cannot be removed"
+            )
+            continue
+        try:
+            masked[trainer_id(ev.node)] = masked_input(ev, store, dim, chunk_size)
+        except SecAggRoundError as e:
+            reasons[ev.node] = f"secure aggregation: {e}"
+            if log is not None:
+                log.warning("secure aggregation: %s", e)
+    return masked, reasons
+
+
+def masked_input(ev: Reveal, store: BlobStore, dim: int, chunk_size: int) -> secagg.MaskedInput:
+    """A survivor's masked input, checked against its reveal (CID, root, weight, length)."""
+    try:
+        m = secagg.MaskedInput.from_bytes(store.get(ev.cid))
+    except (StorageError, secagg.SecAggError) as e:
+        raise SecAggRoundError(f"the masked input of {ev.node} cannot be used: {e}") from e
+    if m.trainer != trainer_id(ev.node) or m.y.size != dim:
+        raise SecAggRoundError(f"the masked input of {ev.node} is not its own or not {dim} words long")
+    if m.weight != min(ev.samples, MAX_WEIGHT):
+        raise SecAggRoundError(f"the masked input of {ev.node} has weight {m.weight}, its reveal {ev.samples} samples")
+    if masked_root(m.y, chunk_size) != ev.update_root:
+        raise SecAggRoundError(f"the masked input of {ev.node} does not match its update root")
+    return m
+
+
+def compute_secagg_round(
+    task_id: int,
+    round_id: int,
+    model: Model,
+    revealed: Iterable[Reveal],
+    board: Board,
+    seed: bytes,
+    store: BlobStore,
+    recipe: Recipe,
+    template: dict[str, np.ndarray],
+    log=None,
+) -> RoundResult:
+    """What every honest validator computes for a secure-aggregation round: a pure function of
+    the previous model, the reveals, the board's messages and the blobs they name. Raises
+    ``SecAggRoundError`` when the round cannot be unmasked."""
+    revealed = in_reveal_order(revealed)
+    dim = model.q.size
+    try:
+        params = board.params(task_id, round_id, dim, seed)
+    except secagg.SecAggError as e:
+        raise SecAggRoundError(f"no secure aggregation this round: {e}") from e
+    bundles = board.bundles(params, store, log)
+    masked, reasons = survivors(revealed, bundles, store, dim, recipe.chunk_size, log)
+    if not masked:
+        raise SecAggRoundError("no usable masked input from a trainer that shared its keys")
+    try:
+        result = secagg.unmask(params, board.adverts, bundles, masked, board.answers(store, log), strict=False)
+    except secagg.SecAggError as e:
+        raise SecAggRoundError(f"the round cannot be unmasked: {e}") from e
+    if log is not None:
+        for r in result.rejected:
+            log.warning(
+                "secure aggregation: a %s-share of %s from %s left out: %s", r.kind, r.sharer, r.holder, r.reason
+            )
+    new_q = fp.clip_fixed(model.q + result.fedavg())
+    aggregated = {ev.node for ev in revealed if trainer_id(ev.node) in masked}
+    scores = [(ev.node, commitments.paid_score(SCORE if ev.node in aggregated else 0, ev.seats_bps)) for ev in revealed]
+    rejected = sum(1 << ev.index for ev in revealed if ev.node in reasons)
+    scores_root = merkle_root([score_leaf(a, s) for a, s in scores]) if scores else ZERO
+    lineage = Lineage(round_id, model.cid, tuple(scores), reasons, task_id, recipe.rule)
+    blob = encode_tensors(unflatten(fp.from_fixed(new_q), template), {"fedchain": lineage.to_json()})
+    return RoundResult(
+        fp.vector_root(new_q, recipe.chunk_size),
+        cid_of(blob),
+        scores_root,
+        sum(s for _, s in scores),
+        rejected,
+        scores,
+        reasons,
+        blob,
+    )
+
+
+class TrainerSession:
+    """One trainer's secure aggregation in one round: its secrets in memory only (a restarted
+    trainer has lost them and drops out of the round, which the protocol tolerates)."""
+
+    def __init__(self, me: str):
+        self.me = trainer_id(me)
+        self.keys: secagg.TrainerKeys | None = None
+        self.trainer: secagg.SecAggTrainer | None = None
+        self.bundles: dict[str, secagg.ShareBundle] | None = None
+        self.answered = False
+
+    def advertise(self) -> secagg.KeyAdvert:
+        self.keys = secagg.TrainerKeys.draw()
+        return self.keys.advert(self.me)
+
+    def share(self, board: Board, params: secagg.SecAggParams) -> bytes:
+        """The share bundle's bytes (step 2)."""
+        if self.keys is None or self.me not in board.adverts:
+            raise LearningError("this trainer did not advertise its keys this round")
+        self.trainer = secagg.SecAggTrainer(params, self.me, keys=self.keys)
+        return self.trainer.share_keys(board.adverts).to_bytes()
+
+    def receive(self, bundles: dict[str, secagg.ShareBundle]) -> dict[str, secagg.SecAggError]:
+        if self.trainer is None:
+            raise LearningError("this trainer did not share its keys this round")
+        self.bundles = bundles
+        return self.trainer.receive_shares(bundles, strict=False)
+
+    def mask(self, q: np.ndarray, samples: int, chunk_size: int) -> tuple[bytes, bytes]:
+        """The masked input's blob and its root (step 3)."""
+        if self.trainer is None or self.bundles is None:
+            raise LearningError("masking before the shares were received")
+        m = self.trainer.mask(q, samples)
+        return m.to_bytes(), masked_root(m.y, chunk_size)
+
+    def answer(self, revealed: Iterable[Reveal], store: BlobStore, chunk_size: int) -> bytes:
+        """The answer to the round's unmasking request (step 4): U2 as the validators find it."""
+        if self.trainer is None or self.bundles is None:
+            raise LearningError("no shares held this round")
+        masked, _ = survivors(revealed, self.bundles, store, self.trainer.params.dim, chunk_size)
+        request = secagg.unmask_request(self.bundles, masked)
+        self.answered = True
+        return self.trainer.answer_unmasking(request).to_bytes()

@@ -1,0 +1,131 @@
+"""Secure aggregation in rounds on the embedded chain: trainers advertise keys, share seeds and
+send masked updates through the board (secagg.vy); validators unmask only the sum, which is
+FedAvg of the masked updates that arrived, bit for bit, whoever dropped out."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from fedchain.learning import fixedpoint as fp
+from fedchain.learning import secagg
+from fedchain.learning.aggregate.fedavg import aggregate_update
+from fedchain.protocol.round import Lineage
+from fedchain.protocol.secagg_round import SCORE, TrainerSession, trainer_id
+from fedchain.sim.network import SimConfig, build_network, play_round
+from fedchain.storage.cid import cid_from_digest
+
+pytestmark = pytest.mark.slow
+
+CFG = SimConfig(trainers=10, validators=3, rounds=2, model="mlp", epochs=1, secagg=True)
+
+
+@pytest.fixture
+def masks(monkeypatch):
+    """Every update a trainer masked, by round and trainer: what only the trainer itself sees."""
+    seen: dict[tuple[int, str], tuple[np.ndarray, int]] = {}
+    real = secagg.SecAggTrainer.mask
+
+    def recording(self, update, samples):
+        seen[(self.params.round_id, self.trainer)] = (np.asarray(update).copy(), samples)
+        return real(self, update, samples)
+
+    monkeypatch.setattr(secagg.SecAggTrainer, "mask", recording)
+    return seen
+
+
+def finalized(net, round_id: int):
+    return next(
+        e.args
+        for e in net.deployment.fedchain.events(0)
+        if e.name == "RoundFinalized" and e.args["round_id"] == round_id
+    )
+
+
+def test_a_round_with_30_percent_dropouts_is_fedavg_of_the_masked_updates(tmp_path, masks):
+    # 3 of 10 vanish after their masked update is revealed: they never answer the unmasking
+    # request, so their self-mask seeds are rebuilt from the others' shares
+    net = build_network(dataclasses.replace(CFG, out=tmp_path, secagg_dropouts=3))
+    before = net.validators[0].current_model(net.task_id).q
+    out = play_round(net)
+    assert out.finalized
+    after = net.validators[0].current_model(net.task_id)
+    sent = {u: v for (r, u), v in masks.items() if r == out.round_id}
+    assert len(sent) == 10  # every trainer's masked update arrived, the dropouts' too
+    expected = fp.clip_fixed(before + aggregate_update([q for q, _ in sent.values()], [n for _, n in sent.values()]))
+    assert np.array_equal(after.q, expected)  # bit for bit
+    lineage = Lineage.from_blob(net.store.get(after.cid))
+    assert lineage.rejected == {}
+    assert {trainer_id(a) for a, _ in lineage.scores} == set(sent)
+    assert {s for _, s in lineage.scores} == {SCORE}  # every aggregated update is paid the same
+    assert not [e for e in net.deployment.fedchain.events(0) if e.name == "Slashed"]
+    assert net.conservation_gap() == 0
+
+
+def test_masked_blobs_are_uncorrelated_with_the_updates_they_hide(tmp_path, masks):
+    net = build_network(dataclasses.replace(CFG, out=tmp_path))
+    out = play_round(net)
+    assert out.finalized
+    reveals = [e.args for e in net.deployment.fedchain.events(0) if e.name == "Revealed"]
+    assert len(reveals) == 10
+    for a in reveals:  # what anyone reading the blobs sees
+        m = secagg.MaskedInput.from_bytes(net.store.get(cid_from_digest(a["update_cid"])))
+        q, samples = masks[(out.round_id, m.trainer)]
+        y = m.y.view(np.int64).astype(np.float64)
+        r = np.corrcoef(y, q.astype(np.float64))[0, 1]
+        # independent of the update: |r| below 5 standard errors of zero correlation
+        assert abs(r) < 5 / np.sqrt(q.size), (m.trainer, r)
+        # and uniform: each bit of the words is set about half the time (unmasked w*q is not)
+        bits = np.unpackbits(m.y.view(np.uint8)).mean()
+        assert abs(bits - 0.5) < 0.01
+        plain = (q * min(samples, fp.MAX_WEIGHT)).view(np.uint64)
+        assert abs(np.unpackbits(plain.view(np.uint8)).mean() - 0.5) > 0.05  # the check can fail
+
+
+def test_trainers_that_quit_after_sharing_are_left_out_and_the_round_goes_on(tmp_path, masks):
+    # 2 quit after posting their share bundle (never mask): their pairwise masks are rebuilt from
+    # their s-key shares; 1 more drops after masking. Two rounds in a row.
+    net = build_network(dataclasses.replace(CFG, out=tmp_path, secagg_quitters=2, secagg_dropouts=1))
+    for _ in range(2):
+        before = net.validators[0].current_model(net.task_id).q
+        out = play_round(net)
+        assert out.finalized
+        sent = {u: v for (r, u), v in masks.items() if r == out.round_id}
+        assert len(sent) == 8
+        after = net.validators[0].current_model(net.task_id).q
+        expected = fp.clip_fixed(
+            before + aggregate_update([q for q, _ in sent.values()], [n for _, n in sent.values()])
+        )
+        assert np.array_equal(after, expected)
+        assert finalized(net, out.round_id)["model_root"] == fp.vector_root(after, net.recipe.chunk_size)
+    assert net.conservation_gap() == 0
+
+
+def test_a_malformed_masked_blob_is_rejected_and_its_sender_counted_as_dropped(tmp_path, masks, monkeypatch):
+    # one trainer commits and reveals bytes that are no masked input: every answerer and
+    # validator finds the same U2 without it, its s key is rebuilt, the round finalizes with
+    # the other nine and the liar's rejection and reason in the lineage
+    net = build_network(dataclasses.replace(CFG, out=tmp_path))
+    liar = trainer_id(net.trainers[0].address)
+    real = TrainerSession.mask
+
+    def lying(self, q, samples, chunk_size):
+        blob, root = real(self, q, samples, chunk_size)
+        return (b"garbage" + blob[7:], root) if self.me == liar else (blob, root)
+
+    monkeypatch.setattr(TrainerSession, "mask", lying)
+    before = net.validators[0].current_model(net.task_id).q
+    out = play_round(net)
+    assert out.finalized
+    sent = {u: v for (r, u), v in masks.items() if r == out.round_id and u != liar}
+    assert len(sent) == 9
+    after = net.validators[0].current_model(net.task_id)
+    expected = fp.clip_fixed(before + aggregate_update([q for q, _ in sent.values()], [n for _, n in sent.values()]))
+    assert np.array_equal(after.q, expected)
+    lineage = Lineage.from_blob(net.store.get(after.cid))
+    assert [trainer_id(a) for a in lineage.rejected] == [liar]
+    assert "masked input" in next(iter(lineage.rejected.values()))
+    assert dict((trainer_id(a), s) for a, s in lineage.scores)[liar] == 0
+    assert not [e for e in net.deployment.fedchain.events(0) if e.name == "Slashed"]
