@@ -100,6 +100,7 @@ def _source(sim, events, rpc, deployment, fedchain, from_block):
         src = EventFile(sim / "chain" if sim is not None else events or deployment.parent / info["events"])
         return src, src.info.get("task_id"), [sim / "blobs"] if sim is not None else []
     from fedchain.chain.fedchain import Fedchain
+    from fedchain.chain.interface import artifact
     from fedchain.chain.rpc import RpcChain
 
     address, url = fedchain or info.get("fedchain"), rpc or info.get("rpc")
@@ -115,7 +116,8 @@ def _source(sim, events, rpc, deployment, fedchain, from_block):
             f"the chain at {url} has id {chain.chain_id}, the deployment is for chain {info['chain_id']}", EXIT["chain"]
         )
     first = from_block if from_block is not None else info.get("block", 0)
-    return ContractEvents(Fedchain.at(chain, address), first), None, []
+    board = chain.at(artifact("secagg"), info["secagg"]) if info.get("secagg") else None
+    return ContractEvents(Fedchain.at(chain, address), first, board), None, []
 
 
 def _store(folders: list[Path], peer: list[str], peers_file: Path | None, deployment: Path | None):

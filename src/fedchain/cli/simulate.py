@@ -144,6 +144,18 @@ def simulate(
     max_epsilon: Annotated[
         float | None, typer.Option(help="With --dp: each trainer sits out a round that would take it past this.")
     ] = None,
+    secagg: Annotated[
+        bool,
+        typer.Option(
+            help="Secure aggregation: trainers mask their updates; validators unmask only the sum (FedAvg only)."
+        ),
+    ] = False,
+    secagg_dropouts: Annotated[
+        int, typer.Option(help="With --secagg: trainers (the last N) that vanish after sending their masked update.")
+    ] = 0,
+    secagg_quitters: Annotated[
+        int, typer.Option(help="With --secagg: trainers (before the dropouts) that vanish after sharing their keys.")
+    ] = 0,
     baselines: Annotated[bool, typer.Option(help="Also train centralized and plain-FedAvg baselines.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what every node does.")] = False,
 ) -> None:
@@ -194,6 +206,7 @@ def simulate(
     if dp_fields and (flower_client is not None or lora_rank and dp == "example"):
         raise typer.BadParameter("DP is for fedchain's own trainers: not with Flower clients, nor DP-SGD with LoRA")
     adversaries = _parse_adversaries(misbehave)
+    _check_secagg(secagg, secagg_dropouts, secagg_quitters, trainers, rule, rule_params_, score, flower_client)
     if flower_client is None:
         checks.trainers_fit(dataset, trainers, partition, seed, alpha)
         if flower_initial is not None:
@@ -234,6 +247,9 @@ def simulate(
         lora_full=full,
         dp=dp_fields,
         max_epsilon=max_epsilon,
+        secagg=secagg,
+        secagg_dropouts=secagg_dropouts,
+        secagg_quitters=secagg_quitters,
     )
     console.print(
         f"[bold]fedchain simulate[/]: {trainers} trainers, {validators} validators, {rounds} rounds, "
@@ -248,7 +264,16 @@ def simulate(
         + (f"; attack {attack} by {byzantine_count(cfg)} trainers (omniscient)" if attack else "")
     )
     console.print(
-        "Each round: selected trainers train locally, commit a hash, reveal it; validators check every "
+        "Each round: selected trainers agree keys and share seeds on the board, train locally, commit a hash "
+        "of their masked update, reveal it; validators unmask only the sum (exact fixed-point FedAvg), vote; "
+        "2/3 of the committee's seats finalizes."
+        + (
+            f" {secagg_quitters} trainers quit after sharing, {secagg_dropouts} after masking."
+            if secagg_quitters or secagg_dropouts
+            else ""
+        )
+        if secagg
+        else "Each round: selected trainers train locally, commit a hash, reveal it; validators check every "
         f"update, aggregate with exact fixed-point {registry.get(rule).title}, vote; "
         "2/3 of the committee's seats finalizes."
     )
@@ -272,6 +297,30 @@ def simulate(
         console.print(interrupted_line(report))
         raise typer.Exit(INTERRUPTED)
     print_report(console, report)
+
+
+def _check_secagg(
+    on: bool, dropouts: int, quitters: int, trainers: int, rule: str, params: dict, score: str, flower: str | None
+) -> None:
+    """--secagg fits the run: plain FedAvg, the default score, fedchain's own trainers, and at
+    most the trainers a round survives losing (a third: fedchain.learning.secagg)."""
+    from fedchain.cli import checks
+    from fedchain.learning.aggregate import registry
+
+    checks.at_least("--secagg-dropouts", dropouts, 0)
+    checks.at_least("--secagg-quitters", quitters, 0)
+    if not on:
+        if dropouts or quitters:
+            raise typer.BadParameter("only with --secagg", param_hint="--secagg-dropouts/--secagg-quitters")
+        return
+    if not registry.get(rule).masked_sum or params or score != "cosine" or flower is not None:
+        raise typer.BadParameter(
+            "secure aggregation sums the updates without seeing any: only --rule fedavg without parameters, "
+            "--score cosine, and fedchain's own trainers (robust rules and scores need the single updates)",
+            param_hint="--secagg",
+        )
+    if dropouts + quitters > trainers:
+        raise typer.BadParameter(f"{dropouts + quitters} faulty trainers of {trainers}", param_hint="--secagg-dropouts")
 
 
 def _check_flower(

@@ -56,6 +56,7 @@ from fedchain.protocol.round import (
     previous_update,
     public_span,
 )
+from fedchain.protocol.secagg_round import Board, SecAggRoundError, compute_secagg_round
 from fedchain.protocol.sponsor import task_recipe
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_tensors
@@ -107,14 +108,15 @@ class EventSource(Protocol):
 class ContractEvents:
     """Events of a live contract (either backend), from ``from_block`` on."""
 
-    def __init__(self, contract: Fedchain | Contract, from_block: int = 0):
+    def __init__(self, contract: Fedchain | Contract, from_block: int = 0, board: Contract | None = None):
         self.contract = contract
         self.chain_id = contract.chain.chain_id
         self.address = contract.address
         self.from_block = from_block
+        self.board = board  # the secure-aggregation board, whose events a secagg task's rounds need
 
     def events(self) -> list[Event]:
-        return self.contract.events(self.from_block)
+        return _in_chain_order(self.contract, self.board, from_block=self.from_block)
 
     def facts(self, task_id: int) -> dict:
         task = self.contract.call("tasks", task_id)
@@ -191,6 +193,12 @@ def event_from_json(d: dict) -> Event:
     return Event(d["name"], {k: _decode(v) for k, v in d["args"].items()}, d["block"], d["address"], d["log_index"])
 
 
+def _in_chain_order(*contracts: Fedchain | Contract | None, from_block: int) -> list[Event]:
+    """The events of several contracts merged in chain order (block, then log index)."""
+    events = [e for c in contracts if c is not None for e in c.events(from_block)]
+    return sorted(events, key=lambda e: (e.block, e.log_index)) if len(contracts) > 1 else events
+
+
 def save_chain(deployment: Deployment, folder: Path, task_id: int) -> Path:
     """Write the contract's event log and the facts an audit needs that events lack.
 
@@ -203,7 +211,7 @@ def save_chain(deployment: Deployment, folder: Path, task_id: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (EVENTS_FILE + ".tmp")
     with tmp.open("w") as f:
-        for e in fc.events(deployment.block):
+        for e in _in_chain_order(fc, deployment.secagg, from_block=deployment.block):
             f.write(json.dumps(event_to_json(e)) + "\n")
     os.replace(tmp, folder / EVENTS_FILE)
     params = {
@@ -319,6 +327,7 @@ class Auditor:
         if created is None:
             raise FedchainError(f"no task {self.task_id} in the event log of {self.source.address}")
         self.created = created.args
+        self.events = events
         model = self._setup()
         rounds = self._group(events)
         budgets = self._budgets(events)
@@ -503,6 +512,16 @@ class Auditor:
     def _recompute(self, r: int, revealed: list[Reveal], model: Model, f: dict, version: Version) -> RoundResult:
         """The round as an honest validator computes it, with the committee's
         unprovable judgments (availability) taken from the finalized lineage."""
+        if self.recipe.secagg:  # unmasked from the board's messages, as validators do
+            board = Board.of(self.events, self.task_id, r)
+            if not board.adverts:
+                raise AuditError(r, "board", "secure-aggregation messages", "the board's events", "none in the log")
+            try:
+                return compute_secagg_round(
+                    self.task_id, r, model, revealed, board, self.store, self.recipe, self.template
+                )
+            except SecAggRoundError as e:
+                raise AuditError(r, "finalized result", "unmasking", "an unmaskable round", str(e)) from None
         cid = cid_from_digest(f["model_cid"])
         try:
             stated = dict(Lineage.from_blob(self._blob(cid, r, "finalized result", "model blob")).rejected)

@@ -34,13 +34,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedchain.chain import commitments
+from fedchain.chain.abi import Event
 from fedchain.chain.interface import Contract
 from fedchain.errors import FedchainError, LearningError, StorageError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning import secagg
 from fedchain.learning.fixedpoint import MAX_WEIGHT
 from fedchain.learning.train import unflatten
-from fedchain.protocol.node import Model, RoundView
+from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.round import ZERO, Lineage, Reveal, RoundResult, in_reveal_order
 from fedchain.storage.cid import cid_from_digest, cid_of
@@ -98,8 +99,15 @@ class Board:
 
     @classmethod
     def read(cls, board: Contract, task_id: int, round_id: int, from_block: int) -> Board:
+        return cls.of(board.events(from_block), task_id, round_id)
+
+    @classmethod
+    def of(cls, events: Iterable[Event], task_id: int, round_id: int) -> Board:
+        """The round's messages among ``events`` (the board's, perhaps with other contracts')."""
         out = cls({}, {}, {})
-        for e in board.events(from_block):
+        for e in events:
+            if e.name not in ("KeysAdvertised", "SharesPosted", "UnmaskAnswered"):
+                continue
             a = e.args
             if (a.get("task_id"), a.get("round_id")) != (task_id, round_id):
                 continue
@@ -112,9 +120,18 @@ class Board:
                 out.answer_cids[who] = cid_from_digest(a["answer_cid"])
         return out
 
-    def params(self, task_id: int, round_id: int, dim: int, seed: bytes) -> secagg.SecAggParams:
-        """The round's public parameters: U1, the model's length, the graph from the round seed."""
-        return secagg.SecAggParams.create(task_id, round_id, self.adverts, dim, seed)
+    def params(self, task_id: int, round_id: int, dim: int) -> secagg.SecAggParams:
+        """The round's public parameters: U1, the model's length, and the graph, whose seed is
+        the hash of U1's adverts (``graph_seed``)."""
+        return secagg.SecAggParams.create(task_id, round_id, self.adverts, dim, self.graph_seed())
+
+    def graph_seed(self) -> bytes:
+        """keccak of the adverts in canonical order. The graph's guarantees are worst-case (any
+        dropouts, any corrupt set within the bounds: ``fedchain.learning.secagg``), so its seed
+        only spreads neighbourhoods and need not be unpredictable; taking it from the board
+        rather than from the block hash lets anyone recompute a round at any later time (a
+        block hash is readable on chain for 256 blocks only)."""
+        return keccak(b"".join(bytes.fromhex(u[2:]) + a.c_pk + a.s_pk for u, a in sorted(self.adverts.items())))
 
     def bundles(self, params: secagg.SecAggParams, store: BlobStore, log=None) -> dict[str, secagg.ShareBundle]:
         """U_shared: the posted bundles that can be fetched, parse, are their poster's and check
@@ -193,7 +210,6 @@ def compute_secagg_round(
     model: Model,
     revealed: Iterable[Reveal],
     board: Board,
-    seed: bytes,
     store: BlobStore,
     recipe: Recipe,
     template: dict[str, np.ndarray],
@@ -205,7 +221,7 @@ def compute_secagg_round(
     revealed = in_reveal_order(revealed)
     dim = model.q.size
     try:
-        params = board.params(task_id, round_id, dim, seed)
+        params = board.params(task_id, round_id, dim)
     except secagg.SecAggError as e:
         raise SecAggRoundError(f"no secure aggregation this round: {e}") from e
     bundles = board.bundles(params, store, log)
@@ -237,6 +253,22 @@ def compute_secagg_round(
         scores,
         reasons,
         blob,
+    )
+
+
+def node_result(node: Node, log: TaskLog, v: RoundView) -> RoundResult:
+    """``compute_secagg_round`` as a validator or a watcher runs it, from the board it reads."""
+    board = Board.read(node.secagg_board(), v.task_id, v.round_id, v.opened)
+    return compute_secagg_round(
+        v.task_id,
+        v.round_id,
+        node.current_model(v.task_id),
+        log.reveals.get(v.round_id, []),
+        board,
+        node.store,
+        node.recipe,
+        node.template,
+        node.log,
     )
 
 

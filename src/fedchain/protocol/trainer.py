@@ -204,9 +204,8 @@ class Trainer(Node):
         msgs = Board.read(board, *key, v.opened)
         if block <= w.share_end:
             if s.trainer is None:
-                seed = self.round_seed(v)
                 try:
-                    params = msgs.params(*key, self.current_model(log.task_id).q.size, seed or b"")
+                    params = msgs.params(*key, self.current_model(log.task_id).q.size)
                     bundle = s.share(msgs, params)
                 except LearningError as e:
                     self.log.warning("round %d: no secure aggregation for this trainer: %s", v.round_id, e)

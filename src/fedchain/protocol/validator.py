@@ -17,7 +17,7 @@ from fedchain.chain.layout import Record
 from fedchain.errors import Reverted
 from fedchain.protocol.node import Node, RoundView, TaskLog
 from fedchain.protocol.round import ZERO, RoundResult, Vote, compute_round
-from fedchain.protocol.secagg_round import Board, SecAggRoundError, Windows, compute_secagg_round
+from fedchain.protocol.secagg_round import SecAggRoundError, Windows, node_result
 
 ROLE_VALIDATOR = 2
 
@@ -167,19 +167,7 @@ class Validator(Node):
 
     def compute(self, log: TaskLog, v: RoundView) -> RoundResult:
         if self.recipe.secagg:
-            board = Board.read(self.secagg_board(), v.task_id, v.round_id, v.opened)
-            result = compute_secagg_round(
-                v.task_id,
-                v.round_id,
-                self.current_model(v.task_id),
-                log.reveals.get(v.round_id, []),
-                board,
-                self.round_seed(v) or b"",
-                self.store,
-                self.recipe,
-                self.template,
-                self.log,
-            )
+            result = node_result(self, log, v)
             self.store.put(result.blob)
             return result
         result = compute_round(

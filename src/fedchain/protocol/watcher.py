@@ -52,6 +52,7 @@ from fedchain.protocol.challenge import (
 from fedchain.protocol.node import Node, RoundView, TaskLog
 from fedchain.protocol.recipe import CHALLENGE_NONE
 from fedchain.protocol.round import VOTE_FIELDS, ZERO, Vote, compute_round
+from fedchain.protocol.secagg_round import SecAggRoundError, node_result
 from fedchain.storage.merkle import merkle_layers
 
 
@@ -96,6 +97,9 @@ class Watcher(Node):
         t, r = v.task_id, v.round_id
         parent = self.current_model(t)
         revealed = log.reveals.get(r, [])
+        if self.recipe.secagg:
+            self.check_secagg(log, v, vote)
+            return
         mine = compute_round(t, r, parent, revealed, self.store, self.recipe, self.template)
         try:  # the voted model must be available, right or wrong: the next round builds on it
             self.store.get(vote.cid)
@@ -128,6 +132,27 @@ class Watcher(Node):
             self.log.warning("round %d: %s", r, self.unprovable[(t, r)])
             return
         self.commit(log, v, challenge, leader)
+
+    def check_secagg(self, log: TaskLog, v: RoundView, vote: Vote) -> None:
+        """A secure-aggregation round, unmasked from the board as the validators do. A wrong
+        result is recorded and logged, not challenged: no judge contract recomputes an
+        unmasking yet (docs/privacy.md)."""
+        key = (v.task_id, v.round_id)
+        try:
+            mine = node_result(self, log, v)
+        except SecAggRoundError as e:  # nobody honest could compute it, yet a quorum voted
+            self.unprovable[key] = f"the round cannot be unmasked, yet a result leads: {e}"
+            self.log.warning("round %d: %s", v.round_id, self.unprovable[key])
+            return
+        wrong = [f for f, got, voted in zip(VOTE_FIELDS, mine.vote().args(), vote.args()) if voted != got]
+        if not wrong:
+            self.log.info("round %d: the leading unmasked result checks out", v.round_id)
+            self.verified[key] = vote
+            return
+        self.unprovable[key] = (
+            f"the leading unmasked result is wrong in {', '.join(wrong)}: no on-chain judge of an unmasking yet"
+        )
+        self.log.warning("round %d: %s", v.round_id, self.unprovable[key])
 
     def commit(self, log: TaskLog, v: RoundView, ch, leader: bytes) -> None:
         """Commit to challenge ``ch`` (its exact calldata, by this watcher), then send it
