@@ -24,6 +24,7 @@ from procnet import PASSWORD, ProcessNetwork, accuracy, status_json
 from fedchain.chain.anvil import anvil_binary, free_port
 from fedchain.chain.keys import dev_account
 from fedchain.errors import ChainError
+from fedchain.learning.secagg import MaskedInput
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_metadata, decode_tensors
 from fedchain.storage.http import BlobServer
@@ -461,3 +462,35 @@ def test_flower_clients_train_as_trainer_processes(procnet):
     before = federated(net.events("TaskCreated")[0].args["model_cid"])
     after = federated(net.dep.fedchain.call("tasks", task)["model_cid"])
     assert after > before + 0.3, (before, after)
+
+
+def test_secure_aggregation_over_processes_with_a_trainer_killed_after_masking(procnet):
+    # four trainer processes agree keys, share seeds and send masked updates through the board
+    # and each other's blob servers; one is killed once its masked update is revealed (it never
+    # answers the unmasking request); the validators unmask the sum and the round finalizes
+    net = procnet
+    start_network(net, 4, 2)
+    # commit 24 blocks = advertise, share and mask windows of 8 blocks (4 s) each; the answer
+    # window is the first half of a 12-block vote phase
+    net.create_task(*task_args(4, 2, rounds=1, commit=24, reveal=8), "--validate-blocks", "12", "--secagg", timeout=180)
+    gone = net.address("trainer-3")
+    ev = net.wait_event("Revealed", 120, "trainer-3's masked update", node=gone)
+    # "sent": another node has fetched it (and serves it on) once it was revealed
+    others = [LocalBlobStore(net.root / f"trainer-{i}" / "blobs") for i in range(3)]
+    cid = cid_from_digest(ev.args["update_cid"])
+    net.wait_for(lambda: any(s.has(cid) for s in others), 30, "another trainer to receive it")
+    net.kill("trainer-3")
+    net.wait_finished(120)
+    assert net.outcome(0).name == "RoundFinalized", net.tails()
+    board = [e for e in net.dep.secagg.events(net.dep.block) if e.args["task_id"] == net.task_id]
+    by_kind = {k: {e.args["trainer"] for e in board if e.name == k} for k in ("KeysAdvertised", "SharesPosted")}
+    assert len(by_kind["KeysAdvertised"]) == len(by_kind["SharesPosted"]) == 4
+    answered = {e.args["trainer"] for e in board if e.name == "UnmaskAnswered"}
+    assert len(answered) == 3 and gone not in answered
+    revealed = [e.args for e in net.events("Revealed")]
+    assert len(revealed) == 4
+    store = LocalBlobStore(net.root / "trainer-0" / "blobs")
+    own = next(a for a in revealed if a["node"] == net.address("trainer-0"))
+    masked = MaskedInput.from_bytes(store.get(cid_from_digest(own["update_cid"])))  # what went public
+    assert masked.trainer == net.address("trainer-0").lower()
+    assert not net.events("Slashed")

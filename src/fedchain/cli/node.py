@@ -219,7 +219,14 @@ def run(
         common = dict(fedchain=dep.fedchain, account=acct, store=store, journal=journal)
 
         def make_node(recipe):
+            node = _make_node(recipe)
+            node.board = dep.secagg  # a secure-aggregation task's board (None in older deployment files)
+            return node
+
+        def _make_node(recipe):
             fits(recipe)
+            if recipe.secagg and dep.secagg is None:
+                fail("the task uses secure aggregation and this deployment file names no secagg board", 2)
             if role is Role.validator:
                 return Validator(name, recipe=recipe, **common)
             if role is Role.watcher:

@@ -105,6 +105,13 @@ def create(
     dp_delta: DpDeltaOpt = 1e-5,
     dp_sampling_rate: DpSamplingRateOpt = 0.05,
     dp_steps: DpStepsOpt = 10,
+    secagg: Annotated[
+        bool,
+        typer.Option(
+            help="Secure aggregation: trainers mask their updates and validators unmask only the sum "
+            "(plain FedAvg only; the deployment needs its secagg board)."
+        ),
+    ] = False,
     trainers_per_round: Annotated[int, typer.Option(help="Expected trainers selected per round (sortition).")] = 5,
     validators_per_round: Annotated[int, typer.Option(help="Expected validator committee size.")] = 3,
     min_reveals: Annotated[int, typer.Option(help="Fewest revealed updates for a round to go on.")] = 1,
@@ -220,21 +227,27 @@ def create(
             input_shape=tuple(data.input_shape),
             num_classes=data.num_classes,
         )
-    recipe = Recipe(
-        **described,
-        rule=rule,
-        rule_params=params,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        **dp_fields,
-    )
+    try:
+        recipe = Recipe(
+            **described,
+            rule=rule,
+            rule_params=params,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            secagg=secagg,
+            **dp_fields,
+        )
+    except ValueError as e:  # a combination the recipe refuses (secure aggregation with a robust rule)
+        fail(str(e), 2)
     held_out = load_test_set(test, recipe) if test is not None else None
     setup_logging(home / "sponsor.log")
     log = logging.getLogger("fedchain.sponsor")
     with errors():
         sponsor = resolve_account(account, dev_account, keystore)
         chain, dep, _ = connect(deployment, rpc)
+        if secagg and dep.secagg is None:
+            fail("--secagg needs the deployment's secagg board: redeploy with this version (`fedchain deploy`)", 2)
         store, server, url = open_store(
             home, deployment, listen if wait else "off", public_url, peer, peers_file, announce and wait, log, dep
         )

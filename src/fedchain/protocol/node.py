@@ -28,7 +28,7 @@ from fedchain.protocol.round import Reveal, Vote
 from fedchain.protocol.sponsor import load_base
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_tensors
-from fedchain.storage.store import BlobStore
+from fedchain.storage.store import BlobStore, Replicating
 
 OPEN, FINALIZED, FAILED = 0, 1, 2
 
@@ -184,6 +184,7 @@ class Node:
         # secure aggregation's board (secagg.vy, from the deployment file): a secure-aggregation
         # task's trainers and validators need it; fedchain.vy does not know its address
         self.board: Contract | None = None
+        self._replica: Replicating | None = None
 
     def step(self, task_id: int) -> None:
         """Catch up with the chain, claim what is due, then do what the phase asks."""
@@ -266,6 +267,12 @@ class Node:
             self.log.debug("answer not needed: %s", e.reason)
             return
         self.log.info("round %d: answered availability request %s (kind %d)", v.round_id, rid.hex()[:12], req["kind"])
+
+    def replica(self) -> Replicating:
+        """This node's store, keeping what it fetches (``Replicating``): one per node."""
+        if self._replica is None:
+            self._replica = Replicating(self.store)
+        return self._replica
 
     def secagg_board(self) -> Contract:
         """The board of a secure-aggregation task, or a clear error if this node was given none."""

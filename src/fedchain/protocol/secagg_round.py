@@ -265,7 +265,7 @@ def node_result(node: Node, log: TaskLog, v: RoundView) -> RoundResult:
         node.current_model(v.task_id),
         log.reveals.get(v.round_id, []),
         board,
-        node.store,
+        node.replica(),
         node.recipe,
         node.template,
         node.log,

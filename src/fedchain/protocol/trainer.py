@@ -78,6 +78,8 @@ class Trainer(Node):
             self.commit(task_id, v)
         elif phase == "reveal":
             self.reveal(task_id, v.round_id)
+            if self.recipe.secagg:  # receive the others' masked updates as they come (and serve them on)
+                self.replica().prefetch(ev.cid for ev in log.reveals.get(v.round_id, []))
         elif phase in ("challenge", "finalize") and (task_id, v.round_id) in self._revealed:
             self.answer_requests(log, v)
 
@@ -190,8 +192,8 @@ class Trainer(Node):
                 chosen = self.selected(log, v)
                 if chosen is None:
                     return
-                if not chosen or self.over_budget(log, v.round_id):
-                    self._committed.add(key)
+                if not chosen or self.over_budget(log, v.round_id) or board.call("step", *key, self.address):
+                    self._committed.add(key)  # (advertised before a restart: its secrets are lost)
                     return
                 s = self._sessions[key] = TrainerSession(self.address)
                 advert = s.advertise()
@@ -217,7 +219,7 @@ class Trainer(Node):
         if s.trainer is None or self.secagg_fault == "after_share":
             self._committed.add(key)
             return
-        bundles = msgs.bundles(s.trainer.params, self.store, self.log)
+        bundles = msgs.bundles(s.trainer.params, self.replica(), self.log)  # kept: served on
         if trainer_id(self.address) not in bundles:
             self.log.warning("round %d: its own share bundle is not among the usable ones: not training", v.round_id)
             self._committed.add(key)
@@ -234,7 +236,7 @@ class Trainer(Node):
         if self.secagg_fault:
             return
         try:
-            blob = s.answer(log.reveals.get(v.round_id, []), self.store, self.recipe.chunk_size)
+            blob = s.answer(log.reveals.get(v.round_id, []), self.replica(), self.recipe.chunk_size)
         except LearningError as e:  # a request it must refuse (too many dropouts): reveal nothing
             s.answered = True
             self.log.warning("round %d: refuses to answer the unmasking request: %s", v.round_id, e)

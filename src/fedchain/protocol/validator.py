@@ -45,6 +45,8 @@ class Validator(Node):
             self.report_missing_reveals(log, v)
             if not self.recipe.secagg or self.chain.block_number() > Windows.of(v).answer_end:
                 self.vote(log, v)  # a secure-aggregation round: after the unmasking answers
+            else:  # meanwhile receive the masked updates (and serve them on)
+                self.replica().prefetch(ev.cid for ev in log.reveals.get(v.round_id, []))
         elif phase == "challenge":
             self.answer_requests(log, v)
         elif phase == "finalize":

@@ -8,10 +8,11 @@ the CID.
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from fedchain.errors import BlobCorrupt, BlobNotFound
+from fedchain.errors import BlobCorrupt, BlobNotFound, StorageError
 from fedchain.storage.cid import check, cid_from_digest, cid_of, digest_of
 
 
@@ -165,3 +166,35 @@ class MultiStore:
     def has(self, cid: str) -> bool:
         """Return whether any store holds a copy named ``cid``."""
         return any(store.has(cid) for store in self.stores)
+
+
+class Replicating:
+    """A view of a node's store that keeps a copy of every blob it fetches, so that the node
+    serves it on (secure aggregation: a round's share bundles and masked updates stay
+    available after their senders drop out, as long as one node that fetched them is up)."""
+
+    def __init__(self, store: BlobStore):
+        self.store = store
+        self.held: set[str] = set()
+
+    def get(self, cid: str) -> bytes:
+        data = self.store.get(cid)
+        if cid not in self.held:
+            self.store.put(data)
+            self.held.add(cid)
+        return data
+
+    def put(self, data: bytes) -> str:
+        return self.store.put(data)
+
+    def has(self, cid: str) -> bool:
+        return self.store.has(cid)
+
+    def prefetch(self, cids: Iterable[str]) -> None:
+        """Fetch and keep what can be fetched now (the rest is tried again when needed)."""
+        for cid in cids:
+            if cid not in self.held:
+                try:
+                    self.get(cid)
+                except StorageError:
+                    pass
