@@ -24,7 +24,9 @@ that calls every external function of fedchain and slashing.vy (and endpoints.vy
 ``announce``, a first announcement of the longest URL it takes), then two one-round
 tasks: a validator that joins and never votes (``slash_absent``), and the
 availability game (``request``, ``answer``: the larger of a root's children and a
-256-byte leaf, ``settle``: an unanswered request, which reverts the round). A function called several times there
+256-byte leaf, ``settle``: an unanswered request, which reverts the round), and a
+round on secure aggregation's board (``secagg.advertise``, ``secagg.share``,
+``secagg.answer``). A function called several times there
 (commits, votes, claims...) is reported at its most expensive call, e.g. the
 vote that reaches quorum or the first stake of a fresh node: a gas budget
 needs the worst case. ``advance`` is the one that fails round 1 and opens
@@ -102,15 +104,17 @@ class Bench:
         chain.fund(self.owner.address, 10**24)
         d = deploy(chain, self.owner, params)
         self.token, self.fc, self.slashing, self.availability = d.token, d.fedchain, d.slashing, d.availability
-        self.endpoints = d.endpoints
+        self.endpoints, self.board = d.endpoints, d.secagg
         self.gas: dict[str, int] = {}
         self.register([self.owner], 0)  # the sponsor: tokens and allowance, no stake
 
-    def tx(self, fn: str, *args, sender, record: bool = True, to=None):
+    def tx(self, fn: str, *args, sender, record: bool = True, to=None, name: str | None = None):
+        """Send ``fn``; record its gas under ``name`` (default: ``fn``) at its most expensive call."""
         to = to or (self.slashing if fn.startswith("slash_") else self.fc)  # faults are judged by slashing.vy
         r = to.tx(fn, *args, sender=sender, gas=None if record else SETUP_GAS)
+        name = name or fn
         if record:
-            self.gas[fn] = max(self.gas.get(fn, 0), r.gas_used)
+            self.gas[name] = max(self.gas.get(name, 0), r.gas_used)
         return r
 
     def accounts(self, name: str, n: int):
@@ -269,6 +273,31 @@ def measure_functions(chain: Chain) -> dict[str, int]:
     chain.mine_to(b.availability.call("requests", rid)["deadline"] + 1)
     b.tx("settle", rid, sender=reporter, to=b.availability)
     b.tx("slash_withheld", task, 0, trainers[1].address, sender=reporter)
+
+    # secure aggregation's board (secagg.vy): the selected trainers of a one-round task advertise,
+    # share and answer, each once (recorded as secagg.advertise, secagg.share, secagg.answer)
+    # (windows of 10 blocks: anvil mines a block a transaction)
+    task = b.create_task(record=False, trainers_per_round=5, commit_blocks=30, validate_blocks=20)
+    chain.mine_to(b.schedule(task, 0)[0] + 1)  # the seed is readable from the block after the opening one
+    chosen = [t for t in trainers if b.fc.call("is_selected", task, 0, t.address, ROLE_TRAINER)]
+    advertise_end, _, _ = b.board.call("windows", task, 0)
+    for t in chosen:
+        b.tx(
+            "advertise",
+            task,
+            0,
+            h32("c", t.address),
+            h32("s", t.address),
+            sender=t,
+            to=b.board,
+            name="secagg.advertise",
+        )
+    chain.mine_to(advertise_end + 1)
+    for t in chosen:
+        b.tx("share", task, 0, h32("bundle", t.address), sender=t, to=b.board, name="secagg.share")
+    chain.mine_to(b.schedule(task, 0)[2] + 1)
+    for t in chosen:
+        b.tx("answer", task, 0, h32("answer", t.address), sender=t, to=b.board, name="secagg.answer")
 
     r = b.tx("unbond", STAKE, sender=trainers[0])
     chain.mine_to(r.block + ProtocolParams().unbonding_delay)

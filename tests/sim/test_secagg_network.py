@@ -172,3 +172,20 @@ def test_the_cli_refuses_what_secure_aggregation_cannot_do(tmp_path, args, messa
     cli = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path / "x"), *args])
     assert cli.exit_code == 2
     assert message in " ".join(cli.output.split())
+
+
+def test_secure_aggregation_with_client_level_dp_sums_the_noised_updates(tmp_path, masks):
+    # each trainer clips and noises its update, then masks it: the unmasked sum carries every
+    # trainer's noise, and each trainer's epsilon follows from the rounds it took part in
+    dp = {"dp": "client", "dp_noise": 1.0, "dp_clip": 1.0, "dp_delta": 1e-5}
+    net = build_network(dataclasses.replace(CFG, trainers=6, out=tmp_path, dp=dp, secagg_dropouts=1))
+    before = net.validators[0].current_model(net.task_id).q
+    out = play_round(net)
+    assert out.finalized
+    sent = [v for (r, _), v in masks.items() if r == out.round_id]
+    assert len(sent) == 6
+    clip = fp.to_fixed(np.array([dp["dp_clip"]]))[0]
+    assert max(int(np.sqrt(np.sum(q.astype(np.float64) ** 2))) for q, _ in sent) > clip  # the noise is there
+    after = net.validators[0].current_model(net.task_id).q
+    assert np.array_equal(after, fp.clip_fixed(before + aggregate_update([q for q, _ in sent], [n for _, n in sent])))
+    assert net.recipe.norm_bound_sq({}) == 0  # nobody sees an update to bound under masking
