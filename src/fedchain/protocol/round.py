@@ -215,6 +215,32 @@ class RoundResult:
     def vote(self) -> Vote:
         return Vote(self.model_root, digest_of(self.model_cid), self.scores_root, self.total_score, self.rejected)
 
+    @classmethod
+    def of(
+        cls,
+        new_q: np.ndarray,
+        lineage: Lineage,
+        scores_root: bytes,
+        rejected: int,
+        template: dict[str, np.ndarray],
+        chunk_size: int,
+        **extra,
+    ) -> RoundResult:
+        """The result whose model is ``new_q`` (its blob carries ``lineage``)."""
+        blob = encode_tensors(unflatten(fp.from_fixed(new_q), template), {"fedchain": lineage.to_json()})
+        scores = list(lineage.scores)
+        return cls(
+            fp.vector_root(new_q, chunk_size),
+            cid_of(blob),
+            scores_root,
+            sum(s for _, s in scores),
+            rejected,
+            scores,
+            dict(lineage.rejected),
+            blob,
+            **extra,
+        )
+
 
 # -- the deterministic round computation (validators and auditors share it)
 
@@ -338,18 +364,15 @@ def aggregate_round(
         scores_root = combined_scores_root(scores_root, table.root)
     cids = tuple(ev.cid for ev in revealed if ev.node in updates) if recipe.score == "innovation" else None
     lineage = Lineage(round_id, model.cid, tuple(scores), reasons, task_id, recipe.rule, distances, updates=cids)
-    blob = encode_tensors(unflatten(fp.from_fixed(new_q), template), {"fedchain": lineage.to_json()})
-    return RoundResult(
-        fp.vector_root(new_q, recipe.chunk_size),
-        cid_of(blob),
+    return RoundResult.of(
+        new_q,
+        lineage,
         scores_root,
-        sum(s for _, s in scores),
         rejected,
-        scores,
-        reasons,
-        blob,
-        table_blob,
-        by_root_set,
+        template,
+        recipe.chunk_size,
+        table_blob=table_blob,
+        root_set_scores=by_root_set,
     )
 
 

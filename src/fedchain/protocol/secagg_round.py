@@ -40,12 +40,10 @@ from fedchain.errors import FedchainError, LearningError, StorageError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning import secagg
 from fedchain.learning.fixedpoint import MAX_WEIGHT
-from fedchain.learning.train import unflatten
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.round import ZERO, Lineage, Reveal, RoundResult, in_reveal_order
-from fedchain.storage.cid import cid_from_digest, cid_of
-from fedchain.storage.codec import encode_tensors
+from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.merkle import keccak, merkle_root, score_leaf
 from fedchain.storage.store import BlobStore
 
@@ -243,17 +241,7 @@ def compute_secagg_round(
     rejected = sum(1 << ev.index for ev in revealed if ev.node in reasons)
     scores_root = merkle_root([score_leaf(a, s) for a, s in scores]) if scores else ZERO
     lineage = Lineage(round_id, model.cid, tuple(scores), reasons, task_id, recipe.rule)
-    blob = encode_tensors(unflatten(fp.from_fixed(new_q), template), {"fedchain": lineage.to_json()})
-    return RoundResult(
-        fp.vector_root(new_q, recipe.chunk_size),
-        cid_of(blob),
-        scores_root,
-        sum(s for _, s in scores),
-        rejected,
-        scores,
-        reasons,
-        blob,
-    )
+    return RoundResult.of(new_q, lineage, scores_root, rejected, template, recipe.chunk_size)
 
 
 def node_result(node: Node, log: TaskLog, v: RoundView) -> RoundResult:
