@@ -94,3 +94,25 @@ def test_validator_restarted_after_voting_never_votes_again(net):
     settle(net)
     assert count(net, "Voted", validator=fresh.address) == 1 and count(net, "Equivocated") == 0
     assert fc.call("validator_claimed", t, 0, fresh.address) and fresh.outstanding_claims(t) == 0
+
+
+def test_secagg_trainer_restarted_after_advertising_sits_the_round_out(tmp_path):
+    # its secrets were in memory only: the fresh process neither advertises again (the board
+    # would revert) nor shares; the others' round goes on without it, and nobody is slashed
+    net = build_network(
+        SimConfig(trainers=4, validators=3, rounds=1, model="mlp", epochs=1, out=tmp_path, partition="iid", secagg=True)
+    )
+    t = net.task_id
+    v = net.validators[0].task(t).current
+    net.chain.mine_to(v.opened + 1)
+    for node in net.nodes:
+        node.step(t)  # advertise window: every selected trainer advertises
+    old = net.trainers[0]
+    assert net.deployment.secagg.call("step", t, 0, old.address) == 1
+    fresh = net.trainers[0] = restart(old, t)
+    fresh.board = net.deployment.secagg
+    fresh.step(t)
+    assert fresh.gas_used == 0
+    assert play_round(net).finalized
+    assert net.deployment.secagg.call("step", t, 0, old.address) == 1  # never shared
+    assert count(net, "Committed", node=old.address) == 0 and count(net, "Slashed") == 0
