@@ -470,9 +470,9 @@ def test_secure_aggregation_over_processes_with_a_trainer_killed_after_masking(p
     # answers the unmasking request); the validators unmask the sum and the round finalizes
     net = procnet
     start_network(net, 4, 2)
-    # commit 24 blocks = advertise, share and mask windows of 8 blocks (4 s) each; the answer
-    # window is the first half of a 12-block vote phase
-    net.create_task(*task_args(4, 2, rounds=1, commit=24, reveal=8), "--validate-blocks", "12", "--secagg", timeout=180)
+    # commit 36 blocks = advertise, share and mask windows of 12 blocks (6 s) each; the answer
+    # window is the first half of a 16-block vote phase
+    net.create_task(*task_args(4, 2, rounds=1, commit=36, reveal=8), "--validate-blocks", "16", "--secagg", timeout=180)
     gone = net.address("trainer-3")
     ev = net.wait_event("Revealed", 120, "trainer-3's masked update", node=gone)
     # "sent": another node has fetched it (and serves it on) once it was revealed
