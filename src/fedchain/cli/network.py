@@ -109,6 +109,13 @@ def up(
     port: Annotated[int, typer.Option(help="The chain's JSON-RPC port (0: a free one).")] = 0,
     block_time: Annotated[float, typer.Option(help="Seconds per block.")] = 0.5,
     phase_blocks: Annotated[int, typer.Option(help="Blocks for each of commit, reveal and validate.")] = 8,
+    secagg: Annotated[
+        bool,
+        typer.Option(
+            help="Secure aggregation: trainers mask their updates, validators unmask only the sum (FedAvg only; "
+            "the commit phase is three times --phase-blocks: advertise, share, mask)."
+        ),
+    ] = False,
     exit_when_done: Annotated[
         bool, typer.Option(help="Stop everything when the task finishes (default: stay up until Ctrl-C).")
     ] = False,
@@ -123,6 +130,7 @@ def up(
     """
     from fedchain.chain.anvil import free_port
     from fedchain.cli import checks
+    from fedchain.learning.aggregate import registry
     from fedchain.learning.models import is_entry_point
 
     checks.dataset(dataset)
@@ -140,6 +148,10 @@ def up(
     ):
         checks.at_least(flag, value, low)
     checks.trainers_fit(dataset, trainers, partition, 0, 0.5)
+    if secagg and rule != "fedavg":
+        raise typer.BadParameter(
+            "secure aggregation sums the updates unseen: only --rule fedavg", param_hint="--secagg"
+        )
     checks.new_folder(folder, "--dir")
     if (folder / "deployment.json").exists():
         raise typer.BadParameter(f"{folder} holds an earlier network: choose another folder", param_hint="--dir")
@@ -176,14 +188,15 @@ def up(
             names.append(_node(procs, "watcher", dev, "watcher", *byo))
         typer.echo(f"started {', '.join(names)}")
         blocks = str(phase_blocks)
+        commit = str(3 * phase_blocks if secagg else phase_blocks)
         procs.start("sponsor", "task", "create", "--dev-account", "1", "--home", "sponsor",
                     "--rounds", str(rounds), "--dataset", dataset, "--model", model, "--rule", rule,
                     "--epochs", str(epochs), "--lr", str(lr),
                     "--test", "data/test.npz", "--pool", "300",
                     "--trainers-per-round", str(trainers), "--validators-per-round", str(validators),
                     "--wait-for-trainers", str(trainers), "--wait-for-validators", str(validators),
-                    "--commit-blocks", blocks, "--reveal-blocks", blocks, "--validate-blocks", blocks,
-                    "--challenge-blocks", "1")  # fmt: skip
+                    "--commit-blocks", commit, "--reveal-blocks", blocks, "--validate-blocks", blocks,
+                    "--challenge-blocks", "1", *(["--secagg"] if secagg else []))  # fmt: skip
         typer.echo("sponsor: creates the task once every node is staked")
         finished = _follow(folder / "deployment.json", procs, rounds, stop)
         if finished and not exit_when_done:
