@@ -189,3 +189,17 @@ def test_secure_aggregation_with_client_level_dp_sums_the_noised_updates(tmp_pat
     after = net.validators[0].current_model(net.task_id).q
     assert np.array_equal(after, fp.clip_fixed(before + aggregate_update([q for q, _ in sent], [n for _, n in sent])))
     assert net.recipe.norm_bound_sq({}) == 0  # nobody sees an update to bound under masking
+
+
+def test_masked_rounds_reach_the_very_models_of_the_same_rounds_in_the_clear(tmp_path):
+    # same trainers, data and seeds; 3 of 10 drop after masking: every round's model root is
+    # the public-update run's (FedAvg of the same updates), though nobody saw an update
+    roots = {}
+    for secagg_on in (False, True):
+        cfg = dataclasses.replace(CFG, out=tmp_path / str(secagg_on), secagg=secagg_on, secagg_dropouts=3 * secagg_on)
+        net = build_network(cfg)
+        roots[secagg_on] = []
+        for _ in range(2):
+            assert play_round(net).finalized
+            roots[secagg_on].append(net.validators[0].current_model(net.task_id).root)
+    assert roots[True] == roots[False]
