@@ -11,13 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from fedchain.cli import app
+from fedchain.errors import BlobNotFound
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning import secagg
 from fedchain.learning.aggregate.fedavg import aggregate_update
 from fedchain.protocol.audit import AuditError, Auditor, EventFile, save_chain
 from fedchain.protocol.round import Lineage
-from fedchain.protocol.secagg_round import SCORE, TrainerSession, trainer_id
-from fedchain.sim.network import SimConfig, build_network, play_round
+from fedchain.protocol.secagg_round import SCORE, Board, SecAggRoundError, TrainerSession, survivors, trainer_id
+from fedchain.sim.network import SimConfig, build_network, play_round, play_to_vote
 from fedchain.sim.simulate import run
 from fedchain.storage.cid import cid_from_digest
 
@@ -203,3 +204,34 @@ def test_masked_rounds_reach_the_very_models_of_the_same_rounds_in_the_clear(tmp
             assert play_round(net).finalized
             roots[secagg_on].append(net.validators[0].current_model(net.task_id).root)
     assert roots[True] == roots[False]
+
+
+class Missing:
+    """A store that cannot fetch one CID (its holder unreachable from here)."""
+
+    def __init__(self, store, cid):
+        self.store, self.cid = store, cid
+
+    def get(self, cid):
+        if cid == self.cid:
+            raise BlobNotFound(f"{cid} unreachable")
+        return self.store.get(cid)
+
+
+def test_a_masked_blob_one_party_cannot_fetch_never_makes_it_reveal_a_mask_key(tmp_path):
+    # an answerer that cannot fetch a survivor's blob still counts it a survivor (it reveals
+    # only its b-share, as those that fetched it do: never both secrets of one trainer across
+    # parties); a validator that cannot fetch it does not vote rather than compute without it
+    net = build_network(dataclasses.replace(CFG, trainers=5, out=tmp_path))
+    v = play_to_vote(net)
+    reveals = net.validators[0].task(net.task_id).reveals[v.round_id]
+    board = Board.read(net.deployment.secagg, net.task_id, v.round_id, v.opened)
+    dim = net.validators[0].current_model(net.task_id).q.size
+    bundles = board.bundles(board.params(net.task_id, v.round_id, dim), net.store)
+    gone = reveals[0]
+    store = Missing(net.store, gone.cid)
+    unfetched: set[str] = set()
+    masked, reasons = survivors(reveals, bundles, store, dim, 64, unfetched=unfetched)
+    assert unfetched == {trainer_id(gone.node)} and len(masked) == 4 and reasons == {}
+    with pytest.raises(SecAggRoundError, match="cannot be fetched here"):
+        survivors(reveals, bundles, store, dim, 64)

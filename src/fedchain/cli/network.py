@@ -148,7 +148,7 @@ def up(
     ):
         checks.at_least(flag, value, low)
     checks.trainers_fit(dataset, trainers, partition, 0, 0.5)
-    if secagg and rule != "fedavg":
+    if secagg and not registry.get(rule).masked_sum:
         raise typer.BadParameter(
             "secure aggregation sums the updates unseen: only --rule fedavg", param_hint="--secagg"
         )

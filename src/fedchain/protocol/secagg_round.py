@@ -165,12 +165,24 @@ class Board:
 
 
 def survivors(
-    revealed: Iterable[Reveal], shared: Mapping[str, object], store: BlobStore, dim: int, chunk_size: int, log=None
+    revealed: Iterable[Reveal],
+    shared: Mapping[str, object],
+    store: BlobStore,
+    dim: int,
+    chunk_size: int,
+    log=None,
+    unfetched: set[str] | None = None,
 ) -> tuple[dict[str, secagg.MaskedInput], dict[str, str]]:
     """U2, in reveal order: the masked inputs of the revealed trainers that shared their keys
-    and whose blob checks (``masked_input``); and the reason each other reveal is left out. A
-    deterministic function of the blobs: every answerer and validator finds the same U2, and a
-    trainer that sent a bad blob is treated as dropped (its s key is reconstructed, not its b)."""
+    and whose blob checks (``masked_input``); and the reason each other reveal is left out.
+    What a blob holds is a deterministic function of its CID: every party that fetches it
+    decides alike, and a trainer that sent a bad blob is treated as dropped (its s key is
+    rebuilt, not its b). A blob that cannot be fetched is not evidence of anything: with
+    ``unfetched`` (an answerer) its trainer goes into that set and still counts as a survivor,
+    so that this party reveals only its b-share, as every party that fetched the blob does
+    (were the blob judged missing here and present elsewhere, both of its secrets would be
+    revealed); without (a validator), the round cannot be computed here (``SecAggRoundError``:
+    no vote), rather than computed differently from the validators that could fetch it."""
     masked, reasons = {}, {}
     for ev in in_reveal_order(revealed):
         if trainer_id(ev.node) not in shared:
@@ -180,6 +192,10 @@ def survivors(
             continue
         try:
             masked[trainer_id(ev.node)] = masked_input(ev, store, dim, chunk_size)
+        except StorageError as e:
+            if unfetched is None:
+                raise SecAggRoundError(f"the masked input of {ev.node} cannot be fetched here: {e}") from e
+            unfetched.add(trainer_id(ev.node))
         except SecAggRoundError as e:
             reasons[ev.node] = f"secure aggregation: {e}"
             if log is not None:
@@ -188,10 +204,12 @@ def survivors(
 
 
 def masked_input(ev: Reveal, store: BlobStore, dim: int, chunk_size: int) -> secagg.MaskedInput:
-    """A survivor's masked input, checked against its reveal (CID, root, weight, length)."""
+    """A survivor's masked input, checked against its reveal (CID, root, weight, length).
+    Raises ``SecAggRoundError`` for a blob that fails, ``StorageError`` for one not fetched."""
+    data = store.get(ev.cid)
     try:
-        m = secagg.MaskedInput.from_bytes(store.get(ev.cid))
-    except (StorageError, secagg.SecAggError) as e:
+        m = secagg.MaskedInput.from_bytes(data)
+    except secagg.SecAggError as e:
         raise SecAggRoundError(f"the masked input of {ev.node} cannot be used: {e}") from e
     if m.trainer != trainer_id(ev.node) or m.y.size != dim:
         raise SecAggRoundError(f"the masked input of {ev.node} is not its own or not {dim} words long")
@@ -299,7 +317,8 @@ class TrainerSession:
         """The answer to the round's unmasking request (step 4): U2 as the validators find it."""
         if self.trainer is None or self.bundles is None:
             raise LearningError("no shares held this round")
-        masked, _ = survivors(revealed, self.bundles, store, self.trainer.params.dim, chunk_size)
-        request = secagg.unmask_request(self.bundles, masked)
+        unfetched: set[str] = set()  # counted as survivors: see ``survivors``
+        masked, _ = survivors(revealed, self.bundles, store, self.trainer.params.dim, chunk_size, unfetched=unfetched)
+        request = secagg.unmask_request(self.bundles, {*masked, *unfetched})
         self.answered = True
         return self.trainer.answer_unmasking(request).to_bytes()
