@@ -294,7 +294,7 @@ def measure_functions(chain: Chain) -> dict[str, int]:
         )
     chain.mine_to(advertise_end + 1)
     for t in chosen:
-        b.tx("share", task, 0, h32("bundle", t.address), sender=t, to=b.board, name="secagg.share")
+        b.tx("share", task, 0, h32("bundle", t.address), h32("b", t.address), sender=t, to=b.board, name="secagg.share")
     chain.mine_to(b.schedule(task, 0)[2] + 1)
     for t in chosen:
         b.tx("answer", task, 0, h32("answer", t.address), sender=t, to=b.board, name="secagg.answer")

@@ -57,8 +57,9 @@ def test_one_round_on_the_board(net, task, board):
     assert board.call("advertised", task, 0) == 2 and board.call("step", task, 0, a.address) == 1
     w = windows(net, task)
     net.chain.mine_to(w.advertise_end + 1)
-    r = board.tx("share", task, 0, h32("bundle"), sender=a)
+    r = board.tx("share", task, 0, h32("bundle"), h32("b"), sender=a)
     assert r.event("SharesPosted").args["bundle_cid"] == h32("bundle")
+    assert r.event("SharesPosted").args["self_mask"] == h32("b") == board.call("self_mask", task, 0, a.address)
     assert board.call("shared", task, 0) == 1 and board.call("step", task, 0, a.address) == 2
     net.to_vote_phase(task, 0)
     r = board.tx("answer", task, 0, h32("answer"), sender=a)
@@ -108,26 +109,29 @@ def test_share_reverts_and_window(net, task, board):
     advertise(net, task, b)
     w = windows(net, task)
     with reverts("secagg: share phase not started"):
-        board.tx("share", task, 0, h32("bundle"), sender=a)
+        board.tx("share", task, 0, h32("bundle"), h32("b"), sender=a)
     net.chain.mine_to(w.advertise_end + 1)
     with reverts("secagg: empty bundle"):
-        board.tx("share", task, 0, ZERO32, sender=a)
+        board.tx("share", task, 0, ZERO32, h32("b"), sender=a)
+    with reverts("secagg: empty bundle"):  # and the self-mask hash
+        board.tx("share", task, 0, h32("bundle"), ZERO32, sender=a)
     with reverts("secagg: not advertised"):
         board.tx(
             "share",
             task,
             0,
             h32("bundle"),
+            h32("b"),
             sender=net.trainers[-1] if net.trainers[-1] not in (a, b) else net.outsiders[0],
         )
-    board.tx("share", task, 0, h32("bundle"), sender=a)
+    board.tx("share", task, 0, h32("bundle"), h32("b"), sender=a)
     with reverts("secagg: already shared"):
-        board.tx("share", task, 0, h32("bundle2"), sender=a)
+        board.tx("share", task, 0, h32("bundle2"), h32("b"), sender=a)
     net.chain.mine_to(w.share_end)
-    board.tx("share", task, 0, h32("bundle-b"), sender=b)  # the last block of the window
+    board.tx("share", task, 0, h32("bundle-b"), h32("b"), sender=b)  # the last block of the window
     net.chain.mine_to(w.share_end + 1)
     with reverts("secagg: share phase over"):
-        board.tx("share", task, 0, h32("late"), sender=net.outsiders[0])
+        board.tx("share", task, 0, h32("late"), h32("b"), sender=net.outsiders[0])
     assert board.call("shared", task, 0) == 2
 
 
@@ -138,7 +142,7 @@ def test_answer_reverts_and_window(net, task, board):
     w = windows(net, task)
     net.chain.mine_to(w.advertise_end + 1)
     for t in (a, b):
-        board.tx("share", task, 0, h32("bundle", t.address), sender=t)
+        board.tx("share", task, 0, h32("bundle", t.address), h32("b"), sender=t)
     reveal_end = net.schedule(task, 0)[2]
     net.chain.mine_to(reveal_end)
     with reverts("secagg: answer phase not started"):

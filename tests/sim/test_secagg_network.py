@@ -10,14 +10,25 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import reverts
 from fedchain.cli import app
 from fedchain.errors import BlobNotFound
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning import secagg
 from fedchain.learning.aggregate.fedavg import aggregate_update
 from fedchain.protocol.audit import AuditError, Auditor, EventFile, save_chain
-from fedchain.protocol.round import Lineage
-from fedchain.protocol.secagg_round import SCORE, Board, SecAggRoundError, TrainerSession, survivors, trainer_id
+from fedchain.protocol.challenge import _chunk_and_proof
+from fedchain.protocol.round import Lineage, Vote
+from fedchain.protocol.secagg_round import (
+    SCORE,
+    Board,
+    SecAggRoundError,
+    TrainerSession,
+    node_unmasking,
+    survivors,
+    trainer_id,
+    unmasking_challenge,
+)
 from fedchain.sim.network import SimConfig, build_network, play_round, play_to_vote
 from fedchain.sim.simulate import run
 from fedchain.storage.cid import cid_from_digest
@@ -136,16 +147,34 @@ def test_a_malformed_masked_blob_is_rejected_and_its_sender_counted_as_dropped(t
     assert not [e for e in net.deployment.fedchain.events(0) if e.name == "Slashed"]
 
 
-def test_a_wrong_unmasked_result_is_found_by_the_watcher_and_the_audit(tmp_path):
+def test_a_wrong_unmasked_result_is_reverted_on_chain_by_the_watcher(tmp_path):
     # the whole committee colludes on a sabotaged model: the watcher unmasks the round itself
-    # from the board and finds the leading result wrong; it cannot revert it on chain yet (no
-    # judge of an unmasking: docs/privacy.md), and an audit of the saved chain names the root
+    # from the board, finds the first wrong value and proves it to secagg_judge.vy (the masked
+    # chunks, the survivors' self-mask seeds): the round is reverted and every voter slashable;
+    # the audit of the saved chain agrees the voted model was wrong
     cfg = dataclasses.replace(CFG, trainers=8, rounds=1, out=tmp_path, colluders=3, watchers=1)
     net = build_network(cfg)
     out = play_round(net)
-    assert out.finalized  # what is still missing: the watcher's on-chain revert
+    assert not out.finalized
     watcher = net.watchers[0]
-    assert "wrong in model_root" in watcher.unprovable[(net.task_id, out.round_id)]
+    assert watcher.challenged == [(net.task_id, out.round_id, True)]
+    fc = net.deployment.fedchain
+    failed = [e.args for e in fc.events(0) if e.name == "RoundFailed"]
+    assert [a["reason"] for a in failed] == [3]  # reverted by a challenge
+    kinds = [e.args["kind"] for e in net.deployment.challenges.events(0) if e.name == "Challenged"]
+    assert kinds == [6]
+    assert net.conservation_gap() == 0
+    save_chain(net.deployment, tmp_path / "chain", net.task_id)
+    Auditor(EventFile(tmp_path / "chain"), net.store, net.task_id).run()  # the revert checks out
+
+
+def test_a_wrong_unmasked_result_with_dropouts_is_found_but_not_provable_yet(tmp_path):
+    cfg = dataclasses.replace(CFG, trainers=8, rounds=1, out=tmp_path, colluders=3, watchers=1, secagg_quitters=1)
+    net = build_network(cfg)
+    out = play_round(net)
+    assert out.finalized  # what is still missing: a judge of the dropped trainers' pairwise masks
+    watcher = net.watchers[0]
+    assert "dropouts is not judged on chain" in watcher.unprovable[(net.task_id, out.round_id)]
     assert not watcher.challenged
     save_chain(net.deployment, tmp_path / "chain", net.task_id)
     with pytest.raises(AuditError, match="model root"):
@@ -235,3 +264,74 @@ def test_a_masked_blob_one_party_cannot_fetch_never_makes_it_reveal_a_mask_key(t
     assert unfetched == {trainer_id(gone.node)} and len(masked) == 4 and reasons == {}
     with pytest.raises(SecAggRoundError, match="cannot be fetched here"):
         survivors(reveals, bundles, store, dim, 64)
+
+
+def honest_challenge(net, v, **change):
+    """A challenge of value 0 of chunk 0 of an honest round's (right) leading result, built as
+    the watcher builds one, with ``change`` applied to its arguments."""
+    w = net.watchers[0]
+    log = w.task(net.task_id)
+    ev = node_unmasking(w, log, v)
+    ev = dataclasses.replace(ev, sharers=len(log.reveals[v.round_id]))  # past the builder's own check
+    vote = next(Vote.from_event(e) for e in log.votes[v.round_id])
+    off = ev.new_q.copy()
+    off[0] += 1  # where the builder looks; the claimed chunk below is the voted (right) one
+    ch = unmasking_challenge(ev, net.task_id, v.round_id, log.reveals[v.round_id], w.current_model(net.task_id).q,
+                             off, vote.args(), net.recipe)  # fmt: skip
+    claimed_chunk, claimed_proof = _chunk_and_proof(ev.new_q, 0, net.recipe.chunk_size)
+    return w, dataclasses.replace(ch, claimed_chunk=claimed_chunk, claimed_proof=claimed_proof, **change)
+
+
+def send(net, w, ch):
+    ch_contract, tok = net.deployment.challenges, net.deployment.token
+    tok.tx("approve", ch_contract.address, ch_contract.call("bond"), sender=w.account)
+    ch.commit(ch_contract, w.account)
+    net.chain.mine(1)
+    return ch_contract.tx(ch.fn, *ch.args(), sender=w.account)
+
+
+def test_an_honest_masked_round_cannot_be_reverted(tmp_path):
+    # the judge recomputes the right value from the true seeds: the challenge fails and its
+    # bond is forfeited; a seed other than the one posted on the board is refused outright
+    net = build_network(dataclasses.replace(CFG, trainers=6, out=tmp_path, watchers=1))
+    v = play_to_vote(net)
+    w, ch = honest_challenge(net, v)
+    with reverts("challenges: not its self-mask seed"):
+        send(net, w, dataclasses.replace(ch, seeds=[bytes(32), *ch.seeds[1:]]))
+    rc = send(net, w, ch)
+    assert rc.event("Challenged").args["success"] is False
+    assert net.deployment.challenges.call("forfeited") == net.deployment.challenges.call("bond")
+    assert net.conservation_gap() == 0
+
+
+def test_the_unmasking_judge_refuses_what_it_cannot_judge(tmp_path):
+    net = build_network(dataclasses.replace(CFG, trainers=6, out=tmp_path, watchers=1))
+    v = play_to_vote(net)
+    w, ch = honest_challenge(net, v)
+    bad_chunk = bytes([ch.masked_chunks[0] ^ 1]) + ch.masked_chunks[1:]
+    dim = net.recipe.challenge_rule[1]
+    cases = [
+        (dict(nodes=ch.nodes[::-1], update_roots=ch.update_roots[::-1], salts=ch.salts[::-1], seeds=ch.seeds[::-1]),
+         "challenges: not the reveals in reveal order"),
+        (dict(nodes=ch.nodes[1:], update_roots=ch.update_roots[1:], salts=ch.salts[1:], seeds=ch.seeds[1:]),
+         "challenges: not every reveal"),
+        (dict(masked_chunks=bad_chunk), "challenges: bad masked update proof"),
+        (dict(salts=[bytes(32), *ch.salts[1:]]), "challenges: root does not match commitment"),
+        (dict(seeds=ch.seeds[:-1]), "challenges: ragged inputs"),
+        (dict(chunk=dim // 64, coordinate=63), "challenges: a padding position"),
+        (dict(vote=(*ch.vote[:4], 1)), "challenges: not the leading vote"),
+    ]  # fmt: skip
+    for change, reason in cases:
+        with reverts(reason):
+            send(net, w, dataclasses.replace(ch, **change))
+    assert net.deployment.challenges.call("forfeited") == 0  # nothing was judged
+
+
+def test_the_unmasking_judge_refuses_a_round_with_dropouts(tmp_path):
+    # a trainer that shared and never revealed leaves pairwise masks that only its s key
+    # (X25519) removes: not judged on chain
+    net = build_network(dataclasses.replace(CFG, trainers=6, out=tmp_path, watchers=1, secagg_quitters=1))
+    v = play_to_vote(net)
+    w, ch = honest_challenge(net, v)
+    with reverts("challenges: a masked round with dropouts is not judged on chain"):
+        send(net, w, ch)

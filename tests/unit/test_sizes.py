@@ -25,6 +25,7 @@ CONTRACTS = [
     "reports",
     "endpoints",
     "secagg",
+    "secagg_judge",
     "token",
 ]
 

@@ -56,6 +56,7 @@ class Deployment:
     model_judge: Contract | None = None
     score_judge: Contract | None = None
     table_judge: Contract | None = None
+    secagg_judge: Contract | None = None  # a secure-aggregation round's unmasking (older files lack it)
     reports: Contract | None = None  # sponsors' evaluation reports (older files lack it)
     endpoints: Contract | None = None  # where participants serve their blobs (not bound to the core)
     secagg: Contract | None = None  # secure aggregation's board (the core's; older files lack it)
@@ -108,6 +109,7 @@ OPTIONAL = {
     "model_judge": "model_judge",
     "score_judge": "score_judge",
     "table_judge": "table_judge",
+    "secagg_judge": "secagg_judge",
     "reports": "reports",
     "endpoints": "endpoints",
     "secagg": "secagg",
@@ -160,14 +162,14 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
     """Deploy a fresh test token and fedchain's contracts; ``owner`` may mint the token.
 
     Order: the vault (stakes and every other token); the challenge contract's stateless
-    helpers (Krum's selections and the three judges: model values, scores, distance
-    tables) and the challenge contract, which takes their addresses; the slashing and
+    helpers (Krum's selections and the judges: model values, scores, distance tables, and
+    a secure-aggregation round's unmasking, which takes the secure-aggregation board's
+    address) and the challenge contract, which takes their addresses; the slashing and
     availability contracts; tasks (the vault's and the game's); the core, which takes
     the vault's, the tasks contract's and the three judges' addresses; rewards (the
-    core's and the vault's); reports (the core's: sponsors' evaluation reports); the secure-aggregation board (the
-    core's). Then
-    the vault, the tasks contract and the three judges are bound to the core, once, by
-    ``owner``. No address can change afterwards. Last, the endpoints contract (blob
+    core's and the vault's); reports (the core's: sponsors' evaluation reports). Then the vault, the tasks contract,
+    the challenge, slashing and availability contracts and the secure-aggregation board are
+    bound to the core, once, by ``owner``. No address can change afterwards. Last, the endpoints contract (blob
     server URLs), which stands alone."""
     block = chain.block_number()
     token = chain.deploy(artifact("test_token"), "fedchain test token", "FED", sender=owner)
@@ -177,6 +179,8 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
         name: chain.deploy(artifact(name), sender=owner)
         for name in ("krum", "model_judge", "score_judge", "table_judge")
     }
+    board = chain.deploy(artifact("secagg"), sender=owner)  # bound to the core below
+    helpers["secagg_judge"] = chain.deploy(artifact("secagg_judge"), board.address, sender=owner)
     challenges = chain.deploy(
         artifact("challenges"), p.challenge_bond, *(c.address for c in helpers.values()), sender=owner
     )
@@ -198,9 +202,8 @@ def deploy(chain: Chain, owner: LocalAccount, params: ProtocolParams = ProtocolP
     )
     rewards = chain.deploy(artifact("rewards"), core.address, vault.address, sender=owner)
     reports = chain.deploy(artifact("reports"), core.address, sender=owner)
-    board = chain.deploy(artifact("secagg"), core.address, sender=owner)
     vault.tx("bind", core.address, rewards.address, tasks.address, sender=owner)
-    for judge in (tasks, challenges, slashing, availability):
+    for judge in (tasks, challenges, slashing, availability, board):
         judge.tx("bind", core.address, sender=owner)
     endpoints = chain.deploy(artifact("endpoints"), sender=owner)
     return Deployment(

@@ -43,10 +43,13 @@ trainers W <= 2**28 and |S| <= 2**51, the same bound under which ``aggregate_upd
 int64 sum is exact: the two agree bit for bit. ``SecAggTrainer.mask`` refuses |q| > QMAX
 and samples < 1; ``unmask`` refuses weights outside [1, MAX_WEIGHT] and W > 2**40 - 1.
 
-PRG. A 32-byte seed keys AES-256 in CTR mode over zero bytes; the initial 16-byte counter
-block is SHA-256(VERSION "/prg-nonce/" purpose context)[:16], purpose "self" or "pair".
-Each seed keys exactly one stream, so the fixed nonce is never reused under one key; the
-keystream is read as little-endian uint64 words. No numpy RNG touches a mask.
+PRG. Pairwise masks: a 32-byte seed keys AES-256 in CTR mode over zero bytes; the initial
+16-byte counter block is SHA-256(VERSION "/prg-nonce/" "pair" context)[:16]. Each seed keys
+exactly one stream, so the fixed nonce is never reused under one key; the keystream is read
+as little-endian uint64 words. Self-masks (``self_prg``): word i is the big-endian 8 bytes at
+8 (i mod 4) of keccak256(b || uint256(i // 4)), about 15 times slower than AES here but
+computable by a contract, which is what lets a judge recompute an unmasked value on chain
+(``secagg_judge.vy``). No numpy RNG touches a mask.
 
 Shamir. Over GF(p), p = 2**255 - 19. A 32-byte secret is two 16-byte big-endian limbs,
 each < 2**128 < p, shared with independent polynomials of degree t - 1 at the same points;
@@ -121,6 +124,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sha3 import keccak_256
 
 from fedchain.errors import LearningError
 from fedchain.learning.aggregate.common import MAX_PARAMS
@@ -407,6 +411,24 @@ def prg(seed: bytes, n: int, purpose: bytes, context: bytes) -> np.ndarray:
     enc = Cipher(algorithms.AES(seed), modes.CTR(nonce)).encryptor()
     stream = enc.update(bytes(8 * n)) + enc.finalize()
     return np.frombuffer(stream, dtype="<u8").astype(np.uint64)
+
+
+def self_prg(seed: bytes, n: int) -> np.ndarray:
+    """The self-mask: n uint64 words, word i the big-endian 8 bytes at 8 (i mod 4) of
+    keccak256(seed || uint256(i // 4)). Keccak, not AES, so that a judge contract can expand
+    one word of it (``secagg_judge.vy``); b is a fresh 32-byte secret per trainer and round,
+    so the stream needs no further domain."""
+    if len(seed) != 32:
+        raise SecAggError("a mask seed is 32 bytes")
+    blocks = -(-n // 4)
+    stream = b"".join(keccak_256(seed + i.to_bytes(32, "big")).digest() for i in range(blocks))
+    return np.frombuffer(stream, dtype=">u8")[:n].astype(np.uint64)
+
+
+def self_mask_hash(seed: bytes) -> bytes:
+    """keccak256 of a self-mask seed: what a trainer posts on the board with its bundle, and
+    what every unmasking (and the judge) holds the rebuilt seed to."""
+    return keccak_256(seed).digest()
 
 
 def pair_seed(params: SecAggParams, private: X25519PrivateKey, own_pk: bytes, peer_pk: bytes, peer: str) -> bytes:
@@ -906,7 +928,7 @@ class SecAggTrainer:
             raise HeadroomError(f"the sample count must be a positive integer, not {samples!r}")
         w = weights_of([int(samples)])[0]
         y = (q * np.int64(w)).view(np.uint64).copy()
-        y += prg(self._b, p.dim, b"self", p.context)
+        y += self_prg(self._b, p.dim)
         own = self._adverts[self.trainer].s_pk
         me = p.index[self.trainer]
         for v in p.neighbours(self.trainer):
@@ -968,6 +990,7 @@ class UnmaskResult:
     survivors: tuple[str, ...]
     dropped: tuple[str, ...]
     rejected: tuple[Rejection, ...] = field(default=())
+    self_seeds: Mapping[str, bytes] = field(default_factory=dict)  # each survivor's rebuilt b (public now)
 
     def fedavg(self) -> np.ndarray:
         return aggregate_fedavg(self.total, self.total_weight)
@@ -1099,12 +1122,14 @@ def unmask(
             raise InconsistentSharesError(f"{u!r} dealt inconsistent {kind}-shares: {e}") from e
 
     acc = np.zeros(p.dim, dtype=np.uint64)
+    seeds: dict[str, bytes] = {}
     for u in survivors:
         b = secret(B_SHARE, u)
         if b_commitment(p, u, b) != bundles[u].b_commitment:
             raise SeedMismatchError(f"the reconstructed self-mask seed of {u!r} is not the one it committed to")
         acc += masked_inputs[u].y
-        acc -= prg(b, p.dim, b"self", p.context)
+        acc -= self_prg(b, p.dim)
+        seeds[u] = b
     for v in need_s:
         key = X25519PrivateKey.from_private_bytes(secret(S_SHARE, v))
         own = _raw_public(key)
@@ -1126,4 +1151,4 @@ def unmask(
             "than those it shared (not attributable from the transcript)"
         )
     dropped = tuple(sorted(request.dropped, key=p.index.__getitem__))
-    return UnmaskResult(total, weight, tuple(survivors), dropped, tuple(rejected))
+    return UnmaskResult(total, weight, tuple(survivors), dropped, tuple(rejected), seeds)

@@ -491,7 +491,11 @@ class Auditor:
         if reason == 3:  # reverted by a challenge: the leading result must indeed be wrong
             h = _quorum(rnd, self._least_committee())
             lead = next((e.args for e in rnd.votes if e.args["vote_hash"] == h), None)
-            mine = compute_round(self.task_id, r, model, revealed, self.store, self.recipe, self.template)
+            mine = (
+                self._unmask(r, revealed, model)
+                if self.recipe.secagg
+                else compute_round(self.task_id, r, model, revealed, self.store, self.recipe, self.template)
+            )
             if lead is not None and mine.vote().hash() == h:
                 raise AuditError(r, "challenger", "reverted result", "a wrong result", _show(h))
             return
@@ -513,15 +517,7 @@ class Auditor:
         """The round as an honest validator computes it, with the committee's
         unprovable judgments (availability) taken from the finalized lineage."""
         if self.recipe.secagg:  # unmasked from the board's messages, as validators do
-            board = Board.of(self.events, self.task_id, r)
-            if not board.adverts:
-                raise AuditError(r, "board", "secure-aggregation messages", "the board's events", "none in the log")
-            try:
-                return compute_secagg_round(
-                    self.task_id, r, model, revealed, board, self.store, self.recipe, self.template
-                )
-            except SecAggRoundError as e:
-                raise AuditError(r, "finalized result", "unmasking", "an unmaskable round", str(e)) from None
+            return self._unmask(r, revealed, model)
         cid = cid_from_digest(f["model_cid"])
         try:
             stated = dict(Lineage.from_blob(self._blob(cid, r, "finalized result", "model blob")).rejected)
@@ -565,6 +561,16 @@ class Auditor:
         return aggregate_round(
             self.task_id, r, model, revealed, updates, samples, reasons, self.recipe, self.template, prev, public
         )
+
+    def _unmask(self, r: int, revealed: list[Reveal], model: Model) -> RoundResult:
+        """A secure-aggregation round as its validators compute it, from the board's events."""
+        board = Board.of(self.events, self.task_id, r)
+        if not board.adverts:
+            raise AuditError(r, "board", "secure-aggregation messages", "the board's events", "none in the log")
+        try:
+            return compute_secagg_round(self.task_id, r, model, revealed, board, self.store, self.recipe, self.template)
+        except SecAggRoundError as e:
+            raise AuditError(r, "finalized result", "unmasking", "an unmaskable round", str(e)) from None
 
     def _check_result(self, r: int, who: str, got: dict, result: RoundResult) -> None:
         """The fields of a RoundFinalized or Voted event against the recomputed result."""

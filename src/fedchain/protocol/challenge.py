@@ -148,6 +148,46 @@ class Challenge(Step):
 
 
 @dataclass(frozen=True)
+class UnmaskingChallenge(Step):
+    """The arguments of ``challenges.challenge_unmasking``: one value of a secure-aggregation
+    round's new model, recomputed from the masked chunks and the self-mask seeds."""
+
+    chunk: int
+    coordinate: int
+    depth: int
+    nodes: list[str]
+    update_roots: list[bytes]
+    salts: list[bytes]
+    seeds: list[bytes]
+    masked_chunks: bytes
+    masked_proofs: list[bytes]
+    parent_chunk: bytes
+    parent_proof: list[bytes]
+    claimed_chunk: bytes
+    claimed_proof: list[bytes]
+
+    fn = "challenge_unmasking"
+
+    def args(self) -> tuple:
+        return (
+            *self.head(),
+            self.chunk,
+            self.coordinate,
+            self.depth,
+            self.nodes,
+            self.update_roots,
+            self.salts,
+            self.seeds,
+            self.masked_chunks,
+            self.masked_proofs,
+            self.parent_chunk,
+            self.parent_proof,
+            self.claimed_chunk,
+            self.claimed_proof,
+        )
+
+
+@dataclass(frozen=True)
 class OpenTable(Step):
     """The arguments of ``challenges.open_table``: a Krum-rule vote's table root, opened, so that
     the contract records the selection its sums imply (sent before the ``Challenge``; no bond,

@@ -40,7 +40,7 @@ from torch import nn
 
 from fedchain.learning import privacy
 from fedchain.learning.aggregate import registry
-from fedchain.learning.aggregate.registry import CHALLENGE_NONE
+from fedchain.learning.aggregate.registry import CHALLENGE_NONE, CHALLENGE_SECAGG
 from fedchain.learning.fixedpoint import CHUNK_SIZE, FRAC_BITS
 from fedchain.learning.models import build_model, is_entry_point, lora
 from fedchain.learning.models.source import check_source
@@ -159,8 +159,8 @@ class Recipe:
     dp_max_epsilon: float = 0.0
     # Secure aggregation (fedchain.protocol.secagg_round): trainers mask their updates and the
     # validators unmask only the sum, through the secagg.vy board. FedAvg only; every aggregated
-    # update is paid the same score; nothing of a round can be challenged on chain yet (its
-    # challenge rule is 0). Left out of the bytes when unset.
+    # update is paid the same score; the unmasked aggregate of a round without dropouts can be
+    # challenged on chain (CHALLENGE_SECAGG, secagg_judge.vy). Left out of the bytes when unset.
     secagg: bool = False
 
     def __post_init__(self) -> None:
@@ -326,8 +326,10 @@ class Recipe:
     def challenge_rule(self) -> tuple[int, int, int, int]:
         """The on-chain challenge rule (see challenges.vy): (rule, param1, param2, score), the
         registered rule's ``chain_code`` and ``chain_params``."""
-        if self.chunk_size != 64 or self.frac_bits != 16 or self.secagg:
+        if self.chunk_size != 64 or self.frac_bits != 16:
             return (CHALLENGE_NONE, 0, 1, SCORE_NONE)
+        if self.secagg:  # the unmasked aggregate only (secagg_judge.vy): no single update has a score
+            return (CHALLENGE_SECAGG, sum(math.prod(v.shape) for v in self.template().values()), 1, SCORE_NONE)
         score = SCORE_COSINE if self.score == "cosine" else SCORE_NONE
         rule = registry.RULES.get(self.rule)  # unknown here: its nodes refuse it when they aggregate
         if rule is None or not rule.challengeable or self.rule_params.get("nnm"):

@@ -29,7 +29,7 @@ parties can fetch and others cannot would split them (as a bundle would): not ha
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,11 +40,12 @@ from fedchain.errors import FedchainError, LearningError, StorageError
 from fedchain.learning import fixedpoint as fp
 from fedchain.learning import secagg
 from fedchain.learning.fixedpoint import MAX_WEIGHT
+from fedchain.protocol.challenge import Unchallengeable, UnmaskingChallenge, _chunk_and_proof
 from fedchain.protocol.node import Model, Node, RoundView, TaskLog
 from fedchain.protocol.recipe import Recipe
 from fedchain.protocol.round import ZERO, Lineage, Reveal, RoundResult, in_reveal_order
 from fedchain.storage.cid import cid_from_digest
-from fedchain.storage.merkle import keccak, merkle_root, score_leaf
+from fedchain.storage.merkle import keccak, merkle_layers, merkle_root, proof_from_layers, score_leaf
 from fedchain.storage.store import BlobStore
 
 SCORE = 1_000_000  # every aggregated update's score, before its seats
@@ -77,14 +78,19 @@ def trainer_id(address: str) -> str:
     return address.lower()
 
 
-def masked_root(y: np.ndarray, chunk_size: int) -> bytes:
-    """The commitment to a masked vector: the Merkle root over chunks of ``chunk_size``
-    big-endian uint64 words (the last padded with zeros), as an update root is over int32."""
+def masked_chunks(y: np.ndarray, chunk_size: int) -> list[bytes]:
+    """A masked vector's chunks: ``chunk_size`` big-endian uint64 words each, the last padded
+    with zeros (what secagg_judge.vy reads)."""
     words = np.zeros(-(-y.size // chunk_size) * chunk_size, dtype=">u8")
     words[: y.size] = y
-    raw = words.tobytes()
-    step = 8 * chunk_size
-    return merkle_root([keccak(raw[i : i + step]) for i in range(0, len(raw), step)])
+    raw, step = words.tobytes(), 8 * chunk_size
+    return [raw[i : i + step] for i in range(0, len(raw), step)]
+
+
+def masked_root(y: np.ndarray, chunk_size: int) -> bytes:
+    """The commitment to a masked vector: the Merkle root over its chunks' keccak256, as an
+    update root is over its int32 chunks."""
+    return merkle_root([keccak(c) for c in masked_chunks(y, chunk_size)])
 
 
 @dataclass
@@ -94,6 +100,7 @@ class Board:
     adverts: dict[str, secagg.KeyAdvert]
     bundle_cids: dict[str, str]
     answer_cids: dict[str, str]
+    self_masks: dict[str, bytes] = field(default_factory=dict)  # keccak256 of each sharer's b
 
     @classmethod
     def read(cls, board: Contract, task_id: int, round_id: int, from_block: int) -> Board:
@@ -114,6 +121,7 @@ class Board:
                 out.adverts[who] = secagg.KeyAdvert(who, a["c_pk"], a["s_pk"])
             elif e.name == "SharesPosted":
                 out.bundle_cids[who] = cid_from_digest(a["bundle_cid"])
+                out.self_masks[who] = a["self_mask"]
             elif e.name == "UnmaskAnswered":
                 out.answer_cids[who] = cid_from_digest(a["answer_cid"])
         return out
@@ -234,6 +242,33 @@ def compute_secagg_round(
     """What every honest validator computes for a secure-aggregation round: a pure function of
     the previous model, the reveals, the board's messages and the blobs they name. Raises
     ``SecAggRoundError`` when the round cannot be unmasked."""
+    return unmasked(task_id, round_id, model, revealed, board, store, recipe, template, log).result
+
+
+@dataclass(frozen=True, eq=False)
+class Unmasked:
+    """A round's unmasking with what a challenge of it needs: the masked inputs of the
+    survivors and their rebuilt self-mask seeds (public once the round is unmasked)."""
+
+    result: RoundResult
+    masked: dict[str, secagg.MaskedInput]
+    self_seeds: dict[str, bytes]
+    new_q: np.ndarray
+    sharers: int  # the bundles posted on the board (secagg.vy's `shared`)
+
+
+def unmasked(
+    task_id: int,
+    round_id: int,
+    model: Model,
+    revealed: Iterable[Reveal],
+    board: Board,
+    store: BlobStore,
+    recipe: Recipe,
+    template: dict[str, np.ndarray],
+    log=None,
+) -> Unmasked:
+    """``compute_secagg_round`` with its evidence (``Unmasked``)."""
     revealed = in_reveal_order(revealed)
     dim = model.q.size
     try:
@@ -245,27 +280,89 @@ def compute_secagg_round(
     if not masked:
         raise SecAggRoundError("no usable masked input from a trainer that shared its keys")
     try:
-        result = secagg.unmask(params, board.adverts, bundles, masked, board.answers(store, log), strict=False)
+        um = secagg.unmask(params, board.adverts, bundles, masked, board.answers(store, log), strict=False)
     except secagg.SecAggError as e:
         raise SecAggRoundError(f"the round cannot be unmasked: {e}") from e
+    for u, b in um.self_seeds.items():  # what the judge will hold them to (secagg_judge.vy)
+        if secagg.self_mask_hash(b) != board.self_masks.get(u):
+            raise SecAggRoundError(f"the rebuilt self-mask seed of {u} is not the one it posted on the board")
     if log is not None:
-        for r in result.rejected:
+        for r in um.rejected:
             log.warning(
                 "secure aggregation: a %s-share of %s from %s left out: %s", r.kind, r.sharer, r.holder, r.reason
             )
-    new_q = fp.clip_fixed(model.q + result.fedavg())
+    new_q = fp.clip_fixed(model.q + um.fedavg())
     aggregated = {ev.node for ev in revealed if trainer_id(ev.node) in masked}
     scores = [(ev.node, commitments.paid_score(SCORE if ev.node in aggregated else 0, ev.seats_bps)) for ev in revealed]
     rejected = sum(1 << ev.index for ev in revealed if ev.node in reasons)
     scores_root = merkle_root([score_leaf(a, s) for a, s in scores]) if scores else ZERO
     lineage = Lineage(round_id, model.cid, tuple(scores), reasons, task_id, recipe.rule)
-    return RoundResult.of(new_q, lineage, scores_root, rejected, template, recipe.chunk_size)
+    result = RoundResult.of(new_q, lineage, scores_root, rejected, template, recipe.chunk_size)
+    return Unmasked(result, masked, dict(um.self_seeds), new_q, len(board.bundle_cids))
+
+
+def unmasking_challenge(
+    ev: Unmasked,
+    task_id: int,
+    round_id: int,
+    revealed: Iterable[Reveal],
+    parent_q: np.ndarray,
+    claimed_q: np.ndarray,
+    vote: tuple,
+    recipe: Recipe,
+) -> UnmaskingChallenge | None:
+    """The challenge of the first value where the voted model ``claimed_q`` differs from the
+    honest unmasking ``ev`` (None if it does not). Raises ``Unchallengeable`` for a round the
+    judge does not take (rejections or dropouts: secagg_judge.vy)."""
+    size = recipe.chunk_size
+    wrong = np.flatnonzero(claimed_q != ev.new_q)
+    if wrong.size == 0:
+        return None
+    revealed = in_reveal_order(revealed)
+    if vote[4] != 0 or set(ev.masked) != {trainer_id(e.node) for e in revealed}:
+        raise Unchallengeable("a masked round with rejections is not judged on chain")
+    if ev.sharers != len(revealed):
+        raise Unchallengeable("a masked round with dropouts is not judged on chain")
+    c, j = divmod(int(wrong[0]), size)
+    parent_chunk, parent_proof = _chunk_and_proof(parent_q, c, size)
+    claimed_chunk, claimed_proof = _chunk_and_proof(claimed_q, c, size)
+    chunks, proofs = b"", []
+    for e in revealed:
+        y = ev.masked[trainer_id(e.node)].y
+        cs = masked_chunks(y, size)
+        chunks += cs[c]
+        proofs += proof_from_layers(merkle_layers([keccak(x) for x in cs]), c)
+    return UnmaskingChallenge(
+        task_id,
+        round_id,
+        vote,
+        recipe.challenge_rule,
+        keccak(recipe.to_bytes()),
+        c,
+        j,
+        len(parent_proof),
+        [e.node for e in revealed],
+        [e.update_root for e in revealed],
+        [e.salt for e in revealed],
+        [ev.self_seeds[trainer_id(e.node)] for e in revealed],
+        chunks,
+        proofs,
+        parent_chunk,
+        parent_proof,
+        claimed_chunk,
+        claimed_proof,
+    )
 
 
 def node_result(node: Node, log: TaskLog, v: RoundView) -> RoundResult:
-    """``compute_secagg_round`` as a validator or a watcher runs it, from the board it reads."""
+    """``compute_secagg_round`` as a validator runs it, from the board it reads."""
+    return node_unmasking(node, log, v).result
+
+
+def node_unmasking(node: Node, log: TaskLog, v: RoundView) -> Unmasked:
+    """``unmasked`` as a validator or a watcher runs it, from the board it reads."""
     board = Board.read(node.secagg_board(), v.task_id, v.round_id, v.opened)
-    return compute_secagg_round(
+    return unmasked(
         v.task_id,
         v.round_id,
         node.current_model(v.task_id),
@@ -293,12 +390,12 @@ class TrainerSession:
         self.keys = secagg.TrainerKeys.draw()
         return self.keys.advert(self.me)
 
-    def share(self, board: Board, params: secagg.SecAggParams) -> bytes:
-        """The share bundle's bytes (step 2)."""
+    def share(self, board: Board, params: secagg.SecAggParams) -> tuple[bytes, bytes]:
+        """The share bundle's bytes and the hash of the self-mask seed (step 2)."""
         if self.keys is None or self.me not in board.adverts:
             raise LearningError("this trainer did not advertise its keys this round")
         self.trainer = secagg.SecAggTrainer(params, self.me, keys=self.keys)
-        return self.trainer.share_keys(board.adverts).to_bytes()
+        return self.trainer.share_keys(board.adverts).to_bytes(), secagg.self_mask_hash(self.keys.b)
 
     def receive(self, bundles: dict[str, secagg.ShareBundle]) -> dict[str, secagg.SecAggError]:
         if self.trainer is None:

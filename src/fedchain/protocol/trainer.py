@@ -208,12 +208,12 @@ class Trainer(Node):
             if s.trainer is None:
                 try:
                     params = msgs.params(*key, self.current_model(log.task_id).q.size)
-                    bundle = s.share(msgs, params)
+                    bundle, self_mask = s.share(msgs, params)
                 except LearningError as e:
                     self.log.warning("round %d: no secure aggregation for this trainer: %s", v.round_id, e)
                     self._committed.add(key)
                     return
-                self.send("share", *key, digest_of(self.store.put(bundle)), to=board)
+                self.send("share", *key, digest_of(self.store.put(bundle)), self_mask, to=board)
                 self.log.info("round %d: posted its share bundle (%d bytes)", v.round_id, len(bundle))
             return
         if s.trainer is None or self.secagg_fault == "after_share":

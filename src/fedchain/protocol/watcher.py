@@ -52,7 +52,7 @@ from fedchain.protocol.challenge import (
 from fedchain.protocol.node import Node, RoundView, TaskLog
 from fedchain.protocol.recipe import CHALLENGE_NONE
 from fedchain.protocol.round import VOTE_FIELDS, ZERO, Vote, compute_round
-from fedchain.protocol.secagg_round import SecAggRoundError, node_result
+from fedchain.protocol.secagg_round import SecAggRoundError, node_unmasking, unmasking_challenge
 from fedchain.storage.merkle import merkle_layers
 
 
@@ -98,7 +98,7 @@ class Watcher(Node):
         parent = self.current_model(t)
         revealed = log.reveals.get(r, [])
         if self.recipe.secagg:
-            self.check_secagg(log, v, vote)
+            self.check_secagg(log, v, vote, leader)
             return
         mine = compute_round(t, r, parent, revealed, self.store, self.recipe, self.template)
         try:  # the voted model must be available, right or wrong: the next round builds on it
@@ -133,26 +133,44 @@ class Watcher(Node):
             return
         self.commit(log, v, challenge, leader)
 
-    def check_secagg(self, log: TaskLog, v: RoundView, vote: Vote) -> None:
+    def check_secagg(self, log: TaskLog, v: RoundView, vote: Vote, leader: bytes) -> None:
         """A secure-aggregation round, unmasked from the board as the validators do. A wrong
-        result is recorded and logged, not challenged: no judge contract recomputes an
-        unmasking yet (docs/privacy.md)."""
+        model is challenged on chain (``challenge_unmasking``) where the judge takes the round
+        (no dropouts, no rejections); otherwise it is recorded as unprovable."""
         key = (v.task_id, v.round_id)
         try:
-            mine = node_result(self, log, v)
+            mine = node_unmasking(self, log, v)
         except SecAggRoundError as e:  # nobody honest could compute it, yet a quorum voted
             self.unprovable[key] = f"the round cannot be unmasked, yet a result leads: {e}"
             self.log.warning("round %d: %s", v.round_id, self.unprovable[key])
             return
-        wrong = [f for f, got, voted in zip(VOTE_FIELDS, mine.vote().args(), vote.args()) if voted != got]
+        wrong = [f for f, got, voted in zip(VOTE_FIELDS, mine.result.vote().args(), vote.args()) if voted != got]
         if not wrong:
             self.log.info("round %d: the leading unmasked result checks out", v.round_id)
             self.verified[key] = vote
             return
-        self.unprovable[key] = (
-            f"the leading unmasked result is wrong in {', '.join(wrong)}: no on-chain judge of an unmasking yet"
-        )
-        self.log.warning("round %d: %s", v.round_id, self.unprovable[key])
+        self.log.warning("round %d: the leading unmasked result is wrong in %s", v.round_id, ", ".join(wrong))
+        try:
+            claimed = _decode_vector(self.store.get(vote.cid), self.shapes)
+            challenge = unmasking_challenge(
+                mine,
+                v.task_id,
+                v.round_id,
+                log.reveals.get(v.round_id, []),
+                self.current_model(v.task_id).q,
+                claimed,
+                vote.args(),
+                self.recipe,
+            )
+        except (Unchallengeable, FedchainError) as e:
+            self.unprovable[key] = f"the leading unmasked result is wrong in {', '.join(wrong)}: {e}"
+            self.log.warning("round %d: cannot prove it on chain: %s", v.round_id, e)
+            return
+        if challenge is None:
+            self.unprovable[key] = f"the model is right; {', '.join(wrong)} cannot be proven on chain"
+            self.log.warning("round %d: %s", v.round_id, self.unprovable[key])
+            return
+        self.commit(log, v, challenge, leader)
 
     def commit(self, log: TaskLog, v: RoundView, ch, leader: bytes) -> None:
         """Commit to challenge ``ch`` (its exact calldata, by this watcher), then send it
@@ -193,6 +211,7 @@ class Watcher(Node):
             "challenge_total": lambda: "the total score",
             "challenge_distance_sum": lambda: f"distance table node {ch.position} at height {ch.height}",
             "challenge_distance_leaf": lambda: f"distances ({ch.i}, {ch.j}) in chunk {ch.chunk}",
+            "challenge_unmasking": lambda: f"unmasked value {ch.coordinate} of chunk {ch.chunk} of the model",
         }[ch.fn]()
         try:
             if getattr(ch, "opening", None) is not None:  # a Krum-rule vote: record its selection first

@@ -58,6 +58,7 @@ import krum
 import model_judge
 import score_judge
 import table_judge
+import secagg_judge
 import sumtree
 
 initializes: judging
@@ -104,6 +105,7 @@ selector: public(immutable(krum.__interface__))  # Krum's and Bulyan's selection
 models_judge: public(immutable(model_judge.__interface__))  # challenge's judge
 scores_judge: public(immutable(score_judge.__interface__))  # challenge_score and challenge_total's judge
 tables_judge: public(immutable(table_judge.__interface__))  # the distance table bisection's judge
+unmasking_judge: public(immutable(secagg_judge.__interface__))  # challenge_unmasking's judge
 fc: public(fedchain.__interface__)
 # Bonds of failed challenges: held here for ever (this contract's whole token balance).
 forfeited: public(uint256)
@@ -137,7 +139,8 @@ event Challenged:
     round_id: indexed(uint256)
     challenger: indexed(address)
     kind: uint8      # 1 aggregate value, 2 one trainer's score, 3 the total score,
-                     # 4 a distance table node's sums, 5 a distance table leaf
+                     # 4 a distance table node's sums, 5 a distance table leaf,
+                     # 6 an unmasked aggregate value (secure aggregation)
     at: uint256      # the value's position (chunk * 64 + j), the trainer's reveal
                      # index, the node's height * 2**32 + position, or the leaf's chunk
     success: bool
@@ -145,14 +148,16 @@ event Challenged:
 
 @deploy
 def __init__(bond_: uint256, selector_: krum.__interface__, model_: model_judge.__interface__,
-             scores_: score_judge.__interface__, tables_: table_judge.__interface__):
+             scores_: score_judge.__interface__, tables_: table_judge.__interface__,
+             unmasking_: secagg_judge.__interface__):
     """
     @param bond_ Tokens a challenger posts; forfeited (kept here for ever) if
            the challenge fails.
     @param selector_ The krum contract (Krum's and Bulyan's selections).
     @param model_ The judge of a model's value (model_judge.vy), `scores_`
            of scores (score_judge.vy), `tables_` of distance tables
-           (table_judge.vy): stateless, fixed here for ever.
+           (table_judge.vy), `unmasking_` of a secure-aggregation round's
+           unmasked aggregate (secagg_judge.vy): stateless, fixed here for ever.
     """
     deployer = msg.sender
     hasher = raw_create(HASHER_INITCODE)
@@ -161,6 +166,7 @@ def __init__(bond_: uint256, selector_: krum.__interface__, model_: model_judge.
     models_judge = model_
     scores_judge = scores_
     tables_judge = tables_
+    unmasking_judge = unmasking_
 
 
 @external
@@ -450,6 +456,47 @@ def challenge_total(
     r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
     wrong: bool = self._judge(scores_judge.address, r)
     log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=3, at=0, success=wrong)
+    self._settle(task_id, round_id, wrong)
+    return wrong
+
+
+@external
+@nonreentrant
+def challenge_unmasking(
+    task_id: uint256,
+    round_id: uint256,
+    vote: judging.Vote,
+    recipe: judging.RecipeRule,
+    chunk: uint256,
+    coordinate: uint256,
+    depth: uint256,
+    nodes: DynArray[address, MAX_UPDATES],
+    update_roots: DynArray[bytes32, MAX_UPDATES],
+    salts: DynArray[bytes32, MAX_UPDATES],
+    seeds: DynArray[bytes32, MAX_UPDATES],
+    masked_chunks: Bytes[131072],
+    masked_proofs: DynArray[bytes32, 5120],
+    parent_chunk: Bytes[CHUNK_BYTES],
+    parent_proof: DynArray[bytes32, MAX_DEPTH],
+    claimed_chunk: Bytes[CHUNK_BYTES],
+    claimed_proof: DynArray[bytes32, MAX_DEPTH],
+) -> bool:
+    """
+    @notice Challenge the leading result of a secure-aggregation round by
+            recomputing value `coordinate` of chunk `chunk` of the new model
+            from the masked updates and the survivors' self-mask seeds
+            (judged by secagg_judge.challenge_unmasking, which documents the
+            arguments and the rounds it judges).
+    @dev Effects and requirements: as `challenge`'s (the bond, the round,
+         the vote, the window, the commitment), and the judge's.
+    @return True if the value was wrong (round reverted), False if the
+            challenge failed (bond forfeited).
+    """
+    task: fedchain.Task = staticcall self.fc.tasks(task_id)
+    r: fedchain.Round = self._under_challenge(task, task_id, round_id, vote, recipe)
+    wrong: bool = self._judge(unmasking_judge.address, r)
+    log Challenged(task_id=task_id, round_id=round_id, challenger=msg.sender, kind=6,
+                   at=chunk * CHUNK + coordinate, success=wrong)
     self._settle(task_id, round_id, wrong)
     return wrong
 

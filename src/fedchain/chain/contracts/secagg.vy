@@ -22,7 +22,9 @@
      Only a trainer that sortition selects for the round may advertise
      (fedchain.is_selected). A key advert is the event's data; bundles and
      answers are blobs named by the sha2-256 digest of their bytes (CIDv1
-     raw), served as every blob is. The contract holds no tokens and judges
+     raw), served as every blob is. With its bundle a trainer posts
+     keccak256 of its self-mask seed (`self_mask`): validators hold the
+     rebuilt seed to it, and secagg_judge.vy reads it. The contract holds no tokens and judges
      nothing: what a bundle or an answer holds is checked by whoever unmasks
      (secagg.unmask). Each step is taken at most once per trainer and round,
      so nobody can change what it published. The revert prefix is
@@ -38,9 +40,15 @@ ADVERTISED: constant(uint8) = 1
 SHARED: constant(uint8) = 2
 ANSWERED: constant(uint8) = 3
 
-core: public(immutable(fedchain.__interface__))
+deployer: immutable(address)
+# the fedchain contract whose rounds this board serves: bound once, by the deployer (the core's
+# challenge contract takes secagg_judge.vy's address, which takes this board's)
+core: public(fedchain.__interface__)
 # task -> round -> trainer -> the last step it took (0: none)
 step: public(HashMap[uint256, HashMap[uint256, HashMap[address, uint8]]])
+# task -> round -> trainer -> keccak256 of its self-mask seed b, posted with its bundle: what
+# every unmasking holds the rebuilt b to, and what secagg_judge.vy reads
+self_mask: public(HashMap[uint256, HashMap[uint256, HashMap[address, bytes32]]])
 # task -> round -> how many trainers advertised (|U1|) / shared (|U_shared|)
 advertised: public(HashMap[uint256, HashMap[uint256, uint256]])
 shared: public(HashMap[uint256, HashMap[uint256, uint256]])
@@ -58,6 +66,7 @@ event SharesPosted:
     round_id: indexed(uint256)
     trainer: indexed(address)
     bundle_cid: bytes32
+    self_mask: bytes32
 
 event UnmaskAnswered:
     task_id: indexed(uint256)
@@ -67,11 +76,19 @@ event UnmaskAnswered:
 
 
 @deploy
-def __init__(core_: fedchain.__interface__):
+def __init__():
+    deployer = msg.sender
+
+
+@external
+def bind(core_: fedchain.__interface__):
     """
-    @param core_ The fedchain contract whose rounds this board serves.
+    @notice Name the fedchain contract whose rounds this board serves (once,
+            by the deployer).
     """
-    core = core_
+    assert msg.sender == deployer, "secagg: not the deployer"
+    assert self.core.address == empty(address), "secagg: already bound"
+    self.core = core_
 
 
 @external
@@ -88,31 +105,34 @@ def advertise(task_id: uint256, round_id: uint256, c_pk: bytes32, s_pk: bytes32)
     assert block.number <= self._advertise_end(sched), "secagg: advertise phase over"
     assert c_pk != empty(bytes32) and s_pk != empty(bytes32), "secagg: empty key"
     assert self.step[task_id][round_id][msg.sender] == 0, "secagg: already advertised"
-    assert staticcall core.is_selected(task_id, round_id, msg.sender, ROLE_TRAINER), "secagg: not selected"
+    assert staticcall self.core.is_selected(task_id, round_id, msg.sender, ROLE_TRAINER), "secagg: not selected"
     self.step[task_id][round_id][msg.sender] = ADVERTISED
     self.advertised[task_id][round_id] += 1
     log KeysAdvertised(task_id=task_id, round_id=round_id, trainer=msg.sender, c_pk=c_pk, s_pk=s_pk)
 
 
 @external
-def share(task_id: uint256, round_id: uint256, bundle_cid: bytes32):
+def share(task_id: uint256, round_id: uint256, bundle_cid: bytes32, self_mask_: bytes32):
     """
     @notice Publish this trainer's share bundle: its seeds' Shamir shares,
-            encrypted to each of its neighbours in U1, and their commitments.
-    @dev Effects: logs SharesPosted; counts the trainer into U_shared.
-         Requirements: the round's share window; the sender advertised in
-         the round and has not shared yet; a non-zero digest.
+            encrypted to each of its neighbours in U1, and their commitments;
+            and keccak256 of its self-mask seed b.
+    @dev Effects: logs SharesPosted; records `self_mask`; counts the trainer
+         into U_shared. Requirements: the round's share window; the sender
+         advertised in the round and has not shared yet; a non-zero digest
+         and hash.
     """
     sched: uint256 = self._schedule(task_id, round_id)
     assert block.number > self._advertise_end(sched), "secagg: share phase not started"
     assert block.number <= self._share_end(sched), "secagg: share phase over"
-    assert bundle_cid != empty(bytes32), "secagg: empty bundle"
+    assert bundle_cid != empty(bytes32) and self_mask_ != empty(bytes32), "secagg: empty bundle"
     s: uint8 = self.step[task_id][round_id][msg.sender]
     assert s != 0, "secagg: not advertised"
     assert s == ADVERTISED, "secagg: already shared"
     self.step[task_id][round_id][msg.sender] = SHARED
     self.shared[task_id][round_id] += 1
-    log SharesPosted(task_id=task_id, round_id=round_id, trainer=msg.sender, bundle_cid=bundle_cid)
+    self.self_mask[task_id][round_id][msg.sender] = self_mask_
+    log SharesPosted(task_id=task_id, round_id=round_id, trainer=msg.sender, bundle_cid=bundle_cid, self_mask=self_mask_)
 
 
 @external
@@ -143,7 +163,7 @@ def windows(task_id: uint256, round_id: uint256) -> (uint256, uint256, uint256):
     @notice The round's last advertise, share and answer blocks (0, 0, 0 if
             the round does not exist).
     """
-    sched: uint256 = (staticcall core.round_facts(task_id, round_id)).schedule
+    sched: uint256 = (staticcall self.core.round_facts(task_id, round_id)).schedule
     if sched == 0:
         return 0, 0, 0
     return self._advertise_end(sched), self._share_end(sched), self._answer_end(sched)
@@ -152,7 +172,7 @@ def windows(task_id: uint256, round_id: uint256) -> (uint256, uint256, uint256):
 @internal
 @view
 def _schedule(task_id: uint256, round_id: uint256) -> uint256:
-    sched: uint256 = (staticcall core.round_facts(task_id, round_id)).schedule
+    sched: uint256 = (staticcall self.core.round_facts(task_id, round_id)).schedule
     assert sched != 0, "secagg: no such round"
     return sched
 

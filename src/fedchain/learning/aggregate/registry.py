@@ -33,6 +33,7 @@ from fedchain.learning.aggregate.common import SEAT, bool_param, malicious, stac
 from fedchain.learning.fixedpoint import QMAX
 
 CHALLENGE_NONE = 0  # the contracts' rule code for a rule they cannot recompute
+CHALLENGE_SECAGG = 7  # FedAvg under secure aggregation, judged by secagg_judge.vy (param1: the model's length)
 MAX_COMMITS = 256  # tasks.vy: the most commitments a round may accept (MAX_REVEALS)
 COMMON_PARAMS = frozenset({"nnm", "num_malicious_nodes"})  # NNM pre-aggregation, with its f, for every rule
 
