@@ -56,7 +56,7 @@ from fedchain.protocol.round import (
     previous_update,
     public_span,
 )
-from fedchain.protocol.secagg_round import Board, SecAggRoundError, compute_secagg_round
+from fedchain.protocol.secagg_round import Board, SecAggRoundError, unmasked
 from fedchain.protocol.sponsor import task_recipe
 from fedchain.storage.cid import cid_from_digest
 from fedchain.storage.codec import decode_tensors
@@ -568,7 +568,7 @@ class Auditor:
         if not board.adverts:
             raise AuditError(r, "board", "secure-aggregation messages", "the board's events", "none in the log")
         try:
-            return compute_secagg_round(self.task_id, r, model, revealed, board, self.store, self.recipe, self.template)
+            return unmasked(self.task_id, r, model, revealed, board, self.store, self.recipe, self.template).result
         except SecAggRoundError as e:
             raise AuditError(r, "finalized result", "unmasking", "an unmaskable round", str(e)) from None
 

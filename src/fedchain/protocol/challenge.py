@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import numpy as np
@@ -169,22 +169,7 @@ class UnmaskingChallenge(Step):
     fn = "challenge_unmasking"
 
     def args(self) -> tuple:
-        return (
-            *self.head(),
-            self.chunk,
-            self.coordinate,
-            self.depth,
-            self.nodes,
-            self.update_roots,
-            self.salts,
-            self.seeds,
-            self.masked_chunks,
-            self.masked_proofs,
-            self.parent_chunk,
-            self.parent_proof,
-            self.claimed_chunk,
-            self.claimed_proof,
-        )
+        return (*self.head(), *(getattr(self, f.name) for f in fields(self)[len(fields(Step)) :]))
 
 
 @dataclass(frozen=True)

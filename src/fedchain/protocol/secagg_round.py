@@ -15,7 +15,7 @@ A secure-aggregation task (``Recipe.secagg``) runs each round through the board 
 4. answer (first half of the vote phase): each sharer answers the public unmasking request
    (survivors U2, dropped U_shared - U2) with the shares it holds and posts the answer's CID.
    After the answer window, validators (and anyone else) unmask the sum of the survivors'
-   weighted updates from this public material alone (``compute_secagg_round``): FedAvg's
+   weighted updates from this public material alone (``unmasked``): FedAvg's
    update, bit for bit, of the updates nobody saw.
 
 The board's windows are ``windows`` (the contract computes the same). Trainer ids in the
@@ -228,23 +228,6 @@ def masked_input(ev: Reveal, store: BlobStore, dim: int, chunk_size: int) -> sec
     return m
 
 
-def compute_secagg_round(
-    task_id: int,
-    round_id: int,
-    model: Model,
-    revealed: Iterable[Reveal],
-    board: Board,
-    store: BlobStore,
-    recipe: Recipe,
-    template: dict[str, np.ndarray],
-    log=None,
-) -> RoundResult:
-    """What every honest validator computes for a secure-aggregation round: a pure function of
-    the previous model, the reveals, the board's messages and the blobs they name. Raises
-    ``SecAggRoundError`` when the round cannot be unmasked."""
-    return unmasked(task_id, round_id, model, revealed, board, store, recipe, template, log).result
-
-
 @dataclass(frozen=True, eq=False)
 class Unmasked:
     """A round's unmasking with what a challenge of it needs: the masked inputs of the
@@ -268,7 +251,10 @@ def unmasked(
     template: dict[str, np.ndarray],
     log=None,
 ) -> Unmasked:
-    """``compute_secagg_round`` with its evidence (``Unmasked``)."""
+    """What every honest validator computes for a secure-aggregation round (``.result``), with
+    the evidence a challenge of it needs: a pure function of the previous model, the reveals,
+    the board's messages and the blobs they name. Raises ``SecAggRoundError`` when the round
+    cannot be unmasked."""
     revealed = in_reveal_order(revealed)
     dim = model.q.size
     try:
@@ -355,7 +341,7 @@ def unmasking_challenge(
 
 
 def node_result(node: Node, log: TaskLog, v: RoundView) -> RoundResult:
-    """``compute_secagg_round`` as a validator runs it, from the board it reads."""
+    """``unmasked(...).result`` as a validator runs it, from the board it reads."""
     return node_unmasking(node, log, v).result
 
 
