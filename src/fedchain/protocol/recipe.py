@@ -30,6 +30,7 @@ import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -322,10 +323,11 @@ class Recipe:
                 del d[k]  # recipes from before fine-tuning keep their bytes
         return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
 
-    @property
+    @cached_property
     def challenge_rule(self) -> tuple[int, int, int, int]:
         """The on-chain challenge rule (see challenges.vy): (rule, param1, param2, score), the
-        registered rule's ``chain_code`` and ``chain_params``."""
+        registered rule's ``chain_code`` and ``chain_params``. Cached: a recipe is immutable, and
+        a secure-aggregation task's rule holds the model's length (a model build)."""
         if self.chunk_size != 64 or self.frac_bits != 16:
             return (CHALLENGE_NONE, 0, 1, SCORE_NONE)
         if self.secagg:  # the unmasked aggregate only (secagg_judge.vy): no single update has a score

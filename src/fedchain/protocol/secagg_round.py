@@ -340,11 +340,6 @@ def unmasking_challenge(
     )
 
 
-def node_result(node: Node, log: TaskLog, v: RoundView) -> RoundResult:
-    """``unmasked(...).result`` as a validator runs it, from the board it reads."""
-    return node_unmasking(node, log, v).result
-
-
 def node_unmasking(node: Node, log: TaskLog, v: RoundView) -> Unmasked:
     """``unmasked`` as a validator or a watcher runs it, from the board it reads."""
     board = Board.read(node.secagg_board(), v.task_id, v.round_id, v.opened)

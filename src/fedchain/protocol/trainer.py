@@ -203,9 +203,9 @@ class Trainer(Node):
         if s is None:  # did not advertise in time (or restarted): sit the round out
             self._committed.add(key)
             return
-        msgs = Board.read(board, *key, v.opened)
         if block <= w.share_end:
             if s.trainer is None:
+                msgs = Board.read(board, *key, v.opened)
                 try:
                     params = msgs.params(*key, self.current_model(log.task_id).q.size)
                     bundle, self_mask = s.share(msgs, params)
@@ -219,7 +219,7 @@ class Trainer(Node):
         if s.trainer is None or self.secagg_fault == "after_share":
             self._committed.add(key)
             return
-        bundles = msgs.bundles(s.trainer.params, self.replica(), self.log)  # kept: served on
+        bundles = Board.read(board, *key, v.opened).bundles(s.trainer.params, self.replica(), self.log)  # served on
         if trainer_id(self.address) not in bundles:
             self.log.warning("round %d: its own share bundle is not among the usable ones: not training", v.round_id)
             self._committed.add(key)

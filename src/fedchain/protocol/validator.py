@@ -17,7 +17,7 @@ from fedchain.chain.layout import Record
 from fedchain.errors import Reverted
 from fedchain.protocol.node import Node, RoundView, TaskLog
 from fedchain.protocol.round import ZERO, RoundResult, Vote, compute_round
-from fedchain.protocol.secagg_round import SecAggRoundError, Windows, node_result
+from fedchain.protocol.secagg_round import SecAggRoundError, Windows, node_unmasking
 
 ROLE_VALIDATOR = 2
 
@@ -168,18 +168,18 @@ class Validator(Node):
         return self._members
 
     def compute(self, log: TaskLog, v: RoundView) -> RoundResult:
-        if self.recipe.secagg:
-            result = node_result(self, log, v)
-            self.store.put(result.blob)
-            return result
-        result = compute_round(
-            v.task_id,
-            v.round_id,
-            self.current_model(v.task_id),
-            log.reveals.get(v.round_id, []),
-            self.store,
-            self.recipe,
-            self.template,
+        result = (
+            node_unmasking(self, log, v).result  # a secure-aggregation round: from the board
+            if self.recipe.secagg
+            else compute_round(
+                v.task_id,
+                v.round_id,
+                self.current_model(v.task_id),
+                log.reveals.get(v.round_id, []),
+                self.store,
+                self.recipe,
+                self.template,
+            )
         )
         if result.table_blob is not None:
             self.store.put(result.table_blob)  # before the model: the model's lineage names it
