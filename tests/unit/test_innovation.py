@@ -18,7 +18,7 @@ from fedchain.learning.fixedpoint import chunked_dot
 from fedchain.learning.innovation import innovation_scores, orthogonalize, residual
 from fedchain.learning.models import build_model
 from fedchain.learning.train import TrainConfig, flatten, get_params, train_local, unflatten
-from fedchain.learning.validation_score import root_indices, validation_scores
+from fedchain.learning.validation_score import class_gains, root_indices, validation_scores
 from fedchain.protocol.round import Lineage
 from fedchain.sim.attacks import ATTACKS, PUBLIC_ATTACKS, Knowledge
 
@@ -122,13 +122,17 @@ def test_a_rescaled_noised_public_update_earns_nothing_and_fresh_training_earns(
     new = validation_scores("logreg", q1, [residual(u, basis) for u in updates], template, xq, y)
     plain = validation_scores("logreg", q1, updates, template, xq, y)
     innov = innovation_scores("logreg", q1, updates, public, template, xq, y)
-    assert innov == [isqrt(a * b) for a, b in zip(plain, new)]
+    by_class = class_gains("logreg", q1, updates, template, xq, y)
+    new_by_class = class_gains("logreg", q1, [residual(u, basis) for u in updates], template, xq, y)
+    assert innov == [sum(isqrt(a * b) for a, b in zip(cu, cr)) for cu, cr in zip(by_class, new_by_class)]
     assert sum(s > 0 for s in new[:8]) >= 6
     assert max(new[8:]) <= 0.05 * np.mean(new[:8])  # the free-riders' residual is noise: nothing new
     assert min(plain[8:]) > 0.5 * np.mean(plain[:8])  # the root-set score alone pays them well
     assert max(innov[8:]) <= 0.5 * np.mean(innov[:8])  # the innovation score does not
-    # round 0 (nothing public yet): the innovation score is the root-set score
-    assert innovation_scores("logreg", q1, updates, [], template, xq, y) == plain
+    # round 0 (nothing public yet): the sum of the per-class gains, at least the root-set score
+    round0 = innovation_scores("logreg", q1, updates, [], template, xq, y)
+    assert round0 == [sum(c) for c in by_class]
+    assert all(a >= b for a, b in zip(round0, plain))
 
 
 # -- the public-information free-riders
@@ -155,3 +159,25 @@ def test_public_free_riders_read_only_earlier_rounds_and_look_like_an_update():
     copy = ATTACKS["freerider_copy"].craft(_knowledge(history, revealed))
     best = max(np.dot(copy, u) / np.linalg.norm(copy) / np.linalg.norm(u) for u in revealed)
     assert 0.85 < best < 0.95  # a copy, disguised
+
+
+def test_a_trainer_that_holds_two_classes_is_paid_for_the_classes_it_helps():
+    # The non-IID case the whole-root-set gain starves: a trainer with only classes 3 and 8
+    # pushes the model towards them, which hurts the other eight about as much as it helps.
+    template, q1, g0, last, honest, xq, y = _world()
+    data = load_dataset("digits", seed=0)
+    mine = np.isin(data.y_train, [3, 8])
+    net = build_model("logreg", data.input_shape, data.num_classes, seed=0)
+    params = unflatten(fp.from_fixed(q1), template)
+    t = train_local(net, params, data.x_train[mine][:60], data.y_train[mine][:60], TrainConfig(epochs=2, lr=0.1), 7)
+    narrow = fp.to_fixed(flatten({k: (t[k] - params[k]).astype(np.float32) for k in params}))
+    updates = [*honest[:8], narrow]
+    public = [g0, *last]
+    per_class = class_gains("logreg", q1, updates, template, xq, y)[-1]
+    whole = validation_scores("logreg", q1, updates, template, xq, y)[-1]
+    score = innovation_scores("logreg", q1, updates, public, template, xq, y)
+    assert sum(per_class) > 2 * whole  # the whole-set gain nets its help against its harm
+    assert per_class[3] + per_class[8] > 0.5 * sum(per_class)  # the credit is for its own classes
+    # the whole-set product isqrt(V(u) * V(r)) paid it 0 here; class by class it earns at least
+    # what the lowest-paid of the eight other honest trainers earns
+    assert score[-1] >= min(score[:8]) > 0

@@ -338,11 +338,7 @@ def run_cell(cell: Cell, setup: Setup = Setup()) -> dict:
         validation.pay(r, _by_trainer(n, ids, root_scores))
         public = history[:PUBLIC_ROUNDS] + last if history else []
         innovation_scores = (
-            round_scores(
-                by_innovation, q, list(qs.values()), new_q - q, template, public=public, root_scores=root_scores
-            )
-            if ids
-            else []
+            round_scores(by_innovation, q, list(qs.values()), new_q - q, template, public=public) if ids else []
         )
         innovation.pay(r, _by_trainer(n, ids, innovation_scores))
         q, prev = new_q, new_q - q

@@ -14,22 +14,28 @@ So the score first removes from each update its projection on the public span
         + every update accepted in round t - 1
 
 (all on chain or in blobs named on chain before round t's commits), which leaves the
-update's innovation, and pays an update for being both useful and new:
+update's innovation, and pays an update for being both useful and new, class by class of the
+root set:
 
     r_i     = u_i - proj_B(u_i)
-    score_i = isqrt(V(u_i) * V(r_i))
+    score_i = sum over classes c of isqrt(V_c(u_i) * V_c(r_i))
 
-V is the root-set score (``validation_score``: the 1/n step's gain in the root set's
-true-class probability mass, floored at 0, with the norm penalty; n, the median norm and
-the seats counted as there, over the round's updates and over their residuals). A
-combination of public vectors, scaled or noised, leaves a residual of noise, which to first
-order neither helps nor hurts the root set: V(r_i) ~ 0. An honest update's residual is what
-it learned at the current model from data nobody else holds. Why the geometric mean and not
-V(r_i) alone: an omniscient ALIE attacker (the mean of the round's honest updates, shifted)
-has the residual of the honest mean, which helps the root set (0.55 of an honest reward per
-head at 30%, FedAvg, digits, seed 0), while its whole update hurts it (V(u_i): 0.08); the
-product needs both, and pays it 0.13. Round 0 has no public span: r_i = u_i and the score
-is V(u_i).
+V_c is the root-set gain on the root examples of class c (``validation_score.class_gains``:
+the 1/n step's gain in their true-class probability mass, floored at 0, with the norm
+penalty; n, the median norm and the seats counted as there, over the round's updates and over
+their residuals). A combination of public vectors, scaled or noised, leaves a residual of
+noise, which to first order neither helps nor hurts the root set: V_c(r_i) ~ 0. An honest
+update's residual is what it learned at the current model from data nobody else holds.
+
+Why the product: an omniscient ALIE attacker (the mean of the round's honest updates,
+shifted) has the residual of the honest mean, which helps the root set, while its whole
+update, shifted, hurts it; V(r_i) alone paid it 0.55 of an honest reward per head (30%,
+FedAvg, digits, seed 0), the product 0.13. Why class by class: a non-IID trainer whose data
+is mostly two classes helps those two and hurts the others, so its gain on the whole root set
+is about 0 and it was starved (0.09 of the median honest reward, seed 2); class by class it is
+paid for the classes it helps (0.57), while a free-rider's residual noise helps no class
+much (docs/incentives.md has the measurements). Round 0 has no public span: r_i = u_i and the
+score is the sum of u_i's per-class gains.
 
 Exact: ``orthogonalize`` is modified Gram-Schmidt in integers. Each projection subtracts
 ``floor(e * a / 2**32)`` with ``a = floor(<v, e> * 2**32 / <e, e>)`` (``_minus_projection``),
@@ -47,7 +53,7 @@ from math import isqrt
 import numpy as np
 
 from fedchain.learning.fixedpoint import chunked_dot
-from fedchain.learning.validation_score import validation_scores
+from fedchain.learning.validation_score import class_gains
 
 FRAC = 32  # fractional bits of a projection coefficient
 
@@ -96,20 +102,19 @@ def innovation_scores(
     xq: np.ndarray,
     y: np.ndarray,
     seats: Sequence[int] | None = None,
-    useful: Sequence[int] | None = None,
 ) -> list[int]:
-    """Each update's innovation score, ``isqrt(V(u_i) * V(r_i))`` (module docstring), in order.
+    """Each update's innovation score, ``sum over classes c of isqrt(V_c(u_i) * V_c(r_i))``
+    (module docstring), in order.
 
-    ``public`` is the round's public span in its canonical order (the last global update,
-    then the last round's accepted updates in reveal order; empty in round 0); ``useful``
-    the updates' root-set scores V(u_i) where the caller has them already; the other
-    arguments are ``validation_scores``'.
+    ``public`` is the round's public span in its canonical order (the last global updates,
+    newest first, then the last round's accepted updates in reveal order; empty in round 0,
+    when r_i = u_i and the score is the sum of u_i's per-class gains); the other arguments are
+    ``validation_scores``'.
     """
-    if useful is None:
-        useful = validation_scores(model, parent_q, updates, template, xq, y, seats)
-    useful = list(useful)
-    if not public:
-        return useful  # isqrt(v * v) == v
-    basis = orthogonalize(public)
-    new = validation_scores(model, parent_q, [residual(u, basis) for u in updates], template, xq, y, seats)
-    return [isqrt(a * b) for a, b in zip(useful, new)]
+    useful = class_gains(model, parent_q, updates, template, xq, y, seats)
+    if public:
+        basis = orthogonalize(public)
+        new = class_gains(model, parent_q, [residual(u, basis) for u in updates], template, xq, y, seats)
+    else:
+        new = useful
+    return [sum(isqrt(a * b) for a, b in zip(cu, cr)) for cu, cr in zip(useful, new)]

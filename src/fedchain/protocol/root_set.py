@@ -75,7 +75,7 @@ def round_scores(
     "innovation"); ``seats`` (basis points, one seat each if omitted) matter to the root-set
     scores, ``public`` (``round.public_span``) to the innovation score only, and
     ``root_scores`` are the updates' root-set scores where the caller computed them already
-    (Zeno selects by them): both root-set-based scores use them instead of computing again."""
+    (Zeno selects by them): the root-set score uses them instead of computing again."""
     if recipe.score == "cosine":
         return cosine_scores(updates, aggregate)
     if recipe.score == "validation":
@@ -84,7 +84,7 @@ def round_scores(
         return validation_round_scores(recipe, parent_q, updates, template, seats)
     if recipe.score == "innovation":
         rs = root_set(recipe)
-        return innovation_scores(recipe.model, parent_q, updates, public, template, rs.xq, rs.y, seats, root_scores)
+        return innovation_scores(recipe.model, parent_q, updates, public, template, rs.xq, rs.y, seats)
     raise LearningError(f"unknown score {recipe.score!r}; choose one of {list(SCORES)}")
 
 
