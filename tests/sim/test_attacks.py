@@ -56,6 +56,7 @@ def test_registry_names_every_attack_of_the_issue():
         "freerider_extrap",
         "freerider_old",
         "freerider_copy",
+        "freerider_lucky",
     }
     assert set(PROTOCOL_ATTACKS) == {"copier", "withholder", "sybil"}
     assert set(PUBLIC_ATTACKS) == {a for a in UPDATE_ATTACKS if a.startswith("freerider_")}

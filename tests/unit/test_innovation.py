@@ -151,7 +151,8 @@ def test_public_free_riders_read_only_earlier_rounds_and_look_like_an_update():
         a = ATTACKS[name]
         assert a.public and not a.trains and not a.omniscient
         v = a.craft(_knowledge(history, revealed))
-        assert v.shape == (D,) and 0.5 * median < np.linalg.norm(v) < 1.5 * median, name
+        low, high = (2.0, 2.5) if name == "freerider_lucky" else (0.5, 1.5)  # lucky: as noisy as is unpenalised
+        assert v.shape == (D,) and low * median < np.linalg.norm(v) < high * median, name
         # round 0: nothing is public, so it is the plain free-rider (tiny noise)
         assert np.linalg.norm(a.craft(_knowledge((), None))) < 0.1, name
     delta = ATTACKS["freerider_delta"].craft(_knowledge(history, revealed))

@@ -21,7 +21,11 @@ update's size looks like) and disguised with noise:
   span (``round.PUBLIC_ROUNDS``), an attacker who knows that score and sends what it
   does not project away;
 - ``freerider_copy``: another trainer's update of the last round, with noise of half
-  its norm (cosine 0.9 to the original).
+  its norm (cosine 0.9 to the original);
+- ``freerider_lucky``: an attacker who knows the innovation score is paid class by class
+  and bets on luck: the last global update plus noise twice its norm, as large as the norm
+  penalty allows (the whole stays under 2.5x the median norm), so that its residual, the
+  noise, is as large as it can be and helps some classes of the root set by chance.
 """
 
 from __future__ import annotations
@@ -85,6 +89,13 @@ def _copy(k: Knowledge) -> np.ndarray:
     return src + k.rng.normal(0.0, 0.5 * float(np.linalg.norm(src)) / np.sqrt(src.size), size=src.size)
 
 
+LUCKY = 2.0  # noise norm of freerider_lucky over the median norm: sqrt(1 + 2**2) = 2.24 < 2.5, unpenalised
+
+
+def _lucky(k: Knowledge) -> np.ndarray:
+    return _disguised(k.history[0], k, noise=LUCKY)
+
+
 ATTACK = Attack("freerider", craft=lambda k: craft(k.model.size, k.rng), trains=False)
 PUBLIC = (
     Attack("freerider_delta", craft=_public(lambda k: _disguised(k.history[0], k)), trains=False, public=True),
@@ -94,4 +105,5 @@ PUBLIC = (
     Attack("freerider_extrap", craft=_public(lambda k: _disguised(_extrap(k), k)), trains=False, public=True),
     Attack("freerider_old", craft=_public(lambda k: _disguised(_old(k), k)), trains=False, public=True),
     Attack("freerider_copy", craft=_public(_copy), trains=False, public=True),
+    Attack("freerider_lucky", craft=_public(_lucky), trains=False, public=True),
 )
