@@ -142,3 +142,19 @@ def test_the_challenge_rule_names_what_the_contract_can_recompute():
     assert Recipe(rule="fedavg", score="validation").challenge_rule == (1, 0, 1, 0)
     assert Recipe(rule="fedavg", chunk_size=128).challenge_rule == (0, 0, 1, 0)
     assert Recipe(rule="fedavg").hash != Recipe(rule="fedmedian").hash
+
+
+def test_the_command_line_pays_by_the_innovation_score_where_a_task_can_run_it():
+    import typer
+
+    from fedchain.cli.checks import score
+
+    assert score(None, "cnn") == "innovation"  # the default: public-information free-riders earn next to nothing
+    assert score("cosine", "cnn") == "cosine"  # asked for
+    # a task the root-set scores cannot run keeps the cosine score, unasked
+    assert score(None, "cnn", flower=True) == "cosine"
+    assert score(None, "cnn", lora=True) == "cosine"
+    assert score(None, "cnn", secagg=True) == "cosine"
+    assert score(None, "tests.byo.tiny_net:make") == "cosine"
+    with pytest.raises(typer.BadParameter, match="not one of"):
+        score("median", "cnn")

@@ -122,6 +122,29 @@ def model_scores(model: str, rule: str, score: str = "cosine", flag: str = "--mo
         )
 
 
+SCORE_HELP = (
+    "Contribution score: innovation (the default where the task can run it: per class of the validators' "
+    "root set, the gain of the update and of what it adds to the last rounds' public updates; a free-rider "
+    "that sends public information earns next to nothing) | cosine (agreement with the aggregate, checked "
+    "on chain; the default for Flower clients, entry-point models, LoRA and --secagg) | validation (gain on "
+    "the root set)."
+)
+
+
+def score(value: str | None, model: str, flower: bool = False, lora: bool = False, secagg: bool = False) -> str:
+    """The task's contribution score: ``value`` if given (checked), otherwise the default,
+    ``DEFAULT_SCORE`` (innovation) where the task can run it and cosine where it cannot: the
+    root-set scores run the built-in models' exact forward pass (not an entry point's, a
+    Flower client's or LoRA layers), and under secure aggregation no single update is seen."""
+    from fedchain.learning.models import is_entry_point
+    from fedchain.protocol.recipe import DEFAULT_SCORE
+    from fedchain.protocol.root_set import SCORES
+
+    if value is not None:
+        return one_of("--score", value, SCORES)
+    return "cosine" if flower or lora or secagg or is_entry_point(model) else DEFAULT_SCORE
+
+
 def partition(value: str, flag: str = "--partition") -> str:
     from fedchain.learning.data import PARTITIONERS
 

@@ -22,6 +22,8 @@ from typing import Annotated
 
 import typer
 
+from fedchain.cli.checks import SCORE_HELP
+
 app = typer.Typer(help="A local network: chain, contracts and nodes, one process each.", no_args_is_help=True)
 
 FEDCHAIN = [sys.executable, "-m", "fedchain"]
@@ -101,6 +103,7 @@ def up(
     ] = "mlp",
     partition: Annotated[str, typer.Option(help="iid | dirichlet | pathological.")] = "iid",
     rule: Annotated[str, typer.Option(help="Aggregation rule.")] = "fedavg",
+    score: Annotated[str | None, typer.Option(help=SCORE_HELP, show_default=False)] = None,
     epochs: Annotated[int, typer.Option(help="Local epochs per round.")] = 2,
     lr: Annotated[float, typer.Option(help="Local SGD learning rate.")] = 0.1,
     folder: Annotated[
@@ -136,7 +139,8 @@ def up(
     checks.dataset(dataset)
     checks.model(model)
     checks.model_fits(model, dataset)
-    checks.model_scores(model, rule)
+    score = checks.score(score, model, secagg=secagg)
+    checks.model_scores(model, rule, score)
     checks.partition(partition)
     for flag, value, low in (
         ("--validators", validators, 1),
@@ -196,7 +200,7 @@ def up(
                     "--trainers-per-round", str(trainers), "--validators-per-round", str(validators),
                     "--wait-for-trainers", str(trainers), "--wait-for-validators", str(validators),
                     "--commit-blocks", commit, "--reveal-blocks", blocks, "--validate-blocks", blocks,
-                    "--challenge-blocks", "1", *(["--secagg"] if secagg else []))  # fmt: skip
+                    "--challenge-blocks", "1", "--score", score, *(["--secagg"] if secagg else []))  # fmt: skip
         typer.echo("sponsor: creates the task once every node is staked")
         finished = _follow(folder / "deployment.json", procs, rounds, stop)
         if finished and not exit_when_done:

@@ -30,6 +30,7 @@ from fedchain.cli._common import (
     names,
     parse_rule_params,
 )
+from fedchain.cli.checks import SCORE_HELP
 from fedchain.sim.adversaries import ADVERSARIES
 from fedchain.sim.attacks import ATTACKS
 from fedchain.sim.attacks.trainer import byzantine_count
@@ -89,14 +90,7 @@ def simulate(
             help='The rule\'s parameters as a JSON object, e.g. \'{"num_malicious_nodes": 6, "clip": true}\'.'
         ),
     ] = "{}",
-    score: Annotated[
-        str,
-        typer.Option(
-            help="Contribution score: cosine (agreement with the aggregate) | validation (gain on the "
-            "validators' root set) | innovation (root-set gain of what the update adds to the last "
-            "rounds' public updates)."
-        ),
-    ] = D.score,
+    score: Annotated[str | None, typer.Option(help=SCORE_HELP, show_default=False)] = None,
     colluders: Annotated[
         int, typer.Option(help="Validators (the first N) that collude: they vote for a sabotaged model.")
     ] = D.colluders,
@@ -168,14 +162,13 @@ def simulate(
     """
     from fedchain.cli import checks
     from fedchain.learning.aggregate import registry
-    from fedchain.protocol.root_set import SCORES
     from fedchain.sim.adversaries.colluder import COLLUDERS
 
     checks.dataset(dataset)
     checks.model(model)
     checks.model_fits(model, dataset)
     checks.partition(partition)
-    checks.one_of("--score", score, SCORES)
+    score = checks.score(score, model, flower_client is not None, lora_rank > 0, secagg)
     checks.one_of("--collusion", collusion, COLLUDERS)
     if attack is not None:
         checks.one_of("--attack", attack, ATTACKS)

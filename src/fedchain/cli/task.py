@@ -45,6 +45,7 @@ from fedchain.cli._common import (
     resolve_account,
     setup_logging,
 )
+from fedchain.cli.checks import SCORE_HELP
 
 # seconds the sponsor waits, after the task finished, for its last models to be evaluated and reported
 EVALUATION_GRACE = 60.0
@@ -105,6 +106,7 @@ def create(
     dp_delta: DpDeltaOpt = 1e-5,
     dp_sampling_rate: DpSamplingRateOpt = 0.05,
     dp_steps: DpStepsOpt = 10,
+    score: Annotated[str | None, typer.Option(help=SCORE_HELP, show_default=False)] = None,
     secagg: Annotated[
         bool,
         typer.Option(
@@ -195,14 +197,15 @@ def create(
     ):
         checks.at_least(flag, value, low)
     params = parse_rule_params(rule, rule_params)
+    score = checks.score(score, model, entry is not None, lora_rank > 0, secagg)
     if entry is None:
-        checks.model_scores(model, rule)
+        checks.model_scores(model, rule, score)
     targets, full = names(lora_targets), names(lora_full)
     if base_model is not None and entry is not None:
         fail("--base-model fine-tunes fedchain's own models: a Flower client brings its own", 2)
     base_file = Path(base_model) if base_model is not None and Path(base_model).exists() else None
     if base_model is None or base_file is not None:  # a CID is checked once the peers can serve it
-        checks.fine_tuning(model, dataset, base_file, lora_rank, targets, full, rule=rule)
+        checks.fine_tuning(model, dataset, base_file, lora_rank, targets, full, score=score, rule=rule)
     dp_fields = dp_recipe(dp, dp_epsilon, dp_noise, dp_clip, dp_delta, dp_sampling_rate, dp_steps, rounds)
     if dp_fields and entry is not None:
         fail("--dp is for fedchain's own trainers: a Flower client trains with its own code", 2)
@@ -232,6 +235,7 @@ def create(
             **described,
             rule=rule,
             rule_params=params,
+            score=score,
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,

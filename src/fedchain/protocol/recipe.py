@@ -48,6 +48,9 @@ from fedchain.learning.models.source import check_source
 from fedchain.learning.train import Params, TrainConfig, get_params
 
 SCORE_NONE, SCORE_COSINE = 0, 1
+# what `fedchain simulate` and `fedchain task create` pay by unless told (cli.checks.score): the
+# score under which public-information free-riders earn next to nothing (docs/incentives.md)
+DEFAULT_SCORE = "innovation"
 FLOWER = "flower:"  # the model of a task trained by Flower clients: "flower:MODULE:ATTR"
 
 
@@ -120,7 +123,10 @@ class Recipe:
     num_classes: int = 10
     rule: str = "fedavg"
     rule_params: Mapping[str, Any] = field(default_factory=RuleParams)
-    score: str = "cosine"  # "cosine", "validation" or "innovation" (fedchain.protocol.root_set)
+    # "cosine", "validation" or "innovation" (fedchain.protocol.root_set). The field's default is the
+    # score every task can run (any model, Flower, LoRA, secagg); the command line's default is
+    # DEFAULT_SCORE where the task can run it (cli.checks.score; docs/decisions.md, "The default score")
+    score: str = "cosine"
     root_set_size: int = 100  # validators' root set, drawn from the held-out split
     data_seed: int = 0  # seed of the train/test split and of the root set draw
     epochs: int = 1

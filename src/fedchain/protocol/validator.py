@@ -15,6 +15,7 @@ from __future__ import annotations
 from fedchain.chain import commitments
 from fedchain.chain.layout import Record
 from fedchain.errors import Reverted
+from fedchain.protocol import root_set
 from fedchain.protocol.node import Node, RoundView, TaskLog
 from fedchain.protocol.round import ZERO, RoundResult, Vote, compute_round
 from fedchain.protocol.secagg_round import SecAggRoundError, Windows, node_unmasking
@@ -85,6 +86,8 @@ class Validator(Node):
             self.send("join", *key)  # if this raises, the next step tries again
             self._members.add(key)
             self.log.info("round %d: joined the committee", v.round_id)
+            if self.recipe.score != "cosine":  # load the root set now, not in the vote window (cached)
+                root_set.root_set(self.recipe)
         self._joined.add(key)
 
     # -- vote
