@@ -240,3 +240,14 @@ def test_get_and_eval_read_a_live_chain_over_rpc(tmp_path):
     assert scored.exit_code == 0, scored.output
     m = re.search(r"\((\d+) of (\d+) examples\)", scored.output)
     assert m and int(m[1]) / int(m[2]) == accuracy, scored.output
+
+
+def test_the_simulation_pays_by_the_innovation_score_unless_told(sim):
+    # the default score: the lineage names the accepted updates (the next round's public span),
+    # which only an innovation-score task's model blobs carry, and the scores paid are positive
+    from fedchain.protocol.round import Lineage
+
+    digest = task_record(sim)["model_cid"]
+    lineage = Lineage.from_blob(LocalBlobStore(sim / "sim" / "blobs").get(cid_from_digest(bytes.fromhex(digest[2:]))))
+    assert len(lineage.updates) == 3
+    assert sum(s for _, s in lineage.scores) > 0
