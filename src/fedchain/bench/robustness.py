@@ -150,8 +150,10 @@ def cell_recipe(dataset: str, rule: str, byzantine_fraction: float, setup: Setup
 
 def uses_root_set(rule: str, recipe: Recipe | None = None) -> bool:
     """Whether validators use trusted root data: FLTrust and Zeno do, and so does a root-set score."""
+    if recipe is not None:
+        return recipe.uses_root_set
     r = RULES[rule]
-    return r.needs_root_set or r.needs_root_scores or (recipe is not None and recipe.score != "cosine")
+    return r.needs_root_set or r.needs_root_scores
 
 
 @lru_cache(maxsize=4)

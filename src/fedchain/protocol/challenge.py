@@ -110,8 +110,10 @@ def commit(challenges: Contract, account, fn: str, args: tuple) -> Receipt:
 
 
 @dataclass(frozen=True)
-class Challenge(Step):
-    """The arguments of ``challenges.challenge`` for one round."""
+class ChunkStep(Step):
+    """A call that recomputes one value of the round's new model: where (the chunk, the
+    coordinate in it, the model tree's depth) and from whose updates (the revealers in reveal
+    order, with the update roots and salts that open their commitments)."""
 
     chunk: int
     coordinate: int
@@ -119,6 +121,12 @@ class Challenge(Step):
     nodes: list[str]
     update_roots: list[bytes]
     salts: list[bytes]
+
+
+@dataclass(frozen=True)
+class Challenge(ChunkStep):
+    """The arguments of ``challenges.challenge`` for one round."""
+
     update_chunks: bytes
     update_proofs: list[bytes]
     parent_chunk: bytes
@@ -148,16 +156,10 @@ class Challenge(Step):
 
 
 @dataclass(frozen=True)
-class UnmaskingChallenge(Step):
+class UnmaskingChallenge(ChunkStep):
     """The arguments of ``challenges.challenge_unmasking``: one value of a secure-aggregation
     round's new model, recomputed from the masked chunks and the self-mask seeds."""
 
-    chunk: int
-    coordinate: int
-    depth: int
-    nodes: list[str]
-    update_roots: list[bytes]
-    salts: list[bytes]
     seeds: list[bytes]
     masked_chunks: bytes
     masked_proofs: list[bytes]

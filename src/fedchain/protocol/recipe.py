@@ -219,12 +219,18 @@ class Recipe:
                 f"(not {self.rule} {dict(self.rule_params)}, score {self.score}"
                 + (", Flower clients)" if self.flower else ")")
             )
-        evaluates = self.score != "cosine" or (rule is not None and (rule.needs_root_set or rule.needs_root_scores))
-        if self.lora_rank and evaluates:
+        if self.lora_rank and self.uses_root_set:
             raise ValueError(
                 f"a LoRA task is scored by cosine with a rule that needs no root set ({self.score} score, {self.rule} "
                 "rule): the exact integer forward pass those run has no LoRA layers"
             )
+
+    @property
+    def uses_root_set(self) -> bool:
+        """Whether validators evaluate on the root set: a root-set score, or a rule that trains or
+        scores on it (FLTrust, Zeno)."""
+        rule = registry.RULES.get(self.rule)
+        return self.score != "cosine" or (rule is not None and (rule.needs_root_set or rule.needs_root_scores))
 
     def train_config(self, epochs: int | None = None) -> TrainConfig:
         """The local training this recipe prescribes (``epochs`` overrides, for baselines)."""

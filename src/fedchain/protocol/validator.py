@@ -86,7 +86,7 @@ class Validator(Node):
             self.send("join", *key)  # if this raises, the next step tries again
             self._members.add(key)
             self.log.info("round %d: joined the committee", v.round_id)
-            if self.recipe.score != "cosine":  # load the root set now, not in the vote window (cached)
+            if self.recipe.uses_root_set:  # load the root set now, not in the vote window (cached)
                 root_set.root_set(self.recipe)
         self._joined.add(key)
 
